@@ -1,0 +1,1 @@
+"""Piccolo tables, migrations and the repository: the only code that touches tables."""

@@ -1,0 +1,96 @@
+"""Open the process's one database engine, bind every table to it, and migrate."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from piccolo.apps.migrations.commands.forwards import run_forwards
+from piccolo.apps.migrations.tables import Migration
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+from runwire.db import piccolo_conf
+from runwire.db.tables import ALL_TABLES
+from runwire.domain.errors import RunwireError
+
+# Piccolo's migration runner locates its engine through this module; setting the name here (not
+# in settings.py) keeps it an internal detail rather than a user-facing setting.
+os.environ.setdefault("PICCOLO_CONF", "runwire.db.piccolo_conf")
+
+
+class DatabaseUrlInvalid(RunwireError):
+    """The database URL is not a SQLite or Postgres URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The engine every table of this process is bound to."""
+
+    engine: Engine
+    url: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.engine, PostgresEngine)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, url: str, *, migrate: bool = False) -> AsyncIterator[Database]:
+        """Bind all tables to the engine for `url` (with a pool on Postgres) for the block."""
+        engine = engine_for(url)
+        bind(engine)
+        if isinstance(engine, SQLiteEngine):
+            # WAL lets readers (subscribers, history) proceed while the event log writes.
+            await engine.run_ddl("PRAGMA journal_mode=WAL")
+        database = cls(engine=engine, url=url)
+        if migrate:
+            await database.migrate()
+        if isinstance(engine, PostgresEngine):
+            await engine.start_connection_pool(min_size=2, max_size=20)
+        try:
+            yield database
+        finally:
+            if isinstance(engine, PostgresEngine):
+                await engine.close_connection_pool()
+
+    async def migrate(self) -> None:
+        """Apply every Piccolo migration that has not run yet."""
+        with contextlib.redirect_stdout(None):
+            result = await run_forwards(app_name="runwire")
+        if not result.success:
+            raise RunwireError(f"migration failed: {result.message}")
+
+
+def engine_for(url: str) -> Engine:
+    """A Piccolo engine for a SQLAlchemy-style SQLite URL or a Postgres URL."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:////abs/path.sqlite → /abs/path.sqlite; sqlite:///rel.sqlite → rel.sqlite
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise DatabaseUrlInvalid(f"no file path in database URL {_redacted(url)}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=path, timeout=30)
+    if parts.scheme in {"postgres", "postgresql"}:
+        return PostgresEngine(config={"dsn": url})
+    raise DatabaseUrlInvalid(f"unsupported database URL {_redacted(url)}")
+
+
+def bind(engine: Engine) -> None:
+    """Point every table (ours and Piccolo's migration table) at `engine`."""
+    piccolo_conf.DB = engine
+    for table in [*ALL_TABLES, Migration]:
+        table._meta.db = engine
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

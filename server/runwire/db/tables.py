@@ -1,0 +1,123 @@
+"""Piccolo tables. Indexes and unique constraints live in the migrations, not here."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    Float,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+
+class Scenario(Table, tablename="runwire_scenario"):
+    """One version of a named scenario; (name, version) is unique."""
+
+    id = Serial(primary_key=True)
+    name = Varchar(length=100, index=True)
+    version = Integer()
+    description = Text(default="")
+    definition = JSON()
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+
+
+class Execution(Table, tablename="runwire_execution"):
+    """One execution; status and timing are projections of its events."""
+
+    id = Varchar(length=36, primary_key=True)
+    name = Varchar(length=100, default="")
+    status = Varchar(length=16)
+    scenario_name = Varchar(length=100, null=True, default=None)
+    scenario_version = Integer(null=True, default=None)
+    definition = JSON()
+    inputs = JSON()
+    labels = JSON()
+    priority = Integer(default=0)
+    timeout_seconds = Float(null=True, default=None)
+    grace_seconds = Float(null=True, default=None)
+    queued_at = Timestamptz()
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+    error = Text(null=True, default=None)
+    last_seq = Integer(default=0)
+    owner = Varchar(length=64, null=True, default=None)
+    lease_expires_at = Timestamptz(null=True, default=None)
+    created_by = Varchar(length=200, default="")
+
+
+class ExecutionLabel(Table, tablename="runwire_execution_label"):
+    """One label of one execution, so label filters use an index on both databases."""
+
+    id = Serial(primary_key=True)
+    execution_id = Varchar(length=36)
+    label = Varchar(length=200)
+
+
+class StepRun(Table, tablename="runwire_step_run"):
+    """One attempt of one step; (execution_id, key, attempt) is unique."""
+
+    id = Serial(primary_key=True)
+    execution_id = Varchar(length=36)
+    key = Varchar(length=100)
+    kind = Varchar(length=50)
+    position = Integer()
+    attempt = Integer()
+    status = Varchar(length=16)
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+    exit_code = Integer(null=True, default=None)
+    output = JSON(null=True, default=None)
+    error = Text(null=True, default=None)
+
+
+class Event(Table, tablename="runwire_event"):
+    """The event log; (execution_id, seq) is unique and seqs have no gaps."""
+
+    id = Serial(primary_key=True)
+    execution_id = Varchar(length=36)
+    seq = Integer()
+    at = Timestamptz()
+    type = Varchar(length=24)
+    step_key = Varchar(length=100, null=True, default=None)
+    attempt = Integer(null=True, default=None)
+    data = JSON()
+
+
+class ControlRequest(Table, tablename="runwire_control_request"):
+    """A request to the runner that owns an execution (stop), durable across processes."""
+
+    id = Serial(primary_key=True)
+    execution_id = Varchar(length=36, index=True)
+    action = Varchar(length=16)
+    reason = Text(default="")
+    actor = Varchar(length=200, default="")
+    grace_seconds = Float(null=True, default=None)
+    requested_at = Timestamptz()
+    handled_at = Timestamptz(null=True, default=None)
+
+
+class Activity(Table, tablename="runwire_activity"):
+    """Audit: who started or stopped what, and why."""
+
+    id = Serial(primary_key=True)
+    at = Timestamptz()
+    actor = Varchar(length=200)
+    action = Varchar(length=50)
+    execution_id = Varchar(length=36, null=True, default=None, index=True)
+    detail = JSON()
+
+
+ALL_TABLES: list[type[Table]] = [
+    Scenario,
+    Execution,
+    ExecutionLabel,
+    StepRun,
+    Event,
+    ControlRequest,
+    Activity,
+]

@@ -1,0 +1,1 @@
+"""Plain values, statuses, errors and services; imports no framework."""

@@ -1,0 +1,1 @@
+"""Claim queued executions, run their steps, react to control requests."""
