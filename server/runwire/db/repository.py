@@ -1,0 +1,584 @@
+"""The repository: every read and write of Runwire's tables, on SQLite and Postgres alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+
+from runwire.db import tables
+from runwire.db.engine import Database
+from runwire.domain.clock import utc_now
+from runwire.domain.models import (
+    Activity,
+    Event,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ScenarioVersion,
+    StepRun,
+    StepStatus,
+)
+from runwire.domain.queries import Cursor, ExecutionFilter, Page, QueueCounts
+
+_EVENT_COLUMNS = ("execution_id", "seq", "at", "type", "step_key", "attempt", "data")
+_ACTIVE = (ExecutionStatus.RUNNING.value, ExecutionStatus.STOPPING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    id: int
+    execution_id: str
+    action: str
+    reason: str
+    actor: str
+    grace_seconds: float | None
+
+
+class Repository:
+    """Reads rows into domain values and writes domain values into rows."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._engine = database.engine
+
+    # ---- scenarios -------------------------------------------------------------------
+
+    async def save_scenario(
+        self, name: str, description: str, definition: Mapping[str, Any], actor: str
+    ) -> ScenarioVersion:
+        """Store `definition` as the next version of `name`, unless it equals the latest."""
+        async with self._write():
+            latest = await self.latest_scenario(name)
+            if latest is not None and _canonical(latest.definition) == _canonical(definition):
+                return latest
+            version = 1 if latest is None else latest.version + 1
+            row = tables.Scenario(
+                name=name,
+                version=version,
+                description=description,
+                definition=_dump(definition),
+                created_at=utc_now(),
+                created_by=actor,
+            )
+            await row.save()
+        return _scenario(row.to_dict())
+
+    async def latest_scenario(self, name: str) -> ScenarioVersion | None:
+        rows = await tables.Scenario.raw(
+            "SELECT * FROM runwire_scenario WHERE name = {} ORDER BY version DESC LIMIT 1", name
+        )
+        return _scenario(rows[0]) if rows else None
+
+    async def scenario_version(self, name: str, version: int) -> ScenarioVersion | None:
+        rows = await tables.Scenario.raw(
+            "SELECT * FROM runwire_scenario WHERE name = {} AND version = {}", name, version
+        )
+        return _scenario(rows[0]) if rows else None
+
+    async def scenarios(self) -> list[ScenarioVersion]:
+        """The latest version of every scenario, by name."""
+        rows = await tables.Scenario.raw(
+            "SELECT s.* FROM runwire_scenario s WHERE s.version ="
+            " (SELECT MAX(version) FROM runwire_scenario l WHERE l.name = s.name)"
+            " ORDER BY s.name"
+        )
+        return [_scenario(row) for row in rows]
+
+    # ---- executions ------------------------------------------------------------------
+
+    async def create_execution(self, execution: Execution, first_event: Event) -> None:
+        """Insert a queued execution, its labels and its first event in one transaction."""
+        async with self._write():
+            await tables.Execution.insert(
+                tables.Execution(
+                    id=execution.id,
+                    name=execution.name[:100],
+                    status=execution.status.value,
+                    scenario_name=execution.scenario_name,
+                    scenario_version=execution.scenario_version,
+                    definition=_dump(execution.definition),
+                    inputs=_dump(execution.inputs),
+                    labels=_dump(list(execution.labels)),
+                    priority=execution.priority,
+                    timeout_seconds=execution.timeout_seconds,
+                    grace_seconds=execution.grace_seconds,
+                    queued_at=execution.queued_at,
+                    last_seq=first_event.seq,
+                    created_by="",
+                )
+            )
+            if execution.labels:
+                await tables.ExecutionLabel.insert(
+                    *[
+                        tables.ExecutionLabel(execution_id=execution.id, label=label)
+                        for label in execution.labels
+                    ]
+                )
+            await self._insert_events([first_event])
+
+    async def execution(self, execution_id: str, *, with_steps: bool = True) -> Execution | None:
+        rows = await tables.Execution.raw(
+            "SELECT * FROM runwire_execution WHERE id = {}", execution_id
+        )
+        if not rows:
+            return None
+        steps = await self.steps(execution_id) if with_steps else ()
+        return _execution(rows[0], steps)
+
+    async def steps(self, execution_id: str) -> tuple[StepRun, ...]:
+        rows = await tables.StepRun.raw(
+            "SELECT * FROM runwire_step_run WHERE execution_id = {} ORDER BY position, attempt",
+            execution_id,
+        )
+        return tuple(_step_run(row) for row in rows)
+
+    async def executions(
+        self, where: ExecutionFilter, first: int, after: Cursor | None
+    ) -> Page[Execution]:
+        """Newest first, keyset-paginated on (queued_at, id)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.statuses:
+            clauses.append(f"status IN ({', '.join('{}' for _ in where.statuses)})")
+            args.extend(status.value for status in where.statuses)
+        if where.scenario is not None:
+            clauses.append("scenario_name = {}")
+            args.append(where.scenario)
+        if where.label is not None:
+            clauses.append(
+                "id IN (SELECT execution_id FROM runwire_execution_label WHERE label = {})"
+            )
+            args.append(where.label)
+        if where.queued_after is not None:
+            clauses.append("queued_at >= {}")
+            args.append(where.queued_after)
+        if where.queued_before is not None:
+            clauses.append("queued_at < {}")
+            args.append(where.queued_before)
+        if after is not None:
+            clauses.append("(queued_at < {} OR (queued_at = {} AND id < {}))")
+            args.extend([after.queued_at, after.queued_at, after.id])
+        sql = "SELECT * FROM runwire_execution"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY queued_at DESC, id DESC LIMIT {}"
+        args.append(first + 1)
+        rows = await tables.Execution.raw(sql, *args)
+        items = tuple(_execution(row, ()) for row in rows[:first])
+        return Page(items=items, has_next=len(rows) > first)
+
+    async def active_executions(self) -> list[Execution]:
+        rows = await tables.Execution.raw(
+            "SELECT * FROM runwire_execution WHERE status IN ({}, {}) ORDER BY started_at, id",
+            *_ACTIVE,
+        )
+        return [_execution(row, ()) for row in rows]
+
+    async def queue_counts(self, slots: int) -> QueueCounts:
+        rows = await tables.Execution.raw(
+            "SELECT status, COUNT(*) AS n FROM runwire_execution"
+            " WHERE status IN ({}, {}, {}) GROUP BY status",
+            ExecutionStatus.QUEUED.value,
+            *_ACTIVE,
+        )
+        counts = {row["status"]: int(row["n"]) for row in rows}
+        running = sum(counts.get(status, 0) for status in _ACTIVE)
+        return QueueCounts(
+            queued=counts.get(ExecutionStatus.QUEUED.value, 0), running=running, slots=slots
+        )
+
+    # ---- the runner's claim and lease --------------------------------------------------
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Execution]:
+        """Take up to `limit` unowned queued executions, highest priority then oldest first."""
+        if limit <= 0:
+            return []
+        lease_until = utc_now() + timedelta(seconds=lease_seconds)
+        # SKIP LOCKED lets runners in several processes claim concurrently without waiting on
+        # each other; SQLite has one writer at a time, so the plain subquery is already safe.
+        lock = " FOR UPDATE SKIP LOCKED" if self._database.is_postgres else ""
+        async with self._write():
+            rows = await tables.Execution.raw(
+                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
+                " WHERE id IN (SELECT id FROM runwire_execution"
+                " WHERE status = {} AND owner IS NULL"
+                f" ORDER BY priority DESC, queued_at, id LIMIT {{}}{lock})"
+                " RETURNING *",
+                owner,
+                lease_until,
+                ExecutionStatus.QUEUED.value,
+                limit,
+            )
+        executions = [_execution(row, ()) for row in rows]
+        executions.sort(key=lambda e: (-e.priority, e.queued_at, e.id))
+        return executions
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> None:
+        await tables.Execution.raw(
+            "UPDATE runwire_execution SET lease_expires_at = {} WHERE owner = {}",
+            utc_now() + timedelta(seconds=lease_seconds),
+            owner,
+        )
+
+    async def release(self, execution_id: str) -> None:
+        await tables.Execution.raw(
+            "UPDATE runwire_execution SET owner = NULL, lease_expires_at = NULL WHERE id = {}",
+            execution_id,
+        )
+
+    async def take_over_expired(self, owner: str, lease_seconds: float) -> list[Execution]:
+        """Claim executions whose owner stopped renewing its lease (a crashed process)."""
+        now = utc_now()
+        async with self._write():
+            rows = await tables.Execution.raw(
+                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
+                " WHERE owner IS NOT NULL AND lease_expires_at < {} RETURNING *",
+                owner,
+                now + timedelta(seconds=lease_seconds),
+                now,
+            )
+        return [_execution(row, ()) for row in rows]
+
+    async def cancel_queued(self, execution_id: str, event: Event) -> bool:
+        """Cancel an unclaimed queued execution; False if a runner got to it first."""
+        async with self._write():
+            rows = await tables.Execution.raw(
+                "UPDATE runwire_execution SET owner = {} WHERE id = {}"
+                " AND status = {} AND owner IS NULL RETURNING id",
+                "cancel",
+                execution_id,
+                ExecutionStatus.QUEUED.value,
+            )
+            if not rows:
+                return False
+            await self._write_events([event])
+            await tables.Execution.raw(
+                "UPDATE runwire_execution SET owner = NULL WHERE id = {}", execution_id
+            )
+        return True
+
+    # ---- events ----------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        """Persist events and their projections (execution and step rows) in one transaction."""
+        async with self._write():
+            await self._write_events(events)
+
+    async def events(
+        self, execution_id: str, after_seq: int, *, before_seq: int | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events with after_seq < seq (< before_seq), in seq order."""
+        if before_seq is None:
+            rows = await tables.Event.raw(
+                "SELECT * FROM runwire_event WHERE execution_id = {} AND seq > {}"
+                " ORDER BY seq LIMIT {}",
+                execution_id,
+                after_seq,
+                limit,
+            )
+        else:
+            rows = await tables.Event.raw(
+                "SELECT * FROM runwire_event WHERE execution_id = {} AND seq > {} AND seq < {}"
+                " ORDER BY seq LIMIT {}",
+                execution_id,
+                after_seq,
+                before_seq,
+                limit,
+            )
+        return [_event(row) for row in rows]
+
+    # ---- control requests and activities ---------------------------------------------
+
+    async def request_control(
+        self, execution_id: str, action: str, reason: str, actor: str, grace: float | None
+    ) -> None:
+        await tables.ControlRequest.insert(
+            tables.ControlRequest(
+                execution_id=execution_id,
+                action=action,
+                reason=reason,
+                actor=actor,
+                grace_seconds=grace,
+                requested_at=utc_now(),
+            )
+        )
+
+    async def pending_controls(self, owner: str) -> list[ControlRequest]:
+        """Unhandled control requests for executions that `owner` runs."""
+        rows = await tables.ControlRequest.raw(
+            "SELECT c.* FROM runwire_control_request c JOIN runwire_execution e"
+            " ON e.id = c.execution_id WHERE c.handled_at IS NULL AND e.owner = {}"
+            " ORDER BY c.id",
+            owner,
+        )
+        return [
+            ControlRequest(
+                id=row["id"],
+                execution_id=row["execution_id"],
+                action=row["action"],
+                reason=row["reason"],
+                actor=row["actor"],
+                grace_seconds=row["grace_seconds"],
+            )
+            for row in rows
+        ]
+
+    async def mark_controls_handled(self, execution_id: str) -> None:
+        await tables.ControlRequest.raw(
+            "UPDATE runwire_control_request SET handled_at = {}"
+            " WHERE execution_id = {} AND handled_at IS NULL",
+            utc_now(),
+            execution_id,
+        )
+
+    async def record_activity(
+        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
+    ) -> None:
+        await tables.Activity.insert(
+            tables.Activity(
+                at=utc_now(),
+                actor=actor,
+                action=action,
+                execution_id=execution_id,
+                detail=_dump(detail),
+            )
+        )
+
+    async def activities(self, execution_id: str) -> list[Activity]:
+        rows = await tables.Activity.raw(
+            "SELECT * FROM runwire_activity WHERE execution_id = {} ORDER BY id", execution_id
+        )
+        return [
+            Activity(
+                action=row["action"],
+                actor=row["actor"],
+                execution_id=row["execution_id"],
+                at=_datetime(row["at"]),
+                detail=_load(row["detail"]),
+            )
+            for row in rows
+        ]
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _write(self) -> Any:
+        """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
+        if isinstance(self._engine, SQLiteEngine):
+            return self._engine.transaction(transaction_type=TransactionType.immediate)
+        return self._engine.transaction()
+
+    async def _write_events(self, events: Sequence[Event]) -> None:
+        await self._insert_events(events)
+        await self._project(events)
+
+    async def _insert_events(self, events: Sequence[Event]) -> None:
+        records = [
+            (
+                e.execution_id,
+                e.seq,
+                e.at,
+                e.type.value,
+                e.step_key,
+                e.attempt,
+                _dump(e.data),
+            )
+            for e in events
+        ]
+        connection = self._engine.current_transaction.get().connection
+        if isinstance(self._engine, PostgresEngine):
+            # COPY is several times faster than a multi-row INSERT for the hot path.
+            await connection.copy_records_to_table(
+                "runwire_event", records=records, columns=_EVENT_COLUMNS
+            )
+        else:
+            await connection.executemany(
+                f"INSERT INTO runwire_event ({', '.join(_EVENT_COLUMNS)})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+
+    async def _project(self, events: Sequence[Event]) -> None:
+        """Fold a batch of events into execution and step rows: one write per row touched."""
+        executions: dict[str, dict[str, Any]] = {}
+        steps: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for event in events:
+            row = executions.setdefault(
+                event.execution_id,
+                {"last_seq": 0, "status": None, "error": None, "started": None, "finished": None},
+            )
+            row["last_seq"] = max(row["last_seq"], event.seq)
+            if event.type is EventType.EXECUTION_STATUS:
+                status = ExecutionStatus(event.data["status"])
+                row["status"] = status.value
+                if event.data.get("error"):
+                    row["error"] = event.data["error"]
+                if status is ExecutionStatus.RUNNING and row["started"] is None:
+                    row["started"] = event.at
+                if status.is_terminal:
+                    row["finished"] = event.at
+            elif event.type is EventType.STEP_STATUS:
+                assert event.step_key is not None and event.attempt is not None
+                step = steps.setdefault(
+                    (event.execution_id, event.step_key, event.attempt),
+                    {
+                        "kind": event.data.get("kind", ""),
+                        "position": event.data.get("position", 0),
+                        "started": None,
+                        "finished": None,
+                        "exit_code": None,
+                        "output": None,
+                        "error": None,
+                    },
+                )
+                step_status = StepStatus(event.data["status"])
+                step["status"] = step_status.value
+                if step_status is StepStatus.RUNNING:
+                    step["started"] = event.at
+                if step_status.is_terminal:
+                    step["finished"] = event.at
+                    step["exit_code"] = event.data.get("exit_code")
+                    step["output"] = (
+                        _dump(event.data["output"]) if "output" in event.data else None
+                    )
+                    step["error"] = event.data.get("error")
+        connection = self._engine.current_transaction.get().connection
+        execution_sql = (
+            "UPDATE runwire_execution SET last_seq = ?, status = COALESCE(?, status),"
+            " error = COALESCE(?, error), started_at = COALESCE(started_at, ?),"
+            " finished_at = COALESCE(?, finished_at) WHERE id = ?"
+        )
+        execution_rows = [
+            (r["last_seq"], r["status"], r["error"], r["started"], r["finished"], execution_id)
+            for execution_id, r in executions.items()
+        ]
+        step_sql = (
+            "INSERT INTO runwire_step_run (execution_id, key, attempt, kind, position, status,"
+            " started_at, finished_at, exit_code, output, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (execution_id, key, attempt) DO UPDATE SET status = excluded.status,"
+            " started_at = COALESCE(excluded.started_at, runwire_step_run.started_at),"
+            " finished_at = COALESCE(excluded.finished_at, runwire_step_run.finished_at),"
+            " exit_code = COALESCE(excluded.exit_code, runwire_step_run.exit_code),"
+            " output = COALESCE(excluded.output, runwire_step_run.output),"
+            " error = COALESCE(excluded.error, runwire_step_run.error)"
+        )
+        step_rows = [
+            (
+                execution_id,
+                key,
+                attempt,
+                s["kind"],
+                s["position"],
+                s["status"],
+                s["started"],
+                s["finished"],
+                s["exit_code"],
+                s["output"],
+                s["error"],
+            )
+            for (execution_id, key, attempt), s in steps.items()
+        ]
+        if isinstance(self._engine, PostgresEngine):
+            if execution_rows:
+                await connection.executemany(_numbered(execution_sql), execution_rows)
+            if step_rows:
+                await connection.executemany(_numbered(step_sql), step_rows)
+        else:
+            if execution_rows:
+                await connection.executemany(execution_sql, execution_rows)
+            if step_rows:
+                await connection.executemany(step_sql, step_rows)
+
+
+def _numbered(sql: str) -> str:
+    """Turn SQLite's `?` placeholders into Postgres's `$1, $2, …`."""
+    parts = sql.split("?")
+    return "".join(f"{part}${index}" for index, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _load(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    return None if value is None else _datetime(value)
+
+
+def _scenario(row: Mapping[str, Any]) -> ScenarioVersion:
+    return ScenarioVersion(
+        name=row["name"],
+        version=row["version"],
+        description=row["description"],
+        definition=_load(row["definition"]),
+        created_at=_datetime(row["created_at"]),
+    )
+
+
+def _execution(row: Mapping[str, Any], steps: Iterable[StepRun]) -> Execution:
+    return Execution(
+        id=row["id"],
+        status=ExecutionStatus(row["status"]),
+        definition=_load(row["definition"]),
+        inputs=_load(row["inputs"]),
+        queued_at=_datetime(row["queued_at"]),
+        scenario_name=row["scenario_name"],
+        scenario_version=row["scenario_version"],
+        labels=tuple(_load(row["labels"]) or ()),
+        priority=row["priority"],
+        timeout_seconds=row["timeout_seconds"],
+        grace_seconds=row["grace_seconds"],
+        started_at=_optional_datetime(row["started_at"]),
+        finished_at=_optional_datetime(row["finished_at"]),
+        error=row["error"],
+        last_seq=row["last_seq"],
+        owner=row["owner"],
+        steps=tuple(steps),
+    )
+
+
+def _step_run(row: Mapping[str, Any]) -> StepRun:
+    return StepRun(
+        execution_id=row["execution_id"],
+        key=row["key"],
+        kind=row["kind"],
+        attempt=row["attempt"],
+        position=row["position"],
+        status=StepStatus(row["status"]),
+        started_at=_optional_datetime(row["started_at"]),
+        finished_at=_optional_datetime(row["finished_at"]),
+        exit_code=row["exit_code"],
+        output=_load(row["output"]),
+        error=row["error"],
+    )
+
+
+def _event(row: Mapping[str, Any]) -> Event:
+    return Event(
+        execution_id=row["execution_id"],
+        seq=row["seq"],
+        at=_datetime(row["at"]),
+        type=EventType(row["type"]),
+        data=_load(row["data"]),
+        step_key=row["step_key"],
+        attempt=row["attempt"],
+    )

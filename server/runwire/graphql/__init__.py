@@ -1,0 +1,1 @@
+"""The GraphQL surface: Strawberry types, thin resolvers, errors as schema types."""

@@ -1,0 +1,37 @@
+"""What every resolver can reach: the services of this process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from strawberry.types import Info as StrawberryInfo
+
+from runwire.db.repository import Repository
+from runwire.domain.services import ExecutionService
+from runwire.events.hub import Hub
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Built once per process by app.py; shared by every request."""
+
+    repository: Repository
+    executions: ExecutionService
+    hub: Hub
+    runner_slots: int
+
+
+def services(info: Info) -> Services:
+    """The process's services, put into every request's context by app.py."""
+    found = info.context["services"]
+    assert isinstance(found, Services)
+    return found
+
+
+def actor(info: Info) -> str:
+    """Who is asking, for the audit trail."""
+    return str(info.context.get("actor") or "anonymous")
+
+
+Info = StrawberryInfo[dict[str, Any], None]

@@ -1,0 +1,50 @@
+"""Expected failures as schema types; translated from the domain's exception tree."""
+
+from __future__ import annotations
+
+import strawberry
+
+from runwire.domain.errors import Invalid, InvalidTransition, NotFound, RunwireError
+
+
+@strawberry.interface(description="Every expected failure has a human-readable message.")
+class Error:
+    message: str
+
+
+@strawberry.type(description="One invalid field, named by its path.")
+class FieldErrorType:
+    path: str
+    message: str
+
+
+@strawberry.type
+class ValidationError(Error):
+    field_errors: list[FieldErrorType]
+
+
+@strawberry.type
+class NotFoundError(Error):
+    pass
+
+
+@strawberry.type
+class InvalidTransitionError(Error):
+    current_status: str
+
+
+ErrorType = ValidationError | NotFoundError | InvalidTransitionError
+
+
+def to_error(error: RunwireError) -> ErrorType:
+    """Map a domain error to its schema type; anything unexpected re-raises (and is masked)."""
+    if isinstance(error, Invalid):
+        return ValidationError(
+            message=error.message,
+            field_errors=[FieldErrorType(path=e.path, message=e.message) for e in error.errors],
+        )
+    if isinstance(error, NotFound):
+        return NotFoundError(message=error.message)
+    if isinstance(error, InvalidTransition):
+        return InvalidTransitionError(message=error.message, current_status=error.current_status)
+    raise error

@@ -1,0 +1,108 @@
+"""Read side: one execution, history, active executions, the queue, scenarios."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+import strawberry
+
+from runwire.domain import queries
+from runwire.domain.errors import FieldError, Invalid
+from runwire.graphql.context import Info, services
+from runwire.graphql.inputs import ExecutionFilter
+from runwire.graphql.types import (
+    Execution,
+    ExecutionConnection,
+    ExecutionEdge,
+    PageInfo,
+    Queue,
+    Scenario,
+)
+
+MAX_PAGE = 200
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
+        found = await services(info).repository.execution(str(id), with_steps=False)
+        return Execution.of(found) if found else None
+
+    @strawberry.field(description="History, newest first, with a keyset cursor.")
+    async def executions(
+        self,
+        info: Info,
+        filter: ExecutionFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> ExecutionConnection:
+        if not 0 <= first <= MAX_PAGE:
+            raise Invalid([FieldError("first", f"expected 0..{MAX_PAGE}")])
+        page = await services(info).repository.executions(
+            _filter(filter), first, decode_cursor(after) if after else None
+        )
+        edges = [
+            ExecutionEdge(cursor=encode_cursor(item.queued_at, item.id), node=Execution.of(item))
+            for item in page.items
+        ]
+        return ExecutionConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field
+    async def active_executions(self, info: Info) -> list[Execution]:
+        active = await services(info).repository.active_executions()
+        return [Execution.of(item) for item in active]
+
+    @strawberry.field
+    async def queue(self, info: Info) -> Queue:
+        found = services(info)
+        counts = await found.repository.queue_counts(found.runner_slots)
+        return Queue(queued=counts.queued, running=counts.running, slots=counts.slots)
+
+    @strawberry.field(description="The latest version of every scenario.")
+    async def scenarios(self, info: Info) -> list[Scenario]:
+        return [Scenario.of(s) for s in await services(info).repository.scenarios()]
+
+    @strawberry.field(description="The latest version, or the given one.")
+    async def scenario(self, info: Info, name: str, version: int | None = None) -> Scenario | None:
+        repository = services(info).repository
+        found = (
+            await repository.latest_scenario(name)
+            if version is None
+            else await repository.scenario_version(name, version)
+        )
+        return Scenario.of(found) if found else None
+
+
+def _filter(given: ExecutionFilter | None) -> queries.ExecutionFilter:
+    if given is None:
+        return queries.ExecutionFilter()
+    return queries.ExecutionFilter(
+        statuses=tuple(given.statuses or ()),
+        scenario=given.scenario,
+        label=given.label,
+        queued_after=given.queued_after,
+        queued_before=given.queued_before,
+    )
+
+
+def encode_cursor(queued_at: datetime, execution_id: str) -> str:
+    raw = json.dumps([queued_at.isoformat(), execution_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> queries.Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        queued_at, execution_id = json.loads(raw)
+        return queries.Cursor(datetime.fromisoformat(queued_at), str(execution_id))
+    except (binascii.Error, ValueError, TypeError) as error:
+        raise Invalid([FieldError("after", "not a cursor from this API")]) from error

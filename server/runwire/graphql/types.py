@@ -1,0 +1,285 @@
+"""Output types: executions, steps, scenarios and events, mapped from domain values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from runwire.domain import models
+from runwire.graphql.context import Info, services
+
+ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
+StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
+
+
+@strawberry.enum
+class EventType(Enum):
+    EXECUTION_STATUS = "EXECUTION_STATUS"
+    STEP_STATUS = "STEP_STATUS"
+    OUTPUT = "OUTPUT"
+
+
+@strawberry.type
+class ScenarioRef:
+    name: str
+    version: int
+
+
+@strawberry.type(description="One input of a scenario's signature, for rendering a form.")
+class ScenarioInput:
+    name: str
+    type: str
+    required: bool
+    default: JSON | None
+    description: str | None
+    enum: list[JSON] | None
+
+
+@strawberry.type(description="One version of a named scenario.")
+class Scenario:
+    name: str
+    version: int
+    description: str
+    created_at: datetime
+    definition: JSON
+
+    @strawberry.field
+    def inputs(self) -> list[ScenarioInput]:
+        specs = self.definition.get("inputs") or {}
+        return [
+            ScenarioInput(
+                name=name,
+                type=str(spec.get("type")),
+                required=bool(spec.get("required", "default" not in spec)),
+                default=spec.get("default"),
+                description=spec.get("description"),
+                enum=spec.get("enum"),
+            )
+            for name, spec in specs.items()
+        ]
+
+    @classmethod
+    def of(cls, scenario: models.ScenarioVersion) -> Scenario:
+        return cls(
+            name=scenario.name,
+            version=scenario.version,
+            description=scenario.description,
+            created_at=scenario.created_at,
+            definition=dict(scenario.definition),
+        )
+
+
+@strawberry.type(description="One attempt of one step, or a step that has not run yet (PENDING).")
+class StepRun:
+    key: str
+    kind: str
+    status: StepStatus  # type: ignore[valid-type]
+    attempt: int
+    position: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    exit_code: int | None
+    output: JSON | None
+    error: str | None
+
+
+@strawberry.interface(description="A change in an execution; seq is 1, 2, 3, … with no gaps.")
+class ExecutionEvent:
+    seq: int
+    at: datetime
+    type: EventType
+    step_key: str | None
+    attempt: int | None
+
+
+@strawberry.type
+class ExecutionStatusChanged(ExecutionEvent):
+    status: ExecutionStatus  # type: ignore[valid-type]
+    error: str | None
+    reason: str | None
+
+
+@strawberry.type
+class StepStatusChanged(ExecutionEvent):
+    status: StepStatus  # type: ignore[valid-type]
+    kind: str | None
+    exit_code: int | None
+    error: str | None
+    output: JSON | None
+
+
+@strawberry.type
+class OutputChunk(ExecutionEvent):
+    stream: str
+    text: str
+
+
+EVENT_TYPES = (ExecutionStatusChanged, StepStatusChanged, OutputChunk)
+
+
+def event_of(event: models.Event) -> ExecutionEvent:
+    common: dict[str, Any] = {
+        "seq": event.seq,
+        "at": event.at,
+        "type": EventType(event.type.value),
+        "step_key": event.step_key,
+        "attempt": event.attempt,
+    }
+    data = event.data
+    if event.type is models.EventType.OUTPUT:
+        return OutputChunk(stream=str(data["stream"]), text=str(data["text"]), **common)
+    if event.type is models.EventType.STEP_STATUS:
+        return StepStatusChanged(
+            status=models.StepStatus(data["status"]),
+            kind=data.get("kind"),
+            exit_code=data.get("exit_code"),
+            error=data.get("error"),
+            output=data.get("output"),
+            **common,
+        )
+    return ExecutionStatusChanged(
+        status=models.ExecutionStatus(data["status"]),
+        error=data.get("error"),
+        reason=data.get("reason"),
+        **common,
+    )
+
+
+@strawberry.type(description="One message of a subscription: events in seq order.")
+class ExecutionEventBatch:
+    events: list[ExecutionEvent]
+    last_seq: int
+
+
+@strawberry.type
+class Execution:
+    id: strawberry.ID
+    name: str
+    status: ExecutionStatus  # type: ignore[valid-type]
+    scenario: ScenarioRef | None
+    inputs: JSON
+    labels: list[str]
+    priority: int
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    error: str | None
+    last_seq: int
+    timeout_seconds: float | None
+    grace_seconds: float | None
+    definition: JSON
+
+    @strawberry.field(description="Every attempt of every step, then steps not yet run.")
+    async def steps(self, info: Info) -> list[StepRun]:
+        runs = await services(info).repository.steps(str(self.id))
+        return steps_of(self.definition, runs)
+
+    @strawberry.field(description="Stored events with seq > afterSeq, oldest first.")
+    async def events(
+        self,
+        info: Info,
+        after_seq: int = 0,
+        first: Annotated[int, strawberry.argument(description="At most 1000.")] = 100,
+    ) -> list[ExecutionEvent]:
+        events = await services(info).repository.events(
+            str(self.id), after_seq, limit=max(0, min(first, 1000))
+        )
+        return [event_of(event) for event in events]
+
+    @classmethod
+    def of(cls, execution: models.Execution) -> Execution:
+        scenario = None
+        if execution.scenario_name is not None and execution.scenario_version is not None:
+            scenario = ScenarioRef(
+                name=execution.scenario_name, version=execution.scenario_version
+            )
+        return cls(
+            id=strawberry.ID(execution.id),
+            name=execution.name,
+            status=execution.status,
+            scenario=scenario,
+            inputs=dict(execution.inputs),
+            labels=list(execution.labels),
+            priority=execution.priority,
+            queued_at=execution.queued_at,
+            started_at=execution.started_at,
+            finished_at=execution.finished_at,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            last_seq=execution.last_seq,
+            timeout_seconds=execution.timeout_seconds,
+            grace_seconds=execution.grace_seconds,
+            definition=dict(execution.definition),
+        )
+
+
+def steps_of(definition: Any, runs: Iterable[models.StepRun]) -> list[StepRun]:
+    """Step attempts that ran, plus a PENDING entry for each defined step that has not."""
+    result = [
+        StepRun(
+            key=run.key,
+            kind=run.kind,
+            status=run.status,
+            attempt=run.attempt,
+            position=run.position,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_ms=run.duration_ms,
+            exit_code=run.exit_code,
+            output=run.output,
+            error=run.error,
+        )
+        for run in runs
+    ]
+    seen = {run.key for run in result}
+    for position, step in enumerate(definition.get("steps") or []):
+        if step.get("key") not in seen:
+            result.append(
+                StepRun(
+                    key=str(step.get("key")),
+                    kind=str(step.get("kind")),
+                    status=models.StepStatus.PENDING,
+                    attempt=0,
+                    position=position,
+                    started_at=None,
+                    finished_at=None,
+                    duration_ms=None,
+                    exit_code=None,
+                    output=None,
+                    error=None,
+                )
+            )
+    result.sort(key=lambda run: (run.position, run.attempt))
+    return result
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ExecutionEdge:
+    cursor: str
+    node: Execution
+
+
+@strawberry.type
+class ExecutionConnection:
+    edges: list[ExecutionEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class Queue:
+    queued: int
+    running: int
+    slots: int

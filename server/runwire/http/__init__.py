@@ -1,0 +1,1 @@
+"""Plain HTTP routes: SSE events, health, and the offline GraphiQL assets."""

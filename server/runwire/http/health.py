@@ -1,0 +1,12 @@
+"""`GET /health`: answers 200 once the lifespan has started every part of the server."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.datastructures import State
+
+
+@get("/health", sync_to_thread=False)
+def health(state: State) -> dict[str, object]:
+    services = state.get("services")
+    return {"status": "ok" if services is not None else "starting"}

@@ -1,0 +1,45 @@
+"""Coalesce output pieces arriving within a few milliseconds into one chunk event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from runwire.domain.models import OutputStream
+
+_MAX_CHUNK_CHARS = 32 * 1024
+
+
+class OutputCoalescer:
+    """Buffers one stream at a time, so the interleaving of stdout and stderr is kept."""
+
+    def __init__(self, emit: Callable[[OutputStream, str], None], window_seconds: float) -> None:
+        self._emit = emit
+        self._window = window_seconds
+        self._stream: OutputStream | None = None
+        self._parts: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def write(self, stream: OutputStream, text: str) -> None:
+        if not text:
+            return
+        if self._stream is not None and stream is not self._stream:
+            self.flush()
+        self._stream = stream
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= _MAX_CHUNK_CHARS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._parts and self._stream is not None:
+            self._emit(self._stream, "".join(self._parts))
+        self._parts = []
+        self._size = 0
+        self._stream = None

@@ -1,0 +1,185 @@
+"""Claim queued executions up to a number of slots, run them, and apply control requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from runwire.db.repository import Repository
+from runwire.domain.clock import utc_now
+from runwire.domain.errors import RunwireError
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.events.log import EventLog
+from runwire.runner.execution import ExecutionRun
+from runwire.runner.steps.base import StepKind
+from runwire.scenarios.definition import parse_definition
+from runwire.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Runner:
+    """One per process; owns the executions it claimed through a renewed lease."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        log: EventLog,
+        kinds: Mapping[str, StepKind[Any]],
+        settings: Settings,
+    ) -> None:
+        self._repository = repository
+        self._log = log
+        self._kinds = kinds
+        self._settings = settings
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._runs: dict[str, ExecutionRun] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+        self._control_lock = asyncio.Lock()
+
+    @property
+    def slots(self) -> int:
+        return self._settings.runner_slots
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls,
+        repository: Repository,
+        log: EventLog,
+        kinds: Mapping[str, StepKind[Any]],
+        settings: Settings,
+    ) -> AsyncIterator[Runner]:
+        """Run the claim loop for the block; leaving it ends every run CANCELLED."""
+        runner = cls(repository, log, kinds, settings)
+        loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
+        try:
+            yield runner
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            await runner._cancel_all()
+
+    def wake(self) -> None:
+        """Look for queued executions and control requests now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def apply_controls(self) -> None:
+        """Apply pending control requests for executions this runner owns."""
+        async with self._control_lock:
+            requests = await self._repository.pending_controls(self.owner)
+            for request in requests:
+                run = self._runs.get(request.execution_id)
+                if run is not None and request.action == "stop":
+                    run.stop(request.reason or "stopped")
+            for execution_id in {request.execution_id for request in requests}:
+                await self._repository.mark_controls_handled(execution_id)
+        await self._log.persisted()
+
+    async def _loop(self) -> None:
+        last_renewal = last_takeover = 0.0
+        while True:
+            try:
+                await self.apply_controls()
+                now = time.monotonic()
+                if now - last_renewal > self._settings.lease_seconds / 3:
+                    await self._repository.renew_leases(self.owner, self._settings.lease_seconds)
+                    last_renewal = now
+                if now - last_takeover > self._settings.lease_seconds:
+                    await self._take_over_expired()
+                    last_takeover = now
+                free = self.slots - len(self._tasks)
+                for execution in await self._repository.claim(
+                    self.owner, free, self._settings.lease_seconds
+                ):
+                    self._start(execution)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("runner: claim loop iteration failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.poll_seconds):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+
+    def _start(self, execution: Execution) -> None:
+        try:
+            definition = parse_definition(execution.definition, self._kinds)
+        except RunwireError as error:
+            # Stored definitions were valid when started; a kind removed since is the
+            # likely cause. The execution fails with the reason instead of blocking a slot.
+            self._fail_unstartable(execution, error.message)
+            return
+        run = ExecutionRun(
+            execution,
+            definition,
+            self._log,
+            self._kinds,
+            grace_seconds=execution.grace_seconds
+            if execution.grace_seconds is not None
+            else self._settings.grace_seconds,
+            coalesce_seconds=self._settings.output_coalesce_ms / 1000,
+        )
+        self._runs[execution.id] = run
+        self._tasks[execution.id] = asyncio.create_task(self._run(run), name=f"run-{execution.id}")
+
+    async def _run(self, run: ExecutionRun) -> None:
+        try:
+            await run.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("runner: execution %s crashed", run.id)
+        finally:
+            self._runs.pop(run.id, None)
+            self._tasks.pop(run.id, None)
+            # Release the slot at once; the lease goes after the terminal event is persisted.
+            self.wake()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release(run.id))
+
+    async def _release(self, execution_id: str) -> None:
+        await self._log.persisted()
+        await self._repository.release(execution_id)
+
+    def _fail_unstartable(self, execution: Execution, reason: str) -> None:
+        self._log.append(
+            Event(
+                execution_id=execution.id,
+                seq=execution.last_seq + 1,
+                at=utc_now(),
+                type=EventType.EXECUTION_STATUS,
+                data={"status": ExecutionStatus.FAILED, "error": reason},
+            )
+        )
+        asyncio.get_running_loop().create_task(self._release(execution.id))
+
+    async def _take_over_expired(self) -> None:
+        """Executions whose runner died: queued ones go back to the queue, running ones fail."""
+        for execution in await self._repository.take_over_expired(
+            self.owner, self._settings.lease_seconds
+        ):
+            if execution.id in self._runs:
+                continue
+            if execution.status is ExecutionStatus.QUEUED:
+                await self._repository.release(execution.id)
+            elif not execution.status.is_terminal:
+                self._fail_unstartable(execution, "its runner stopped (lease expired)")
+            else:
+                await self._repository.release(execution.id)
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._log.persisted()
