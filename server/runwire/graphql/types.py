@@ -100,14 +100,15 @@ class ExecutionEvent:
 
 @strawberry.type
 class ExecutionStatusChanged(ExecutionEvent):
-    status: ExecutionStatus  # type: ignore[valid-type]
+    # Distinct names from StepStatusChanged's, so one selection can ask for both without aliases.
+    execution_status: ExecutionStatus  # type: ignore[valid-type]
     error: str | None
     reason: str | None
 
 
 @strawberry.type
 class StepStatusChanged(ExecutionEvent):
-    status: StepStatus  # type: ignore[valid-type]
+    step_status: StepStatus  # type: ignore[valid-type]
     kind: str | None
     exit_code: int | None
     error: str | None
@@ -136,7 +137,7 @@ def event_of(event: models.Event) -> ExecutionEvent:
         return OutputChunk(stream=str(data["stream"]), text=str(data["text"]), **common)
     if event.type is models.EventType.STEP_STATUS:
         return StepStatusChanged(
-            status=models.StepStatus(data["status"]),
+            step_status=models.StepStatus(data["status"]),
             kind=data.get("kind"),
             exit_code=data.get("exit_code"),
             error=data.get("error"),
@@ -144,7 +145,7 @@ def event_of(event: models.Event) -> ExecutionEvent:
             **common,
         )
     return ExecutionStatusChanged(
-        status=models.ExecutionStatus(data["status"]),
+        execution_status=models.ExecutionStatus(data["status"]),
         error=data.get("error"),
         reason=data.get("reason"),
         **common,

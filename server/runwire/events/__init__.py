@@ -1,0 +1,1 @@
+"""The event path: batched writer (log), in-process fan-out (hub), cross-process seam (bus)."""

@@ -1,0 +1,180 @@
+"""The `http` step: make one HTTP request and report the response."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from runwire.domain.models import OutputStream
+from runwire.runner.steps.base import StepContext, StepResult
+from runwire.runner.steps.params import Fields, is_template
+
+METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+TEXT_BYTES = 64 * 1024
+"""How much of a non-JSON body the output keeps."""
+JSON_BYTES = 1024 * 1024
+"""The largest JSON body that is parsed; a larger one is kept as truncated text."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpParams:
+    """One request; `content` is the encoded `json` or `body`; `timeout` may be a template."""
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    content: bytes | None = None
+    is_json: bool = False
+    timeout: float | str = 30.0
+    expect_status: tuple[int, ...] = ()
+
+
+class HttpStep:
+    """Send a request with httpx; a status other than the expected one fails the step."""
+
+    name = "http"
+
+    def parse(self, params: Any, path: str) -> HttpParams:
+        fields = Fields(
+            params, path, {"method", "url", "headers", "json", "body", "timeout", "expect"}
+        )
+        method = (fields.string("method") or "GET").upper()
+        if method not in METHODS:
+            fields.error("method", f"expected one of: {', '.join(sorted(METHODS))}")
+        fields.require("url")
+        url = fields.string("url")
+        if url is not None and not is_template(url) and not _is_http_url(url):
+            fields.error("url", "expected an http or https URL")
+        headers = fields.string_map("headers")
+        for name, value in headers.items():
+            # Only the name goes into errors: header values may carry secrets.
+            if not _TOKEN.fullmatch(name):
+                fields.error(f"headers.{name}", "not a valid header name")
+            elif any(char in value for char in "\r\n\0"):
+                fields.error(f"headers.{name}", "must not contain line breaks or NUL")
+        content = None
+        if fields.has("json"):
+            if fields.has("body"):
+                fields.error("body", "not allowed together with json")
+            try:
+                content = json.dumps(fields.values["json"], allow_nan=False).encode()
+            except (TypeError, ValueError):
+                fields.error("json", "expected a JSON value")
+        elif (body := fields.string("body")) is not None:
+            content = body.encode()
+        timeout = fields.number("timeout", 30.0, positive=True)
+        expect_status = _parse_expect(fields)
+        fields.check()
+        return HttpParams(
+            url or "", method, headers or None, content, fields.has("json"), timeout, expect_status
+        )
+
+    async def run(self, params: HttpParams, context: StepContext) -> StepResult:
+        if isinstance(params.timeout, str):
+            return StepResult(error="timeout is an unrendered template")
+        headers = dict(params.headers or {})
+        if params.is_json and not any(name.lower() == "content-type" for name in headers):
+            headers["content-type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            # One total deadline: httpx's own timeouts apply to each phase separately.
+            async with (
+                asyncio.timeout(params.timeout),
+                httpx.AsyncClient(timeout=None) as client,
+                client.stream(
+                    params.method, params.url, headers=headers, content=params.content
+                ) as response,
+            ):
+                body = await _read_body(response)
+        except TimeoutError:
+            return StepResult(error=f"timed out after {params.timeout:g} s")
+        except httpx.ConnectError as error:
+            return StepResult(error=f"cannot connect: {error}")
+        except httpx.LocalProtocolError:
+            return StepResult(error="cannot send the request")  # details might quote a header
+        except httpx.HTTPError as error:
+            return StepResult(error=f"request failed: {type(error).__name__}: {error}")
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        status = response.status_code
+        url = response.request.url
+        # No query string in the log: it may carry tokens.
+        context.output(
+            OutputStream.LOG,
+            f"{params.method} {url.scheme}://{url.netloc.decode()}{url.path} → {status}"
+            f" in {latency_ms:.0f} ms",
+        )
+        return StepResult(
+            output={
+                "status": status,
+                "latency_ms": latency_ms,
+                "headers": dict(response.headers),
+                "body": body,
+            },
+            error=_status_error(status, params.expect_status),
+            attributes={"latency_ms": latency_ms, "status": status},
+        )
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _parse_expect(fields: Fields) -> tuple[int, ...]:
+    if not fields.has("expect"):
+        return ()
+    expect = Fields(fields.values["expect"], f"{fields.path}.expect", {"status"}, fields.errors)
+    status = expect.values.get("status")
+    codes = tuple(status) if isinstance(status, list) else (status,)
+    if codes and all(_is_status(code) for code in codes):
+        return codes
+    if isinstance(fields.values["expect"], Mapping):  # else the mapping error says it all
+        expect.error("status", "expected a status code (100-599) or a non-empty list of them")
+    return ()
+
+
+def _is_status(code: Any) -> bool:
+    return isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599
+
+
+def _status_error(status: int, expected: tuple[int, ...]) -> str | None:
+    if not expected:
+        return None if 200 <= status <= 299 else f"expected a 2xx status, got {status}"
+    if status in expected:
+        return None
+    return f"expected status {' or '.join(map(str, expected))}, got {status}"
+
+
+async def _read_body(response: httpx.Response) -> Any:
+    """The body as JSON when it says so and is not too large, else as text capped at the start."""
+    kept = bytearray()
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        kept += chunk[: JSON_BYTES - len(kept)]
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if total <= JSON_BYTES and (media_type == "application/json" or media_type.endswith("+json")):
+        try:
+            return json.loads(kept)
+        except ValueError:
+            pass  # says JSON but is not: report it as text
+    try:
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+    except LookupError:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # Not final when cut: a character split by the cap is dropped instead of mangled.
+    text = decoder.decode(kept[:TEXT_BYTES], final=total <= TEXT_BYTES)
+    return text + (f"…[truncated {total - TEXT_BYTES} bytes]" if total > TEXT_BYTES else "")

@@ -1,0 +1,196 @@
+"""The `shell` step: run a command as a subprocess and stream its output."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from runwire.domain.models import OutputStream
+from runwire.runner.steps.base import StepContext, StepResult
+from runwire.runner.steps.params import Fields
+from runwire.runner.steps.processes import describe_exit, process_ref, signal_group, stop_group
+
+CAPTURE_BYTES = 64 * 1024
+"""How much of the end of stdout and of stderr the step's output keeps."""
+
+DRAIN_SECONDS = 0.5
+"""How long output may keep arriving after the process exited (background children)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShellParams:
+    """What to run: `argv` directly, or `command` through `/bin/sh -c` when `shell` is set."""
+
+    argv: tuple[str, ...]
+    shell: bool = False
+    command: str | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    stdin: str | None = None
+
+
+class _Capture:
+    """One output stream: forwarded as decoded text as it arrives, its last bytes kept."""
+
+    def __init__(self, stream: OutputStream, context: StepContext) -> None:
+        self.stream = stream
+        self.context = context
+        # Incremental, so a character split across two reads is decoded whole.
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        self.total += len(data)
+        self.tail += data
+        del self.tail[:-CAPTURE_BYTES]
+        if text := self.decoder.decode(data, final):
+            self.context.output(self.stream, text)
+
+    def text(self) -> str:
+        dropped = self.total - len(self.tail)
+        if not dropped:
+            return self.tail.decode(errors="replace")
+        # Skip the continuation bytes of a character cut in half by the cap.
+        start = next((i for i in range(4) if self.tail[i] & 0xC0 != 0x80), 0)
+        return f"…[truncated {dropped + start} bytes]\n" + self.tail[start:].decode(
+            errors="replace"
+        )
+
+
+class _Pipes(asyncio.SubprocessProtocol):
+    """Forwards output as the loop reads it; tells when the process exits and the pipes close."""
+
+    # asyncio's Process.wait() also waits for the pipes to close, which never happens while a
+    # background child holds them open; this protocol reports the two moments separately.
+
+    def __init__(self, captures: Mapping[int, _Capture]) -> None:
+        loop = asyncio.get_running_loop()
+        self.captures = captures
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.open = set(captures)
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport (what uvicorn runs on) is not a subclass of asyncio's
+        # SubprocessTransport, so an isinstance check would lose every exit code there.
+        self.transport = cast(asyncio.SubprocessTransport, transport)
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self.captures[fd].feed(data.encode() if isinstance(data, str) else data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.open.discard(fd)
+        if not self.open and not self.closed.done():
+            self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        code = self.transport.get_returncode() if self.transport else None
+        if not self.exited.done():
+            self.exited.set_result(-1 if code is None else code)
+
+
+async def _within(future: asyncio.Future[Any], seconds: float) -> bool:
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    return bool(done)
+
+
+class ShellStep:
+    """Run a command in its own process group; on stop, SIGINT it, then SIGKILL what is left."""
+
+    name = "shell"
+
+    def parse(self, params: Any, path: str) -> ShellParams:
+        fields = Fields(params, path, {"argv", "shell", "command", "env", "cwd", "stdin"})
+        shell = fields.boolean("shell", False)
+        command = fields.string("command")
+        argv = fields.strings("argv")
+        if shell:
+            fields.require("command")
+            if fields.has("argv"):
+                fields.error("argv", "not allowed when shell is true; use command")
+        elif shell is not None:
+            fields.require("argv")
+            if fields.has("command"):
+                fields.error("command", "only allowed when shell is true")
+            if fields.values.get("argv") == []:
+                fields.error("argv", "must not be empty")
+        env = fields.string_map("env")
+        cwd, stdin = fields.string("cwd"), fields.string("stdin")
+        fields.check()
+        return ShellParams(argv, bool(shell), command, env or None, cwd, stdin)
+
+    async def run(self, params: ShellParams, context: StepContext) -> StepResult:
+        argv = ("/bin/sh", "-c", params.command or "") if params.shell else params.argv
+        captures = {
+            1: _Capture(OutputStream.STDOUT, context),
+            2: _Capture(OutputStream.STDERR, context),
+        }
+        try:
+            transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                lambda: _Pipes(captures),
+                *argv,
+                stdin=subprocess.DEVNULL if params.stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=params.cwd,
+                env={**os.environ, **params.env} if params.env else None,
+                # The child leads its own session and process group, so one killpg reaches
+                # everything it starts, and a Ctrl-C on the server's terminal does not.
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as error:
+            return StepResult(error=f"cannot start: {_describe_start_error(error)}")
+        pid = transport.get_pid()
+        # Pin the leader now: its pid cannot have been reused yet.
+        leader = process_ref(pid)
+        try:
+            stdin = transport.get_pipe_transport(0)
+            if params.stdin is not None and isinstance(stdin, asyncio.WriteTransport):
+                stdin.write(params.stdin.encode())
+                stdin.close()  # flushes, then closes: the child sees EOF after the text
+            try:
+                # Shielded: cancelling a task cancels the future it awaits, and `exited` must
+                # still report the real exit while stopping.
+                code = await asyncio.shield(pipes.exited)
+                # Background children inherit the pipes and keep them open after the leader
+                # exits: let them flush briefly, then kill the rest of the group.
+                if not await _within(pipes.closed, DRAIN_SECONDS):
+                    signal_group(pid, signal.SIGKILL)
+                    context.output(
+                        OutputStream.LOG, "killed processes left running in the background"
+                    )
+                    # A child that left the group may still hold the pipes: stop reading then.
+                    await _within(pipes.closed, DRAIN_SECONDS)
+            except asyncio.CancelledError:
+                killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
+                context.output(
+                    OutputStream.LOG,
+                    f"killed after a grace period of {context.grace_seconds:g} s"
+                    if killed
+                    else f"stopped: {describe_exit(pipes.exited.result())}",
+                )
+                await _within(pipes.closed, DRAIN_SECONDS)  # keep what it printed while stopping
+                raise
+        finally:
+            transport.close()  # closes the pipes; kills the leader only if it is somehow alive
+        for capture in captures.values():
+            capture.feed(b"", final=True)
+        return StepResult(
+            output={"exit_code": code, "stdout": captures[1].text(), "stderr": captures[2].text()},
+            error=None if code == 0 else describe_exit(code),
+            exit_code=code,
+        )
+
+
+def _describe_start_error(error: OSError | ValueError) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)

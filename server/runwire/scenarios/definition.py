@@ -1,0 +1,449 @@
+"""Parse and validate scenario definitions (YAML or JSON) and bind inputs to their signature."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import yaml
+
+from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
+from runwire.scenarios.templating import check_syntax
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+STEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+_TOP_FIELDS = ("description", "inputs", "name", "steps", "timeout")
+_INPUT_FIELDS = ("default", "description", "enum", "required", "type")
+_STEP_FIELDS = ("key", "kind", "timeout", "with")
+_MAX_VALUES = 100_000  # YAML aliases can expand a small text into billions of values
+_MAX_SECONDS = 10**9  # keeps timeouts finite floats; about 31 years
+
+
+class InputType(StrEnum):
+    """The JSON type an input's value must have."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    OBJECT = "object"
+    ARRAY = "array"
+
+
+_TYPE_NAMES = frozenset(InputType)
+
+
+class ParamsParser(Protocol):
+    """What the definition needs from a step kind: a check of its `with` mapping."""
+
+    def parse(self, params: Any, path: str) -> object:
+        """Check `params`, raising InvalidDefinition naming `path.field`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """One declared input; `default` is None when there is none."""
+
+    name: str
+    type: InputType
+    required: bool
+    default: Any
+    description: str | None
+    enum: tuple[Any, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One step as written: `with_` is the unrendered `with` mapping."""
+
+    key: str
+    kind: str
+    with_: Mapping[str, Any]
+    timeout: float | None
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A validated scenario definition; `source` is plain JSON data that parses back to it."""
+
+    name: str
+    description: str
+    inputs: tuple[InputSpec, ...]
+    steps: tuple[StepSpec, ...]
+    timeout: float | None
+    source: Mapping[str, Any]
+
+    def step(self, key: str) -> StepSpec:
+        """The step called `key`."""
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise NotFound(f'no step "{key}" in scenario "{self.name}"')
+
+
+def parse_definition(
+    text_or_mapping: str | Mapping[str, Any], kinds: Mapping[str, ParamsParser]
+) -> Definition:
+    """Parse and validate a definition, raising InvalidDefinition with every error found."""
+    errors: list[FieldError] = []
+    loaded = _load(text_or_mapping) if isinstance(text_or_mapping, str) else text_or_mapping
+    source = _json_data(loaded, errors)
+    if not isinstance(source, dict):
+        raise InvalidDefinition(
+            [FieldError("", f"a definition must be a mapping, got {_type_name(loaded)}")]
+        )
+    _check_fields(source, "", _TOP_FIELDS, errors)
+
+    name = source.get("name")
+    if name is None:
+        errors.append(FieldError("name", "required"))
+    elif not isinstance(name, str) or not NAME.fullmatch(name):
+        errors.append(
+            FieldError(
+                "name",
+                "must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
+        )
+    description = source.get("description")
+    if description is not None and not isinstance(description, str):
+        errors.append(_wrong_type("description", "a string", description))
+
+    definition = Definition(
+        name=name if isinstance(name, str) else "",
+        description=description if isinstance(description, str) else "",
+        inputs=_parse_inputs(source.get("inputs"), errors),
+        steps=_parse_steps(source.get("steps"), kinds, errors),
+        timeout=_parse_timeout(source.get("timeout"), "timeout", errors),
+        source=source,
+    )
+    if errors:
+        raise InvalidDefinition(errors)
+    return definition
+
+
+def bind_inputs(definition: Definition, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return every declared input's value, defaults applied; raise InvalidInputs if any is bad."""
+    # Null counts as not given, as GraphQL clients send null for unset fields. An optional input
+    # without a default binds to None, so `{{ inputs.x or "…" }}` works under StrictUndefined.
+    given = dict(inputs or {})
+    bound: dict[str, Any] = {}
+    errors = []
+    for spec in definition.inputs:
+        path = f"inputs.{spec.name}"
+        value = given.pop(spec.name, None)
+        if value is None:
+            if spec.required:
+                errors.append(FieldError(path, "required"))
+            bound[spec.name] = spec.default
+        elif problem := _value_problem(value, spec.type, spec.enum):
+            errors.append(FieldError(path, problem))
+        else:
+            bound[spec.name] = value
+    names = ", ".join(spec.name for spec in definition.inputs)
+    for name in given:
+        expected = f"expected one of {names}" if names else "this scenario takes no inputs"
+        errors.append(FieldError(f"inputs.{name}", f"unknown input; {expected}"))
+    if errors:
+        raise InvalidInputs(errors)
+    return bound
+
+
+def _parse_inputs(raw: Any, errors: list[FieldError]) -> tuple[InputSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        errors.append(_wrong_type("inputs", "a mapping of input name to spec", raw))
+        return ()
+    specs = []
+    for name, spec in raw.items():
+        path = f"inputs.{name}"
+        if not INPUT_NAME.fullmatch(name):
+            errors.append(
+                FieldError(
+                    path, "an input name must be letters, digits and '_', not starting with a digit"
+                )
+            )
+        if not isinstance(spec, dict):
+            errors.append(_wrong_type(path, "a mapping with a type", spec))
+            continue
+        if parsed := _parse_input(name, spec, path, errors):
+            specs.append(parsed)
+    return tuple(specs)
+
+
+def _parse_input(
+    name: str, spec: dict[str, Any], path: str, errors: list[FieldError]
+) -> InputSpec | None:
+    _check_fields(spec, path, _INPUT_FIELDS, errors)
+    count = len(errors)
+    raw_type = spec.get("type")
+    if not isinstance(raw_type, str) or raw_type not in _TYPE_NAMES:
+        allowed = ", ".join(InputType)
+        problem = "required" if raw_type is None else f"unknown type {json.dumps(raw_type)}"
+        errors.append(FieldError(f"{path}.type", f"{problem}; expected one of {allowed}"))
+        return None
+    type_ = InputType(raw_type)
+
+    enum = spec.get("enum")
+    if enum is not None:
+        if not isinstance(enum, list) or not enum:
+            errors.append(_wrong_type(f"{path}.enum", f"a non-empty list of {type_} values", enum))
+        for i, value in enumerate(enum if isinstance(enum, list) else ()):
+            if wrong := _value_problem(value, type_, None):
+                errors.append(FieldError(f"{path}.enum[{i}]", wrong))
+    enum_values = tuple(enum) if isinstance(enum, list) and enum else None
+
+    default = spec.get("default")
+    if default is not None and (wrong := _value_problem(default, type_, enum_values)):
+        errors.append(FieldError(f"{path}.default", wrong))
+    required = spec.get("required", default is None)
+    if not isinstance(required, bool):
+        errors.append(_wrong_type(f"{path}.required", "true or false", required))
+    elif required and default is not None:
+        # Null means "not given", so a required input's default could never apply.
+        errors.append(FieldError(f"{path}.required", "a required input cannot have a default"))
+    description = spec.get("description")
+    if description is not None and not isinstance(description, str):
+        errors.append(_wrong_type(f"{path}.description", "a string", description))
+
+    if len(errors) > count:
+        return None
+    return InputSpec(name, type_, required, default, description, enum_values)
+
+
+def _parse_steps(
+    raw: Any, kinds: Mapping[str, ParamsParser], errors: list[FieldError]
+) -> tuple[StepSpec, ...]:
+    if raw is None:
+        errors.append(FieldError("steps", "required"))
+        return ()
+    if not isinstance(raw, list) or not raw:
+        errors.append(_wrong_type("steps", "a non-empty list of steps", raw))
+        return ()
+    steps = []
+    first_index: dict[str, int] = {}
+    for i, step in enumerate(raw):
+        path = f"steps[{i}]"
+        if not isinstance(step, dict):
+            errors.append(_wrong_type(path, "a mapping", step))
+            continue
+        _check_fields(step, path, _STEP_FIELDS, errors)
+
+        key = step.get("key")
+        if key is None:
+            errors.append(FieldError(f"{path}.key", "required"))
+        elif not isinstance(key, str) or not STEP_KEY.fullmatch(key):
+            errors.append(
+                FieldError(
+                    f"{path}.key",
+                    "a step key must be letters, digits, '_' and '-', "
+                    "not starting with a digit or '-'",
+                )
+            )
+        elif key in first_index:
+            errors.append(
+                FieldError(
+                    f"{path}.key", f'duplicate key "{key}"; first used by steps[{first_index[key]}]'
+                )
+            )
+        else:
+            first_index[key] = i
+
+        kind = step.get("kind")
+        if kind is None:
+            errors.append(FieldError(f"{path}.kind", "required"))
+        elif not isinstance(kind, str) or kind not in kinds:
+            known = ", ".join(sorted(kinds)) or "none"
+            errors.append(
+                FieldError(
+                    f"{path}.kind", f"unknown kind {json.dumps(kind)}; expected one of {known}"
+                )
+            )
+
+        with_ = step.get("with")
+        if with_ is None:
+            with_ = {}
+        if not isinstance(with_, dict):
+            errors.append(_wrong_type(f"{path}.with", "a mapping", with_))
+        else:
+            errors.extend(check_syntax(with_, f"{path}.with"))
+            if isinstance(kind, str) and kind in kinds:
+                try:
+                    kinds[kind].parse(with_, f"{path}.with")
+                except InvalidDefinition as error:
+                    errors.extend(error.errors)
+
+        timeout = _parse_timeout(step.get("timeout"), f"{path}.timeout", errors)
+        if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
+            steps.append(StepSpec(key, kind, with_, timeout, i))
+    return tuple(steps)
+
+
+def _parse_timeout(raw: Any, path: str, errors: list[FieldError]) -> float | None:
+    if raw is None:
+        return None
+    if not _is_number(raw):
+        errors.append(_wrong_type(path, "a positive number of seconds", raw))
+    elif not 0 < raw <= _MAX_SECONDS:
+        errors.append(FieldError(path, f"must be more than 0 and at most {_MAX_SECONDS} seconds"))
+    else:
+        return float(raw)
+    return None
+
+
+def _check_fields(
+    mapping: Mapping[str, Any], path: str, allowed: tuple[str, ...], errors: list[FieldError]
+) -> None:
+    for field in mapping:
+        if field not in allowed:
+            errors.append(
+                FieldError(
+                    _join(path, field), f"unknown field; expected one of {', '.join(allowed)}"
+                )
+            )
+
+
+def _value_problem(value: Any, type_: InputType, enum: tuple[Any, ...] | None) -> str | None:
+    if not _CHECKS[type_](value):
+        return f"expected {type_}, got {_type_name(value)}"
+    if enum is not None and value not in enum:
+        allowed = ", ".join(json.dumps(item, default=str) for item in enum)
+        return f"{json.dumps(value, default=str)} is not one of {allowed}"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass, but `true` is not a number to anyone writing a definition.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_CHECKS: dict[InputType, Callable[[Any], bool]] = {
+    InputType.STRING: lambda value: isinstance(value, str),
+    InputType.INTEGER: lambda value: isinstance(value, int) and not isinstance(value, bool),
+    InputType.NUMBER: _is_number,
+    InputType.BOOLEAN: lambda value: isinstance(value, bool),
+    InputType.OBJECT: lambda value: isinstance(value, dict),
+    InputType.ARRAY: lambda value: isinstance(value, list),
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    for type_ in InputType:
+        if _CHECKS[type_](value):
+            return str(type_)
+    return type(value).__name__
+
+
+def _wrong_type(path: str, expected: str, value: Any) -> FieldError:
+    return FieldError(path, f"must be {expected}, got {_type_name(value)}")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _load(text: str) -> Any:
+    """Read YAML, or JSON (which PyYAML refuses when it is indented with tabs)."""
+    try:
+        if text.lstrip().startswith("{"):
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except json.JSONDecodeError as error:
+        raise InvalidDefinition(
+            [
+                FieldError(
+                    "", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+                )
+            ]
+        ) from error
+    except yaml.MarkedYAMLError as error:
+        where = ""
+        if mark := error.problem_mark:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = error.problem or error.context or "syntax error"
+        raise InvalidDefinition([FieldError("", f"invalid YAML: {problem}{where}")]) from error
+    except (yaml.YAMLError, RecursionError) as error:
+        raise InvalidDefinition([FieldError("", f"invalid definition text: {error}")]) from error
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise InvalidDefinition([FieldError("", f'invalid JSON: duplicate key "{key}"')])
+        mapping[key] = value
+    return mapping
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f'duplicate key "{key.value}"', key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 reads `no`, `on` and `yes` as booleans and `2024-01-01` as a date: an enum of country
+# codes must keep "NO", and dates are not JSON. Only true/false are booleans, as in YAML 1.2.
+_BOOL, _TIMESTAMP = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _json_data(value: Any, errors: list[FieldError]) -> Any:
+    """Copy `value` as plain JSON data (a tree, even where YAML aliases shared nodes)."""
+    count = 0
+
+    def copy(value: Any, path: str) -> Any:
+        nonlocal count
+        count += 1
+        if count > _MAX_VALUES:
+            raise InvalidDefinition(
+                [FieldError("", f"the definition has more than {_MAX_VALUES} values")]
+            )
+        if isinstance(value, Mapping):
+            plain = {}
+            for key, item in value.items():
+                if isinstance(key, str):
+                    plain[key] = copy(item, _join(path, key))
+                else:
+                    errors.append(FieldError(_join(path, str(key)), "keys must be strings"))
+            return plain
+        if isinstance(value, list | tuple):
+            return [copy(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        # A bad value becomes null, so it is reported here and not again as a wrong type.
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append(FieldError(path, "must be a finite number"))
+            return None
+        if value is not None and not isinstance(value, str | int | float):
+            errors.append(FieldError(path, f"a {type(value).__name__} is not JSON data"))
+            return None
+        return value
+
+    try:
+        return copy(value, "")
+    except RecursionError as error:
+        raise InvalidDefinition([FieldError("", "the definition is nested too deeply")]) from error

@@ -1,0 +1,54 @@
+"""The sleep step: waits, reports how long, and stops at once when cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from runwire.domain.models import OutputStream
+from runwire.runner.steps import STEP_KINDS
+
+
+@dataclass
+class RecordingContext:
+    """A StepContext that records every output call."""
+
+    grace_seconds: float = 0.5
+    execution_id: str = "ex-1"
+    step_key: str = "step"
+    attempt: int = 1
+    calls: list[tuple[OutputStream, str]] = field(default_factory=list)
+
+    def output(self, stream: OutputStream, text: str) -> None:
+        self.calls.append((stream, text))
+
+
+sleep = STEP_KINDS["sleep"]
+
+
+async def test_sleeps_and_reports_the_time_without_output() -> None:
+    context = RecordingContext()
+    result = await sleep.run(sleep.parse({"seconds": 0.05}, "with"), context)
+    assert result.error is None
+    assert 0.05 <= result.output["slept_seconds"] < 0.5
+    assert context.calls == []
+
+
+async def test_an_unrendered_template_fails_the_step() -> None:
+    result = await sleep.run(
+        sleep.parse({"seconds": "{{ inputs.wait }}"}, "with"), RecordingContext()
+    )
+    assert result.error == "seconds is an unrendered template"
+
+
+async def test_cancellation_propagates_at_once() -> None:
+    task = asyncio.create_task(sleep.run(sleep.parse({"seconds": 30}, "with"), RecordingContext()))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.1

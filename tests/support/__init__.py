@@ -1,0 +1,1 @@
+"""Shared test helpers: real Postgres databases and Redis for integration tests."""

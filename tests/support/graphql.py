@@ -1,0 +1,105 @@
+"""Real GraphQL clients for the API tests: gql over HTTP and over graphql-transport-ws."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gql import Client, GraphQLRequest
+from gql.transport.httpx import HTTPXAsyncTransport
+from gql.transport.websockets import WebsocketsTransport
+from tests.support.server import Server
+
+START = """
+mutation Start($input: StartExecutionInput!) {
+  startExecution(input: $input) {
+    __typename
+    ... on StartExecutionSuccess { execution { id status } }
+    ... on Error { message }
+    ... on ValidationError { fieldErrors { path message } }
+  }
+}
+"""
+
+STOP = """
+mutation Stop($id: ID!, $reason: String) {
+  stopExecution(id: $id, reason: $reason) {
+    __typename
+    ... on StopExecutionSuccess { execution { id status } }
+    ... on Error { message }
+    ... on InvalidTransitionError { currentStatus }
+  }
+}
+"""
+
+FOLLOW = """
+subscription Follow($id: ID!, $after: Int!) {
+  executionEvents(executionId: $id, afterSeq: $after) {
+    lastSeq
+    events {
+      seq type stepKey attempt
+      ... on ExecutionStatusChanged { status: executionStatus error reason }
+      ... on StepStatusChanged { stepStatus exitCode error }
+      ... on OutputChunk { stream text }
+    }
+  }
+}
+"""
+
+
+def ws_transport(server: Server) -> WebsocketsTransport:
+    # gql prefers the legacy graphql-ws subprotocol unless told otherwise.
+    return WebsocketsTransport(
+        url=server.graphql_ws, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+    )
+
+
+async def execute(
+    server: Server, document: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One query or mutation over HTTP with gql."""
+    transport = HTTPXAsyncTransport(url=server.graphql_http, timeout=30)
+    async with Client(transport=transport) as session:
+        result: dict[str, Any] = await session.execute(
+            GraphQLRequest(document, variable_values=variables)
+        )
+        return result
+
+
+async def start(server: Server, **input: Any) -> str:
+    """Start an execution; fail loudly unless it was accepted."""
+    result = await execute(server, START, {"input": input})
+    payload = result["startExecution"]
+    assert payload["__typename"] == "StartExecutionSuccess", payload
+    return str(payload["execution"]["id"])
+
+
+async def follow(server: Server, execution_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+    """Every event the subscription delivers until it completes."""
+    events: list[dict[str, Any]] = []
+    async with Client(transport=ws_transport(server)) as session:
+        request = GraphQLRequest(FOLLOW, variable_values={"id": execution_id, "after": after_seq})
+        async for message in session.subscribe(request):
+            batch = message["executionEvents"]
+            assert batch["lastSeq"] == batch["events"][-1]["seq"]
+            events.extend(batch["events"])
+    return events
+
+
+async def wait_for_status(
+    server: Server, execution_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    """Poll until the execution reaches one of `statuses`."""
+    query = "query($id: ID!) { execution(id: $id) { id status error lastSeq } }"
+    async with asyncio.timeout(timeout):
+        while True:
+            found = (await execute(server, query, {"id": execution_id}))["execution"]
+            if found["status"] in statuses:
+                return dict(found)
+            await asyncio.sleep(0.05)
+
+
+def definition(*steps: str, name: str = "test", extra: str = "") -> str:
+    """A YAML definition from step snippets (each a YAML mapping in flow style)."""
+    lines = [f"name: {name}", extra, "steps:"] + [f"  - {step}" for step in steps]
+    return "\n".join(line for line in lines if line)

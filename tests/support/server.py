@@ -1,0 +1,132 @@
+"""A real `runwire serve` in a subprocess, on SQLite or a fresh Postgres, with a chosen bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+from tests.support import postgres
+
+# Where each backend keeps executions, and which bus carries notices between processes.
+BACKENDS = ("sqlite", "postgres", "redis")
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def graphql_http(self) -> str:
+        return f"{self.url}/graphql"
+
+    @property
+    def graphql_ws(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(
+    backend: str, directory: Path, settings: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards."""
+    with _database(backend) as database_url:
+        port = free_port()
+        env = {
+            **os.environ,
+            "RUNWIRE_DATA_DIR": str(directory / "data"),
+            "RUNWIRE_PORT": str(port),
+            "RUNWIRE_GRACE_SECONDS": "1",
+            **({"RUNWIRE_DATABASE_URL": database_url} if database_url else {}),
+            "RUNWIRE_BUS_URL": {
+                "sqlite": "memory://",
+                "postgres": database_url or "",
+                "redis": postgres.REDIS_URL,
+            }[backend],
+            **(settings or {}),
+        }
+        if database_url:
+            subprocess.run(
+                [sys.executable, "-m", "runwire.cli", "migrate"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        log = directory / f"server-{port}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "runwire.cli", "serve"],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        server = Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
+        try:
+            _wait_healthy(server)
+            yield server
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            response = httpx.get(f"{server.url}/health", timeout=1)
+            if response.status_code == 200 and response.json().get("status") == "ok":
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server not healthy after {timeout}s:\n{server.log.read_text()}")
+
+
+@contextlib.contextmanager
+def _database(backend: str) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None
+        return
+    if backend == "redis":
+        asyncio.run(postgres.redis_url())
+    name = f"runwire_api_{secrets.token_hex(6)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres.POSTGRES_SERVER}/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(statement: str) -> None:
+    try:
+        connection = await asyncpg.connect(f"{postgres.POSTGRES_SERVER}/postgres", timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        postgres.unavailable("Postgres", exc)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
