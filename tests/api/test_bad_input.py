@@ -26,7 +26,8 @@ async def test_malformed_definition_names_each_bad_field(server: Server) -> None
     assert result["__typename"] == "ValidationError"
     paths = {error["path"]: error["message"] for error in result["fieldErrors"]}
     assert "expected a list of strings" in paths["steps[0].with.argv"]
-    assert "unknown" in paths["steps[1].kind"] and "shell" in paths["steps[1].kind"]
+    assert "unknown" in paths["steps[1].kind"]
+    assert "shell" in paths["steps[1].kind"]
     assert "steps[2].key" in paths
 
 
@@ -75,11 +76,11 @@ async def test_unknown_execution_id_is_null(server: Server) -> None:
 
 async def test_bad_cursor_is_a_clear_error(server: Server) -> None:
     with pytest.raises(TransportQueryError, match="after: not a cursor"):
-        await execute(server, "{ executions(after: \"garbage!\") { edges { cursor } } }")
+        await execute(server, '{ executions(after: "garbage!") { edges { cursor } } }')
 
 
 async def test_subscription_to_unknown_execution_is_a_clear_error(server: Server) -> None:
-    query = "subscription { executionEvents(executionId: \"nope\") { lastSeq } }"
+    query = 'subscription { executionEvents(executionId: "nope") { lastSeq } }'
     async with Client(transport=ws_transport(server)) as session:
         with pytest.raises(TransportQueryError, match="execution nope not found"):
             async for _ in session.subscribe(GraphQLRequest(query)):
@@ -90,13 +91,14 @@ async def test_graphql_level_faults_carry_no_stack_trace(server: Server) -> None
     async with httpx.AsyncClient() as client:
         for body in (
             {"query": "{ nope }"},
-            {"query": "mutation { startExecution(input: {priority: \"high\"}) { __typename } }"},
+            {"query": 'mutation { startExecution(input: {priority: "high"}) { __typename } }'},
             {"query": "{"},
         ):
             response = await client.post(f"{server.url}/graphql", json=body)
             assert response.status_code in {200, 400}
             assert response.json()["errors"]
-            assert "Traceback" not in response.text and 'File "' not in response.text
+            assert "Traceback" not in response.text
+            assert 'File "' not in response.text
 
 
 async def test_scenarios_can_be_created_and_versioned(server: Server) -> None:
@@ -113,5 +115,11 @@ async def test_scenarios_can_be_created_and_versioned(server: Server) -> None:
     second = first.replace("seconds: 0", "seconds: 0.01")
     updated = (await execute(server, mutation % "updateScenario", {"d": second}))["updateScenario"]
     assert updated["scenario"]["version"] == 2
-    missing = (await execute(server, mutation % "updateScenario", {"d": "name: ghost\nsteps: [{key: a, kind: sleep, with: {seconds: 0}}]"}))["updateScenario"]
+    missing = (
+        await execute(
+            server,
+            mutation % "updateScenario",
+            {"d": "name: ghost\nsteps: [{key: a, kind: sleep, with: {seconds: 0}}]"},
+        )
+    )["updateScenario"]
     assert missing["__typename"] == "NotFoundError"

@@ -55,7 +55,9 @@ async def test_resume_after_seq_and_join_after_the_end(server: Server) -> None:
 
 
 async def test_live_only_subscription_gets_only_new_events(server: Server) -> None:
-    text = definition('{key: wait, kind: shell, with: {argv: ["sh", "-c", "sleep 0.5; echo done"]}}')
+    text = definition(
+        '{key: wait, kind: shell, with: {argv: ["sh", "-c", "sleep 0.5; echo done"]}}'
+    )
     execution_id = await start(server, definition=text)
     await asyncio.sleep(0.2)
     events = await follow(server, execution_id, after_seq=-1)

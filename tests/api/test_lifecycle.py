@@ -80,7 +80,7 @@ async def test_failing_step_fails_the_execution_and_skips_the_rest(server: Serve
 
 
 async def test_step_timeout_ends_timed_out_naming_the_step(server: Server) -> None:
-    text = definition('{key: slow, kind: sleep, timeout: 0.2, with: {seconds: 10}}')
+    text = definition("{key: slow, kind: sleep, timeout: 0.2, with: {seconds: 10}}")
     execution_id = await start(server, definition=text)
     events = await follow(server, execution_id)
     assert events[-1]["status"] == "TIMED_OUT"
@@ -97,7 +97,11 @@ async def test_execution_timeout_override(server: Server) -> None:
 async def test_history_filters_and_keyset_pages(server: Server) -> None:
     label = f"page-{server.url[-5:]}"
     ids = [
-        await start(server, definition=definition("{key: a, kind: sleep, with: {seconds: 0}}"), labels=[label])
+        await start(
+            server,
+            definition=definition("{key: a, kind: sleep, with: {seconds: 0}}"),
+            labels=[label],
+        )
         for _ in range(5)
     ]
     for execution_id in ids:
@@ -107,9 +111,7 @@ async def test_history_filters_and_keyset_pages(server: Server) -> None:
     after = None
     while True:
         page = (
-            await execute(
-                server, HISTORY, {"filter": {"label": label}, "first": 2, "after": after}
-            )
+            await execute(server, HISTORY, {"filter": {"label": label}, "first": 2, "after": after})
         )["executions"]
         seen.extend(edge["node"]["id"] for edge in page["edges"])
         if not page["pageInfo"]["hasNextPage"]:
@@ -129,5 +131,5 @@ async def test_history_filters_and_keyset_pages(server: Server) -> None:
 async def test_page_size_is_capped(server: Server, first: int) -> None:
     from gql.transport.exceptions import TransportQueryError
 
-    with pytest.raises(TransportQueryError, match="first: expected 0..200"):
+    with pytest.raises(TransportQueryError, match=r"first: expected 0\.\.200"):
         await execute(server, HISTORY, {"first": first})

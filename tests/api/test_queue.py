@@ -49,9 +49,7 @@ async def test_stopping_a_queued_execution_cancels_it(server: Server) -> None:
     blocker = await start(server, definition=BLOCKER)
     await wait_for_status(server, blocker, {"RUNNING"})
     queued = await start(server, definition=QUICK)
-    result = (await execute(server, STOP, {"id": queued, "reason": "not needed"}))[
-        "stopExecution"
-    ]
+    result = (await execute(server, STOP, {"id": queued, "reason": "not needed"}))["stopExecution"]
     assert result["execution"]["status"] == "CANCELLED"
     await execute(server, STOP, {"id": blocker})
     await wait_for_status(server, blocker, {"CANCELLED"})

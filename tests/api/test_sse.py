@@ -12,23 +12,27 @@ from tests.support.server import Server
 TEXT = definition('{key: lines, kind: shell, with: {argv: ["sh", "-c", "seq 1 50"]}}')
 
 
-async def _read(server: Server, path: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+async def _read(
+    server: Server, path: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=30) as client:
-        async with client.stream("GET", f"{server.url}{path}", headers=headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            current: dict[str, Any] = {}
-            async for line in response.aiter_lines():
-                if line.startswith("id:"):
-                    current["id"] = int(line[3:].strip())
-                elif line.startswith("event:"):
-                    current["event"] = line[6:].strip()
-                elif line.startswith("data:"):
-                    current["data"] = json.loads(line[5:].strip())
-                elif not line and current:
-                    events.append(current)
-                    current = {}
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("GET", f"{server.url}{path}", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if line.startswith("id:"):
+                current["id"] = int(line[3:].strip())
+            elif line.startswith("event:"):
+                current["event"] = line[6:].strip()
+            elif line.startswith("data:"):
+                current["data"] = json.loads(line[5:].strip())
+            elif not line and current:
+                events.append(current)
+                current = {}
     return events
 
 

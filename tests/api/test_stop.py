@@ -16,8 +16,10 @@ STUBBORN = """
 import os, signal, subprocess, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 pids = sys.argv[1]
-child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"])
-escaped = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+ignore = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", ignore])
+sleep = "import time; time.sleep(600)"
+escaped = subprocess.Popen([sys.executable, "-c", sleep], start_new_session=True)
 with open(pids, "w") as f:
     f.write(f"{os.getpid()} {child.pid} {escaped.pid}")
 print("ready", flush=True)
@@ -89,4 +91,3 @@ async def test_stop_twice_while_stopping_is_a_typed_error(server: Server) -> Non
 async def test_stop_unknown_execution_is_not_found(server: Server) -> None:
     result = (await execute(server, STOP, {"id": "no-such-id"}))["stopExecution"]
     assert result == {"__typename": "NotFoundError", "message": "execution no-such-id not found"}
-

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -14,6 +15,7 @@ from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.table import Table
 
 from runwire.db import piccolo_conf
 from runwire.db.tables import ALL_TABLES
@@ -32,7 +34,7 @@ class DatabaseUrlInvalid(RunwireError):
 class Database:
     """The engine every table of this process is bound to."""
 
-    engine: Engine
+    engine: Engine[Any]
     url: str
 
     @property
@@ -67,7 +69,7 @@ class Database:
             raise RunwireError(f"migration failed: {result.message}")
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str) -> Engine[Any]:
     """A Piccolo engine for a SQLAlchemy-style SQLite URL or a Postgres URL."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
@@ -82,10 +84,11 @@ def engine_for(url: str) -> Engine:
     raise DatabaseUrlInvalid(f"unsupported database URL {_redacted(url)}")
 
 
-def bind(engine: Engine) -> None:
+def bind(engine: Engine[Any]) -> None:
     """Point every table (ours and Piccolo's migration table) at `engine`."""
     piccolo_conf.DB = engine
-    for table in [*ALL_TABLES, Migration]:
+    tables: list[type[Table]] = [*ALL_TABLES, Migration]
+    for table in tables:
         table._meta.db = engine
 
 

@@ -373,6 +373,12 @@ class Repository:
             return self._engine.transaction(transaction_type=TransactionType.immediate)
         return self._engine.transaction()
 
+    def _connection(self) -> Any:
+        """The driver connection of the current write transaction (asyncpg or aiosqlite)."""
+        transaction = self._engine.current_transaction.get()
+        assert transaction is not None, "only called inside self._write()"
+        return transaction.connection
+
     async def _write_events(self, events: Sequence[Event]) -> None:
         await self._insert_events(events)
         await self._project(events)
@@ -390,7 +396,7 @@ class Repository:
             )
             for e in events
         ]
-        connection = self._engine.current_transaction.get().connection
+        connection = self._connection()
         if isinstance(self._engine, PostgresEngine):
             # COPY is several times faster than a multi-row INSERT for the hot path.
             await connection.copy_records_to_table(
@@ -423,7 +429,8 @@ class Repository:
                 if status.is_terminal:
                     row["finished"] = event.at
             elif event.type is EventType.STEP_STATUS:
-                assert event.step_key is not None and event.attempt is not None
+                assert event.step_key is not None
+                assert event.attempt is not None
                 step = steps.setdefault(
                     (event.execution_id, event.step_key, event.attempt),
                     {
@@ -443,11 +450,9 @@ class Repository:
                 if step_status.is_terminal:
                     step["finished"] = event.at
                     step["exit_code"] = event.data.get("exit_code")
-                    step["output"] = (
-                        _dump(event.data["output"]) if "output" in event.data else None
-                    )
+                    step["output"] = _dump(event.data["output"]) if "output" in event.data else None
                     step["error"] = event.data.get("error")
-        connection = self._engine.current_transaction.get().connection
+        connection = self._connection()
         execution_sql = (
             "UPDATE runwire_execution SET last_seq = ?, status = COALESCE(?, status),"
             " error = COALESCE(?, error), started_at = COALESCE(started_at, ?),"

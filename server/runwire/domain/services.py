@@ -36,7 +36,9 @@ class ExecutionStore(Protocol):
 
     async def create_execution(self, execution: Execution, first_event: Event) -> None: ...
 
-    async def execution(self, execution_id: str, *, with_steps: bool = True) -> Execution | None: ...
+    async def execution(
+        self, execution_id: str, *, with_steps: bool = True
+    ) -> Execution | None: ...
 
     async def cancel_queued(self, execution_id: str, event: Event) -> bool: ...
 
@@ -188,9 +190,7 @@ class ExecutionService:
 def _check_options(request: StartRequest) -> None:
     errors: list[FieldError] = []
     if not -_MAX_PRIORITY <= request.priority <= _MAX_PRIORITY:
-        errors.append(
-            FieldError("priority", f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}")
-        )
+        errors.append(FieldError("priority", f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}"))
     if request.timeout_seconds is not None and request.timeout_seconds <= 0:
         errors.append(FieldError("timeoutSeconds", "expected a positive number of seconds"))
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:

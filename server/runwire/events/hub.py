@@ -117,7 +117,11 @@ class Hub:
             # The backlog ended without a terminal event; if the row says the execution already
             # ended, its terminal event is at or before `last` (afterSeq past the end).
             execution = await self._repository.execution(execution_id, with_steps=False)
-            if execution is not None and execution.status.is_terminal and execution.last_seq <= last:
+            if (
+                execution is not None
+                and execution.status.is_terminal
+                and execution.last_seq <= last
+            ):
                 return
             while True:
                 item = await follower.take()

@@ -29,25 +29,25 @@ class ScenarioSuccess:
     scenario: Scenario
 
 
+# Every result union carries the whole error family, so clients handle errors one way.
 StartExecutionResult = Annotated[
-    StartExecutionSuccess | ValidationError | NotFoundError,
+    StartExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
     strawberry.union("StartExecutionResult"),
 ]
 StopExecutionResult = Annotated[
-    StopExecutionSuccess | NotFoundError | InvalidTransitionError,
+    StopExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
     strawberry.union("StopExecutionResult"),
 ]
 ScenarioResult = Annotated[
-    ScenarioSuccess | ValidationError | NotFoundError, strawberry.union("ScenarioResult")
+    ScenarioSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("ScenarioResult"),
 ]
 
 
 @strawberry.type
 class Mutation:
     @strawberry.mutation
-    async def start_execution(
-        self, info: Info, input: StartExecutionInput
-    ) -> StartExecutionResult:
+    async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         request = StartRequest(
             scenario=input.scenario,
             definition=input.definition,
@@ -68,9 +68,7 @@ class Mutation:
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> StopExecutionResult:
         try:
-            execution = await services(info).executions.stop(
-                str(id), reason, actor(info)
-            )
+            execution = await services(info).executions.stop(str(id), reason, actor(info))
         except RunwireError as error:
             return to_error(error)
         return StopExecutionSuccess(execution=Execution.of(execution))

@@ -25,5 +25,7 @@ def build_schema() -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         types=list(EVENT_TYPES),
-        extensions=[MaskErrors(should_mask_error=_should_mask, error_message="Internal error")],
+        extensions=[
+            lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error")
+        ],
     )

@@ -50,7 +50,8 @@ class Scenario:
 
     @strawberry.field
     def inputs(self) -> list[ScenarioInput]:
-        specs = self.definition.get("inputs") or {}
+        definition: dict[str, Any] = self.definition  # type: ignore[assignment]
+        specs = definition.get("inputs") or {}
         return [
             ScenarioInput(
                 name=name,
@@ -70,7 +71,7 @@ class Scenario:
             version=scenario.version,
             description=scenario.description,
             created_at=scenario.created_at,
-            definition=dict(scenario.definition),
+            definition=JSON(dict(scenario.definition)),
         )
 
 
@@ -198,15 +199,13 @@ class Execution:
     def of(cls, execution: models.Execution) -> Execution:
         scenario = None
         if execution.scenario_name is not None and execution.scenario_version is not None:
-            scenario = ScenarioRef(
-                name=execution.scenario_name, version=execution.scenario_version
-            )
+            scenario = ScenarioRef(name=execution.scenario_name, version=execution.scenario_version)
         return cls(
             id=strawberry.ID(execution.id),
             name=execution.name,
             status=execution.status,
             scenario=scenario,
-            inputs=dict(execution.inputs),
+            inputs=JSON(dict(execution.inputs)),
             labels=list(execution.labels),
             priority=execution.priority,
             queued_at=execution.queued_at,
@@ -217,7 +216,7 @@ class Execution:
             last_seq=execution.last_seq,
             timeout_seconds=execution.timeout_seconds,
             grace_seconds=execution.grace_seconds,
-            definition=dict(execution.definition),
+            definition=JSON(dict(execution.definition)),
         )
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import msgspec
 from litestar import Request, get
 from litestar.datastructures import State
-from litestar.params import Parameter
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from runwire.domain.models import Event

@@ -102,7 +102,9 @@ class ExecutionRun:
         if self.stop_reason is not None:
             return False
         self.stop_reason = reason
-        self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.STOPPING, "reason": reason})
+        self.emit(
+            EventType.EXECUTION_STATUS, {"status": ExecutionStatus.STOPPING, "reason": reason}
+        )
         if self._step_task is not None:
             self._step_task.cancel()
         return True
@@ -118,7 +120,9 @@ class ExecutionRun:
         except TimeoutError:
             during = f" during step {current[-1]}" if current else ""
             seconds = self.execution.timeout_seconds or self._definition.timeout
-            ended = _Ended(ExecutionStatus.TIMED_OUT, f"execution timed out after {seconds:g}s{during}")
+            ended = _Ended(
+                ExecutionStatus.TIMED_OUT, f"execution timed out after {seconds:g}s{during}"
+            )
         except asyncio.CancelledError:
             ended = _Ended(ExecutionStatus.CANCELLED, SHUTDOWN_REASON)
             raise

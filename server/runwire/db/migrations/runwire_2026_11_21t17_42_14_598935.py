@@ -1,11 +1,5 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import Float
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSON
-from piccolo.columns.column_types import Serial
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import JSON, Float, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 
@@ -15,9 +9,7 @@ DESCRIPTION = "initial tables"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="runwire", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="runwire", description=DESCRIPTION)
 
     manager.add_table(
         class_name="Execution",
@@ -33,9 +25,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Event", tablename="runwire_event", schema=None, columns=None
-    )
+    manager.add_table(class_name="Event", tablename="runwire_event", schema=None, columns=None)
 
     manager.add_table(
         class_name="ControlRequest",

@@ -11,8 +11,7 @@ STATEMENTS = [
     # Gapless per-execution seqs: a duplicate seq must fail the whole flush, not slip in.
     "CREATE UNIQUE INDEX runwire_event_execution_seq ON runwire_event (execution_id, seq)",
     "CREATE UNIQUE INDEX runwire_scenario_name_version ON runwire_scenario (name, version)",
-    "CREATE UNIQUE INDEX runwire_step_run_attempt"
-    " ON runwire_step_run (execution_id, key, attempt)",
+    "CREATE UNIQUE INDEX runwire_step_run_attempt ON runwire_step_run (execution_id, key, attempt)",
     # History is read newest first with a (queued_at, id) keyset cursor.
     "CREATE INDEX runwire_execution_queued ON runwire_execution (queued_at DESC, id DESC)",
     "CREATE INDEX runwire_execution_status_queued"
