@@ -68,6 +68,14 @@ async def test_stop_kills_a_sigint_ignoring_process_tree(server: Server, tmp_pat
     step_events = [e for e in events if e["type"] == "STEP_STATUS"]
     assert [e["stepStatus"] for e in step_events] == ["RUNNING", "CANCELLED"]
 
+    audit = await execute(
+        server,
+        "query($id: ID!) { execution(id: $id) { activities { action actor detail } } }",
+        {"id": execution_id},
+    )
+    actions = [(a["action"], a["detail"]) for a in audit["execution"]["activities"]]
+    assert actions[-1] == ("stop", {"reason": "test over"})
+
     again = (await execute(server, STOP, {"id": execution_id}))["stopExecution"]
     assert again["__typename"] == "InvalidTransitionError"
     assert again["currentStatus"] == "CANCELLED"

@@ -159,6 +159,14 @@ class ExecutionEventBatch:
     last_seq: int
 
 
+@strawberry.type(description="Audit: who did what to an execution, and why.")
+class Activity:
+    action: str
+    actor: str
+    at: datetime
+    detail: JSON
+
+
 @strawberry.type
 class Execution:
     id: strawberry.ID
@@ -194,6 +202,14 @@ class Execution:
             str(self.id), after_seq, limit=max(0, min(first, 1000))
         )
         return [event_of(event) for event in events]
+
+    @strawberry.field
+    async def activities(self, info: Info) -> list[Activity]:
+        found = await services(info).repository.activities(str(self.id))
+        return [
+            Activity(action=a.action, actor=a.actor, at=a.at, detail=JSON(dict(a.detail)))
+            for a in found
+        ]
 
     @classmethod
     def of(cls, execution: models.Execution) -> Execution:

@@ -9,4 +9,8 @@ from litestar.datastructures import State
 @get("/health", sync_to_thread=False)
 def health(state: State) -> dict[str, object]:
     services = state.get("services")
-    return {"status": "ok" if services is not None else "starting"}
+    if services is None:
+        return {"status": "starting"}
+    # Live followers (subscriptions and SSE streams): lets operators and tests see that a
+    # disconnected client left nothing behind.
+    return {"status": "ok", "followers": services.hub.follower_count}
