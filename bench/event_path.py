@@ -69,6 +69,8 @@ class Result:
     events: int
     """Events that went through the timed path (runwire's seq 1 is written before the clock)."""
     seconds: float
+    build_seconds: float = 0.0
+    """Untimed preparation (raw COPY builds its rows before the clock)."""
 
     @property
     def rate(self) -> float:
@@ -286,16 +288,17 @@ async def bench_copy(url: str, checker: asyncpg.Connection, events: int) -> Resu
 async def copy_once(conn: asyncpg.Connection, checker: asyncpg.Connection, events: int) -> Result:
     execution_id = str(uuid.uuid4())
     last_seq = events + 2
+    # The rows are built before the clock: this row measures what Postgres ingests, nothing else.
+    # The time to build them is kept too, for the figure of a sequential Python COPY writer.
+    built = time.perf_counter()
+    records = [record(make_event(execution_id, seq, last_seq)) for seq in range(1, last_seq + 1)]
     started = time.perf_counter()
-    for first in range(1, last_seq + 1, COPY_BATCH):
-        records = [
-            record(make_event(execution_id, seq, last_seq))
-            for seq in range(first, min(first + COPY_BATCH, last_seq + 1))
-        ]
-        await conn.copy_records_to_table("runwire_event", records=records, columns=EVENT_COLUMNS)
+    for first in range(0, last_seq, COPY_BATCH):
+        batch = records[first : first + COPY_BATCH]
+        await conn.copy_records_to_table("runwire_event", records=batch, columns=EVENT_COLUMNS)
     finished = time.perf_counter()
     await check_rows(checker, RAW_COPY, execution_id, last_seq)
-    return Result(RAW_COPY, last_seq, finished - started)
+    return Result(RAW_COPY, last_seq, finished - started, build_seconds=started - built)
 
 
 def record(event: Event) -> tuple[Any, ...]:
@@ -368,13 +371,19 @@ def print_header(events: int, postgres_version: str) -> None:
 
 
 def print_table(results: list[Result]) -> None:
-    ceiling = next(r for r in results if r.variant == RAW_COPY).rate
+    copy = next(r for r in results if r.variant == RAW_COPY)
     print(f"{'variant':<10} {'events':>8} {'seconds':>9} {'events/s':>10} {'x raw COPY':>11}")
     for r in results:
         print(
             f"{r.variant:<10} {r.events:>8,} {r.seconds:>9.3f} {r.rate:>10,.0f}"
-            f" {r.rate / ceiling:>11.3f}"
+            f" {r.rate / copy.rate:>11.3f}"
         )
+    sequential = copy.events / (copy.build_seconds + copy.seconds)
+    print()
+    print(
+        f"raw COPY rows were built before its clock ({copy.build_seconds:.3f} s);"
+        f" building them in the loop as well gives {sequential:,.0f} events/s."
+    )
 
 
 async def run(events: int, server: str) -> None:

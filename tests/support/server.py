@@ -47,10 +47,18 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    backend: str, directory: Path, settings: dict[str, str] | None = None
+    backend: str,
+    directory: Path,
+    settings: dict[str, str] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[Server]:
-    """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards."""
-    with _database(backend) as database_url:
+    """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
+
+    Given a `database_url` (from `database`), several servers share one Postgres database.
+    """
+    with contextlib.ExitStack() as stack:
+        if database_url is None:
+            database_url = stack.enter_context(database(backend))
         port = free_port()
         env = {
             **os.environ,
@@ -72,6 +80,7 @@ def running_server(
                 check=True,
                 capture_output=True,
             )
+        directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"server-{port}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -107,7 +116,7 @@ def _wait_healthy(server: Server, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def _database(backend: str) -> Iterator[str | None]:
+def database(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
