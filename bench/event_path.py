@@ -119,7 +119,7 @@ class SeqChecker:
 
     def see(self, seq: int) -> bool:
         """Record `seq`; True once the last one has arrived."""
-        if seq != self.seen + 1:
+        if seq != self.seen + 1 or seq > self.last_seq:
             raise BenchmarkFailed(f"{self.variant}: got seq {seq} after seq {self.seen}")
         self.seen = seq
         return seq == self.last_seq
@@ -185,17 +185,19 @@ async def runwire_once(
 
 
 async def runwire_follow(hub: Hub, execution_id: str, last_seq: int, live: asyncio.Event) -> float:
-    """Follow from seq 0; the perf_counter() at which the terminal event arrived."""
+    """Follow from seq 0 to the end; the perf_counter() at which the terminal event arrived."""
     seqs = SeqChecker(RUNWIRE, last_seq)
-    async with contextlib.aclosing(hub.follow(execution_id, 0)) as batches:
-        async for batch in batches:
-            for event in batch:
-                if seqs.see(event.seq):
-                    if not event.is_terminal:
-                        raise BenchmarkFailed(f"{RUNWIRE}: seq {event.seq} is not terminal")
-                    return time.perf_counter()
-            live.set()
-    raise BenchmarkFailed(f"{RUNWIRE}: the follower ended after seq {seqs.seen} of {last_seq}")
+    arrived = 0.0
+    async for batch in hub.follow(execution_id, 0):  # ends by itself after the terminal event
+        for event in batch:
+            if seqs.see(event.seq):
+                arrived = time.perf_counter()
+                if not event.is_terminal:
+                    raise BenchmarkFailed(f"{RUNWIRE}: the last seq {event.seq} is not terminal")
+        live.set()
+    if seqs.seen != last_seq:
+        raise BenchmarkFailed(f"{RUNWIRE}: the follower ended after seq {seqs.seen} of {last_seq}")
+    return arrived
 
 
 # ---- 2. naive: INSERT per event + stock broadcaster publish -----------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
@@ -28,6 +29,10 @@ os.environ.setdefault("PICCOLO_CONF", "runwire.db.piccolo_conf")
 
 class DatabaseUrlInvalid(RunwireError):
     """The database URL is not a SQLite or Postgres URL."""
+
+
+class DatabaseNotMigrated(RunwireError):
+    """The database schema is behind this version of Runwire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,10 @@ class Database:
         database = cls(engine=engine, url=url)
         if migrate:
             await database.migrate()
+        elif pending := await database.pending_migrations():
+            raise DatabaseNotMigrated(
+                f"{len(pending)} migration(s) not applied to {_redacted(url)}: run `runwire migrate`"
+            )
         if isinstance(engine, PostgresEngine):
             await engine.start_connection_pool(min_size=2, max_size=20)
         try:
@@ -67,6 +76,19 @@ class Database:
             result = await run_forwards(app_name="runwire")
         if not result.success:
             raise RunwireError(f"migration failed: {result.message}")
+
+
+    async def pending_migrations(self) -> list[str]:
+        """Migration ids in this package that the database has not applied."""
+        manager = BaseMigrationManager()
+        app = manager.get_app_config("runwire")
+        known = manager.get_migration_ids(
+            manager.get_migration_modules(app.resolved_migrations_folder_path)
+        )
+        if not await Migration.table_exists():
+            return list(known)
+        applied = await Migration.get_migrations_which_ran(app_name="runwire")
+        return sorted(set(known) - set(applied))
 
 
 def engine_for(url: str) -> Engine[Any]:

@@ -1,0 +1,34 @@
+"""Migrations are the one schema path, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runwire.db.engine import Database, DatabaseNotMigrated, DatabaseUrlInvalid, engine_for
+
+
+async def test_unmigrated_postgres_is_refused_with_the_fix(postgres_url: str) -> None:
+    with pytest.raises(DatabaseNotMigrated, match="run `runwire migrate`"):
+        async with Database.open(postgres_url):
+            pass
+
+
+async def _migrate_twice(url: str) -> None:
+    for _ in range(2):
+        async with Database.open(url, migrate=True) as database:
+            assert await database.pending_migrations() == []
+
+
+async def test_migrating_sqlite_twice_is_harmless(tmp_path: Path) -> None:
+    await _migrate_twice(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+
+async def test_migrating_postgres_twice_is_harmless(postgres_url: str) -> None:
+    await _migrate_twice(postgres_url)
+
+
+def test_unknown_database_url_names_the_problem_without_the_password() -> None:
+    with pytest.raises(DatabaseUrlInvalid, match=r"unsupported database URL mysql://x:\*\*\*@h/db"):
+        engine_for("mysql://x:secret@h/db")
