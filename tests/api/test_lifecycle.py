@@ -133,3 +133,19 @@ async def test_page_size_is_capped(server: Server, first: int) -> None:
 
     with pytest.raises(TransportQueryError, match=r"first: expected 0\.\.200"):
         await execute(server, HISTORY, {"first": first})
+
+
+async def test_graphiql_of_the_real_server_loads_nothing_from_outside(server: Server) -> None:
+    import re
+
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        page = await client.get("/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert assets
+        assert "https://" not in page.text
+        for asset in assets:
+            if not asset.startswith("data:"):
+                assert (await client.get(asset)).status_code == 200, asset
