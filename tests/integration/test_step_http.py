@@ -7,27 +7,13 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from tests.support.steps import RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS, StepResult
-
-
-@dataclass
-class RecordingContext:
-    """A StepContext that records every output call."""
-
-    grace_seconds: float = 0.5
-    execution_id: str = "ex-1"
-    step_key: str = "step"
-    attempt: int = 1
-    calls: list[tuple[OutputStream, str]] = field(default_factory=list)
-
-    def output(self, stream: OutputStream, text: str) -> None:
-        self.calls.append((stream, text))
 
 
 class FakeHttpService:

@@ -6,11 +6,11 @@ import asyncio
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.steps import RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS, StepResult
@@ -19,26 +19,11 @@ GRACE = 0.5
 PY = sys.executable
 
 
-@dataclass
-class RecordingContext:
-    """A StepContext that records every output call."""
-
-    grace_seconds: float = GRACE
-    execution_id: str = "ex-1"
-    step_key: str = "step"
-    attempt: int = 1
-    calls: list[tuple[OutputStream, str]] = field(default_factory=list)
-
-    def output(self, stream: OutputStream, text: str) -> None:
-        self.calls.append((stream, text))
-
-    def text(self, stream: OutputStream) -> str:
-        return "".join(text for s, text in self.calls if s is stream)
-
-
 async def run(params: dict[str, Any], context: RecordingContext | None = None) -> StepResult:
     shell = STEP_KINDS["shell"]
-    return await shell.run(shell.parse(params, "with"), context or RecordingContext())
+    return await shell.run(
+        shell.parse(params, "with"), context or RecordingContext(grace_seconds=GRACE)
+    )
 
 
 def python(source: str) -> list[str]:
@@ -65,7 +50,7 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 
 
 async def test_streams_each_stream_in_order() -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     argv = python("""
         import sys
         for i in range(3):
@@ -82,7 +67,7 @@ async def test_streams_each_stream_in_order() -> None:
 
 
 async def test_forwards_output_before_a_newline_and_before_exit(tmp_path: Path) -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     go = tmp_path / "go"
     argv = python(f"""
         import os, sys, time
@@ -98,7 +83,7 @@ async def test_forwards_output_before_a_newline_and_before_exit(tmp_path: Path) 
 
 
 async def test_decodes_a_character_split_across_reads() -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     argv = python("""
         import sys, time
         sys.stdout.buffer.write(b"caf\\xc3"); sys.stdout.flush()
@@ -122,7 +107,7 @@ async def test_failure_reports_exit_code(script: str, code: int, error: str) -> 
 
 
 async def test_keeps_the_tail_of_long_output() -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     result = await run({"argv": python("print('x' * 100_000); print('END')")}, context)
     stdout = result.output["stdout"]
     assert stdout.startswith("…[truncated 34469 bytes]\n")
@@ -170,7 +155,7 @@ async def test_cannot_start_is_a_result(params: dict[str, Any], error: str) -> N
 
 @needs_proc
 async def test_background_children_do_not_keep_the_step_running() -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     started = time.monotonic()
     result = await run({"argv": ["sh", "-c", "sleep 30 & echo $!"]}, context)
     assert time.monotonic() - started < 2
@@ -190,7 +175,7 @@ async def test_background_children_do_not_keep_the_step_running() -> None:
     ],
 )
 async def test_stop_lets_a_process_exit_on_sigint(argv: list[str], message: str) -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     task = asyncio.create_task(run({"argv": argv}, context))
     await wait_for(lambda: "ready" in context.text(OutputStream.STDOUT))
     started = time.monotonic()
@@ -205,7 +190,7 @@ async def test_stop_lets_a_process_exit_on_sigint(argv: list[str], message: str)
 
 @needs_proc
 async def test_stop_kills_the_group_and_escaped_descendants_after_grace() -> None:
-    context = RecordingContext()
+    context = RecordingContext(grace_seconds=GRACE)
     # The leader and both its children ignore SIGINT and print their pids; one child stays in
     # the process group, the other calls setsid() to escape it.
     child = (

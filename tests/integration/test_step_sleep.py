@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 import pytest
+from tests.support.steps import RecordingContext
 
-from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS
-
-
-@dataclass
-class RecordingContext:
-    """A StepContext that records every output call."""
-
-    grace_seconds: float = 0.5
-    execution_id: str = "ex-1"
-    step_key: str = "step"
-    attempt: int = 1
-    calls: list[tuple[OutputStream, str]] = field(default_factory=list)
-
-    def output(self, stream: OutputStream, text: str) -> None:
-        self.calls.append((stream, text))
-
 
 sleep = STEP_KINDS["sleep"]
 
