@@ -111,6 +111,13 @@ class ExecutionRun:
 
     async def run(self) -> None:
         """Run to a terminal event; shutdown cancellation still ends the execution CANCELLED."""
+        if self.stop_reason is not None:
+            # Stopped between the claim and the first step: it never ran.
+            self.emit(
+                EventType.EXECUTION_STATUS,
+                {"status": ExecutionStatus.CANCELLED, "error": f"stopped: {self.stop_reason}"},
+            )
+            return
         self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
         ended = _Ended(ExecutionStatus.FAILED, "execution ended without a result")
         current: list[str] = []
