@@ -7,7 +7,8 @@ subscriber), measured in one run against a fresh database on 127.0.0.1:
             → Hub.deliver → one `Hub.follow` subscriber; the bus is Postgres LISTEN/NOTIFY.
 - naive:    one autocommit Piccolo INSERT per event, then one publish of the JSON event through
             stock broadcaster's postgres backend to one `Broadcast.subscribe` subscriber.
-- raw COPY: asyncpg `copy_records_to_table` in batches of 5,000, no delivery: the ceiling.
+- raw COPY: asyncpg `copy_records_to_table` of pre-built rows in batches of 5,000, no
+            delivery: the ceiling.
 
 Usage: .venv/bin/python bench/event_path.py [--events N | --quick]
 """
@@ -24,7 +25,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -164,7 +165,9 @@ async def runwire_once(
 ) -> Result:
     execution_id = str(uuid.uuid4())
     last_seq = events + 2
-    await repository.create_execution(new_execution(execution_id), make_event(execution_id, 1, 2))
+    await repository.create_execution(
+        new_execution(execution_id), make_event(execution_id, 1, last_seq)
+    )
     live = asyncio.Event()
     follower = asyncio.create_task(runwire_follow(hub, execution_id, last_seq, live))
     try:
@@ -389,21 +392,35 @@ def print_table(results: list[Result]) -> None:
 
 
 async def run(events: int, server: str) -> None:
+    # A hang is a failure, not a slow result: each variant gets a generous deadline.
+    deadline = 60 + events / 100
     async with fresh_database(server) as url:
         checker = await asyncpg.connect(url)
         try:
             print_header(events, await checker.fetchval("SHOW server_version"))
-            timeout = 60 + events / 100  # a hang is a failure, not a slow result
             async with Database.open(url, migrate=True) as database:
-                async with asyncio.timeout(timeout):
-                    runwire = await bench_runwire(database, url, checker, events)
-                async with asyncio.timeout(timeout):
-                    naive = await bench_naive(url, checker, events)
-            async with asyncio.timeout(timeout):
-                copy = await bench_copy(url, checker, events)
+                runwire = await bounded(
+                    RUNWIRE, deadline, bench_runwire(database, url, checker, events)
+                )
+                naive = await bounded(NAIVE, deadline, bench_naive(url, checker, events))
+            copy = await bounded(RAW_COPY, deadline, bench_copy(url, checker, events))
         finally:
             await checker.close()
     print_table([runwire, naive, copy])
+
+
+async def bounded(variant: str, seconds: float, measure: Coroutine[Any, Any, Result]) -> Result:
+    """The variant's result, or a failure once `seconds` pass (even if it then cannot stop)."""
+    task = asyncio.create_task(measure, name=f"bench {variant}")
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if done:
+        return task.result()
+    task.cancel()
+    # Its cleanup may itself hang (e.g. a writer retrying forever); leave it to asyncio.run's
+    # final cancellation rather than wait here without end.
+    await asyncio.wait([task], timeout=10)
+    stuck = "" if task.done() else ", and it did not stop when cancelled"
+    raise BenchmarkFailed(f"{variant}: no result within {seconds:.0f} s{stuck}")
 
 
 def main() -> None:

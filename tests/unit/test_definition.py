@@ -511,3 +511,11 @@ def test_an_input_to_a_scenario_without_inputs_is_unknown() -> None:
         InvalidInputs, match=r"inputs\.x: unknown input; this scenario takes no inputs"
     ):
         bind_inputs(parse(minimal()), {"x": 1})
+
+
+def test_step_keys_longer_than_the_stored_column_are_rejected() -> None:
+    source = {"name": "x", "steps": [{"key": "k" * 101, "kind": "sleep"}]}
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_definition(source, KINDS)
+    assert [error.path for error in caught.value.errors] == ["steps[0].key"]
+    assert "at most 100 characters" in caught.value.errors[0].message

@@ -60,7 +60,8 @@ class Database:
             await database.migrate()
         elif pending := await database.pending_migrations():
             raise DatabaseNotMigrated(
-                f"{len(pending)} migration(s) not applied to {_redacted(url)}: run `runwire migrate`"
+                f"{len(pending)} migration(s) not applied to {_redacted(url)}:"
+                " run `runwire migrate`"
             )
         if isinstance(engine, PostgresEngine):
             await engine.start_connection_pool(min_size=2, max_size=20)
@@ -76,7 +77,6 @@ class Database:
             result = await run_forwards(app_name="runwire")
         if not result.success:
             raise RunwireError(f"migration failed: {result.message}")
-
 
     async def pending_migrations(self) -> list[str]:
         """Migration ids in this package that the database has not applied."""

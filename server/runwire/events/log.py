@@ -14,6 +14,7 @@ from runwire.events.bus import Bus, Notice
 logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 5000
+_FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 2.0
 
 
@@ -36,6 +37,8 @@ class EventLog:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._writing = False
+        self._held: dict[str, list[Event]] = {}
+        self._retry_delay = _FIRST_RETRY_SECONDS
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -58,11 +61,15 @@ class EventLog:
 
     def append(self, event: Event) -> None:
         """Queue one event; the caller (one writer per execution) guarantees seq order."""
-        self._pending.append(event)
+        held = self._held.get(event.execution_id)
+        if held is not None:
+            held.append(event)  # behind its execution's held events, to keep seq order
+        else:
+            self._pending.append(event)
         self._wakeup.set()
 
     async def persisted(self) -> None:
-        """Wait until everything appended so far is committed and published."""
+        """Wait until everything appended so far is written, or held after a rejected write."""
         if not self._pending and not self._writing:
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -71,10 +78,11 @@ class EventLog:
 
     async def _write_forever(self) -> None:
         while True:
-            await self._wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                # Held events are retried on a backoff even when nothing new arrives.
+                async with asyncio.timeout(self._retry_delay if self._held else None):
+                    await self._wakeup.wait()
             self._wakeup.clear()
-            if not self._pending and self._closing:
-                return
             if not self._closing:
                 # Let events arriving within the interval join this batch: one transaction
                 # and one notice per burst instead of one per event.
@@ -83,35 +91,77 @@ class EventLog:
             while self._pending:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
                 await self._write(batch)
+            await self._retry_held()
             self._writing = False
-            # Everything appended before any waiter registered is now written.
+            # Everything appended before any waiter registered is now written (or held).
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-            if self._closing:
+            if self._closing and not self._pending:
+                self._report_unwritten()
                 return
 
     async def _write(self, batch: list[Event]) -> None:
-        delay = 0.05
-        while True:
-            try:
-                await self._repository.append_events(batch)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Never drop events: a database hiccup delays them, it does not lose them.
-                logger.exception("event log: writing %d events failed; retrying", len(batch))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_CAP_SECONDS)
-        # Persist, then publish: local followers first (lowest latency), then other processes.
-        self._on_persisted(batch)
+        """One transaction for the batch; if it fails, each execution's events on their own."""
+        if await self._try(batch):
+            return
+        # One execution's bad data (or a database outage) must not block the others: write
+        # per execution, and hold what still fails to retry later in its own seq order.
+        groups: dict[str, list[Event]] = {}
+        for event in batch:
+            groups.setdefault(event.execution_id, []).append(event)
+        for execution_id, group in groups.items():
+            if not await self._try(group):
+                self._held.setdefault(execution_id, []).extend(group)
+                logger.error(
+                    "event log: holding %d events of execution %s after a failed write",
+                    len(group),
+                    execution_id,
+                )
+        # Later events of a held execution must queue behind it, not overtake it.
+        self._pending, diverted = [], self._pending
+        for event in diverted:
+            self.append(event)
+
+    async def _retry_held(self) -> None:
+        if not self._held:
+            return
+        progress = False
+        for execution_id, events in list(self._held.items()):
+            if await self._try(events):
+                del self._held[execution_id]
+                progress = True
+        self._retry_delay = (
+            _FIRST_RETRY_SECONDS if progress else min(self._retry_delay * 2, _RETRY_CAP_SECONDS)
+        )
+
+    async def _try(self, events: list[Event]) -> bool:
         try:
-            await self._bus.publish(_notices(batch))
+            await self._repository.append_events(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("event log: writing %d events failed", len(events))
+            return False
+        # Persist, then publish: local followers first (lowest latency), then other processes.
+        self._on_persisted(events)
+        try:
+            await self._bus.publish(_notices(events))
         except Exception:
             # The events are safe in the database; remote followers find them on resync.
             logger.exception("event log: publishing notices failed")
+        return True
+
+    def _report_unwritten(self) -> None:
+        for execution_id, events in self._held.items():
+            logger.error(
+                "event log: shutting down with %d events of execution %s unwritten (seq %d-%d)",
+                len(events),
+                execution_id,
+                events[0].seq,
+                events[-1].seq,
+            )
 
 
 def _notices(batch: Sequence[Event]) -> list[Notice]:

@@ -16,8 +16,9 @@ from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, 
 from runwire.scenarios.templating import check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-STEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# Step keys are stored in 100-character columns; input names are capped alike for symmetry.
+INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+STEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 
 _TOP_FIELDS = ("description", "inputs", "name", "steps", "timeout")
 _INPUT_FIELDS = ("default", "description", "enum", "required", "type")
@@ -169,7 +170,9 @@ def _parse_inputs(raw: Any, errors: list[FieldError]) -> tuple[InputSpec, ...]:
         if not INPUT_NAME.fullmatch(name):
             errors.append(
                 FieldError(
-                    path, "an input name must be letters, digits and '_', not starting with a digit"
+                    path,
+                    "an input name must be letters, digits and '_', not starting with a digit,"
+                    " at most 100 characters",
                 )
             )
         if not isinstance(spec, dict):
@@ -246,7 +249,7 @@ def _parse_steps(
                 FieldError(
                     f"{path}.key",
                     "a step key must be letters, digits, '_' and '-', "
-                    "not starting with a digit or '-'",
+                    "not starting with a digit or '-', at most 100 characters",
                 )
             )
         elif key in first_index:
