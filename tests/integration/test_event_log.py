@@ -91,4 +91,3 @@ async def test_shutdown_flushes_what_was_appended(postgres_url: str) -> None:
             for seq in range(1, 6):
                 log.append(_output("late", seq))
         assert [e.seq for e in await repository.events("late", 0)] == [1, 2, 3, 4, 5]
-
