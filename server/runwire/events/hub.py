@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from runwire.db.repository import Repository
@@ -94,7 +94,7 @@ class Hub:
         for execution_id, batch in by_execution.items():
             self._push(execution_id, batch)
 
-    async def follow(self, execution_id: str, after_seq: int) -> AsyncIterator[list[Event]]:
+    async def follow(self, execution_id: str, after_seq: int) -> AsyncGenerator[list[Event], None]:
         """Every event with seq > after_seq exactly once, in order, ending after the terminal one.
 
         A negative after_seq follows live only: from the execution's current last seq.
