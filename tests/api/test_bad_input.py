@@ -123,3 +123,9 @@ async def test_scenarios_can_be_created_and_versioned(server: Server) -> None:
         )
     )["updateScenario"]
     assert missing["__typename"] == "NotFoundError"
+
+
+async def test_inputs_that_are_not_an_object_are_named(server: Server) -> None:
+    result = await _start(server, scenario="hello", inputs=[1, 2])
+    assert result["__typename"] == "ValidationError"
+    assert result["fieldErrors"] == [{"path": "inputs", "message": "expected a JSON object"}]

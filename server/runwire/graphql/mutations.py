@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from runwire.domain.errors import RunwireError
+from runwire.domain.errors import FieldError, InvalidInputs, RunwireError
 from runwire.domain.services import StartRequest
 from runwire.graphql.context import Info, actor, services
 from runwire.graphql.errors import InvalidTransitionError, NotFoundError, ValidationError, to_error
@@ -48,16 +48,16 @@ ScenarioResult = Annotated[
 class Mutation:
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
-        request = StartRequest(
-            scenario=input.scenario,
-            definition=input.definition,
-            inputs=_inputs(input.inputs),
-            labels=tuple(input.labels or ()),
-            priority=input.priority,
-            timeout_seconds=input.timeout_seconds,
-            grace_seconds=input.grace_seconds,
-        )
         try:
+            request = StartRequest(
+                scenario=input.scenario,
+                definition=input.definition,
+                inputs=_inputs(input.inputs),
+                labels=tuple(input.labels or ()),
+                priority=input.priority,
+                timeout_seconds=input.timeout_seconds,
+                grace_seconds=input.grace_seconds,
+            )
             execution = await services(info).executions.start(request, actor(info))
         except RunwireError as error:
             return to_error(error)
@@ -93,7 +93,6 @@ async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioRes
 
 
 def _inputs(value: object) -> dict[str, object] | None:
-    """Inputs must be a JSON object; anything else is reported by bind_inputs as a type error."""
     if value is None or isinstance(value, dict):
         return value
-    return {"__not_an_object__": value}
+    raise InvalidInputs([FieldError("inputs", "expected a JSON object")])
