@@ -59,12 +59,17 @@ def create_app(settings: Settings) -> Litestar:
                 runner = await stack.enter_async_context(
                     Runner.running(repository, log, STEP_KINDS, settings)
                 )
-            executions = ExecutionService(
-                repository,
-                STEP_KINDS,
-                on_queued=runner.wake if runner else _nothing,
-                on_control=_apply_controls(runner),
-            )
+
+            def wake_runner() -> None:
+                if runner is not None:
+                    runner.wake()
+
+            async def apply_controls(execution_id: str) -> None:
+                # This process's runner applies every pending request, this one included.
+                if runner is not None:
+                    await runner.apply_controls()
+
+            executions = ExecutionService(repository, STEP_KINDS, wake_runner, apply_controls)
             await _load_scenarios(settings, executions)
             app.state.services = Services(
                 repository=repository,
@@ -101,18 +106,6 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         state=State({"services": None}),
     )
-
-
-def _nothing() -> None:
-    return None
-
-
-def _apply_controls(runner: Runner | None) -> Any:
-    async def apply(execution_id: str) -> None:
-        if runner is not None:
-            await runner.apply_controls()
-
-    return apply
 
 
 async def _load_scenarios(settings: Settings, executions: ExecutionService) -> None:
