@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
@@ -19,6 +20,7 @@ from runwire.domain.models import (
     Event,
     EventType,
     Execution,
+    ExecutionMode,
     ExecutionStatus,
     ScenarioVersion,
     StepRun,
@@ -92,35 +94,87 @@ class Repository:
 
     # ---- executions ------------------------------------------------------------------
 
-    async def create_execution(self, execution: Execution, first_event: Event) -> None:
-        """Insert a queued execution, its labels and its first event in one transaction."""
+    async def create_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+    ) -> tuple[Execution, bool]:
+        """Insert a queued execution, its labels and first event; (execution, created).
+
+        With an idempotency key already used, nothing is written and the earlier execution is
+        returned with created=False, together with its stored fingerprint for the caller's check.
+        """
+        if execution.idempotency_key is not None:
+            existing = await self._by_idempotency_key(execution.idempotency_key)
+            if existing is not None:
+                return existing, False
+        try:
+            async with self._write():
+                await self._insert_execution(execution, first_event, fingerprint)
+        except asyncpg.UniqueViolationError:
+            # A concurrent start with the same key committed first: return its execution.
+            if execution.idempotency_key is None:
+                raise
+            existing = await self._by_idempotency_key(execution.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        return execution, True
+
+    async def create_executions(self, executions: Sequence[tuple[Execution, Event]]) -> None:
+        """Insert several queued executions (a batch) in one transaction."""
         async with self._write():
-            await tables.Execution.insert(
-                tables.Execution(
-                    id=execution.id,
-                    name=execution.name[:100],
-                    status=execution.status.value,
-                    scenario_name=execution.scenario_name,
-                    scenario_version=execution.scenario_version,
-                    definition=_dump(execution.definition),
-                    inputs=_dump(execution.inputs),
-                    labels=_dump(list(execution.labels)),
-                    priority=execution.priority,
-                    timeout_seconds=execution.timeout_seconds,
-                    grace_seconds=execution.grace_seconds,
-                    queued_at=execution.queued_at,
-                    last_seq=first_event.seq,
-                    created_by="",
-                )
+            for execution, first_event in executions:
+                await self._insert_execution(execution, first_event, None)
+
+    async def request_fingerprint(self, execution_id: str) -> str | None:
+        rows = await tables.Execution.raw(
+            "SELECT request_fingerprint FROM runwire_execution WHERE id = {}", execution_id
+        )
+        return rows[0]["request_fingerprint"] if rows else None
+
+    async def _by_idempotency_key(self, key: str) -> Execution | None:
+        rows = await tables.Execution.raw(
+            "SELECT * FROM runwire_execution WHERE idempotency_key = {}", key
+        )
+        return _execution(rows[0], ()) if rows else None
+
+    async def _insert_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None
+    ) -> None:
+        await tables.Execution.insert(
+            tables.Execution(
+                id=execution.id,
+                name=execution.name[:100],
+                status=execution.status.value,
+                scenario_name=execution.scenario_name,
+                scenario_version=execution.scenario_version,
+                definition=_dump(execution.definition),
+                inputs=_dump(execution.inputs),
+                labels=_dump(list(execution.labels)),
+                priority=execution.priority,
+                timeout_seconds=execution.timeout_seconds,
+                grace_seconds=execution.grace_seconds,
+                queued_at=execution.queued_at,
+                last_seq=first_event.seq,
+                created_by=execution.triggered_by[:200],
+                mode=execution.mode.value,
+                step_key=execution.step_key,
+                upstream=None if execution.upstream is None else _dump(execution.upstream),
+                idempotency_key=execution.idempotency_key,
+                request_fingerprint=fingerprint,
+                concurrency_key=execution.concurrency_key,
+                concurrency_limit=execution.concurrency_limit,
+                batch_id=execution.batch_id,
+                batch_limit=execution.batch_limit,
             )
-            if execution.labels:
-                await tables.ExecutionLabel.insert(
-                    *[
-                        tables.ExecutionLabel(execution_id=execution.id, label=label)
-                        for label in execution.labels
-                    ]
-                )
-            await self._insert_events([first_event])
+        )
+        if execution.labels:
+            await tables.ExecutionLabel.insert(
+                *[
+                    tables.ExecutionLabel(execution_id=execution.id, label=label)
+                    for label in execution.labels
+                ]
+            )
+        await self._insert_events([first_event])
 
     async def execution(self, execution_id: str, *, with_steps: bool = True) -> Execution | None:
         rows = await tables.Execution.raw(
@@ -410,68 +464,87 @@ class Repository:
             )
 
     async def _project(self, events: Sequence[Event]) -> None:
-        """Fold a batch of events into execution and step rows: one write per row touched."""
+        """Fold a batch of events into execution, step and span rows: one write per row."""
         executions: dict[str, dict[str, Any]] = {}
         steps: dict[tuple[str, str, int], dict[str, Any]] = {}
+        spans: dict[tuple[str, str], tuple[Any, ...]] = {}
         for event in events:
             row = executions.setdefault(
                 event.execution_id,
-                {"last_seq": 0, "status": None, "error": None, "started": None, "finished": None},
+                {
+                    "last_seq": 0,
+                    "status": None,
+                    "error": None,
+                    "started": None,
+                    "finished": None,
+                    "duration": None,
+                },
             )
             row["last_seq"] = max(row["last_seq"], event.seq)
             if event.type is EventType.EXECUTION_STATUS:
+                # The latest status event decides error, end and duration: a resumed or retried
+                # execution is no longer finished and its old error no longer applies.
                 status = ExecutionStatus(event.data["status"])
                 row["status"] = status.value
-                if event.data.get("error"):
-                    row["error"] = event.data["error"]
+                row["error"] = event.data.get("error") or None
                 if status is ExecutionStatus.RUNNING and row["started"] is None:
                     row["started"] = event.at
-                if status.is_terminal:
-                    row["finished"] = event.at
+                row["finished"] = event.at if status.is_terminal else None
+                row["duration"] = event.data.get("duration_ms") if status.is_terminal else None
             elif event.type is EventType.STEP_STATUS:
+                self._project_step(event, steps)
+            elif event.type is EventType.SPAN:
                 assert event.step_key is not None
                 assert event.attempt is not None
-                step = steps.setdefault(
-                    (event.execution_id, event.step_key, event.attempt),
-                    {
-                        "kind": event.data.get("kind", ""),
-                        "position": event.data.get("position", 0),
-                        "started": None,
-                        "finished": None,
-                        "exit_code": None,
-                        "output": None,
-                        "error": None,
-                    },
+                data = event.data
+                spans[(event.execution_id, str(data["span_id"]))] = (
+                    event.execution_id,
+                    str(data["span_id"]),
+                    data.get("parent_id"),
+                    event.step_key,
+                    event.attempt,
+                    str(data.get("name", ""))[:200],
+                    str(data.get("kind", ""))[:50],
+                    str(data.get("status", "")),
+                    _datetime(data["started_at"]),
+                    _optional_datetime(data.get("finished_at")),
+                    _dump(data.get("attributes") or {}),
                 )
-                step_status = StepStatus(event.data["status"])
-                step["status"] = step_status.value
-                if step_status is StepStatus.RUNNING:
-                    step["started"] = event.at
-                if step_status.is_terminal:
-                    step["finished"] = event.at
-                    step["exit_code"] = event.data.get("exit_code")
-                    step["output"] = _dump(event.data["output"]) if "output" in event.data else None
-                    step["error"] = event.data.get("error")
         connection = self._connection()
         execution_sql = (
             "UPDATE runwire_execution SET last_seq = ?, status = COALESCE(?, status),"
-            " error = COALESCE(?, error), started_at = COALESCE(started_at, ?),"
-            " finished_at = COALESCE(?, finished_at) WHERE id = ?"
+            " error = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN error ELSE ? END,"
+            " finished_at = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN finished_at ELSE ? END,"
+            " duration_ms = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN duration_ms ELSE ? END,"
+            " started_at = COALESCE(started_at, ?) WHERE id = ?"
         )
         execution_rows = [
-            (r["last_seq"], r["status"], r["error"], r["started"], r["finished"], execution_id)
+            (
+                r["last_seq"],
+                r["status"],
+                r["status"],
+                r["error"],
+                r["status"],
+                r["finished"],
+                r["status"],
+                r["duration"],
+                r["started"],
+                execution_id,
+            )
             for execution_id, r in executions.items()
         ]
         step_sql = (
             "INSERT INTO runwire_step_run (execution_id, key, attempt, kind, position, status,"
-            " started_at, finished_at, exit_code, output, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " started_at, finished_at, exit_code, output, error, assertions, attributes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (execution_id, key, attempt) DO UPDATE SET status = excluded.status,"
             " started_at = COALESCE(excluded.started_at, runwire_step_run.started_at),"
             " finished_at = COALESCE(excluded.finished_at, runwire_step_run.finished_at),"
             " exit_code = COALESCE(excluded.exit_code, runwire_step_run.exit_code),"
             " output = COALESCE(excluded.output, runwire_step_run.output),"
-            " error = COALESCE(excluded.error, runwire_step_run.error)"
+            " error = COALESCE(excluded.error, runwire_step_run.error),"
+            " assertions = COALESCE(excluded.assertions, runwire_step_run.assertions),"
+            " attributes = COALESCE(excluded.attributes, runwire_step_run.attributes)"
         )
         step_rows = [
             (
@@ -486,19 +559,56 @@ class Repository:
                 s["exit_code"],
                 s["output"],
                 s["error"],
+                s["assertions"],
+                s["attributes"],
             )
             for (execution_id, key, attempt), s in steps.items()
         ]
-        if isinstance(self._engine, PostgresEngine):
-            if execution_rows:
-                await connection.executemany(_numbered(execution_sql), execution_rows)
-            if step_rows:
-                await connection.executemany(_numbered(step_sql), step_rows)
-        else:
-            if execution_rows:
-                await connection.executemany(execution_sql, execution_rows)
-            if step_rows:
-                await connection.executemany(step_sql, step_rows)
+        span_sql = (
+            "INSERT INTO runwire_span (execution_id, span_id, parent_id, step_key, attempt, name,"
+            " kind, status, started_at, finished_at, attributes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (execution_id, span_id) DO UPDATE SET status = excluded.status,"
+            " finished_at = excluded.finished_at, attributes = excluded.attributes"
+        )
+        postgres = isinstance(self._engine, PostgresEngine)
+        for sql, rows in (
+            (execution_sql, execution_rows),
+            (step_sql, step_rows),
+            (span_sql, list(spans.values())),
+        ):
+            if rows:
+                await connection.executemany(_numbered(sql) if postgres else sql, rows)
+
+    @staticmethod
+    def _project_step(event: Event, steps: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+        assert event.step_key is not None and event.attempt is not None
+        step = steps.setdefault(
+            (event.execution_id, event.step_key, event.attempt),
+            {
+                "kind": event.data.get("kind", ""),
+                "position": event.data.get("position", 0),
+                "started": None,
+                "finished": None,
+                "exit_code": None,
+                "output": None,
+                "error": None,
+                "assertions": None,
+                "attributes": None,
+            },
+        )
+        step_status = StepStatus(event.data["status"])
+        step["status"] = step_status.value
+        if step_status is StepStatus.RUNNING:
+            step["started"] = event.at
+        if step_status.is_terminal:
+            data = event.data
+            step["finished"] = event.at
+            step["exit_code"] = data.get("exit_code")
+            step["output"] = _dump(data["output"]) if "output" in data else None
+            step["error"] = data.get("error")
+            step["assertions"] = _dump(data["assertions"]) if "assertions" in data else None
+            step["attributes"] = _dump(data["attributes"]) if "attributes" in data else None
 
 
 def _numbered(sql: str) -> str:
@@ -558,6 +668,16 @@ def _execution(row: Mapping[str, Any], steps: Iterable[StepRun]) -> Execution:
         last_seq=row["last_seq"],
         owner=row["owner"],
         steps=tuple(steps),
+        mode=ExecutionMode(row["mode"]),
+        step_key=row["step_key"],
+        upstream=_load(row["upstream"]),
+        idempotency_key=row["idempotency_key"],
+        concurrency_key=row["concurrency_key"],
+        concurrency_limit=row["concurrency_limit"],
+        batch_id=row["batch_id"],
+        batch_limit=row["batch_limit"],
+        triggered_by=row["created_by"],
+        duration_ms=row["duration_ms"],
     )
 
 
@@ -574,6 +694,8 @@ def _step_run(row: Mapping[str, Any]) -> StepRun:
         exit_code=row["exit_code"],
         output=_load(row["output"]),
         error=row["error"],
+        assertions=tuple(_load(row["assertions"]) or ()),
+        attributes=_load(row["attributes"]),
     )
 
 

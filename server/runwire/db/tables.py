@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from piccolo.columns import (
     JSON,
+    BigInt,
     Float,
     Integer,
     Serial,
@@ -48,6 +49,18 @@ class Execution(Table, tablename="runwire_execution"):
     owner = Varchar(length=64, null=True, default=None)
     lease_expires_at = Timestamptz(null=True, default=None)
     created_by = Varchar(length=200, default="")
+    # FULL, STEP or STEP_IN_CONTEXT; the test-panel modes run only `step_key`.
+    mode = Varchar(length=16, default="FULL")
+    step_key = Varchar(length=100, null=True, default=None)
+    upstream = JSON(null=True, default=None)
+    idempotency_key = Varchar(length=200, null=True, default=None)
+    request_fingerprint = Varchar(length=64, null=True, default=None)
+    # At most `concurrency_limit` executions with the same key run at once; the same for a batch.
+    concurrency_key = Varchar(length=200, null=True, default=None)
+    concurrency_limit = Integer(null=True, default=None)
+    batch_id = Varchar(length=36, null=True, default=None)
+    batch_limit = Integer(null=True, default=None)
+    duration_ms = BigInt(null=True, default=None)
 
 
 class ExecutionLabel(Table, tablename="runwire_execution_label"):
@@ -73,6 +86,39 @@ class StepRun(Table, tablename="runwire_step_run"):
     exit_code = Integer(null=True, default=None)
     output = JSON(null=True, default=None)
     error = Text(null=True, default=None)
+    # Assertion results of `expect:` and what the step reported (latency, tokens, cost, ...).
+    assertions = JSON(null=True, default=None)
+    attributes = JSON(null=True, default=None)
+
+
+class Span(Table, tablename="runwire_span"):
+    """A sub-operation a step attempt reported (an HTTP phase, later LLM and tool calls)."""
+
+    id = Serial(primary_key=True)
+    execution_id = Varchar(length=36)
+    span_id = Varchar(length=64)
+    parent_id = Varchar(length=64, null=True, default=None)
+    step_key = Varchar(length=100)
+    attempt = Integer()
+    name = Varchar(length=200)
+    kind = Varchar(length=50)
+    status = Varchar(length=16)
+    started_at = Timestamptz()
+    finished_at = Timestamptz(null=True, default=None)
+    attributes = JSON(null=True, default=None)
+
+
+class Batch(Table, tablename="runwire_batch"):
+    """Executions started together, at most `concurrency` running at a time."""
+
+    id = Varchar(length=36, primary_key=True)
+    name = Varchar(length=200, default="")
+    scenario_name = Varchar(length=100, null=True, default=None)
+    concurrency = Integer()
+    total = Integer()
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+    stopped_at = Timestamptz(null=True, default=None)
 
 
 class Event(Table, tablename="runwire_event"):
@@ -89,11 +135,12 @@ class Event(Table, tablename="runwire_event"):
 
 
 class ControlRequest(Table, tablename="runwire_control_request"):
-    """A request to the runner that owns an execution (stop), durable across processes."""
+    """A request to the runner that owns an execution (stop, pause, resume, skip)."""
 
     id = Serial(primary_key=True)
     execution_id = Varchar(length=36, index=True)
     action = Varchar(length=16)
+    step_key = Varchar(length=100, null=True, default=None)
     reason = Text(default="")
     actor = Varchar(length=200, default="")
     grace_seconds = Float(null=True, default=None)
@@ -117,6 +164,8 @@ ALL_TABLES: list[type[Table]] = [
     Execution,
     ExecutionLabel,
     StepRun,
+    Span,
+    Batch,
     Event,
     ControlRequest,
     Activity,

@@ -12,6 +12,9 @@ from typing import Any
 class ExecutionStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
+    # Pause takes effect at the next step boundary: PAUSING until then, PAUSED after.
+    PAUSING = "PAUSING"
+    PAUSED = "PAUSED"
     STOPPING = "STOPPING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -51,6 +54,15 @@ class EventType(StrEnum):
     EXECUTION_STATUS = "EXECUTION_STATUS"
     STEP_STATUS = "STEP_STATUS"
     OUTPUT = "OUTPUT"
+    SPAN = "SPAN"
+
+
+class ExecutionMode(StrEnum):
+    """FULL runs the definition; the test-panel modes run one step."""
+
+    FULL = "FULL"
+    STEP = "STEP"
+    STEP_IN_CONTEXT = "STEP_IN_CONTEXT"
 
 
 class OutputStream(StrEnum):
@@ -105,10 +117,47 @@ class StepRun:
     exit_code: int | None = None
     output: Any = None
     error: str | None = None
+    assertions: tuple[Mapping[str, Any], ...] = ()
+    attributes: Mapping[str, Any] | None = None
 
     @property
     def duration_ms(self) -> int | None:
-        return _duration_ms(self.started_at, self.finished_at)
+        return duration_between(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A sub-operation one step attempt reported."""
+
+    execution_id: str
+    span_id: str
+    parent_id: str | None
+    step_key: str
+    attempt: int
+    name: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    attributes: Mapping[str, Any] | None
+
+    @property
+    def duration_ms(self) -> int | None:
+        return duration_between(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Executions started together; at most `concurrency` of them run at once."""
+
+    id: str
+    name: str
+    scenario_name: str | None
+    concurrency: int
+    total: int
+    created_at: datetime
+    created_by: str
+    stopped_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +179,21 @@ class Execution:
     last_seq: int = 0
     owner: str | None = None
     steps: tuple[StepRun, ...] = field(default=())
+    mode: ExecutionMode = ExecutionMode.FULL
+    step_key: str | None = None
+    upstream: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    batch_id: str | None = None
+    batch_limit: int | None = None
+    triggered_by: str = ""
+    # Wall time from the first start to the end, pauses included; set when it ends.
+    duration_ms: int | None = None
 
     @property
     def name(self) -> str:
         return str(self.definition.get("name") or self.scenario_name or "")
-
-    @property
-    def duration_ms(self) -> int | None:
-        return _duration_ms(self.started_at, self.finished_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +207,8 @@ class Activity:
     detail: Mapping[str, Any]
 
 
-def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
+def duration_between(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from start to end, or None if either is unknown."""
     if start is None or end is None:
         return None
     return int((end - start).total_seconds() * 1000)

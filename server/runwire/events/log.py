@@ -68,6 +68,16 @@ class EventLog:
             self._pending.append(event)
         self._wakeup.set()
 
+    async def announce(self, events: Sequence[Event]) -> None:
+        """Publish events that were committed outside the log (by a control transition)."""
+        if not events:
+            return
+        self._on_persisted(events)
+        try:
+            await self._bus.publish(_notices(events))
+        except Exception:
+            logger.exception("event log: publishing notices failed")
+
     async def persisted(self) -> None:
         """Wait until everything appended so far is written, or held after a rejected write."""
         if not self._pending and not self._writing:
