@@ -34,7 +34,9 @@ class ExecutionStore(Protocol):
 
     async def latest_scenario(self, name: str) -> ScenarioVersion | None: ...
 
-    async def create_execution(self, execution: Execution, first_event: Event) -> None: ...
+    async def create_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+    ) -> tuple[Execution, bool]: ...
 
     async def execution(
         self, execution_id: str, *, with_steps: bool = True

@@ -17,6 +17,7 @@ from runwire.domain.models import (
     ExecutionStatus,
     OutputStream,
     StepStatus,
+    duration_between,
 )
 from runwire.events.log import EventLog
 from runwire.runner.output import OutputCoalescer
@@ -83,19 +84,19 @@ class ExecutionRun:
         data: Mapping[str, Any],
         step_key: str | None = None,
         attempt: int | None = None,
-    ) -> None:
+    ) -> Event:
         self._seq += 1
-        self._log.append(
-            Event(
-                execution_id=self.execution.id,
-                seq=self._seq,
-                at=utc_now(),
-                type=type,
-                data=data,
-                step_key=step_key,
-                attempt=attempt,
-            )
+        event = Event(
+            execution_id=self.execution.id,
+            seq=self._seq,
+            at=utc_now(),
+            type=type,
+            data=data,
+            step_key=step_key,
+            attempt=attempt,
         )
+        self._log.append(event)
+        return event
 
     def stop(self, reason: str) -> bool:
         """Move to STOPPING and cancel the running step (SIGINT, grace, SIGKILL for processes)."""
@@ -118,7 +119,8 @@ class ExecutionRun:
                 {"status": ExecutionStatus.CANCELLED, "error": f"stopped: {self.stop_reason}"},
             )
             return
-        self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
+        running = self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
+        started_at = self.execution.started_at or running.at
         ended = _Ended(ExecutionStatus.FAILED, "execution ended without a result")
         current: list[str] = []
         try:
@@ -137,6 +139,7 @@ class ExecutionRun:
             data: dict[str, Any] = {"status": ended.status}
             if ended.error:
                 data["error"] = ended.error
+            data["duration_ms"] = duration_between(started_at, utc_now())
             self.emit(EventType.EXECUTION_STATUS, data)
 
     async def _run_steps(self, current: list[str]) -> _Ended:
