@@ -9,9 +9,12 @@ import pytest
 
 from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
 from runwire.scenarios.definition import (
+    ConcurrencyLimit,
     Definition,
     InputType,
+    OnFailure,
     ParamsParser,
+    RetryPolicy,
     bind_inputs,
     parse_definition,
 )
@@ -225,7 +228,8 @@ def test_a_yaml_alias_bomb_is_refused() -> None:
         (
             minimal(wiht=1),
             "wiht",
-            "unknown field; expected one of description, inputs, name, steps, timeout",
+            "unknown field; expected one of concurrency, description, inputs, name, parallelism,"
+            " steps, timeout",
         ),
         (minimal(steps=None), "steps", "required"),
         (minimal(steps=[]), "steps", "must be a non-empty list of steps, got array"),
@@ -335,13 +339,31 @@ def test_an_input_spec_must_be_a_mapping() -> None:
             "steps[0].timeout",
             "must be a positive number of seconds, got boolean",
         ),
-        ({"wiht": {}}, "steps[0].wiht", "unknown field; expected one of key, kind, timeout, with"),
+        ({"wiht": {}}, "steps[0].wiht", "unknown field; expected one of continue_on_failure, key"),
+        ({"needs": ["b"]}, "steps[0].needs[0]", 'unknown step "b"'),
+        ({"needs": "b"}, "steps[0].needs", "must be a list of step keys, got string"),
+        ({"needs": ["a"]}, "steps[0].needs[0]", "a step cannot need itself"),
+        ({"retries": -1}, "steps[0].retries.max", "must be a whole number from 0 to 100"),
+        ({"retries": {"max": 2, "delay": -1}}, "steps[0].retries.delay", "must be a number of"),
         (
-            {"needs": ["b"]},
-            "steps[0].needs",
-            "unknown field; expected one of key, kind, timeout, with",
+            {"retries": {"max": 2, "backoff": 0.5}},
+            "steps[0].retries.backoff",
+            "must be a number from 1",
         ),
-        ({"retries": 2}, "steps[0].retries", "unknown field"),
+        ({"retries": {"delay": 1}}, "steps[0].retries.max", "required"),
+        ({"retries": {"max": 1, "jitter": 1}}, "steps[0].retries.jitter", "unknown field"),
+        ({"retries": "3"}, "steps[0].retries", "must be a mapping with max, delay, backoff"),
+        ({"continue_on_failure": "yes"}, "steps[0].continue_on_failure", "must be true or false"),
+        (
+            {"on_failure": "retry"},
+            "steps[0].on_failure",
+            'expected one of fail, pause, got "retry"',
+        ),
+        (
+            {"on_failure": "pause", "continue_on_failure": True},
+            "steps[0].on_failure",
+            "cannot pause when continue_on_failure is true",
+        ),
         (
             {"with": {"argv": ["echo", "{{ inputs.x "]}},
             "steps[0].with.argv[1]",
@@ -519,3 +541,87 @@ def test_step_keys_longer_than_the_stored_column_are_rejected() -> None:
         parse_definition(source, KINDS)
     assert [error.path for error in caught.value.errors] == ["steps[0].key"]
     assert "at most 100 characters" in caught.value.errors[0].message
+
+
+def sleeps(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return minimal(steps=[{"kind": "sleep"} | step for step in steps], **fields)
+
+
+def test_a_step_without_needs_depends_on_the_step_before_it() -> None:
+    definition = parse(sleeps({"key": "a"}, {"key": "b"}, {"key": "c", "needs": []}))
+
+    assert [step.needs for step in definition.steps] == [(), ("a",), ()]
+
+
+def test_a_diamond_of_needs_is_valid() -> None:
+    definition = parse(
+        sleeps(
+            {"key": "top"},
+            {"key": "left", "needs": ["top"]},
+            {"key": "right", "needs": ["top"]},
+            {"key": "bottom", "needs": ["left", "right"]},
+        )
+    )
+
+    assert definition.step("bottom").needs == ("left", "right")
+
+
+def test_a_cycle_is_reported_with_its_keys() -> None:
+    errors = errors_of(
+        sleeps({"key": "a", "needs": ["c"]}, {"key": "b", "needs": ["a"]}, {"key": "c"})
+    )
+
+    assert errors == {"steps[0].needs": "cycle: a needs c needs b needs a"}
+
+
+def test_step_policies_parse_with_defaults() -> None:
+    definition = parse(
+        sleeps(
+            {"key": "a", "retries": 3, "continue_on_failure": True},
+            {"key": "b", "retries": {"max": 2, "delay": 0.5, "backoff": 3}, "on_failure": "pause"},
+        )
+    )
+
+    first, second = definition.steps
+    assert first.retries == RetryPolicy(max=3, delay=1.0, backoff=2.0)
+    assert first.continue_on_failure
+    assert first.on_failure is OnFailure.FAIL
+    assert second.on_failure is OnFailure.PAUSE
+    assert second.retries is not None
+    assert [second.retries.delay_before(n) for n in (2, 3, 4)] == [0.5, 1.5, 4.5]
+
+
+def test_retry_delays_are_capped_by_max_delay() -> None:
+    policy = RetryPolicy(max=10, delay=1, backoff=10, max_delay=30)
+
+    assert [policy.delay_before(n) for n in (2, 3, 4)] == [1, 10, 30]
+
+
+def test_concurrency_and_parallelism_parse() -> None:
+    definition = parse(
+        minimal(concurrency={"key": "{{ inputs.phone }}"}, parallelism=2)
+        | {"inputs": {"phone": {"type": "string"}}}
+    )
+
+    assert definition.concurrency == ConcurrencyLimit("{{ inputs.phone }}", 1)
+    assert definition.parallelism == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        ({"concurrency": "phone"}, "concurrency", "must be a mapping with key and limit"),
+        ({"concurrency": {"limit": 2}}, "concurrency.key", "required"),
+        (
+            {"concurrency": {"key": "x", "limit": 0}},
+            "concurrency.limit",
+            "must be a whole number from 1",
+        ),
+        ({"concurrency": {"key": "{{ x"}}, "concurrency.key", "template syntax error"),
+        ({"parallelism": 0}, "parallelism", "must be a whole number from 1 to 64"),
+    ],
+)
+def test_bad_concurrency_and_parallelism_are_named(
+    fields: dict[str, Any], path: str, message: str
+) -> None:
+    assert errors_of(minimal(**fields))[path].startswith(message)

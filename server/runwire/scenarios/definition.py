@@ -20,9 +20,23 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 STEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 
-_TOP_FIELDS = ("description", "inputs", "name", "steps", "timeout")
+_TOP_FIELDS = ("concurrency", "description", "inputs", "name", "parallelism", "steps", "timeout")
 _INPUT_FIELDS = ("default", "description", "enum", "required", "type")
-_STEP_FIELDS = ("key", "kind", "timeout", "with")
+_STEP_FIELDS = (
+    "continue_on_failure",
+    "key",
+    "kind",
+    "needs",
+    "on_failure",
+    "retries",
+    "timeout",
+    "with",
+)
+_RETRY_FIELDS = ("backoff", "delay", "max", "max_delay")
+_CONCURRENCY_FIELDS = ("key", "limit")
+_MAX_RETRIES = 100
+_MAX_PARALLELISM = 64
+DEFAULT_PARALLELISM = 4
 _MAX_VALUES = 100_000  # YAML aliases can expand a small text into billions of values
 _MAX_SECONDS = 10**9  # keeps timeouts finite floats; about 31 years
 
@@ -61,15 +75,51 @@ class InputSpec:
     enum: tuple[Any, ...] | None
 
 
+class OnFailure(StrEnum):
+    """What a failed step (after its retries) does to the execution."""
+
+    FAIL = "fail"
+    PAUSE = "pause"  # wait for an operator to retry, skip or stop
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Automatic attempts after a failure: delay, delay*backoff, … capped at max_delay."""
+
+    max: int
+    delay: float = 1.0
+    backoff: float = 2.0
+    max_delay: float = 300.0
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before `attempt` (2, 3, …) of a step."""
+        return float(min(self.delay * self.backoff ** max(0, attempt - 2), self.max_delay))
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimit:
+    """At most `limit` executions whose rendered `key` is equal run at once."""
+
+    key: str
+    limit: int
+
+
 @dataclass(frozen=True, slots=True)
 class StepSpec:
-    """One step as written: `with_` is the unrendered `with` mapping."""
+    """One step as written: `with_` is the unrendered `with` mapping.
+
+    `needs` is always explicit here: a step written without `needs` depends on the step before it.
+    """
 
     key: str
     kind: str
     with_: Mapping[str, Any]
     timeout: float | None
     position: int
+    needs: tuple[str, ...] = ()
+    retries: RetryPolicy | None = None
+    continue_on_failure: bool = False
+    on_failure: OnFailure = OnFailure.FAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +132,8 @@ class Definition:
     steps: tuple[StepSpec, ...]
     timeout: float | None
     source: Mapping[str, Any]
+    parallelism: int = DEFAULT_PARALLELISM
+    concurrency: ConcurrencyLimit | None = None
 
     def step(self, key: str) -> StepSpec:
         """The step called `key`."""
@@ -125,6 +177,16 @@ def parse_definition(
         steps=_parse_steps(source.get("steps"), kinds, errors),
         timeout=_parse_timeout(source.get("timeout"), "timeout", errors),
         source=source,
+        parallelism=_parse_count(
+            source.get("parallelism"),
+            "parallelism",
+            1,
+            _MAX_PARALLELISM,
+            DEFAULT_PARALLELISM,
+            errors,
+        )
+        or DEFAULT_PARALLELISM,
+        concurrency=_parse_concurrency(source.get("concurrency"), errors),
     )
     if errors:
         raise InvalidDefinition(errors)
@@ -232,8 +294,9 @@ def _parse_steps(
     if not isinstance(raw, list) or not raw:
         errors.append(_wrong_type("steps", "a non-empty list of steps", raw))
         return ()
-    steps = []
+    steps: list[StepSpec] = []
     first_index: dict[str, int] = {}
+    previous_key: str | None = None
     for i, step in enumerate(raw):
         path = f"steps[{i}]"
         if not isinstance(step, dict):
@@ -286,9 +349,174 @@ def _parse_steps(
                     errors.extend(error.errors)
 
         timeout = _parse_timeout(step.get("timeout"), f"{path}.timeout", errors)
+        needs = _parse_needs(step, path, previous_key, errors)
+        previous_key = key if isinstance(key, str) else None
+        retries = _parse_retries(step.get("retries"), f"{path}.retries", errors)
+        continue_on_failure = step.get("continue_on_failure", False)
+        if not isinstance(continue_on_failure, bool):
+            errors.append(
+                _wrong_type(f"{path}.continue_on_failure", "true or false", continue_on_failure)
+            )
+            continue_on_failure = False
+        on_failure = _parse_on_failure(step.get("on_failure"), f"{path}.on_failure", errors)
+        if continue_on_failure and on_failure is OnFailure.PAUSE:
+            errors.append(
+                FieldError(f"{path}.on_failure", "cannot pause when continue_on_failure is true")
+            )
         if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
-            steps.append(StepSpec(key, kind, with_, timeout, i))
+            steps.append(
+                StepSpec(
+                    key,
+                    kind,
+                    with_,
+                    timeout,
+                    i,
+                    needs,
+                    retries,
+                    continue_on_failure,
+                    on_failure,
+                )
+            )
+    _check_graph(steps, raw, len(first_index) == len(raw), errors)
     return tuple(steps)
+
+
+def _parse_needs(
+    step: Mapping[str, Any], path: str, previous: str | None, errors: list[FieldError]
+) -> tuple[str, ...]:
+    if "needs" not in step:
+        return () if previous is None else (previous,)
+    raw = step["needs"]
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        errors.append(_wrong_type(f"{path}.needs", "a list of step keys", raw))
+        return ()
+    return tuple(dict.fromkeys(raw))
+
+
+def _check_graph(
+    steps: list[StepSpec], raw: list[Any], keys_valid: bool, errors: list[FieldError]
+) -> None:
+    """Every need names another step, and following needs never leads back to a step.
+
+    Implicit needs (on the step before) are not checked: a bad step has its own error already.
+    Cycles are looked for only when every key is valid and unique, so a duplicate key is not
+    reported a second time as a cycle.
+    """
+    keys = {step.key: step for step in steps}
+    for step in steps:
+        if "needs" not in raw[step.position]:
+            continue
+        for j, need in enumerate(step.needs):
+            if need == step.key:
+                errors.append(
+                    FieldError(f"steps[{step.position}].needs[{j}]", "a step cannot need itself")
+                )
+            elif need not in keys:
+                errors.append(
+                    FieldError(f"steps[{step.position}].needs[{j}]", f'unknown step "{need}"')
+                )
+    if not keys_valid:
+        return
+    # Depth-first search; the first cycle found is reported with its path of keys.
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(key: str, trail: list[str]) -> bool:
+        state[key] = 1
+        for need in keys[key].needs:
+            if need not in keys or need == key:
+                continue
+            if state.get(need) == 1:
+                cycle = trail[trail.index(need) :] + [need]
+                errors.append(
+                    FieldError(
+                        f"steps[{keys[need].position}].needs",
+                        f"cycle: {' needs '.join(cycle)}",
+                    )
+                )
+                return True
+            if state.get(need) is None and visit(need, [*trail, need]):
+                return True
+        state[key] = 2
+        return False
+
+    for step in steps:
+        if state.get(step.key) is None and visit(step.key, [step.key]):
+            return
+
+
+def _parse_retries(raw: Any, path: str, errors: list[FieldError]) -> RetryPolicy | None:
+    if raw is None:
+        return None
+    if _is_number(raw) and isinstance(raw, int):
+        raw = {"max": raw}  # `retries: 3` is short for `retries: {max: 3}`
+    if not isinstance(raw, dict):
+        errors.append(_wrong_type(path, "a mapping with max, delay, backoff", raw))
+        return None
+    _check_fields(raw, path, _RETRY_FIELDS, errors)
+    count = len(errors)
+    maximum = _parse_count(raw.get("max"), f"{path}.max", 0, _MAX_RETRIES, None, errors)
+    delay = _parse_seconds(raw.get("delay"), f"{path}.delay", 1.0, errors)
+    max_delay = _parse_seconds(raw.get("max_delay"), f"{path}.max_delay", 300.0, errors)
+    backoff = raw.get("backoff", 2.0)
+    if not _is_number(backoff) or not 1 <= backoff <= 10:
+        errors.append(FieldError(f"{path}.backoff", "must be a number from 1 to 10"))
+    if len(errors) > count or maximum is None:
+        return None
+    return RetryPolicy(maximum, delay, float(backoff), max_delay)
+
+
+def _parse_on_failure(raw: Any, path: str, errors: list[FieldError]) -> OnFailure:
+    if raw is None:
+        return OnFailure.FAIL
+    if isinstance(raw, str) and raw in set(OnFailure):
+        return OnFailure(raw)
+    errors.append(
+        FieldError(path, f"expected one of {', '.join(OnFailure)}, got {json.dumps(raw)}")
+    )
+    return OnFailure.FAIL
+
+
+def _parse_concurrency(raw: Any, errors: list[FieldError]) -> ConcurrencyLimit | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.append(_wrong_type("concurrency", "a mapping with key and limit", raw))
+        return None
+    _check_fields(raw, "concurrency", _CONCURRENCY_FIELDS, errors)
+    key = raw.get("key")
+    if not isinstance(key, str) or not key.strip():
+        errors.append(
+            FieldError("concurrency.key", "required: a string, usually a template of inputs")
+        )
+        key = None
+    else:
+        errors.extend(check_syntax(key, "concurrency.key"))
+    limit = _parse_count(raw.get("limit"), "concurrency.limit", 1, 10_000, 1, errors)
+    if key is None or limit is None:
+        return None
+    return ConcurrencyLimit(key, limit)
+
+
+def _parse_count(
+    raw: Any, path: str, low: int, high: int, default: int | None, errors: list[FieldError]
+) -> int | None:
+    if raw is None:
+        if default is None:
+            errors.append(FieldError(path, "required"))
+        return default
+    if not isinstance(raw, int) or isinstance(raw, bool) or not low <= raw <= high:
+        errors.append(FieldError(path, f"must be a whole number from {low} to {high}"))
+        return default
+    return raw
+
+
+def _parse_seconds(raw: Any, path: str, default: float, errors: list[FieldError]) -> float:
+    if raw is None:
+        return default
+    if not _is_number(raw) or not 0 <= raw <= _MAX_SECONDS:
+        errors.append(FieldError(path, f"must be a number of seconds from 0 to {_MAX_SECONDS}"))
+        return default
+    return float(raw)
 
 
 def _parse_timeout(raw: Any, path: str, errors: list[FieldError]) -> float | None:
