@@ -426,7 +426,7 @@ def _check_graph(
             if need not in keys or need == key:
                 continue
             if state.get(need) == 1:
-                cycle = trail[trail.index(need) :] + [need]
+                cycle = [*trail[trail.index(need) :], need]
                 errors.append(
                     FieldError(
                         f"steps[{keys[need].position}].needs",
