@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from runwire.domain.models import OutputStream
+from runwire.runner.spans import span_event_data
 
 
 @dataclass
 class RecordingContext:
-    """A StepContext that records every output call."""
+    """A StepContext that records every output call and the data of every span reported."""
 
     grace_seconds: float = 0.5
     execution_id: str = "ex-1"
     step_key: str = "step"
     attempt: int = 1
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.calls.append((stream, text))
+
+    def span(
+        self,
+        name: str,
+        kind: str,
+        started_at: datetime,
+        finished_at: datetime,
+        status: str,
+        attributes: Mapping[str, Any],
+        parent_id: str | None = None,
+        span_id: str | None = None,
+    ) -> str:
+        data = span_event_data(
+            name, kind, started_at, finished_at, status, attributes, parent_id, span_id
+        )
+        self.spans.append(data)
+        return str(data["span_id"])
 
     def text(self, stream: OutputStream) -> str:
         return "".join(text for s, text in self.calls if s is stream)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from runwire.domain.models import OutputStream
@@ -28,6 +29,26 @@ class StepContext(Protocol):
 
     def output(self, stream: OutputStream, text: str) -> None:
         """Record a piece of output; the runner coalesces pieces into chunk events."""
+        ...
+
+    def span(
+        self,
+        name: str,
+        kind: str,
+        started_at: datetime,
+        finished_at: datetime,
+        status: str,
+        attributes: Mapping[str, Any],
+        parent_id: str | None = None,
+        span_id: str | None = None,
+    ) -> str:
+        """Report a finished sub-operation (an HTTP phase, an LLM or tool call); its span id.
+
+        The runner emits EventType.SPAN with `runner.spans.span_event_data(...)`. `parent_id`
+        None hangs it under this step attempt. To nest, mint the parent's id first with
+        `runner.spans.new_span_id()`, report the children, then the parent with `span_id`.
+        Token and cost figures go in `attributes` as `tokens_input`, `tokens_output`, `cost_usd`.
+        """
         ...
 
 
