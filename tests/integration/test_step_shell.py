@@ -14,6 +14,7 @@ from tests.support.steps import RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS, StepResult
+from runwire.runner.steps.base import Observed
 
 GRACE = 0.5
 PY = sys.executable
@@ -61,6 +62,7 @@ async def test_streams_each_stream_in_order() -> None:
     assert result == StepResult(
         output={"exit_code": 0, "stdout": "out0\nout1\nout2\n", "stderr": "err0\nerr1\nerr2\n"},
         exit_code=0,
+        observed=Observed(exit_code=0, text="out0\nout1\nout2\n"),
     )
     assert context.text(OutputStream.STDOUT) == "out0\nout1\nout2\n"
     assert context.text(OutputStream.STDERR) == "err0\nerr1\nerr2\n"
@@ -94,16 +96,12 @@ async def test_decodes_a_character_split_across_reads() -> None:
     assert context.text(OutputStream.STDOUT) == result.output["stdout"] == "café\n"
 
 
-@pytest.mark.parametrize(
-    ("script", "code", "error"),
-    [
-        ("exit 3", 3, "exited with code 3"),
-        ("kill -TERM $$", -15, "killed by signal SIGTERM"),
-    ],
-)
-async def test_failure_reports_exit_code(script: str, code: int, error: str) -> None:
-    result = await run({"argv": ["sh", "-c", script]})
-    assert (result.exit_code, result.error, result.output["exit_code"]) == (code, error, code)
+@pytest.mark.parametrize(("script", "code"), [("exit 3", 3), ("kill -TERM $$", -15)])
+async def test_any_exit_is_a_completed_run_for_expect_to_judge(script: str, code: int) -> None:
+    # Whether it failed is decided by expectations.assess (exit code 0 unless `expect:` says).
+    result = await run({"argv": ["sh", "-c", f"echo out; {script}"]})
+    assert (result.exit_code, result.error, result.output["exit_code"]) == (code, None, code)
+    assert result.observed == Observed(exit_code=code, text="out\n")
 
 
 async def test_keeps_the_tail_of_long_output() -> None:
@@ -151,6 +149,7 @@ async def test_cannot_start_is_a_result(params: dict[str, Any], error: str) -> N
     assert result.error is not None
     assert result.error.startswith(error)
     assert result.exit_code is None
+    assert result.observed is None
 
 
 @needs_proc

@@ -339,7 +339,11 @@ def test_an_input_spec_must_be_a_mapping() -> None:
             "steps[0].timeout",
             "must be a positive number of seconds, got boolean",
         ),
-        ({"wiht": {}}, "steps[0].wiht", "unknown field; expected one of continue_on_failure, key"),
+        (
+            {"wiht": {}},
+            "steps[0].wiht",
+            "unknown field; expected one of continue_on_failure, expect, key",
+        ),
         ({"needs": ["b"]}, "steps[0].needs[0]", 'unknown step "b"'),
         ({"needs": "b"}, "steps[0].needs", "must be a list of step keys, got string"),
         ({"needs": ["a"]}, "steps[0].needs[0]", "a step cannot need itself"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -75,6 +75,35 @@ class Scenario:
         )
 
 
+@strawberry.type(description="One checked assertion of a step's `expect:` (or its kind's default).")
+class AssertionResult:
+    assertion: str = strawberry.field(
+        description="exit_code, status, output_contains, output_matches, json or latency_ms_below."
+    )
+    path: str | None = strawberry.field(description="The JSONPath, for a json assertion.")
+    expected: JSON | None
+    actual: JSON | None = strawberry.field(
+        description="What the step showed; texts are cut to their start and end."
+    )
+    passed: bool
+    message: str | None = strawberry.field(description="Why it failed; null when it passed.")
+
+
+def assertion_results(records: Iterable[Mapping[str, Any]]) -> list[AssertionResult]:
+    """From stored records; a missing key reads as null, so records of any age map."""
+    return [
+        AssertionResult(
+            assertion=str(record.get("assertion")),
+            path=record.get("path"),
+            expected=record.get("expected"),
+            actual=record.get("actual"),
+            passed=bool(record.get("passed")),
+            message=record.get("message"),
+        )
+        for record in records
+    ]
+
+
 @strawberry.type(description="One attempt of one step, or a step that has not run yet (PENDING).")
 class StepRun:
     key: str
@@ -88,6 +117,9 @@ class StepRun:
     exit_code: int | None
     output: JSON | None
     error: str | None
+    assertions: list[AssertionResult] = strawberry.field(
+        description="The assertions checked on this attempt, failed or not; empty until it ends."
+    )
 
 
 @strawberry.interface(description="A change in an execution; seq is 1, 2, 3, … with no gaps.")
@@ -251,6 +283,7 @@ def steps_of(definition: Any, runs: Iterable[models.StepRun]) -> list[StepRun]:
             exit_code=run.exit_code,
             output=run.output,
             error=run.error,
+            assertions=assertion_results(run.assertions),
         )
         for run in runs
     ]
@@ -270,6 +303,7 @@ def steps_of(definition: Any, runs: Iterable[models.StepRun]) -> list[StepRun]:
                     exit_code=None,
                     output=None,
                     error=None,
+                    assertions=[],
                 )
             )
     result.sort(key=lambda run: (run.position, run.attempt))

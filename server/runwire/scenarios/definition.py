@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import yaml
 
 from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
+from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
 from runwire.scenarios.templating import check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -24,6 +25,7 @@ _TOP_FIELDS = ("concurrency", "description", "inputs", "name", "parallelism", "s
 _INPUT_FIELDS = ("default", "description", "enum", "required", "type")
 _STEP_FIELDS = (
     "continue_on_failure",
+    "expect",
     "key",
     "kind",
     "needs",
@@ -120,6 +122,7 @@ class StepSpec:
     retries: RetryPolicy | None = None
     continue_on_failure: bool = False
     on_failure: OnFailure = OnFailure.FAIL
+    expect: Expectations = NO_EXPECTATIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +351,9 @@ def _parse_steps(
                 except InvalidDefinition as error:
                     errors.extend(error.errors)
 
+        expect = NO_EXPECTATIONS
+        if isinstance(kind, str) and kind in kinds:  # else the kind's own error says it all
+            expect = parse_expect(step.get("expect"), kind, f"{path}.expect", errors)
         timeout = _parse_timeout(step.get("timeout"), f"{path}.timeout", errors)
         needs = _parse_needs(step, path, previous_key, errors)
         previous_key = key if isinstance(key, str) else None
@@ -375,6 +381,7 @@ def _parse_steps(
                     retries,
                     continue_on_failure,
                     on_failure,
+                    expect=expect,
                 )
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)

@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 
 from runwire.domain.models import OutputStream
-from runwire.runner.steps.base import StepContext, StepResult
+from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.params import Fields, is_template
 
 METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 TEXT_BYTES = 64 * 1024
 """How much of a non-JSON body the output keeps."""
 JSON_BYTES = 1024 * 1024
-"""The largest JSON body that is parsed; a larger one is kept as truncated text."""
+"""The largest JSON body that is parsed (a larger one is kept as truncated text); also how much
+of the body `expect:` assertions check."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -36,18 +37,15 @@ class HttpParams:
     content: bytes | None = None
     is_json: bool = False
     timeout: float | str = 30.0
-    expect_status: tuple[int, ...] = ()
 
 
 class HttpStep:
-    """Send a request with httpx; a status other than the expected one fails the step."""
+    """Send a request with httpx; whether the response passes is for `expect:` (2xx by default)."""
 
     name = "http"
 
     def parse(self, params: Any, path: str) -> HttpParams:
-        fields = Fields(
-            params, path, {"method", "url", "headers", "json", "body", "timeout", "expect"}
-        )
+        fields = Fields(params, path, {"method", "url", "headers", "json", "body", "timeout"})
         method = (fields.string("method") or "GET").upper()
         if method not in METHODS:
             fields.error("method", f"expected one of: {', '.join(sorted(METHODS))}")
@@ -73,11 +71,8 @@ class HttpStep:
         elif (body := fields.string("body")) is not None:
             content = body.encode()
         timeout = fields.number("timeout", 30.0, positive=True)
-        expect_status = _parse_expect(fields)
         fields.check()
-        return HttpParams(
-            url or "", method, headers or None, content, fields.has("json"), timeout, expect_status
-        )
+        return HttpParams(url or "", method, headers or None, content, fields.has("json"), timeout)
 
     async def run(self, params: HttpParams, context: StepContext) -> StepResult:
         if isinstance(params.timeout, str):
@@ -95,7 +90,7 @@ class HttpStep:
                     params.method, params.url, headers=headers, content=params.content
                 ) as response,
             ):
-                body = await _read_body(response)
+                body, text = await _read_body(response)
         except TimeoutError:
             return StepResult(error=f"timed out after {params.timeout:g} s")
         except httpx.ConnectError as error:
@@ -120,8 +115,8 @@ class HttpStep:
                 "headers": dict(response.headers),
                 "body": body,
             },
-            error=_status_error(status, params.expect_status),
             attributes={"latency_ms": latency_ms, "status": status},
+            observed=Observed(status=status, latency_ms=latency_ms, text=text),
         )
 
 
@@ -133,48 +128,29 @@ def _is_http_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
-def _parse_expect(fields: Fields) -> tuple[int, ...]:
-    if not fields.has("expect"):
-        return ()
-    expect = Fields(fields.values["expect"], f"{fields.path}.expect", {"status"}, fields.errors)
-    status = expect.values.get("status")
-    codes = tuple(status) if isinstance(status, list) else (status,)
-    if codes and all(_is_status(code) for code in codes):
-        return codes
-    if isinstance(fields.values["expect"], Mapping):  # else the mapping error says it all
-        expect.error("status", "expected a status code (100-599) or a non-empty list of them")
-    return ()
-
-
-def _is_status(code: Any) -> bool:
-    return isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599
-
-
-def _status_error(status: int, expected: tuple[int, ...]) -> str | None:
-    if not expected:
-        return None if 200 <= status <= 299 else f"expected a 2xx status, got {status}"
-    if status in expected:
-        return None
-    return f"expected status {' or '.join(map(str, expected))}, got {status}"
-
-
-async def _read_body(response: httpx.Response) -> Any:
-    """The body as JSON when it says so and is not too large, else as text capped at the start."""
+async def _read_body(response: httpx.Response) -> tuple[Any, str]:
+    """The body as JSON when it says so and is not too large, else as text capped at the start;
+    and the text of its first JSON_BYTES, for `expect:` to check."""
     kept = bytearray()
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
         kept += chunk[: JSON_BYTES - len(kept)]
+    text = _decode(response, kept, final=total <= JSON_BYTES)
     media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     if total <= JSON_BYTES and (media_type == "application/json" or media_type.endswith("+json")):
         try:
-            return json.loads(kept)
+            return json.loads(kept), text
         except ValueError:
             pass  # says JSON but is not: report it as text
+    body = _decode(response, kept[:TEXT_BYTES], final=total <= TEXT_BYTES)
+    return body + (f"…[truncated {total - TEXT_BYTES} bytes]" if total > TEXT_BYTES else ""), text
+
+
+def _decode(response: httpx.Response, data: bytes | bytearray, final: bool) -> str:
     try:
         decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
     except LookupError:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # Not final when cut: a character split by the cap is dropped instead of mangled.
-    text = decoder.decode(kept[:TEXT_BYTES], final=total <= TEXT_BYTES)
-    return text + (f"…[truncated {total - TEXT_BYTES} bytes]" if total > TEXT_BYTES else "")
+    return decoder.decode(data, final)

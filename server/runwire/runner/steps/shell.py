@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from runwire.domain.models import OutputStream
-from runwire.runner.steps.base import StepContext, StepResult
+from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.params import Fields
 from runwire.runner.steps.processes import describe_exit, process_ref, signal_group, stop_group
 
@@ -183,10 +183,13 @@ class ShellStep:
             transport.close()  # closes the pipes; kills the leader only if it is somehow alive
         for capture in captures.values():
             capture.feed(b"", final=True)
+        stdout = captures[1].text()
+        # Any exit code is a completed run: whether it passed is for the step's `expect:`
+        # (exit_code 0 unless it says otherwise) to decide.
         return StepResult(
-            output={"exit_code": code, "stdout": captures[1].text(), "stderr": captures[2].text()},
-            error=None if code == 0 else describe_exit(code),
+            output={"exit_code": code, "stdout": stdout, "stderr": captures[2].text()},
             exit_code=code,
+            observed=Observed(exit_code=code, text=stdout),
         )
 
 
