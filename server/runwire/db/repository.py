@@ -23,6 +23,7 @@ from runwire.domain.models import (
     ExecutionMode,
     ExecutionStatus,
     ScenarioVersion,
+    Span,
     StepRun,
     StepStatus,
 )
@@ -191,6 +192,29 @@ class Repository:
             execution_id,
         )
         return tuple(_step_run(row) for row in rows)
+
+    async def spans(self, execution_id: str) -> list[Span]:
+        """The sub-operations the execution's step attempts reported, in start order."""
+        rows = await tables.Span.raw(
+            "SELECT * FROM runwire_span WHERE execution_id = {} ORDER BY started_at, id",
+            execution_id,
+        )
+        return [
+            Span(
+                execution_id=row["execution_id"],
+                span_id=row["span_id"],
+                parent_id=row["parent_id"],
+                step_key=row["step_key"],
+                attempt=row["attempt"],
+                name=row["name"],
+                kind=row["kind"],
+                status=row["status"],
+                started_at=_datetime(row["started_at"]),
+                finished_at=_optional_datetime(row["finished_at"]),
+                attributes=_load(row["attributes"]),
+            )
+            for row in rows
+        ]
 
     async def executions(
         self, where: ExecutionFilter, first: int, after: Cursor | None

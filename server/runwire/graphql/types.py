@@ -11,7 +11,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from runwire.domain import models
+from runwire.domain.errors import NotFound
+from runwire.domain.trace import build_trace
 from runwire.graphql.context import Info, services
+from runwire.graphql.trace import Span, Trace
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
@@ -22,6 +25,7 @@ class EventType(Enum):
     EXECUTION_STATUS = "EXECUTION_STATUS"
     STEP_STATUS = "STEP_STATUS"
     OUTPUT = "OUTPUT"
+    SPAN = "SPAN"
 
 
 @strawberry.type
@@ -154,7 +158,12 @@ class OutputChunk(ExecutionEvent):
     text: str
 
 
-EVENT_TYPES = (ExecutionStatusChanged, StepStatusChanged, OutputChunk)
+@strawberry.type(description="A step reported a finished sub-operation: a span of the trace.")
+class SpanReported(ExecutionEvent):
+    span: Span
+
+
+EVENT_TYPES = (ExecutionStatusChanged, StepStatusChanged, OutputChunk, SpanReported)
 
 
 def event_of(event: models.Event) -> ExecutionEvent:
@@ -168,6 +177,8 @@ def event_of(event: models.Event) -> ExecutionEvent:
     data = event.data
     if event.type is models.EventType.OUTPUT:
         return OutputChunk(stream=str(data["stream"]), text=str(data["text"]), **common)
+    if event.type is models.EventType.SPAN:
+        return SpanReported(span=Span.reported(event), **common)
     if event.type is models.EventType.STEP_STATUS:
         return StepStatusChanged(
             step_status=models.StepStatus(data["status"]),
@@ -242,6 +253,21 @@ class Execution:
             Activity(action=a.action, actor=a.actor, at=a.at, detail=JSON(dict(a.detail)))
             for a in found
         ]
+
+    @strawberry.field(
+        description=(
+            "The execution as a tree of timed spans: the execution, each step attempt that ran,"
+            " and what the steps reported (HTTP phases, …); with duration, token and cost totals."
+        )
+    )
+    async def trace(self, info: Info) -> Trace:
+        repository = services(info).repository
+        # Read afresh, so the root's status and times match the step rows read with them.
+        execution = await repository.execution(str(self.id))
+        if execution is None:
+            raise NotFound(f"execution {self.id} not found")
+        spans = await repository.spans(execution.id)
+        return Trace.of(build_trace(execution, execution.steps, spans))
 
     @classmethod
     def of(cls, execution: models.Execution) -> Execution:
