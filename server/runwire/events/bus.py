@@ -41,11 +41,16 @@ class BusDisconnected(RunwireError):
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Events first_seq..last_seq of one execution were committed to the database."""
+    """Events first_seq..last_seq of one execution were committed to the database.
+
+    `status_changed` says the range holds an EXECUTION_STATUS event, so a process can refresh its
+    live list of executions without reading the events of every notice.
+    """
 
     execution_id: str
     first_seq: int
     last_seq: int
+    status_changed: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.first_seq <= self.last_seq:
@@ -64,13 +69,33 @@ class Resync:
 
 RESYNC: Final = Resync()
 
+
+class _WireNotice(msgspec.Struct, array_like=True):
+    """A notice as sent: [execution_id, first_seq, last_seq] or [..., status_changed]."""
+
+    execution_id: str
+    first_seq: int
+    last_seq: int
+    # Trailing and optional: unflagged notices keep the three-element form and size, and a
+    # decoder ignores elements after the ones it knows. (Processes from before the flag reject
+    # flagged messages: upgrade every process of a deployment together.)
+    status_changed: bool = False
+
+
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(list[tuple[str, int, int]]).decode
+_decode = msgspec.json.Decoder(list[_WireNotice]).decode
 
 
 def encode_notices(notices: Sequence[Notice]) -> list[str]:
-    """Wire messages: JSON lists of [execution_id, first_seq, last_seq], each under the limit."""
-    parts = [_encode((n.execution_id, n.first_seq, n.last_seq)) for n in notices]
+    """Wire messages under the limit: JSON lists of [execution_id, first_seq, last_seq(, true)]."""
+    parts = [
+        _encode(
+            (n.execution_id, n.first_seq, n.last_seq, True)
+            if n.status_changed
+            else (n.execution_id, n.first_seq, n.last_seq)
+        )
+        for n in notices
+    ]
     messages: list[str] = []
     batch: list[bytes] = []
     size = 1  # "[" now; each part then adds its length plus one "," or the closing "]"
@@ -90,7 +115,10 @@ def encode_notices(notices: Sequence[Notice]) -> list[str]:
 def decode_notices(message: str) -> list[Notice]:
     """The notices in one wire message; ValueError if it is malformed."""
     try:
-        return [Notice(*triple) for triple in _decode(message)]
+        return [
+            Notice(wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed)
+            for wire in _decode(message)
+        ]
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise ValueError(str(exc)) from None
 

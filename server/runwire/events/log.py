@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from runwire.db.repository import Repository
-from runwire.domain.models import Event
+from runwire.domain.models import Event, EventType
 from runwire.events.bus import Bus, Notice
 
 logger = logging.getLogger(__name__)
@@ -176,10 +176,16 @@ class EventLog:
 
 def _notices(batch: Sequence[Event]) -> list[Notice]:
     ranges: dict[str, list[int]] = {}
+    status_changed: set[str] = set()
     for event in batch:
         bounds = ranges.get(event.execution_id)
         if bounds is None:
             ranges[event.execution_id] = [event.seq, event.seq]
         else:
             bounds[1] = event.seq
-    return [Notice(execution_id, first, last) for execution_id, (first, last) in ranges.items()]
+        if event.type is EventType.EXECUTION_STATUS:
+            status_changed.add(event.execution_id)
+    return [
+        Notice(execution_id, first, last, execution_id in status_changed)
+        for execution_id, (first, last) in ranges.items()
+    ]

@@ -1,0 +1,44 @@
+"""Bus notices on the wire: the optional status-change flag, and notices built from a batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from runwire.domain.models import Event, EventType, ExecutionStatus
+from runwire.events.bus import Notice, decode_notices, encode_notices
+from runwire.events.log import _notices
+
+AT = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+def test_the_flag_round_trips_and_unflagged_notices_keep_their_form() -> None:
+    notices = [Notice("a", 1, 3, status_changed=True), Notice("b", 2, 2)]
+    [message] = encode_notices(notices)
+    assert message == '[["a",1,3,true],["b",2,2]]'
+    assert decode_notices(message) == notices
+
+
+def test_a_three_element_notice_has_no_status_change() -> None:
+    assert decode_notices('[["a",1,3]]') == [Notice("a", 1, 3, status_changed=False)]
+
+
+@pytest.mark.parametrize("message", ['[["a",1,3,1]]', '[["a",1,3,"yes"]]', '[["a",0,3,true]]'])
+def test_a_bad_flag_or_range_is_malformed(message: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        decode_notices(message)
+
+
+def test_notices_flag_the_executions_whose_status_changed() -> None:
+    def event(execution_id: str, seq: int, kind: EventType) -> Event:
+        data = {"status": ExecutionStatus.RUNNING} if kind is EventType.EXECUTION_STATUS else {}
+        return Event(execution_id, seq, AT, kind, data)
+
+    batch = [
+        event("quiet", 4, EventType.OUTPUT),
+        event("busy", 1, EventType.EXECUTION_STATUS),
+        event("quiet", 5, EventType.OUTPUT),
+        event("busy", 2, EventType.OUTPUT),
+    ]
+    assert _notices(batch) == [Notice("quiet", 4, 5), Notice("busy", 1, 2, status_changed=True)]
