@@ -15,6 +15,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from runwire.db.engine import Database
 from runwire.db.repository import Repository
+from runwire.domain.batches import BatchService
+from runwire.domain.control import ExecutionControl
 from runwire.domain.services import ExecutionService
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
@@ -69,11 +71,16 @@ def create_app(settings: Settings) -> Litestar:
                 if runner is not None:
                     await runner.apply_controls()
 
-            executions = ExecutionService(repository, STEP_KINDS, wake_runner, apply_controls)
+            executions = ExecutionService(repository, STEP_KINDS, wake_runner)
+            control = ExecutionControl(
+                repository, STEP_KINDS, log.announce, wake_runner, apply_controls
+            )
             await _load_scenarios(settings, executions)
             app.state.services = Services(
                 repository=repository,
                 executions=executions,
+                control=control,
+                batches=BatchService(repository, executions, control, wake_runner),
                 hub=hub,
                 runner_slots=settings.runner_slots if runner else 0,
             )

@@ -62,9 +62,7 @@ async def _stack(url: str, **settings: Any) -> AsyncIterator[Stack]:
             EventLog.running(repository, bus, hub.deliver, 0.002) as log,
             Runner.running(repository, log, kinds, config) as runner,
         ):
-            service = ExecutionService(
-                repository, kinds, runner.wake, lambda _: runner.apply_controls()
-            )
+            service = ExecutionService(repository, kinds, runner.wake)
             yield Stack(repository, service, runner)
 
 

@@ -39,7 +39,7 @@ subscription Follow($id: ID!, $after: Int!) {
     events {
       seq type stepKey attempt
       ... on ExecutionStatusChanged { status: executionStatus error reason }
-      ... on StepStatusChanged { stepStatus exitCode error }
+      ... on StepStatusChanged { stepStatus exitCode error retryInSeconds reason }
       ... on OutputChunk { stream text }
     }
   }

@@ -48,8 +48,16 @@ class InvalidInputs(Invalid):
 
 
 class InvalidTransition(RunwireError):
-    """The execution is not in a state that allows this."""
+    """The execution (or one of its steps) is not in a state that allows this."""
 
-    def __init__(self, message: str, current_status: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        current_status: str,
+        step_key: str | None = None,
+        step_status: str | None = None,
+    ) -> None:
         self.current_status = current_status
+        self.step_key = step_key
+        self.step_status = step_status
         super().__init__(message)

@@ -92,6 +92,16 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event before it has a seq: the writer that holds the execution numbers it."""
+
+    type: EventType
+    data: Mapping[str, Any]
+    step_key: str | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ScenarioVersion:
     """One saved version of a named scenario; editing creates the next version."""
 
@@ -194,6 +204,14 @@ class Execution:
     @property
     def name(self) -> str:
         return str(self.definition.get("name") or self.scenario_name or "")
+
+    def latest_attempts(self) -> dict[str, StepRun]:
+        """The most recent attempt of each step that has one (needs `steps` loaded)."""
+        latest: dict[str, StepRun] = {}
+        for run in self.steps:
+            if run.key not in latest or run.attempt > latest[run.key].attempt:
+                latest[run.key] = run
+        return latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,32 +1,35 @@
-"""Start and stop executions and save scenarios: the rules, independent of any framework."""
+"""Start executions and save scenarios: the rules, independent of any framework."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
+from runwire.domain.errors import FieldError, Invalid, InvalidInputs, NotFound, RunwireError
 from runwire.domain.models import (
     Event,
     EventType,
     Execution,
+    ExecutionMode,
     ExecutionStatus,
     ScenarioVersion,
 )
 from runwire.scenarios.definition import Definition, ParamsParser, bind_inputs, parse_definition
+from runwire.scenarios.templating import render
 
-_STOP_ACK_SECONDS = 5.0
 _MAX_LABELS = 20
 _MAX_LABEL_LENGTH = 200
 _MAX_PRIORITY = 1000
+_MAX_KEY_LENGTH = 200
 
 
 class ExecutionStore(Protocol):
-    """What the services need from persistence (implemented by db.repository.Repository)."""
+    """What starting executions needs from persistence (db.repository.Repository)."""
 
     async def save_scenario(
         self, name: str, description: str, definition: Mapping[str, Any], actor: str
@@ -38,15 +41,7 @@ class ExecutionStore(Protocol):
         self, execution: Execution, first_event: Event, fingerprint: str | None = None
     ) -> tuple[Execution, bool]: ...
 
-    async def execution(
-        self, execution_id: str, *, with_steps: bool = True
-    ) -> Execution | None: ...
-
-    async def cancel_queued(self, execution_id: str, event: Event) -> bool: ...
-
-    async def request_control(
-        self, execution_id: str, action: str, reason: str, actor: str, grace: float | None
-    ) -> None: ...
+    async def request_fingerprint(self, execution_id: str) -> str | None: ...
 
     async def record_activity(
         self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
@@ -55,7 +50,11 @@ class ExecutionStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StartRequest:
-    """What `startExecution` asks for: a saved scenario or an inline definition, with inputs."""
+    """What `startExecution` asks for: a saved scenario or an inline definition, with inputs.
+
+    `mode` STEP runs only `step_key`; STEP_IN_CONTEXT also gives `upstream`, the outputs of the
+    steps it needs, by key.
+    """
 
     scenario: str | None = None
     definition: str | None = None
@@ -64,22 +63,33 @@ class StartRequest:
     priority: int = 0
     timeout_seconds: float | None = None
     grace_seconds: float | None = None
+    mode: ExecutionMode = ExecutionMode.FULL
+    step_key: str | None = None
+    upstream: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated, not yet stored execution with its first event."""
+
+    execution: Execution
+    queued: Event
+    fingerprint: str | None
 
 
 class ExecutionService:
-    """The only way executions are started and stopped."""
+    """The only way executions are created and scenarios saved."""
 
     def __init__(
         self,
         store: ExecutionStore,
         kinds: Mapping[str, ParamsParser],
         on_queued: Callable[[], None],
-        on_control: Callable[[str], Awaitable[None]],
     ) -> None:
         self._store = store
         self._kinds = kinds
         self._on_queued = on_queued
-        self._on_control = on_control
 
     async def save_scenario(
         self, source: str | Mapping[str, Any], actor: str, *, must_exist: bool | None = None
@@ -99,10 +109,59 @@ class ExecutionService:
         )
 
     async def start(self, request: StartRequest, actor: str) -> Execution:
-        """Validate the request and queue a new execution (its event seq 1)."""
-        definition, scenario = await self._resolve(request)
-        inputs = bind_inputs(definition, request.inputs)
-        _check_options(request)
+        """Validate the request and queue a new execution (its event seq 1).
+
+        With an idempotency key used before, the earlier execution is returned and nothing is
+        queued; the same key with a different request is a validation error.
+        """
+        definition, scenario = await self.resolve(request.scenario, request.definition)
+        prepared = self.prepare(definition, scenario, request, actor)
+        execution, created = await self._store.create_execution(
+            prepared.execution, prepared.queued, prepared.fingerprint
+        )
+        if not created:
+            stored = await self._store.request_fingerprint(execution.id)
+            if stored != prepared.fingerprint:
+                raise Invalid(
+                    [
+                        FieldError(
+                            "idempotencyKey",
+                            f"already used for a different request (execution {execution.id})",
+                        )
+                    ]
+                )
+            return execution
+        await self._store.record_activity(
+            "start",
+            actor,
+            execution.id,
+            {"scenario": execution.scenario_name, "mode": execution.mode.value},
+        )
+        self._on_queued()
+        return execution
+
+    def prepare(
+        self,
+        definition: Definition,
+        scenario: ScenarioVersion | None,
+        request: StartRequest,
+        actor: str,
+        *,
+        batch: tuple[str, int] | None = None,
+    ) -> Prepared:
+        """Check everything about one start that does not need the database."""
+        errors = _option_errors(request)
+        errors.extend(_mode_errors(definition, request))
+        try:
+            inputs = bind_inputs(definition, request.inputs)
+        except InvalidInputs as error:
+            errors.extend(error.errors)
+            inputs = {}
+        concurrency_key = None
+        if definition.concurrency is not None and not errors:
+            concurrency_key = _render_key(definition.concurrency.key, inputs, errors)
+        if errors:
+            raise Invalid(errors)
         now = utc_now()
         execution = Execution(
             id=str(uuid.uuid4()),
@@ -117,6 +176,17 @@ class ExecutionService:
             timeout_seconds=request.timeout_seconds,
             grace_seconds=request.grace_seconds,
             last_seq=1,
+            mode=request.mode,
+            step_key=request.step_key if request.mode is not ExecutionMode.FULL else None,
+            upstream=dict(request.upstream or {})
+            if request.mode is ExecutionMode.STEP_IN_CONTEXT
+            else None,
+            idempotency_key=request.idempotency_key,
+            concurrency_key=concurrency_key,
+            concurrency_limit=definition.concurrency.limit if definition.concurrency else None,
+            batch_id=batch[0] if batch else None,
+            batch_limit=batch[1] if batch else None,
+            triggered_by=actor,
         )
         queued = Event(
             execution_id=execution.id,
@@ -125,71 +195,25 @@ class ExecutionService:
             type=EventType.EXECUTION_STATUS,
             data={"status": ExecutionStatus.QUEUED},
         )
-        await self._store.create_execution(execution, queued)
-        await self._store.record_activity(
-            "start", actor, execution.id, {"scenario": execution.scenario_name}
-        )
-        self._on_queued()
-        return execution
+        fingerprint = _fingerprint(execution) if request.idempotency_key else None
+        return Prepared(execution, queued, fingerprint)
 
-    async def stop(self, execution_id: str, reason: str | None, actor: str) -> Execution:
-        """Cancel a queued execution, or ask its runner to stop it (SIGINT, grace, SIGKILL)."""
-        execution = await self._get(execution_id)
-        reason = reason or "stopped by request"
-        if execution.status.is_terminal:
-            raise InvalidTransition(
-                f"execution {execution_id} already ended as {execution.status}",
-                execution.status,
-            )
-        if execution.status is ExecutionStatus.STOPPING:
-            raise InvalidTransition(f"execution {execution_id} is already stopping", "STOPPING")
-        await self._store.record_activity("stop", actor, execution_id, {"reason": reason})
-        cancelled = Event(
-            execution_id=execution_id,
-            seq=execution.last_seq + 1,
-            at=utc_now(),
-            type=EventType.EXECUTION_STATUS,
-            data={"status": ExecutionStatus.CANCELLED, "error": f"stopped: {reason}"},
-        )
-        if execution.status is ExecutionStatus.QUEUED and await self._store.cancel_queued(
-            execution_id, cancelled
-        ):
-            return await self._get(execution_id)
-        # A runner owns it (perhaps since a moment ago): the durable request reaches it even
-        # in another process; this process's runner is nudged to apply it at once.
-        await self._store.request_control(execution_id, "stop", reason, actor, None)
-        await self._on_control(execution_id)
-        return await self._await_stopping(execution_id)
-
-    async def _await_stopping(self, execution_id: str) -> Execution:
-        deadline = asyncio.get_running_loop().time() + _STOP_ACK_SECONDS
-        while True:
-            execution = await self._get(execution_id)
-            if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
-                return execution
-            if asyncio.get_running_loop().time() > deadline:
-                return execution
-            await asyncio.sleep(0.02)
-
-    async def _resolve(self, request: StartRequest) -> tuple[Definition, ScenarioVersion | None]:
-        if (request.scenario is None) == (request.definition is None):
+    async def resolve(
+        self, scenario_name: str | None, text: str | None
+    ) -> tuple[Definition, ScenarioVersion | None]:
+        """The definition to run: the latest version of a saved scenario, or inline text."""
+        if (scenario_name is None) == (text is None):
             raise Invalid([FieldError("input", "give exactly one of scenario or definition")])
-        if request.scenario is not None:
-            scenario = await self._store.latest_scenario(request.scenario)
+        if scenario_name is not None:
+            scenario = await self._store.latest_scenario(scenario_name)
             if scenario is None:
-                raise NotFound(f"scenario {request.scenario} not found")
+                raise NotFound(f"scenario {scenario_name} not found")
             return parse_definition(scenario.definition, self._kinds), scenario
-        assert request.definition is not None
-        return parse_definition(request.definition, self._kinds), None
-
-    async def _get(self, execution_id: str) -> Execution:
-        execution = await self._store.execution(execution_id, with_steps=False)
-        if execution is None:
-            raise NotFound(f"execution {execution_id} not found")
-        return execution
+        assert text is not None
+        return parse_definition(text, self._kinds), None
 
 
-def _check_options(request: StartRequest) -> None:
+def _option_errors(request: StartRequest) -> list[FieldError]:
     errors: list[FieldError] = []
     if not -_MAX_PRIORITY <= request.priority <= _MAX_PRIORITY:
         errors.append(FieldError("priority", f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}"))
@@ -204,5 +228,72 @@ def _check_options(request: StartRequest) -> None:
             errors.append(
                 FieldError(f"labels[{index}]", f"expected 1..{_MAX_LABEL_LENGTH} characters")
             )
-    if errors:
-        raise Invalid(errors)
+    key = request.idempotency_key
+    if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
+        errors.append(FieldError("idempotencyKey", f"expected 1..{_MAX_KEY_LENGTH} characters"))
+    return errors
+
+
+def _mode_errors(definition: Definition, request: StartRequest) -> list[FieldError]:
+    if request.mode is ExecutionMode.FULL:
+        errors = []
+        if request.step_key is not None:
+            errors.append(FieldError("stepKey", "only for modes STEP and STEP_IN_CONTEXT"))
+        if request.upstream is not None:
+            errors.append(FieldError("upstream", "only for mode STEP_IN_CONTEXT"))
+        return errors
+    if request.step_key is None:
+        return [FieldError("stepKey", f"required for mode {request.mode}")]
+    try:
+        step = definition.step(request.step_key)
+    except NotFound:
+        keys = ", ".join(step.key for step in definition.steps)
+        return [FieldError("stepKey", f'no step "{request.step_key}"; expected one of {keys}')]
+    if request.mode is ExecutionMode.STEP:
+        if request.upstream is not None:
+            return [FieldError("upstream", "only for mode STEP_IN_CONTEXT")]
+        return []
+    upstream = request.upstream or {}
+    errors = [
+        FieldError(f"upstream.{need}", f'required: step "{step.key}" needs it')
+        for need in step.needs
+        if need not in upstream
+    ]
+    errors.extend(
+        FieldError(f"upstream.{key}", f'step "{step.key}" does not need it')
+        for key in upstream
+        if key not in step.needs
+    )
+    return errors
+
+
+def _render_key(template: str, inputs: Mapping[str, Any], errors: list[FieldError]) -> str | None:
+    try:
+        key = str(render(template, {"inputs": inputs}, "concurrency.key"))
+    except RunwireError as error:
+        errors.append(FieldError("concurrency.key", error.message))
+        return None
+    if not key.strip() or len(key) > _MAX_KEY_LENGTH:
+        errors.append(
+            FieldError("concurrency.key", f"rendered to {len(key)} characters; expected 1..200")
+        )
+        return None
+    return key
+
+
+def _fingerprint(execution: Execution) -> str:
+    """What makes two starts with one idempotency key the same request."""
+    # A saved scenario is named rather than compared by content, so a new version saved between
+    # a start and its retry does not turn the retry into a conflict.
+    request = {
+        "scenario": execution.scenario_name,
+        "definition": None if execution.scenario_name else execution.definition,
+        "inputs": execution.inputs,
+        "mode": execution.mode.value,
+        "step_key": execution.step_key,
+        "upstream": execution.upstream,
+        "labels": sorted(execution.labels),
+        "priority": execution.priority,
+    }
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -8,6 +8,8 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from runwire.db.repository import Repository
+from runwire.domain.batches import BatchService
+from runwire.domain.control import ExecutionControl
 from runwire.domain.services import ExecutionService
 from runwire.events.hub import Hub
 
@@ -18,6 +20,8 @@ class Services:
 
     repository: Repository
     executions: ExecutionService
+    control: ExecutionControl
+    batches: BatchService
     hub: Hub
     runner_slots: int
 

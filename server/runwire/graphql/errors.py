@@ -28,9 +28,11 @@ class NotFoundError(Error):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The execution, or the named step, is in a state that forbids this.")
 class InvalidTransitionError(Error):
     current_status: str
+    step_key: str | None = None
+    step_status: str | None = None
 
 
 ErrorType = ValidationError | NotFoundError | InvalidTransitionError
@@ -46,5 +48,10 @@ def to_error(error: RunwireError) -> ErrorType:
     if isinstance(error, NotFound):
         return NotFoundError(message=error.message)
     if isinstance(error, InvalidTransition):
-        return InvalidTransitionError(message=error.message, current_status=error.current_status)
+        return InvalidTransitionError(
+            message=error.message,
+            current_status=error.current_status,
+            step_key=error.step_key,
+            step_status=error.step_status,
+        )
     raise error

@@ -1,4 +1,4 @@
-"""Write side: start and stop executions, create and update scenarios."""
+"""Write side: start and steer executions, create and update scenarios."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from typing import Annotated
 
 import strawberry
 
-from runwire.domain.errors import FieldError, InvalidInputs, RunwireError
+from runwire.domain.errors import RunwireError
 from runwire.domain.services import StartRequest
+from runwire.graphql.batches import BatchMutations
 from runwire.graphql.context import Info, actor, services
 from runwire.graphql.errors import InvalidTransitionError, NotFoundError, ValidationError, to_error
-from runwire.graphql.inputs import StartExecutionInput
+from runwire.graphql.inputs import StartExecutionInput, json_object
 from runwire.graphql.types import Execution, Scenario
 
 
@@ -21,6 +22,26 @@ class StartExecutionSuccess:
 
 @strawberry.type
 class StopExecutionSuccess:
+    execution: Execution
+
+
+@strawberry.type
+class PauseExecutionSuccess:
+    execution: Execution
+
+
+@strawberry.type
+class ResumeExecutionSuccess:
+    execution: Execution
+
+
+@strawberry.type
+class RetryStepSuccess:
+    execution: Execution
+
+
+@strawberry.type
+class SkipStepSuccess:
     execution: Execution
 
 
@@ -38,6 +59,22 @@ StopExecutionResult = Annotated[
     StopExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
     strawberry.union("StopExecutionResult"),
 ]
+PauseExecutionResult = Annotated[
+    PauseExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("PauseExecutionResult"),
+]
+ResumeExecutionResult = Annotated[
+    ResumeExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("ResumeExecutionResult"),
+]
+RetryStepResult = Annotated[
+    RetryStepSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("RetryStepResult"),
+]
+SkipStepResult = Annotated[
+    SkipStepSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("SkipStepResult"),
+]
 ScenarioResult = Annotated[
     ScenarioSuccess | ValidationError | NotFoundError | InvalidTransitionError,
     strawberry.union("ScenarioResult"),
@@ -45,18 +82,22 @@ ScenarioResult = Annotated[
 
 
 @strawberry.type
-class Mutation:
+class Mutation(BatchMutations):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:
             request = StartRequest(
                 scenario=input.scenario,
                 definition=input.definition,
-                inputs=_inputs(input.inputs),
+                inputs=json_object(input.inputs, "inputs"),
                 labels=tuple(input.labels or ()),
                 priority=input.priority,
                 timeout_seconds=input.timeout_seconds,
                 grace_seconds=input.grace_seconds,
+                mode=input.mode,
+                step_key=input.step_key,
+                upstream=json_object(input.upstream, "upstream"),
+                idempotency_key=input.idempotency_key,
             )
             execution = await services(info).executions.start(request, actor(info))
         except RunwireError as error:
@@ -68,10 +109,73 @@ class Mutation:
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> StopExecutionResult:
         try:
-            execution = await services(info).executions.stop(str(id), reason, actor(info))
+            execution = await services(info).control.stop(str(id), reason, actor(info))
         except RunwireError as error:
             return to_error(error)
         return StopExecutionSuccess(execution=Execution.of(execution))
+
+    @strawberry.mutation(
+        description=(
+            "A queued execution is held in the queue (PAUSED); a running one is PAUSING until its"
+            " running steps end, then PAUSED."
+        )
+    )
+    async def pause_execution(
+        self, info: Info, id: strawberry.ID, reason: str | None = None
+    ) -> PauseExecutionResult:
+        try:
+            execution = await services(info).control.pause(str(id), reason, actor(info))
+        except RunwireError as error:
+            return to_error(error)
+        return PauseExecutionSuccess(execution=Execution.of(execution))
+
+    @strawberry.mutation(
+        description=(
+            "A PAUSED execution goes back to the queue (with its original place) and continues"
+            " where it stopped; a PAUSING one simply keeps running."
+        )
+    )
+    async def resume_execution(self, info: Info, id: strawberry.ID) -> ResumeExecutionResult:
+        try:
+            execution = await services(info).control.resume(str(id), actor(info))
+        except RunwireError as error:
+            return to_error(error)
+        return ResumeExecutionSuccess(execution=Execution.of(execution))
+
+    @strawberry.mutation(
+        description=(
+            "On a FAILED, CANCELLED, TIMED_OUT or PAUSED execution: run the step again as a new"
+            " attempt, then every step after it that has not succeeded. Same execution id;"
+            " earlier attempts, their output and events are kept."
+        )
+    )
+    async def retry_step(
+        self, info: Info, execution_id: strawberry.ID, step_key: str
+    ) -> RetryStepResult:
+        try:
+            execution = await services(info).control.retry_step(
+                str(execution_id), step_key, actor(info)
+            )
+        except RunwireError as error:
+            return to_error(error)
+        return RetryStepSuccess(execution=Execution.of(execution))
+
+    @strawberry.mutation(
+        description=(
+            "Mark a failed or not yet started step SKIPPED; an ended or paused execution then"
+            " continues with the steps after it."
+        )
+    )
+    async def skip_step(
+        self, info: Info, execution_id: strawberry.ID, step_key: str
+    ) -> SkipStepResult:
+        try:
+            execution = await services(info).control.skip_step(
+                str(execution_id), step_key, actor(info)
+            )
+        except RunwireError as error:
+            return to_error(error)
+        return SkipStepSuccess(execution=Execution.of(execution))
 
     @strawberry.mutation(description="Save a new scenario (YAML or JSON text) as version 1.")
     async def create_scenario(self, info: Info, definition: str) -> ScenarioResult:
@@ -90,9 +194,3 @@ async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioRes
     except RunwireError as error:
         return to_error(error)
     return ScenarioSuccess(scenario=Scenario.of(saved))
-
-
-def _inputs(value: object) -> dict[str, object] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    raise InvalidInputs([FieldError("inputs", "expected a JSON object")])

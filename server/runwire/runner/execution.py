@@ -1,11 +1,18 @@
-"""Run one claimed execution: its steps in order, as the single writer of its events."""
+"""Run one claimed execution: its steps as a graph, as the single writer of its events.
+
+A run continues from what is stored: steps whose latest attempt succeeded or was skipped (or
+failed with continue_on_failure) are done, and the others run, as new attempts, once the steps
+they need are done. So one class serves a fresh start, a resume, a retry and a skip.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from runwire.domain.clock import utc_now
@@ -14,34 +21,56 @@ from runwire.domain.models import (
     Event,
     EventType,
     Execution,
+    ExecutionMode,
     ExecutionStatus,
     OutputStream,
+    StepRun,
     StepStatus,
     duration_between,
 )
 from runwire.events.log import EventLog
 from runwire.runner.output import OutputCoalescer
+from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
-from runwire.scenarios.definition import Definition, StepSpec
+from runwire.scenarios.definition import Definition, OnFailure, StepSpec
+from runwire.scenarios.expectations import assess
 from runwire.scenarios.templating import render
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "server shutting down"
+_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
 @dataclass(frozen=True, slots=True)
 class _Ended:
+    """How this run ends: a terminal status, or PAUSED (the execution continues later)."""
+
     status: ExecutionStatus
     error: str | None = None
+    reason: str | None = None
 
 
-class _Stopped(Exception):
-    """The running step was cancelled because an operator stopped the execution."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: StepStatus
+    error: str | None
+
+
+@dataclass(slots=True)
+class _Active:
+    """A step being run: its kind's task, and why it was cancelled if it was."""
+
+    step: StepSpec
+    kind_task: asyncio.Task[StepResult] | None = None
+    cancelled_because: str | None = None
+    # Set on cancel, so a wait between retries ends at once instead of sleeping on.
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
 class _StepContext:
+    run: ExecutionRun
     execution_id: str
     step_key: str
     attempt: int
@@ -51,9 +80,35 @@ class _StepContext:
     def output(self, stream: OutputStream, text: str) -> None:
         self.coalescer.write(stream, text)
 
+    def span(
+        self,
+        name: str,
+        kind: str,
+        started_at: datetime,
+        finished_at: datetime,
+        status: str,
+        attributes: Mapping[str, Any],
+        parent_id: str | None = None,
+        span_id: str | None = None,
+    ) -> str:
+        data = span_event_data(
+            name, kind, started_at, finished_at, status, attributes, parent_id, span_id
+        )
+        self.run.emit(EventType.SPAN, data, self.step_key, self.attempt)
+        return str(data["span_id"])
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the graph walk knows: finished steps' outputs and each step's next attempt."""
+
+    scope: dict[str, Any] = field(default_factory=dict)
+    next_attempt: dict[str, int] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
 
 class ExecutionRun:
-    """Assigns seqs 1, 2, 3, … (continuing from the row's last_seq) to everything it emits."""
+    """Assigns seqs (continuing from the row's last_seq) to everything it emits."""
 
     def __init__(
         self,
@@ -71,8 +126,15 @@ class ExecutionRun:
         self._grace = grace_seconds
         self._coalesce_seconds = coalesce_seconds
         self._seq = execution.last_seq
-        self._step_task: asyncio.Task[StepResult] | None = None
         self.stop_reason: str | None = None
+        self._pause_reason: str | None = None
+        self._active: dict[str, _Active] = {}
+        self._changed = asyncio.Event()
+        self._timeout: asyncio.Timeout | None = None
+        self._timed_out_steps: list[str] = []
+        self._selected = self._selected_steps()
+        self._progress = self._progress_so_far()
+        self._pending = [step for step in self._selected if step.key not in self._progress.done]
 
     @property
     def id(self) -> str:
@@ -84,12 +146,13 @@ class ExecutionRun:
         data: Mapping[str, Any],
         step_key: str | None = None,
         attempt: int | None = None,
+        at: datetime | None = None,
     ) -> Event:
         self._seq += 1
         event = Event(
             execution_id=self.execution.id,
             seq=self._seq,
-            at=utc_now(),
+            at=at or utc_now(),
             type=type,
             data=data,
             step_key=step_key,
@@ -98,37 +161,87 @@ class ExecutionRun:
         self._log.append(event)
         return event
 
+    # ---- control, applied by the runner -----------------------------------------------
+
     def stop(self, reason: str) -> bool:
-        """Move to STOPPING and cancel the running step (SIGINT, grace, SIGKILL for processes)."""
+        """Move to STOPPING and cancel running steps (SIGINT, grace, SIGKILL for processes)."""
         if self.stop_reason is not None:
             return False
         self.stop_reason = reason
         self.emit(
             EventType.EXECUTION_STATUS, {"status": ExecutionStatus.STOPPING, "reason": reason}
         )
-        if self._step_task is not None:
-            self._step_task.cancel()
+        for active in self._active.values():
+            self._cancel(active, f"stopped: {reason}")
+        self._changed.set()
         return True
 
+    def pause(self, reason: str) -> bool:
+        """PAUSING now; PAUSED once the running steps end (no new step starts meanwhile)."""
+        if self.stop_reason is not None or self._pause_reason is not None:
+            return False
+        self._pause_reason = reason
+        self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.PAUSING, "reason": reason})
+        self._changed.set()
+        return True
+
+    def resume(self) -> bool:
+        """Withdraw a pause that has not taken effect yet."""
+        if self.stop_reason is not None or self._pause_reason is None:
+            return False
+        self._pause_reason = None
+        self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
+        self._changed.set()
+        return True
+
+    def skip(self, step_key: str) -> bool:
+        """Mark a step that has not started SKIPPED; its dependents may then run."""
+        step = next((s for s in self._pending if s.key == step_key), None)
+        if step is None or step_key in self._active:
+            return False
+        self._pending.remove(step)
+        attempt = self._progress.next_attempt[step_key]
+        self.emit(
+            EventType.STEP_STATUS,
+            {
+                "status": StepStatus.SKIPPED,
+                "kind": step.kind,
+                "position": step.position,
+                "reason": "skipped by request",
+            },
+            step_key,
+            attempt,
+        )
+        _record(self._progress, step, StepStatus.SKIPPED, None)
+        self._changed.set()
+        return True
+
+    # ---- the run -----------------------------------------------------------------------
+
     async def run(self) -> None:
-        """Run to a terminal event; shutdown cancellation still ends the execution CANCELLED."""
-        if self.stop_reason is not None:
-            # Stopped between the claim and the first step: it never ran.
-            self.emit(
-                EventType.EXECUTION_STATUS,
-                {"status": ExecutionStatus.CANCELLED, "error": f"stopped: {self.stop_reason}"},
+        """Run to a terminal (or PAUSED) event; shutdown still ends the execution CANCELLED."""
+        if self.stop_reason is not None or self._pause_reason is not None:
+            # Stopped or paused between the claim and the first step: nothing ran.
+            ended = (
+                _Ended(ExecutionStatus.CANCELLED, f"stopped: {self.stop_reason}")
+                if self.stop_reason is not None
+                else _Ended(ExecutionStatus.PAUSED, reason=self._pause_reason)
             )
+            self._emit_end(ended, self.execution.started_at)
             return
         running = self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
         started_at = self.execution.started_at or running.at
+        # Each run gets the whole budget: a retried TIMED_OUT execution must be able to finish.
+        seconds = self.execution.timeout_seconds or self._definition.timeout
         ended = _Ended(ExecutionStatus.FAILED, "execution ended without a result")
-        current: list[str] = []
         try:
-            async with asyncio.timeout(self.execution.timeout_seconds or self._definition.timeout):
-                ended = await self._run_steps(current)
+            async with asyncio.timeout(seconds) as self._timeout:
+                ended = await self._run_graph()
         except TimeoutError:
-            during = f" during step {current[-1]}" if current else ""
-            seconds = self.execution.timeout_seconds or self._definition.timeout
+            assert seconds is not None
+            during = ""
+            if self._timed_out_steps:
+                during = f" during step {', '.join(self._timed_out_steps)}"
             ended = _Ended(
                 ExecutionStatus.TIMED_OUT, f"execution timed out after {seconds:g}s{during}"
             )
@@ -136,28 +249,151 @@ class ExecutionRun:
             ended = _Ended(ExecutionStatus.CANCELLED, SHUTDOWN_REASON)
             raise
         finally:
-            data: dict[str, Any] = {"status": ended.status}
-            if ended.error:
-                data["error"] = ended.error
-            data["duration_ms"] = duration_between(started_at, utc_now())
-            self.emit(EventType.EXECUTION_STATUS, data)
+            self._emit_end(ended, started_at)
 
-    async def _run_steps(self, current: list[str]) -> _Ended:
-        outputs: dict[str, Any] = {}
-        for step in self._definition.steps:
-            if self.stop_reason is not None:
-                return _Ended(ExecutionStatus.CANCELLED, f"stopped: {self.stop_reason}")
-            current.append(step.key)
-            result = await self._run_step(step, outputs)
-            if isinstance(result, _Ended):
-                return result
-            outputs[step.key] = {"output": result.output, "exit_code": result.exit_code}
+    def _emit_end(self, ended: _Ended, started_at: datetime | None) -> None:
+        data: dict[str, Any] = {"status": ended.status}
+        if ended.error:
+            data["error"] = ended.error
+        if ended.reason:
+            data["reason"] = ended.reason
+        at = utc_now()
+        if ended.status.is_terminal:
+            data["duration_ms"] = duration_between(started_at, at)
+        self.emit(EventType.EXECUTION_STATUS, data, at=at)
+
+    async def _run_graph(self) -> _Ended:
+        tasks: dict[asyncio.Task[_Outcome], _Active] = {}
+        failure: _Ended | None = None
+        paused_on: _Ended | None = None
+        try:
+            while True:
+                if (
+                    self.stop_reason is None
+                    and self._pause_reason is None
+                    and not (failure or paused_on)
+                ):
+                    self._launch_ready(tasks)
+                if not tasks:
+                    break
+                await self._wait_for_change(tasks)
+                for task in [task for task in tasks if task.done()]:
+                    active = tasks.pop(task)
+                    del self._active[active.step.key]
+                    ended = self._settle(active, task.result())
+                    if ended is None:
+                        continue
+                    if ended.status is ExecutionStatus.PAUSED:
+                        paused_on = paused_on or ended
+                    elif failure is None:
+                        failure = ended
+                        for other in self._active.values():
+                            self._cancel(other, f"cancelled: step {active.step.key} failed")
+        finally:
+            if tasks:
+                await self._abort(tasks)
         if self.stop_reason is not None:
             return _Ended(ExecutionStatus.CANCELLED, f"stopped: {self.stop_reason}")
+        if failure is not None:
+            return failure
+        if paused_on is not None:
+            return paused_on
+        if self._pending and self._pause_reason is not None:
+            return _Ended(ExecutionStatus.PAUSED, reason=self._pause_reason)
+        if self._pending:
+            left = ", ".join(step.key for step in self._pending)
+            return _Ended(ExecutionStatus.FAILED, f"steps could not run: {left}")
         return _Ended(ExecutionStatus.SUCCEEDED)
 
-    async def _run_step(self, step: StepSpec, outputs: Mapping[str, Any]) -> StepResult | _Ended:
-        attempt = 1
+    async def _wait_for_change(self, tasks: dict[asyncio.Task[_Outcome], _Active]) -> None:
+        """Until a step ends or a control (skip, stop, pause, resume) changes what may start."""
+        self._changed.clear()
+        changed = asyncio.create_task(self._changed.wait())
+        try:
+            await asyncio.wait([*tasks, changed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+
+    def _launch_ready(self, tasks: dict[asyncio.Task[_Outcome], _Active]) -> None:
+        for step in list(self._pending):
+            if len(tasks) >= self._definition.parallelism:
+                return
+            if not self._is_ready(step):
+                continue
+            self._pending.remove(step)
+            active = _Active(step)
+            self._active[step.key] = active
+            task = asyncio.create_task(self._attempts(active), name=f"step-{step.key}")
+            tasks[task] = active
+
+    def _is_ready(self, step: StepSpec) -> bool:
+        if self.execution.mode is not ExecutionMode.FULL:
+            return True  # the test-panel modes run one step, its needs supplied or absent
+        return all(need in self._progress.done for need in step.needs)
+
+    def _settle(self, active: _Active, outcome: _Outcome) -> _Ended | None:
+        """Record a step's final outcome; return how the execution ends if this decides it."""
+        step = active.step
+        if outcome.status is StepStatus.SUCCEEDED:
+            return None
+        if outcome.status is StepStatus.CANCELLED:
+            return None  # by stop or by another step's failure, which decide the end
+        if step.continue_on_failure:
+            return None
+        error = f"step {step.key} failed: {outcome.error}"
+        if step.on_failure is OnFailure.PAUSE:
+            return _Ended(ExecutionStatus.PAUSED, error=error, reason=f"step {step.key} failed")
+        if outcome.status is StepStatus.TIMED_OUT:
+            return _Ended(ExecutionStatus.TIMED_OUT, f"step {step.key}: {outcome.error}")
+        return _Ended(ExecutionStatus.FAILED, error)
+
+    async def _abort(self, tasks: dict[asyncio.Task[_Outcome], _Active]) -> None:
+        """Cancel running steps because the execution timed out or the server shuts down."""
+        timed_out = self._timeout is not None and self._timeout.expired()
+        self._timed_out_steps = [active.step.key for active in tasks.values()]
+        for task, active in tasks.items():
+            active.cancelled_because = (
+                "execution timed out" if timed_out else active.cancelled_because or SHUTDOWN_REASON
+            )
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._active.clear()
+
+    def _cancel(self, active: _Active, because: str) -> None:
+        if active.cancelled_because is not None:
+            return
+        active.cancelled_because = because
+        active.cancelled.set()
+        if active.kind_task is not None:
+            active.kind_task.cancel()
+
+    # ---- one step: attempts with retries ------------------------------------------------
+
+    async def _attempts(self, active: _Active) -> _Outcome:
+        step = active.step
+        first = attempt = self._progress.next_attempt[step.key]
+        while True:
+            retry_in = None
+            if step.retries is not None and attempt - first < step.retries.max:
+                retry_in = step.retries.delay_before(attempt - first + 2)
+            outcome, result = await self._attempt(active, attempt, retry_in)
+            if outcome.status in _FAILED and retry_in is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(retry_in):
+                        await active.cancelled.wait()
+                if active.cancelled_because is not None:
+                    break
+                attempt += 1
+                continue
+            self._progress.next_attempt[step.key] = attempt + 1
+            _record(self._progress, step, outcome.status, result)
+            return outcome
+        return _Outcome(StepStatus.CANCELLED, active.cancelled_because)
+
+    async def _attempt(
+        self, active: _Active, attempt: int, retry_in: float | None
+    ) -> tuple[_Outcome, StepResult]:
+        step = active.step
         key = step.key
         kind = self._kinds[step.kind]
         self.emit(
@@ -166,65 +402,138 @@ class ExecutionRun:
             key,
             attempt,
         )
-        coalescer = OutputCoalescer(
-            lambda stream, text: self.emit(
-                EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt
-            ),
-            self._coalesce_seconds,
-        )
-        context = _StepContext(self.execution.id, key, attempt, self._grace, coalescer)
+
+        def write_output(stream: OutputStream, text: str) -> None:
+            self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt)
+
+        coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
+        context = _StepContext(self, self.execution.id, key, attempt, self._grace, coalescer)
         status = StepStatus.FAILED
         result = StepResult(error="step ended without a result")
+        assertions: list[dict[str, Any]] = []
         try:
             path = f"steps[{step.position}].with"
-            scope = {"inputs": self.execution.inputs, "steps": outputs}
+            scope = {"inputs": self.execution.inputs, "steps": self._progress.scope}
             params = kind.parse(render(step.with_, scope, path), path)
-            self._step_task = asyncio.create_task(kind.run(params, context))
+            active.kind_task = asyncio.create_task(kind.run(params, context))
             async with asyncio.timeout(step.timeout):
-                result = await self._await_step(self._step_task)
+                result = await self._await_kind(active)
+            result, assertions = assess(step.expect, step.kind, result)
             status = StepStatus.SUCCEEDED if result.error is None else StepStatus.FAILED
-        except _Stopped:
-            status, result = StepStatus.CANCELLED, StepResult(error=f"stopped: {self.stop_reason}")
+        except _Cancelled:
+            status, result = StepStatus.CANCELLED, StepResult(error=active.cancelled_because)
         except TimeoutError:
             status = StepStatus.TIMED_OUT
             result = StepResult(error=f"step timed out after {step.timeout:g}s")
         except asyncio.CancelledError:
-            status, result = StepStatus.CANCELLED, StepResult(error=SHUTDOWN_REASON)
+            because = active.cancelled_because or SHUTDOWN_REASON
+            status = (
+                StepStatus.TIMED_OUT if because == "execution timed out" else StepStatus.CANCELLED
+            )
+            result = StepResult(error=because)
             raise
         except RunwireError as error:
             result = StepResult(error=error.message)
         except Exception as error:
-            # A defect in a step kind fails this execution, never the runner.
+            # A defect in a step kind fails this step, never the runner.
             logger.exception("step %s of execution %s crashed", key, self.execution.id)
             result = StepResult(error=f"internal error in step kind {step.kind}: {error!r}")
         finally:
-            self._step_task = None
+            active.kind_task = None
             coalescer.flush()
-            data: dict[str, Any] = {
-                "status": status,
-                "kind": step.kind,
-                "position": step.position,
-                "output": result.output,
-            }
-            if result.exit_code is not None:
-                data["exit_code"] = result.exit_code
-            if result.error is not None:
-                data["error"] = result.error
-            self.emit(EventType.STEP_STATUS, data, key, attempt)
-        if status is StepStatus.SUCCEEDED:
-            return result
-        if status is StepStatus.TIMED_OUT:
-            return _Ended(ExecutionStatus.TIMED_OUT, f"step {key}: {result.error}")
-        if status is StepStatus.CANCELLED:
-            return _Ended(ExecutionStatus.CANCELLED, result.error)
-        return _Ended(ExecutionStatus.FAILED, f"step {key} failed: {result.error}")
+            self.emit(
+                EventType.STEP_STATUS,
+                _step_end_data(
+                    step, status, result, assertions, retry_in if status in _FAILED else None
+                ),
+                key,
+                attempt,
+            )
+        return _Outcome(status, result.error), result
 
-    async def _await_step(self, task: asyncio.Task[StepResult]) -> StepResult:
+    async def _await_kind(self, active: _Active) -> StepResult:
+        assert active.kind_task is not None
         try:
-            return await task
+            return await active.kind_task
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            # Only the step task was cancelled (by stop), not this one (timeout or shutdown).
-            if self.stop_reason is not None and current is not None and not current.cancelling():
-                raise _Stopped() from None
+            # Only the kind's task was cancelled (stop, or another step failed), not this one
+            # (a timeout or shutdown cancels this task and the kind's with it).
+            if active.cancelled_because is not None and current and not current.cancelling():
+                raise _Cancelled() from None
             raise
+
+    # ---- progress ------------------------------------------------------------------------
+
+    def _selected_steps(self) -> list[StepSpec]:
+        if self.execution.mode is ExecutionMode.FULL:
+            return list(self._definition.steps)
+        return [step for step in self._definition.steps if step.key == self.execution.step_key]
+
+    def _progress_so_far(self) -> _Progress:
+        progress = _Progress()
+        if self.execution.mode is ExecutionMode.STEP_IN_CONTEXT:
+            for key, output in (self.execution.upstream or {}).items():
+                progress.scope[key] = {"output": output, "exit_code": None, "status": "SUCCEEDED"}
+        latest: dict[str, StepRun] = self.execution.latest_attempts()
+        steps = {step.key: step for step in self._selected}
+        for key, step in steps.items():
+            run = latest.get(key)
+            if run is None:
+                progress.next_attempt[key] = 1
+                continue
+            # A retry queued by an operator is a PENDING attempt: run it under its number.
+            pending = run.status is StepStatus.PENDING
+            progress.next_attempt[key] = run.attempt if pending else run.attempt + 1
+            if _lets_others_go_on(step, run.status):
+                _record(progress, step, run.status, StepResult(run.output, None, run.exit_code))
+        return progress
+
+
+def _lets_others_go_on(step: StepSpec, status: StepStatus) -> bool:
+    return status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) or (
+        status in _FAILED and step.continue_on_failure
+    )
+
+
+def _record(
+    progress: _Progress, step: StepSpec, status: StepStatus, result: StepResult | None
+) -> None:
+    """Make a finished step's output visible to templates; mark it done if others may go on."""
+    progress.scope[step.key] = {
+        "output": None if result is None else result.output,
+        "exit_code": None if result is None else result.exit_code,
+        "status": status.value,
+    }
+    if _lets_others_go_on(step, status):
+        progress.done.add(step.key)
+
+
+class _Cancelled(Exception):
+    """The step's kind was cancelled by a stop or by another step's failure."""
+
+
+def _step_end_data(
+    step: StepSpec,
+    status: StepStatus,
+    result: StepResult,
+    assertions: list[dict[str, Any]],
+    retry_in: float | None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": status,
+        "kind": step.kind,
+        "position": step.position,
+        "output": result.output,
+    }
+    if result.exit_code is not None:
+        data["exit_code"] = result.exit_code
+    if result.error is not None:
+        data["error"] = result.error
+    if result.attributes:
+        data["attributes"] = dict(result.attributes)
+    if assertions:
+        data["assertions"] = assertions
+    if retry_in is not None:
+        data["retry_in"] = retry_in
+    return data

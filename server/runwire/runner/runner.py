@@ -9,6 +9,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -79,8 +80,16 @@ class Runner:
             requests = await self._repository.pending_controls(self.owner)
             for request in requests:
                 run = self._runs.get(request.execution_id)
-                if run is not None and request.action == "stop":
+                if run is None:
+                    continue  # it ended meanwhile; the caller sees the end state
+                if request.action == "stop":
                     run.stop(request.reason or "stopped")
+                elif request.action == "pause":
+                    run.pause(request.reason or "paused")
+                elif request.action == "resume":
+                    run.resume()
+                elif request.action == "skip_step" and request.step_key is not None:
+                    run.skip(request.step_key)
             for execution_id in {request.execution_id for request in requests}:
                 await self._repository.mark_controls_handled(execution_id)
         await self._log.persisted()
@@ -101,7 +110,7 @@ class Runner:
                 for execution in await self._repository.claim(
                     self.owner, free, self._settings.lease_seconds
                 ):
-                    self._start(execution)
+                    await self._start(execution)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -111,7 +120,9 @@ class Runner:
                     await self._wakeup.wait()
             self._wakeup.clear()
 
-    def _start(self, execution: Execution) -> None:
+    async def _start(self, execution: Execution) -> None:
+        # A resumed or retried execution continues from its stored step attempts.
+        execution = replace(execution, steps=await self._repository.steps(execution.id))
         try:
             definition = parse_definition(execution.definition, self._kinds)
         except RunwireError as error:
@@ -170,7 +181,7 @@ class Runner:
         ):
             if execution.id in self._runs:
                 continue
-            if execution.status is ExecutionStatus.QUEUED:
+            if execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED):
                 await self._repository.release(execution.id)
             elif not execution.status.is_terminal:
                 self._fail_unstartable(execution, "its runner stopped (lease expired)")

@@ -14,17 +14,11 @@ DESCRIPTION = "steering, batches, spans"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="runwire", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="runwire", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Batch", tablename="runwire_batch", schema=None, columns=None
-    )
+    manager.add_table(class_name="Batch", tablename="runwire_batch", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="Span", tablename="runwire_span", schema=None, columns=None
-    )
+    manager.add_table(class_name="Span", tablename="runwire_span", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="Batch",

@@ -1,0 +1,138 @@
+"""Batches: many executions of one definition, started together, run a few at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runwire.domain.clock import utc_now
+from runwire.domain.control import ExecutionControl
+from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
+from runwire.domain.models import Batch, Event, Execution, ExecutionStatus
+from runwire.domain.services import ExecutionService, StartRequest
+
+MAX_RUNS = 1000
+MAX_CONCURRENCY = 1000
+_MAX_NAME = 200
+
+
+class BatchStore(Protocol):
+    async def create_batch(
+        self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
+    ) -> None: ...
+
+    async def batch(self, batch_id: str) -> Batch | None: ...
+
+    async def unfinished_in_batch(self, batch_id: str) -> list[str]: ...
+
+    async def mark_batch_stopped(self, batch_id: str) -> None: ...
+
+    async def record_activity(
+        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """One execution of a batch: its inputs and labels."""
+
+    inputs: Mapping[str, Any] | None = None
+    labels: Sequence[str] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    scenario: str | None
+    definition: str | None
+    runs: Sequence[BatchRun]
+    concurrency: int
+    name: str | None = None
+    priority: int = 0
+    labels: Sequence[str] = field(default=())
+
+
+class BatchService:
+    def __init__(
+        self,
+        store: BatchStore,
+        executions: ExecutionService,
+        control: ExecutionControl,
+        on_queued: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._executions = executions
+        self._control = control
+        self._on_queued = on_queued
+
+    async def start(self, request: BatchRequest, actor: str) -> Batch:
+        """Validate every run, then queue them all in one transaction (all or none)."""
+        errors = _request_errors(request)
+        definition, scenario = await self._executions.resolve(request.scenario, request.definition)
+        batch = Batch(
+            id=str(uuid.uuid4()),
+            name=(request.name or definition.name)[:_MAX_NAME],
+            scenario_name=scenario.name if scenario else None,
+            concurrency=request.concurrency,
+            total=len(request.runs),
+            created_at=utc_now(),
+            created_by=actor,
+        )
+        prepared = []
+        for index, run in enumerate(request.runs):
+            start = StartRequest(
+                inputs=run.inputs,
+                labels=tuple(dict.fromkeys([*request.labels, *run.labels])),
+                priority=request.priority,
+            )
+            try:
+                ready = self._executions.prepare(
+                    definition, scenario, start, actor, batch=(batch.id, batch.concurrency)
+                )
+            except Invalid as error:
+                errors.extend(
+                    FieldError(f"runs[{index}].{e.path}", e.message) for e in error.errors
+                )
+                continue
+            prepared.append((ready.execution, ready.queued))
+        if errors:
+            raise Invalid(errors)
+        await self._store.create_batch(batch, prepared)
+        await self._store.record_activity(
+            "start_batch", actor, None, {"batch": batch.id, "total": batch.total}
+        )
+        self._on_queued()
+        return batch
+
+    async def stop(self, batch_id: str, reason: str | None, actor: str) -> Batch:
+        """Cancel the batch's queued and paused executions and stop its running ones."""
+        batch = await self._store.batch(batch_id)
+        if batch is None:
+            raise NotFound(f"batch {batch_id} not found")
+        await self._store.mark_batch_stopped(batch_id)
+        await self._store.record_activity("stop_batch", actor, None, {"batch": batch_id})
+        for execution_id in await self._store.unfinished_in_batch(batch_id):
+            with contextlib.suppress(InvalidTransition):  # it ended or is stopping already
+                await self._control.stop(execution_id, reason or f"batch {batch_id} stopped", actor)
+        found = await self._store.batch(batch_id)
+        assert found is not None
+        return found
+
+
+def _request_errors(request: BatchRequest) -> list[FieldError]:
+    errors = []
+    if not 1 <= len(request.runs) <= MAX_RUNS:
+        errors.append(FieldError("runs", f"expected 1..{MAX_RUNS} runs"))
+    if not 1 <= request.concurrency <= MAX_CONCURRENCY:
+        errors.append(FieldError("concurrency", f"expected 1..{MAX_CONCURRENCY}"))
+    if request.name is not None and not 0 < len(request.name) <= _MAX_NAME:
+        errors.append(FieldError("name", f"expected 1..{_MAX_NAME} characters"))
+    return errors
+
+
+def progress(counts: Mapping[ExecutionStatus, int], total: int) -> float:
+    """The share of the batch's executions that have ended, 0..1."""
+    ended = sum(n for status, n in counts.items() if status.is_terminal)
+    return ended / total if total else 1.0

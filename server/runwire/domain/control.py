@@ -1,0 +1,377 @@
+"""Steer executions: stop, pause, resume, retry a step, skip a step.
+
+An execution no runner owns (queued, paused or ended) is changed here, in one transaction that
+appends its events. One a runner owns is changed by that runner, which is asked through a durable
+control request (so a runner in another process gets it too); the call then waits, briefly, until
+the change shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from runwire.domain.clock import utc_now
+from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
+from runwire.domain.models import (
+    Event,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+    duration_between,
+)
+from runwire.scenarios.definition import ParamsParser, StepSpec, parse_definition
+
+_ACK_SECONDS = 5.0
+_POLL_SECONDS = 0.02
+# A runner releases an ended or paused execution a moment after its last event is written.
+_RELEASE_SECONDS = 5.0
+
+S = ExecutionStatus
+_RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.TIMED_OUT, S.PAUSED})
+_SKIPPABLE_STEP = frozenset(
+    {StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED, StepStatus.PENDING}
+)
+
+
+class ControlStore(Protocol):
+    """What steering needs from persistence (db.repository.Repository)."""
+
+    async def execution(
+        self, execution_id: str, *, with_steps: bool = True
+    ) -> Execution | None: ...
+
+    async def change(
+        self, execution_id: str, decide: Callable[[Execution], Sequence[EventDraft]]
+    ) -> list[Event] | None: ...
+
+    async def request_control(
+        self,
+        execution_id: str,
+        action: str,
+        reason: str,
+        actor: str,
+        grace: float | None,
+        step_key: str | None = None,
+    ) -> None: ...
+
+    async def record_activity(
+        self, action: str, actor: str, execution_id: str | None, detail: Any
+    ) -> None: ...
+
+
+class ExecutionControl:
+    """Every control mutation goes through here; each returns the execution as it now is."""
+
+    def __init__(
+        self,
+        store: ControlStore,
+        kinds: Any,
+        publish: Callable[[Sequence[Event]], Awaitable[None]],
+        on_queued: Callable[[], None],
+        on_control: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._kinds: dict[str, ParamsParser] = dict(kinds)
+        self._publish = publish
+        self._on_queued = on_queued
+        self._on_control = on_control
+
+    async def stop(self, execution_id: str, reason: str | None, actor: str) -> Execution:
+        """Cancel an unowned execution now, or ask its runner to stop it (SIGINT, grace, KILL)."""
+        reason = reason or "stopped by request"
+
+        def decide(execution: Execution) -> list[EventDraft]:
+            _refuse_stop(execution)
+            return [_status(execution, S.CANCELLED, error=f"stopped: {reason}")]
+
+        def ask(execution: Execution) -> bool:
+            _refuse_stop(execution)
+            return True
+
+        return await self._steer(
+            execution_id,
+            "stop",
+            actor,
+            {"reason": reason},
+            decide,
+            ask,
+            lambda e: e.status not in (S.QUEUED, S.RUNNING, S.PAUSING),
+            reason=reason,
+        )
+
+    async def pause(self, execution_id: str, reason: str | None, actor: str) -> Execution:
+        """Hold a queued execution in the queue, or pause a running one at its next step end."""
+        reason = reason or "paused by request"
+
+        def decide(execution: Execution) -> list[EventDraft]:
+            if execution.status is not S.QUEUED:
+                raise _cannot("pause", execution)
+            return [_status(execution, S.PAUSED, reason=reason)]
+
+        def ask(execution: Execution) -> bool:
+            if execution.status not in (S.QUEUED, S.RUNNING):
+                raise _cannot("pause", execution)
+            return True
+
+        return await self._steer(
+            execution_id,
+            "pause",
+            actor,
+            {"reason": reason},
+            decide,
+            ask,
+            lambda e: e.status not in (S.QUEUED, S.RUNNING),
+            reason=reason,
+        )
+
+    async def resume(self, execution_id: str, actor: str) -> Execution:
+        """Continue a paused execution (back in the queue), or cancel a pause not yet taken."""
+
+        def decide(execution: Execution) -> list[EventDraft]:
+            if execution.status is not S.PAUSED:
+                raise _cannot("resume", execution)
+            return [_status(execution, S.QUEUED, reason="resumed")]
+
+        def ask(execution: Execution) -> bool:
+            if execution.status is S.PAUSED:
+                return False  # its runner is letting go of it: change it once released
+            if execution.status is not S.PAUSING:
+                raise _cannot("resume", execution)
+            return True
+
+        return await self._steer(
+            execution_id,
+            "resume",
+            actor,
+            {},
+            decide,
+            ask,
+            lambda e: e.status is not S.PAUSING,
+        )
+
+    async def retry_step(self, execution_id: str, step_key: str, actor: str) -> Execution:
+        """Run a step again as a new attempt, then the steps after it that have not succeeded."""
+
+        def decide(execution: Execution) -> list[EventDraft]:
+            step = self._step(execution, step_key)
+            if execution.status not in _RETRYABLE:
+                raise InvalidTransition(
+                    f"cannot retry a step of execution {execution.id}: it is {execution.status};"
+                    " a step can be retried when the execution is FAILED, CANCELLED, TIMED_OUT"
+                    " or PAUSED",
+                    execution.status,
+                )
+            latest = execution.latest_attempts().get(step_key)
+            if latest is not None and latest.status in (StepStatus.RUNNING, StepStatus.PENDING):
+                raise _step_conflict("retry", execution, latest)
+            attempt = 1 if latest is None else latest.attempt + 1
+            return [
+                _step_status(step, StepStatus.PENDING, attempt, reason="retry requested"),
+                _status(execution, S.QUEUED, reason=f"retrying step {step_key}"),
+            ]
+
+        def ask(execution: Execution) -> bool:
+            if execution.status in _RETRYABLE:
+                return False  # ended or paused a moment ago: change it once released
+            raise InvalidTransition(
+                f"cannot retry a step of execution {execution.id}: it is {execution.status}",
+                execution.status,
+            )
+
+        return await self._steer(
+            execution_id, "retry_step", actor, {"step": step_key}, decide, ask, lambda e: True
+        )
+
+    async def skip_step(self, execution_id: str, step_key: str, actor: str) -> Execution:
+        """Mark a failed or pending step SKIPPED; a stopped or paused execution continues."""
+
+        def decide(execution: Execution) -> list[EventDraft]:
+            step = self._step(execution, step_key)
+            if execution.status not in _RETRYABLE and execution.status is not S.QUEUED:
+                raise _cannot("skip a step of", execution)
+            latest = execution.latest_attempts().get(step_key)
+            if latest is not None and latest.status not in _SKIPPABLE_STEP:
+                raise _step_conflict("skip", execution, latest)
+            attempt = _skip_attempt(latest)
+            skipped = _step_status(step, StepStatus.SKIPPED, attempt, reason="skipped by request")
+            if execution.status is S.QUEUED:
+                return [skipped]
+            return [skipped, _status(execution, S.QUEUED, reason=f"continuing after {step_key}")]
+
+        def ask(execution: Execution) -> bool:
+            self._step(execution, step_key)
+            if execution.status in _RETRYABLE:
+                return False
+            if execution.status not in (S.QUEUED, S.RUNNING, S.PAUSING):
+                raise _cannot("skip a step of", execution)
+            return True
+
+        execution = await self._steer(
+            execution_id,
+            "skip_step",
+            actor,
+            {"step": step_key},
+            decide,
+            ask,
+            lambda e: True,
+            step_key=step_key,
+        )
+        if execution.owner is None:
+            return execution
+        return await self._await_skip(execution_id, step_key)
+
+    async def _steer(
+        self,
+        execution_id: str,
+        action: str,
+        actor: str,
+        detail: dict[str, Any],
+        decide: Callable[[Execution], list[EventDraft]],
+        ask: Callable[[Execution], bool],
+        settled: Callable[[Execution], bool],
+        *,
+        reason: str = "",
+        step_key: str | None = None,
+    ) -> Execution:
+        """Change the execution here if no runner owns it, else ask its runner and wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _RELEASE_SECONDS
+        while True:
+            events = await self._store.change(execution_id, decide)
+            if events is not None:
+                await self._store.record_activity(action, actor, execution_id, detail)
+                await self._publish(events)
+                if any(_requeues(event) for event in events):
+                    self._on_queued()
+                return await self._get(execution_id)
+            execution = await self._get(execution_id, with_steps=True)
+            if execution.owner is None:
+                continue  # released between the two reads
+            if ask(execution):
+                await self._store.record_activity(action, actor, execution_id, detail)
+                await self._store.request_control(
+                    execution_id, action, reason, actor, None, step_key
+                )
+                await self._on_control(execution_id)
+                return await self._await(execution_id, settled)
+            if loop.time() > deadline:
+                raise InvalidTransition(
+                    f"execution {execution_id} is still held by its runner; try again",
+                    execution.status,
+                )
+            await asyncio.sleep(_POLL_SECONDS)
+
+    async def _await(self, execution_id: str, settled: Callable[[Execution], bool]) -> Execution:
+        deadline = asyncio.get_running_loop().time() + _ACK_SECONDS
+        while True:
+            execution = await self._get(execution_id)
+            if settled(execution) or asyncio.get_running_loop().time() > deadline:
+                return execution
+            await asyncio.sleep(_POLL_SECONDS)
+
+    async def _await_skip(self, execution_id: str, step_key: str) -> Execution:
+        """A running execution's runner skips the step unless it has started meanwhile."""
+        deadline = asyncio.get_running_loop().time() + _ACK_SECONDS
+        while True:
+            execution = await self._get(execution_id, with_steps=True)
+            latest = execution.latest_attempts().get(step_key)
+            if latest is not None and latest.status is StepStatus.SKIPPED:
+                return execution
+            if latest is not None and latest.status not in _SKIPPABLE_STEP:
+                raise _step_conflict("skip", execution, latest)
+            if execution.status.is_terminal or asyncio.get_running_loop().time() > deadline:
+                raise InvalidTransition(
+                    f"step {step_key} was not skipped: execution is {execution.status}",
+                    execution.status,
+                    step_key,
+                    latest.status if latest else StepStatus.PENDING,
+                )
+            await asyncio.sleep(_POLL_SECONDS)
+
+    def _step(self, execution: Execution, step_key: str) -> StepSpec:
+        definition = parse_definition(execution.definition, self._kinds)
+        step = definition.step(step_key)  # NotFound names the scenario
+        if execution.mode is not ExecutionMode.FULL and step_key != execution.step_key:
+            raise Invalid(
+                [
+                    FieldError(
+                        "stepKey",
+                        f"this {execution.mode} execution runs only step {execution.step_key}",
+                    )
+                ]
+            )
+        return step
+
+    async def _get(self, execution_id: str, *, with_steps: bool = False) -> Execution:
+        execution = await self._store.execution(execution_id, with_steps=with_steps)
+        if execution is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return execution
+
+
+def _refuse_stop(execution: Execution) -> None:
+    if execution.status.is_terminal:
+        raise InvalidTransition(
+            f"execution {execution.id} already ended as {execution.status}", execution.status
+        )
+    if execution.status is S.STOPPING:
+        raise InvalidTransition(f"execution {execution.id} is already stopping", S.STOPPING)
+
+
+def _cannot(action: str, execution: Execution) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot {action} execution {execution.id}: it is {execution.status}", execution.status
+    )
+
+
+def _step_conflict(action: str, execution: Execution, latest: StepRun) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot {action} step {latest.key}: attempt {latest.attempt} is {latest.status}",
+        execution.status,
+        latest.key,
+        latest.status,
+    )
+
+
+def _skip_attempt(latest: StepRun | None) -> int:
+    if latest is None:
+        return 1
+    # A retry queued but not started is replaced by the skip rather than kept as a ghost.
+    return latest.attempt if latest.status is StepStatus.PENDING else latest.attempt + 1
+
+
+def _status(
+    execution: Execution,
+    status: ExecutionStatus,
+    *,
+    error: str | None = None,
+    reason: str | None = None,
+) -> EventDraft:
+    data: dict[str, Any] = {"status": status}
+    if error is not None:
+        data["error"] = error
+    if reason is not None:
+        data["reason"] = reason
+    if status.is_terminal:
+        data["duration_ms"] = duration_between(execution.started_at, utc_now())
+    return EventDraft(EventType.EXECUTION_STATUS, data)
+
+
+def _step_status(step: StepSpec, status: StepStatus, attempt: int, *, reason: str) -> EventDraft:
+    data: dict[str, Any] = {
+        "status": status,
+        "kind": step.kind,
+        "position": step.position,
+        "reason": reason,
+    }
+    return EventDraft(EventType.STEP_STATUS, data, step.key, attempt)
+
+
+def _requeues(event: Event) -> bool:
+    return event.type is EventType.EXECUTION_STATUS and event.data["status"] == S.QUEUED

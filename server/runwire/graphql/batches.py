@@ -1,0 +1,135 @@
+"""Batches: start many runs of one definition, watch their progress, stop them together."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from runwire.domain import models, queries
+from runwire.domain.batches import MAX_RUNS, BatchRequest, BatchRun, progress
+from runwire.domain.errors import RunwireError
+from runwire.graphql.context import Info, actor, services
+from runwire.graphql.errors import InvalidTransitionError, NotFoundError, ValidationError, to_error
+from runwire.graphql.inputs import StartBatchInput, json_object
+from runwire.graphql.types import Execution, ExecutionStatus
+
+
+@strawberry.type(description="Executions started together; at most `concurrency` run at once.")
+class Batch:
+    id: strawberry.ID
+    name: str
+    scenario: str | None
+    concurrency: int
+    total: int
+    created_at: datetime
+    triggered_by: str
+    stopped_at: datetime | None
+    queued: int
+    running: int = strawberry.field(description="RUNNING, PAUSING or STOPPING.")
+    paused: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    progress: float = strawberry.field(description="The share of executions that ended, 0..1.")
+
+    @strawberry.field(
+        description=(
+            "The batch's executions, newest first; for search and paging use"
+            " executions(filter: {batch: id})."
+        )
+    )
+    async def executions(
+        self,
+        info: Info,
+        statuses: list[ExecutionStatus] | None = None,  # type: ignore[valid-type]
+        first: Annotated[int, strawberry.argument(description=f"At most {MAX_RUNS}.")] = 100,
+    ) -> list[Execution]:
+        page = await services(info).repository.executions(
+            queries.ExecutionFilter(statuses=tuple(statuses or ()), batch=str(self.id)),
+            max(0, min(first, MAX_RUNS)),
+            None,
+        )
+        return [Execution.of(item) for item in page.items]
+
+    @classmethod
+    async def load(cls, info: Info, batch_id: str) -> Batch | None:
+        repository = services(info).repository
+        batch = await repository.batch(batch_id)
+        if batch is None:
+            return None
+        counts = await repository.batch_counts(batch_id)
+        S = models.ExecutionStatus
+        return cls(
+            id=strawberry.ID(batch.id),
+            name=batch.name,
+            scenario=batch.scenario_name,
+            concurrency=batch.concurrency,
+            total=batch.total,
+            created_at=batch.created_at,
+            triggered_by=batch.created_by,
+            stopped_at=batch.stopped_at,
+            queued=counts.get(S.QUEUED, 0),
+            running=sum(counts.get(s, 0) for s in (S.RUNNING, S.PAUSING, S.STOPPING)),
+            paused=counts.get(S.PAUSED, 0),
+            succeeded=counts.get(S.SUCCEEDED, 0),
+            failed=counts.get(S.FAILED, 0),
+            cancelled=counts.get(S.CANCELLED, 0),
+            timed_out=counts.get(S.TIMED_OUT, 0),
+            progress=progress(counts, batch.total),
+        )
+
+
+@strawberry.type
+class BatchSuccess:
+    batch: Batch
+
+
+BatchResult = Annotated[
+    BatchSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    strawberry.union("BatchResult"),
+]
+
+
+@strawberry.type
+class BatchMutations:
+    @strawberry.mutation(description="Queue every run at once (all or none); see Batch.")
+    async def start_batch(self, info: Info, input: StartBatchInput) -> BatchResult:
+        try:
+            request = BatchRequest(
+                scenario=input.scenario,
+                definition=input.definition,
+                runs=[
+                    BatchRun(
+                        inputs=json_object(run.inputs, f"runs[{index}].inputs"),
+                        labels=tuple(run.labels or ()),
+                    )
+                    for index, run in enumerate(input.runs)
+                ],
+                concurrency=input.concurrency,
+                name=input.name,
+                priority=input.priority,
+                labels=tuple(input.labels or ()),
+            )
+            batch = await services(info).batches.start(request, actor(info))
+        except RunwireError as error:
+            return to_error(error)
+        return await _success(info, batch.id)
+
+    @strawberry.mutation(description="Cancel queued and paused runs and stop running ones.")
+    async def stop_batch(
+        self, info: Info, id: strawberry.ID, reason: str | None = None
+    ) -> BatchResult:
+        try:
+            batch = await services(info).batches.stop(str(id), reason, actor(info))
+        except RunwireError as error:
+            return to_error(error)
+        return await _success(info, batch.id)
+
+
+async def _success(info: Info, batch_id: str) -> BatchSuccess:
+    found = await Batch.load(info, batch_id)
+    assert found is not None
+    return BatchSuccess(batch=found)
