@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ async def test_automatic_retries_back_off(server: Server, tmp_path: Path) -> Non
     assert attempts(steps, "flaky") == [(1, "FAILED"), (2, "FAILED"), (3, "SUCCEEDED")]
     gaps = [
         (_time(later["startedAt"]) - _time(earlier["finishedAt"])).total_seconds()
-        for earlier, later in zip(steps, steps[1:], strict=False)
+        for earlier, later in itertools.pairwise(steps)
     ]
     assert gaps[0] >= 0.2
     assert gaps[1] >= 0.4  # delay * backoff

@@ -9,8 +9,8 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import replace
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from runwire.db.repository import Repository
