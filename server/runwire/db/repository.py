@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,9 +15,13 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from runwire.db import tables
 from runwire.db.engine import Database
 from runwire.domain.clock import utc_now
+from runwire.domain.errors import NotFound
 from runwire.domain.models import (
+    EXECUTION_TERMINAL,
     Activity,
+    Batch,
     Event,
+    EventDraft,
     EventType,
     Execution,
     ExecutionMode,
@@ -27,10 +31,40 @@ from runwire.domain.models import (
     StepRun,
     StepStatus,
 )
-from runwire.domain.queries import Cursor, ExecutionFilter, Page, QueueCounts
+from runwire.domain.queries import (
+    Cursor,
+    ExecutionFilter,
+    Page,
+    QueueCounts,
+    ScenarioActiveCounts,
+)
 
 _EVENT_COLUMNS = ("execution_id", "seq", "at", "type", "step_key", "attempt", "data")
-_ACTIVE = (ExecutionStatus.RUNNING.value, ExecutionStatus.STOPPING.value)
+# Executions that hold a runner slot; PAUSING still runs its current step.
+_ACTIVE = (
+    ExecutionStatus.RUNNING.value,
+    ExecutionStatus.STOPPING.value,
+    ExecutionStatus.PAUSING.value,
+)
+# Placeholders per statement stay far below SQLite's oldest limit of 999 host parameters.
+_IDS_PER_QUERY = 300
+# What counts against a concurrency key or batch limit: executions a runner holds. A PAUSED one
+# holds nothing until it is resumed and claimed again.
+_OWNED_STATUSES = (
+    ExecutionStatus.QUEUED.value,
+    ExecutionStatus.RUNNING.value,
+    ExecutionStatus.PAUSING.value,
+    ExecutionStatus.STOPPING.value,
+)
+_OWNED_WITH_KEY = (
+    "SELECT COUNT(*) FROM runwire_execution a WHERE a.concurrency_key = e.concurrency_key"
+    " AND a.owner IS NOT NULL AND a.status IN ({}, {}, {}, {})"
+)
+_OWNED_IN_BATCH = (
+    "SELECT COUNT(*) FROM runwire_execution a WHERE a.batch_id = e.batch_id"
+    " AND a.owner IS NOT NULL AND a.status IN ({}, {}, {}, {})"
+)
+_CLAIM_LOCK = 0x52554E57  # "RUNW": the advisory lock key of the claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +75,7 @@ class ControlRequest:
     reason: str
     actor: str
     grace_seconds: float | None
+    step_key: str | None = None
 
 
 class Repository:
@@ -239,6 +274,29 @@ class Repository:
         if where.queued_before is not None:
             clauses.append("queued_at < {}")
             args.append(where.queued_before)
+        if where.search:
+            # LOWER on both sides folds case alike on both databases (SQLite: ASCII only);
+            # '!' escapes the search text's own % and _ so they match literally.
+            pattern = "%" + _like_escaped(where.search) + "%"
+            clauses.append(
+                "(LOWER(name) LIKE LOWER({}) ESCAPE '!' OR LOWER(error) LIKE LOWER({}) ESCAPE '!'"
+                " OR EXISTS (SELECT 1 FROM runwire_execution_label l"
+                " WHERE l.execution_id = runwire_execution.id"
+                " AND LOWER(l.label) LIKE LOWER({}) ESCAPE '!'))"
+            )
+            args.extend([pattern, pattern, pattern])
+        if where.batch is not None:
+            clauses.append("batch_id = {}")
+            args.append(where.batch)
+        if where.triggered_by is not None:
+            clauses.append("created_by = {}")
+            args.append(where.triggered_by)
+        if where.min_duration_ms is not None:
+            clauses.append("duration_ms >= {}")
+            args.append(where.min_duration_ms)
+        if where.max_duration_ms is not None:
+            clauses.append("duration_ms <= {}")
+            args.append(where.max_duration_ms)
         if after is not None:
             clauses.append("(queued_at < {} OR (queued_at = {} AND id < {}))")
             args.extend([after.queued_at, after.queued_at, after.id])
@@ -253,17 +311,18 @@ class Repository:
 
     async def active_executions(self) -> list[Execution]:
         rows = await tables.Execution.raw(
-            "SELECT * FROM runwire_execution WHERE status IN ({}, {}) ORDER BY started_at, id",
+            f"SELECT * FROM runwire_execution WHERE status IN ({_marks(_ACTIVE)})"
+            " ORDER BY started_at, id",
             *_ACTIVE,
         )
         return [_execution(row, ()) for row in rows]
 
     async def queue_counts(self, slots: int) -> QueueCounts:
+        statuses = (ExecutionStatus.QUEUED.value, *_ACTIVE)
         rows = await tables.Execution.raw(
             "SELECT status, COUNT(*) AS n FROM runwire_execution"
-            " WHERE status IN ({}, {}, {}) GROUP BY status",
-            ExecutionStatus.QUEUED.value,
-            *_ACTIVE,
+            f" WHERE status IN ({_marks(statuses)}) GROUP BY status",
+            *statuses,
         )
         counts = {row["status"]: int(row["n"]) for row in rows}
         running = sum(counts.get(status, 0) for status in _ACTIVE)
@@ -271,31 +330,215 @@ class Repository:
             queued=counts.get(ExecutionStatus.QUEUED.value, 0), running=running, slots=slots
         )
 
+    async def active_counts(self) -> list[ScenarioActiveCounts]:
+        """Queued, running and paused executions per scenario (None last: inline ones)."""
+        queued, paused = ExecutionStatus.QUEUED.value, ExecutionStatus.PAUSED.value
+        statuses = (queued, paused, *_ACTIVE)
+        rows = await tables.Execution.raw(
+            "SELECT scenario_name, status, COUNT(*) AS n FROM runwire_execution"
+            f" WHERE status IN ({_marks(statuses)}) GROUP BY scenario_name, status",
+            *statuses,
+        )
+        counts: dict[str | None, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["scenario_name"], {})[row["status"]] = int(row["n"])
+        return [
+            ScenarioActiveCounts(
+                scenario=scenario,
+                queued=by_status.get(queued, 0),
+                running=sum(by_status.get(status, 0) for status in _ACTIVE),
+                paused=by_status.get(paused, 0),
+            )
+            for scenario, by_status in sorted(
+                counts.items(), key=lambda item: (item[0] is None, item[0] or "")
+            )
+        ]
+
+    async def executions_by_id(self, ids: Iterable[str]) -> dict[str, Execution]:
+        """The stored executions among `ids` (missing ones are left out), without steps."""
+        found: dict[str, Execution] = {}
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), _IDS_PER_QUERY):
+            chunk = unique[start : start + _IDS_PER_QUERY]
+            rows = await tables.Execution.raw(
+                f"SELECT * FROM runwire_execution WHERE id IN ({_marks(chunk)})", *chunk
+            )
+            found.update((row["id"], _execution(row, ())) for row in rows)
+        return found
+
+    async def status_changes(
+        self, ranges: Sequence[tuple[str, int, int]]
+    ) -> list[tuple[Event, Execution]]:
+        """Status events in each (execution_id, after, last] range, with the execution as now."""
+        changes: list[tuple[Event, Execution]] = []
+        for start in range(0, len(ranges), _IDS_PER_QUERY // 3):
+            chunk = ranges[start : start + _IDS_PER_QUERY // 3]
+            # One statement for the whole chunk; the (execution_id, seq) index serves each range.
+            rows = await tables.Execution.raw(
+                "SELECT e.seq AS change_seq, e.at AS change_at, e.data AS change_data, x.*"
+                " FROM runwire_event e JOIN runwire_execution x ON x.id = e.execution_id"
+                " WHERE e.type = {} AND ("
+                + " OR ".join("(e.execution_id = {} AND e.seq > {} AND e.seq <= {})" for _ in chunk)
+                + ") ORDER BY x.id, e.seq",
+                EventType.EXECUTION_STATUS.value,
+                *(value for bounds in chunk for value in bounds),
+            )
+            for row in rows:
+                event = Event(
+                    execution_id=row["id"],
+                    seq=row["change_seq"],
+                    at=_datetime(row["change_at"]),
+                    type=EventType.EXECUTION_STATUS,
+                    data=_load(row["change_data"]),
+                )
+                changes.append((event, _execution(row, ())))
+        return changes
+
+    async def live_executions(self, ended_since: datetime, limit: int) -> list[Execution]:
+        """Executions not ended, or ended at or after `ended_since`; newest first, at most limit."""
+        unfinished = tuple(s.value for s in ExecutionStatus if s not in EXECUTION_TERMINAL)
+        rows = await tables.Execution.raw(
+            f"SELECT * FROM runwire_execution WHERE status IN ({_marks(unfinished)})"
+            " OR finished_at >= {} ORDER BY queued_at DESC, id DESC LIMIT {}",
+            *unfinished,
+            ended_since,
+            limit,
+        )
+        return [_execution(row, ()) for row in rows]
+
+    # ---- batches ---------------------------------------------------------------------
+
+    async def create_batch(
+        self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
+    ) -> None:
+        """Insert a batch and all its queued executions in one transaction."""
+        async with self._write():
+            await tables.Batch.insert(
+                tables.Batch(
+                    id=batch.id,
+                    name=batch.name,
+                    scenario_name=batch.scenario_name,
+                    concurrency=batch.concurrency,
+                    total=batch.total,
+                    created_at=batch.created_at,
+                    created_by=batch.created_by[:200],
+                )
+            )
+            for execution, first_event in executions:
+                await self._insert_execution(execution, first_event, None)
+
+    async def batch(self, batch_id: str) -> Batch | None:
+        rows = await tables.Batch.raw("SELECT * FROM runwire_batch WHERE id = {}", batch_id)
+        if not rows:
+            return None
+        row = rows[0]
+        return Batch(
+            id=row["id"],
+            name=row["name"],
+            scenario_name=row["scenario_name"],
+            concurrency=row["concurrency"],
+            total=row["total"],
+            created_at=_datetime(row["created_at"]),
+            created_by=row["created_by"],
+            stopped_at=_optional_datetime(row["stopped_at"]),
+        )
+
+    async def batch_counts(self, batch_id: str) -> dict[ExecutionStatus, int]:
+        rows = await tables.Execution.raw(
+            "SELECT status, COUNT(*) AS n FROM runwire_execution WHERE batch_id = {}"
+            " GROUP BY status",
+            batch_id,
+        )
+        return {ExecutionStatus(row["status"]): int(row["n"]) for row in rows}
+
+    async def unfinished_in_batch(self, batch_id: str) -> list[str]:
+        rows = await tables.Execution.raw(
+            "SELECT id FROM runwire_execution WHERE batch_id = {}"
+            f" AND status NOT IN ({', '.join('{}' for _ in EXECUTION_TERMINAL)})"
+            " ORDER BY queued_at DESC, id DESC",
+            batch_id,
+            *(status.value for status in EXECUTION_TERMINAL),
+        )
+        return [row["id"] for row in rows]
+
+    async def mark_batch_stopped(self, batch_id: str) -> None:
+        await tables.Batch.raw(
+            "UPDATE runwire_batch SET stopped_at = COALESCE(stopped_at, {}) WHERE id = {}",
+            utc_now(),
+            batch_id,
+        )
+
     # ---- the runner's claim and lease --------------------------------------------------
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Execution]:
-        """Take up to `limit` unowned queued executions, highest priority then oldest first."""
+        """Take up to `limit` unowned queued executions, highest priority then oldest first.
+
+        An execution with a concurrency key (or in a batch) is taken only while fewer than its
+        limit of the same key (or batch) are owned by a runner; the rest wait in queue order.
+        """
         if limit <= 0:
             return []
-        lease_until = utc_now() + timedelta(seconds=lease_seconds)
-        # SKIP LOCKED lets runners in several processes claim concurrently without waiting on
-        # each other; SQLite has one writer at a time, so the plain subquery is already safe.
-        lock = " FOR UPDATE SKIP LOCKED" if self._database.is_postgres else ""
         async with self._write():
+            if self._database.is_postgres:
+                # Claims are serialised so that two runners cannot both count a key as free and
+                # both take one; a claim is one short transaction, so this costs little.
+                await tables.Execution.raw("SELECT pg_advisory_xact_lock({})", _CLAIM_LOCK)
+            candidates = await tables.Execution.raw(
+                "SELECT id, concurrency_key, concurrency_limit, batch_id, batch_limit"
+                " FROM runwire_execution e WHERE status = {} AND owner IS NULL"
+                f" AND (concurrency_key IS NULL OR ({_OWNED_WITH_KEY}) < concurrency_limit)"
+                f" AND (batch_id IS NULL OR ({_OWNED_IN_BATCH}) < batch_limit)"
+                " ORDER BY priority DESC, queued_at, id LIMIT {}",
+                ExecutionStatus.QUEUED.value,
+                *_OWNED_STATUSES,
+                *_OWNED_STATUSES,
+                # Candidates may share a key; read a few more so one busy key cannot starve the
+                # slots of this round.
+                limit * 3 + 8,
+            )
+            chosen = await self._within_limits(candidates, limit)
+            if not chosen:
+                return []
             rows = await tables.Execution.raw(
                 "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
-                " WHERE id IN (SELECT id FROM runwire_execution"
-                " WHERE status = {} AND owner IS NULL"
-                f" ORDER BY priority DESC, queued_at, id LIMIT {{}}{lock})"
-                " RETURNING *",
+                f" WHERE id IN ({', '.join('{}' for _ in chosen)}) RETURNING *",
                 owner,
-                lease_until,
-                ExecutionStatus.QUEUED.value,
-                limit,
+                utc_now() + timedelta(seconds=lease_seconds),
+                *chosen,
             )
         executions = [_execution(row, ()) for row in rows]
         executions.sort(key=lambda e: (-e.priority, e.queued_at, e.id))
         return executions
+
+    async def _within_limits(self, candidates: list[dict[str, Any]], limit: int) -> list[str]:
+        """Candidate ids in queue order, keeping each key's and batch's owned count in bounds."""
+        taken: dict[tuple[str, str], int] = {}
+        chosen: list[str] = []
+        for row in candidates:
+            groups = []
+            if row["concurrency_key"] is not None:
+                groups.append((("key", row["concurrency_key"]), row["concurrency_limit"]))
+            if row["batch_id"] is not None:
+                groups.append((("batch", row["batch_id"]), row["batch_limit"]))
+            owned = {group: await self._owned_count(group) for group, _ in groups}
+            if any(owned[group] + taken.get(group, 0) >= bound for group, bound in groups):
+                continue
+            for group, _ in groups:
+                taken[group] = taken.get(group, 0) + 1
+            chosen.append(row["id"])
+            if len(chosen) == limit:
+                break
+        return chosen
+
+    async def _owned_count(self, group: tuple[str, str]) -> int:
+        column = "concurrency_key" if group[0] == "key" else "batch_id"
+        rows = await tables.Execution.raw(
+            f"SELECT COUNT(*) AS n FROM runwire_execution WHERE {column} = {{}}"
+            " AND owner IS NOT NULL AND status IN ({}, {}, {}, {})",
+            group[1],
+            *_OWNED_STATUSES,
+        )
+        return int(rows[0]["n"])
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> None:
         await tables.Execution.raw(
@@ -323,23 +566,42 @@ class Repository:
             )
         return [_execution(row, ()) for row in rows]
 
-    async def cancel_queued(self, execution_id: str, event: Event) -> bool:
-        """Cancel an unclaimed queued execution; False if a runner got to it first."""
+    async def change(
+        self, execution_id: str, decide: Callable[[Execution], Sequence[EventDraft]]
+    ) -> list[Event] | None:
+        """Append `decide`'s events to an execution no runner owns, atomically.
+
+        `decide` sees the locked execution with its step attempts and returns the events to write
+        (or raises, writing nothing). Returns None, writing nothing, when a runner owns the
+        execution: only the owner may then write its events.
+        """
+        lock = " FOR UPDATE" if self._database.is_postgres else ""
         async with self._write():
             rows = await tables.Execution.raw(
-                "UPDATE runwire_execution SET owner = {} WHERE id = {}"
-                " AND status = {} AND owner IS NULL RETURNING id",
-                "cancel",
-                execution_id,
-                ExecutionStatus.QUEUED.value,
+                f"SELECT * FROM runwire_execution WHERE id = {{}}{lock}", execution_id
             )
             if not rows:
-                return False
-            await self._write_events([event])
-            await tables.Execution.raw(
-                "UPDATE runwire_execution SET owner = NULL WHERE id = {}", execution_id
-            )
-        return True
+                raise NotFound(f"execution {execution_id} not found")
+            if rows[0]["owner"] is not None:
+                return None
+            execution = _execution(rows[0], await self.steps(execution_id))
+            drafts = decide(execution)
+            now = utc_now()
+            events = [
+                Event(
+                    execution_id=execution_id,
+                    seq=execution.last_seq + index,
+                    at=now,
+                    type=draft.type,
+                    data=draft.data,
+                    step_key=draft.step_key,
+                    attempt=draft.attempt,
+                )
+                for index, draft in enumerate(drafts, 1)
+            ]
+            if events:
+                await self._write_events(events)
+        return events
 
     # ---- events ----------------------------------------------------------------------
 
@@ -374,12 +636,19 @@ class Repository:
     # ---- control requests and activities ---------------------------------------------
 
     async def request_control(
-        self, execution_id: str, action: str, reason: str, actor: str, grace: float | None
+        self,
+        execution_id: str,
+        action: str,
+        reason: str,
+        actor: str,
+        grace: float | None,
+        step_key: str | None = None,
     ) -> None:
         await tables.ControlRequest.insert(
             tables.ControlRequest(
                 execution_id=execution_id,
                 action=action,
+                step_key=step_key,
                 reason=reason,
                 actor=actor,
                 grace_seconds=grace,
@@ -403,6 +672,7 @@ class Repository:
                 reason=row["reason"],
                 actor=row["actor"],
                 grace_seconds=row["grace_seconds"],
+                step_key=row["step_key"],
             )
             for row in rows
         ]
@@ -606,7 +876,8 @@ class Repository:
 
     @staticmethod
     def _project_step(event: Event, steps: dict[tuple[str, str, int], dict[str, Any]]) -> None:
-        assert event.step_key is not None and event.attempt is not None
+        assert event.step_key is not None
+        assert event.attempt is not None
         step = steps.setdefault(
             (event.execution_id, event.step_key, event.attempt),
             {
@@ -633,6 +904,16 @@ class Repository:
             step["error"] = data.get("error")
             step["assertions"] = _dump(data["assertions"]) if "assertions" in data else None
             step["attributes"] = _dump(data["attributes"]) if "attributes" in data else None
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a LIKE pattern that matches itself only, for ESCAPE '!'."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _marks(values: Sequence[object]) -> str:
+    """One `{}` placeholder per value, comma-separated, for an IN list."""
+    return ", ".join("{}" for _ in values)
 
 
 def _numbered(sql: str) -> str:
