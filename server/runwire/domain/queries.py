@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar, overload
 
-from runwire.domain.models import ExecutionStatus
+from runwire.domain.errors import FieldError, Invalid
+from runwire.domain.models import EXECUTION_TERMINAL, ExecutionStatus
 
 T = TypeVar("T")
 
@@ -20,6 +22,35 @@ class ExecutionFilter:
     label: str | None = None
     queued_after: datetime | None = None
     queued_before: datetime | None = None
+    # Case-insensitive substring of the name, a label or the error; matched literally.
+    search: str | None = None
+    batch: str | None = None
+    triggered_by: str | None = None
+    # Inclusive bounds; executions without a duration (not finished) never match them.
+    min_duration_ms: int | None = None
+    max_duration_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if self.search is not None and len(self.search) > MAX_SEARCH:
+            errors.append(FieldError("filter.search", f"at most {MAX_SEARCH} characters"))
+        for path, bound in (
+            ("filter.minDurationMs", self.min_duration_ms),
+            ("filter.maxDurationMs", self.max_duration_ms),
+        ):
+            if bound is not None and bound < 0:
+                errors.append(FieldError(path, "must not be negative"))
+        if (
+            self.min_duration_ms is not None
+            and self.max_duration_ms is not None
+            and self.min_duration_ms > self.max_duration_ms
+        ):
+            errors.append(FieldError("filter.maxDurationMs", "must not be below minDurationMs"))
+        if errors:
+            raise Invalid(errors)
+        # SQLite compares timestamps as text, so every bound must be in UTC like the stored ones.
+        object.__setattr__(self, "queued_after", as_utc(self.queued_after))
+        object.__setattr__(self, "queued_before", as_utc(self.queued_before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +72,104 @@ class QueueCounts:
     queued: int
     running: int
     slots: int
+
+
+MAX_SEARCH = 200
+MAX_METRICS_WINDOW = timedelta(days=366)
+MAX_METRICS_LABELS = 20
+# Percentiles reported by ExecutionMetrics, in percent.
+PERCENTILES = (50, 95)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsQuery:
+    """Which executions to measure: those that finished in [since, until), optionally narrowed.
+
+    Constructing one validates it, so a MetricsQuery that exists is a window the database can
+    answer quickly.
+    """
+
+    since: datetime
+    until: datetime
+    scenario: str | None = None
+    # Every label must be on the execution.
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        since, until = as_utc(self.since), as_utc(self.until)
+        errors: list[FieldError] = []
+        if until <= since:
+            errors.append(FieldError("until", "must be later than since"))
+        elif until - since > MAX_METRICS_WINDOW:
+            errors.append(
+                FieldError("until", f"at most {MAX_METRICS_WINDOW.days} days after since")
+            )
+        if len(set(self.labels)) > MAX_METRICS_LABELS:
+            errors.append(FieldError("labels", f"at most {MAX_METRICS_LABELS} labels"))
+        if errors:
+            raise Invalid(errors)
+        object.__setattr__(self, "since", since)
+        object.__setattr__(self, "until", until)
+        object.__setattr__(self, "labels", tuple(sorted(set(self.labels))))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionMetrics:
+    """What the executions that finished in a window add up to.
+
+    Percentiles are nearest-rank over the executions with a stored duration: the p-th percentile
+    of N durations is the ceil(p * N / 100)-th smallest, so it is always a measured duration.
+    """
+
+    query: MetricsQuery
+    # Every terminal status, zeros included.
+    counts: Mapping[ExecutionStatus, int]
+    measured: int
+    percentiles_ms: Mapping[int, int | None]
+    max_ms: int | None
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded over all finished (cancelled and timed out count as not succeeded)."""
+        finished = self.finished
+        return self.counts[ExecutionStatus.SUCCEEDED] / finished if finished else None
+
+    @property
+    def throughput_per_minute(self) -> float:
+        """Finished executions per minute of the whole window."""
+        minutes = (self.query.until - self.query.since).total_seconds() / 60
+        return self.finished / minutes
+
+
+def nearest_rank(percent: int, count: int) -> int:
+    """The 1-based rank of the percent-th percentile of count values: ceil(percent * count / 100).
+
+    Integer arithmetic, so every database and every client computes the same rank.
+    """
+    return -(-percent * count // 100)
+
+
+def terminal_statuses() -> tuple[ExecutionStatus, ...]:
+    """The terminal statuses in declaration order, so counts list in a stable order."""
+    return tuple(status for status in ExecutionStatus if status in EXECUTION_TERMINAL)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """The same instant in UTC; a time without an offset is taken to be UTC already."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

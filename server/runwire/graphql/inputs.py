@@ -32,3 +32,18 @@ class ExecutionFilter:
     label: str | None = None
     queued_after: datetime | None = None
     queued_before: datetime | None = None
+    search: str | None = strawberry.field(
+        default=None,
+        description="Case-insensitive substring of the name, a label or the error, taken"
+        " literally (% and _ are not wildcards). On SQLite only ASCII letters fold case.",
+    )
+    batch: str | None = strawberry.field(default=None, description="A batch id.")
+    triggered_by: str | None = strawberry.field(
+        default=None, description="Who started the execution."
+    )
+    min_duration_ms: int | None = strawberry.field(
+        default=None, description="Inclusive; executions still running have no duration."
+    )
+    max_duration_ms: int | None = strawberry.field(
+        default=None, description="Inclusive; executions still running have no duration."
+    )

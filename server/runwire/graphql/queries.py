@@ -13,6 +13,7 @@ from runwire.domain import queries
 from runwire.domain.errors import FieldError, Invalid
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
+from runwire.graphql.metrics import ExecutionMetrics, execution_metrics
 from runwire.graphql.types import (
     Execution,
     ExecutionConnection,
@@ -56,6 +57,12 @@ class Query:
             ),
         )
 
+    execution_metrics: ExecutionMetrics = strawberry.field(
+        resolver=execution_metrics,
+        description="Counts, success rate, durations and throughput of the executions that"
+        " finished in [since, until); invalid windows are errors naming the argument.",
+    )
+
     @strawberry.field
     async def active_executions(self, info: Info) -> list[Execution]:
         active = await services(info).repository.active_executions()
@@ -91,6 +98,11 @@ def _filter(given: ExecutionFilter | None) -> queries.ExecutionFilter:
         label=given.label,
         queued_after=given.queued_after,
         queued_before=given.queued_before,
+        search=given.search or None,
+        batch=given.batch,
+        triggered_by=given.triggered_by,
+        min_duration_ms=given.min_duration_ms,
+        max_duration_ms=given.max_duration_ms,
     )
 
 

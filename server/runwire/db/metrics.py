@@ -1,0 +1,107 @@
+"""Execution metrics computed in the database, the same way on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+
+from runwire.db import tables
+from runwire.domain.models import ExecutionStatus
+from runwire.domain.queries import (
+    PERCENTILES,
+    ExecutionMetrics,
+    MetricsQuery,
+    nearest_rank,
+    terminal_statuses,
+)
+
+
+async def execution_metrics(query: MetricsQuery) -> ExecutionMetrics:
+    """Counts, nearest-rank percentiles and the maximum of executions finished in the window."""
+    where, args = _window(query)
+    async with _snapshot():
+        rows = await tables.Execution.raw(
+            "SELECT status, COUNT(*) AS n, COUNT(duration_ms) AS measured,"
+            f" MAX(duration_ms) AS max_ms FROM runwire_execution WHERE {where} GROUP BY status",
+            *args,
+        )
+        counts = dict.fromkeys(terminal_statuses(), 0)
+        for row in rows:
+            counts[ExecutionStatus(row["status"])] = int(row["n"])
+        measured = sum(int(row["measured"]) for row in rows)
+        maxima = [int(row["max_ms"]) for row in rows if row["max_ms"] is not None]
+        percentiles = {
+            p: await _ranked(where, args, nearest_rank(p, measured), measured) for p in PERCENTILES
+        }
+    return ExecutionMetrics(
+        query=query,
+        counts=counts,
+        measured=measured,
+        percentiles_ms=percentiles,
+        max_ms=max(maxima, default=None),
+    )
+
+
+async def _ranked(where: str, args: list[Any], rank: int, measured: int) -> int | None:
+    """The rank-th smallest stored duration (1-based) among `measured`; None if there is none.
+
+    Postgres's percentile_disc has no SQLite counterpart (and ranks with floating point), so both
+    databases pick the row with ORDER BY … LIMIT 1 OFFSET, the rank computed in integers. Sorting
+    from the nearer end keeps the offset, and so the database's top-N sort, small.
+    """
+    if measured == 0:
+        return None
+    ascending = rank - 1 <= measured - rank
+    rows = await tables.Execution.raw(
+        f"SELECT duration_ms FROM runwire_execution WHERE {where} AND duration_ms IS NOT NULL"
+        f" ORDER BY duration_ms {'ASC' if ascending else 'DESC'} LIMIT 1 OFFSET {{}}",
+        *args,
+        rank - 1 if ascending else measured - rank,
+    )
+    return int(rows[0]["duration_ms"]) if rows else None
+
+
+def _window(query: MetricsQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause: finished in [since, until), so the finished_at index bounds the scan."""
+    clauses = ["finished_at >= {}", "finished_at < {}"]
+    args: list[Any] = [query.since, query.until]
+    # finished_at is cleared whenever an execution leaves a terminal status; checking the status
+    # as well costs nothing and keeps a row that disagrees with itself out of the counts.
+    statuses = terminal_statuses()
+    clauses.append(f"status IN ({', '.join('{}' for _ in statuses)})")
+    args.extend(status.value for status in statuses)
+    if query.scenario is not None:
+        clauses.append("scenario_name = {}")
+        args.append(query.scenario)
+    for label in query.labels:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM runwire_execution_label l"
+            " WHERE l.label = {} AND l.execution_id = runwire_execution.id)"
+        )
+        args.append(label)
+    return " AND ".join(clauses), args
+
+
+@contextlib.asynccontextmanager
+async def _snapshot() -> AsyncIterator[None]:
+    """One read snapshot for the block, so counts and ranks agree while executions finish.
+
+    Without it an execution finishing (or resumed) between the count and a ranked read would
+    shift the ranks, or leave the offset past the last row.
+    """
+    # The engine every table is bound to (db/engine.py binds them all to one per process).
+    engine = tables.Execution._meta.db
+    if isinstance(engine, PostgresEngine):
+        async with engine.transaction():
+            await tables.Execution.raw("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+    else:
+        assert isinstance(engine, SQLiteEngine)
+        # In WAL mode a deferred transaction reads one snapshot from its first read to its end,
+        # and takes no write lock, so the event log keeps writing meanwhile.
+        async with engine.transaction(transaction_type=TransactionType.deferred):
+            yield

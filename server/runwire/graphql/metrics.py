@@ -1,0 +1,96 @@
+"""Where the time went: execution counts, success rate, durations and throughput in a window."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from runwire.db import metrics
+from runwire.domain import queries
+from runwire.graphql.types import ExecutionStatus
+
+_SCOPE = "Executions that finished (finishedAt) in [since, until)"
+
+
+@strawberry.type(description="How many finished executions ended in one status.")
+class StatusCount:
+    status: ExecutionStatus  # type: ignore[valid-type]
+    count: int
+
+
+@strawberry.type(
+    description=(
+        f"{_SCOPE}, computed in the database. Percentiles are nearest-rank over the executions"
+        " with a stored duration: the p-th percentile of N durations is the ceil(p*N/100)-th"
+        " smallest, always one measured duration, the same on every database."
+    )
+)
+class ExecutionMetrics:
+    since: datetime
+    until: datetime
+    counts: list[StatusCount] = strawberry.field(
+        description=f"{_SCOPE}, by terminal status; every terminal status is listed, zeros too."
+    )
+    finished: int = strawberry.field(description=f"{_SCOPE}: how many.")
+    success_rate: float | None = strawberry.field(
+        description="SUCCEEDED / finished, 0..1 (cancelled and timed out count against it);"
+        " null when nothing finished."
+    )
+    throughput_per_minute: float = strawberry.field(
+        description="finished / the window's length in minutes."
+    )
+    measured: int = strawberry.field(
+        description="Finished executions with a stored duration: the percentiles' population."
+    )
+    p50_duration_ms: int | None = strawberry.field(
+        description="Nearest-rank median duration in ms; null when nothing was measured."
+    )
+    p95_duration_ms: int | None = strawberry.field(
+        description="Nearest-rank 95th percentile duration in ms; null when nothing was measured."
+    )
+    max_duration_ms: int | None = strawberry.field(
+        description="Longest duration in ms; null when nothing was measured."
+    )
+
+    @classmethod
+    def of(cls, found: queries.ExecutionMetrics) -> ExecutionMetrics:
+        return cls(
+            since=found.query.since,
+            until=found.query.until,
+            counts=[StatusCount(status=status, count=n) for status, n in found.counts.items()],
+            finished=found.finished,
+            success_rate=found.success_rate,
+            throughput_per_minute=found.throughput_per_minute,
+            measured=found.measured,
+            p50_duration_ms=found.percentiles_ms[50],
+            p95_duration_ms=found.percentiles_ms[95],
+            max_duration_ms=found.max_ms,
+        )
+
+
+async def execution_metrics(
+    since: Annotated[
+        datetime, strawberry.argument(description="Inclusive; without an offset, UTC.")
+    ],
+    until: Annotated[
+        datetime,
+        strawberry.argument(
+            description="Exclusive; later than since and at most"
+            f" {queries.MAX_METRICS_WINDOW.days} days after it."
+        ),
+    ],
+    scenario: str | None = None,
+    labels: Annotated[
+        list[str] | None,
+        strawberry.argument(
+            description="Every label must be on the execution"
+            f" (at most {queries.MAX_METRICS_LABELS})."
+        ),
+    ] = None,
+) -> ExecutionMetrics:
+    query = queries.MetricsQuery(
+        since=since, until=until, scenario=scenario, labels=tuple(labels or ())
+    )
+    return ExecutionMetrics.of(await metrics.execution_metrics(query))

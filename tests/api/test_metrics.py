@@ -1,0 +1,285 @@
+"""executionMetrics and the history filters, through a real server and a real gql client."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from gql.transport.exceptions import TransportQueryError
+from tests.support.graphql import STOP, definition, execute, start, wait_for_status
+from tests.support.server import Server
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+METRICS = """
+query($since: DateTime!, $until: DateTime!, $scenario: String, $labels: [String!]) {
+  executionMetrics(since: $since, until: $until, scenario: $scenario, labels: $labels) {
+    since until finished successRate throughputPerMinute measured
+    p50DurationMs p95DurationMs maxDurationMs
+    counts { status count }
+  }
+}
+"""
+
+HISTORY = """
+query($filter: ExecutionFilter, $first: Int!, $after: String) {
+  executions(filter: $filter, first: $first, after: $after) {
+    edges { node { id name status durationMs finishedAt labels error scenario { name } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def _history(server: Server, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every execution the history query returns for `where`, following every page."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = (await execute(server, HISTORY, {"filter": where, "first": 2, "after": after}))[
+            "executions"
+        ]
+        found.extend(edge["node"] for edge in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+        after = page["pageInfo"]["endCursor"]
+
+
+async def _metrics(
+    server: Server, since: datetime, until: datetime, **narrowing: Any
+) -> dict[str, Any]:
+    variables = {"since": since.isoformat(), "until": until.isoformat(), **narrowing}
+    return dict((await execute(server, METRICS, variables))["executionMetrics"])
+
+
+def _hand_count(executions: list[dict[str, Any]], minutes: float) -> dict[str, Any]:
+    """What executionMetrics should say about `executions`, counted here from their fields."""
+    statuses = Counter(e["status"] for e in executions)
+    durations = sorted(e["durationMs"] for e in executions if e["durationMs"] is not None)
+
+    def nearest_rank(percent: int) -> int | None:
+        # The ceil(p * N / 100)-th smallest, with exact fractions.
+        if not durations:
+            return None
+        return durations[math.ceil(Fraction(percent * len(durations), 100)) - 1]
+
+    finished = len(executions)
+    return {
+        "finished": finished,
+        "counts": {status: statuses.get(status, 0) for status in TERMINAL},
+        "successRate": statuses["SUCCEEDED"] / finished if finished else None,
+        "throughputPerMinute": pytest.approx(finished / minutes),
+        "measured": len(durations),
+        "p50DurationMs": nearest_rank(50),
+        "p95DurationMs": nearest_rank(95),
+        "maxDurationMs": max(durations, default=None),
+    }
+
+
+def _as_checked(metrics: dict[str, Any]) -> dict[str, Any]:
+    counts = {item["status"]: item["count"] for item in metrics["counts"]}
+    assert len(counts) == len(metrics["counts"]) == len(TERMINAL)
+    return {
+        key: counts if key == "counts" else metrics[key]
+        for key in (
+            "finished",
+            "counts",
+            "successRate",
+            "throughputPerMinute",
+            "measured",
+            "p50DurationMs",
+            "p95DurationMs",
+            "maxDurationMs",
+        )
+    }
+
+
+def _in_window(
+    executions: list[dict[str, Any]], since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in executions
+        if e["finishedAt"] and since <= datetime.fromisoformat(e["finishedAt"]) < until
+    ]
+
+
+async def test_metrics_match_a_hand_count(server: Server) -> None:
+    label = f"mix-{secrets.token_hex(4)}"
+    slow = f"{label}-slow"
+    since = datetime.now(UTC)
+
+    def shell(code: int) -> str:
+        return definition(f'{{key: s, kind: shell, with: {{argv: ["sh", "-c", "exit {code}"]}}}}')
+
+    def nap(seconds: float) -> str:
+        return definition(f"{{key: nap, kind: sleep, with: {{seconds: {seconds}}}}}")
+
+    ids = [
+        await start(server, definition=shell(0), labels=[label]),
+        await start(server, definition=shell(0), labels=[label]),
+        await start(server, definition=shell(1), labels=[label]),
+        await start(server, definition=shell(1), labels=[label]),
+        await start(server, definition=nap(0.05), labels=[label]),
+        await start(server, definition=nap(0.2), labels=[label, slow]),
+        await start(server, definition=nap(0.4), labels=[label, slow]),
+        await start(server, scenario="hello", inputs={"name": "metrics"}, labels=[label]),
+        await start(
+            server,
+            definition=definition("{key: late, kind: sleep, timeout: 0.2, with: {seconds: 10}}"),
+            labels=[label, slow],
+        ),
+    ]
+    stopped = await start(server, definition=nap(30), labels=[label])
+    await wait_for_status(server, stopped, {"RUNNING"})
+    assert (await execute(server, STOP, {"id": stopped}))["stopExecution"]["__typename"] == (
+        "StopExecutionSuccess"
+    )
+    ids.append(stopped)
+    for execution_id in ids:
+        await wait_for_status(server, execution_id, TERMINAL)
+    # Every execution above has ended before this instant, so the window is closed: nothing
+    # finishing later can change the answer between the metrics and the hand count.
+    until = datetime.now(UTC)
+    minutes = (until - since).total_seconds() / 60
+
+    everything = await _history(server)
+    mine = [e for e in everything if label in e["labels"]]
+    assert {e["id"] for e in mine} == set(ids)
+    assert {e["status"] for e in mine} == TERMINAL
+    assert all(e["durationMs"] is not None for e in mine)
+
+    # The whole window (other tests' executions included, counted the same way).
+    measured = await _metrics(server, since, until)
+    assert _as_checked(measured) == _hand_count(_in_window(everything, since, until), minutes)
+    assert datetime.fromisoformat(measured["since"]) == since
+    assert datetime.fromisoformat(measured["until"]) == until
+
+    # Narrowed to this test's executions by label, then by every label given, then by scenario.
+    assert _as_checked(await _metrics(server, since, until, labels=[label])) == _hand_count(
+        mine, minutes
+    )
+    slow_ones = [e for e in mine if slow in e["labels"]]
+    assert len(slow_ones) == 3
+    assert _as_checked(await _metrics(server, since, until, labels=[slow, label])) == _hand_count(
+        slow_ones, minutes
+    )
+    hello = [e for e in mine if e["scenario"] and e["scenario"]["name"] == "hello"]
+    assert len(hello) == 1
+    assert _as_checked(
+        await _metrics(server, since, until, scenario="hello", labels=[label])
+    ) == _hand_count(hello, minutes)
+
+    # A window before any of them ended counts nothing.
+    empty = await _metrics(server, since - timedelta(hours=2), since - timedelta(hours=1))
+    assert _as_checked(empty) == _hand_count([], 60)
+    assert empty["successRate"] is None
+    assert empty["p50DurationMs"] is None
+
+
+@pytest.mark.parametrize(
+    ("until", "labels", "message"),
+    [
+        (timedelta(0), None, "until: must be later than since"),
+        (timedelta(seconds=-1), None, "until: must be later than since"),
+        (timedelta(days=366, seconds=1), None, "until: at most 366 days after since"),
+        (timedelta(hours=1), [f"l{n}" for n in range(21)], "labels: at most 20 labels"),
+    ],
+)
+async def test_bad_windows_are_clear_errors(
+    server: Server, until: timedelta, labels: list[str] | None, message: str
+) -> None:
+    since = datetime(2030, 1, 1, tzinfo=UTC)
+    with pytest.raises(TransportQueryError, match=message) as raised:
+        await _metrics(server, since, since + until, labels=labels)
+    assert "Internal error" not in str(raised.value)
+
+
+async def test_search_matches_name_label_and_error_literally(server: Server) -> None:
+    token = secrets.token_hex(4)
+    ok = '{key: s, kind: shell, with: {argv: ["true"]}}'
+    by_name = await start(server, definition=definition(ok, name=f"Nightly-{token}-Checkout"))
+    by_label = await start(server, definition=definition(ok), labels=[f"Team-{token}-CHECKOUT"])
+    by_error = await start(
+        server,
+        definition=definition(f'{{key: boom{token}, kind: shell, with: {{argv: ["false"]}}}}'),
+    )
+    # Names allow no % (labels do), so the % cases are labels.
+    percent = await start(server, definition=definition(ok), labels=[f"load {token} 100% ok"])
+    lookalike = await start(server, definition=definition(ok), labels=[f"load {token} 1000 ok"])
+    underscore = await start(server, definition=definition(ok, name=f"snake{token}_x"))
+    not_underscore = await start(server, definition=definition(ok, name=f"snake{token}yx"))
+    everything = [by_name, by_label, by_error, percent, lookalike, underscore, not_underscore]
+    for execution_id in everything:
+        await wait_for_status(server, execution_id, TERMINAL)
+
+    async def search(text: str) -> set[str]:
+        return {e["id"] for e in await _history(server, {"search": text})}
+
+    failed = (await _history(server, {"search": f"BOOM{token.upper()}"}))[0]
+    assert failed["id"] == by_error
+    assert f"boom{token}" in failed["error"]
+    assert await search(f"{token}-checkout") == {by_name, by_label}
+    assert await search(f"NIGHTLY-{token.upper()}") == {by_name}
+    assert await search(f"{token} 100%") == {percent}
+    assert await search(f"{token} 100") == {percent, lookalike}
+    assert await search(f"snake{token}_") == {underscore}
+    assert await search(token) == set(everything)
+    # Search combines with the other filters.
+    assert await search(f"boom{token}") == {by_error}
+    assert {e["id"] for e in await _history(server, {"search": token, "statuses": ["FAILED"]})} == {
+        by_error
+    }
+
+
+async def test_triggered_by_and_duration_filters(server: Server) -> None:
+    label = f"dur-{secrets.token_hex(4)}"
+    short = await start(
+        server,
+        definition=definition("{key: nap, kind: sleep, with: {seconds: 0}}"),
+        labels=[label],
+    )
+    long = await start(
+        server,
+        definition=definition("{key: nap, kind: sleep, with: {seconds: 0.5}}"),
+        labels=[label],
+    )
+    for execution_id in (short, long):
+        await wait_for_status(server, execution_id, TERMINAL)
+    durations = {e["id"]: e["durationMs"] for e in await _history(server, {"label": label})}
+    assert durations[long] >= 500 > durations[short]
+
+    async def ids(**where: Any) -> set[str]:
+        return {e["id"] for e in await _history(server, {"label": label, **where})}
+
+    assert await ids(minDurationMs=durations[long]) == {long}
+    assert await ids(maxDurationMs=durations[short]) == {short}
+    assert await ids(minDurationMs=durations[short], maxDurationMs=durations[long]) == {
+        short,
+        long,
+    }
+    assert await ids(minDurationMs=durations[long] + 1) == set()
+    # Executions started over the API are triggered by the caller, anonymous without a token.
+    assert await ids(triggeredBy="anonymous") == {short, long}
+    assert await ids(triggeredBy="someone-else") == set()
+    assert await ids(batch="no-such-batch") == set()
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ({"minDurationMs": -1}, "filter.minDurationMs: must not be negative"),
+        ({"minDurationMs": 5, "maxDurationMs": 4}, "filter.maxDurationMs: must not be below"),
+        ({"search": "x" * 201}, "filter.search: at most 200 characters"),
+    ],
+)
+async def test_bad_filters_are_clear_errors(
+    server: Server, where: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TransportQueryError, match=message):
+        await _history(server, where)

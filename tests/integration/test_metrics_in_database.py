@@ -1,0 +1,298 @@
+"""Metrics and history filters in the database, on SQLite and Postgres, with chosen durations."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from tests.support import postgres
+
+from runwire.db import metrics
+from runwire.db.engine import Database
+from runwire.db.repository import Repository
+from runwire.domain.errors import Invalid
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.domain.queries import Cursor, ExecutionFilter, MetricsQuery
+
+BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'metrics.sqlite'}"
+            if request.param == "sqlite"
+            else await stack.enter_async_context(postgres.fresh_database())
+        )
+        database = await stack.enter_async_context(Database.open(url, migrate=True))
+        yield Repository(database)
+
+
+async def _execution(
+    repository: Repository,
+    *,
+    finished_at: datetime | None,
+    status: ExecutionStatus = ExecutionStatus.SUCCEEDED,
+    duration_ms: int | None = None,
+    name: str = "job",
+    scenario: str | None = None,
+    labels: tuple[str, ...] = (),
+    error: str | None = None,
+    triggered_by: str = "",
+    batch: str | None = None,
+    queued_at: datetime | None = None,
+) -> str:
+    """An execution queued, run and (unless finished_at is None) ended the way the runner does."""
+    execution_id = f"e{next(_ids):05d}"
+    queued_at = queued_at or (finished_at or BASE) - timedelta(minutes=5)
+    execution = Execution(
+        id=execution_id,
+        status=ExecutionStatus.QUEUED,
+        definition={"name": name},
+        inputs={},
+        queued_at=queued_at,
+        scenario_name=scenario,
+        scenario_version=1 if scenario else None,
+        labels=labels,
+        triggered_by=triggered_by,
+        batch_id=batch,
+        last_seq=1,
+    )
+    queued = Event(execution_id, 1, queued_at, EventType.EXECUTION_STATUS, {"status": "QUEUED"})
+    await repository.create_execution(execution, queued)
+    running_at = queued_at + timedelta(seconds=1)
+    events = [Event(execution_id, 2, running_at, EventType.EXECUTION_STATUS, {"status": "RUNNING"})]
+    if finished_at is not None:
+        data: dict[str, object] = {"status": status.value}
+        if error is not None:
+            data["error"] = error
+        if duration_ms is not None:
+            data["duration_ms"] = duration_ms
+        events.append(Event(execution_id, 3, finished_at, EventType.EXECUTION_STATUS, data))
+    await repository.append_events(events)
+    return execution_id
+
+
+def _window(minutes: float = 60, **narrowing: object) -> MetricsQuery:
+    return MetricsQuery(since=BASE, until=BASE + timedelta(minutes=minutes), **narrowing)  # type: ignore[arg-type]
+
+
+async def test_counts_and_nearest_rank_percentiles(repository: Repository) -> None:
+    durations = [10 * n for n in range(1, 21)]  # 10, 20, …, 200
+    random.Random(7).shuffle(durations)
+    for index, duration in enumerate(durations):
+        status = ExecutionStatus.FAILED if index % 4 == 0 else ExecutionStatus.SUCCEEDED
+        await _execution(
+            repository,
+            finished_at=BASE + timedelta(seconds=index),
+            status=status,
+            duration_ms=duration,
+        )
+    # Finished without a duration (cancelled before it ran): counted, but not measured.
+    await _execution(
+        repository, finished_at=BASE + timedelta(minutes=1), status=ExecutionStatus.CANCELLED
+    )
+    # Still running, and finished outside the window: neither counts.
+    await _execution(repository, finished_at=None)
+    await _execution(repository, finished_at=BASE - timedelta(microseconds=1), duration_ms=1)
+    await _execution(repository, finished_at=BASE + timedelta(minutes=60), duration_ms=99999)
+
+    found = await metrics.execution_metrics(_window())
+
+    assert found.counts == {
+        ExecutionStatus.SUCCEEDED: 15,
+        ExecutionStatus.FAILED: 5,
+        ExecutionStatus.CANCELLED: 1,
+        ExecutionStatus.TIMED_OUT: 0,
+    }
+    assert found.finished == 21
+    assert found.success_rate == pytest.approx(15 / 21)
+    assert found.throughput_per_minute == pytest.approx(21 / 60)
+    assert found.measured == 20
+    # Nearest rank: p50 of 20 is the 10th smallest, p95 the 19th.
+    assert found.percentiles_ms == {50: 100, 95: 190}
+    assert found.max_ms == 200
+
+
+@pytest.mark.parametrize(
+    ("durations", "p50", "p95"),
+    [
+        ([42], 42, 42),
+        ([5, 1], 1, 5),
+        ([3, 1, 2], 2, 3),
+        ([7, 7, 7, 1], 7, 7),
+        (list(range(1, 101)), 50, 95),
+        (list(range(1, 102)), 51, 96),
+    ],
+)
+async def test_percentiles_on_small_and_tied_samples(
+    repository: Repository, durations: list[int], p50: int, p95: int
+) -> None:
+    for index, duration in enumerate(durations):
+        await _execution(
+            repository, finished_at=BASE + timedelta(seconds=index), duration_ms=duration
+        )
+    found = await metrics.execution_metrics(_window(minutes=120))
+    assert found.percentiles_ms == {50: p50, 95: p95}
+    assert found.max_ms == max(durations)
+
+
+async def test_an_empty_window_is_zeros_and_nulls(repository: Repository) -> None:
+    await _execution(repository, finished_at=BASE - timedelta(hours=2), duration_ms=10)
+    found = await metrics.execution_metrics(_window())
+    assert set(found.counts.values()) == {0}
+    assert found.finished == 0
+    assert found.success_rate is None
+    assert found.throughput_per_minute == 0
+    assert found.measured == 0
+    assert found.percentiles_ms == {50: None, 95: None}
+    assert found.max_ms is None
+
+
+async def test_scenario_and_every_label_narrow(repository: Repository) -> None:
+    at = BASE + timedelta(minutes=1)
+    await _execution(repository, finished_at=at, duration_ms=1, scenario="a", labels=("x", "y"))
+    await _execution(repository, finished_at=at, duration_ms=2, scenario="a", labels=("x",))
+    await _execution(repository, finished_at=at, duration_ms=3, scenario="b", labels=("x", "y"))
+    await _execution(repository, finished_at=at, duration_ms=4)
+
+    async def measured(**narrowing: object) -> list[int | None]:
+        found = await metrics.execution_metrics(_window(**narrowing))
+        return [found.finished, found.max_ms]
+
+    assert await measured() == [4, 4]
+    assert await measured(scenario="a") == [2, 2]
+    assert await measured(labels=("x",)) == [3, 3]
+    assert await measured(labels=("x", "y")) == [2, 3]
+    assert await measured(labels=("y", "x", "y")) == [2, 3]
+    assert await measured(scenario="a", labels=("x", "y")) == [1, 1]
+    assert await measured(labels=("x", "nope")) == [0, None]
+    assert await measured(scenario="nope") == [0, None]
+
+
+async def test_bounds_are_half_open_and_offsets_are_instants(repository: Repository) -> None:
+    await _execution(repository, finished_at=BASE, duration_ms=1)
+    await _execution(repository, finished_at=BASE + timedelta(hours=1), duration_ms=2)
+    plus_two = timezone(timedelta(hours=2))
+    query = MetricsQuery(
+        since=BASE.astimezone(plus_two), until=(BASE + timedelta(hours=1)).astimezone(plus_two)
+    )
+    found = await metrics.execution_metrics(query)
+    assert (found.finished, found.max_ms) == (1, 1)
+    naive = MetricsQuery(since=BASE.replace(tzinfo=None), until=datetime(2030, 1, 1, 13))
+    assert (await metrics.execution_metrics(naive)).finished == 1
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        (BASE, BASE, "until: must be later than since"),
+        (BASE, BASE - timedelta(seconds=1), "until: must be later than since"),
+        (BASE, BASE + timedelta(days=366, seconds=1), "until: at most 366 days after since"),
+    ],
+)
+def test_bad_windows_are_invalid(since: datetime, until: datetime, message: str) -> None:
+    with pytest.raises(Invalid, match=f"^{message}$"):
+        MetricsQuery(since=since, until=until)
+
+
+def test_a_full_leap_year_is_a_valid_window() -> None:
+    MetricsQuery(since=BASE, until=BASE + timedelta(days=366))
+
+
+async def _ids_matching(repository: Repository, where: ExecutionFilter) -> set[str]:
+    page = await repository.executions(where, 50, None)
+    assert not page.has_next
+    return {item.id for item in page.items}
+
+
+async def test_search_matches_name_label_and_error_case_insensitively(
+    repository: Repository,
+) -> None:
+    at = BASE + timedelta(minutes=1)
+    by_name = await _execution(repository, finished_at=at, name="Nightly-Checkout")
+    by_label = await _execution(repository, finished_at=at, labels=("team-CHECKOUT",))
+    by_error = await _execution(
+        repository, finished_at=at, status=ExecutionStatus.FAILED, error="checkout refused"
+    )
+    await _execution(repository, finished_at=at, name="other", labels=("misc",))
+
+    found = await _ids_matching(repository, ExecutionFilter(search="CheckOut"))
+    assert found == {by_name, by_label, by_error}
+    assert await _ids_matching(repository, ExecutionFilter(search="nightly-")) == {by_name}
+    assert await _ids_matching(repository, ExecutionFilter(search="REFUSED")) == {by_error}
+
+
+async def test_search_wildcards_and_escape_are_literal(repository: Repository) -> None:
+    at = BASE + timedelta(minutes=1)
+    percent = await _execution(repository, finished_at=at, name="load 100% done")
+    underscore = await _execution(repository, finished_at=at, name="snake_case")
+    bang = await _execution(repository, finished_at=at, name="wow!%")
+    await _execution(repository, finished_at=at, name="load 1000 done")
+    await _execution(repository, finished_at=at, name="snakeXcase")
+
+    assert await _ids_matching(repository, ExecutionFilter(search="100%")) == {percent}
+    assert await _ids_matching(repository, ExecutionFilter(search="%")) == {percent, bang}
+    assert await _ids_matching(repository, ExecutionFilter(search="e_c")) == {underscore}
+    assert await _ids_matching(repository, ExecutionFilter(search="!%")) == {bang}
+
+
+async def test_batch_triggered_by_and_duration_filters(repository: Repository) -> None:
+    at = BASE + timedelta(minutes=1)
+    fast = await _execution(repository, finished_at=at, duration_ms=100, triggered_by="ada")
+    mid = await _execution(repository, finished_at=at, duration_ms=500, batch="b1")
+    slow = await _execution(repository, finished_at=at, duration_ms=900, batch="b1")
+    running = await _execution(repository, finished_at=None, triggered_by="ada")
+
+    assert await _ids_matching(repository, ExecutionFilter(triggered_by="ada")) == {fast, running}
+    assert await _ids_matching(repository, ExecutionFilter(batch="b1")) == {mid, slow}
+    assert await _ids_matching(repository, ExecutionFilter(min_duration_ms=500)) == {mid, slow}
+    assert await _ids_matching(repository, ExecutionFilter(max_duration_ms=500)) == {fast, mid}
+    both = ExecutionFilter(min_duration_ms=500, max_duration_ms=500, batch="b1")
+    assert await _ids_matching(repository, both) == {mid}
+
+
+async def test_keyset_pages_through_a_search(repository: Repository) -> None:
+    matching = [
+        await _execution(
+            repository,
+            finished_at=BASE + timedelta(minutes=n),
+            queued_at=BASE + timedelta(seconds=n // 2),  # pairs share a queued_at
+            name=f"match {n}",
+        )
+        for n in range(7)
+    ]
+    for n in range(7):
+        await _execution(repository, finished_at=BASE, queued_at=BASE + timedelta(seconds=n))
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await repository.executions(ExecutionFilter(search="MATCH"), 2, after)
+        seen.extend(item.id for item in page.items)
+        if not page.has_next:
+            break
+        last = page.items[-1]
+        after = Cursor(last.queued_at, last.id)
+    # Newest queued first; within a shared queued_at, the larger id first.
+    assert seen == list(reversed(matching))
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ({"min_duration_ms": -1}, "filter.minDurationMs: must not be negative"),
+        ({"min_duration_ms": 5, "max_duration_ms": 4}, "filter.maxDurationMs: must not be below"),
+        ({"search": "x" * 201}, "filter.search: at most 200 characters"),
+    ],
+)
+def test_bad_filters_are_invalid(where: dict[str, object], message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        ExecutionFilter(**where)  # type: ignore[arg-type]
