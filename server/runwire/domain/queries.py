@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar, overload
 
 from runwire.domain.errors import FieldError, Invalid
-from runwire.domain.models import EXECUTION_TERMINAL, ExecutionStatus
+from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus
 
 T = TypeVar("T")
 
@@ -173,3 +173,48 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def matches(where: ExecutionFilter, execution: Execution) -> bool:
+    """Whether `execution` passes every given field, as the history query would select it.
+
+    The live list filters in memory with this, so a filter field added to the SQL of history
+    belongs here too.
+    """
+    if where.statuses and execution.status not in where.statuses:
+        return False
+    if where.scenario is not None and execution.scenario_name != where.scenario:
+        return False
+    if where.label is not None and where.label not in execution.labels:
+        return False
+    queued_at = as_utc(execution.queued_at)
+    if where.queued_after is not None and queued_at < where.queued_after:
+        return False
+    if where.queued_before is not None and queued_at >= where.queued_before:
+        return False
+    if where.search:
+        needle = where.search.lower()
+        texts = (execution.name, execution.error or "", *execution.labels)
+        if not any(needle in text.lower() for text in texts):
+            return False
+    if where.batch is not None and execution.batch_id != where.batch:
+        return False
+    if where.triggered_by is not None and execution.triggered_by != where.triggered_by:
+        return False
+    duration = execution.duration_ms
+    if where.min_duration_ms is not None and (duration is None or duration < where.min_duration_ms):
+        return False
+    return where.max_duration_ms is None or (
+        duration is not None and duration <= where.max_duration_ms
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioActiveCounts:
+    """Executions of one scenario (None: inline definitions) waiting, running and paused."""
+
+    scenario: str | None
+    queued: int
+    # RUNNING, STOPPING and PAUSING: each still holds a runner slot.
+    running: int
+    paused: int

@@ -1,22 +1,42 @@
-"""In-process fan-out: one bus subscription feeds every local follower through bounded buffers."""
+"""In-process fan-out: one bus subscription feeds every local follower through bounded buffers.
+
+Two kinds of local subscriber: followers of one execution's events (`Hub.follow`), and watchers
+of every execution's status changes (`Hub.watch`, the live list of executions).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 from runwire.db.repository import Repository
+from runwire.domain.clock import utc_now
 from runwire.domain.errors import NotFound
-from runwire.domain.models import Event
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.domain.queries import ExecutionFilter, matches
 from runwire.events.bus import Bus, Notice, Resync
 
 logger = logging.getLogger(__name__)
 
 _PAGE = 1000
+_SEEN_EXECUTIONS = 10_000
+"""How many executions' last status-bearing seq the hub remembers, to skip its own notices."""
+_PENDING_WORK = 1_000
+"""Status changes waiting for their rows beyond this many batches become one refresh."""
+_REFRESH_LIMIT = 5_000
+"""At most this many executions are restated by one refresh, newest first."""
+_REFRESH_MARGIN = timedelta(seconds=10)
+"""A refresh also restates executions that ended this long before the possible loss: events
+carry their writer's clock and are committed (and announced) a little after they happen."""
+_FIRST_RETRY_SECONDS = 0.05
+_RETRY_CAP_SECONDS = 5.0
 
 
 class _Reread:
@@ -58,6 +78,138 @@ class _Topic:
     delivered_seq: int = 0
 
 
+class UpdateKind(StrEnum):
+    """Why a watcher is told about an execution."""
+
+    CHANGED = "CHANGED"  # it changed to the update's status at the update's time
+    CURRENT = "CURRENT"  # restated as read at the update's time: updates may have been missed
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionUpdate:
+    """An execution's status changed (or is restated); `execution` is its row read afterwards."""
+
+    execution: Execution
+    status: ExecutionStatus
+    at: datetime
+    kind: UpdateKind
+
+    @property
+    def subject(self) -> Execution:
+        """The execution as filters judge it: with this update's status (the row may be ahead)."""
+        if self.execution.status is self.status:
+            return self.execution
+        return dataclasses.replace(self.execution, status=self.status)
+
+
+@dataclass(eq=False, slots=True)
+class _Watcher:
+    """One local subscriber to status changes: its filter and bounded buffer of updates."""
+
+    where: ExecutionFilter
+    capacity: int
+    updates: deque[ExecutionUpdate] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Executions last shown to this watcher as matching and not ended. When one stops matching
+    # (its status left the filter's statuses) the watcher gets that update too, so a live list
+    # can drop it.
+    shown: set[str] = field(default_factory=set)
+    # Set while a refresh for this watcher is pending: restate what changed since then.
+    refresh_since: datetime | None = None
+
+    def admits(self, update: ExecutionUpdate, subject: Execution) -> bool:
+        """Whether the watcher gets `update`; remembers what it was shown."""
+        execution_id = update.execution.id
+        if matches(self.where, subject):
+            if update.status.is_terminal:
+                self.shown.discard(execution_id)
+            else:
+                self.shown.add(execution_id)
+            return True
+        if execution_id in self.shown:
+            self.shown.discard(execution_id)
+            return True
+        return False
+
+    def offer(self, update: ExecutionUpdate, *, restating: bool) -> bool:
+        """Buffer `update`; True if the watcher fell too far behind and needs a refresh."""
+        if len(self.updates) >= self.capacity:
+            self._coalesce()
+        overflow = len(self.updates) >= self.capacity and not restating
+        if overflow:
+            # As many different executions changed as the buffer holds: drop them all and
+            # restate from the database instead. Memory stays bounded; nothing is lost.
+            since = min(item.at for item in (*self.updates, update))
+            self.updates.clear()
+            first = self.refresh_since is None
+            self.refresh_since = since if first else min(since, self.refresh_since or since)
+            return first
+        self.updates.append(update)
+        self.ready.set()
+        return False
+
+    async def take(self) -> ExecutionUpdate:
+        while not self.updates:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.updates.popleft()
+
+    def _coalesce(self) -> None:
+        """Keep only the latest update of each execution: a status list needs no more."""
+        latest: dict[str, ExecutionUpdate] = {}
+        for update in self.updates:
+            latest.pop(update.execution.id, None)
+            latest[update.execution.id] = update
+        self.updates = deque(latest.values())
+
+
+class _SeenSeqs:
+    """The highest status-bearing seq seen per execution, for the most recent executions."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._seqs: OrderedDict[str, int] = OrderedDict()
+
+    def get(self, execution_id: str) -> int:
+        return self._seqs.get(execution_id, 0)
+
+    def record(self, execution_id: str, seq: int) -> None:
+        self._seqs[execution_id] = max(seq, self._seqs.get(execution_id, 0))
+        self._seqs.move_to_end(execution_id)
+        if len(self._seqs) > self._capacity:
+            self._seqs.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalChanges:
+    """Status events this process committed; their rows are read once for every watcher."""
+
+    events: tuple[Event, ...]
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoteChanges:
+    """(execution_id, after_seq, last_seq) ranges with status events other processes committed."""
+
+    ranges: tuple[tuple[str, int, int], ...]
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Refresh:
+    """Updates may be missing: restate executions not ended, or ended since `since`.
+
+    For one watcher that fell behind, or (watcher None) for all of them.
+    """
+
+    since: datetime
+    watcher: _Watcher | None = None
+
+
+_Work = _LocalChanges | _RemoteChanges | _Refresh
+
+
 class Hub:
     """Routes persisted events by execution id to local followers."""
 
@@ -65,25 +217,42 @@ class Hub:
         self._repository = repository
         self._buffer_batches = buffer_batches
         self._topics: dict[str, _Topic] = {}
+        self._watchers: set[_Watcher] = set()
+        # Status changes this process delivered or queued, so their bus notices coming back
+        # (every backend echoes to the publisher) are not read and shown a second time.
+        self._seen = _SeenSeqs(_SEEN_EXECUTIONS)
+        self._work: deque[_Work] = deque()
+        self._work_ready = asyncio.Event()
+        # The last moment the bus was known to be complete: a resync restates from here.
+        self._in_sync_at = utc_now()
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
         cls, repository: Repository, bus: Bus, buffer_batches: int
     ) -> AsyncIterator[Hub]:
-        """Consume the process's bus subscription for the block."""
+        """Consume the process's bus subscription, and publish status updates, for the block."""
         hub = cls(repository, buffer_batches)
+        updates = asyncio.create_task(hub._publish_updates(), name="runwire-hub-updates")
         task = asyncio.create_task(hub._consume(bus), name="runwire-hub")
         try:
             yield hub
         finally:
+            updates.cancel()
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await updates
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     @property
     def follower_count(self) -> int:
-        return sum(len(topic.followers) for topic in self._topics.values())
+        """Live local subscribers: followers of an execution's events and watchers of the list."""
+        return sum(len(topic.followers) for topic in self._topics.values()) + len(self._watchers)
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Hand freshly committed events of this process to local followers (no DB read)."""
@@ -93,6 +262,22 @@ class Hub:
                 by_execution.setdefault(event.execution_id, []).append(event)
         for execution_id, batch in by_execution.items():
             self._push(execution_id, batch)
+        if self._watchers:
+            self._note_local_changes(events)
+
+    async def watch(self, where: ExecutionFilter) -> AsyncGenerator[ExecutionUpdate, None]:
+        """Each status change of an execution matching `where` from now on, until closed.
+
+        Also the change that takes a shown execution out of the filter. Where changes may have
+        been missed (a bus resync, a full buffer), executions are restated as CURRENT updates.
+        """
+        watcher = _Watcher(where, self._buffer_batches)
+        self._watchers.add(watcher)
+        try:
+            while True:
+                yield await watcher.take()
+        finally:
+            self._watchers.discard(watcher)
 
     async def follow(self, execution_id: str, after_seq: int) -> AsyncGenerator[list[Event], None]:
         """Every event with seq > after_seq exactly once, in order, ending after the terminal one.
@@ -176,7 +361,11 @@ class Hub:
             async for message in bus.receive():
                 if isinstance(message, Resync):
                     self._reread_all()
+                    self._restate(self._in_sync_at)
+                    self._in_sync_at = utc_now()
                     continue
+                self._in_sync_at = utc_now()
+                self._note_remote_changes(message)
                 for notice in message:
                     await self._on_notice(notice)
         except asyncio.CancelledError:
@@ -186,6 +375,7 @@ class Hub:
             # log loudly and keep local delivery (this process's own events) working.
             logger.exception("hub: the bus subscription failed")
             self._reread_all()
+            self._restate(self._in_sync_at)
             raise
 
     async def _on_notice(self, notice: Notice) -> None:
@@ -209,3 +399,124 @@ class Hub:
         for topic in self._topics.values():
             for follower in topic.followers:
                 follower.offer(_REREAD)
+
+    # ---- status updates for watchers ---------------------------------------------------
+
+    def _note_local_changes(self, events: Sequence[Event]) -> None:
+        changes = tuple(event for event in events if event.type is EventType.EXECUTION_STATUS)
+        if not changes:
+            return
+        # The batch's last seq per changed execution is its notice's last_seq: the notice
+        # this batch publishes will be recognised as seen when it comes back over the bus.
+        last: dict[str, int] = {event.execution_id: 0 for event in changes}
+        for event in events:
+            if event.execution_id in last:
+                last[event.execution_id] = max(last[event.execution_id], event.seq)
+        for execution_id, seq in last.items():
+            self._seen.record(execution_id, seq)
+        self._enqueue(_LocalChanges(changes, min(event.at for event in changes)))
+
+    def _note_remote_changes(self, notices: Iterable[Notice]) -> None:
+        if not self._watchers:
+            return
+        ranges: list[tuple[str, int, int]] = []
+        for notice in notices:
+            if not notice.status_changed:
+                continue
+            after = max(self._seen.get(notice.execution_id), notice.first_seq - 1)
+            if notice.last_seq <= after:
+                continue  # this process wrote (and showed) it, or saw it already
+            self._seen.record(notice.execution_id, notice.last_seq)
+            ranges.append((notice.execution_id, after, notice.last_seq))
+        if ranges:
+            self._enqueue(_RemoteChanges(tuple(ranges), utc_now()))
+
+    def _restate(self, since: datetime) -> None:
+        if self._watchers:
+            self._enqueue(_Refresh(since))
+
+    def _enqueue(self, work: _Work) -> None:
+        if len(self._work) >= _PENDING_WORK:
+            # Changes arrive faster than their rows can be read: one refresh replaces them all.
+            since = min(item.since for item in (*self._work, work))
+            self._work.clear()
+            work = _Refresh(since)
+        self._work.append(work)
+        self._work_ready.set()
+
+    async def _publish_updates(self) -> None:
+        """Read the rows of changed executions once per batch and offer them to every watcher."""
+        delay = _FIRST_RETRY_SECONDS
+        while True:
+            while not self._work:
+                self._work_ready.clear()
+                await self._work_ready.wait()
+            work = self._work.popleft()
+            targets, since = self._targets(work)
+            if not targets:
+                continue
+            try:
+                updates = await self._updates_for(work, since)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("hub: reading executions for status updates failed")
+                # Restate what this work would have shown once the database answers; the
+                # pause keeps an outage from becoming a busy loop.
+                self._enqueue(_Refresh(since))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_CAP_SECONDS)
+                continue
+            delay = _FIRST_RETRY_SECONDS
+            restating = isinstance(work, _Refresh)
+            for update in updates:
+                subject = update.subject
+                for watcher in targets:
+                    if watcher.admits(update, subject) and watcher.offer(
+                        update, restating=restating
+                    ):
+                        self._enqueue(_Refresh(update.at, watcher))
+
+    def _targets(self, work: _Work) -> tuple[list[_Watcher], datetime]:
+        """The watchers `work` is for, and from when it restates (for a refresh)."""
+        if not isinstance(work, _Refresh):
+            return list(self._watchers), work.since
+        if work.watcher is not None:
+            watcher = work.watcher
+            if watcher not in self._watchers or watcher.refresh_since is None:
+                return [], work.since  # gone, or restated by a refresh for all since
+            since, watcher.refresh_since = watcher.refresh_since, None
+            return [watcher], since
+        since = work.since
+        for watcher in self._watchers:
+            if watcher.refresh_since is not None:
+                since, watcher.refresh_since = min(since, watcher.refresh_since), None
+        return list(self._watchers), since
+
+    async def _updates_for(self, work: _Work, since: datetime) -> list[ExecutionUpdate]:
+        if isinstance(work, _LocalChanges):
+            rows = await self._repository.executions_by_id(e.execution_id for e in work.events)
+            return [
+                ExecutionUpdate(
+                    rows[event.execution_id],
+                    ExecutionStatus(event.data["status"]),
+                    event.at,
+                    UpdateKind.CHANGED,
+                )
+                for event in work.events
+                if event.execution_id in rows
+            ]
+        if isinstance(work, _RemoteChanges):
+            changes = await self._repository.status_changes(work.ranges)
+            return [
+                ExecutionUpdate(
+                    execution, ExecutionStatus(event.data["status"]), event.at, UpdateKind.CHANGED
+                )
+                for event, execution in changes
+            ]
+        now = utc_now()
+        live = await self._repository.live_executions(since - _REFRESH_MARGIN, _REFRESH_LIMIT)
+        if len(live) >= _REFRESH_LIMIT:
+            logger.warning("hub: a refresh restated only the newest %d executions", len(live))
+        # Oldest first, like changes arrive.
+        return [ExecutionUpdate(row, row.status, now, UpdateKind.CURRENT) for row in live[::-1]]

@@ -21,6 +21,7 @@ from runwire.graphql.types import (
     PageInfo,
     Queue,
     Scenario,
+    ScenarioActiveCount,
 )
 
 MAX_PAGE = 200
@@ -73,6 +74,13 @@ class Query:
         found = services(info)
         counts = await found.repository.queue_counts(found.runner_slots)
         return Queue(queued=counts.queued, running=counts.running, slots=counts.slots)
+
+    @strawberry.field(
+        description="Queued, running and paused executions per scenario; inline ones last."
+    )
+    async def active_execution_counts(self, info: Info) -> list[ScenarioActiveCount]:
+        counts = await services(info).repository.active_counts()
+        return [ScenarioActiveCount.of(item) for item in counts]
 
     @strawberry.field(description="The latest version of every scenario.")
     async def scenarios(self, info: Info) -> list[Scenario]:

@@ -1,13 +1,16 @@
-"""Live side: every event of an execution, late joiners included, in batches."""
+"""Live side: an execution's events (late joiners included) and the live list of executions."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
 from runwire.graphql.context import Info, services
-from runwire.graphql.types import ExecutionEventBatch, event_of
+from runwire.graphql.inputs import ExecutionFilter
+from runwire.graphql.queries import _filter as domain_filter
+from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
 @strawberry.type
@@ -25,3 +28,20 @@ class Subscription:
             yield ExecutionEventBatch(
                 events=[event_of(event) for event in batch], last_seq=batch[-1].seq
             )
+
+    @strawberry.subscription(
+        description=(
+            "One message whenever an execution matching the filter changes status, from now on"
+            " (read the current list with executions or activeExecutions after subscribing)."
+            " Also the change that takes a listed execution out of the filter's statuses, so a"
+            " live list can drop it. Never completes."
+        )
+    )
+    async def execution_updates(
+        self, info: Info, filter: ExecutionFilter | None = None
+    ) -> AsyncGenerator[ExecutionUpdate, None]:
+        where = domain_filter(filter)
+        # aclosing: a client that goes away unsubscribes the watcher at once, not at GC.
+        async with aclosing(services(info).hub.watch(where)) as updates:
+            async for update in updates:
+                yield ExecutionUpdate.of(update)

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import models
+from runwire.domain import models, queries
 from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
+from runwire.events import hub
 from runwire.graphql.context import Info, services
 from runwire.graphql.trace import Span, Trace
 
@@ -359,3 +360,65 @@ class Queue:
     queued: int
     running: int
     slots: int
+
+
+ExecutionUpdateKind = strawberry.enum(
+    hub.UpdateKind,
+    name="ExecutionUpdateKind",
+    description=(
+        "CHANGED: the execution changed to the update's status at its time. CURRENT: restated"
+        " as read at the update's time, because changes may have been missed (the server lost"
+        " its event bus for a moment, or this subscriber fell behind)."
+    ),
+)
+
+
+@strawberry.type(
+    description=(
+        "One message of the live list: an execution changed status (or is restated). Apply"
+        " updates of one execution in order of execution.lastSeq; a lower lastSeq than one"
+        " already applied is stale."
+    )
+)
+class ExecutionUpdate:
+    execution: Execution = strawberry.field(
+        description=(
+            "The execution as stored right after the change; it may already be further along"
+            " (its status newer than this update's) when changes follow quickly."
+        )
+    )
+    status: ExecutionStatus = strawberry.field(  # type: ignore[valid-type]
+        description="The status the execution changed to (CHANGED) or has (CURRENT)."
+    )
+    at: datetime = strawberry.field(
+        description="When it changed to status (CHANGED), or when it was read (CURRENT)."
+    )
+    kind: ExecutionUpdateKind  # type: ignore[valid-type]
+
+    @classmethod
+    def of(cls, update: hub.ExecutionUpdate) -> ExecutionUpdate:
+        return cls(
+            execution=Execution.of(update.execution),
+            status=update.status,
+            at=update.at,
+            kind=update.kind,
+        )
+
+
+@strawberry.type(description="Executions of one scenario that are queued, running or paused now.")
+class ScenarioActiveCount:
+    scenario: str | None = strawberry.field(
+        description="The scenario's name; null for executions of inline definitions."
+    )
+    queued: int
+    running: int = strawberry.field(description="RUNNING, STOPPING and PAUSING executions.")
+    paused: int
+
+    @classmethod
+    def of(cls, counts: queries.ScenarioActiveCounts) -> ScenarioActiveCount:
+        return cls(
+            scenario=counts.scenario,
+            queued=counts.queued,
+            running=counts.running,
+            paused=counts.paused,
+        )
