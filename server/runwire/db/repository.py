@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,15 +139,16 @@ class Repository:
         With an idempotency key already used, nothing is written and the earlier execution is
         returned with created=False, together with its stored fingerprint for the caller's check.
         """
-        if execution.idempotency_key is not None:
-            existing = await self._by_idempotency_key(execution.idempotency_key)
-            if existing is not None:
-                return existing, False
         try:
             async with self._write():
+                # Inside the write transaction: on SQLite that serialises concurrent starts; on
+                # Postgres a concurrent insert still races, and the unique index decides below.
+                if execution.idempotency_key is not None:
+                    existing = await self._by_idempotency_key(execution.idempotency_key)
+                    if existing is not None:
+                        return existing, False
                 await self._insert_execution(execution, first_event, fingerprint)
-        except asyncpg.UniqueViolationError:
-            # A concurrent start with the same key committed first: return its execution.
+        except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
             if execution.idempotency_key is None:
                 raise
             existing = await self._by_idempotency_key(execution.idempotency_key)
