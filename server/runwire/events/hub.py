@@ -32,9 +32,9 @@ _PENDING_WORK = 1_000
 """Status changes waiting for their rows beyond this many batches become one refresh."""
 _REFRESH_LIMIT = 5_000
 """At most this many executions are restated by one refresh, newest first."""
+# A refresh also restates executions that ended this long before the possible loss: events
+# carry their writer's clock and are committed (and announced) a little after they happen.
 _REFRESH_MARGIN = timedelta(seconds=10)
-"""A refresh also restates executions that ended this long before the possible loss: events
-carry their writer's clock and are committed (and announced) a little after they happen."""
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 5.0
 
@@ -141,9 +141,11 @@ class _Watcher:
             # restate from the database instead. Memory stays bounded; nothing is lost.
             since = min(item.at for item in (*self.updates, update))
             self.updates.clear()
-            first = self.refresh_since is None
-            self.refresh_since = since if first else min(since, self.refresh_since or since)
-            return first
+            if self.refresh_since is not None:
+                self.refresh_since = min(self.refresh_since, since)
+                return False  # a refresh is pending already; it now starts earlier
+            self.refresh_since = since
+            return True
         self.updates.append(update)
         self.ready.set()
         return False
