@@ -69,3 +69,33 @@ async def test_stop_through_another_process_reaches_the_runner(
     assert result["__typename"] == "StopExecutionSuccess"
     final = await wait_for_status(runner, execution_id, {"CANCELLED"}, timeout=15)
     assert "remote" in final["error"]
+
+
+async def test_pause_resume_and_retry_through_another_process(
+    pair: tuple[Server, Server], tmp_path: Path
+) -> None:
+    runner, api_only = pair
+    marker = tmp_path / "ready"
+    text = definition(
+        "{key: first, kind: sleep, with: {seconds: 2}}",
+        f'{{key: check, kind: shell, with: {{argv: ["test", "-f", "{marker}"]}}}}',
+    )
+    execution_id = await start(api_only, definition=text)
+    await wait_for_status(api_only, execution_id, {"RUNNING"})
+
+    pause = "mutation($id: ID!) { pauseExecution(id: $id) { __typename } }"
+    assert (await execute(api_only, pause, {"id": execution_id}))["pauseExecution"] == {
+        "__typename": "PauseExecutionSuccess"
+    }
+    await wait_for_status(runner, execution_id, {"PAUSED"}, timeout=15)
+
+    resume = "mutation($id: ID!) { resumeExecution(id: $id) { __typename } }"
+    await execute(api_only, resume, {"id": execution_id})
+    await wait_for_status(runner, execution_id, {"FAILED"}, timeout=15)
+
+    marker.touch()
+    retry = 'mutation($id: ID!) { retryStep(executionId: $id, stepKey: "check") { __typename } }'
+    assert (await execute(api_only, retry, {"id": execution_id}))["retryStep"] == {
+        "__typename": "RetryStepSuccess"
+    }
+    await wait_for_status(runner, execution_id, {"SUCCEEDED"}, timeout=15)
