@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -62,14 +63,25 @@ def create_app(settings: Settings) -> Litestar:
                     Runner.running(repository, log, STEP_KINDS, settings)
                 )
 
+            announcing: set[asyncio.Task[None]] = set()
+
             def wake_runner() -> None:
                 if runner is not None:
                     runner.wake()
+                # Runners in other processes hear of queued work on the bus, not at their poll.
+                task = asyncio.get_running_loop().create_task(log.announce_queued())
+                announcing.add(task)
+                task.add_done_callback(announcing.discard)
 
-            async def apply_controls(execution_id: str) -> None:
-                # This process's runner applies every pending request, this one included.
+            async def apply_controls(execution_id: str, last_seq: int) -> None:
+                # This process's runner applies every pending request, this one included; a
+                # runner in another process hears of it on the bus.
                 if runner is not None:
                     await runner.apply_controls()
+                await log.announce_control(execution_id, last_seq)
+
+            if runner is not None:
+                hub.on_control = runner.wake
 
             executions = ExecutionService(repository, STEP_KINDS, wake_runner)
             control = ExecutionControl(

@@ -25,7 +25,10 @@ def pair(
     directory = tmp_path_factory.mktemp(f"pair-{backend}")
     with (
         database(backend) as url,
-        running_server(backend, directory / "a", database_url=url) as runner,
+        # A runner that polls rarely: starts and control requests must reach it on the bus.
+        running_server(
+            backend, directory / "a", {"RUNWIRE_POLL_SECONDS": "20"}, database_url=url
+        ) as runner,
         running_server(
             backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url
         ) as api_only,

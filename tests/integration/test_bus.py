@@ -68,6 +68,23 @@ async def test_round_trip(url: str, channel: str) -> None:
         assert await take(items, 2) == [Notice("e1", 1, 3), Notice("e2", 7, 7)]
 
 
+async def test_flags_survive_the_wire(url: str, channel: str) -> None:
+    sent = [
+        Notice("e1", 1, 3, status_changed=True),
+        Notice("e2", 4, 4, control=True),
+        Notice("e3", 5, 6, status_changed=True, control=True),
+        Notice("e4", 2, 2),
+    ]
+    async with (
+        asyncio.timeout(10),
+        Bus.connect(url, channel) as rx,
+        Bus.connect(url, channel) as tx,
+        aclosing(rx.receive()) as items,
+    ):
+        await tx.publish(sent)
+        assert await take(items, 4) == sent
+
+
 async def test_ready_means_subscribed(url: str, channel: str) -> None:
     async with asyncio.timeout(10), Bus.connect(url, channel) as tx:
         for attempt in range(20):

@@ -74,7 +74,7 @@ class ExecutionControl:
         kinds: Any,
         publish: Callable[[Sequence[Event]], Awaitable[None]],
         on_queued: Callable[[], None],
-        on_control: Callable[[str], Awaitable[None]],
+        on_control: Callable[[str, int], Awaitable[None]],
     ) -> None:
         self._store = store
         self._kinds: dict[str, ParamsParser] = dict(kinds)
@@ -258,7 +258,7 @@ class ExecutionControl:
                 await self._store.request_control(
                     execution_id, action, reason, actor, None, step_key
                 )
-                await self._on_control(execution_id)
+                await self._on_control(execution_id, execution.last_seq)
                 return await self._await(execution_id, settled)
             if loop.time() > deadline:
                 raise InvalidTransition(

@@ -51,6 +51,9 @@ class Notice:
     first_seq: int
     last_seq: int
     status_changed: bool = False
+    # A control request (stop, pause, …) for the execution was stored: its runner, wherever it
+    # is, should apply it now rather than at its next poll. Such a notice carries no new events.
+    control: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.first_seq <= self.last_seq:
@@ -80,6 +83,7 @@ class _WireNotice(msgspec.Struct, array_like=True):
     # decoder ignores elements after the ones it knows. (Processes from before the flag reject
     # flagged messages: upgrade every process of a deployment together.)
     status_changed: bool = False
+    control: bool = False
 
 
 _encode = msgspec.json.Encoder().encode
@@ -90,7 +94,9 @@ def encode_notices(notices: Sequence[Notice]) -> list[str]:
     """Wire messages under the limit: JSON lists of [execution_id, first_seq, last_seq(, true)]."""
     parts = [
         _encode(
-            (n.execution_id, n.first_seq, n.last_seq, True)
+            (n.execution_id, n.first_seq, n.last_seq, n.status_changed, True)
+            if n.control
+            else (n.execution_id, n.first_seq, n.last_seq, True)
             if n.status_changed
             else (n.execution_id, n.first_seq, n.last_seq)
         )
@@ -116,7 +122,9 @@ def decode_notices(message: str) -> list[Notice]:
     """The notices in one wire message; ValueError if it is malformed."""
     try:
         return [
-            Notice(wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed)
+            Notice(
+                wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed, wire.control
+            )
             for wire in _decode(message)
         ]
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -218,6 +218,9 @@ class Hub:
     def __init__(self, repository: Repository, buffer_batches: int) -> None:
         self._repository = repository
         self._buffer_batches = buffer_batches
+        # Called when another process stored a control request: this process's runner (if it
+        # owns that execution) applies pending requests now. Set by app.py once a runner exists.
+        self.on_control: Callable[[], None] | None = None
         self._topics: dict[str, _Topic] = {}
         self._watchers: set[_Watcher] = set()
         # Status changes this process delivered or queued, so their bus notices coming back
@@ -367,6 +370,9 @@ class Hub:
                     self._in_sync_at = utc_now()
                     continue
                 self._in_sync_at = utc_now()
+                if self.on_control is not None and any(n.control for n in message):
+                    self.on_control()
+                message = [notice for notice in message if not notice.control]
                 self._note_remote_changes(message)
                 for notice in message:
                     await self._on_notice(notice)

@@ -14,6 +14,9 @@ from runwire.events.bus import Bus, Notice
 logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 5000
+# The execution id of a control notice that announces queued work rather than one execution's
+# request: receivers only wake their runner, which then claims and applies whatever is pending.
+QUEUED_WORK = "*"
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 2.0
 
@@ -77,6 +80,18 @@ class EventLog:
             await self._bus.publish(_notices(events))
         except Exception:
             logger.exception("event log: publishing notices failed")
+
+    async def announce_control(self, execution_id: str, last_seq: int) -> None:
+        """Tell the execution's runner, in whatever process, to apply its control requests now."""
+        try:
+            await self._bus.publish([Notice(execution_id, last_seq, last_seq, control=True)])
+        except Exception:
+            # The request is stored; the runner's poll still finds it.
+            logger.exception("event log: publishing a control notice failed")
+
+    async def announce_queued(self) -> None:
+        """Tell runners in every process that an execution was queued (or requeued)."""
+        await self.announce_control(QUEUED_WORK, 1)
 
     async def persisted(self) -> None:
         """Wait until everything appended so far is written, or held after a rejected write."""
