@@ -9,11 +9,14 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from runwire.domain.clock import utc_now
 from runwire.domain.models import OutputStream
+from runwire.runner import spans
 from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.params import Fields, is_template
 
@@ -87,7 +90,11 @@ class HttpStep:
                 asyncio.timeout(params.timeout),
                 httpx.AsyncClient(timeout=None) as client,
                 client.stream(
-                    params.method, params.url, headers=headers, content=params.content
+                    params.method,
+                    params.url,
+                    headers=headers,
+                    content=params.content,
+                    extensions={"trace": _PhaseSpans(context)},
                 ) as response,
             ):
                 body, text = await _read_body(response)
@@ -154,3 +161,53 @@ def _decode(response: httpx.Response, data: bytes | bytearray, final: bool) -> s
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # Not final when cut: a character split by the cap is dropped instead of mangled.
     return decoder.decode(data, final)
+
+
+# ---- HTTP phases as spans ----------------------------------------------------------------
+
+_PHASES = {
+    "connect_tcp": "connect",
+    "connect_unix_socket": "connect",
+    "start_tls": "tls",
+    # Headers and body go out back to back; one "send request" span covers both.
+    "send_request_headers": "send request",
+    "send_request_body": "send request",
+    "receive_response_headers": "wait for response",
+    "receive_response_body": "read body",
+}
+
+
+class _PhaseSpans:
+    """httpcore's `trace` extension: each phase's `.started` and `.complete`/`.failed` calls
+    become one span of this step attempt."""
+
+    def __init__(self, context: StepContext) -> None:
+        self._context = context
+        self._open: dict[str, tuple[datetime, dict[str, Any]]] = {}
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        # Cheap and never raising: httpcore awaits this inline, and an error would fail the request.
+        _, _, operation_and_stage = event.partition(".")  # "http11.send_request_headers.started"
+        operation, _, stage = operation_and_stage.rpartition(".")
+        phase = _PHASES.get(operation)
+        if phase is None:
+            return
+        now = utc_now()
+        if stage == "started":
+            attributes: dict[str, Any] = {}
+            if phase == "connect" and "host" in info:
+                attributes = {"host": info["host"], "port": info.get("port")}
+            self._open.setdefault(phase, (now, attributes))
+            return
+        if operation == "send_request_headers" and stage == "complete":
+            return  # the body follows within the same span
+        started_at, attributes = self._open.pop(phase, (now, {}))
+        if stage == "complete":
+            status = spans.SUCCEEDED
+            returned = info.get("return_value")
+            if operation == "receive_response_headers" and isinstance(returned, tuple):
+                attributes["status"] = returned[1]  # (http_version, status, reason, headers)
+        else:
+            cancelled = isinstance(info.get("exception"), asyncio.CancelledError)
+            status = spans.CANCELLED if cancelled else spans.FAILED
+        self._context.span(phase, "http", started_at, now, status, attributes)
