@@ -190,8 +190,9 @@ async def test_automatic_retries_back_off(server: Server, tmp_path: Path) -> Non
         (_time(later["startedAt"]) - _time(earlier["finishedAt"])).total_seconds()
         for earlier, later in itertools.pairwise(steps)
     ]
-    assert gaps[0] >= 0.2
-    assert gaps[1] >= 0.4  # delay * backoff
+    # asyncio timers may fire up to a clock tick early; the delays are 0.2 s and 0.4 s.
+    assert gaps[0] >= 0.19
+    assert gaps[1] >= 0.39  # delay * backoff
     retry_in = [
         e["retryInSeconds"]
         for e in await follow(server, execution_id)
