@@ -28,6 +28,7 @@ subscription Updates($filter: ExecutionFilter) {
 """
 
 COUNTS = "{ activeExecutionCounts { scenario queued running paused } }"
+PAUSE = "mutation($id: ID!) { pauseExecution(id: $id) { __typename } }"
 
 # Long enough that RUNNING and the end are separate changes, short enough for a quick test.
 NAP = definition("{key: nap, kind: sleep, with: {seconds: 0.3}}", name="nap")
@@ -175,6 +176,15 @@ async def test_active_counts_per_scenario(server: Server) -> None:
         ]
         queue = (await execute(server, "{ queue { queued running slots } }"))["queue"]
         assert queue == {"queued": 2, "running": 2, "slots": 2}
+
+        # A control transition (pausing a queued execution) is counted, and announced live.
+        async with watching(server) as everything:
+            paused = await execute(server, PAUSE, {"id": waiting[1]})
+            assert paused["pauseExecution"]["__typename"] == "PauseExecutionSuccess", paused
+            update = await everything.until(reached(waiting[1], "PAUSED"))
+        assert update["execution"]["status"] == "PAUSED"
+        counts = (await execute(server, COUNTS))["activeExecutionCounts"]
+        assert counts[1] == {"scenario": None, "queued": 0, "running": 0, "paused": 1}
     finally:
         for execution_id in [*waiting, *held]:
             await execute(server, STOP, {"id": execution_id})
