@@ -7,7 +7,9 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.graphql.types import ExecutionStatus
+from runwire.domain import models
+from runwire.domain.errors import FieldError, InvalidInputs
+from runwire.graphql.types import ExecutionMode, ExecutionStatus
 
 
 @strawberry.input(description="Give exactly one of scenario (a saved name) or definition (text).")
@@ -23,6 +25,48 @@ class StartExecutionInput:
     grace_seconds: float | None = strawberry.field(
         default=None, description="Seconds between SIGINT and SIGKILL when stopped."
     )
+    mode: ExecutionMode = strawberry.field(  # type: ignore[valid-type]
+        default=models.ExecutionMode.FULL,
+        description="FULL runs the definition; STEP and STEP_IN_CONTEXT run only stepKey.",
+    )
+    step_key: str | None = strawberry.field(
+        default=None, description="The step that modes STEP and STEP_IN_CONTEXT run."
+    )
+    upstream: JSON | None = strawberry.field(
+        default=None,
+        description=(
+            "STEP_IN_CONTEXT: the outputs of the steps stepKey needs, by step key; templates"
+            " read them as steps.<key>.output."
+        ),
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Starting again with the same key returns the first execution instead of a new one,"
+            " also under concurrent calls; the same key with a different request is an error."
+        ),
+    )
+
+
+@strawberry.input(description="One execution of a batch.")
+class BatchRunInput:
+    inputs: JSON | None = None
+    labels: list[str] | None = None
+
+
+@strawberry.input(description="Give exactly one of scenario (a saved name) or definition (text).")
+class StartBatchInput:
+    scenario: str | None = None
+    definition: str | None = None
+    runs: list[BatchRunInput]
+    concurrency: int = strawberry.field(
+        default=10, description="At most this many of the batch's executions run at once."
+    )
+    name: str | None = None
+    labels: list[str] | None = strawberry.field(
+        default=None, description="Labels for every run, besides each run's own."
+    )
+    priority: int = 0
 
 
 @strawberry.input(description="Every given field must match.")
@@ -47,3 +91,10 @@ class ExecutionFilter:
     max_duration_ms: int | None = strawberry.field(
         default=None, description="Inclusive; executions still running have no duration."
     )
+
+
+def json_object(value: object, path: str) -> dict[str, object] | None:
+    """A JSON scalar argument that must be an object (inputs, upstream), or None."""
+    if value is None or isinstance(value, dict):
+        return value
+    raise InvalidInputs([FieldError(path, "expected a JSON object")])

@@ -11,6 +11,7 @@ import strawberry
 
 from runwire.domain import queries
 from runwire.domain.errors import FieldError, Invalid
+from runwire.graphql.batches import Batch
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.metrics import ExecutionMetrics, execution_metrics
@@ -81,6 +82,10 @@ class Query:
     async def active_execution_counts(self, info: Info) -> list[ScenarioActiveCount]:
         counts = await services(info).repository.active_counts()
         return [ScenarioActiveCount.of(item) for item in counts]
+
+    @strawberry.field
+    async def batch(self, info: Info, id: strawberry.ID) -> Batch | None:
+        return await Batch.load(info, str(id))
 
     @strawberry.field(description="The latest version of every scenario.")
     async def scenarios(self, info: Info) -> list[Scenario]:

@@ -19,6 +19,7 @@ from runwire.graphql.trace import Span, Trace
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
+ExecutionMode = strawberry.enum(models.ExecutionMode, name="ExecutionMode")
 
 
 @strawberry.enum
@@ -151,6 +152,12 @@ class StepStatusChanged(ExecutionEvent):
     exit_code: int | None
     error: str | None
     output: JSON | None
+    retry_in_seconds: float | None = strawberry.field(
+        description="Set on a failed attempt that will be retried automatically after this delay."
+    )
+    reason: str | None = strawberry.field(
+        description="Why an operator's action changed the step (retry requested, skipped)."
+    )
 
 
 @strawberry.type
@@ -187,6 +194,8 @@ def event_of(event: models.Event) -> ExecutionEvent:
             exit_code=data.get("exit_code"),
             error=data.get("error"),
             output=data.get("output"),
+            retry_in_seconds=data.get("retry_in"),
+            reason=data.get("reason"),
             **common,
         )
     return ExecutionStatusChanged(
@@ -229,11 +238,22 @@ class Execution:
     timeout_seconds: float | None
     grace_seconds: float | None
     definition: JSON
+    mode: ExecutionMode  # type: ignore[valid-type]
+    step_key: str | None = strawberry.field(
+        description="The one step that modes STEP and STEP_IN_CONTEXT run."
+    )
+    upstream: JSON | None
+    batch_id: strawberry.ID | None
+    triggered_by: str
+    idempotency_key: str | None
+    concurrency_key: str | None = strawberry.field(
+        description="Executions with the same key share the definition's concurrency limit."
+    )
 
     @strawberry.field(description="Every attempt of every step, then steps not yet run.")
     async def steps(self, info: Info) -> list[StepRun]:
         runs = await services(info).repository.steps(str(self.id))
-        return steps_of(self.definition, runs)
+        return steps_of(self.definition, runs, self.step_key)
 
     @strawberry.field(description="Stored events with seq > afterSeq, oldest first.")
     async def events(
@@ -292,11 +312,23 @@ class Execution:
             timeout_seconds=execution.timeout_seconds,
             grace_seconds=execution.grace_seconds,
             definition=JSON(dict(execution.definition)),
+            mode=execution.mode,
+            step_key=execution.step_key,
+            upstream=None if execution.upstream is None else JSON(dict(execution.upstream)),
+            batch_id=None if execution.batch_id is None else strawberry.ID(execution.batch_id),
+            triggered_by=execution.triggered_by,
+            idempotency_key=execution.idempotency_key,
+            concurrency_key=execution.concurrency_key,
         )
 
 
-def steps_of(definition: Any, runs: Iterable[models.StepRun]) -> list[StepRun]:
-    """Step attempts that ran, plus a PENDING entry for each defined step that has not."""
+def steps_of(
+    definition: Any, runs: Iterable[models.StepRun], only: str | None = None
+) -> list[StepRun]:
+    """Step attempts that ran, plus a PENDING entry for each defined step that has not.
+
+    `only` is the step of a test-panel execution: the others never run, so they are not listed.
+    """
     result = [
         StepRun(
             key=run.key,
@@ -316,6 +348,8 @@ def steps_of(definition: Any, runs: Iterable[models.StepRun]) -> list[StepRun]:
     ]
     seen = {run.key for run in result}
     for position, step in enumerate(definition.get("steps") or []):
+        if only is not None and step.get("key") != only:
+            continue
         if step.get("key") not in seen:
             result.append(
                 StepRun(
