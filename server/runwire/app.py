@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             if runner is not None:
                 hub.on_control = runner.wake
 
-            executions = ExecutionService(repository, STEP_KINDS, wake_runner)
+            executions = ExecutionService(repository, STEP_KINDS, wake_runner, log.announce)
             control = ExecutionControl(
                 repository, STEP_KINDS, log.announce, wake_runner, apply_controls
             )

@@ -100,11 +100,6 @@ async def watching(server: Server, filter: dict[str, Any] | None = None) -> Asyn
             await watch.task
 
 
-def without_queued(statuses: list[str]) -> list[str]:
-    # Whether QUEUED is announced depends on the start path (see the xfail test below).
-    return [status for status in statuses if status != "QUEUED"]
-
-
 async def test_a_filtered_subscriber_sees_only_matching_executions(server: Server) -> None:
     label = f"watched-{secrets.token_hex(3)}"
     async with watching(server) as everything, watching(server, {"label": label}) as mine:
@@ -115,8 +110,8 @@ async def test_a_filtered_subscriber_sees_only_matching_executions(server: Serve
         end = await mine.until(reached(watched, "SUCCEEDED"))
 
     assert mine.ids() == {watched}
-    assert without_queued(mine.statuses(watched)) == ["RUNNING", "SUCCEEDED"]
-    assert without_queued(everything.statuses(other)) == ["RUNNING", "SUCCEEDED"]
+    assert mine.statuses(watched) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert everything.statuses(other) == ["QUEUED", "RUNNING", "SUCCEEDED"]
     assert end["kind"] == "CHANGED"
     assert end["execution"]["status"] == "SUCCEEDED"
     assert end["execution"]["name"] == "nap"
@@ -136,10 +131,6 @@ async def test_a_status_filter_also_reports_leaving_it(server: Server) -> None:
     assert running.statuses(second) == ["RUNNING", "SUCCEEDED"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ExecutionService.start writes the QUEUED event without announcing it (see report)",
-)
 async def test_a_started_execution_is_announced_as_queued(server: Server) -> None:
     async with watching(server) as everything:
         execution_id = await start(server, definition=NAP)
@@ -221,5 +212,5 @@ async def test_updates_from_a_runner_in_another_process(pair: tuple[Server, Serv
         for watch in (remote, local):
             await watch.until(reached(later, "SUCCEEDED"))
     for watch in (remote, local):
-        assert without_queued(watch.statuses(execution_id)) == ["RUNNING", "SUCCEEDED"]
-        assert without_queued(watch.statuses(later)) == ["RUNNING", "SUCCEEDED"]
+        assert watch.statuses(execution_id) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+        assert watch.statuses(later) == ["QUEUED", "RUNNING", "SUCCEEDED"]

@@ -62,7 +62,7 @@ async def _stack(url: str, **settings: Any) -> AsyncIterator[Stack]:
             EventLog.running(repository, bus, hub.deliver, 0.002) as log,
             Runner.running(repository, log, kinds, config) as runner,
         ):
-            service = ExecutionService(repository, kinds, runner.wake)
+            service = ExecutionService(repository, kinds, runner.wake, log.announce)
             yield Stack(repository, service, runner)
 
 

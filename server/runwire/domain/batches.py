@@ -103,6 +103,7 @@ class BatchService:
         await self._store.record_activity(
             "start_batch", actor, None, {"batch": batch.id, "total": batch.total}
         )
+        await self._executions.announce([queued for _, queued in prepared])
         self._on_queued()
         return batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,10 +86,12 @@ class ExecutionService:
         store: ExecutionStore,
         kinds: Mapping[str, ParamsParser],
         on_queued: Callable[[], None],
+        announce: Callable[[Sequence[Event]], Awaitable[None]],
     ) -> None:
         self._store = store
         self._kinds = kinds
         self._on_queued = on_queued
+        self.announce = announce
 
     async def save_scenario(
         self, source: str | Mapping[str, Any], actor: str, *, must_exist: bool | None = None
@@ -137,6 +139,8 @@ class ExecutionService:
             execution.id,
             {"scenario": execution.scenario_name, "mode": execution.mode.value},
         )
+        # Subscribers (followers, the live list) in every process learn of it as of seq 1.
+        await self.announce([prepared.queued])
         self._on_queued()
         return execution
 
