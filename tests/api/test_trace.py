@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from tests.support.graphql import definition, execute, start, wait_for_status
+from tests.support.http_service import LocalHttpService
 from tests.support.server import Server
 
 TRACE = """
@@ -35,46 +36,16 @@ query($id: ID!) {
 """
 
 
-class PingService:
+class PingService(LocalHttpService):
     """A test double of a service the http step calls: answers every request with 200 "pong"."""
 
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.handlers: set[asyncio.Task[Any]] = set()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n"
-                b"connection: close\r\n\r\npong"
-            )
-            await writer.drain()
-        finally:
-            writer.close()
-            await writer.wait_closed()
-            self.handlers.discard(task)
-
-    async def __aenter__(self) -> PingService:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
+    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n"
+            b"connection: close\r\n\r\npong"
+        )
+        await writer.drain()
 
 
 @pytest.fixture

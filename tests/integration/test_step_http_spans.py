@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from tests.support.http_service import LocalHttpService
 from tests.support.steps import RecordingContext
 
 from runwire.runner.steps import STEP_KINDS, StepResult
@@ -18,53 +19,23 @@ DELAY = 0.15
 """How long the server waits before the response head, and again in the middle of the body."""
 
 
-class SlowService:
+class SlowService(LocalHttpService):
     """A test double of a slow HTTP service: a pause before the head and one inside the body."""
 
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.handlers: set[asyncio.Task[Any]] = set()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def __aenter__(self) -> SlowService:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            if head.startswith(b"GET /hang "):
-                await reader.read()  # until the client gives up and disconnects
-                return
-            await asyncio.sleep(DELAY)
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n"
-                b"connection: close\r\n\r\nhello"
-            )
-            await writer.drain()
-            await asyncio.sleep(DELAY)
-            writer.write(b"world")
-            await writer.drain()
-        finally:
-            writer.close()
-            await writer.wait_closed()
-            self.handlers.discard(task)
+    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET /hang "):
+            await reader.read()  # until the client gives up and disconnects
+            return
+        await asyncio.sleep(DELAY)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n"
+            b"connection: close\r\n\r\nhello"
+        )
+        await writer.drain()
+        await asyncio.sleep(DELAY)
+        writer.write(b"world")
+        await writer.drain()
 
 
 @pytest.fixture
