@@ -9,7 +9,7 @@ the change shows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from runwire.domain.clock import utc_now
@@ -61,7 +61,7 @@ class ControlStore(Protocol):
     ) -> None: ...
 
     async def record_activity(
-        self, action: str, actor: str, execution_id: str | None, detail: Any
+        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
     ) -> None: ...
 
 
@@ -71,13 +71,13 @@ class ExecutionControl:
     def __init__(
         self,
         store: ControlStore,
-        kinds: Any,
+        kinds: Mapping[str, ParamsParser],
         publish: Callable[[Sequence[Event]], Awaitable[None]],
         on_queued: Callable[[], None],
         on_control: Callable[[str, int], Awaitable[None]],
     ) -> None:
         self._store = store
-        self._kinds: dict[str, ParamsParser] = dict(kinds)
+        self._kinds = kinds
         self._publish = publish
         self._on_queued = on_queued
         self._on_control = on_control
