@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.graphql import STOP, definition, execute, follow, start, wait_for_status
-from tests.support.server import Server, database, running_server
+from tests.support.server import Server, running_pair
 
 CHATTY = definition(
     '{key: chat, kind: shell, with: {argv: ["sh", "-c",'
@@ -23,17 +23,9 @@ def pair(
     """A runner process and an API-only process (no runner) sharing one database and bus."""
     backend = str(request.param)
     directory = tmp_path_factory.mktemp(f"pair-{backend}")
-    with (
-        database(backend) as url,
-        # A runner that polls rarely: starts and control requests must reach it on the bus.
-        running_server(
-            backend, directory / "a", {"RUNWIRE_POLL_SECONDS": "20"}, database_url=url
-        ) as runner,
-        running_server(
-            backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url
-        ) as api_only,
-    ):
-        yield runner, api_only
+    # A runner that polls rarely: starts and control requests must reach it on the bus.
+    with running_pair(backend, directory, {"RUNWIRE_POLL_SECONDS": "20"}) as pair:
+        yield pair
 
 
 async def test_followers_on_another_process_see_every_event(

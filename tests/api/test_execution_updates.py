@@ -13,7 +13,7 @@ import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from tests.support.graphql import STOP, definition, execute, start, wait_for_status, ws_transport
-from tests.support.server import Server, database, running_server
+from tests.support.server import Server, running_pair
 
 # Two slots: a third held execution stays QUEUED.
 SERVER_SETTINGS = {"RUNWIRE_RUNNER_SLOTS": "2", "RUNWIRE_GRACE_SECONDS": "0.2"}
@@ -191,14 +191,8 @@ def pair(
     """A runner process and an API-only process (no runner) sharing one database and bus."""
     backend = str(request.param)
     directory = tmp_path_factory.mktemp(f"pair-{backend}")
-    with (
-        database(backend) as url,
-        running_server(backend, directory / "a", database_url=url) as runner,
-        running_server(
-            backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url
-        ) as api_only,
-    ):
-        yield runner, api_only
+    with running_pair(backend, directory) as pair:
+        yield pair
 
 
 async def test_updates_from_a_runner_in_another_process(pair: tuple[Server, Server]) -> None:

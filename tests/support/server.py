@@ -102,6 +102,21 @@ def running_server(
                 process.wait()
 
 
+@contextlib.contextmanager
+def running_pair(
+    backend: str, directory: Path, runner_settings: dict[str, str] | None = None
+) -> Iterator[tuple[Server, Server]]:
+    """A runner process and an API-only process (no runner) sharing one database and bus."""
+    with (
+        database(backend) as url,
+        running_server(backend, directory / "a", runner_settings, database_url=url) as runner,
+        running_server(
+            backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url
+        ) as api_only,
+    ):
+        yield runner, api_only
+
+
 def _wait_healthy(server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

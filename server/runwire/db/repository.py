@@ -486,11 +486,14 @@ class Repository:
                 # both take one; a claim is one short transaction, so this costs little.
                 await tables.Execution.raw("SELECT pg_advisory_xact_lock({})", _CLAIM_LOCK)
             candidates = await tables.Execution.raw(
-                "SELECT id, concurrency_key, concurrency_limit, batch_id, batch_limit"
+                "SELECT id, concurrency_key, concurrency_limit, batch_id, batch_limit,"
+                f" ({_OWNED_WITH_KEY}) AS key_owned, ({_OWNED_IN_BATCH}) AS batch_owned"
                 " FROM runwire_execution e WHERE status = {} AND owner IS NULL"
                 f" AND (concurrency_key IS NULL OR ({_OWNED_WITH_KEY}) < concurrency_limit)"
                 f" AND (batch_id IS NULL OR ({_OWNED_IN_BATCH}) < batch_limit)"
                 " ORDER BY priority DESC, queued_at, id LIMIT {}",
+                *_OWNED_STATUSES,
+                *_OWNED_STATUSES,
                 ExecutionStatus.QUEUED.value,
                 *_OWNED_STATUSES,
                 *_OWNED_STATUSES,
@@ -498,7 +501,7 @@ class Repository:
                 # slots of this round.
                 limit * 3 + 8,
             )
-            chosen = await self._within_limits(candidates, limit)
+            chosen = _within_limits(candidates, limit)
             if not chosen:
                 return []
             rows = await tables.Execution.raw(
@@ -511,36 +514,6 @@ class Repository:
         executions = [_execution(row, ()) for row in rows]
         executions.sort(key=lambda e: (-e.priority, e.queued_at, e.id))
         return executions
-
-    async def _within_limits(self, candidates: list[dict[str, Any]], limit: int) -> list[str]:
-        """Candidate ids in queue order, keeping each key's and batch's owned count in bounds."""
-        taken: dict[tuple[str, str], int] = {}
-        chosen: list[str] = []
-        for row in candidates:
-            groups = []
-            if row["concurrency_key"] is not None:
-                groups.append((("key", row["concurrency_key"]), row["concurrency_limit"]))
-            if row["batch_id"] is not None:
-                groups.append((("batch", row["batch_id"]), row["batch_limit"]))
-            owned = {group: await self._owned_count(group) for group, _ in groups}
-            if any(owned[group] + taken.get(group, 0) >= bound for group, bound in groups):
-                continue
-            for group, _ in groups:
-                taken[group] = taken.get(group, 0) + 1
-            chosen.append(row["id"])
-            if len(chosen) == limit:
-                break
-        return chosen
-
-    async def _owned_count(self, group: tuple[str, str]) -> int:
-        column = "concurrency_key" if group[0] == "key" else "batch_id"
-        rows = await tables.Execution.raw(
-            f"SELECT COUNT(*) AS n FROM runwire_execution WHERE {column} = {{}}"
-            " AND owner IS NOT NULL AND status IN ({}, {}, {}, {})",
-            group[1],
-            *_OWNED_STATUSES,
-        )
-        return int(rows[0]["n"])
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> None:
         await tables.Execution.raw(
@@ -916,6 +889,32 @@ def _like_escaped(text: str) -> str:
 def _marks(values: Sequence[object]) -> str:
     """One `{}` placeholder per value, comma-separated, for an IN list."""
     return ", ".join("{}" for _ in values)
+
+
+def _within_limits(candidates: list[dict[str, Any]], limit: int) -> list[str]:
+    """Candidate ids in queue order, keeping each key's and batch's owned count in bounds.
+
+    Each row says how many of its key and batch runners own already; this adds the ones it
+    takes, since candidates of one claim may share a key.
+    """
+    taken: dict[tuple[str, str], int] = {}
+    chosen: list[str] = []
+    for row in candidates:
+        groups = []
+        if row["concurrency_key"] is not None:
+            groups.append(
+                (("key", row["concurrency_key"]), row["key_owned"], row["concurrency_limit"])
+            )
+        if row["batch_id"] is not None:
+            groups.append((("batch", row["batch_id"]), row["batch_owned"], row["batch_limit"]))
+        if any(owned + taken.get(group, 0) >= bound for group, owned, bound in groups):
+            continue
+        for group, _, _ in groups:
+            taken[group] = taken.get(group, 0) + 1
+        chosen.append(row["id"])
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
 def _numbered(sql: str) -> str:

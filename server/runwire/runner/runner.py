@@ -181,12 +181,12 @@ class Runner:
         ):
             if execution.id in self._runs:
                 continue
-            if execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED):
-                await self._repository.release(execution.id)
-            elif not execution.status.is_terminal:
-                self._fail_unstartable(execution, "its runner stopped (lease expired)")
+            if execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED) or (
+                execution.status.is_terminal
+            ):
+                await self._repository.release(execution.id)  # nothing was running
             else:
-                await self._repository.release(execution.id)
+                self._fail_unstartable(execution, "its runner stopped (lease expired)")
 
     async def _cancel_all(self) -> None:
         tasks = list(self._tasks.values())
