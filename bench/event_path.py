@@ -191,7 +191,8 @@ async def runwire_follow(hub: Hub, execution_id: str, last_seq: int, live: async
     """Follow from seq 0 to the end; the perf_counter() at which the terminal event arrived."""
     seqs = SeqChecker(RUNWIRE, last_seq)
     arrived = 0.0
-    async for batch in hub.follow(execution_id, 0):  # ends by itself after the terminal event
+    # Ends by itself after the terminal event.
+    async for batch in hub.follow(execution_id, 0, workspace=None):
         for event in batch:
             if seqs.see(event.seq):
                 arrived = time.perf_counter()

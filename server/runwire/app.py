@@ -5,25 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar
-from litestar.datastructures import State
+from litestar.connection import WebSocket
+from litestar.datastructures import Headers, State
+from litestar.enums import ScopeType
+from litestar.exceptions import NotAuthorizedException
+from litestar.types import Scope
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.litestar import make_graphql_controller
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from runwire.db.access import AccessRepository
 from runwire.db.engine import Database
 from runwire.db.repository import Repository
+from runwire.domain.access import Unauthenticated, system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
+from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.services import ExecutionService
+from runwire.domain.sessions import LiveSessions
+from runwire.domain.tokens import TokenService
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.graphql.context import Services
-from runwire.graphql.schema import build_schema
+from runwire.graphql.schema import DocumentLimits, build_schema
+from runwire.http.bearer import bearer_credential, connection_init_credential
 from runwire.http.graphiql import graphiql_html, graphiql_static_router
 from runwire.http.health import health
 from runwire.http.sse import execution_events
@@ -33,6 +46,10 @@ from runwire.scenarios.catalog import examples_directory, load_directory
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# What the first start on an empty database creates.
+DEFAULT_ORGANIZATION = "default"
+DEFAULT_WORKSPACE = "default"
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -50,6 +67,20 @@ def create_app(settings: Settings) -> Litestar:
                 )
             )
             repository = Repository(database)
+            access = AccessRepository(database)
+            issued = await access.bootstrap(DEFAULT_ORGANIZATION, DEFAULT_WORKSPACE)
+            if issued is not None:
+                _hand_over_admin_token(settings, issued.secret)
+            tokens = TokenService(access)
+            authenticator = Authenticator(
+                tokens,
+                access.workspace,
+                await access.secret("event-stream-tickets"),
+                _identity_provider(settings),
+            )
+            sessions = await stack.enter_async_context(
+                LiveSessions.running(authenticator.still_valid, settings.session_check_seconds)
+            )
             bus = await stack.enter_async_context(Bus.connect(settings.bus_url))
             hub = await stack.enter_async_context(
                 Hub.running(repository, bus, settings.subscriber_buffer)
@@ -87,7 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             control = ExecutionControl(
                 repository, STEP_KINDS, log.announce, wake_runner, apply_controls
             )
-            await _load_scenarios(settings, executions)
+            await _load_scenarios(settings, executions, access)
             app.state.services = Services(
                 repository=repository,
                 executions=executions,
@@ -95,24 +126,52 @@ def create_app(settings: Settings) -> Litestar:
                 batches=BatchService(repository, executions, control, wake_runner),
                 hub=hub,
                 runner_slots=settings.runner_slots if runner else 0,
+                access=access,
+                tokens=tokens,
+                authenticator=authenticator,
+                sessions=sessions,
             )
             try:
                 yield
             finally:
                 app.state.services = None
 
-    async def context_getter(state: State) -> dict[str, Any]:
-        return {"services": state.services, "actor": "anonymous"}
+    async def context_getter(state: State, scope: Scope) -> dict[str, Any]:
+        """HTTP requests authenticate here (bearer header); sockets in `on_ws_connect`."""
+        services: Services = state.services
+        actor = None
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "POST":
+            try:
+                actor = await services.authenticator.authenticate(
+                    bearer_credential(Headers.from_scope(scope))
+                )
+            except Unauthenticated as error:
+                raise NotAuthorizedException(
+                    error.message, headers={"WWW-Authenticate": 'Bearer realm="runwire"'}
+                ) from None
+        return {"services": services, "actor": actor}
 
     base = make_graphql_controller(
-        build_schema(),
+        build_schema(
+            DocumentLimits(
+                max_depth=settings.max_query_depth,
+                max_aliases=settings.max_aliases,
+                max_tokens=settings.max_tokens,
+                introspection=settings.introspection,
+            )
+        ),
         path="/graphql",
         graphql_ide="graphiql" if settings.graphiql else None,
+        # Only POST with a JSON body: no operation over GET (so no mutation from a link or an
+        # <img>), no multipart, no form posts.
         allow_queries_via_get=False,
+        multipart_uploads_enabled=False,
         context_getter=context_getter,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=10),
-        max_subscriptions_per_connection=100,
+        # graphql-transport-ws only: the legacy graphql-ws subprotocol is refused, so there is
+        # one socket protocol to hold to the rules below.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
 
     class GraphQLController(base):  # type: ignore[valid-type,misc]
@@ -120,18 +179,79 @@ def create_app(settings: Settings) -> Litestar:
         def graphql_ide_html(self) -> str:
             return graphiql_html()
 
+        async def on_ws_connect(self, context: dict[str, Any]) -> dict[str, object] | None:
+            """Authenticate the socket from connection_init; watch it until it closes."""
+            services: Services = context["services"]
+            socket: WebSocket[Any, Any, Any] = context["socket"]
+            try:
+                actor = await services.authenticator.authenticate(
+                    connection_init_credential(context.get("connection_params"))
+                )
+            except Unauthenticated as error:
+                raise ConnectionRejectionError({"message": error.message}) from None
+            context["actor"] = actor
+
+            async def end() -> None:
+                await socket.close(code=4403, reason="token revoked or expired")
+
+            services.sessions.register(actor, end, lambda: socket.connection_state == "disconnect")
+            return None
+
     return Litestar(
         route_handlers=[GraphQLController, graphiql_static_router(), health, execution_events],
         lifespan=[lifespan],
         state=State({"services": None}),
+        request_max_body_size=settings.max_body_bytes,
     )
 
 
-async def _load_scenarios(settings: Settings, executions: ExecutionService) -> None:
-    """Save shipped examples and the scenarios directory; unchanged files add no version."""
+def _hand_over_admin_token(settings: Settings, secret: str) -> None:
+    """Write the first admin token to a file only the user can read, and show it once."""
+    path = settings.admin_token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(secret + "\n")
+    # Straight to the terminal, never through logging: log files outlive this moment.
+    sys.stderr.write(
+        f"\nRunwire created workspace {DEFAULT_WORKSPACE!r} and its first admin API token"
+        f" (shown once):\n\n    {secret}\n\nIt is also in {path.resolve()} (readable only by"
+        " you). Send it as: Authorization: Bearer <token>\n\n"
+    )
+    sys.stderr.flush()
+
+
+def _identity_provider(settings: Settings) -> JwtSettings | None:
+    if settings.jwt_issuer is None and settings.jwt_key is None:
+        return None
+    if settings.jwt_issuer is None or settings.jwt_key is None:
+        raise ValueError("RUNWIRE_JWT_ISSUER and RUNWIRE_JWT_KEY must be set together")
+    return JwtSettings(
+        issuer=settings.jwt_issuer,
+        key=settings.jwt_key,
+        algorithms=settings.jwt_algorithms,
+        audience=settings.jwt_audience,
+        workspace_claim=settings.jwt_workspace_claim,
+        role_claim=settings.jwt_role_claim,
+    )
+
+
+async def _load_scenarios(
+    settings: Settings, executions: ExecutionService, access: AccessRepository
+) -> None:
+    """Save shipped examples and the scenarios directory into the default workspace.
+
+    Unchanged files add no version.
+    """
     directories = [examples_directory()] if settings.load_examples else []
     if settings.scenarios_dir is not None:
         directories.append(settings.scenarios_dir)
+    workspace = await access.workspace(DEFAULT_WORKSPACE)
+    if workspace is None:
+        if directories:
+            logger.warning("no workspace %r: shipped scenarios not loaded", DEFAULT_WORKSPACE)
+        return
     for directory in directories:
         for definition in load_directory(directory, STEP_KINDS):
-            await executions.save_scenario(definition.source, "system")
+            await executions.save_scenario(definition.source, system_actor(workspace.id))

@@ -1,14 +1,26 @@
-"""`runwire serve | migrate | export-schema`."""
+"""`runwire serve | migrate | export-schema | workspace | token`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from runwire.settings import Settings
+
+if TYPE_CHECKING:
+    from runwire.db.access import AccessRepository
+    from runwire.domain.access import Actor
+    from runwire.domain.tokens import TokenService
+
+T = TypeVar("T")
+ROLES = ["viewer", "operator", "editor", "admin"]
 
 
 @click.group()
@@ -59,6 +71,143 @@ def export_schema() -> None:
     from runwire.graphql.schema import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
+
+
+@main.group()
+def workspace() -> None:
+    """Create and list workspaces (on the configured database)."""
+
+
+@workspace.command("create")
+@click.argument("name")
+@click.option("--organization", default="default", show_default=True)
+def workspace_create(name: str, organization: str) -> None:
+    """Create a workspace (and its organization if new)."""
+
+    async def run(access: AccessRepository) -> str:
+        created = await access.create_workspace(organization, name)
+        return f"{created.name}\t{created.id}"
+
+    click.echo(_with_access(run))
+
+
+@workspace.command("list")
+def workspace_list() -> None:
+    """Every workspace: name and id."""
+
+    async def run(access: AccessRepository) -> str:
+        return "\n".join(f"{w.name}\t{w.id}" for w in await access.workspaces())
+
+    click.echo(_with_access(run))
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens (on the configured database)."""
+
+
+@token.command("create")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+@click.option("--name", required=True, help="What the token is for, e.g. ci-bot.")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--expires-in-days", type=float, default=None, help="Default: never.")
+def token_create(workspace_name: str, name: str, role: str, expires_in_days: float | None) -> None:
+    """Create a token; its secret is printed once, alone on stdout (for `$(...)`)."""
+    from runwire.domain.access import Role
+    from runwire.domain.clock import utc_now
+
+    async def run(access: AccessRepository) -> str:
+        expires_at = None
+        if expires_in_days is not None:
+            expires_at = utc_now() + timedelta(days=expires_in_days)
+        issued = await _tokens(access).create(
+            await _admin(access, workspace_name), name, Role(role), expires_at
+        )
+        click.echo(f"token {issued.token.id} ({role}) in workspace {workspace_name}", err=True)
+        return issued.secret
+
+    click.echo(_with_access(run))
+
+
+@token.command("list")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+def token_list(workspace_name: str) -> None:
+    """The workspace's tokens: id, name, role, expiry, last use, revocation."""
+
+    async def run(access: AccessRepository) -> str:
+        found = await _tokens(access).list_tokens(await _admin(access, workspace_name))
+        rows = ["id\tname\trole\texpires_at\tlast_used_at\trevoked_at"]
+        rows.extend(
+            "\t".join(
+                str(value or "-")
+                for value in (
+                    t.id,
+                    t.name,
+                    t.role.value,
+                    t.expires_at,
+                    t.last_used_at,
+                    t.revoked_at,
+                )
+            )
+            for t in found
+        )
+        return "\n".join(rows)
+
+    click.echo(_with_access(run))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+def token_revoke(token_id: str, workspace_name: str) -> None:
+    """Revoke a token; its live subscriptions close within seconds."""
+
+    async def run(access: AccessRepository) -> str:
+        revoked = await _tokens(access).revoke(await _admin(access, workspace_name), token_id)
+        return f"revoked {revoked.id} ({revoked.name})"
+
+    click.echo(_with_access(run))
+
+
+def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
+    """Run `run` against the configured database; expected errors end with a message, code 1."""
+    from runwire.domain.errors import RunwireError
+
+    async def main() -> T:
+        async with _access() as access:
+            return await run(access)
+
+    try:
+        return asyncio.run(main())
+    except RunwireError as error:
+        raise click.ClickException(error.message) from None
+
+
+@contextlib.asynccontextmanager
+async def _access() -> AsyncIterator[AccessRepository]:
+    from runwire.db.access import AccessRepository
+    from runwire.db.engine import Database
+
+    url = Settings.from_env().effective_database_url
+    async with Database.open(url, migrate=url.startswith("sqlite")) as database:
+        yield AccessRepository(database)
+
+
+async def _admin(access: AccessRepository, workspace_name: str) -> Actor:
+    """Whoever runs the CLI on the server's database is its administrator."""
+    from runwire.domain.access import Actor, Role
+    from runwire.domain.errors import NotFound
+
+    found = await access.workspace(workspace_name)
+    if found is None:
+        raise NotFound(f"workspace {workspace_name} not found (see `runwire workspace list`)")
+    return Actor(workspace_id=found.id, label="cli", role=Role.ADMIN)
+
+
+def _tokens(access: AccessRepository) -> TokenService:
+    from runwire.domain.tokens import TokenService
+
+    return TokenService(access)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,23 @@ class Settings:
     subscriber_buffer: int = 256
     output_coalesce_ms: float = 5.0
     graphiql: bool = True
+    # The GraphQL edge: what one document, request and connection may ask of the server.
+    introspection: bool = True
+    max_query_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 5000
+    max_body_bytes: int = 1_000_000
+    max_subscriptions_per_connection: int = 100
+    connection_init_timeout_seconds: float = 10.0
+    # How often live connections' credentials are checked for revocation and expiry.
+    session_check_seconds: float = 1.0
+    # An external identity provider whose JWTs are accepted (RS/PS/ES algorithms only).
+    jwt_issuer: str | None = None
+    jwt_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    jwt_audience: str | None = None
+    jwt_workspace_claim: str = "runwire_workspace"
+    jwt_role_claim: str = "runwire_role"
 
     @property
     def effective_database_url(self) -> str:
@@ -35,6 +52,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'runwire.sqlite').resolve()}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where the first start writes the bootstrap admin token (readable by the user only)."""
+        return self.data_dir / "admin-token"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,8 +102,39 @@ class Settings:
             subscriber_buffer=int(number("SUBSCRIBER_BUFFER", defaults.subscriber_buffer)),
             output_coalesce_ms=number("OUTPUT_COALESCE_MS", defaults.output_coalesce_ms),
             graphiql=flag("GRAPHIQL", defaults.graphiql),
+            introspection=flag("INTROSPECTION", defaults.introspection),
+            max_query_depth=int(number("MAX_QUERY_DEPTH", defaults.max_query_depth)),
+            max_aliases=int(number("MAX_ALIASES", defaults.max_aliases)),
+            max_tokens=int(number("MAX_TOKENS", defaults.max_tokens)),
+            max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes)),
+            max_subscriptions_per_connection=int(
+                number(
+                    "MAX_SUBSCRIPTIONS_PER_CONNECTION", defaults.max_subscriptions_per_connection
+                )
+            ),
+            connection_init_timeout_seconds=number(
+                "CONNECTION_INIT_TIMEOUT_SECONDS", defaults.connection_init_timeout_seconds
+            ),
+            session_check_seconds=number("SESSION_CHECK_SECONDS", defaults.session_check_seconds),
+            jwt_issuer=env.get("RUNWIRE_JWT_ISSUER") or None,
+            jwt_key=_file_or_value(env.get("RUNWIRE_JWT_KEY") or None),
+            jwt_algorithms=tuple(
+                a.strip()
+                for a in text("JWT_ALGORITHMS", ",".join(defaults.jwt_algorithms)).split(",")
+                if a.strip()
+            ),
+            jwt_audience=env.get("RUNWIRE_JWT_AUDIENCE") or None,
+            jwt_workspace_claim=text("JWT_WORKSPACE_CLAIM", defaults.jwt_workspace_claim),
+            jwt_role_claim=text("JWT_ROLE_CLAIM", defaults.jwt_role_claim),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (CLI flags win over the environment)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _file_or_value(raw: str | None) -> str | None:
+    """`@/path/key.pem` reads the file (keys are multi-line); anything else is the value."""
+    if raw is None or not raw.startswith("@"):
+        return raw
+    return Path(raw[1:]).read_text()

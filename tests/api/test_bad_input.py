@@ -94,7 +94,7 @@ async def test_graphql_level_faults_carry_no_stack_trace(server: Server) -> None
             {"query": 'mutation { startExecution(input: {priority: "high"}) { __typename } }'},
             {"query": "{"},
         ):
-            response = await client.post(f"{server.url}/graphql", json=body)
+            response = await client.post(f"{server.url}/graphql", json=body, headers=server.headers)
             assert response.status_code in {200, 400}
             assert response.json()["errors"]
             assert "Traceback" not in response.text

@@ -33,7 +33,7 @@ async def test_websocket_subscriber_that_vanishes_leaves_nothing(server: Server)
     sockets = []
     for _ in range(3):
         socket = await websockets.connect(server.graphql_ws, subprotocols=["graphql-transport-ws"])
-        await socket.send(json.dumps({"type": "connection_init"}))
+        await socket.send(json.dumps({"type": "connection_init", "payload": server.headers}))
         assert json.loads(await socket.recv())["type"] == "connection_ack"
         query = "subscription($id: ID!) { executionEvents(executionId: $id) { lastSeq } }"
         await socket.send(
@@ -62,7 +62,9 @@ async def test_sse_client_that_vanishes_leaves_nothing(server: Server) -> None:
     execution_id = await start(server, definition=LONG)
     async with (
         httpx.AsyncClient(timeout=10) as client,
-        client.stream("GET", f"{server.url}/executions/{execution_id}/events") as response,
+        client.stream(
+            "GET", f"{server.url}/executions/{execution_id}/events", headers=server.headers
+        ) as response,
     ):
         async for line in response.aiter_lines():
             if line.startswith("id:") and int(line[3:]) >= 3:

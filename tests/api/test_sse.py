@@ -18,7 +18,9 @@ async def _read(
     events: list[dict[str, Any]] = []
     async with (
         httpx.AsyncClient(timeout=30) as client,
-        client.stream("GET", f"{server.url}{path}", headers=headers) as response,
+        client.stream(
+            "GET", f"{server.url}{path}", headers={**server.headers, **(headers or {})}
+        ) as response,
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -56,6 +58,6 @@ async def test_sse_streams_to_the_end_and_resumes(server: Server) -> None:
 
 async def test_sse_unknown_execution_is_404_without_a_trace(server: Server) -> None:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"{server.url}/executions/nope/events")
+        response = await client.get(f"{server.url}/executions/nope/events", headers=server.headers)
     assert response.status_code == 404
     assert "Traceback" not in response.text

@@ -70,11 +70,18 @@ async def test_stop_kills_a_sigint_ignoring_process_tree(server: Server, tmp_pat
 
     audit = await execute(
         server,
-        "query($id: ID!) { execution(id: $id) { activities { action actor detail } } }",
+        "query($id: ID!) { execution(id: $id) { activities { action actor result detail } } }",
         {"id": execution_id},
     )
-    actions = [(a["action"], a["detail"]) for a in audit["execution"]["activities"]]
-    assert actions[-1] == ("stop", {"reason": "test over"})
+    activities = audit["execution"]["activities"]
+    # The audit trail names who asked, what, and the result: oldest first.
+    assert [a["action"] for a in activities] == ["startExecution", "stopExecution"]
+    assert activities[-1] == {
+        "action": "stopExecution",
+        "actor": "token:bootstrap-admin",
+        "result": "StopExecutionSuccess",
+        "detail": {"id": execution_id, "reason": "test over"},
+    }
 
     again = (await execute(server, STOP, {"id": execution_id}))["stopExecution"]
     assert again["__typename"] == "InvalidTransitionError"

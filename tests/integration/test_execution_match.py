@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support import postgres
@@ -19,6 +20,15 @@ from runwire.db.engine import Database
 from runwire.db.repository import Repository
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import ExecutionFilter, matches
+
+# Every row these tests write belongs to one workspace.
+WORKSPACE = "workspace-a"
+
+
+def where(**fields: Any) -> ExecutionFilter:
+    """A history filter of the tests' workspace."""
+    return ExecutionFilter(workspace=WORKSPACE, **fields)
+
 
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 S = ExecutionStatus
@@ -61,28 +71,30 @@ SPECS = [
 ]
 
 FILTERS = [
-    ExecutionFilter(),
-    ExecutionFilter(statuses=(S.RUNNING, S.QUEUED)),
-    ExecutionFilter(statuses=(S.SUCCEEDED,)),
-    ExecutionFilter(scenario="checkout"),
-    ExecutionFilter(scenario="nope"),
-    ExecutionFilter(label="eu"),
-    ExecutionFilter(label="nightly"),
-    ExecutionFilter(queued_after=BASE + timedelta(minutes=2)),
-    ExecutionFilter(queued_before=BASE + timedelta(minutes=2)),
-    ExecutionFilter(search="ping"),  # in the error, another case
-    ExecutionFilter(search="eu"),  # in labels, any case
-    ExecutionFilter(search="SMOKE"),  # in the name
-    ExecutionFilter(search="100%_"),  # taken literally
-    ExecutionFilter(search="0%"),
-    ExecutionFilter(search="_"),
-    ExecutionFilter(batch="b1"),
-    ExecutionFilter(triggered_by="bob"),
-    ExecutionFilter(min_duration_ms=300),
-    ExecutionFilter(max_duration_ms=300),
-    ExecutionFilter(min_duration_ms=100, max_duration_ms=2000),
-    ExecutionFilter(statuses=(S.FAILED, S.CANCELLED), label="eu", search="ping"),
-    ExecutionFilter(scenario="search", batch="b1", triggered_by="bob"),
+    where(),
+    where(statuses=(S.RUNNING, S.QUEUED)),
+    where(statuses=(S.SUCCEEDED,)),
+    where(scenario="checkout"),
+    where(scenario="nope"),
+    where(label="eu"),
+    where(label="nightly"),
+    where(queued_after=BASE + timedelta(minutes=2)),
+    where(queued_before=BASE + timedelta(minutes=2)),
+    where(search="ping"),  # in the error, another case
+    where(search="eu"),  # in labels, any case
+    where(search="SMOKE"),  # in the name
+    where(search="100%_"),  # taken literally
+    where(search="0%"),
+    where(search="_"),
+    where(batch="b1"),
+    where(triggered_by="bob"),
+    where(min_duration_ms=300),
+    where(max_duration_ms=300),
+    where(min_duration_ms=100, max_duration_ms=2000),
+    ExecutionFilter(
+        workspace=WORKSPACE, statuses=(S.FAILED, S.CANCELLED), label="eu", search="ping"
+    ),
+    where(scenario="search", batch="b1", triggered_by="bob"),
 ]
 
 
@@ -90,6 +102,7 @@ async def store(repository: Repository, index: int, spec: Spec) -> None:
     execution_id = f"e{index:03d}"
     queued_at = BASE + timedelta(minutes=spec.minutes)
     execution = Execution(
+        workspace_id=WORKSPACE,
         id=execution_id,
         status=S.QUEUED,
         definition={"name": spec.name},
@@ -120,12 +133,12 @@ async def store(repository: Repository, index: int, spec: Spec) -> None:
 async def test_matches_selects_what_history_selects(repository: Repository) -> None:
     for index, spec in enumerate(SPECS):
         await store(repository, index, spec)
-    stored = (await repository.executions(ExecutionFilter(), 100, None)).items
+    stored = (await repository.executions(where(), 100, None)).items
     assert len(stored) == len(SPECS)
-    for where in FILTERS:
-        selected = {e.id for e in (await repository.executions(where, 100, None)).items}
-        matched = {e.id for e in stored if matches(where, e)}
-        assert matched == selected, where
+    for given in FILTERS:
+        selected = {e.id for e in (await repository.executions(given, 100, None)).items}
+        matched = {e.id for e in stored if matches(given, e)}
+        assert matched == selected, given
     # The filters tell the executions apart: not every one selects all or nothing.
-    sizes = {len([e for e in stored if matches(where, e)]) for where in FILTERS}
+    sizes = {len([e for e in stored if matches(given, e)]) for given in FILTERS}
     assert len(sizes) > 3

@@ -27,6 +27,9 @@ from runwire.events.bus import Bus
 from runwire.events.hub import ExecutionUpdate, Hub, UpdateKind
 from runwire.events.log import EventLog
 
+# Every row these tests write belongs to one workspace.
+WORKSPACE = "workspace-a"
+
 QUEUED, RUNNING, SUCCEEDED, FAILED = (
     ExecutionStatus.QUEUED,
     ExecutionStatus.RUNNING,
@@ -48,6 +51,7 @@ class Process:
         """A new QUEUED execution, announced like a start is."""
         now = utc_now()
         execution = Execution(
+            workspace_id=WORKSPACE,
             id=str(uuid.uuid4()),
             status=QUEUED,
             definition={"name": "hub-test", "steps": []},
@@ -161,9 +165,9 @@ async def test_changes_reach_watchers_in_every_process_once(
     repository: Repository, bus_url: str, channel: str
 ) -> None:
     everything, labelled, running_only = (
-        ExecutionFilter(),
-        ExecutionFilter(label="blue"),
-        ExecutionFilter(statuses=(RUNNING,)),
+        ExecutionFilter(workspace=WORKSPACE),
+        ExecutionFilter(workspace=WORKSPACE, label="blue"),
+        ExecutionFilter(workspace=WORKSPACE, statuses=(RUNNING,)),
     )
     async with (
         asyncio.timeout(20),
@@ -221,7 +225,7 @@ async def test_update_carries_the_stored_execution(
         asyncio.timeout(20),
         process(repository, bus_url, channel) as writer,
         process(repository, bus_url, channel) as reader,
-        watching(reader.hub, ExecutionFilter(statuses=(FAILED,))) as failures,
+        watching(reader.hub, ExecutionFilter(workspace=WORKSPACE, statuses=(FAILED,))) as failures,
     ):
         execution_id = await writer.queue(scenario="checkout")
         writer.status(execution_id, RUNNING)
@@ -242,8 +246,8 @@ async def test_a_slow_watcher_gets_the_latest_of_each_execution(
     async with (
         asyncio.timeout(20),
         process(repository, "memory://", channel, buffer=4) as writer,
-        watching(writer.hub, ExecutionFilter()) as fast,
-        watching(writer.hub, ExecutionFilter()) as slow,
+        watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as fast,
+        watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as slow,
     ):
         ids = [await writer.queue() for _ in range(3)]
         await anext(slow)  # its first update; it reads no more until the end
@@ -270,7 +274,7 @@ async def test_a_watcher_too_far_behind_is_restated_from_the_database(
     async with (
         asyncio.timeout(20),
         process(repository, "memory://", channel, buffer=4) as writer,
-        watching(writer.hub, ExecutionFilter()) as slow,
+        watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as slow,
     ):
         early = await writer.queue()
         await anext(slow)
@@ -319,7 +323,7 @@ async def test_a_bus_resync_restates_live_executions(
         asyncio.timeout(20),
         process(repository, bus_url, channel) as writer,
         process(repository, bus_url, channel) as reader,
-        watching(reader.hub, ExecutionFilter()) as updates,
+        watching(reader.hub, ExecutionFilter(workspace=WORKSPACE)) as updates,
     ):
         running = await writer.queue()
         writer.status(running, RUNNING)

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support import postgres
@@ -18,6 +19,15 @@ from runwire.db.repository import Repository
 from runwire.domain.errors import Invalid
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import Cursor, ExecutionFilter, MetricsQuery
+
+# Every row these tests write belongs to one workspace.
+WORKSPACE = "workspace-a"
+
+
+def where(**fields: Any) -> ExecutionFilter:
+    """A history filter of the tests' workspace."""
+    return ExecutionFilter(workspace=WORKSPACE, **fields)
+
 
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -53,6 +63,7 @@ async def _execution(
     execution_id = f"e{next(_ids):05d}"
     queued_at = queued_at or (finished_at or BASE) - timedelta(minutes=5)
     execution = Execution(
+        workspace_id=WORKSPACE,
         id=execution_id,
         status=ExecutionStatus.QUEUED,
         definition={"name": name},
@@ -81,7 +92,9 @@ async def _execution(
 
 
 def _window(minutes: float = 60, **narrowing: object) -> MetricsQuery:
-    return MetricsQuery(since=BASE, until=BASE + timedelta(minutes=minutes), **narrowing)  # type: ignore[arg-type]
+    return MetricsQuery(
+        workspace=WORKSPACE, since=BASE, until=BASE + timedelta(minutes=minutes), **narrowing
+    )  # type: ignore[arg-type]
 
 
 async def test_counts_and_nearest_rank_percentiles(repository: Repository) -> None:
@@ -182,11 +195,15 @@ async def test_bounds_are_half_open_and_offsets_are_instants(repository: Reposit
     await _execution(repository, finished_at=BASE + timedelta(hours=1), duration_ms=2)
     plus_two = timezone(timedelta(hours=2))
     query = MetricsQuery(
-        since=BASE.astimezone(plus_two), until=(BASE + timedelta(hours=1)).astimezone(plus_two)
+        workspace=WORKSPACE,
+        since=BASE.astimezone(plus_two),
+        until=(BASE + timedelta(hours=1)).astimezone(plus_two),
     )
     found = await metrics.execution_metrics(query)
     assert (found.finished, found.max_ms) == (1, 1)
-    naive = MetricsQuery(since=BASE.replace(tzinfo=None), until=datetime(2030, 1, 1, 13))
+    naive = MetricsQuery(
+        workspace=WORKSPACE, since=BASE.replace(tzinfo=None), until=datetime(2030, 1, 1, 13)
+    )
     assert (await metrics.execution_metrics(naive)).finished == 1
 
 
@@ -200,11 +217,11 @@ async def test_bounds_are_half_open_and_offsets_are_instants(repository: Reposit
 )
 def test_bad_windows_are_invalid(since: datetime, until: datetime, message: str) -> None:
     with pytest.raises(Invalid, match=f"^{message}$"):
-        MetricsQuery(since=since, until=until)
+        MetricsQuery(workspace=WORKSPACE, since=since, until=until)
 
 
 def test_a_full_leap_year_is_a_valid_window() -> None:
-    MetricsQuery(since=BASE, until=BASE + timedelta(days=366))
+    MetricsQuery(workspace=WORKSPACE, since=BASE, until=BASE + timedelta(days=366))
 
 
 async def _ids_matching(repository: Repository, where: ExecutionFilter) -> set[str]:
@@ -224,10 +241,10 @@ async def test_search_matches_name_label_and_error_case_insensitively(
     )
     await _execution(repository, finished_at=at, name="other", labels=("misc",))
 
-    found = await _ids_matching(repository, ExecutionFilter(search="CheckOut"))
+    found = await _ids_matching(repository, where(search="CheckOut"))
     assert found == {by_name, by_label, by_error}
-    assert await _ids_matching(repository, ExecutionFilter(search="nightly-")) == {by_name}
-    assert await _ids_matching(repository, ExecutionFilter(search="REFUSED")) == {by_error}
+    assert await _ids_matching(repository, where(search="nightly-")) == {by_name}
+    assert await _ids_matching(repository, where(search="REFUSED")) == {by_error}
 
 
 async def test_search_wildcards_and_escape_are_literal(repository: Repository) -> None:
@@ -238,10 +255,13 @@ async def test_search_wildcards_and_escape_are_literal(repository: Repository) -
     await _execution(repository, finished_at=at, name="load 1000 done")
     await _execution(repository, finished_at=at, name="snakeXcase")
 
-    assert await _ids_matching(repository, ExecutionFilter(search="100%")) == {percent}
-    assert await _ids_matching(repository, ExecutionFilter(search="%")) == {percent, bang}
-    assert await _ids_matching(repository, ExecutionFilter(search="e_c")) == {underscore}
-    assert await _ids_matching(repository, ExecutionFilter(search="!%")) == {bang}
+    assert await _ids_matching(repository, where(search="100%")) == {percent}
+    assert await _ids_matching(repository, where(search="%")) == {
+        percent,
+        bang,
+    }
+    assert await _ids_matching(repository, where(search="e_c")) == {underscore}
+    assert await _ids_matching(repository, where(search="!%")) == {bang}
 
 
 async def test_batch_triggered_by_and_duration_filters(repository: Repository) -> None:
@@ -251,11 +271,16 @@ async def test_batch_triggered_by_and_duration_filters(repository: Repository) -
     slow = await _execution(repository, finished_at=at, duration_ms=900, batch="b1")
     running = await _execution(repository, finished_at=None, triggered_by="ada")
 
-    assert await _ids_matching(repository, ExecutionFilter(triggered_by="ada")) == {fast, running}
-    assert await _ids_matching(repository, ExecutionFilter(batch="b1")) == {mid, slow}
-    assert await _ids_matching(repository, ExecutionFilter(min_duration_ms=500)) == {mid, slow}
-    assert await _ids_matching(repository, ExecutionFilter(max_duration_ms=500)) == {fast, mid}
-    both = ExecutionFilter(min_duration_ms=500, max_duration_ms=500, batch="b1")
+    assert await _ids_matching(repository, where(triggered_by="ada")) == {fast, running}
+    assert await _ids_matching(repository, where(batch="b1")) == {
+        mid,
+        slow,
+    }
+    assert await _ids_matching(repository, where(min_duration_ms=500)) == {mid, slow}
+    assert await _ids_matching(repository, where(max_duration_ms=500)) == {fast, mid}
+    both = ExecutionFilter(
+        workspace=WORKSPACE, min_duration_ms=500, max_duration_ms=500, batch="b1"
+    )
     assert await _ids_matching(repository, both) == {mid}
 
 
@@ -275,7 +300,7 @@ async def test_keyset_pages_through_a_search(repository: Repository) -> None:
     seen: list[str] = []
     after = None
     while True:
-        page = await repository.executions(ExecutionFilter(search="MATCH"), 2, after)
+        page = await repository.executions(where(search="MATCH"), 2, after)
         seen.extend(item.id for item in page.items)
         if not page.has_next:
             break
@@ -286,13 +311,13 @@ async def test_keyset_pages_through_a_search(repository: Repository) -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "message"),
+    ("fields", "message"),
     [
         ({"min_duration_ms": -1}, "filter.minDurationMs: must not be negative"),
         ({"min_duration_ms": 5, "max_duration_ms": 4}, "filter.maxDurationMs: must not be below"),
         ({"search": "x" * 201}, "filter.search: at most 200 characters"),
     ],
 )
-def test_bad_filters_are_invalid(where: dict[str, object], message: str) -> None:
+def test_bad_filters_are_invalid(fields: dict[str, object], message: str) -> None:
     with pytest.raises(Invalid, match=message):
-        ExecutionFilter(**where)  # type: ignore[arg-type]
+        where(**fields)

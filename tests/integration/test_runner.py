@@ -17,6 +17,7 @@ from tests.support import postgres
 from runwire.db import tables
 from runwire.db.engine import Database
 from runwire.db.repository import Repository
+from runwire.domain.access import Actor, Role
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.services import ExecutionService, StartRequest
@@ -27,6 +28,10 @@ from runwire.runner.runner import Runner
 from runwire.runner.steps import STEP_KINDS
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.settings import Settings
+
+# Every row these tests write belongs to one workspace.
+WORKSPACE = "workspace-a"
+ACTOR = Actor(workspace_id=WORKSPACE, label="test", role=Role.OPERATOR)
 
 
 class ExplodingStep:
@@ -78,7 +83,7 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
 async def _final(repository: Repository, execution_id: str) -> Any:
     async with asyncio.timeout(10):
         while True:
-            execution = await repository.execution(execution_id)
+            execution = await repository.execution(execution_id, workspace=WORKSPACE)
             assert execution is not None
             if execution.status.is_terminal:
                 return execution
@@ -88,7 +93,7 @@ async def _final(repository: Repository, execution_id: str) -> Any:
 async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(url: str) -> None:
     async with _stack(url) as stack:
         broken = await stack.service.start(
-            StartRequest(definition="name: b\nsteps: [{key: bang, kind: explode}]"), "test"
+            StartRequest(definition="name: b\nsteps: [{key: bang, kind: explode}]"), ACTOR
         )
         failed = await _final(stack.repository, broken.id)
         assert failed.status is ExecutionStatus.FAILED
@@ -97,7 +102,7 @@ async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(url: s
 
         healthy = await stack.service.start(
             StartRequest(definition="name: h\nsteps: [{key: a, kind: sleep, with: {seconds: 0}}]"),
-            "test",
+            ACTOR,
         )
         assert (await _final(stack.repository, healthy.id)).status is ExecutionStatus.SUCCEEDED
 
@@ -106,6 +111,7 @@ async def test_executions_of_a_dead_runner_are_taken_over(url: str) -> None:
     async with _stack(url, lease_seconds=0.3) as stack:
         # A row as a crashed process leaves it: RUNNING, owned, lease expired, seqs 1..2.
         orphan = Execution(
+            workspace_id=WORKSPACE,
             id=str(uuid.uuid4()),
             status=ExecutionStatus.RUNNING,
             definition={

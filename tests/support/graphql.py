@@ -47,18 +47,29 @@ subscription Follow($id: ID!, $after: Int!) {
 """
 
 
-def ws_transport(server: Server) -> WebsocketsTransport:
+def ws_transport(server: Server, token: str | None = None) -> WebsocketsTransport:
+    """graphql-transport-ws with the token in connection_init (the server's admin token)."""
     # gql prefers the legacy graphql-ws subprotocol unless told otherwise.
     return WebsocketsTransport(
-        url=server.graphql_ws, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+        url=server.graphql_ws,
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"Authorization": f"Bearer {token or server.token}"},
     )
 
 
 async def execute(
-    server: Server, document: str, variables: dict[str, Any] | None = None
+    server: Server,
+    document: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    """One query or mutation over HTTP with gql."""
-    transport = HTTPXAsyncTransport(url=server.graphql_http, timeout=30)
+    """One query or mutation over HTTP with gql, as the server's admin unless `token` is given."""
+    transport = HTTPXAsyncTransport(
+        url=server.graphql_http,
+        timeout=30,
+        headers={"Authorization": f"Bearer {token or server.token}"},
+    )
     async with Client(transport=transport) as session:
         result: dict[str, Any] = await session.execute(
             GraphQLRequest(document, variable_values=variables)
@@ -66,18 +77,20 @@ async def execute(
         return result
 
 
-async def start(server: Server, **input: Any) -> str:
+async def start(server: Server, *, token: str | None = None, **input: Any) -> str:
     """Start an execution; fail loudly unless it was accepted."""
-    result = await execute(server, START, {"input": input})
+    result = await execute(server, START, {"input": input}, token=token)
     payload = result["startExecution"]
     assert payload["__typename"] == "StartExecutionSuccess", payload
     return str(payload["execution"]["id"])
 
 
-async def follow(server: Server, execution_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+async def follow(
+    server: Server, execution_id: str, after_seq: int = 0, *, token: str | None = None
+) -> list[dict[str, Any]]:
     """Every event the subscription delivers until it completes."""
     events: list[dict[str, Any]] = []
-    async with Client(transport=ws_transport(server)) as session:
+    async with Client(transport=ws_transport(server, token)) as session:
         request = GraphQLRequest(FOLLOW, variable_values={"id": execution_id, "after": after_seq})
         async for message in session.subscribe(request):
             batch = message["executionEvents"]

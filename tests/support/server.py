@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -29,6 +30,12 @@ class Server:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes]
+    # The admin token the first start wrote to the data directory (or the one given).
+    token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def graphql_http(self) -> str:
@@ -51,10 +58,13 @@ def running_server(
     directory: Path,
     settings: dict[str, str] | None = None,
     database_url: str | None = None,
+    token: str | None = None,
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
 
-    Given a `database_url` (from `database`), several servers share one Postgres database.
+    Given a `database_url` (from `database`), several servers share one Postgres database; the
+    ones after the first get the first one's admin `token`, since only the first start on an
+    empty database creates one.
     """
     with contextlib.ExitStack() as stack:
         if database_url is None:
@@ -92,7 +102,9 @@ def running_server(
         server = Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
         try:
             _wait_healthy(server)
-            yield server
+            if token is None:
+                token = (directory / "data" / "admin-token").read_text().strip()
+            yield dataclasses.replace(server, token=token)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -111,7 +123,11 @@ def running_pair(
         database(backend) as url,
         running_server(backend, directory / "a", runner_settings, database_url=url) as runner,
         running_server(
-            backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url
+            backend,
+            directory / "b",
+            {"RUNWIRE_RUNNER": "false"},
+            database_url=url,
+            token=runner.token,
         ) as api_only,
     ):
         yield runner, api_only

@@ -66,9 +66,9 @@ async def _ranked(where: str, args: list[Any], rank: int, measured: int) -> int 
 
 
 def _window(query: MetricsQuery) -> tuple[str, list[Any]]:
-    """The WHERE clause: finished in [since, until), so the finished_at index bounds the scan."""
-    clauses = ["finished_at >= {}", "finished_at < {}"]
-    args: list[Any] = [query.since, query.until]
+    """The WHERE clause: one workspace, finished in [since, until), so the index bounds the scan."""
+    clauses = ["workspace_id = {}", "finished_at >= {}", "finished_at < {}"]
+    args: list[Any] = [query.workspace, query.since, query.until]
     # finished_at is cleared whenever an execution leaves a terminal status; checking the status
     # as well costs nothing and keeps a row that disagrees with itself out of the counts.
     statuses = terminal_statuses()

@@ -58,8 +58,9 @@ _OWNED_STATUSES = (
     ExecutionStatus.STOPPING.value,
 )
 _OWNED_WITH_KEY = (
+    # Concurrency keys are per workspace: one tenant's key never holds back another's runs.
     "SELECT COUNT(*) FROM runwire_execution a WHERE a.concurrency_key = e.concurrency_key"
-    " AND a.owner IS NOT NULL AND a.status IN ({}, {}, {}, {})"
+    " AND a.workspace_id = e.workspace_id AND a.owner IS NOT NULL AND a.status IN ({}, {}, {}, {})"
 )
 _OWNED_IN_BATCH = (
     "SELECT COUNT(*) FROM runwire_execution a WHERE a.batch_id = e.batch_id"
@@ -89,15 +90,21 @@ class Repository:
     # ---- scenarios -------------------------------------------------------------------
 
     async def save_scenario(
-        self, name: str, description: str, definition: Mapping[str, Any], actor: str
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        definition: Mapping[str, Any],
+        actor: str,
     ) -> ScenarioVersion:
         """Store `definition` as the next version of `name`, unless it equals the latest."""
         async with self._write():
-            latest = await self.latest_scenario(name)
+            latest = await self.latest_scenario(workspace, name)
             if latest is not None and _canonical(latest.definition) == _canonical(definition):
                 return latest
             version = 1 if latest is None else latest.version + 1
             row = tables.Scenario(
+                workspace_id=workspace,
                 name=name,
                 version=version,
                 description=description,
@@ -108,24 +115,34 @@ class Repository:
             await row.save()
         return _scenario(row.to_dict())
 
-    async def latest_scenario(self, name: str) -> ScenarioVersion | None:
+    async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None:
         rows = await tables.Scenario.raw(
-            "SELECT * FROM runwire_scenario WHERE name = {} ORDER BY version DESC LIMIT 1", name
+            "SELECT * FROM runwire_scenario WHERE workspace_id = {} AND name = {}"
+            " ORDER BY version DESC LIMIT 1",
+            workspace,
+            name,
         )
         return _scenario(rows[0]) if rows else None
 
-    async def scenario_version(self, name: str, version: int) -> ScenarioVersion | None:
+    async def scenario_version(
+        self, workspace: str, name: str, version: int
+    ) -> ScenarioVersion | None:
         rows = await tables.Scenario.raw(
-            "SELECT * FROM runwire_scenario WHERE name = {} AND version = {}", name, version
+            "SELECT * FROM runwire_scenario WHERE workspace_id = {} AND name = {} AND version = {}",
+            workspace,
+            name,
+            version,
         )
         return _scenario(rows[0]) if rows else None
 
-    async def scenarios(self) -> list[ScenarioVersion]:
-        """The latest version of every scenario, by name."""
+    async def scenarios(self, workspace: str) -> list[ScenarioVersion]:
+        """The latest version of every scenario of the workspace, by name."""
         rows = await tables.Scenario.raw(
-            "SELECT s.* FROM runwire_scenario s WHERE s.version ="
-            " (SELECT MAX(version) FROM runwire_scenario l WHERE l.name = s.name)"
-            " ORDER BY s.name"
+            "SELECT s.* FROM runwire_scenario s WHERE s.workspace_id = {} AND s.version ="
+            " (SELECT MAX(version) FROM runwire_scenario l"
+            " WHERE l.workspace_id = s.workspace_id AND l.name = s.name)"
+            " ORDER BY s.name",
+            workspace,
         )
         return [_scenario(row) for row in rows]
 
@@ -144,14 +161,14 @@ class Repository:
                 # Inside the write transaction: on SQLite that serialises concurrent starts; on
                 # Postgres a concurrent insert still races, and the unique index decides below.
                 if execution.idempotency_key is not None:
-                    existing = await self._by_idempotency_key(execution.idempotency_key)
+                    existing = await self._by_idempotency_key(execution)
                     if existing is not None:
                         return existing, False
                 await self._insert_execution(execution, first_event, fingerprint)
         except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
             if execution.idempotency_key is None:
                 raise
-            existing = await self._by_idempotency_key(execution.idempotency_key)
+            existing = await self._by_idempotency_key(execution)
             if existing is None:
                 raise
             return existing, False
@@ -169,9 +186,12 @@ class Repository:
         )
         return rows[0]["request_fingerprint"] if rows else None
 
-    async def _by_idempotency_key(self, key: str) -> Execution | None:
+    async def _by_idempotency_key(self, execution: Execution) -> Execution | None:
+        """The execution started earlier in this workspace with this one's idempotency key."""
         rows = await tables.Execution.raw(
-            "SELECT * FROM runwire_execution WHERE idempotency_key = {}", key
+            "SELECT * FROM runwire_execution WHERE workspace_id = {} AND idempotency_key = {}",
+            execution.workspace_id,
+            execution.idempotency_key,
         )
         return _execution(rows[0], ()) if rows else None
 
@@ -181,6 +201,7 @@ class Repository:
         await tables.Execution.insert(
             tables.Execution(
                 id=execution.id,
+                workspace_id=execution.workspace_id,
                 name=execution.name[:100],
                 status=execution.status.value,
                 scenario_name=execution.scenario_name,
@@ -214,10 +235,23 @@ class Repository:
             )
         await self._insert_events([first_event])
 
-    async def execution(self, execution_id: str, *, with_steps: bool = True) -> Execution | None:
-        rows = await tables.Execution.raw(
-            "SELECT * FROM runwire_execution WHERE id = {}", execution_id
-        )
+    async def execution(
+        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
+    ) -> Execution | None:
+        """The execution, if it is in `workspace`; None (any workspace) only for internal use.
+
+        An execution of another workspace is None, exactly like one that does not exist.
+        """
+        if workspace is None:
+            rows = await tables.Execution.raw(
+                "SELECT * FROM runwire_execution WHERE id = {}", execution_id
+            )
+        else:
+            rows = await tables.Execution.raw(
+                "SELECT * FROM runwire_execution WHERE id = {} AND workspace_id = {}",
+                execution_id,
+                workspace,
+            )
         if not rows:
             return None
         steps = await self.steps(execution_id) if with_steps else ()
@@ -257,8 +291,8 @@ class Repository:
         self, where: ExecutionFilter, first: int, after: Cursor | None
     ) -> Page[Execution]:
         """Newest first, keyset-paginated on (queued_at, id)."""
-        clauses: list[str] = []
-        args: list[Any] = []
+        clauses: list[str] = ["workspace_id = {}"]
+        args: list[Any] = [where.workspace]
         if where.statuses:
             clauses.append(f"status IN ({', '.join('{}' for _ in where.statuses)})")
             args.extend(status.value for status in where.statuses)
@@ -302,28 +336,29 @@ class Repository:
         if after is not None:
             clauses.append("(queued_at < {} OR (queued_at = {} AND id < {}))")
             args.extend([after.queued_at, after.queued_at, after.id])
-        sql = "SELECT * FROM runwire_execution"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        sql = "SELECT * FROM runwire_execution WHERE " + " AND ".join(clauses)
         sql += " ORDER BY queued_at DESC, id DESC LIMIT {}"
         args.append(first + 1)
         rows = await tables.Execution.raw(sql, *args)
         items = tuple(_execution(row, ()) for row in rows[:first])
         return Page(items=items, has_next=len(rows) > first)
 
-    async def active_executions(self) -> list[Execution]:
+    async def active_executions(self, workspace: str) -> list[Execution]:
         rows = await tables.Execution.raw(
-            f"SELECT * FROM runwire_execution WHERE status IN ({_marks(_ACTIVE)})"
-            " ORDER BY started_at, id",
+            "SELECT * FROM runwire_execution WHERE workspace_id = {}"
+            f" AND status IN ({_marks(_ACTIVE)}) ORDER BY started_at, id",
+            workspace,
             *_ACTIVE,
         )
         return [_execution(row, ()) for row in rows]
 
-    async def queue_counts(self, slots: int) -> QueueCounts:
+    async def queue_counts(self, workspace: str, slots: int) -> QueueCounts:
+        """The workspace's queued and running executions; `slots` is this process's runner's."""
         statuses = (ExecutionStatus.QUEUED.value, *_ACTIVE)
         rows = await tables.Execution.raw(
-            "SELECT status, COUNT(*) AS n FROM runwire_execution"
-            f" WHERE status IN ({_marks(statuses)}) GROUP BY status",
+            "SELECT status, COUNT(*) AS n FROM runwire_execution WHERE workspace_id = {}"
+            f" AND status IN ({_marks(statuses)}) GROUP BY status",
+            workspace,
             *statuses,
         )
         counts = {row["status"]: int(row["n"]) for row in rows}
@@ -332,13 +367,15 @@ class Repository:
             queued=counts.get(ExecutionStatus.QUEUED.value, 0), running=running, slots=slots
         )
 
-    async def active_counts(self) -> list[ScenarioActiveCounts]:
+    async def active_counts(self, workspace: str) -> list[ScenarioActiveCounts]:
         """Queued, running and paused executions per scenario (None last: inline ones)."""
         queued, paused = ExecutionStatus.QUEUED.value, ExecutionStatus.PAUSED.value
         statuses = (queued, paused, *_ACTIVE)
         rows = await tables.Execution.raw(
             "SELECT scenario_name, status, COUNT(*) AS n FROM runwire_execution"
-            f" WHERE status IN ({_marks(statuses)}) GROUP BY scenario_name, status",
+            " WHERE workspace_id = {}"
+            f" AND status IN ({_marks(statuses)}) GROUP BY scenario_name, status",
+            workspace,
             *statuses,
         )
         counts: dict[str | None, dict[str, int]] = {}
@@ -418,6 +455,7 @@ class Repository:
             await tables.Batch.insert(
                 tables.Batch(
                     id=batch.id,
+                    workspace_id=batch.workspace_id,
                     name=batch.name,
                     scenario_name=batch.scenario_name,
                     concurrency=batch.concurrency,
@@ -429,8 +467,11 @@ class Repository:
             for execution, first_event in executions:
                 await self._insert_execution(execution, first_event, None)
 
-    async def batch(self, batch_id: str) -> Batch | None:
-        rows = await tables.Batch.raw("SELECT * FROM runwire_batch WHERE id = {}", batch_id)
+    async def batch(self, batch_id: str, *, workspace: str) -> Batch | None:
+        """The batch, if it is in `workspace` (another workspace's is None, like a missing one)."""
+        rows = await tables.Batch.raw(
+            "SELECT * FROM runwire_batch WHERE id = {} AND workspace_id = {}", batch_id, workspace
+        )
         if not rows:
             return None
         row = rows[0]
@@ -443,6 +484,7 @@ class Repository:
             created_at=_datetime(row["created_at"]),
             created_by=row["created_by"],
             stopped_at=_optional_datetime(row["stopped_at"]),
+            workspace_id=row["workspace_id"],
         )
 
     async def batch_counts(self, batch_id: str) -> dict[ExecutionStatus, int]:
@@ -486,7 +528,8 @@ class Repository:
                 # both take one; a claim is one short transaction, so this costs little.
                 await tables.Execution.raw("SELECT pg_advisory_xact_lock({})", _CLAIM_LOCK)
             candidates = await tables.Execution.raw(
-                "SELECT id, concurrency_key, concurrency_limit, batch_id, batch_limit,"
+                "SELECT id, workspace_id, concurrency_key, concurrency_limit,"
+                " batch_id, batch_limit,"
                 f" ({_OWNED_WITH_KEY}) AS key_owned, ({_OWNED_IN_BATCH}) AS batch_owned"
                 " FROM runwire_execution e WHERE status = {} AND owner IS NULL"
                 f" AND (concurrency_key IS NULL OR ({_OWNED_WITH_KEY}) < concurrency_limit)"
@@ -660,30 +703,49 @@ class Repository:
             execution_id,
         )
 
-    async def record_activity(
-        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
-    ) -> None:
+    async def record_activity(self, activity: Activity) -> None:
         await tables.Activity.insert(
             tables.Activity(
-                at=utc_now(),
-                actor=actor,
-                action=action,
-                execution_id=execution_id,
-                detail=_dump(detail),
+                workspace_id=activity.workspace_id,
+                at=activity.at,
+                actor=activity.actor[:200],
+                action=activity.action,
+                result=activity.result,
+                execution_id=activity.execution_id,
+                detail=_dump(activity.detail),
             )
         )
 
-    async def activities(self, execution_id: str) -> list[Activity]:
-        rows = await tables.Activity.raw(
-            "SELECT * FROM runwire_activity WHERE execution_id = {} ORDER BY id", execution_id
-        )
+    async def activities(
+        self,
+        workspace: str,
+        *,
+        execution_id: str | None = None,
+        first: int = 100,
+        before_id: int | None = None,
+    ) -> list[tuple[int, Activity]]:
+        """The workspace's audit trail, newest first, optionally of one execution; with row ids."""
+        sql = "SELECT * FROM runwire_activity WHERE workspace_id = {}"
+        args: list[Any] = [workspace]
+        if execution_id is not None:
+            sql += " AND execution_id = {}"
+            args.append(execution_id)
+        if before_id is not None:
+            sql += " AND id < {}"
+            args.append(before_id)
+        rows = await tables.Activity.raw(sql + " ORDER BY id DESC LIMIT {}", *args, first)
         return [
-            Activity(
-                action=row["action"],
-                actor=row["actor"],
-                execution_id=row["execution_id"],
-                at=_datetime(row["at"]),
-                detail=_load(row["detail"]),
+            (
+                row["id"],
+                Activity(
+                    action=row["action"],
+                    actor=row["actor"],
+                    execution_id=row["execution_id"],
+                    at=_datetime(row["at"]),
+                    detail=_load(row["detail"]),
+                    result=row["result"],
+                    workspace_id=row["workspace_id"],
+                ),
             )
             for row in rows
         ]
@@ -897,16 +959,26 @@ def _within_limits(candidates: list[dict[str, Any]], limit: int) -> list[str]:
     Each row says how many of its key and batch runners own already; this adds the ones it
     takes, since candidates of one claim may share a key.
     """
-    taken: dict[tuple[str, str], int] = {}
+    taken: dict[tuple[str, ...], int] = {}
     chosen: list[str] = []
     for row in candidates:
         groups = []
         if row["concurrency_key"] is not None:
             groups.append(
-                (("key", row["concurrency_key"]), row["key_owned"], row["concurrency_limit"])
+                (
+                    ("key", row["workspace_id"], row["concurrency_key"]),
+                    row["key_owned"],
+                    row["concurrency_limit"],
+                )
             )
         if row["batch_id"] is not None:
-            groups.append((("batch", row["batch_id"]), row["batch_owned"], row["batch_limit"]))
+            groups.append(
+                (
+                    ("batch", row["workspace_id"], row["batch_id"]),
+                    row["batch_owned"],
+                    row["batch_limit"],
+                )
+            )
         if any(owned + taken.get(group, 0) >= bound for group, owned, bound in groups):
             continue
         for group, _, _ in groups:
@@ -952,12 +1024,14 @@ def _scenario(row: Mapping[str, Any]) -> ScenarioVersion:
         description=row["description"],
         definition=_load(row["definition"]),
         created_at=_datetime(row["created_at"]),
+        workspace_id=row["workspace_id"],
     )
 
 
 def _execution(row: Mapping[str, Any], steps: Iterable[StepRun]) -> Execution:
     return Execution(
         id=row["id"],
+        workspace_id=row["workspace_id"],
         status=ExecutionStatus(row["status"]),
         definition=_load(row["definition"]),
         inputs=_load(row["inputs"]),

@@ -15,10 +15,62 @@ from piccolo.columns import (
 from piccolo.table import Table
 
 
-class Scenario(Table, tablename="runwire_scenario"):
-    """One version of a named scenario; (name, version) is unique."""
+class Organization(Table, tablename="runwire_organization"):
+    """A tenant: it owns workspaces."""
+
+    id = Varchar(length=36, primary_key=True)
+    name = Varchar(length=100)
+    created_at = Timestamptz()
+
+
+class Workspace(Table, tablename="runwire_workspace"):
+    """Where scenarios, executions, batches and activities live; names are unique."""
+
+    id = Varchar(length=36, primary_key=True)
+    organization_id = Varchar(length=36)
+    name = Varchar(length=100)
+    created_at = Timestamptz()
+
+
+class Member(Table, tablename="runwire_member"):
+    """A person's role in one workspace; (workspace_id, subject) is unique."""
 
     id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    # The identity provider's `sub` claim.
+    subject = Varchar(length=200)
+    role = Varchar(length=16)
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+
+
+class ApiToken(Table, tablename="runwire_api_token"):
+    """An API token: only the SHA-256 of its secret is stored (the secret is shown once)."""
+
+    id = Varchar(length=36, primary_key=True)
+    workspace_id = Varchar(length=36)
+    name = Varchar(length=100)
+    role = Varchar(length=16)
+    secret_hash = Varchar(length=64)
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+    expires_at = Timestamptz(null=True, default=None)
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class ServerSecret(Table, tablename="runwire_server_secret"):
+    """Keys every process of a deployment shares, such as the one that signs SSE tickets."""
+
+    name = Varchar(length=50, primary_key=True)
+    value = Text()
+
+
+class Scenario(Table, tablename="runwire_scenario"):
+    """One version of a named scenario; (workspace_id, name, version) is unique."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36, default="")
     name = Varchar(length=100, index=True)
     version = Integer()
     description = Text(default="")
@@ -31,6 +83,7 @@ class Execution(Table, tablename="runwire_execution"):
     """One execution; status and timing are projections of its events."""
 
     id = Varchar(length=36, primary_key=True)
+    workspace_id = Varchar(length=36, default="")
     name = Varchar(length=100, default="")
     status = Varchar(length=16)
     scenario_name = Varchar(length=100, null=True, default=None)
@@ -112,6 +165,7 @@ class Batch(Table, tablename="runwire_batch"):
     """Executions started together, at most `concurrency` running at a time."""
 
     id = Varchar(length=36, primary_key=True)
+    workspace_id = Varchar(length=36, default="")
     name = Varchar(length=200, default="")
     scenario_name = Varchar(length=100, null=True, default=None)
     concurrency = Integer()
@@ -149,17 +203,25 @@ class ControlRequest(Table, tablename="runwire_control_request"):
 
 
 class Activity(Table, tablename="runwire_activity"):
-    """Audit: who started or stopped what, and why."""
+    """Audit: who did what, when, and with what result."""
 
     id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36, default="")
     at = Timestamptz()
     actor = Varchar(length=200)
     action = Varchar(length=50)
+    # The mutation's result type: its success type or the error it answered with.
+    result = Varchar(length=50, default="")
     execution_id = Varchar(length=36, null=True, default=None, index=True)
     detail = JSON()
 
 
 ALL_TABLES: list[type[Table]] = [
+    Organization,
+    Workspace,
+    Member,
+    ApiToken,
+    ServerSecret,
     Scenario,
     Execution,
     ExecutionLabel,

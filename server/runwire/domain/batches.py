@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.control import ExecutionControl
 from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
@@ -24,15 +25,11 @@ class BatchStore(Protocol):
         self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
     ) -> None: ...
 
-    async def batch(self, batch_id: str) -> Batch | None: ...
+    async def batch(self, batch_id: str, *, workspace: str) -> Batch | None: ...
 
     async def unfinished_in_batch(self, batch_id: str) -> list[str]: ...
 
     async def mark_batch_stopped(self, batch_id: str) -> None: ...
-
-    async def record_activity(
-        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +64,12 @@ class BatchService:
         self._control = control
         self._on_queued = on_queued
 
-    async def start(self, request: BatchRequest, actor: str) -> Batch:
+    async def start(self, request: BatchRequest, actor: Actor) -> Batch:
         """Validate every run, then queue them all in one transaction (all or none)."""
         errors = _request_errors(request)
-        definition, scenario = await self._executions.resolve(request.scenario, request.definition)
+        definition, scenario = await self._executions.resolve(
+            actor.workspace_id, request.scenario, request.definition
+        )
         batch = Batch(
             id=str(uuid.uuid4()),
             name=(request.name or definition.name)[:_MAX_NAME],
@@ -78,7 +77,8 @@ class BatchService:
             concurrency=request.concurrency,
             total=len(request.runs),
             created_at=utc_now(),
-            created_by=actor,
+            created_by=actor.label,
+            workspace_id=actor.workspace_id,
         )
         prepared = []
         for index, run in enumerate(request.runs):
@@ -100,24 +100,20 @@ class BatchService:
         if errors:
             raise Invalid(errors)
         await self._store.create_batch(batch, prepared)
-        await self._store.record_activity(
-            "start_batch", actor, None, {"batch": batch.id, "total": batch.total}
-        )
         await self._executions.announce([queued for _, queued in prepared])
         self._on_queued()
         return batch
 
-    async def stop(self, batch_id: str, reason: str | None, actor: str) -> Batch:
+    async def stop(self, batch_id: str, reason: str | None, actor: Actor) -> Batch:
         """Cancel the batch's queued and paused executions and stop its running ones."""
-        batch = await self._store.batch(batch_id)
+        batch = await self._store.batch(batch_id, workspace=actor.workspace_id)
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
         await self._store.mark_batch_stopped(batch_id)
-        await self._store.record_activity("stop_batch", actor, None, {"batch": batch_id})
         for execution_id in await self._store.unfinished_in_batch(batch_id):
             with contextlib.suppress(InvalidTransition):  # it ended or is stopping already
                 await self._control.stop(execution_id, reason or f"batch {batch_id} stopped", actor)
-        found = await self._store.batch(batch_id)
+        found = await self._store.batch(batch_id, workspace=actor.workspace_id)
         assert found is not None
         return found
 

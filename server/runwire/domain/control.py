@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.domain.models import (
@@ -43,7 +44,7 @@ class ControlStore(Protocol):
     """What steering needs from persistence (db.repository.Repository)."""
 
     async def execution(
-        self, execution_id: str, *, with_steps: bool = True
+        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
     ) -> Execution | None: ...
 
     async def change(
@@ -58,10 +59,6 @@ class ControlStore(Protocol):
         actor: str,
         grace: float | None,
         step_key: str | None = None,
-    ) -> None: ...
-
-    async def record_activity(
-        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
     ) -> None: ...
 
 
@@ -82,7 +79,7 @@ class ExecutionControl:
         self._on_queued = on_queued
         self._on_control = on_control
 
-    async def stop(self, execution_id: str, reason: str | None, actor: str) -> Execution:
+    async def stop(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Cancel an unowned execution now, or ask its runner to stop it (SIGINT, grace, KILL)."""
         reason = reason or "stopped by request"
 
@@ -98,14 +95,13 @@ class ExecutionControl:
             execution_id,
             "stop",
             actor,
-            {"reason": reason},
             decide,
             ask,
             lambda e: e.status not in (S.QUEUED, S.RUNNING, S.PAUSING),
             reason=reason,
         )
 
-    async def pause(self, execution_id: str, reason: str | None, actor: str) -> Execution:
+    async def pause(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Hold a queued execution in the queue, or pause a running one at its next step end."""
         reason = reason or "paused by request"
 
@@ -123,14 +119,13 @@ class ExecutionControl:
             execution_id,
             "pause",
             actor,
-            {"reason": reason},
             decide,
             ask,
             lambda e: e.status not in (S.QUEUED, S.RUNNING),
             reason=reason,
         )
 
-    async def resume(self, execution_id: str, actor: str) -> Execution:
+    async def resume(self, execution_id: str, actor: Actor) -> Execution:
         """Continue a paused execution (back in the queue), or cancel a pause not yet taken."""
 
         def decide(execution: Execution) -> list[EventDraft]:
@@ -149,13 +144,12 @@ class ExecutionControl:
             execution_id,
             "resume",
             actor,
-            {},
             decide,
             ask,
             lambda e: e.status is not S.PAUSING,
         )
 
-    async def retry_step(self, execution_id: str, step_key: str, actor: str) -> Execution:
+    async def retry_step(self, execution_id: str, step_key: str, actor: Actor) -> Execution:
         """Run a step again as a new attempt, then the steps after it that have not succeeded."""
 
         def decide(execution: Execution) -> list[EventDraft]:
@@ -184,11 +178,9 @@ class ExecutionControl:
                 execution.status,
             )
 
-        return await self._steer(
-            execution_id, "retry_step", actor, {"step": step_key}, decide, ask, lambda e: True
-        )
+        return await self._steer(execution_id, "retry_step", actor, decide, ask, lambda e: True)
 
-    async def skip_step(self, execution_id: str, step_key: str, actor: str) -> Execution:
+    async def skip_step(self, execution_id: str, step_key: str, actor: Actor) -> Execution:
         """Mark a failed or pending step SKIPPED; a stopped or paused execution continues."""
 
         def decide(execution: Execution) -> list[EventDraft]:
@@ -216,7 +208,6 @@ class ExecutionControl:
             execution_id,
             "skip_step",
             actor,
-            {"step": step_key},
             decide,
             ask,
             lambda e: True,
@@ -230,8 +221,7 @@ class ExecutionControl:
         self,
         execution_id: str,
         action: str,
-        actor: str,
-        detail: dict[str, Any],
+        actor: Actor,
         decide: Callable[[Execution], list[EventDraft]],
         ask: Callable[[Execution], bool],
         settled: Callable[[Execution], bool],
@@ -240,12 +230,15 @@ class ExecutionControl:
         step_key: str | None = None,
     ) -> Execution:
         """Change the execution here if no runner owns it, else ask its runner and wait."""
+        # Another workspace's execution is "not found", exactly like a missing one; past this
+        # check the id is known to be the actor's, so the reads below need no scope.
+        if await self._store.execution(execution_id, workspace=actor.workspace_id) is None:
+            raise NotFound(f"execution {execution_id} not found")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _RELEASE_SECONDS
         while True:
             events = await self._store.change(execution_id, decide)
             if events is not None:
-                await self._store.record_activity(action, actor, execution_id, detail)
                 await self._publish(events)
                 if any(_requeues(event) for event in events):
                     self._on_queued()
@@ -254,9 +247,8 @@ class ExecutionControl:
             if execution.owner is None:
                 continue  # released between the two reads
             if ask(execution):
-                await self._store.record_activity(action, actor, execution_id, detail)
                 await self._store.request_control(
-                    execution_id, action, reason, actor, None, step_key
+                    execution_id, action, reason, actor.label, None, step_key
                 )
                 await self._on_control(execution_id, execution.last_seq)
                 return await self._await(execution_id, settled)
@@ -309,7 +301,7 @@ class ExecutionControl:
         return step
 
     async def _get(self, execution_id: str, *, with_steps: bool = False) -> Execution:
-        execution = await self._store.execution(execution_id, with_steps=with_steps)
+        execution = await self._store.execution(execution_id, workspace=None, with_steps=with_steps)
         if execution is None:
             raise NotFound(f"execution {execution_id} not found")
         return execution

@@ -110,6 +110,7 @@ class ScenarioVersion:
     description: str
     definition: Mapping[str, Any]
     created_at: datetime
+    workspace_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class Batch:
     created_at: datetime
     created_by: str
     stopped_at: datetime | None = None
+    workspace_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class Execution:
     triggered_by: str = ""
     # Wall time from the first start to the end, pauses included; set when it ends.
     duration_ms: int | None = None
+    workspace_id: str = ""
 
     @property
     def name(self) -> str:
@@ -216,13 +219,15 @@ class Execution:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """An audit record: who did what to which execution, and why."""
+    """An audit record: who did what, to which execution, when, and with what result."""
 
     action: str
     actor: str
     execution_id: str | None
     at: datetime
     detail: Mapping[str, Any]
+    result: str = ""
+    workspace_id: str = ""
 
 
 def duration_between(start: datetime | None, end: datetime | None) -> int | None:

@@ -15,8 +15,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:
-    """History filters; every given field must match."""
+    """History filters: always one workspace; every other given field must match too."""
 
+    workspace: str
     statuses: tuple[ExecutionStatus, ...] = ()
     scenario: str | None = None
     label: str | None = None
@@ -89,6 +90,7 @@ class MetricsQuery:
     answer quickly.
     """
 
+    workspace: str
     since: datetime
     until: datetime
     scenario: str | None = None
@@ -181,6 +183,8 @@ def matches(where: ExecutionFilter, execution: Execution) -> bool:
     The live list filters in memory with this, so a filter field added to the SQL of history
     belongs here too.
     """
+    if execution.workspace_id != where.workspace:
+        return False
     if where.statuses and execution.status not in where.statuses:
         return False
     if where.scenario is not None and execution.scenario_name != where.scenario:

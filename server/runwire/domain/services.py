@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import FieldError, Invalid, InvalidInputs, NotFound, RunwireError
 from runwire.domain.models import (
@@ -32,20 +33,21 @@ class ExecutionStore(Protocol):
     """What starting executions needs from persistence (db.repository.Repository)."""
 
     async def save_scenario(
-        self, name: str, description: str, definition: Mapping[str, Any], actor: str
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        definition: Mapping[str, Any],
+        actor: str,
     ) -> ScenarioVersion: ...
 
-    async def latest_scenario(self, name: str) -> ScenarioVersion | None: ...
+    async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None: ...
 
     async def create_execution(
         self, execution: Execution, first_event: Event, fingerprint: str | None = None
     ) -> tuple[Execution, bool]: ...
 
     async def request_fingerprint(self, execution_id: str) -> str | None: ...
-
-    async def record_activity(
-        self, action: str, actor: str, execution_id: str | None, detail: Mapping[str, Any]
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +96,12 @@ class ExecutionService:
         self.announce = announce
 
     async def save_scenario(
-        self, source: str | Mapping[str, Any], actor: str, *, must_exist: bool | None = None
+        self, source: str | Mapping[str, Any], actor: Actor, *, must_exist: bool | None = None
     ) -> ScenarioVersion:
         """Validate and store a definition as the next version of its scenario."""
         definition = parse_definition(source, self._kinds)
         if must_exist is not None:
-            existing = await self._store.latest_scenario(definition.name)
+            existing = await self._store.latest_scenario(actor.workspace_id, definition.name)
             if must_exist and existing is None:
                 raise NotFound(f"scenario {definition.name} not found")
             if not must_exist and existing is not None:
@@ -107,16 +109,22 @@ class ExecutionService:
                     [FieldError("name", f"scenario {definition.name} exists; update it instead")]
                 )
         return await self._store.save_scenario(
-            definition.name, definition.description, definition.source, actor
+            actor.workspace_id,
+            definition.name,
+            definition.description,
+            definition.source,
+            actor.label,
         )
 
-    async def start(self, request: StartRequest, actor: str) -> Execution:
+    async def start(self, request: StartRequest, actor: Actor) -> Execution:
         """Validate the request and queue a new execution (its event seq 1).
 
         With an idempotency key used before, the earlier execution is returned and nothing is
         queued; the same key with a different request is a validation error.
         """
-        definition, scenario = await self.resolve(request.scenario, request.definition)
+        definition, scenario = await self.resolve(
+            actor.workspace_id, request.scenario, request.definition
+        )
         prepared = self.prepare(definition, scenario, request, actor)
         execution, created = await self._store.create_execution(
             prepared.execution, prepared.queued, prepared.fingerprint
@@ -133,12 +141,6 @@ class ExecutionService:
                     ]
                 )
             return execution
-        await self._store.record_activity(
-            "start",
-            actor,
-            execution.id,
-            {"scenario": execution.scenario_name, "mode": execution.mode.value},
-        )
         # Subscribers (followers, the live list) in every process learn of it as of seq 1.
         await self.announce([prepared.queued])
         self._on_queued()
@@ -149,7 +151,7 @@ class ExecutionService:
         definition: Definition,
         scenario: ScenarioVersion | None,
         request: StartRequest,
-        actor: str,
+        actor: Actor,
         *,
         batch: tuple[str, int] | None = None,
     ) -> Prepared:
@@ -190,7 +192,8 @@ class ExecutionService:
             concurrency_limit=definition.concurrency.limit if definition.concurrency else None,
             batch_id=batch[0] if batch else None,
             batch_limit=batch[1] if batch else None,
-            triggered_by=actor,
+            triggered_by=actor.label,
+            workspace_id=actor.workspace_id,
         )
         queued = Event(
             execution_id=execution.id,
@@ -203,13 +206,13 @@ class ExecutionService:
         return Prepared(execution, queued, fingerprint)
 
     async def resolve(
-        self, scenario_name: str | None, text: str | None
+        self, workspace: str, scenario_name: str | None, text: str | None
     ) -> tuple[Definition, ScenarioVersion | None]:
-        """The definition to run: the latest version of a saved scenario, or inline text."""
+        """The definition to run: the latest version of the workspace's scenario, or inline text."""
         if (scenario_name is None) == (text is None):
             raise Invalid([FieldError("input", "give exactly one of scenario or definition")])
         if scenario_name is not None:
-            scenario = await self._store.latest_scenario(scenario_name)
+            scenario = await self._store.latest_scenario(workspace, scenario_name)
             if scenario is None:
                 raise NotFound(f"scenario {scenario_name} not found")
             return parse_definition(scenario.definition, self._kinds), scenario

@@ -284,10 +284,13 @@ class Hub:
         finally:
             self._watchers.discard(watcher)
 
-    async def follow(self, execution_id: str, after_seq: int) -> AsyncGenerator[list[Event], None]:
+    async def follow(
+        self, execution_id: str, after_seq: int, *, workspace: str | None
+    ) -> AsyncGenerator[list[Event], None]:
         """Every event with seq > after_seq exactly once, in order, ending after the terminal one.
 
-        A negative after_seq follows live only: from the execution's current last seq.
+        A negative after_seq follows live only: from the execution's current last seq. An
+        execution outside `workspace` is NotFound, exactly like a missing one.
         """
         follower = _Follower(self._buffer_batches)
         topic = self._topics.setdefault(execution_id, _Topic())
@@ -295,7 +298,9 @@ class Hub:
         # buffer or in the database, so nothing falls between the two.
         topic.followers.add(follower)
         try:
-            execution = await self._repository.execution(execution_id, with_steps=False)
+            execution = await self._repository.execution(
+                execution_id, workspace=workspace, with_steps=False
+            )
             if execution is None:
                 raise NotFound(f"execution {execution_id} not found")
             last = execution.last_seq if after_seq < 0 else after_seq
@@ -306,7 +311,9 @@ class Hub:
                     return
             # The backlog ended without a terminal event; if the row says the execution already
             # ended, its terminal event is at or before `last` (afterSeq past the end).
-            execution = await self._repository.execution(execution_id, with_steps=False)
+            execution = await self._repository.execution(
+                execution_id, workspace=None, with_steps=False
+            )
             if (
                 execution is not None
                 and execution.status.is_terminal

@@ -8,10 +8,12 @@ from typing import Annotated
 import strawberry
 
 from runwire.domain import models, queries
+from runwire.domain.access import Permission
 from runwire.domain.batches import MAX_RUNS, BatchRequest, BatchRun, progress
 from runwire.domain.errors import RunwireError
-from runwire.graphql.context import Info, actor, services
-from runwire.graphql.errors import InvalidTransitionError, NotFoundError, ValidationError, to_error
+from runwire.graphql.auth import authorized
+from runwire.graphql.context import Info, services
+from runwire.graphql.errors import ErrorType, to_error
 from runwire.graphql.inputs import StartBatchInput, json_object
 from runwire.graphql.types import Execution, ExecutionStatus
 
@@ -48,16 +50,20 @@ class Batch:
         first: Annotated[int, strawberry.argument(description=f"At most {MAX_RUNS}.")] = 100,
     ) -> list[Execution]:
         page = await services(info).repository.executions(
-            queries.ExecutionFilter(statuses=tuple(statuses or ()), batch=str(self.id)),
+            queries.ExecutionFilter(
+                workspace=authorized(info, Permission.EXECUTION_READ).workspace_id,
+                statuses=tuple(statuses or ()),
+                batch=str(self.id),
+            ),
             max(0, min(first, MAX_RUNS)),
             None,
         )
         return [Execution.of(item) for item in page.items]
 
     @classmethod
-    async def load(cls, info: Info, batch_id: str) -> Batch | None:
+    async def load(cls, info: Info, batch_id: str, workspace: str) -> Batch | None:
         repository = services(info).repository
-        batch = await repository.batch(batch_id)
+        batch = await repository.batch(batch_id, workspace=workspace)
         if batch is None:
             return None
         counts = await repository.batch_counts(batch_id)
@@ -88,7 +94,7 @@ class BatchSuccess:
 
 
 BatchResult = Annotated[
-    BatchSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    BatchSuccess | ErrorType,
     strawberry.union("BatchResult"),
 ]
 
@@ -98,6 +104,7 @@ class BatchMutations:
     @strawberry.mutation(description="Queue every run at once (all or none); see Batch.")
     async def start_batch(self, info: Info, input: StartBatchInput) -> BatchResult:
         try:
+            actor = authorized(info, Permission.EXECUTION_WRITE)
             request = BatchRequest(
                 scenario=input.scenario,
                 definition=input.definition,
@@ -113,23 +120,24 @@ class BatchMutations:
                 priority=input.priority,
                 labels=tuple(input.labels or ()),
             )
-            batch = await services(info).batches.start(request, actor(info))
+            batch = await services(info).batches.start(request, actor)
         except RunwireError as error:
             return to_error(error)
-        return await _success(info, batch.id)
+        return await _success(info, batch.id, actor.workspace_id)
 
     @strawberry.mutation(description="Cancel queued and paused runs and stop running ones.")
     async def stop_batch(
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> BatchResult:
         try:
-            batch = await services(info).batches.stop(str(id), reason, actor(info))
+            actor = authorized(info, Permission.EXECUTION_WRITE)
+            batch = await services(info).batches.stop(str(id), reason, actor)
         except RunwireError as error:
             return to_error(error)
-        return await _success(info, batch.id)
+        return await _success(info, batch.id, actor.workspace_id)
 
 
-async def _success(info: Info, batch_id: str) -> BatchSuccess:
-    found = await Batch.load(info, batch_id)
+async def _success(info: Info, batch_id: str, workspace: str) -> BatchSuccess:
+    found = await Batch.load(info, batch_id, workspace)
     assert found is not None
     return BatchSuccess(batch=found)

@@ -7,10 +7,14 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from runwire.db.access import AccessRepository
 from runwire.db.repository import Repository
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
+from runwire.domain.identity import Authenticator
 from runwire.domain.services import ExecutionService
+from runwire.domain.sessions import LiveSessions
+from runwire.domain.tokens import TokenService
 from runwire.events.hub import Hub
 
 
@@ -24,6 +28,10 @@ class Services:
     batches: BatchService
     hub: Hub
     runner_slots: int
+    access: AccessRepository
+    tokens: TokenService
+    authenticator: Authenticator
+    sessions: LiveSessions
 
 
 def services(info: Info) -> Services:
@@ -31,11 +39,6 @@ def services(info: Info) -> Services:
     found = info.context["services"]
     assert isinstance(found, Services)
     return found
-
-
-def actor(info: Info) -> str:
-    """Who is asking, for the audit trail."""
-    return str(info.context.get("actor") or "anonymous")
 
 
 Info = StrawberryInfo[dict[str, Any], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from runwire.domain.access import Forbidden
 from runwire.domain.errors import Invalid, InvalidTransition, NotFound, RunwireError
 
 
@@ -35,7 +36,13 @@ class InvalidTransitionError(Error):
     step_status: str | None = None
 
 
-ErrorType = ValidationError | NotFoundError | InvalidTransitionError
+@strawberry.type(description="The token's role does not grant the permission this needs.")
+class PermissionDeniedError(Error):
+    permission: str
+    role: str
+
+
+ErrorType = ValidationError | NotFoundError | InvalidTransitionError | PermissionDeniedError
 
 
 def to_error(error: RunwireError) -> ErrorType:
@@ -47,6 +54,10 @@ def to_error(error: RunwireError) -> ErrorType:
         )
     if isinstance(error, NotFound):
         return NotFoundError(message=error.message)
+    if isinstance(error, Forbidden):
+        return PermissionDeniedError(
+            message=error.message, permission=error.permission.value, role=error.role.value
+        )
     if isinstance(error, InvalidTransition):
         return InvalidTransitionError(
             message=error.message,

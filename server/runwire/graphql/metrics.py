@@ -9,6 +9,9 @@ import strawberry
 
 from runwire.db import metrics
 from runwire.domain import queries
+from runwire.domain.access import Permission
+from runwire.graphql.auth import authorized
+from runwire.graphql.context import Info
 from runwire.graphql.types import ExecutionStatus
 
 _SCOPE = "Executions that finished (finishedAt) in [since, until)"
@@ -71,6 +74,7 @@ class ExecutionMetrics:
 
 
 async def execution_metrics(
+    info: Info,
     since: Annotated[
         datetime, strawberry.argument(description="Inclusive; without an offset, UTC.")
     ],
@@ -90,7 +94,12 @@ async def execution_metrics(
         ),
     ] = None,
 ) -> ExecutionMetrics:
+    actor = authorized(info, Permission.EXECUTION_READ)
     query = queries.MetricsQuery(
-        since=since, until=until, scenario=scenario, labels=tuple(labels or ())
+        workspace=actor.workspace_id,
+        since=since,
+        until=until,
+        scenario=scenario,
+        labels=tuple(labels or ()),
     )
     return ExecutionMetrics.of(await metrics.execution_metrics(query))

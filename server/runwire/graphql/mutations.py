@@ -6,11 +6,14 @@ from typing import Annotated
 
 import strawberry
 
+from runwire.domain.access import Permission
 from runwire.domain.errors import RunwireError
 from runwire.domain.services import StartRequest
+from runwire.graphql.access import AccessMutations
+from runwire.graphql.auth import authorized
 from runwire.graphql.batches import BatchMutations
-from runwire.graphql.context import Info, actor, services
-from runwire.graphql.errors import InvalidTransitionError, NotFoundError, ValidationError, to_error
+from runwire.graphql.context import Info, services
+from runwire.graphql.errors import ErrorType, to_error
 from runwire.graphql.inputs import StartExecutionInput, json_object
 from runwire.graphql.types import Execution, Scenario
 
@@ -52,40 +55,41 @@ class ScenarioSuccess:
 
 # Every result union carries the whole error family, so clients handle errors one way.
 StartExecutionResult = Annotated[
-    StartExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    StartExecutionSuccess | ErrorType,
     strawberry.union("StartExecutionResult"),
 ]
 StopExecutionResult = Annotated[
-    StopExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    StopExecutionSuccess | ErrorType,
     strawberry.union("StopExecutionResult"),
 ]
 PauseExecutionResult = Annotated[
-    PauseExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    PauseExecutionSuccess | ErrorType,
     strawberry.union("PauseExecutionResult"),
 ]
 ResumeExecutionResult = Annotated[
-    ResumeExecutionSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    ResumeExecutionSuccess | ErrorType,
     strawberry.union("ResumeExecutionResult"),
 ]
 RetryStepResult = Annotated[
-    RetryStepSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    RetryStepSuccess | ErrorType,
     strawberry.union("RetryStepResult"),
 ]
 SkipStepResult = Annotated[
-    SkipStepSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    SkipStepSuccess | ErrorType,
     strawberry.union("SkipStepResult"),
 ]
 ScenarioResult = Annotated[
-    ScenarioSuccess | ValidationError | NotFoundError | InvalidTransitionError,
+    ScenarioSuccess | ErrorType,
     strawberry.union("ScenarioResult"),
 ]
 
 
 @strawberry.type
-class Mutation(BatchMutations):
+class Mutation(BatchMutations, AccessMutations):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:
+            actor = authorized(info, Permission.EXECUTION_WRITE)
             request = StartRequest(
                 scenario=input.scenario,
                 definition=input.definition,
@@ -99,7 +103,7 @@ class Mutation(BatchMutations):
                 upstream=json_object(input.upstream, "upstream"),
                 idempotency_key=input.idempotency_key,
             )
-            execution = await services(info).executions.start(request, actor(info))
+            execution = await services(info).executions.start(request, actor)
         except RunwireError as error:
             return to_error(error)
         return StartExecutionSuccess(execution=Execution.of(execution))
@@ -109,7 +113,9 @@ class Mutation(BatchMutations):
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> StopExecutionResult:
         try:
-            execution = await services(info).control.stop(str(id), reason, actor(info))
+            execution = await services(info).control.stop(
+                str(id), reason, authorized(info, Permission.EXECUTION_WRITE)
+            )
         except RunwireError as error:
             return to_error(error)
         return StopExecutionSuccess(execution=Execution.of(execution))
@@ -124,7 +130,9 @@ class Mutation(BatchMutations):
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> PauseExecutionResult:
         try:
-            execution = await services(info).control.pause(str(id), reason, actor(info))
+            execution = await services(info).control.pause(
+                str(id), reason, authorized(info, Permission.EXECUTION_WRITE)
+            )
         except RunwireError as error:
             return to_error(error)
         return PauseExecutionSuccess(execution=Execution.of(execution))
@@ -137,7 +145,9 @@ class Mutation(BatchMutations):
     )
     async def resume_execution(self, info: Info, id: strawberry.ID) -> ResumeExecutionResult:
         try:
-            execution = await services(info).control.resume(str(id), actor(info))
+            execution = await services(info).control.resume(
+                str(id), authorized(info, Permission.EXECUTION_WRITE)
+            )
         except RunwireError as error:
             return to_error(error)
         return ResumeExecutionSuccess(execution=Execution.of(execution))
@@ -154,7 +164,7 @@ class Mutation(BatchMutations):
     ) -> RetryStepResult:
         try:
             execution = await services(info).control.retry_step(
-                str(execution_id), step_key, actor(info)
+                str(execution_id), step_key, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
             return to_error(error)
@@ -171,7 +181,7 @@ class Mutation(BatchMutations):
     ) -> SkipStepResult:
         try:
             execution = await services(info).control.skip_step(
-                str(execution_id), step_key, actor(info)
+                str(execution_id), step_key, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
             return to_error(error)
@@ -189,7 +199,7 @@ class Mutation(BatchMutations):
 async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioResult:
     try:
         saved = await services(info).executions.save_scenario(
-            definition, actor(info), must_exist=must_exist
+            definition, authorized(info, Permission.SCENARIO_WRITE), must_exist=must_exist
         )
     except RunwireError as error:
         return to_error(error)

@@ -10,7 +10,10 @@ from datetime import datetime
 import strawberry
 
 from runwire.domain import queries
+from runwire.domain.access import Permission
 from runwire.domain.errors import FieldError, Invalid
+from runwire.graphql.access import AccessQueries
+from runwire.graphql.auth import authorized
 from runwire.graphql.batches import Batch
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
@@ -29,10 +32,13 @@ MAX_PAGE = 200
 
 
 @strawberry.type
-class Query:
-    @strawberry.field
+class Query(AccessQueries):
+    @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
-        found = await services(info).repository.execution(str(id), with_steps=False)
+        actor = authorized(info, Permission.EXECUTION_READ)
+        found = await services(info).repository.execution(
+            str(id), workspace=actor.workspace_id, with_steps=False
+        )
         return Execution.of(found) if found else None
 
     @strawberry.field(description="History, newest first, with a keyset cursor.")
@@ -43,10 +49,11 @@ class Query:
         first: int = 50,
         after: str | None = None,
     ) -> ExecutionConnection:
+        actor = authorized(info, Permission.EXECUTION_READ)
         if not 0 <= first <= MAX_PAGE:
             raise Invalid([FieldError("first", f"expected 0..{MAX_PAGE}")])
         page = await services(info).repository.executions(
-            _filter(filter), first, decode_cursor(after) if after else None
+            _filter(actor.workspace_id, filter), first, decode_cursor(after) if after else None
         )
         edges = [
             ExecutionEdge(cursor=encode_cursor(item.queued_at, item.id), node=Execution.of(item))
@@ -67,45 +74,53 @@ class Query:
 
     @strawberry.field
     async def active_executions(self, info: Info) -> list[Execution]:
-        active = await services(info).repository.active_executions()
+        actor = authorized(info, Permission.EXECUTION_READ)
+        active = await services(info).repository.active_executions(actor.workspace_id)
         return [Execution.of(item) for item in active]
 
     @strawberry.field
     async def queue(self, info: Info) -> Queue:
+        actor = authorized(info, Permission.EXECUTION_READ)
         found = services(info)
-        counts = await found.repository.queue_counts(found.runner_slots)
+        counts = await found.repository.queue_counts(actor.workspace_id, found.runner_slots)
         return Queue(queued=counts.queued, running=counts.running, slots=counts.slots)
 
     @strawberry.field(
         description="Queued, running and paused executions per scenario; inline ones last."
     )
     async def active_execution_counts(self, info: Info) -> list[ScenarioActiveCount]:
-        counts = await services(info).repository.active_counts()
+        actor = authorized(info, Permission.EXECUTION_READ)
+        counts = await services(info).repository.active_counts(actor.workspace_id)
         return [ScenarioActiveCount.of(item) for item in counts]
 
     @strawberry.field
     async def batch(self, info: Info, id: strawberry.ID) -> Batch | None:
-        return await Batch.load(info, str(id))
+        actor = authorized(info, Permission.EXECUTION_READ)
+        return await Batch.load(info, str(id), actor.workspace_id)
 
     @strawberry.field(description="The latest version of every scenario.")
     async def scenarios(self, info: Info) -> list[Scenario]:
-        return [Scenario.of(s) for s in await services(info).repository.scenarios()]
+        actor = authorized(info, Permission.EXECUTION_READ)
+        found = await services(info).repository.scenarios(actor.workspace_id)
+        return [Scenario.of(s) for s in found]
 
     @strawberry.field(description="The latest version, or the given one.")
     async def scenario(self, info: Info, name: str, version: int | None = None) -> Scenario | None:
+        workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
         repository = services(info).repository
         found = (
-            await repository.latest_scenario(name)
+            await repository.latest_scenario(workspace, name)
             if version is None
-            else await repository.scenario_version(name, version)
+            else await repository.scenario_version(workspace, name, version)
         )
         return Scenario.of(found) if found else None
 
 
-def _filter(given: ExecutionFilter | None) -> queries.ExecutionFilter:
+def _filter(workspace: str, given: ExecutionFilter | None) -> queries.ExecutionFilter:
     if given is None:
-        return queries.ExecutionFilter()
+        return queries.ExecutionFilter(workspace=workspace)
     return queries.ExecutionFilter(
+        workspace=workspace,
         statuses=tuple(given.statuses or ()),
         scenario=given.scenario,
         label=given.label,

@@ -7,6 +7,8 @@ from contextlib import aclosing
 
 import strawberry
 
+from runwire.domain.access import Permission
+from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.queries import _filter as domain_filter
@@ -24,7 +26,10 @@ class Subscription:
     async def execution_events(
         self, info: Info, execution_id: strawberry.ID, after_seq: int = 0
     ) -> AsyncGenerator[ExecutionEventBatch, None]:
-        async for batch in services(info).hub.follow(str(execution_id), after_seq):
+        workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
+        # Another workspace's execution is refused exactly like a missing one.
+        follow = services(info).hub.follow(str(execution_id), after_seq, workspace=workspace)
+        async for batch in follow:
             yield ExecutionEventBatch(
                 events=[event_of(event) for event in batch], last_seq=batch[-1].seq
             )
@@ -40,7 +45,7 @@ class Subscription:
     async def execution_updates(
         self, info: Info, filter: ExecutionFilter | None = None
     ) -> AsyncGenerator[ExecutionUpdate, None]:
-        where = domain_filter(filter)
+        where = domain_filter(authorized(info, Permission.EXECUTION_READ).workspace_id, filter)
         # aclosing: a client that goes away unsubscribes the watcher at once, not at GC.
         async with aclosing(services(info).hub.watch(where)) as updates:
             async for update in updates:

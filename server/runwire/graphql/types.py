@@ -11,9 +11,11 @@ import strawberry
 from strawberry.scalars import JSON
 
 from runwire.domain import models, queries
+from runwire.domain.access import Permission
 from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
 from runwire.events import hub
+from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
 from runwire.graphql.trace import Span, Trace
 
@@ -214,10 +216,29 @@ class ExecutionEventBatch:
 
 @strawberry.type(description="Audit: who did what to an execution, and why.")
 class Activity:
+    """One audited mutation: who did what, when, and the result's type."""
+
     action: str
     actor: str
     at: datetime
+    result: str = strawberry.field(
+        description="The mutation's result type (its success type or error type)."
+    )
+    execution_id: strawberry.ID | None
     detail: JSON
+
+    @classmethod
+    def of(cls, activity: models.Activity) -> Activity:
+        return cls(
+            action=activity.action,
+            actor=activity.actor,
+            at=activity.at,
+            result=activity.result,
+            execution_id=None
+            if activity.execution_id is None
+            else strawberry.ID(activity.execution_id),
+            detail=JSON(dict(activity.detail)),
+        )
 
 
 @strawberry.type
@@ -269,11 +290,9 @@ class Execution:
 
     @strawberry.field
     async def activities(self, info: Info) -> list[Activity]:
-        found = await services(info).repository.activities(str(self.id))
-        return [
-            Activity(action=a.action, actor=a.actor, at=a.at, detail=JSON(dict(a.detail)))
-            for a in found
-        ]
+        workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
+        found = await services(info).repository.activities(workspace, execution_id=str(self.id))
+        return [Activity.of(activity) for _, activity in reversed(found)]
 
     @strawberry.field(
         description=(
@@ -284,7 +303,8 @@ class Execution:
     async def trace(self, info: Info) -> Trace:
         repository = services(info).repository
         # Read afresh, so the root's status and times match the step rows read with them.
-        execution = await repository.execution(str(self.id))
+        workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
+        execution = await repository.execution(str(self.id), workspace=workspace)
         if execution is None:
             raise NotFound(f"execution {self.id} not found")
         spans = await repository.spans(execution.id)

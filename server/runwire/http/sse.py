@@ -1,19 +1,35 @@
-"""`GET /executions/{id}/events` as Server-Sent Events: `id:` is the seq, resumable."""
+"""`GET /executions/{id}/events` as Server-Sent Events: `id:` is the seq, resumable.
+
+Authenticated by `Authorization: Bearer …` or by `?ticket=` from `createEventStreamTicket`
+(browsers' EventSource cannot send headers); an API token in the URL is refused, since URLs end
+up in logs and histories.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Annotated
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, TypeVar
 
 import msgspec
 from litestar import Request, get
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
 from runwire.graphql.context import Services
+from runwire.http.bearer import bearer_credential
+
+T = TypeVar("T")
 
 
 def _after_seq(request: Request[object, object, State], after_seq: int | None) -> int:
@@ -43,21 +59,91 @@ def _message(event: Event) -> ServerSentEventMessage:
     )
 
 
+async def _actor(
+    request: Request[object, object, State],
+    services: Services,
+    execution_id: str,
+    ticket: str | None,
+) -> Actor:
+    if "token" in request.query_params or "access_token" in request.query_params:
+        raise NotAuthorizedException(
+            "never put an API token in a URL: send it as Authorization: Bearer, or use a ticket"
+            " from createEventStreamTicket"
+        )
+    try:
+        if ticket is not None:
+            actor = await services.authenticator.redeem_ticket(ticket, execution_id)
+        else:
+            actor = await services.authenticator.authenticate(bearer_credential(request.headers))
+        actor.require(Permission.EXECUTION_READ)
+    except Unauthenticated as error:
+        raise NotAuthorizedException(
+            error.message, headers={"WWW-Authenticate": 'Bearer realm="runwire"'}
+        ) from None
+    except Forbidden as error:
+        raise PermissionDeniedException(error.message) from None
+    return actor
+
+
 @get("/executions/{execution_id:str}/events")
 async def execution_events(
     request: Request[object, object, State],
     state: State,
     execution_id: str,
     after_seq: Annotated[int | None, Parameter(query="afterSeq")] = None,
+    ticket: Annotated[str | None, Parameter(query="ticket")] = None,
 ) -> ServerSentEvent:
     services: Services = state.services
+    actor = await _actor(request, services, execution_id, ticket)
     start = _after_seq(request, after_seq)
-    if await services.repository.execution(execution_id, with_steps=False) is None:
+    # Another workspace's execution answers exactly like a missing one.
+    if (
+        await services.repository.execution(
+            execution_id, workspace=actor.workspace_id, with_steps=False
+        )
+        is None
+    ):
         raise NotFoundException(f"execution {execution_id} not found")
+    follow = services.hub.follow(execution_id, start, workspace=actor.workspace_id)
 
     async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
-        async for batch in services.hub.follow(execution_id, start):
-            for event in batch:
-                yield _message(event)
+        revoked = asyncio.Event()
+
+        async def end() -> None:
+            revoked.set()
+
+        stop_watching = services.sessions.register(actor, end, lambda: False)
+        try:
+            async with contextlib.aclosing(_until(revoked, follow)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        yield _message(event)
+            if revoked.is_set():
+                yield ServerSentEventMessage(
+                    event="error", data="the token was revoked or expired; stream closed"
+                )
+        finally:
+            stop_watching()
+            await follow.aclose()
 
     return ServerSentEvent(stream())
+
+
+async def _until(stop: asyncio.Event, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """`items` until they end or `stop` is set, whichever comes first."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                yield following.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopped.cancel()

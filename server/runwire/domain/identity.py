@@ -1,0 +1,168 @@
+"""Turning a credential into an actor: API tokens, identity-provider JWTs, and SSE tickets.
+
+Every transport (HTTP bearer, WebSocket connection_init, SSE) goes through `Authenticator`, so
+the rules are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from runwire.domain.access import Actor, Role, Unauthenticated
+from runwire.domain.clock import utc_now
+from runwire.domain.tokens import TokenService, Workspace, looks_like_api_token
+
+# Asymmetric algorithms only for identity providers: a shared secret would let anyone who holds
+# it mint tokens for any workspace, and mixing families invites algorithm confusion.
+IDP_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
+TICKET_AUDIENCE = "runwire:event-stream"
+TICKET_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """An external identity provider: whose tokens to accept and how claims map to access."""
+
+    issuer: str
+    key: str
+    algorithms: tuple[str, ...] = ("RS256",)
+    audience: str | None = None
+    workspace_claim: str = "runwire_workspace"
+    role_claim: str = "runwire_role"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.algorithms) - IDP_ALGORITHMS
+        if unknown or not self.algorithms:
+            raise ValueError(
+                f"JWT algorithms {sorted(unknown) or '(none)'} not allowed;"
+                f" use some of {sorted(IDP_ALGORITHMS)}"
+            )
+
+
+class Authenticator:
+    """Checks credentials; knows nothing about HTTP or WebSockets."""
+
+    def __init__(
+        self,
+        tokens: TokenService,
+        workspace: Callable[[str], Awaitable[Workspace | None]],
+        ticket_key: str,
+        idp: JwtSettings | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._workspace = workspace
+        self._ticket_key = ticket_key
+        self._idp = idp
+
+    async def authenticate(self, credential: str) -> Actor:
+        """The actor for an API token or an identity-provider JWT; Unauthenticated otherwise."""
+        credential = credential.strip()
+        if not credential:
+            raise Unauthenticated()
+        if looks_like_api_token(credential):
+            return await self._tokens.authenticate(credential)
+        if self._idp is not None and credential.count(".") == 2:
+            return await self._from_jwt(credential, self._idp)
+        raise Unauthenticated("the token is not an API token or an accepted identity token")
+
+    async def still_valid(self, actors: list[Actor]) -> list[bool]:
+        """For live connections: is each actor's credential still neither revoked nor expired?"""
+        token_ids = sorted({a.token_id for a in actors if a.token_id is not None})
+        usable = await self._tokens.usable(token_ids) if token_ids else set()
+        now = utc_now()
+        return [
+            (actor.token_id is None or actor.token_id in usable)
+            and (actor.expires_at is None or now < actor.expires_at)
+            for actor in actors
+        ]
+
+    def issue_ticket(self, actor: Actor, execution_id: str) -> tuple[str, datetime]:
+        """A short-lived signed ticket to open one execution's event stream (for EventSource)."""
+        expires_at = utc_now() + timedelta(seconds=TICKET_SECONDS)
+        claims: dict[str, Any] = {
+            "aud": TICKET_AUDIENCE,
+            "exp": expires_at,
+            "sub": actor.label,
+            "wsp": actor.workspace_id,
+            "rol": actor.role.value,
+            "exe": execution_id,
+        }
+        if actor.token_id is not None:
+            claims["tid"] = actor.token_id
+        if actor.expires_at is not None:
+            claims["cre"] = int(actor.expires_at.timestamp())
+        return jwt.encode(claims, self._ticket_key, algorithm="HS256"), expires_at
+
+    async def redeem_ticket(self, ticket: str, execution_id: str) -> Actor:
+        """The actor a ticket was issued to, if it is for this execution and still valid."""
+        try:
+            claims = jwt.decode(
+                ticket,
+                self._ticket_key,
+                algorithms=["HS256"],
+                audience=TICKET_AUDIENCE,
+                options={"require": ["exp", "aud", "sub", "wsp", "rol", "exe"]},
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthenticated(f"invalid ticket: {error}") from None
+        if claims["exe"] != execution_id:
+            raise Unauthenticated("the ticket is for another execution")
+        credential_expiry = claims.get("cre")
+        actor = Actor(
+            workspace_id=str(claims["wsp"]),
+            label=str(claims["sub"]),
+            role=Role(claims["rol"]),
+            token_id=claims.get("tid"),
+            expires_at=None
+            if credential_expiry is None
+            else datetime.fromtimestamp(int(credential_expiry), UTC),
+        )
+        # The token it was issued for may have been revoked since.
+        if not (await self.still_valid([actor]))[0]:
+            raise Unauthenticated("the token this ticket was issued for is revoked or expired")
+        return actor
+
+    async def _from_jwt(self, credential: str, idp: JwtSettings) -> Actor:
+        try:
+            claims = jwt.decode(
+                credential,
+                idp.key,
+                algorithms=list(idp.algorithms),
+                issuer=idp.issuer,
+                audience=idp.audience,
+                options={
+                    "require": ["exp", "iss", "sub"],
+                    "verify_aud": idp.audience is not None,
+                },
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthenticated(f"invalid identity token: {error}") from None
+        subject = str(claims["sub"])
+        workspace_ref = claims.get(idp.workspace_claim)
+        if not isinstance(workspace_ref, str):
+            raise Unauthenticated(f"the identity token has no {idp.workspace_claim} claim")
+        workspace = await self._workspace(workspace_ref)
+        if workspace is None:
+            raise Unauthenticated(f"workspace {workspace_ref} does not exist")
+        claimed_role = claims.get(idp.role_claim)
+        role: Role | None
+        if claimed_role is not None:
+            try:
+                role = Role(claimed_role)
+            except ValueError:
+                raise Unauthenticated(f"unknown role {claimed_role!r}") from None
+        else:
+            role = await self._tokens.member_role(workspace.id, subject)
+        if role is None:
+            raise Unauthenticated(f"{subject} is not a member of workspace {workspace.name}")
+        return Actor(
+            workspace_id=workspace.id,
+            label=f"user:{subject}",
+            role=role,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
