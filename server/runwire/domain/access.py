@@ -75,6 +75,9 @@ class Actor:
     role: Role
     token_id: str | None = None
     expires_at: datetime | None = None
+    # Set when the role comes from the subject's membership, so a change to it reaches live
+    # connections too.
+    member_subject: str | None = None
 
     @property
     def permissions(self) -> frozenset[Permission]:

@@ -74,10 +74,22 @@ class Authenticator:
         """For live connections: is each actor's credential still neither revoked nor expired?"""
         token_ids = sorted({a.token_id for a in actors if a.token_id is not None})
         usable = await self._tokens.usable(token_ids) if token_ids else set()
+        # A role that came from membership must still be the member's role.
+        members = {
+            (a.workspace_id, a.member_subject): await self._tokens.member_role(
+                a.workspace_id, a.member_subject
+            )
+            for a in actors
+            if a.member_subject is not None
+        }
         now = utc_now()
         return [
             (actor.token_id is None or actor.token_id in usable)
             and (actor.expires_at is None or now < actor.expires_at)
+            and (
+                actor.member_subject is None
+                or members[(actor.workspace_id, actor.member_subject)] is actor.role
+            )
             for actor in actors
         ]
 
@@ -96,6 +108,8 @@ class Authenticator:
             claims["tid"] = actor.token_id
         if actor.expires_at is not None:
             claims["cre"] = int(actor.expires_at.timestamp())
+        if actor.member_subject is not None:
+            claims["msb"] = actor.member_subject
         return jwt.encode(claims, self._ticket_key, algorithm="HS256"), expires_at
 
     async def redeem_ticket(self, ticket: str, execution_id: str) -> Actor:
@@ -121,8 +135,9 @@ class Authenticator:
             expires_at=None
             if credential_expiry is None
             else datetime.fromtimestamp(int(credential_expiry), UTC),
+            member_subject=claims.get("msb"),
         )
-        # The token it was issued for may have been revoked since.
+        # The token it was issued for may have been revoked since (or the membership changed).
         if not (await self.still_valid([actor]))[0]:
             raise Unauthenticated("the token this ticket was issued for is revoked or expired")
         return actor
@@ -165,4 +180,5 @@ class Authenticator:
             label=f"user:{subject}",
             role=role,
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            member_subject=subject if claimed_role is None else None,
         )
