@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,9 +77,20 @@ mutation($subject: String!, $role: Role!) {
   }
 }
 """
+REMOVE_MEMBER = """
+mutation($subject: String!) {
+  removeMember(subject: $subject) {
+    __typename
+    ... on RemoveMemberSuccess { subject }
+    ... on Error { message }
+  }
+}
+"""
 # How fast a live connection must be closed once its credential lapses: the server checks every
 # RUNWIRE_SESSION_CHECK_SECONDS (0.2 here); the rest is slack for a loaded CI machine.
 CLOSE_WITHIN_SECONDS = 3.0
+# Five watchdog ticks: a connection still open after this was checked and kept, not overlooked.
+SEVERAL_TICKS_SECONDS = 1.0
 
 
 def _b64url(raw: bytes) -> str:
@@ -605,6 +616,173 @@ async def test_revoking_a_token_ends_its_ticket_stream_and_refuses_the_ticket(
         refused = await client.get(url)
     assert refused.status_code == 401, refused.text
     assert "revoked" in refused.json()["detail"]
+
+
+async def _set_member_role(server: Server, subject: str, role: str) -> None:
+    result = await execute(server, SET_MEMBER_ROLE, {"subject": subject, "role": role})
+    assert result["setMemberRole"]["__typename"] == "MemberSuccess", result
+
+
+async def _remove_member(server: Server, subject: str) -> None:
+    result = await execute(server, REMOVE_MEMBER, {"subject": subject})
+    assert result["removeMember"] == {"__typename": "RemoveMemberSuccess", "subject": subject}
+
+
+async def _member_jwt(server: Server, idp: IdentityProvider, subject: str, role: str) -> str:
+    """A JWT without a role claim for a new member `subject` of the default workspace."""
+    await _set_member_role(server, subject, role)
+    return idp.token(sub=subject, runwire_role=None)
+
+
+async def _role_over_http(server: Server, token: str) -> str:
+    viewer = await execute(server, VIEWER, token=token)
+    return str(viewer["viewer"]["role"])
+
+
+async def _closed_after(
+    socket: websockets.ClientConnection, lapse: Callable[[], Awaitable[None]]
+) -> float:
+    """Seconds from the end of `lapse()` until the server closed the socket with 4403."""
+    await lapse()
+    lapsed_at = time.monotonic()
+    received = await _until_closed(socket)
+    took = time.monotonic() - lapsed_at
+    assert socket.close_code == 4403, (socket.close_code, socket.close_reason)
+    assert all(message["type"] == "next" for message in received), received
+    return took
+
+
+async def _assert_stays_open(socket: websockets.ClientConnection) -> None:
+    """The server keeps the socket open across several watchdog ticks and still answers."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SEVERAL_TICKS_SECONDS):
+            await socket.wait_closed()
+    assert socket.close_code is None, (socket.close_code, socket.close_reason)
+    async with asyncio.timeout(5):
+        await (await socket.ping())
+
+
+async def _sse_until_end(
+    response: httpx.Response, lapse: Callable[[], Awaitable[None]]
+) -> tuple[list[dict[str, str]], float]:
+    """Every event of a stream, with `lapse()` run after the first; seconds from then to the end."""
+    assert response.status_code == 200, response.status_code
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    lapsed_at: float | None = None
+    # Unless `lapse` ends it, the stream runs until the 30 s sleep ends.
+    async with asyncio.timeout(15):
+        async for line in response.aiter_lines():
+            if line and ":" in line:
+                field, _, value = line.partition(":")
+                current[field] = value.strip()
+            elif not line and current:
+                events.append(current)
+                current = {}
+                if lapsed_at is None:
+                    await lapse()
+                    lapsed_at = time.monotonic()
+    assert lapsed_at is not None, events
+    return events, time.monotonic() - lapsed_at
+
+
+async def test_removing_a_member_closes_their_live_subscription(
+    server: Server, idp: IdentityProvider
+) -> None:
+    token = await _member_jwt(server, idp, "carol", "OPERATOR")
+    async with (
+        _long_execution(server) as execution_id,
+        _subscribed(server, token, execution_id) as socket,
+    ):
+        took = await _closed_after(socket, lambda: _remove_member(server, "carol"))
+    assert took < CLOSE_WITHIN_SECONDS, f"closed {took:.2f}s after the member was removed"
+    # Reconnecting with the same JWT gets nowhere either.
+    await _refused_over_http(server, f"Bearer {token}", "", "not a member")
+
+
+# A narrower and a wider role: either way the open connection holds a role the member no longer
+# has, and reconnecting picks up the new one.
+@pytest.mark.parametrize("new_role", ["VIEWER", "ADMIN"])
+async def test_changing_a_members_role_closes_their_live_subscription(
+    server: Server, idp: IdentityProvider, new_role: str
+) -> None:
+    subject = f"dave-to-{new_role.lower()}"
+    token = await _member_jwt(server, idp, subject, "OPERATOR")
+    async with (
+        _long_execution(server) as execution_id,
+        _subscribed(server, token, execution_id) as socket,
+    ):
+        took = await _closed_after(socket, lambda: _set_member_role(server, subject, new_role))
+    assert took < CLOSE_WITHIN_SECONDS, f"closed {took:.2f}s after the role changed"
+    assert await _role_over_http(server, token) == new_role
+
+
+async def test_removing_a_member_ends_their_sse_stream_with_an_error(
+    server: Server, idp: IdentityProvider
+) -> None:
+    token = await _member_jwt(server, idp, "erin", "VIEWER")
+    async with (
+        _long_execution(server) as execution_id,
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "GET", f"{server.url}/executions/{execution_id}/events", headers=_bearer(token)
+        ) as response,
+    ):
+        events, took = await _sse_until_end(response, lambda: _remove_member(server, "erin"))
+    assert events[0]["id"] == "1"
+    assert events[-1]["event"] == "error", events
+    assert took < CLOSE_WITHIN_SECONDS, f"stream ended {took:.2f}s after the member was removed"
+
+
+async def test_removing_a_member_ends_their_ticket_stream_and_refuses_the_ticket(
+    server: Server, idp: IdentityProvider
+) -> None:
+    token = await _member_jwt(server, idp, "frank", "VIEWER")
+    async with (
+        _long_execution(server) as execution_id,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        created = await execute(server, TICKET, {"id": execution_id}, token=token)
+        url = f"{server.url}{created['createEventStreamTicket']['url']}"
+        async with client.stream("GET", url) as response:
+            events, took = await _sse_until_end(response, lambda: _remove_member(server, "frank"))
+        refused = await client.get(url)
+    assert events[-1]["event"] == "error", events
+    assert took < CLOSE_WITHIN_SECONDS, f"stream ended {took:.2f}s after the member was removed"
+    # The ticket outlives the stream by up to a minute; the membership it names does not.
+    assert refused.status_code == 401, refused.text
+
+
+async def test_a_members_subscription_stays_open_while_the_membership_is_unchanged(
+    server: Server, idp: IdentityProvider
+) -> None:
+    token = await _member_jwt(server, idp, "grace", "OPERATOR")
+    async with (
+        _long_execution(server) as execution_id,
+        _subscribed(server, token, execution_id) as socket,
+    ):
+        await _assert_stays_open(socket)
+        # Writing the same role again, and changes to other members, leave the role as it was.
+        await _set_member_role(server, "grace", "OPERATOR")
+        await _set_member_role(server, "grace-colleague", "VIEWER")
+        await _remove_member(server, "grace-colleague")
+        await _assert_stays_open(socket)
+
+
+async def test_a_role_claim_is_not_tied_to_a_same_named_membership(
+    server: Server, idp: IdentityProvider
+) -> None:
+    await _set_member_role(server, "heidi", "VIEWER")
+    token = idp.token(sub="heidi", runwire_role="operator")
+    # The claim wins over the membership, so the membership is no part of this credential.
+    assert await _role_over_http(server, token) == "OPERATOR"
+    async with (
+        _long_execution(server) as execution_id,
+        _subscribed(server, token, execution_id) as socket,
+    ):
+        await _remove_member(server, "heidi")
+        await _assert_stays_open(socket)
+    assert await _role_over_http(server, token) == "OPERATOR"
 
 
 async def test_token_listing_shows_use_and_revocation_never_a_secret(server: Server) -> None:
