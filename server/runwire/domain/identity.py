@@ -139,7 +139,9 @@ class Authenticator:
         )
         # The token it was issued for may have been revoked since (or the membership changed).
         if not (await self.still_valid([actor]))[0]:
-            raise Unauthenticated("the token this ticket was issued for is revoked or expired")
+            raise Unauthenticated(
+                "the credential this ticket was issued for is revoked, expired or its role changed"
+            )
         return actor
 
     async def _from_jwt(self, credential: str, idp: JwtSettings) -> Actor:

@@ -120,7 +120,8 @@ async def execution_events(
                         yield _message(event)
             if revoked.is_set():
                 yield ServerSentEventMessage(
-                    event="error", data="the token was revoked or expired; stream closed"
+                    event="error",
+                    data="the credential was revoked, expired or its role changed; stream closed",
                 )
         finally:
             stop_watching()
