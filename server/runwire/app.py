@@ -37,6 +37,7 @@ from runwire.events.log import EventLog
 from runwire.graphql.context import Services
 from runwire.graphql.schema import DocumentLimits, build_schema
 from runwire.http.bearer import bearer_credential, connection_init_credential
+from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_html, graphiql_static_router
 from runwire.http.health import health
 from runwire.http.sse import execution_events
@@ -202,6 +203,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         state=State({"services": None}),
         request_max_body_size=settings.max_body_bytes,
+        before_request=refuse_deeply_nested_json("/graphql"),
     )
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.types import ExecutionResult
 
 from runwire.domain.errors import RunwireError
 from runwire.graphql.auth import AuditMutations, ErrorCodes
+from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
 from runwire.graphql.mutations import Mutation
 from runwire.graphql.queries import Query
 from runwire.graphql.subscriptions import Subscription
@@ -32,30 +33,62 @@ class DocumentLimits:
     max_aliases: int = 30
     # Lexical tokens: bounds parsing work, so a huge document is refused before it is parsed.
     max_tokens: int = 5000
+    # graphql-core's budget for comparing same-named fields (see `bound_field_comparisons`).
+    field_comparison_budget: int = 50_000
     introspection: bool = True
 
 
+MASKED_MESSAGE = "Internal error"
+
+
 def _should_mask(error: GraphQLError) -> bool:
-    """Expected domain errors (and GraphQL validation) keep their message; the rest is masked."""
+    """Domain errors and errors about the request (syntax, validation, variables) keep theirs."""
     original = error.original_error
-    return original is not None and not isinstance(original, RunwireError)
+    if original is None or isinstance(original, RunwireError):
+        return False
+    # A bad variable value arrives wrapping graphql-core's or Strawberry's GraphQLError, before
+    # any field runs (no path): the client's mistake, which "Internal error" would hide. With a
+    # path it is the server's (a resolver's value its type cannot represent) and is masked.
+    return not (isinstance(original, GraphQLError) and error.path is None)
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    return GraphQLError(
+        MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+    )
+
+
+class _Schema(Schema):
+    """Masks what MaskErrors cannot see: an exception raised while parsing or validating."""
+
+    # Strawberry turns such an exception into an error carrying its bare message (e.g. a
+    # KeyError's) after the extensions have run, so the masking extension never sees it.
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            result.errors = [_masked(e) if _should_mask(e) else e for e in result.errors]
+        return result
 
 
 def build_schema(limits: DocumentLimits | None = None) -> Schema:
     limits = limits or DocumentLimits()
+    bound_field_comparisons(limits.field_comparison_budget)
     # Factories, not instances: an extension holds its request's state, so each request gets
     # its own. The limits come first, so a hostile document costs no more than its refusal.
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: DocumentShapeLimiter(max_depth=limits.max_depth, max_aliases=limits.max_aliases),
         ErrorCodes,
         AuditMutations,
-        lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error"),
+        lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    return Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
