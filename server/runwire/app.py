@@ -193,8 +193,10 @@ def create_app(settings: Settings) -> Litestar:
             context["actor"] = actor
 
             async def end() -> None:
-                await socket.close(code=4403, reason="token revoked or expired")
+                await socket.close(code=4403, reason="credential revoked, expired or role changed")
 
+            # Strawberry reads the socket until the client's close arrives (also after a close
+            # the server sends), so its state ends as "disconnect" and the watchdog drops it.
             services.sessions.register(actor, end, lambda: socket.connection_state == "disconnect")
             return None
 

@@ -213,6 +213,12 @@ async def test_bounds_are_half_open_and_offsets_are_instants(repository: Reposit
         (BASE, BASE, "until: must be later than since"),
         (BASE, BASE - timedelta(seconds=1), "until: must be later than since"),
         (BASE, BASE + timedelta(days=366, seconds=1), "until: at most 366 days after since"),
+        # Year 1 at +05:00 is before the earliest instant UTC can represent.
+        (
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+            BASE,
+            "since: out of the representable range of times",
+        ),
     ],
 )
 def test_bad_windows_are_invalid(since: datetime, until: datetime, message: str) -> None:
@@ -316,6 +322,10 @@ async def test_keyset_pages_through_a_search(repository: Repository) -> None:
         ({"min_duration_ms": -1}, "filter.minDurationMs: must not be negative"),
         ({"min_duration_ms": 5, "max_duration_ms": 4}, "filter.maxDurationMs: must not be below"),
         ({"search": "x" * 201}, "filter.search: at most 200 characters"),
+        (
+            {"queued_after": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
+            "filter.queuedAfter: out of the representable range of times",
+        ),
     ],
 )
 def test_bad_filters_are_invalid(fields: dict[str, object], message: str) -> None:

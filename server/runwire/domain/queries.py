@@ -50,8 +50,8 @@ class ExecutionFilter:
         if errors:
             raise Invalid(errors)
         # SQLite compares timestamps as text, so every bound must be in UTC like the stored ones.
-        object.__setattr__(self, "queued_after", as_utc(self.queued_after))
-        object.__setattr__(self, "queued_before", as_utc(self.queued_before))
+        object.__setattr__(self, "queued_after", as_utc(self.queued_after, "filter.queuedAfter"))
+        object.__setattr__(self, "queued_before", as_utc(self.queued_before, "filter.queuedBefore"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class MetricsQuery:
     labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        since, until = as_utc(self.since), as_utc(self.until)
+        since, until = as_utc(self.since, "since"), as_utc(self.until, "until")
         errors: list[FieldError] = []
         if until <= since:
             errors.append(FieldError("until", "must be later than since"))
@@ -161,20 +161,26 @@ def terminal_statuses() -> tuple[ExecutionStatus, ...]:
 
 
 @overload
-def as_utc(value: datetime) -> datetime: ...
+def as_utc(value: datetime, path: str = ...) -> datetime: ...
 @overload
-def as_utc(value: None) -> None: ...
+def as_utc(value: None, path: str = ...) -> None: ...
 @overload
-def as_utc(value: datetime | None) -> datetime | None: ...
+def as_utc(value: datetime | None, path: str = ...) -> datetime | None: ...
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """The same instant in UTC; a time without an offset is taken to be UTC already."""
+def as_utc(value: datetime | None, path: str = "") -> datetime | None:
+    """The same instant in UTC; a time without an offset is taken to be UTC already.
+
+    An instant UTC cannot represent (year 1 with a positive offset) is invalid at `path`.
+    """
     if value is None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Invalid([FieldError(path, "out of the representable range of times")]) from None
 
 
 def matches(where: ExecutionFilter, execution: Execution) -> bool:

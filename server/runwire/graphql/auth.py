@@ -1,4 +1,8 @@
-"""The GraphQL side of access: who is asking, what they may do, and the audit of mutations."""
+"""The GraphQL side of access: who is asking, what they may do, and the audit of mutations.
+
+Denials carry `extensions.code` (FORBIDDEN, UNAUTHENTICATED) from the exceptions themselves, so
+queries, mutations and subscriptions report them alike.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLError, GraphQLResolveInfo
+from graphql import GraphQLResolveInfo
 from strawberry.extensions import SchemaExtension
 
-from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
+from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Activity
 from runwire.graphql.context import Info
@@ -29,28 +33,6 @@ def authorized(info: Info, permission: Permission) -> Actor:
         raise Unauthenticated()
     actor.require(permission)
     return actor
-
-
-class ErrorCodes(SchemaExtension):
-    """Gives expected access errors a machine-readable `extensions.code`."""
-
-    def on_operation(self) -> Any:
-        yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        for error in result.errors:
-            original = error.original_error
-            if isinstance(original, Forbidden):
-                _set_code(error, "FORBIDDEN", permission=original.permission.value)
-            elif isinstance(original, Unauthenticated):
-                _set_code(error, "UNAUTHENTICATED")
-
-
-def _set_code(error: GraphQLError, code: str, **more: str) -> None:
-    extensions = dict(error.extensions or {})
-    extensions.update(code=code, **more)
-    error.extensions = extensions
 
 
 class AuditMutations(SchemaExtension):

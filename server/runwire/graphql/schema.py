@@ -17,7 +17,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionResult
 
 from runwire.domain.errors import RunwireError
-from runwire.graphql.auth import AuditMutations, ErrorCodes
+from runwire.graphql.auth import AuditMutations
 from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
 from runwire.graphql.mutations import Mutation
 from runwire.graphql.queries import Query
@@ -82,7 +82,6 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: DocumentShapeLimiter(max_depth=limits.max_depth, max_aliases=limits.max_aliases),
-        ErrorCodes,
         AuditMutations,
         lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
     ]
