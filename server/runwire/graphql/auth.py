@@ -79,6 +79,9 @@ async def _record(
         detail["scenario"] = given["scenario"]
     if isinstance(message := getattr(value, "message", None), str):
         detail["message"] = message
+    # What an admin mutation acted on (never the new token's secret, only its id).
+    if (token_id := getattr(getattr(value, "token", None), "id", None)) is not None:
+        detail["tokenId"] = str(token_id)
     execution_id = arguments.get("executionId") or _execution_id(value)
     if execution_id is None and mutation in _EXECUTION_ID_MUTATIONS:
         execution_id = arguments.get("id")
