@@ -334,8 +334,11 @@ class Repository:
             clauses.append("duration_ms <= {}")
             args.append(where.max_duration_ms)
         if after is not None:
+            # The plain range bound is what lets the index seek to the cursor; the OR alone is
+            # applied as a filter after the scan, so a deep page walked every row before it.
+            clauses.append("queued_at <= {}")
             clauses.append("(queued_at < {} OR (queued_at = {} AND id < {}))")
-            args.extend([after.queued_at, after.queued_at, after.id])
+            args.extend([after.queued_at, after.queued_at, after.queued_at, after.id])
         sql = "SELECT * FROM runwire_execution WHERE " + " AND ".join(clauses)
         sql += " ORDER BY queued_at DESC, id DESC LIMIT {}"
         args.append(first + 1)

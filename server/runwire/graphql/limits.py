@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -56,6 +57,9 @@ class DocumentShapeLimiter(AddValidationRules):
         super().__init__([_shape_rule(max_depth, max_aliases)])
 
 
+# One rule class per pair of limits: the validation cache keys on the rules, so a class made
+# afresh per request would never hit it.
+@functools.cache
 def _shape_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
     class DocumentShapeRule(ValidationRule):
         # On entering the document, not in __init__: graphql-core turns an abort or a

@@ -12,7 +12,9 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
     MaxTokensLimiter,
+    ParserCache,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.types import ExecutionResult
 
@@ -39,6 +41,7 @@ class DocumentLimits:
 
 
 MASKED_MESSAGE = "Internal error"
+DOCUMENT_CACHE_SIZE = 256
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -82,6 +85,11 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: DocumentShapeLimiter(max_depth=limits.max_depth, max_aliases=limits.max_aliases),
+        # Clients send the same few documents over and over (1,000 subscribers of one
+        # subscription, a dashboard's polling query): parse and validate each text once. The
+        # caches are bounded, and a document refused by the limits above is never cached.
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         AuditMutations,
         lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
     ]
