@@ -173,12 +173,12 @@ def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
     """Run `run` against the configured database; expected errors end with a message, code 1."""
     from runwire.domain.errors import RunwireError
 
-    async def main() -> T:
+    async def with_database() -> T:
         async with _access() as access:
             return await run(access)
 
     try:
-        return asyncio.run(main())
+        return asyncio.run(with_database())
     except RunwireError as error:
         raise click.ClickException(error.message) from None
 
