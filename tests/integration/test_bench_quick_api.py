@@ -5,42 +5,17 @@ Speed is never asserted here; the figures live in bench/RESULTS.md.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-from pathlib import Path
 
-from tests.support import postgres
+from tests.support.bench import run_quick
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "api.py"
 LOAD_VARIANTS = ("startExecution", "query { viewer { label } }", "bare Litestar constant JSON")
 PAGES = ("page 1", "page 200", "page 1 FAILED", r"page \d+ FAILED")
 NUMBER = r"\d+\.\d+"
 
 
 async def test_api_bench_quick_prints_every_figure() -> None:
-    # Reachability, with the suite's skip/fail policy (RUNWIRE_REQUIRE_POSTGRES), before launching.
-    async with postgres.fresh_database():
-        pass
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        str(BENCH),
-        "--quick",
-        cwd=BENCH.parents[1],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(55):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = output.decode()
-    assert process.returncode == 0, text
+    text = await run_quick("api.py", timeout=55)
     for variant in LOAD_VARIANTS:
         # variant, requests, seconds, req/s, p50, p99, ratio to bare
         row = rf"^{re.escape(variant)}\s+200\s+{NUMBER}\s+[\d,]+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$"

@@ -5,41 +5,16 @@ Speed is never asserted here; the figures live in bench/RESULTS.md.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-from pathlib import Path
 
-from tests.support import postgres
+from tests.support.bench import run_quick
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "fanout.py"
 VARIANTS = ("runwire", "websockets")
 NUMBER = r"[\d,]+(?:\.\d+)?"
 
 
 async def test_fanout_quick_prints_every_figure() -> None:
-    # Reachability, with the suite's skip/fail policy (RUNWIRE_REQUIRE_POSTGRES), before launching.
-    async with postgres.fresh_database():
-        pass
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        str(BENCH),
-        "--quick",
-        cwd=BENCH.parents[1],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(60):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = output.decode()
-    assert process.returncode == 0, text
+    text = await run_quick("fanout.py", timeout=60)
     for variant in VARIANTS:
         # P2: subscribers, variant, events, deliveries, seconds, deliveries/s, lines/s, p50, p99,
         # ratio

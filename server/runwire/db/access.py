@@ -8,10 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
-
 from runwire.db import tables
-from runwire.db.engine import Database
+from runwire.db.engine import Database, optional_stored_datetime, stored_datetime
 from runwire.domain.access import Role
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import FieldError, Invalid
@@ -29,12 +27,6 @@ class AccessRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def _write(self) -> Any:
-        engine = self._database.engine
-        if isinstance(engine, SQLiteEngine):
-            return engine.transaction(transaction_type=TransactionType.immediate)
-        return engine.transaction()
-
     # ---- organizations and workspaces ----------------------------------------------
 
     async def bootstrap(self, organization: str, workspace: str) -> IssuedToken | None:
@@ -43,7 +35,7 @@ class AccessRepository:
         Executions and scenarios stored before workspaces existed move into the new workspace.
         Processes starting together on one database create exactly one of each.
         """
-        async with self._write():
+        async with self._database.write():
             if self._database.is_postgres:
                 await tables.Organization.raw("SELECT pg_advisory_xact_lock({})", _BOOTSTRAP_LOCK)
             if await tables.Organization.raw("SELECT id FROM runwire_organization LIMIT 1"):
@@ -61,7 +53,7 @@ class AccessRepository:
 
     async def create_workspace(self, organization: str, name: str) -> Workspace:
         """A new workspace, in the named organization (created if it does not exist)."""
-        async with self._write():
+        async with self._database.write():
             return await self._insert_workspace(organization, name)
 
     async def _insert_workspace(self, organization: str, name: str) -> Workspace:
@@ -145,7 +137,7 @@ class AccessRepository:
 
     async def revoke_token(self, workspace: str, token_id: str, at: datetime) -> ApiToken | None:
         """Revoke a token of the workspace (again is a no-op); None if it is not the workspace's."""
-        async with self._write():
+        async with self._database.write():
             await tables.ApiToken.raw(
                 "UPDATE runwire_api_token SET revoked_at = COALESCE(revoked_at, {})"
                 " WHERE id = {} AND workspace_id = {}",
@@ -169,7 +161,7 @@ class AccessRepository:
 
     async def put_member(self, member: Member) -> Member:
         """Add the member, or change its role."""
-        async with self._write():
+        async with self._database.write():
             updated = await tables.Member.raw(
                 "UPDATE runwire_member SET role = {} WHERE workspace_id = {} AND subject = {}"
                 " RETURNING id",
@@ -217,7 +209,7 @@ class AccessRepository:
 
     async def secret(self, name: str) -> str:
         """The deployment's secret called `name`, made on first use (every process agrees)."""
-        async with self._write():
+        async with self._database.write():
             rows = await tables.ServerSecret.raw(
                 "SELECT value FROM runwire_server_secret WHERE name = {}", name
             )
@@ -236,35 +228,25 @@ class AccessRepository:
             return str(rows[0]["value"])
 
 
-def _datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def _token(row: Mapping[str, Any]) -> ApiToken:
-    created_at = _datetime(row["created_at"])
-    assert created_at is not None
     return ApiToken(
         id=row["id"],
         workspace_id=row["workspace_id"],
         name=row["name"],
         role=Role(row["role"]),
-        created_at=created_at,
+        created_at=stored_datetime(row["created_at"]),
         created_by=row["created_by"],
-        expires_at=_datetime(row["expires_at"]),
-        last_used_at=_datetime(row["last_used_at"]),
-        revoked_at=_datetime(row["revoked_at"]),
+        expires_at=optional_stored_datetime(row["expires_at"]),
+        last_used_at=optional_stored_datetime(row["last_used_at"]),
+        revoked_at=optional_stored_datetime(row["revoked_at"]),
     )
 
 
 def _member(row: Mapping[str, Any]) -> Member:
-    created_at = _datetime(row["created_at"])
-    assert created_at is not None
     return Member(
         workspace_id=row["workspace_id"],
         subject=row["subject"],
         role=Role(row["role"]),
-        created_at=created_at,
+        created_at=stored_datetime(row["created_at"]),
         created_by=row["created_by"],
     )

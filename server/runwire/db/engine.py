@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
 from runwire.db import piccolo_conf
@@ -71,6 +72,12 @@ class Database:
             if isinstance(engine, PostgresEngine):
                 await engine.close_connection_pool()
 
+    def write(self) -> Any:
+        """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
+        if isinstance(self.engine, SQLiteEngine):
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
     async def migrate(self) -> None:
         """Apply every Piccolo migration that has not run yet."""
         with contextlib.redirect_stdout(None):
@@ -104,6 +111,17 @@ def engine_for(url: str) -> Engine[Any]:
     if parts.scheme in {"postgres", "postgresql"}:
         return PostgresEngine(config={"dsn": url})
     raise DatabaseUrlInvalid(f"unsupported database URL {_redacted(url)}")
+
+
+def stored_datetime(value: Any) -> datetime:
+    """A timestamp as the engine returns it: a datetime (asyncpg) or its text (SQLite)."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def optional_stored_datetime(value: Any) -> datetime | None:
+    return None if value is None else stored_datetime(value)
 
 
 def bind(engine: Engine[Any]) -> None:

@@ -11,10 +11,9 @@ from typing import Any
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from runwire.db import tables
-from runwire.db.engine import Database
+from runwire.db.engine import Database, optional_stored_datetime, stored_datetime
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import NotFound
 from runwire.domain.models import (
@@ -98,7 +97,7 @@ class Repository:
         actor: str,
     ) -> ScenarioVersion:
         """Store `definition` as the next version of `name`, unless it equals the latest."""
-        async with self._write():
+        async with self._database.write():
             latest = await self.latest_scenario(workspace, name)
             if latest is not None and _canonical(latest.definition) == _canonical(definition):
                 return latest
@@ -157,7 +156,7 @@ class Repository:
         returned with created=False, together with its stored fingerprint for the caller's check.
         """
         try:
-            async with self._write():
+            async with self._database.write():
                 # Inside the write transaction: on SQLite that serialises concurrent starts; on
                 # Postgres a concurrent insert still races, and the unique index decides below.
                 if execution.idempotency_key is not None:
@@ -176,7 +175,7 @@ class Repository:
 
     async def create_executions(self, executions: Sequence[tuple[Execution, Event]]) -> None:
         """Insert several queued executions (a batch) in one transaction."""
-        async with self._write():
+        async with self._database.write():
             for execution, first_event in executions:
                 await self._insert_execution(execution, first_event, None)
 
@@ -280,8 +279,8 @@ class Repository:
                 name=row["name"],
                 kind=row["kind"],
                 status=row["status"],
-                started_at=_datetime(row["started_at"]),
-                finished_at=_optional_datetime(row["finished_at"]),
+                started_at=stored_datetime(row["started_at"]),
+                finished_at=optional_stored_datetime(row["finished_at"]),
                 attributes=_load(row["attributes"]),
             )
             for row in rows
@@ -429,7 +428,7 @@ class Repository:
                 event = Event(
                     execution_id=row["id"],
                     seq=row["change_seq"],
-                    at=_datetime(row["change_at"]),
+                    at=stored_datetime(row["change_at"]),
                     type=EventType.EXECUTION_STATUS,
                     data=_load(row["change_data"]),
                 )
@@ -454,7 +453,7 @@ class Repository:
         self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
     ) -> None:
         """Insert a batch and all its queued executions in one transaction."""
-        async with self._write():
+        async with self._database.write():
             await tables.Batch.insert(
                 tables.Batch(
                     id=batch.id,
@@ -484,9 +483,9 @@ class Repository:
             scenario_name=row["scenario_name"],
             concurrency=row["concurrency"],
             total=row["total"],
-            created_at=_datetime(row["created_at"]),
+            created_at=stored_datetime(row["created_at"]),
             created_by=row["created_by"],
-            stopped_at=_optional_datetime(row["stopped_at"]),
+            stopped_at=optional_stored_datetime(row["stopped_at"]),
             workspace_id=row["workspace_id"],
         )
 
@@ -525,7 +524,7 @@ class Repository:
         """
         if limit <= 0:
             return []
-        async with self._write():
+        async with self._database.write():
             if self._database.is_postgres:
                 # Claims are serialised so that two runners cannot both count a key as free and
                 # both take one; a claim is one short transaction, so this costs little.
@@ -577,7 +576,7 @@ class Repository:
     async def take_over_expired(self, owner: str, lease_seconds: float) -> list[Execution]:
         """Claim executions whose owner stopped renewing its lease (a crashed process)."""
         now = utc_now()
-        async with self._write():
+        async with self._database.write():
             rows = await tables.Execution.raw(
                 "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
                 " WHERE owner IS NOT NULL AND lease_expires_at < {} RETURNING *",
@@ -588,18 +587,25 @@ class Repository:
         return [_execution(row, ()) for row in rows]
 
     async def change(
-        self, execution_id: str, decide: Callable[[Execution], Sequence[EventDraft]]
+        self,
+        execution_id: str,
+        decide: Callable[[Execution], Sequence[EventDraft]],
+        *,
+        workspace: str,
     ) -> list[Event] | None:
         """Append `decide`'s events to an execution no runner owns, atomically.
 
         `decide` sees the locked execution with its step attempts and returns the events to write
         (or raises, writing nothing). Returns None, writing nothing, when a runner owns the
-        execution: only the owner may then write its events.
+        execution: only the owner may then write its events. An execution outside `workspace`
+        is NotFound, exactly like a missing one.
         """
         lock = " FOR UPDATE" if self._database.is_postgres else ""
-        async with self._write():
+        async with self._database.write():
             rows = await tables.Execution.raw(
-                f"SELECT * FROM runwire_execution WHERE id = {{}}{lock}", execution_id
+                f"SELECT * FROM runwire_execution WHERE id = {{}} AND workspace_id = {{}}{lock}",
+                execution_id,
+                workspace,
             )
             if not rows:
                 raise NotFound(f"execution {execution_id} not found")
@@ -628,7 +634,7 @@ class Repository:
 
     async def append_events(self, events: Sequence[Event]) -> None:
         """Persist events and their projections (execution and step rows) in one transaction."""
-        async with self._write():
+        async with self._database.write():
             await self._write_events(events)
 
     async def events(
@@ -744,7 +750,7 @@ class Repository:
                     action=row["action"],
                     actor=row["actor"],
                     execution_id=row["execution_id"],
-                    at=_datetime(row["at"]),
+                    at=stored_datetime(row["at"]),
                     detail=_load(row["detail"]),
                     result=row["result"],
                     workspace_id=row["workspace_id"],
@@ -755,16 +761,10 @@ class Repository:
 
     # ---- internals -------------------------------------------------------------------
 
-    def _write(self) -> Any:
-        """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
-        if isinstance(self._engine, SQLiteEngine):
-            return self._engine.transaction(transaction_type=TransactionType.immediate)
-        return self._engine.transaction()
-
     def _connection(self) -> Any:
         """The driver connection of the current write transaction (asyncpg or aiosqlite)."""
         transaction = self._engine.current_transaction.get()
-        assert transaction is not None, "only called inside self._write()"
+        assert transaction is not None, "only called inside self._database.write()"
         return transaction.connection
 
     async def _write_events(self, events: Sequence[Event]) -> None:
@@ -840,8 +840,8 @@ class Repository:
                     str(data.get("name", ""))[:200],
                     str(data.get("kind", ""))[:50],
                     str(data.get("status", "")),
-                    _datetime(data["started_at"]),
-                    _optional_datetime(data.get("finished_at")),
+                    stored_datetime(data["started_at"]),
+                    optional_stored_datetime(data.get("finished_at")),
                     _dump(data.get("attributes") or {}),
                 )
         connection = self._connection()
@@ -1010,23 +1010,13 @@ def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
-def _optional_datetime(value: Any) -> datetime | None:
-    return None if value is None else _datetime(value)
-
-
 def _scenario(row: Mapping[str, Any]) -> ScenarioVersion:
     return ScenarioVersion(
         name=row["name"],
         version=row["version"],
         description=row["description"],
         definition=_load(row["definition"]),
-        created_at=_datetime(row["created_at"]),
+        created_at=stored_datetime(row["created_at"]),
         workspace_id=row["workspace_id"],
     )
 
@@ -1038,15 +1028,15 @@ def _execution(row: Mapping[str, Any], steps: Iterable[StepRun]) -> Execution:
         status=ExecutionStatus(row["status"]),
         definition=_load(row["definition"]),
         inputs=_load(row["inputs"]),
-        queued_at=_datetime(row["queued_at"]),
+        queued_at=stored_datetime(row["queued_at"]),
         scenario_name=row["scenario_name"],
         scenario_version=row["scenario_version"],
         labels=tuple(_load(row["labels"]) or ()),
         priority=row["priority"],
         timeout_seconds=row["timeout_seconds"],
         grace_seconds=row["grace_seconds"],
-        started_at=_optional_datetime(row["started_at"]),
-        finished_at=_optional_datetime(row["finished_at"]),
+        started_at=optional_stored_datetime(row["started_at"]),
+        finished_at=optional_stored_datetime(row["finished_at"]),
         error=row["error"],
         last_seq=row["last_seq"],
         owner=row["owner"],
@@ -1072,8 +1062,8 @@ def _step_run(row: Mapping[str, Any]) -> StepRun:
         attempt=row["attempt"],
         position=row["position"],
         status=StepStatus(row["status"]),
-        started_at=_optional_datetime(row["started_at"]),
-        finished_at=_optional_datetime(row["finished_at"]),
+        started_at=optional_stored_datetime(row["started_at"]),
+        finished_at=optional_stored_datetime(row["finished_at"]),
         exit_code=row["exit_code"],
         output=_load(row["output"]),
         error=row["error"],
@@ -1086,7 +1076,7 @@ def _event(row: Mapping[str, Any]) -> Event:
     return Event(
         execution_id=row["execution_id"],
         seq=row["seq"],
-        at=_datetime(row["at"]),
+        at=stored_datetime(row["at"]),
         type=EventType(row["type"]),
         data=_load(row["data"]),
         step_key=row["step_key"],

@@ -48,7 +48,11 @@ class ControlStore(Protocol):
     ) -> Execution | None: ...
 
     async def change(
-        self, execution_id: str, decide: Callable[[Execution], Sequence[EventDraft]]
+        self,
+        execution_id: str,
+        decide: Callable[[Execution], Sequence[EventDraft]],
+        *,
+        workspace: str,
     ) -> list[Event] | None: ...
 
     async def request_control(
@@ -230,14 +234,12 @@ class ExecutionControl:
         step_key: str | None = None,
     ) -> Execution:
         """Change the execution here if no runner owns it, else ask its runner and wait."""
-        # Another workspace's execution is "not found", exactly like a missing one; past this
-        # check the id is known to be the actor's, so the reads below need no scope.
-        if await self._store.execution(execution_id, workspace=actor.workspace_id) is None:
-            raise NotFound(f"execution {execution_id} not found")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _RELEASE_SECONDS
         while True:
-            events = await self._store.change(execution_id, decide)
+            # Another workspace's execution is NotFound here, exactly like a missing one; once
+            # this returns, the id is known to be the actor's, so the reads below need no scope.
+            events = await self._store.change(execution_id, decide, workspace=actor.workspace_id)
             if events is not None:
                 await self._publish(events)
                 if any(_requeues(event) for event in events):

@@ -6,13 +6,12 @@ queries, mutations and subscriptions report them alike.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLResolveInfo
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import FieldExtension
+from strawberry.extensions.field_extension import AsyncExtensionResolver
+from strawberry.types.base import get_object_definition
 
 from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
@@ -35,31 +34,36 @@ def authorized(info: Info, permission: Permission) -> Actor:
     return actor
 
 
-class AuditMutations(SchemaExtension):
-    """Records an activity for every mutation: who, what, when, and the result's type."""
+class AuditedMutation(FieldExtension):
+    """Records an activity for the mutation it is on: who, what, when, and the result's type.
 
-    def resolve(
-        self,
-        _next: Callable[..., Any],
-        root: Any,
-        info: GraphQLResolveInfo[Any],
-        *args: Any,
-        **kwargs: Any,
+    A field extension on the mutations only, not a schema-wide resolve hook: that would wrap
+    every field of every query and every delivered subscription event.
+    """
+
+    async def resolve_async(
+        self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        result = _next(root, info, *args, **kwargs)
-        if info.parent_type.name != "Mutation":
-            return result
-        return _audited(result, info.context, info.field_name, kwargs)
+        # GraphQL argument names, as the client sent them (execution_id -> executionId).
+        arguments = {_camel(name): value for name, value in kwargs.items()}
+        try:
+            value = await next_(source, info, **kwargs)
+        except Exception:
+            await _record(info.context, info.field_name, arguments, None, "InternalError")
+            raise
+        await _record(info.context, info.field_name, arguments, value, type(value).__name__)
+        return value
 
 
-async def _audited(result: Any, context: Any, mutation: str, arguments: dict[str, Any]) -> Any:
-    try:
-        value = await result if inspect.isawaitable(result) else result
-    except Exception:
-        await _record(context, mutation, arguments, None, "InternalError")
-        raise
-    await _record(context, mutation, arguments, value, type(value).__name__)
-    return value
+def audit_every_field(mutation_type: type) -> None:
+    """Put `AuditedMutation` on every field of the schema's Mutation type, inherited ones too."""
+    for field in get_object_definition(mutation_type, strict=True).fields:
+        field.extensions.append(AuditedMutation())
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
 
 
 async def _record(
@@ -68,15 +72,13 @@ async def _record(
     actor = context.get("actor")
     if not isinstance(actor, Actor):
         return  # unauthenticated requests never reach a resolver; nothing to attribute
-    # GraphQL argument names and values, as the client sent them.
     detail: dict[str, Any] = {
         key: arguments[key]
         for key in _AUDITED_ARGUMENTS
         if isinstance(arguments.get(key), str | int)
     }
-    given = arguments.get("input")
-    if isinstance(given, dict) and isinstance(given.get("scenario"), str):
-        detail["scenario"] = given["scenario"]
+    if isinstance(scenario := getattr(arguments.get("input"), "scenario", None), str):
+        detail["scenario"] = scenario
     if isinstance(message := getattr(value, "message", None), str):
         detail["message"] = message
     # What an admin mutation acted on (never the new token's secret, only its id).

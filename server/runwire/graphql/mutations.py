@@ -10,7 +10,7 @@ from runwire.domain.access import Permission
 from runwire.domain.errors import RunwireError
 from runwire.domain.services import StartRequest
 from runwire.graphql.access import AccessMutations
-from runwire.graphql.auth import authorized
+from runwire.graphql.auth import audit_every_field, authorized
 from runwire.graphql.batches import BatchMutations
 from runwire.graphql.context import Info, services
 from runwire.graphql.errors import ErrorType, to_error
@@ -204,3 +204,7 @@ async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioRes
     except RunwireError as error:
         return to_error(error)
     return ScenarioSuccess(scenario=Scenario.of(saved))
+
+
+# Every mutation is audited, the ones Mutation inherits included; done once, at import.
+audit_every_field(Mutation)

@@ -19,7 +19,6 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionResult
 
 from runwire.domain.errors import RunwireError
-from runwire.graphql.auth import AuditMutations
 from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
 from runwire.graphql.mutations import Mutation
 from runwire.graphql.queries import Query
@@ -90,7 +89,6 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
         # caches are bounded, and a document refused by the limits above is never cached.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        AuditMutations,
         lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
     ]
     if not limits.introspection:
