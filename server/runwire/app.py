@@ -36,6 +36,7 @@ from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.graphql.context import Services
 from runwire.graphql.schema import DocumentLimits, build_schema
+from runwire.graphql.sharing import encode_next_message
 from runwire.http.bearer import bearer_credential, connection_init_credential
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_html, graphiql_static_router
@@ -179,6 +180,11 @@ def create_app(settings: Settings) -> Litestar:
         @property
         def graphql_ide_html(self) -> str:
             return graphiql_html()
+
+        def encode_json(self, data: object) -> str | bytes:
+            # A live batch's `next` message reuses the JSON encoded once for all its sockets.
+            shared = encode_next_message(data)
+            return shared if shared is not None else super().encode_json(data)
 
         async def on_ws_connect(self, context: dict[str, Any]) -> dict[str, object] | None:
             """Authenticate the socket from connection_init; watch it until it closes."""

@@ -39,6 +39,20 @@ _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 5.0
 
 
+class EventBatch(list[Event]):
+    """One live batch, the same object for every local follower of its execution.
+
+    Layers above keep their views of it (a GraphQL payload, say) in `views`, so work done for a
+    batch is done once per process, not once per follower.
+    """
+
+    __slots__ = ("views",)
+
+    def __init__(self, events: Iterable[Event]) -> None:
+        super().__init__(events)
+        self.views: dict[object, object] = {}
+
+
 class _Reread:
     """Marker in a follower's buffer: live events may be missing, read the database."""
 
@@ -325,7 +339,8 @@ class Hub:
                 if isinstance(item, _Reread):
                     batches: list[list[Event]] = [b async for b in self._read(execution_id, last)]
                 else:
-                    fresh = [event for event in item if event.seq > last]
+                    # Usually all of it is new: yield the shared batch itself (see EventBatch).
+                    fresh = item if item[0].seq > last else [e for e in item if e.seq > last]
                     if not fresh:
                         continue
                     batches = []
@@ -364,8 +379,9 @@ class Hub:
         if topic is None:
             return
         topic.delivered_seq = max(topic.delivered_seq, batch[-1].seq)
+        shared = EventBatch(batch)
         for follower in topic.followers:
-            follower.offer(batch)
+            follower.offer(shared)
 
     async def _consume(self, bus: Bus) -> None:
         """Turn bus notices from other processes into batches, one DB read per notice."""

@@ -22,6 +22,7 @@ from runwire.domain.errors import RunwireError
 from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
 from runwire.graphql.mutations import Mutation
 from runwire.graphql.queries import Query
+from runwire.graphql.sharing import SharingExecutor
 from runwire.graphql.subscriptions import Subscription
 from runwire.graphql.types import EVENT_TYPES
 
@@ -99,4 +100,6 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
         subscription=Subscription,
         types=list(EVENT_TYPES),
         extensions=extensions,
+        # Completes a live event batch's selection once for all its subscribers.
+        execution_context_class=SharingExecutor,
     )

@@ -8,11 +8,25 @@ from contextlib import aclosing
 import strawberry
 
 from runwire.domain.access import Permission
+from runwire.domain.models import Event
+from runwire.events.hub import EventBatch
 from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.queries import _filter as domain_filter
 from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
+
+
+def _payload(batch: list[Event]) -> ExecutionEventBatch:
+    """The batch as GraphQL sees it; for a live batch, one object shared by all its followers."""
+    if isinstance(batch, EventBatch):
+        view = batch.views.get(ExecutionEventBatch)
+        if isinstance(view, ExecutionEventBatch):
+            return view
+    view = ExecutionEventBatch(events=[event_of(event) for event in batch], last_seq=batch[-1].seq)
+    if isinstance(batch, EventBatch):
+        batch.views[ExecutionEventBatch] = view
+    return view
 
 
 @strawberry.type
@@ -30,9 +44,7 @@ class Subscription:
         # Another workspace's execution is refused exactly like a missing one.
         follow = services(info).hub.follow(str(execution_id), after_seq, workspace=workspace)
         async for batch in follow:
-            yield ExecutionEventBatch(
-                events=[event_of(event) for event in batch], last_seq=batch[-1].seq
-            )
+            yield _payload(batch)
 
     @strawberry.subscription(
         description=(

@@ -17,6 +17,7 @@ from runwire.domain.trace import build_trace
 from runwire.events import hub
 from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
+from runwire.graphql.sharing import SharedSource
 from runwire.graphql.trace import Span, Trace
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
@@ -209,7 +210,9 @@ def event_of(event: models.Event) -> ExecutionEvent:
 
 
 @strawberry.type(description="One message of a subscription: events in seq order.")
-class ExecutionEventBatch:
+class ExecutionEventBatch(SharedSource):
+    """Built once per batch and yielded to every subscriber of the execution (see sharing)."""
+
     events: list[ExecutionEvent]
     last_seq: int
 

@@ -1,0 +1,154 @@
+"""Fan-out work done once per event batch, not once per subscriber.
+
+graphql-core executes a subscription's selection set for every subscriber and every event, and
+Strawberry then serializes each result to JSON for each socket. With 100 subscribers of one
+execution that is 100 identical completions and 100 identical `json.dumps` per batch; profiled,
+it was most of the server's time. Here a batch's completed selection is memoised on the batch
+object, which the hub hands to every follower of that execution, keyed by the document's field
+node; the WebSocket encoder then reuses its JSON text and adds only the operation id.
+
+Sharing is sound only where the completed value depends on nothing but the source object and the
+document: so only for `SharedSource` values (whose types resolve plain attributes, never the
+context or the viewer), only for selections that use no variables, and only when completing
+raised no error (errors carry per-request paths).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from graphql import (
+    BREAK,
+    FieldNode,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    Node,
+    VariableNode,
+    Visitor,
+    is_non_null_type,
+    visit,
+)
+from graphql.execution.collect_fields import FieldDetailsList
+from graphql.pyutils import Path
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+_CONSTANT_CACHE_LIMIT = 4096
+
+
+class SharedSource:
+    """A value handed to many subscribers at once; its completed selections are memoised."""
+
+    # Not a dataclass field: Strawberry types subclass this, and the memo is no field of theirs.
+    @property
+    def completions(self) -> dict[int, tuple[FieldNode, SharedCompletion]]:
+        memo: dict[int, tuple[FieldNode, SharedCompletion]] | None = self.__dict__.get(
+            "_completions"
+        )
+        if memo is None:
+            memo = self.__dict__["_completions"] = {}
+        return memo
+
+
+class SharedCompletion(dict[str, Any]):
+    """A completed selection shared by every subscriber that asked for it; never mutated."""
+
+    __slots__ = ("_json",)
+
+    def __init__(self, completed: dict[str, Any]) -> None:
+        super().__init__(completed)
+        self._json: str | None = None
+
+    def json(self) -> str:
+        """Its JSON text, encoded once, as Strawberry encodes messages."""
+        if self._json is None:
+            self._json = json.dumps(self, separators=(",", ":"))
+        return self._json
+
+
+class _FindsVariables(Visitor):
+    found = False
+
+    def enter_variable(self, node: VariableNode, *_: object) -> object:
+        self.found = True
+        return BREAK
+
+
+def _uses_variables(nodes: list[Node]) -> bool:
+    for node in nodes:
+        finder = _FindsVariables()
+        visit(node, finder)
+        if finder.found:
+            return True
+    return False
+
+
+class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, reusing a SharedSource's completion of the same field node."""
+
+    # Whether a field node's selection (with the document's fragments) is free of variables,
+    # keyed by id() and holding the node, so an id reused after a document is freed never hits.
+    _constant: ClassVar[dict[int, tuple[FieldNode, bool]]] = {}
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        if (
+            not isinstance(result, SharedSource)
+            or is_non_null_type(return_type)  # completed again for the inner type: share there
+            or len(field_details_list) != 1
+        ):
+            return super().complete_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+        node = field_details_list[0].node
+        shared = result.completions.get(id(node))
+        if shared is not None and shared[0] is node:
+            return shared[1]
+        errors_before = len(self.collected_errors.errors)
+        completed = super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+        if (
+            type(completed) is dict
+            and len(self.collected_errors.errors) == errors_before
+            and self._is_constant(node)
+        ):
+            completed = SharedCompletion(completed)
+            result.completions[id(node)] = (node, completed)
+        return completed
+
+    def _is_constant(self, node: FieldNode) -> bool:
+        known = self._constant.get(id(node))
+        if known is not None and known[0] is node:
+            return known[1]
+        selections: list[Node] = [] if node.selection_set is None else [node.selection_set]
+        constant = not _uses_variables([*selections, *self.fragment_definitions.values()])
+        if len(self._constant) >= _CONSTANT_CACHE_LIMIT:
+            self._constant.clear()
+        self._constant[id(node)] = (node, constant)
+        return constant
+
+
+def encode_next_message(message: object) -> str | None:
+    """A graphql-transport-ws `next` message carrying a SharedCompletion, as JSON; else None."""
+    if not isinstance(message, dict) or message.get("type") != "next" or len(message) != 3:
+        return None
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or len(payload) != 1:
+        return None
+    data = payload.get("data")
+    if not isinstance(data, dict) or len(data) != 1:
+        return None
+    ((response_key, value),) = data.items()
+    if not isinstance(value, SharedCompletion):
+        return None
+    operation_id = json.dumps(message["id"])
+    key = json.dumps(response_key)
+    return f'{{"id":{operation_id},"type":"next","payload":{{"data":{{{key}:{value.json()}}}}}}}'
