@@ -20,7 +20,13 @@ from runwire.domain.models import (
     ExecutionStatus,
     ScenarioVersion,
 )
-from runwire.scenarios.definition import Definition, ParamsParser, bind_inputs, parse_definition
+from runwire.scenarios.definition import (
+    Definition,
+    DefinitionCache,
+    ParamsParser,
+    bind_inputs,
+    parse_definition,
+)
 from runwire.scenarios.templating import render
 
 _MAX_LABELS = 20
@@ -92,6 +98,7 @@ class ExecutionService:
     ) -> None:
         self._store = store
         self._kinds = kinds
+        self._definitions = DefinitionCache(kinds)
         self._on_queued = on_queued
         self.announce = announce
 
@@ -215,9 +222,11 @@ class ExecutionService:
             scenario = await self._store.latest_scenario(workspace, scenario_name)
             if scenario is None:
                 raise NotFound(f"scenario {scenario_name} not found")
-            return parse_definition(scenario.definition, self._kinds), scenario
+            # A stored version never changes, so its parse is reusable under its identity.
+            key = (workspace, scenario.name, scenario.version)
+            return self._definitions.parse_version(key, scenario.definition), scenario
         assert text is not None
-        return parse_definition(text, self._kinds), None
+        return self._definitions.parse(text), None
 
 
 def _option_errors(request: StartRequest) -> list[FieldError]:
