@@ -36,7 +36,7 @@ from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.graphql.context import Services
 from runwire.graphql.schema import DocumentLimits, build_schema
-from runwire.graphql.sharing import encode_next_message
+from runwire.graphql.sharing import SharingTransportWSHandler, encode_next_message
 from runwire.http.bearer import bearer_credential, connection_init_credential
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_html, graphiql_static_router
@@ -177,6 +177,8 @@ def create_app(settings: Settings) -> Litestar:
     )
 
     class GraphQLController(base):  # type: ignore[valid-type,misc]
+        graphql_transport_ws_handler_class = SharingTransportWSHandler
+
         @property
         def graphql_ide_html(self) -> str:
             return graphiql_html()

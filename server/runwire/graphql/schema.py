@@ -65,6 +65,17 @@ def _masked(error: GraphQLError) -> GraphQLError:
     )
 
 
+class _MaskErrors(MaskErrors):
+    """MaskErrors, without its typing-Protocol isinstance check on results that have no errors.
+
+    That check ran for every streamed result of every subscriber: ~10% of fan-out time.
+    """
+
+    def _process_result(self, result: object) -> None:
+        if getattr(result, "errors", None):
+            super()._process_result(result)
+
+
 class _Schema(Schema):
     """Masks what MaskErrors cannot see: an exception raised while parsing or validating."""
 
@@ -90,7 +101,7 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
         # caches are bounded, and a document refused by the limits above is never cached.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
+        lambda: _MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)

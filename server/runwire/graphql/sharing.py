@@ -7,6 +7,12 @@ it was most of the server's time. Here a batch's completed selection is memoised
 object, which the hub hands to every follower of that execution, keyed by the document's field
 node; the WebSocket encoder then reuses its JSON text and adds only the operation id.
 
+Even with the completion shared, Strawberry's per-result pipeline (graphql-core's per-event
+execution, the extension hooks, the result's masking) cost about 65 µs per subscriber per batch.
+So a subscriber whose batch was already completed for its document by another subscriber skips
+it: `send_shared` puts the memoised message straight on its operation's socket, in order, and
+only the first subscriber of each batch goes through GraphQL execution.
+
 Sharing is sound only where the completed value depends on nothing but the source object and the
 document: so only for `SharedSource` values (whose types resolve plain attributes, never the
 context or the viewer), only for selections that use no variables, and only when completing
@@ -16,6 +22,7 @@ raised no error (errors carry per-request paths).
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from graphql import (
@@ -31,7 +38,13 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
+from strawberry import Info
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.types import ExecutionResult
 
 _CONSTANT_CACHE_LIMIT = 4096
 
@@ -152,3 +165,38 @@ def encode_next_message(message: object) -> str | None:
     operation_id = json.dumps(message["id"])
     key = json.dumps(response_key)
     return f'{{"id":{operation_id},"type":"next","payload":{{"data":{{{key}:{value.json()}}}}}}}'
+
+
+# The graphql-transport-ws operation whose task is running: set at the top of each operation's
+# task, so the subscription resolver (driven inside that task) can reach its socket.
+_operation: ContextVar[Operation[Any, Any] | None] = ContextVar("runwire_operation", default=None)
+
+
+class SharingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """Strawberry's graphql-transport-ws handler, telling resolvers which operation they serve."""
+
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        _operation.set(operation)
+        await super().run_operation(operation)
+
+
+async def send_shared(info: Info[Any, Any], source: SharedSource) -> bool:
+    """Send `source` as completed for this subscription's document by another subscriber.
+
+    False (nothing sent) unless it was: then the caller yields it for ordinary execution. The
+    message is the one execution would produce: memoised completions are error-free, and the
+    schema's extensions add nothing to an error-free result. It is sent from inside the
+    subscription's source stream, so it goes out after the message before it and before the
+    next one, as if yielded.
+    """
+    operation = _operation.get()
+    # The document's own field nodes: Strawberry's Info keeps graphql-core's info as _raw_info.
+    raw = info._raw_info
+    if operation is None or raw.path.prev is not None or len(raw.field_nodes) != 1:
+        return False
+    node = raw.field_nodes[0]
+    shared = source.completions.get(id(node))
+    if shared is None or shared[0] is not node:
+        return False
+    await operation.send_next(ExecutionResult(data={str(raw.path.key): shared[1]}, errors=None))
+    return True

@@ -14,6 +14,7 @@ from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.queries import _filter as domain_filter
+from runwire.graphql.sharing import send_shared
 from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
@@ -44,7 +45,10 @@ class Subscription:
         # Another workspace's execution is refused exactly like a missing one.
         follow = services(info).hub.follow(str(execution_id), after_seq, workspace=workspace)
         async for batch in follow:
-            yield _payload(batch)
+            payload = _payload(batch)
+            # Another subscriber with this document already had it executed: send its message.
+            if not await send_shared(info, payload):
+                yield payload
 
     @strawberry.subscription(
         description=(
