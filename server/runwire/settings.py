@@ -36,6 +36,11 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_subscriptions_per_connection: int = 100
     connection_init_timeout_seconds: float = 10.0
+    # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
+    # compresses every message once per subscriber: off unless operators want the bandwidth.
+    ws_deflate: bool = False
+    # One log line per HTTP request and per accepted socket costs throughput; errors still log.
+    access_log: bool = False
     # How often live connections' credentials are checked for revocation and expiry.
     session_check_seconds: float = 1.0
     # An external identity provider whose JWTs are accepted (RS/PS/ES algorithms only).
@@ -115,6 +120,8 @@ class Settings:
             connection_init_timeout_seconds=number(
                 "CONNECTION_INIT_TIMEOUT_SECONDS", defaults.connection_init_timeout_seconds
             ),
+            ws_deflate=flag("WS_DEFLATE", defaults.ws_deflate),
+            access_log=flag("ACCESS_LOG", defaults.access_log),
             session_check_seconds=number("SESSION_CHECK_SECONDS", defaults.session_check_seconds),
             jwt_issuer=env.get("RUNWIRE_JWT_ISSUER") or None,
             jwt_key=_file_or_value(env.get("RUNWIRE_JWT_KEY") or None),
