@@ -5,14 +5,15 @@
   `executionEvents` subscription each, and hold them idle. Server RSS (VmRSS) before and after
   gives KB per subscription. At the end /health must count K followers and stopping one of the
   executions must reach every subscription to it. Baseline: a bare `websockets` server process
-  holding K idle connections (same clients, same connection_init/ack handshake).
+  holding K idle connections (same clients, same connection_init/ack handshake). Clients offer
+  permessage-deflate; each pair runs with servers that refuse it (Runwire's default) and accept it.
 - P7 running executions: the same kind of server with RUNWIRE_RUNNER_SLOTS=M starts M
   executions of a single long `sleep` step (startBatch, 1000 runs a batch) and holds them all
   RUNNING; RSS before and after gives KB per execution. Then stopBatch must cancel them all.
   Baseline: a bare asyncio process holding M `asyncio.sleep` tasks.
 
 Usage: .venv/bin/python bench/capacity.py [--quick] [--subscriptions K] [--executions M]
-                                          [--only p4|p7] [--server URL]
+                                          [--only p4|p7] [--deflate on|off|both] [--server URL]
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ class ClientPlan:
     url: str
     token: str
     executions: list[str | None]  # None: connection_init/ack only (the bare baseline)
-    deflate: bool  # offer permessage-deflate, as browsers and `websockets` do by default
+    # Whether the server is expected to accept the permessage-deflate every client offers (as
+    # browsers and `websockets` do by default); a socket that disagrees fails the run.
+    deflate: bool
 
 
 def client_process(plan: ClientPlan, pipe: Connection) -> None:
@@ -253,8 +256,13 @@ async def hold_connections(plan: ClientPlan, pipe: Connection) -> None:
                 subprotocols=[SUBPROTOCOL],
                 open_timeout=120,
                 max_size=2**20,
-                compression="deflate" if plan.deflate else None,
+                compression="deflate",
             )
+            if bool(socket.protocol.extensions) != plan.deflate:
+                raise BenchmarkFailed(
+                    f"permessage-deflate {'refused' if plan.deflate else 'negotiated'}"
+                    f" (extensions: {socket.protocol.extensions})"
+                )
             await socket.send(
                 json.dumps(
                     {
@@ -374,7 +382,7 @@ class Clients:
 # ---- P4 baseline: a bare websockets server ----------------------------------------------------
 
 
-def bare_websockets_server(pipe: Connection) -> None:
+def bare_websockets_server(deflate: bool, pipe: Connection) -> None:
     """Entry point of the baseline process: accept, ack connection_init, hold until told."""
     raise_open_files_limit(65_536)
 
@@ -386,7 +394,13 @@ def bare_websockets_server(pipe: Connection) -> None:
     async def serve() -> None:
         from websockets.asyncio.server import serve
 
-        async with serve(handle, "127.0.0.1", 0, subprotocols=[SUBPROTOCOL]) as server:
+        async with serve(
+            handle,
+            "127.0.0.1",
+            0,
+            subprotocols=[SUBPROTOCOL],
+            compression="deflate" if deflate else None,
+        ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             pipe.send(("listening", port))
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
@@ -399,7 +413,7 @@ def measure_bare_websockets(
 ) -> Held:
     context = multiprocessing.get_context("spawn")
     parent_end, child_end = context.Pipe()
-    process = context.Process(target=bare_websockets_server, args=(child_end,))
+    process = context.Process(target=bare_websockets_server, args=(deflate, child_end))
     process.start()
     child_end.close()
     try:
@@ -432,7 +446,7 @@ def measure_bare_websockets(
 
 
 def suffix(deflate: bool) -> str:
-    return "" if deflate else ", no deflate"
+    return ", deflate" if deflate else ", no deflate"
 
 
 def warm_up(url: str, token: str, execution_id: str | None, deflate: bool) -> None:
@@ -465,6 +479,8 @@ def measure_runwire_subscriptions(
 ) -> P4Result:
     executions = min(SUBSCRIBED_EXECUTIONS, subscriptions)
     settings = {"RUNWIRE_RUNNER_SLOTS": str(executions + 2)}
+    if deflate:
+        settings["RUNWIRE_WS_DEFLATE"] = "true"
     with runwire_server(server_url, settings) as server:
         api = Api(server.url, server.token)
         try:
@@ -767,10 +783,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("p4", "p7"), default=None)
     parser.add_argument(
         "--deflate",
-        choices=("offered", "off", "both"),
+        choices=("on", "off", "both"),
         default=None,
-        help="P4 clients offer permessage-deflate, or not, or both in turn"
-        " (default: both; offered with --quick)",
+        help="P4 servers accept the permessage-deflate the clients offer (Runwire:"
+        " RUNWIRE_WS_DEFLATE=true), or refuse it (Runwire's default), or both in turn"
+        " (default: both; off with --quick)",
     )
     parser.add_argument("--server", default=POSTGRES_SERVER, help="Postgres server URL, no db")
     args = parser.parse_args()
@@ -788,8 +805,8 @@ def main() -> None:
     print_header(check_postgres(server), open_files)
     try:
         if args.only in (None, "p4"):
-            deflate = args.deflate or ("offered" if args.quick else "both")
-            modes = {"offered": [True], "off": [False], "both": [True, False]}[deflate]
+            deflate = args.deflate or ("off" if args.quick else "both")
+            modes = {"on": [True], "off": [False], "both": [False, True]}[deflate]
             run_p4(server, subscriptions, settle, modes)
         if args.only in (None, "p7"):
             run_p7(server, executions, settle)
