@@ -767,6 +767,20 @@ class Repository:
         )
 
     async def record_activity(self, activity: Activity) -> None:
+        if isinstance(self._engine, PostgresEngine):
+            # Every mutation is audited: the hot path skips Piccolo's query building.
+            await self._postgres_execute(
+                "INSERT INTO runwire_activity (workspace_id, at, actor, action, result,"
+                " execution_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                activity.workspace_id,
+                activity.at,
+                activity.actor[:200],
+                activity.action,
+                activity.result,
+                activity.execution_id,
+                _dump(activity.detail),
+            )
+            return
         await tables.Activity.insert(
             tables.Activity(
                 workspace_id=activity.workspace_id,
