@@ -1,4 +1,8 @@
-"""Coalesce output pieces arriving within a few milliseconds into one chunk event."""
+"""Coalesce output pieces arriving within a few milliseconds into one chunk event.
+
+A window of 0 turns coalescing off: every line is its own chunk event (with its own time), and a
+line still missing its newline goes out at the next pass of the event loop.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ class OutputCoalescer:
             return
         if self._stream is not None and stream is not self._stream:
             self.flush()
+        if self._window <= 0:
+            self._write_lines(stream, text)
+            return
         self._stream = stream
         self._parts.append(text)
         self._size += len(text)
@@ -33,6 +40,22 @@ class OutputCoalescer:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
+
+    def _write_lines(self, stream: OutputStream, text: str) -> None:
+        if self._parts:  # the start of this text's first line
+            text = "".join(self._parts) + text
+            self._parts = []
+            self._size = 0
+        lines = text.splitlines(keepends=True)
+        if not lines[-1].endswith(("\n", "\r")):
+            partial = lines.pop()
+            self._stream = stream
+            self._parts.append(partial)
+            self._size = len(partial)
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(0, self.flush)
+        for line in lines:
+            self._emit(stream, line)
 
     def flush(self) -> None:
         if self._timer is not None:
