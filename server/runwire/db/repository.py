@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
+from piccolo.table import Table
 
 from runwire.db import tables
 from runwire.db.engine import Database, optional_stored_datetime, stored_datetime
@@ -296,11 +297,12 @@ class Repository:
         An execution of another workspace is None, exactly like one that does not exist.
         """
         if workspace is None:
-            rows = await tables.Execution.raw(
-                "SELECT * FROM runwire_execution WHERE id = {}", execution_id
+            rows = await self._fetch(
+                tables.Execution, "SELECT * FROM runwire_execution WHERE id = {}", execution_id
             )
         else:
-            rows = await tables.Execution.raw(
+            rows = await self._fetch(
+                tables.Execution,
                 "SELECT * FROM runwire_execution WHERE id = {} AND workspace_id = {}",
                 execution_id,
                 workspace,
@@ -395,7 +397,7 @@ class Repository:
         sql = "SELECT * FROM runwire_execution WHERE " + " AND ".join(clauses)
         sql += " ORDER BY queued_at DESC, id DESC LIMIT {}"
         args.append(first + 1)
-        rows = await tables.Execution.raw(sql, *args)
+        rows = await self._fetch(tables.Execution, sql, *args)
         items = tuple(_execution(row, ()) for row in rows[:first])
         return Page(items=items, has_next=len(rows) > first)
 
@@ -829,6 +831,21 @@ class Repository:
 
     # ---- internals -------------------------------------------------------------------
 
+    async def _fetch(self, table: type[Table], sql: str, *args: Any) -> Sequence[Any]:
+        """Rows of one read (`{}` placeholders): asyncpg itself on Postgres, else Piccolo's raw."""
+        if isinstance(self._engine, PostgresEngine):
+            # A history page spent more in Piccolo's raw (query building, rows copied into
+            # dicts) than in asyncpg's fetch; asyncpg's records read by column name alike.
+            numbered = _dollar_numbered(sql)
+            transaction = self._engine.current_transaction.get()
+            if transaction is not None:
+                return list(await transaction.connection.fetch(numbered, *args))
+            pool = self._engine.pool
+            assert pool is not None, "the Postgres pool is started by Database.open"
+            return list(await pool.fetch(numbered, *args))
+        rows: list[dict[str, Any]] = await table.raw(sql, *args)
+        return rows
+
     async def _postgres_execute(self, sql: str, *args: Any) -> None:
         """Run one statement with asyncpg itself: in the current write transaction, or pooled."""
         # Piccolo's query building cost more CPU than the database's work on these hot inserts.
@@ -1075,6 +1092,12 @@ def _within_limits(candidates: list[dict[str, Any]], limit: int) -> list[str]:
 def _numbered(sql: str) -> str:
     """Turn SQLite's `?` placeholders into Postgres's `$1, $2, …`."""
     parts = sql.split("?")
+    return "".join(f"{part}${index}" for index, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _dollar_numbered(sql: str) -> str:
+    """Turn Piccolo's `{}` placeholders into Postgres's `$1, $2, …`."""
+    parts = sql.split("{}")
     return "".join(f"{part}${index}" for index, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 
 import strawberry
@@ -29,6 +30,7 @@ from runwire.graphql.types import (
 )
 
 MAX_PAGE = 200
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 @strawberry.type
@@ -135,8 +137,14 @@ def _filter(workspace: str, given: ExecutionFilter | None) -> queries.ExecutionF
 
 
 def encode_cursor(queued_at: datetime, execution_id: str) -> str:
-    raw = json.dumps([queued_at.isoformat(), execution_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    queued = queued_at.isoformat()
+    # Every edge of a page gets one: skip json.dumps (≈ 3x the cost) for ids that need no
+    # escaping, which are all of ours (UUIDs); the text is byte for byte what it would write.
+    if _PLAIN_ID.fullmatch(execution_id):
+        raw = f'["{queued}", "{execution_id}"]'
+    else:
+        raw = json.dumps([queued, execution_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> queries.Cursor:
