@@ -25,26 +25,17 @@ import json
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
-from graphql import (
-    BREAK,
-    FieldNode,
-    GraphQLOutputType,
-    GraphQLResolveInfo,
-    Node,
-    VariableNode,
-    Visitor,
-    is_non_null_type,
-    visit,
-)
+from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry import Info
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
 from strawberry.types import ExecutionResult
+
+from runwire.graphql.plain_lists import PlainListExecutor, selection_uses_variables
 
 _CONSTANT_CACHE_LIMIT = 4096
 
@@ -79,24 +70,7 @@ class SharedCompletion(dict[str, Any]):
         return self._json
 
 
-class _FindsVariables(Visitor):
-    found = False
-
-    def enter_variable(self, node: VariableNode, *_: object) -> object:
-        self.found = True
-        return BREAK
-
-
-def _uses_variables(nodes: list[Node]) -> bool:
-    for node in nodes:
-        finder = _FindsVariables()
-        visit(node, finder)
-        if finder.found:
-            return True
-    return False
-
-
-class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharingExecutor(PlainListExecutor):
     """Strawberry's executor, reusing a SharedSource's completion of the same field node."""
 
     # Whether a field node's selection (with the document's fragments) is free of variables,
@@ -141,8 +115,7 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
         known = self._constant.get(id(node))
         if known is not None and known[0] is node:
             return known[1]
-        selections: list[Node] = [] if node.selection_set is None else [node.selection_set]
-        constant = not _uses_variables([*selections, *self.fragment_definitions.values()])
+        constant = not selection_uses_variables(node, self.fragment_definitions.values())
         if len(self._constant) >= _CONSTANT_CACHE_LIMIT:
             self._constant.clear()
         self._constant[id(node)] = (node, constant)
