@@ -49,6 +49,8 @@ class Subscription:
             # Another subscriber with this document already had it executed: send its message.
             if not await send_shared(info, payload):
                 yield payload
+            # An idle subscription waits for its next batch for long: keep this one no longer.
+            del batch, payload
 
     @strawberry.subscription(
         description=(
