@@ -82,6 +82,7 @@ _INSERT_QUEUED = (
     " VALUES ($1, $26, $27, $28, $29, $30, $31)"
 )
 _CLAIM_LOCK = 0x52554E57
+_encode_json = msgspec.json.Encoder(enc_hook=str).encode
 _decode_json = msgspec.json.Decoder().decode  # "RUNW": the advisory lock key of the claim
 
 
@@ -1104,7 +1105,13 @@ def _dollar_numbered(sql: str) -> str:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    # Every event's data goes through here on the hot path: msgspec is ~10x faster than json
+    # (P1 profile: json.dumps was 18% of persisting and delivering events). Types neither knows
+    # become their str(); what msgspec refuses (a lone surrogate) json writes as an escape.
+    try:
+        return _encode_json(value).decode()
+    except (UnicodeEncodeError, msgspec.EncodeError):
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _canonical(value: Any) -> str:
