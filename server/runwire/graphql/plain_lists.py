@@ -15,17 +15,22 @@ permission, a non-leaf field, @defer, middleware, a null in a non-null field, a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
 from graphql import (
     BREAK,
     FieldNode,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLID,
+    GraphQLInt,
     GraphQLLeafType,
     GraphQLList,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLString,
     Undefined,
     get_nullable_type,
     is_abstract_type,
@@ -45,12 +50,44 @@ _PLAN_CACHE_LIMIT = 4096
 
 
 class _Leaf(NamedTuple):
-    """One selected field: the attribute it reads and its type, or (__typename) a constant."""
+    """One selected field: the attribute it reads and its coercion, or (__typename) a constant."""
 
     response_key: str
     attribute: str
-    type: GraphQLLeafType | None  # None: the value is `attribute` itself (a type name)
+    coerce: Callable[[Any], Any] | None  # None: the value is `attribute` itself (a type name)
     non_null: bool
+
+
+_INT_RANGE = range(-(2**31), 2**31)
+_EXACT: dict[GraphQLLeafType, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
+def _coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
+    """`leaf_type.coerce_output_value`, short-cut for values already in their output form.
+
+    A value of the exact builtin type a standard scalar outputs is returned as it is (what the
+    scalar's own coercion returns for it); an enum's coercions are remembered per member.
+    """
+    coerce = leaf_type.coerce_output_value
+    exact = _EXACT.get(leaf_type)
+    if exact is not None:
+        return lambda value: value if type(value) is exact else coerce(value)
+    if leaf_type is GraphQLInt:
+        return lambda value: value if type(value) is int and value in _INT_RANGE else coerce(value)
+    if isinstance(leaf_type, GraphQLEnumType):
+        names: dict[Any, Any] = {}
+
+        def enum_name(value: Any) -> Any:
+            try:
+                return names[value]
+            except (KeyError, TypeError):
+                name = coerce(value)
+                if len(names) < 256:
+                    names[value] = name
+                return name
+
+        return enum_name
+    return coerce
 
 
 _Plan = tuple[_Leaf, ...]
@@ -104,12 +141,12 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                     return None
                 values: dict[str, Any] = {}
                 for leaf in plan:
-                    if leaf.type is None:
+                    if leaf.coerce is None:
                         values[leaf.response_key] = leaf.attribute
                         continue
                     value = getattr(item, leaf.attribute)
                     if value is not None:
-                        value = leaf.type.coerce_output_value(value)
+                        value = leaf.coerce(value)
                         if value is None or value is Undefined:
                             return None
                     elif leaf.non_null:
@@ -177,7 +214,7 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                 _Leaf(
                     response_key,
                     strawberry_field.python_name,
-                    leaf_type,
+                    _coercion(leaf_type),
                     is_non_null_type(field_def.type),
                 )
             )
