@@ -81,9 +81,9 @@ _INSERT_QUEUED = (
     " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
     " VALUES ($1, $26, $27, $28, $29, $30, $31)"
 )
-_CLAIM_LOCK = 0x52554E57
+_CLAIM_LOCK = 0x52554E57  # "RUNW": the advisory lock key of the claim
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
-_decode_json = msgspec.json.Decoder().decode  # "RUNW": the advisory lock key of the claim
+_decode_json = msgspec.json.Decoder().decode
 
 
 @dataclass(frozen=True, slots=True)
