@@ -126,6 +126,12 @@ class Figure:
     emit_seconds: float = 0.0
     interval: float = 0.0
     """Seconds between an execution's lines."""
+    server_cpu_seconds: float = 0.0
+    """CPU the server process itself used from go until the last client reported."""
+
+    @property
+    def cpu_us_per_delivery(self) -> float:
+        return 1e6 * self.server_cpu_seconds / self.deliveries
 
     @property
     def rate(self) -> float:
@@ -307,8 +313,12 @@ async def baseline_serve(port: int, workload: Workload, go_file: Path) -> None:
         async with asyncio.TaskGroup() as group:
             for sockets in followers.values():
                 group.create_task(baseline_emit(sockets, workload))
-        # Let the last frames drain before the server closes the sockets.
-        while any(s.state is websockets.State.OPEN for ss in followers.values() for s in ss):
+        # Let the last frames drain before the server closes the sockets, and stay up until
+        # told (so the parent can read this process's CPU time).
+        deadline = time.monotonic() + 300
+        while not await asyncio.to_thread(stop_file(go_file).exists):
+            if time.monotonic() > deadline:
+                return
             await asyncio.sleep(0.05)
 
 
@@ -343,6 +353,7 @@ def measure(
     workload: Workload,
     go_file: Path,
     processes: int,
+    server_pid: int,
 ) -> tuple[Figure, list[tuple[str, int]]]:
     """Spread the subscribers over client processes, start the emitters, and collect."""
     context = multiprocessing.get_context("spawn")
@@ -372,11 +383,13 @@ def measure(
                     f"{variant}: only {count} of {workload.subscribers} subscribers"
                     f" got their first message{reported}"
                 )
+        cpu_before = process_cpu_seconds(server_pid)
         go.value = time.time()
         go_file.touch()
         emit_seconds = workload.lines * workload.interval
         budget = 60 + 2 * emit_seconds + workload.subscribers * workload.lines / 2000
         collected = collect(variant, reports, len(clients), budget)
+        server_cpu = process_cpu_seconds(server_pid) - cpu_before
     finally:
         for client in clients:
             client.join(timeout=5)
@@ -411,6 +424,7 @@ def measure(
         output_lines=sum(r["output_lines"] for r in collected),
         emit_seconds=last_at - first_at,
         interval=workload.interval,
+        server_cpu_seconds=server_cpu,
     )
     return figure, last_seqs
 
@@ -486,7 +500,9 @@ def bench_runwire(
         ids.append(result["execution"]["id"])
     url = server.graphql_ws
     try:
-        figure, last_seqs = measure(RUNWIRE, url, server.token, ids, workload, go_file, processes)
+        figure, last_seqs = measure(
+            RUNWIRE, url, server.token, ids, workload, go_file, processes, server.process.pid
+        )
     finally:
         go_file.touch()  # never leave an emitter waiting
     finished = {i: graphql(server, FINISHED, {"id": i})["execution"] for i in ids}
@@ -508,14 +524,16 @@ def bench_baseline(workload: Workload, directory: Path, processes: int, label: s
         target=baseline_process, args=(port, workload, str(go_file)), name="bench-baseline"
     )
     server.start()
+    assert server.pid is not None  # started
     try:
         wait_listening(port)
         ids = [str(stream) for stream in range(workload.streams)]
         figure, last_seqs = measure(
-            BASELINE, f"ws://127.0.0.1:{port}/", "", ids, workload, go_file, processes
+            BASELINE, f"ws://127.0.0.1:{port}/", "", ids, workload, go_file, processes, server.pid
         )
     finally:
         go_file.touch()
+        stop_file(go_file).touch()
         server.join(timeout=10)
         if server.is_alive():
             server.kill()
@@ -524,6 +542,16 @@ def bench_baseline(workload: Workload, directory: Path, processes: int, label: s
     if wrong:
         raise BenchmarkFailed(f"{BASELINE}: streams ended early: {wrong[:3]}")
     return figure
+
+
+def stop_file(go_file: Path) -> Path:
+    return go_file.with_name(go_file.name + ".stop")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process itself (not its children: Runwire's emitters)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_listening(port: int) -> None:
@@ -636,7 +664,7 @@ def print_fanout(plan: Plan, rows: list[tuple[Figure, Figure]]) -> None:
     print(
         f"{'subscribers':>11} {'every ms':>8} {'offered/s':>9} {'variant':<10} {'events':>7}"
         f" {'deliveries':>10} {'seconds':>8} {'deliveries/s':>12} {'lines/s':>9} {'p50 ms':>8}"
-        f" {'p99 ms':>8} {'x baseline':>10}"
+        f" {'p99 ms':>8} {'x baseline':>10} {'server us/delivery':>18}"
     )
     for runwire, baseline in rows:
         for figure in (runwire, baseline):
@@ -648,8 +676,13 @@ def print_fanout(plan: Plan, rows: list[tuple[Figure, Figure]]) -> None:
                 f" {figure.seconds:>8.2f} {figure.rate:>12,.0f}"
                 f" {figure.output_lines / figure.seconds:>9,.0f}"
                 f" {figure.percentile_ms(0.50):>8.1f} {figure.percentile_ms(0.99):>8.1f}"
-                f" {figure.rate / baseline.rate:>10.2f}"
+                f" {figure.rate / baseline.rate:>10.2f} {figure.cpu_us_per_delivery:>18.1f}"
             )
+    print(
+        "server us/delivery: CPU of the server process itself (not the emitters) from go to"
+        " the last report, per delivery; clients and servers share the 2 cores, so where"
+        " deliveries/s is bounded by the clients this is the server's own cost"
+    )
     print(
         "events: distinct output events after go (Runwire coalesces lines into chunk events);"
         " lines/s: output lines received by all subscribers per second;"

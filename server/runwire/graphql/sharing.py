@@ -29,7 +29,10 @@ import msgspec
 from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
+from litestar.exceptions import WebSocketDisconnect
 from strawberry import Info
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -74,6 +77,13 @@ class SharedCompletion(dict[str, Any]):
                 # A lone surrogate in a text, say: the json module writes it as an escape.
                 self._json = json.dumps(self, separators=(",", ":"))
         return self._json
+
+    def next_message(self, operation_id: str, response_key: str) -> str:
+        """The graphql-transport-ws `next` message carrying it as the data of `response_key`."""
+        return (
+            f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{{"data":'
+            f"{{{json.dumps(response_key)}:{self.json()}}}}}}}"
+        )
 
 
 class SharingExecutor(PlainListExecutor):
@@ -141,9 +151,10 @@ def encode_next_message(message: object) -> str | None:
     ((response_key, value),) = data.items()
     if not isinstance(value, SharedCompletion):
         return None
-    operation_id = json.dumps(message["id"])
-    key = json.dumps(response_key)
-    return f'{{"id":{operation_id},"type":"next","payload":{{"data":{{{key}:{value.json()}}}}}}}'
+    operation_id = message["id"]
+    if not isinstance(operation_id, str) or not isinstance(response_key, str):
+        return None
+    return value.next_message(operation_id, response_key)
 
 
 # The graphql-transport-ws operation whose task is running: set at the top of each operation's
@@ -177,5 +188,17 @@ async def send_shared(info: Info[Any, Any], source: SharedSource) -> bool:
     shared = source.completions.get(id(node))
     if shared is None or shared[0] is not node:
         return False
-    await operation.send_next(ExecutionResult(data={str(raw.path.key): shared[1]}, errors=None))
+    key = str(raw.path.key)
+    adapter = operation.handler.websocket
+    if not isinstance(adapter, LitestarWebSocketAdapter):
+        await operation.send_next(ExecutionResult(data={key: shared[1]}, errors=None))
+        return True
+    # What send_next does, minus its layers (dict, checks, encoder: a fifth of each delivery):
+    # nothing after the operation completed, and a disconnect as Strawberry's own exception.
+    if operation.completed:
+        return True
+    try:
+        await adapter.ws.send_data(shared[1].next_message(operation.id, key))
+    except WebSocketDisconnect as exc:
+        raise WebSocketDisconnected from exc
     return True
