@@ -163,7 +163,13 @@ def test_plain_lists_skip_field_by_field_execution() -> None:
     _CountingExecutor.executed = []
     complete(_CountingExecutor, document, batch, True)
     assert _CountingExecutor.executed == ["Subscription", "ExecutionEventBatch"]
-    # With a span event the list has an object field, and every field runs the ordinary way.
+    # Nested plain objects (a span) are planned too.
     _CountingExecutor.executed = []
     complete(_CountingExecutor, subscription(DOCUMENTS[7]), mixed_batch(), True)
-    assert "SpanReported" in _CountingExecutor.executed
+    assert _CountingExecutor.executed == ["Subscription", "ExecutionEventBatch"]
+    # A null in a non-null field sends the list the ordinary way, for graphql-core's error.
+    broken = mixed_batch()
+    broken.events[2].text = None  # type: ignore[attr-defined]
+    _CountingExecutor.executed = []
+    complete(_CountingExecutor, document, broken, True)
+    assert "OutputChunk" in _CountingExecutor.executed

@@ -49,13 +49,25 @@ from strawberry.types.field import StrawberryField
 _PLAN_CACHE_LIMIT = 4096
 
 
-class _Leaf(NamedTuple):
-    """One selected field: the attribute it reads and its coercion, or (__typename) a constant."""
+class _Field(NamedTuple):
+    """One selected field: where its value comes from and how it is completed."""
 
     response_key: str
-    attribute: str
-    coerce: Callable[[Any], Any] | None  # None: the value is `attribute` itself (a type name)
+    attribute: str  # for __typename: the type's name itself
+    kind: int  # _TYPENAME, _LEAF, _LEAF_LIST or _OBJECT
     non_null: bool
+    coerce: Callable[[Any], Any] | None = None  # a leaf's, or a leaf list's items'
+    items_non_null: bool = False
+    object_type: GraphQLObjectType | None = None  # an object field's
+    details: FieldDetailsList | None = None  # an object field's, for its own plan
+
+
+_TYPENAME, _LEAF, _LEAF_LIST, _OBJECT = range(4)
+_Plan = tuple[_Field, ...]
+
+
+class _NotPlain(Exception):
+    """This value needs graphql-core: a resolver, a null in a non-null field, a bad value..."""
 
 
 _INT_RANGE = range(-(2**31), 2**31)
@@ -88,9 +100,6 @@ def _coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
 
         return enum_name
     return coerce
-
-
-_Plan = tuple[_Leaf, ...]
 
 
 class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -139,23 +148,40 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                 plan = plans[cls]
                 if plan is None:
                     return None
-                values: dict[str, Any] = {}
-                for leaf in plan:
-                    if leaf.coerce is None:
-                        values[leaf.response_key] = leaf.attribute
-                        continue
-                    value = getattr(item, leaf.attribute)
-                    if value is not None:
-                        value = leaf.coerce(value)
-                        if value is None or value is Undefined:
-                            return None
-                    elif leaf.non_null:
-                        return None
-                    values[leaf.response_key] = value
-                completed.append(values)
+                completed.append(self._complete_item(item, plan))
         except Exception:
             return None
         return completed
+
+    def _complete_item(self, item: object, plan: _Plan) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field in plan:
+            if field.kind == _TYPENAME:
+                values[field.response_key] = field.attribute
+                continue
+            value = getattr(item, field.attribute)
+            if value is None:
+                if field.non_null:
+                    raise _NotPlain
+            elif field.kind == _LEAF:
+                value = _coerced(field.coerce, value)
+            elif field.kind == _LEAF_LIST:
+                if not isinstance(value, list | tuple):
+                    raise _NotPlain
+                if field.items_non_null and None in value:
+                    raise _NotPlain
+                value = [None if v is None else _coerced(field.coerce, v) for v in value]
+            else:
+                assert field.object_type is not None
+                assert field.details is not None
+                nested = self._plan(
+                    type(value), field.object_type, field.details, field.details[0].node
+                )
+                if nested is None:
+                    raise _NotPlain
+                value = self._complete_item(value, nested)
+            values[field.response_key] = value
+        return values
 
     def _plan(
         self,
@@ -188,12 +214,12 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
         collected = self.collect_subfields(object_type, field_details_list)
         if collected.new_defer_usages:
             return None
-        leaves: list[_Leaf] = []
+        fields: list[_Field] = []
         for response_key, details in collected.grouped_field_set.items():
             field_node = details[0].node
             name = field_node.name.value
             if name == "__typename":
-                leaves.append(_Leaf(response_key, object_type.name, None, True))
+                fields.append(_Field(response_key, object_type.name, _TYPENAME, True))
                 continue
             field_def = object_type.fields.get(name)
             if field_def is None or field_def.args or field_node.arguments:
@@ -207,18 +233,39 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                 or strawberry_field.python_name is None
             ):
                 return None
-            leaf_type = get_nullable_type(field_def.type)
-            if not is_leaf_type(leaf_type):
-                return None
-            leaves.append(
-                _Leaf(
-                    response_key,
-                    strawberry_field.python_name,
-                    _coercion(leaf_type),
-                    is_non_null_type(field_def.type),
+            field_type = get_nullable_type(field_def.type)
+            non_null = is_non_null_type(field_def.type)
+            attribute = strawberry_field.python_name
+            if is_leaf_type(field_type):
+                fields.append(
+                    _Field(response_key, attribute, _LEAF, non_null, _coercion(field_type))
                 )
-            )
-        return tuple(leaves)
+            elif is_list_type(field_type) and is_leaf_type(get_nullable_type(field_type.of_type)):
+                item_type = field_type.of_type
+                fields.append(
+                    _Field(
+                        response_key,
+                        attribute,
+                        _LEAF_LIST,
+                        non_null,
+                        _coercion(get_nullable_type(item_type)),
+                        items_non_null=is_non_null_type(item_type),
+                    )
+                )
+            elif is_object_type(field_type) and len(details) == 1:
+                fields.append(
+                    _Field(
+                        response_key,
+                        attribute,
+                        _OBJECT,
+                        non_null,
+                        object_type=field_type,
+                        details=details,
+                    )
+                )
+            else:
+                return None
+        return tuple(fields)
 
 
 class _FindsVariables(Visitor):
@@ -241,6 +288,14 @@ def selection_uses_variables(node: FieldNode, fragments: Iterable[Node]) -> bool
         if finder.found:
             return True
     return False
+
+
+def _coerced(coerce: Callable[[Any], Any] | None, value: Any) -> Any:
+    assert coerce is not None
+    coerced = coerce(value)
+    if coerced is None or coerced is Undefined:
+        raise _NotPlain
+    return coerced
 
 
 def _uses_variables(executor: PlainListExecutor, node: FieldNode) -> bool:
