@@ -25,8 +25,12 @@ lint: install
 	$(BIN)/ruff format --check server tests bench
 	$(BIN)/mypy
 
+# P1-P7 in one run, each next to its baselines (bench/README.md); about 20 minutes.
 bench: install
 	$(BIN)/python bench/event_path.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/api.py
 
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
