@@ -150,6 +150,8 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                     return None
                 completed.append(self._complete_item(item, plan))
         except Exception:
+            # _NotPlain, or anything a value raised: graphql-core completes the list again and
+            # reports the error with its own message and path.
             return None
         return completed
 
