@@ -48,6 +48,8 @@ REPO: Final = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import process_cpu_seconds  # noqa: E402 - after the path is set
+
 POSTGRES_SERVER: Final = "postgresql://postgres@127.0.0.1:5432"
 PAGE: Final = 50
 
@@ -271,7 +273,7 @@ def run_load(
     server_pid: int,
 ) -> tuple[LoadResult, list[str]]:
     """`total` requests split over `processes` x `connections`, all released at once."""
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = process_cpu_seconds(server_pid)
     barrier = context.Barrier(processes)
     results = context.Queue()
     shares = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
@@ -308,15 +310,8 @@ def run_load(
     if len(latencies) != total:
         raise BenchmarkFailed(f"{variant}: {len(latencies)} answers timed, expected {total}")
     answered = total + processes * connections * WARMUP_PER_CONNECTION
-    cpu_ms = (cpu_seconds(server_pid) - cpu_before) * 1000 / answered
+    cpu_ms = (process_cpu_seconds(server_pid) - cpu_before) * 1000 / answered
     return LoadResult(variant, total, ended - began, Latencies(latencies), cpu_ms), ids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    # The fields after the command name, which is in parentheses and may contain spaces.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the bare HTTP baseline ---------------------------------------------------------------

@@ -46,13 +46,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
-import httpx
 import websockets
 from websockets.asyncio.client import connect
 
 # Run from the repository root or from bench/: the test support package lives at the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import (
+    FINISHED,
+    START,
+    BenchmarkFailed,
+    graphql,
+    postgres_version,
+)
 from tests.support import postgres
 from tests.support.server import Server, running_server
 
@@ -81,20 +87,6 @@ subscription Follow($id: ID!) {
   }
 }
 """
-START: Final = """
-mutation Start($definition: String!) {
-  startExecution(input: {definition: $definition}) {
-    __typename
-    ... on StartExecutionSuccess { execution { id } }
-    ... on Error { message }
-  }
-}
-"""
-FINISHED: Final = "query Finished($id: ID!) { execution(id: $id) { status lastSeq } }"
-
-
-class BenchmarkFailed(Exception):
-    """A variant lost, duplicated or reordered events, or hung: its figure would be meaningless."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,19 +225,6 @@ def chunky_definition(lines: int, go_file: Path) -> str:
     )
     step = {"key": "chunks", "kind": "shell", "with": {"argv": [sys.executable, "-c", code]}}
     return json.dumps({"name": "bench-event-path", "steps": [step]})
-
-
-def graphql(server: Server, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(
-        server.graphql_http,
-        json={"query": query, "variables": variables},
-        headers=server.headers,
-        timeout=30,
-    )
-    body = response.json()
-    if response.status_code != 200 or body.get("errors"):
-        raise BenchmarkFailed(f"{query.split('(')[0]}: HTTP {response.status_code} {body}")
-    return dict(body["data"])
 
 
 def bench_runwire(server: Server, lines: int, directory: Path) -> RunwireRun:
@@ -612,19 +591,12 @@ def run(lines: int, bus: str) -> None:
 
 
 def print_header(lines: int, bus: str, server: Server) -> None:
-    async def version() -> str:
-        connection = await asyncpg.connect(f"{postgres.POSTGRES_SERVER}/postgres")
-        try:
-            return str(await connection.fetchval("SHOW server_version"))
-        finally:
-            await connection.close()
-
     print("P1: events persisted + delivered per second, one subscriber, chunk-heavy execution")
     print(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"machine:  {os.cpu_count()} cores, {platform.platform()}; load average {load} at start")
     print(f"python:   {platform.python_version()} ({platform.python_implementation()})")
-    print(f"postgres: {asyncio.run(version())} on 127.0.0.1; bus: {bus}")
+    print(f"postgres: {postgres_version()} on 127.0.0.1; bus: {bus}")
     settings = " ".join(f"{name}={value}" for name, value in SETTINGS.items())
     print(f"server:   runwire serve (pid {server.process.pid}), defaults but {settings}")
     print(f"workload: one shell step writing {lines:,} lines of {LINE_BYTES} bytes, unpaced")

@@ -43,7 +43,6 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -51,7 +50,14 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 # Run from the repository root or from bench/: the test support package lives at the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import postgres
+from bench.common import (
+    FINISHED,
+    START,
+    BenchmarkFailed,
+    graphql,
+    postgres_version,
+    process_cpu_seconds,
+)
 from tests.support.server import Server, free_port, running_server
 
 RUNWIRE: Final = "runwire"
@@ -67,20 +73,6 @@ subscription Follow($id: ID!) {
   }
 }
 """
-START: Final = """
-mutation Start($definition: String!) {
-  startExecution(input: {definition: $definition}) {
-    __typename
-    ... on StartExecutionSuccess { execution { id } }
-    ... on Error { message }
-  }
-}
-"""
-FINISHED: Final = "query Finished($id: ID!) { execution(id: $id) { status lastSeq } }"
-
-
-class BenchmarkFailed(Exception):
-    """A subscriber lost, duplicated or reordered events, or a run hung: no figure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,19 +466,6 @@ def emitter_definition(workload: Workload, go_file: Path, name: str) -> str:
     return json.dumps({"name": name, "steps": [step]})
 
 
-def graphql(server: Server, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(
-        server.graphql_http,
-        json={"query": query, "variables": variables},
-        headers=server.headers,
-        timeout=30,
-    )
-    body = response.json()
-    if response.status_code != 200 or body.get("errors"):
-        raise BenchmarkFailed(f"{query.split('(')[0]}: HTTP {response.status_code} {body}")
-    return dict(body["data"])
-
-
 def bench_runwire(
     server: Server, workload: Workload, directory: Path, processes: int, label: str
 ) -> Figure:
@@ -546,12 +525,6 @@ def bench_baseline(workload: Workload, directory: Path, processes: int, label: s
 
 def stop_file(go_file: Path) -> Path:
     return go_file.with_name(go_file.name + ".stop")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process itself (not its children: Runwire's emitters)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_listening(port: int) -> None:
@@ -636,21 +609,12 @@ def run(plan: Plan, bus: str, keep_server: bool) -> None:
 
 
 def print_header(plan: Plan, bus: str, server: Server) -> None:
-    async def version() -> str:
-        import asyncpg
-
-        connection = await asyncpg.connect(f"{postgres.POSTGRES_SERVER}/postgres")
-        try:
-            return str(await connection.fetchval("SHOW server_version"))
-        finally:
-            await connection.close()
-
     print("P2 fan-out and P3 emit -> receive latency (graphql-transport-ws subscribers)")
     print(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"machine:  {os.cpu_count()} cores, {platform.platform()}; load average {load} at start")
     print(f"python:   {platform.python_version()} ({platform.python_implementation()})")
-    print(f"postgres: {asyncio.run(version())} on 127.0.0.1; bus: {bus}")
+    print(f"postgres: {postgres_version()} on 127.0.0.1; bus: {bus}")
     print(f"server:   runwire serve (pid {server.process.pid}), defaults but runner slots")
     print(f"command:  {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print()

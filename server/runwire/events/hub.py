@@ -48,7 +48,7 @@ class EventBatch(list[Event]):
 
     __slots__ = ("views",)
 
-    def __init__(self, events: Iterable[Event]) -> None:
+    def __init__(self, events: Iterable[Event] = ()) -> None:
         super().__init__(events)
         self.views: dict[object, object] = {}
 
@@ -281,10 +281,10 @@ class Hub:
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Hand freshly committed events of this process to local followers (no DB read)."""
-        by_execution: dict[str, list[Event]] = {}
+        by_execution: dict[str, EventBatch] = {}
         for event in events:
             if event.execution_id in self._topics:
-                by_execution.setdefault(event.execution_id, []).append(event)
+                by_execution.setdefault(event.execution_id, EventBatch()).append(event)
         for execution_id, batch in by_execution.items():
             self._push(execution_id, batch)
         if self._watchers:
@@ -384,14 +384,13 @@ class Hub:
             if len(page) < _PAGE:
                 return
 
-    def _push(self, execution_id: str, batch: list[Event]) -> None:
+    def _push(self, execution_id: str, batch: EventBatch) -> None:
         topic = self._topics.get(execution_id)
         if topic is None:
             return
         topic.delivered_seq = max(topic.delivered_seq, batch[-1].seq)
-        shared = EventBatch(batch)
         for follower in topic.followers:
-            follower.offer(shared)
+            follower.offer(batch)
 
     async def _consume(self, bus: Bus) -> None:
         """Turn bus notices from other processes into batches, one DB read per notice."""
@@ -434,7 +433,7 @@ class Hub:
                 follower.offer(_REREAD)
             return
         if events:
-            self._push(notice.execution_id, events)
+            self._push(notice.execution_id, EventBatch(events))
 
     def _reread_all(self) -> None:
         for topic in self._topics.values():

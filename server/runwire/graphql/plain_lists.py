@@ -46,7 +46,7 @@ from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
-_PLAN_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 4096
 
 
 class _Field(NamedTuple):
@@ -105,9 +105,11 @@ def _coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
 class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, completing lists of plain objects item by item with a plan."""
 
-    # Plans for selections without variables, by (id of the list field's node, item class); the
-    # node is kept with its plan, so an id reused after a document is freed never hits.
+    # Caches keyed by a field node's id() that keep the node, so an id reused after a document
+    # is freed never hits: plans for selections without variables, by (node, item class), and
+    # whether a node's selection (with the document's fragments) is free of variables.
     _plans: ClassVar[dict[tuple[int, type], tuple[FieldNode, _Plan]]] = {}
+    _constant: ClassVar[dict[int, tuple[FieldNode, bool]]] = {}
 
     def complete_value(
         self,
@@ -196,11 +198,22 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
         if cached is not None and cached[0] is node:
             return cached[1]
         plan = self._make_plan(cls, item_type, field_details_list)
-        if plan is not None and not _uses_variables(self, node):
-            if len(self._plans) >= _PLAN_CACHE_LIMIT:
+        if plan is not None and self._is_constant(node):
+            if len(self._plans) >= _CACHE_LIMIT:
                 self._plans.clear()
             self._plans[(id(node), cls)] = (node, plan)
         return plan
+
+    def _is_constant(self, node: FieldNode) -> bool:
+        """Whether completing `node` depends on the source value and the document alone."""
+        known = self._constant.get(id(node))
+        if known is not None and known[0] is node:
+            return known[1]
+        constant = not selection_uses_variables(node, self.fragment_definitions.values())
+        if len(self._constant) >= _CACHE_LIMIT:
+            self._constant.clear()
+        self._constant[id(node)] = (node, constant)
+        return constant
 
     def _make_plan(
         self, cls: type, item_type: Any, field_details_list: FieldDetailsList
@@ -243,15 +256,15 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                     _Field(response_key, attribute, _LEAF, non_null, _coercion(field_type))
                 )
             elif is_list_type(field_type) and is_leaf_type(get_nullable_type(field_type.of_type)):
-                item_type = field_type.of_type
+                element_type = field_type.of_type
                 fields.append(
                     _Field(
                         response_key,
                         attribute,
                         _LEAF_LIST,
                         non_null,
-                        _coercion(get_nullable_type(item_type)),
-                        items_non_null=is_non_null_type(item_type),
+                        _coercion(get_nullable_type(element_type)),
+                        items_non_null=is_non_null_type(element_type),
                     )
                 )
             elif is_object_type(field_type) and len(details) == 1:
@@ -298,7 +311,3 @@ def _coerced(coerce: Callable[[Any], Any] | None, value: Any) -> Any:
     if coerced is None or coerced is Undefined:
         raise _NotPlain
     return coerced
-
-
-def _uses_variables(executor: PlainListExecutor, node: FieldNode) -> bool:
-    return selection_uses_variables(node, executor.fragment_definitions.values())

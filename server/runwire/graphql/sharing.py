@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
@@ -37,11 +37,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.types import ExecutionResult
 
-from runwire.graphql.plain_lists import PlainListExecutor, selection_uses_variables
+from runwire.graphql.plain_lists import PlainListExecutor
 
-_CONSTANT_CACHE_LIMIT = 4096
 _encode = msgspec.json.Encoder().encode
 
 
@@ -89,10 +87,6 @@ class SharedCompletion(dict[str, Any]):
 class SharingExecutor(PlainListExecutor):
     """Strawberry's executor, reusing a SharedSource's completion of the same field node."""
 
-    # Whether a field node's selection (with the document's fragments) is free of variables,
-    # keyed by id() and holding the node, so an id reused after a document is freed never hits.
-    _constant: ClassVar[dict[int, tuple[FieldNode, bool]]] = {}
-
     def complete_value(
         self,
         return_type: GraphQLOutputType,
@@ -126,16 +120,6 @@ class SharingExecutor(PlainListExecutor):
             completed = SharedCompletion(completed)
             result.completions[id(node)] = (node, completed)
         return completed
-
-    def _is_constant(self, node: FieldNode) -> bool:
-        known = self._constant.get(id(node))
-        if known is not None and known[0] is node:
-            return known[1]
-        constant = not selection_uses_variables(node, self.fragment_definitions.values())
-        if len(self._constant) >= _CONSTANT_CACHE_LIMIT:
-            self._constant.clear()
-        self._constant[id(node)] = (node, constant)
-        return constant
 
 
 def encode_next_message(message: object) -> str | None:
@@ -188,17 +172,15 @@ async def send_shared(info: Info[Any, Any], source: SharedSource) -> bool:
     shared = source.completions.get(id(node))
     if shared is None or shared[0] is not node:
         return False
-    key = str(raw.path.key)
     adapter = operation.handler.websocket
     if not isinstance(adapter, LitestarWebSocketAdapter):
-        await operation.send_next(ExecutionResult(data={key: shared[1]}, errors=None))
-        return True
+        return False  # the app serves sockets through Litestar only; anything else executes
     # What send_next does, minus its layers (dict, checks, encoder: a fifth of each delivery):
     # nothing after the operation completed, and a disconnect as Strawberry's own exception.
     if operation.completed:
         return True
     try:
-        await adapter.ws.send_data(shared[1].next_message(operation.id, key))
+        await adapter.ws.send_data(shared[1].next_message(operation.id, str(raw.path.key)))
     except WebSocketDisconnect as exc:
         raise WebSocketDisconnected from exc
     return True

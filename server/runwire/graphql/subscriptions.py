@@ -20,14 +20,16 @@ from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 def _payload(batch: list[Event]) -> ExecutionEventBatch:
     """The batch as GraphQL sees it; for a live batch, one object shared by all its followers."""
-    if isinstance(batch, EventBatch):
-        view = batch.views.get(ExecutionEventBatch)
-        if isinstance(view, ExecutionEventBatch):
-            return view
-    view = ExecutionEventBatch(events=[event_of(event) for event in batch], last_seq=batch[-1].seq)
-    if isinstance(batch, EventBatch):
-        batch.views[ExecutionEventBatch] = view
+    if not isinstance(batch, EventBatch):
+        return _view(batch)
+    view = batch.views.get(ExecutionEventBatch)
+    if not isinstance(view, ExecutionEventBatch):
+        view = batch.views[ExecutionEventBatch] = _view(batch)
     return view
+
+
+def _view(batch: list[Event]) -> ExecutionEventBatch:
+    return ExecutionEventBatch(events=[event_of(event) for event in batch], last_seq=batch[-1].seq)
 
 
 @strawberry.type
