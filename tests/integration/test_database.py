@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from runwire.db.engine import Database, DatabaseNotMigrated, DatabaseUrlInvalid, engine_for
+from runwire.db.repository import Repository
 
 
 async def test_unmigrated_postgres_is_refused_with_the_fix(postgres_url: str) -> None:
@@ -32,3 +34,17 @@ async def test_migrating_postgres_twice_is_harmless(postgres_url: str) -> None:
 def test_unknown_database_url_names_the_problem_without_the_password() -> None:
     with pytest.raises(DatabaseUrlInvalid, match=r"unsupported database URL mysql://x:\*\*\*@h/db"):
         engine_for("mysql://x:secret@h/db")
+
+
+async def test_concurrent_saves_of_one_scenario_make_one_version(postgres_url: str) -> None:
+    """Replicas starting together load the same shipped scenario: one version, no error."""
+    async with Database.open(postgres_url, migrate=True) as database:
+        repository = Repository(database)
+        definition = {"name": "shipped", "steps": [{"key": "a", "kind": "sleep"}]}
+        saved = await asyncio.gather(
+            *(
+                repository.save_scenario("workspace-a", "shipped", "", definition, "test")
+                for _ in range(8)
+            )
+        )
+    assert {version.version for version in saved} == {1}

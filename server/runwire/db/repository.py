@@ -81,6 +81,7 @@ _INSERT_QUEUED = (
     " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
     " VALUES ($1, $26, $27, $28, $29, $30, $31)"
 )
+_SCENARIO_LOCK = 0x52575343  # "RWSC": with a hash of workspace/name, one lock per scenario
 _CLAIM_LOCK = 0x52554E57  # "RUNW": the advisory lock key of the claim
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
 _decode_json = msgspec.json.Decoder().decode
@@ -116,6 +117,15 @@ class Repository:
     ) -> ScenarioVersion:
         """Store `definition` as the next version of `name`, unless it equals the latest."""
         async with self._database.write():
+            if isinstance(self._engine, PostgresEngine):
+                # Read-then-insert: two writers of one name (replicas loading the shipped
+                # scenarios as they start together) would both take the same next version.
+                # SQLite's IMMEDIATE write transaction already queues them.
+                await tables.Scenario.raw(
+                    "SELECT pg_advisory_xact_lock({}, hashtext({}))",
+                    _SCENARIO_LOCK,
+                    f"{workspace}/{name}",
+                )
             latest = await self.latest_scenario(workspace, name)
             if latest is not None and _canonical(latest.definition) == _canonical(definition):
                 return latest
