@@ -1,0 +1,78 @@
+"""Typed async (and sync) Python client for the Runwire GraphQL API."""
+
+from __future__ import annotations
+
+from runwire_client.client import RunwireClient
+from runwire_client.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    FieldError,
+    InvalidTransitionError,
+    NotFoundError,
+    PermissionDeniedError,
+    QueryError,
+    RunwireError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from runwire_client.models import (
+    TERMINAL_STATUSES,
+    AssertionResult,
+    Event,
+    Execution,
+    ExecutionFilter,
+    ExecutionMode,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    ExecutionUpdate,
+    HistoryPage,
+    OutputChunk,
+    ScenarioRef,
+    Span,
+    SpanReported,
+    StepRun,
+    StepStatus,
+    StepStatusChanged,
+    TokenUsage,
+    Trace,
+    UpdateKind,
+)
+from runwire_client.sync import SyncRunwireClient
+from runwire_client.version import SCHEMA_SHA256, __version__
+
+__all__ = [
+    "SCHEMA_SHA256",
+    "TERMINAL_STATUSES",
+    "AssertionResult",
+    "AuthenticationError",
+    "ConnectionFailedError",
+    "Event",
+    "Execution",
+    "ExecutionFilter",
+    "ExecutionMode",
+    "ExecutionStatus",
+    "ExecutionStatusChanged",
+    "ExecutionUpdate",
+    "FieldError",
+    "HistoryPage",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "OutputChunk",
+    "PermissionDeniedError",
+    "QueryError",
+    "RunwireClient",
+    "RunwireError",
+    "ScenarioRef",
+    "Span",
+    "SpanReported",
+    "StepRun",
+    "StepStatus",
+    "StepStatusChanged",
+    "SyncRunwireClient",
+    "TokenUsage",
+    "Trace",
+    "UnexpectedResponseError",
+    "UpdateKind",
+    "ValidationError",
+    "__version__",
+]

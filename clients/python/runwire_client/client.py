@@ -1,0 +1,326 @@
+"""RunwireClient: the typed async client (HTTP for queries and mutations, a socket per follow)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, suppress
+from types import TracebackType
+from typing import Any, Self
+
+from gql import Client
+from gql.client import AsyncClientSession
+from gql.transport.exceptions import TransportQueryError
+
+from runwire_client import decode, documents
+from runwire_client.decode import decoded
+from runwire_client.errors import (
+    ConnectionFailedError,
+    NotFoundError,
+    QueryError,
+    RunwireError,
+    from_result,
+)
+from runwire_client.models import (
+    Event,
+    Execution,
+    ExecutionFilter,
+    ExecutionMode,
+    ExecutionUpdate,
+    HistoryPage,
+    Trace,
+)
+from runwire_client.reconnect import Reconnects
+from runwire_client.transport import (
+    TRANSPORT_ERRORS,
+    Endpoint,
+    http_transport,
+    is_connection_problem,
+    redact_in_logs,
+    socket_transport,
+    translated,
+)
+
+
+class RunwireClient:
+    """A Runwire server's API, typed; use as `async with RunwireClient(url, token) as client`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
+    ) -> None:
+        if not token or any(c.isspace() for c in token):
+            raise ValueError("token must be a non-empty API token without whitespace")
+        self._endpoint = Endpoint.of(url)
+        self._token = token
+        self._timeout = timeout
+        self._reconnect_timeout = reconnect_timeout
+        self._exit_stack: AsyncExitStack | None = None
+        self._session: AsyncClientSession | None = None
+        redact_in_logs(token)
+
+    def __repr__(self) -> str:
+        return f"RunwireClient({self._endpoint.http!r})"  # never the token
+
+    @property
+    def url(self) -> str:
+        """The server's GraphQL endpoint over HTTP."""
+        return self._endpoint.http
+
+    async def __aenter__(self) -> Self:
+        if self._session is not None:
+            raise RuntimeError("this RunwireClient is already open")
+        client = Client(
+            transport=http_transport(self._endpoint, self._token, self._timeout),
+            execute_timeout=self._timeout,
+        )
+        stack = AsyncExitStack()
+        # Connecting the HTTP transport only opens its connection pool: nothing is sent yet.
+        self._session = await stack.enter_async_context(client)
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        stack, self._exit_stack, self._session = self._exit_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # ---- mutations ------------------------------------------------------------------------
+
+    async def start(
+        self,
+        scenario: str | None = None,
+        *,
+        definition: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        labels: Sequence[str] | None = None,
+        priority: int = 0,
+        timeout_seconds: float | None = None,
+        grace_seconds: float | None = None,
+        mode: ExecutionMode = ExecutionMode.FULL,
+        step_key: str | None = None,
+        upstream: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Execution:
+        """Start a saved scenario (by name) or an inline definition (YAML or JSON text)."""
+        given: dict[str, Any] = {
+            "scenario": scenario,
+            "definition": definition,
+            "inputs": None if inputs is None else dict(inputs),
+            "labels": None if labels is None else list(labels),
+            "priority": priority,
+            "timeoutSeconds": timeout_seconds,
+            "graceSeconds": grace_seconds,
+            "mode": str(mode),
+            "stepKey": step_key,
+            "upstream": None if upstream is None else dict(upstream),
+            "idempotencyKey": idempotency_key,
+        }
+        variables = {"input": {key: value for key, value in given.items() if value is not None}}
+        return await self._change("StartExecution", "startExecution", variables)
+
+    async def stop(self, execution_id: str, reason: str | None = None) -> Execution:
+        """Stop an execution: queued or paused ones end at once, running ones are cancelled."""
+        return await self._change(
+            "StopExecution", "stopExecution", {"id": execution_id, "reason": reason}
+        )
+
+    async def pause(self, execution_id: str, reason: str | None = None) -> Execution:
+        """Hold a queued execution, or let a running one pause once its running steps end."""
+        return await self._change(
+            "PauseExecution", "pauseExecution", {"id": execution_id, "reason": reason}
+        )
+
+    async def resume(self, execution_id: str) -> Execution:
+        """Let a paused (or pausing) execution continue where it stopped."""
+        return await self._change("ResumeExecution", "resumeExecution", {"id": execution_id})
+
+    async def retry_step(self, execution_id: str, step_key: str) -> Execution:
+        """Run a step again as a new attempt, then every later step that has not succeeded."""
+        return await self._change(
+            "RetryStep", "retryStep", {"executionId": execution_id, "stepKey": step_key}
+        )
+
+    async def skip_step(self, execution_id: str, step_key: str) -> Execution:
+        """Mark a failed or not yet started step SKIPPED; the execution continues after it."""
+        return await self._change(
+            "SkipStep", "skipStep", {"executionId": execution_id, "stepKey": step_key}
+        )
+
+    # ---- queries --------------------------------------------------------------------------
+
+    async def get(self, execution_id: str) -> Execution:
+        """The execution with its steps; NotFoundError if this workspace has none with the id."""
+        found = (await self._execute("GetExecution", {"id": execution_id})).get("execution")
+        if found is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return decoded(decode.execution, found)
+
+    async def history_page(
+        self, filter: ExecutionFilter | None = None, *, first: int = 50, after: str | None = None
+    ) -> HistoryPage:
+        """One page of history, newest first; `after` is the previous page's end_cursor."""
+        variables = {
+            "filter": None if filter is None else filter.to_variables(),
+            "first": first,
+            "after": after,
+        }
+        data = await self._execute("ExecutionHistory", variables)
+        return decoded(lambda found: decode.history_page(found["executions"]), data)
+
+    async def history(
+        self, filter: ExecutionFilter | None = None, *, page_size: int = 50
+    ) -> AsyncGenerator[Execution, None]:
+        """Every execution matching `filter`, newest first, a page fetched when needed."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        after: str | None = None
+        while True:
+            page = await self.history_page(filter, first=page_size, after=after)
+            for execution in page.executions:
+                yield execution
+            if not page.has_next_page or page.end_cursor is None:
+                return
+            after = page.end_cursor
+
+    async def trace(self, execution_id: str) -> Trace:
+        """The execution as a tree of timed spans; NotFoundError if there is no such one."""
+        found = (await self._execute("ExecutionTrace", {"id": execution_id})).get("execution")
+        if found is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return decoded(decode.trace, found)
+
+    # ---- subscriptions --------------------------------------------------------------------
+
+    async def follow(self, execution_id: str, after_seq: int = 0) -> AsyncGenerator[Event, None]:
+        """Every event with seq > after_seq exactly once, in order, ending after the terminal one.
+
+        A dropped connection is reopened (with backoff) and the subscription resumed from the
+        last seq yielded; ConnectionFailedError only after `reconnect_timeout` seconds without
+        a working connection. Refusals (not found, unauthenticated, forbidden) raise at once.
+        """
+        if after_seq < 0:
+            raise ValueError("after_seq must be >= 0 (pass get(id).last_seq to follow from now)")
+        self._open_session()
+        last = after_seq
+        reconnects = Reconnects(self._reconnect_timeout)
+        while True:
+            try:
+                async with self._socket() as socket:
+                    reconnects.connected()
+                    request = documents.request(
+                        "FollowExecutionEvents", {"executionId": execution_id, "afterSeq": last}
+                    )
+                    async with aclosing(socket.subscribe(request)) as messages:
+                        async for message in messages:
+                            batch = decoded(
+                                lambda found: decode.event_batch(found["executionEvents"]),
+                                message,
+                            )
+                            for event in batch:
+                                if event.seq <= last:
+                                    continue  # already yielded (a resumed stream overlaps)
+                                reconnects.progressed()
+                                yield event
+                                last = event.seq
+                                if event.terminal:
+                                    return
+                # Completed without a terminal event: right when the execution had ended at or
+                # before `last`; otherwise the server let go early (shutting down), so resume.
+                if await self._ended_by(execution_id, last):
+                    return
+                problem = "the server completed the subscription before the terminal event"
+            except TransportQueryError as error:
+                raise await self._subscription_refused(error, execution_id) from error
+            except ConnectionFailedError as error:  # from _ended_by's query
+                problem = error.message
+            except TRANSPORT_ERRORS as error:
+                if not is_connection_problem(error):
+                    raise translated(error, self._endpoint) from error
+                problem = f"{type(error).__name__}: {error}"
+            await reconnects.wait(problem)
+
+    async def live(
+        self, filter: ExecutionFilter | None = None
+    ) -> AsyncGenerator[ExecutionUpdate, None]:
+        """Status changes of executions matching `filter`, from now on; never ends by itself.
+
+        Not resumed after a dropped connection (ConnectionFailedError): read the list again
+        (history) and call live again.
+        """
+        self._open_session()
+        variables = {"filter": None if filter is None else filter.to_variables()}
+        request = documents.request("LiveExecutions", variables)
+        try:
+            async with self._socket() as socket, aclosing(socket.subscribe(request)) as messages:
+                async for message in messages:
+                    yield decoded(
+                        lambda found: decode.execution_update(found["executionUpdates"]), message
+                    )
+        except TRANSPORT_ERRORS as error:
+            raise translated(error, self._endpoint) from error
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _open_session(self) -> AsyncClientSession:
+        if self._session is None:
+            raise RuntimeError("use the client inside `async with RunwireClient(...) as client`")
+        return self._session
+
+    async def _execute(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+        session = self._open_session()
+        try:
+            result: dict[str, Any] = await session.execute(documents.request(name, variables))
+        except TRANSPORT_ERRORS as error:
+            raise translated(error, self._endpoint) from error
+        return result
+
+    async def _change(self, name: str, field: str, variables: dict[str, Any]) -> Execution:
+        """Run a mutation whose result union has an `execution` on success."""
+        payload = (await self._execute(name, variables))[field]
+        if payload.get("__typename") != f"{name}Success":
+            raise from_result(payload)
+        return decoded(decode.execution, payload["execution"])
+
+    @asynccontextmanager
+    async def _socket(self) -> AsyncIterator[AsyncClientSession]:
+        """A graphql-transport-ws connection, acknowledged by the server."""
+        client = Client(
+            transport=socket_transport(self._endpoint, self._token, self._timeout),
+            execute_timeout=self._timeout,
+        )
+        async with AsyncExitStack() as stack:
+            try:
+                session: AsyncClientSession = await stack.enter_async_context(client)
+            except BaseException:
+                # A refused connection_init leaves gql's transport half open: close it.
+                with suppress(Exception):
+                    await client.transport.close()
+                raise
+            yield session
+
+    async def _ended_by(self, execution_id: str, seq: int) -> bool:
+        """The execution ended with an event at or before `seq`."""
+        execution = await self.get(execution_id)
+        return execution.status.is_terminal and execution.last_seq <= seq
+
+    async def _subscription_refused(
+        self, error: TransportQueryError, execution_id: str
+    ) -> RunwireError:
+        """The typed error for a subscription the server refused."""
+        refused = translated(error, self._endpoint)
+        if isinstance(refused, QueryError):
+            # The server reports a missing execution as a plain error: ask whether it exists.
+            try:
+                await self.get(execution_id)
+            except NotFoundError:
+                return NotFoundError(refused.message)
+        return refused

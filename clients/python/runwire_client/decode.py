@@ -1,0 +1,196 @@
+"""From the JSON the canonical operations return to the client's typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from runwire_client.errors import UnexpectedResponseError
+from runwire_client.models import (
+    AssertionResult,
+    Event,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    ExecutionUpdate,
+    HistoryPage,
+    OutputChunk,
+    ScenarioRef,
+    Span,
+    SpanReported,
+    StepRun,
+    StepStatus,
+    StepStatusChanged,
+    TokenUsage,
+    Trace,
+    UpdateKind,
+)
+
+T = TypeVar("T")
+Data = Mapping[str, Any]
+
+
+def decoded(decode: Callable[[Data], T], data: Data) -> T:
+    """`decode(data)`, with a reply this client cannot read reported as one typed error."""
+    try:
+        return decode(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UnexpectedResponseError(
+            f"could not read the server's reply ({type(error).__name__}: {error});"
+            " is the client older than the server's schema?"
+        ) from error
+
+
+def execution(data: Data) -> Execution:
+    scenario = data.get("scenario")
+    return Execution(
+        id=str(data["id"]),
+        name=str(data["name"]),
+        status=ExecutionStatus(data["status"]),
+        scenario=None
+        if scenario is None
+        else ScenarioRef(name=str(scenario["name"]), version=int(scenario["version"])),
+        inputs=dict(data["inputs"]),
+        labels=tuple(str(label) for label in data["labels"]),
+        priority=int(data["priority"]),
+        queued_at=_time(data["queuedAt"]),
+        started_at=_optional_time(data.get("startedAt")),
+        finished_at=_optional_time(data.get("finishedAt")),
+        duration_ms=data.get("durationMs"),
+        error=data.get("error"),
+        last_seq=int(data["lastSeq"]),
+        mode=ExecutionMode(data["mode"]),
+        step_key=data.get("stepKey"),
+        batch_id=None if data.get("batchId") is None else str(data["batchId"]),
+        triggered_by=str(data["triggeredBy"]),
+        idempotency_key=data.get("idempotencyKey"),
+        steps=tuple(step_run(step) for step in data.get("steps") or ()),
+    )
+
+
+def step_run(data: Data) -> StepRun:
+    return StepRun(
+        key=str(data["key"]),
+        kind=str(data["kind"]),
+        status=StepStatus(data["status"]),
+        attempt=int(data["attempt"]),
+        position=int(data["position"]),
+        started_at=_optional_time(data.get("startedAt")),
+        finished_at=_optional_time(data.get("finishedAt")),
+        duration_ms=data.get("durationMs"),
+        exit_code=data.get("exitCode"),
+        output=data.get("output"),
+        error=data.get("error"),
+        assertions=tuple(
+            AssertionResult(
+                assertion=str(item["assertion"]),
+                path=item.get("path"),
+                expected=item.get("expected"),
+                actual=item.get("actual"),
+                passed=bool(item["passed"]),
+                message=item.get("message"),
+            )
+            for item in data.get("assertions") or ()
+        ),
+    )
+
+
+def history_page(data: Data) -> HistoryPage:
+    info = data["pageInfo"]
+    return HistoryPage(
+        executions=tuple(execution(edge["node"]) for edge in data["edges"]),
+        has_next_page=bool(info["hasNextPage"]),
+        end_cursor=info.get("endCursor"),
+    )
+
+
+def span(data: Data) -> Span:
+    return Span(
+        id=str(data["id"]),
+        parent_id=None if data.get("parentId") is None else str(data["parentId"]),
+        name=str(data["name"]),
+        kind=str(data["kind"]),
+        status=str(data["status"]),
+        started_at=_optional_time(data.get("startedAt")),
+        finished_at=_optional_time(data.get("finishedAt")),
+        duration_ms=data.get("durationMs"),
+        step_key=data.get("stepKey"),
+        attempt=data.get("attempt"),
+        attributes=dict(data.get("attributes") or {}),
+    )
+
+
+def trace(data: Data) -> Trace:
+    found = data["trace"]
+    tokens = found.get("tokens")
+    return Trace(
+        execution_id=str(data["id"]),
+        status=ExecutionStatus(data["status"]),
+        spans=tuple(span(item) for item in found["spans"]),
+        total_duration_ms=found.get("totalDurationMs"),
+        tokens=None
+        if tokens is None
+        else TokenUsage(
+            input=tokens.get("input"), output=tokens.get("output"), total=tokens["total"]
+        ),
+        cost=found.get("cost"),
+    )
+
+
+def event(data: Data) -> Event:
+    common: dict[str, Any] = {
+        "seq": int(data["seq"]),
+        "at": _time(data["at"]),
+        "step_key": data.get("stepKey"),
+        "attempt": data.get("attempt"),
+    }
+    typename = data["__typename"]
+    if typename == "OutputChunk":
+        return OutputChunk(stream=str(data["stream"]), text=str(data["text"]), **common)
+    if typename == "StepStatusChanged":
+        return StepStatusChanged(
+            status=StepStatus(data["stepStatus"]),
+            kind=data.get("kind"),
+            exit_code=data.get("exitCode"),
+            error=data.get("error"),
+            output=data.get("output"),
+            retry_in_seconds=data.get("retryInSeconds"),
+            reason=data.get("reason"),
+            **common,
+        )
+    if typename == "ExecutionStatusChanged":
+        return ExecutionStatusChanged(
+            status=ExecutionStatus(data["executionStatus"]),
+            error=data.get("error"),
+            reason=data.get("reason"),
+            **common,
+        )
+    if typename == "SpanReported":
+        return SpanReported(span=span(data["span"]), **common)
+    raise ValueError(f"unknown event type {typename!r}")
+
+
+def event_batch(data: Data) -> list[Event]:
+    """The events of one FollowExecutionEvents message, in seq order."""
+    return [event(item) for item in data["events"]]
+
+
+def execution_update(data: Data) -> ExecutionUpdate:
+    return ExecutionUpdate(
+        kind=UpdateKind(data["kind"]),
+        status=ExecutionStatus(data["status"]),
+        at=_time(data["at"]),
+        execution=execution(data["execution"]),
+    )
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a DateTime string, got {type(value).__name__}")
+    return datetime.fromisoformat(value)
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)

@@ -1,0 +1,297 @@
+"""The values the API returns: executions, steps, events, traces, history pages, live updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ExecutionStatus(StrEnum):
+    """Where an execution is; the value is the GraphQL enum name."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSING = "PAUSING"
+    PAUSED = "PAUSED"
+    STOPPING = "STOPPING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        """The execution has ended (a retried step may still start it again)."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMED_OUT,
+    }
+)
+
+
+class StepStatus(StrEnum):
+    """Where one attempt of a step is."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    SKIPPED = "SKIPPED"
+
+
+class ExecutionMode(StrEnum):
+    """FULL runs the definition; STEP and STEP_IN_CONTEXT run only one step."""
+
+    FULL = "FULL"
+    STEP = "STEP"
+    STEP_IN_CONTEXT = "STEP_IN_CONTEXT"
+
+
+class UpdateKind(StrEnum):
+    """CHANGED: a status change; CURRENT: restated because changes may have been missed."""
+
+    CHANGED = "CHANGED"
+    CURRENT = "CURRENT"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRef:
+    """The saved scenario (name and version) an execution runs."""
+
+    name: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionResult:
+    """One checked assertion of a step attempt."""
+
+    assertion: str
+    path: str | None
+    expected: Any
+    actual: Any
+    passed: bool
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """One attempt of one step, or a step that has not run yet (PENDING, attempt 0)."""
+
+    key: str
+    kind: str
+    status: StepStatus
+    attempt: int
+    position: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    exit_code: int | None
+    output: Any
+    error: str | None
+    assertions: tuple[AssertionResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """An execution as the server stored it; `steps` is filled only by `get`."""
+
+    id: str
+    name: str
+    status: ExecutionStatus
+    scenario: ScenarioRef | None
+    inputs: dict[str, Any]
+    labels: tuple[str, ...]
+    priority: int
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    error: str | None
+    last_seq: int
+    mode: ExecutionMode
+    step_key: str | None
+    batch_id: str | None
+    triggered_by: str
+    idempotency_key: str | None
+    steps: tuple[StepRun, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    """Which executions history and live updates show; every given field must match."""
+
+    statuses: Sequence[ExecutionStatus] | None = None
+    scenario: str | None = None
+    label: str | None = None
+    queued_after: datetime | None = None
+    queued_before: datetime | None = None
+    search: str | None = None
+    batch: str | None = None
+    triggered_by: str | None = None
+    min_duration_ms: int | None = None
+    max_duration_ms: int | None = None
+
+    def to_variables(self) -> dict[str, Any]:
+        """The GraphQL `ExecutionFilter` input; fields left out are not sent."""
+        given: dict[str, Any] = {
+            "statuses": None if self.statuses is None else [str(s) for s in self.statuses],
+            "scenario": self.scenario,
+            "label": self.label,
+            "queuedAfter": None if self.queued_after is None else self.queued_after.isoformat(),
+            "queuedBefore": None if self.queued_before is None else self.queued_before.isoformat(),
+            "search": self.search,
+            "batch": self.batch,
+            "triggeredBy": self.triggered_by,
+            "minDurationMs": self.min_duration_ms,
+            "maxDurationMs": self.max_duration_ms,
+        }
+        return {name: value for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One keyset page of history, newest first; pass `end_cursor` as `after` for the next."""
+
+    executions: tuple[Execution, ...]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One node of a trace: the execution, a step attempt, or a step's sub-operation."""
+
+    id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    step_key: str | None
+    attempt: int | None
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens summed over a trace; a side nothing reported is None."""
+
+    input: int | None
+    output: int | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """An execution as a tree of timed spans (parents before children), with totals."""
+
+    execution_id: str
+    status: ExecutionStatus
+    spans: tuple[Span, ...]
+    total_duration_ms: int | None
+    tokens: TokenUsage | None
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionUpdate:
+    """One message of the live list: an execution changed status (or is restated)."""
+
+    kind: UpdateKind
+    status: ExecutionStatus
+    at: datetime
+    execution: Execution
+
+
+# Events: one class per kind, so callers tell them apart with isinstance or `match`. The
+# common fields come first in each (keyword-only), the kind's own after them.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionStatusChanged:
+    """The execution changed status; the one to a terminal status is the last event."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    status: ExecutionStatus
+    error: str | None
+    reason: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """This is the execution's terminal event: follow() yields nothing after it."""
+        return self.status.is_terminal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStatusChanged:
+    """A step attempt changed status."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    status: StepStatus
+    kind: str | None
+    exit_code: int | None
+    error: str | None
+    output: Any
+    retry_in_seconds: float | None
+    reason: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputChunk:
+    """Output of a step: one or more lines of one stream ("stdout" or "stderr")."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    stream: str
+    text: str
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanReported:
+    """A step reported a finished sub-operation (an HTTP phase, an LLM or tool call)."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    span: Span
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
+Event = ExecutionStatusChanged | StepStatusChanged | OutputChunk | SpanReported
