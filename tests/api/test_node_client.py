@@ -165,6 +165,19 @@ async def test_resume_after_the_end_gets_only_what_was_missed(
     assert seen["resume_at_end"] == {"afterSeq": last_seq, "ended": "complete", "batches": []}
 
 
+async def test_a_dropped_socket_resumes_where_it_left_off(
+    server: Server, seen: dict[str, dict[str, Any]]
+) -> None:
+    reconnect = seen["reconnect"]
+    last_seq = (await _stored(server, reconnect["executionId"]))["lastSeq"]
+    # The proxy cut the connection mid-output; graphql-ws reconnected and sent the subscription
+    # again with afterSeq kept current: every seq arrived once, none replayed.
+    assert reconnect["connections"] == 2
+    assert 5 <= reconnect["cutAfterSeq"] < last_seq - 2
+    assert reconnect["ended"] == "complete"
+    assert reconnect["received"] == list(range(1, last_seq + 1))
+
+
 def test_server_answers_keepalive_pings(seen: dict[str, dict[str, Any]]) -> None:
     assert seen["ping_pong"]["pongs"] >= 1
 

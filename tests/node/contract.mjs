@@ -12,6 +12,7 @@
 //                       so that a second subscriber can join while it runs
 
 import { readFile } from "node:fs/promises";
+import net from "node:net";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
@@ -56,9 +57,9 @@ async function overHttp(name, variables, token = TOKEN) {
   return { status: response.status, body, text };
 }
 
-function socketClient(token, onPong = () => {}) {
+function socketClient(token, onPong = () => {}, url = SOCKET_URL) {
   return createClient({
-    url: SOCKET_URL,
+    url,
     webSocketImpl: WebSocket,
     connectionParams: { Authorization: `Bearer ${token}` },
     // A refusal is final here; by default the client retries, since 4403 may be temporary.
@@ -97,6 +98,52 @@ async function follow(client, executionId, afterSeq, onBatch = () => {}) {
       error: (error) => resolve({ afterSeq, ended: "error", batches, error: describe(error) }),
     });
   });
+}
+
+// The resume pattern docs/building-a-frontend.md recommends: graphql-ws sends the same payload
+// object again when it reconnects, so keeping variables.afterSeq at the last seq received turns
+// the reconnect into a resume. Every seq the server sent is kept, duplicates included.
+async function followAcrossReconnects(client, executionId, onSeq) {
+  const variables = { executionId, afterSeq: 0 };
+  const request = { ...(await operation("FollowExecutionEvents")), variables };
+  const received = [];
+  return new Promise((resolve) => {
+    client.subscribe(request, {
+      next(result) {
+        for (const event of result.data?.executionEvents.events ?? []) {
+          received.push(event.seq);
+          variables.afterSeq = Math.max(variables.afterSeq, event.seq);
+          onSeq(event.seq);
+        }
+      },
+      complete: () => resolve({ ended: "complete", received }),
+      error: (error) => resolve({ ended: "error", received, error: describe(error) }),
+    });
+  });
+}
+
+// A TCP proxy to the server whose connections can be cut, as a network drop would.
+async function cuttableProxy() {
+  const target = new URL(BASE);
+  const open = new Set();
+  const proxy = net.createServer((downstream) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const [from, to] of [[downstream, upstream], [upstream, downstream]]) {
+      open.add(from);
+      from.pipe(to);
+      from.on("error", () => {});
+      from.on("close", () => {
+        open.delete(from);
+        to.destroy();
+      });
+    }
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `ws://127.0.0.1:${proxy.address().port}/graphql`,
+    cut: () => open.forEach((socket) => socket.destroy()),
+    close: () => new Promise((resolve) => proxy.close(resolve)),
+  };
 }
 
 // A CloseEvent, a list of GraphQL errors (an `error` message), or an Error, as plain JSON.
@@ -153,6 +200,30 @@ async function main() {
   });
   report("follow_missing", await follow(client, "no-such-execution", 0));
   await Promise.all([client.dispose(), lateClient.dispose()]);
+
+  // A dropped connection mid-execution: graphql-ws reconnects by itself and resubscribes.
+  const again = await overHttp("StartExecution", { input: { definition: DEFINITION } });
+  const againId = again.body?.data?.startExecution?.execution?.id;
+  if (!againId) throw new Error(again.text);
+  const proxy = await cuttableProxy();
+  let connections = 0;
+  let cutAfterSeq = null;
+  const reconnecting = createClient({
+    url: proxy.url,
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${TOKEN}` },
+    retryWait: () => new Promise((resolve) => setTimeout(resolve, 100)),
+    on: { connected: () => (connections += 1) },
+  });
+  const across = await followAcrossReconnects(reconnecting, againId, (seq) => {
+    if (cutAfterSeq === null && seq >= JOIN_AFTER_SEQ) {
+      cutAfterSeq = seq;
+      proxy.cut();
+    }
+  });
+  report("reconnect", { executionId: againId, cutAfterSeq, connections, ...across });
+  await reconnecting.dispose();
+  await proxy.close();
 
   // A bad token: the socket is closed at connection_init, and HTTP answers 401.
   const refused = socketClient(BAD_TOKEN);
