@@ -47,7 +47,8 @@ class Proxy:
     # Called as each connection is accepted; its result is kept as the connection's note.
     on_accept: Callable[[], object] | None = None
     _server: asyncio.Server | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _pumps: set[asyncio.Task[None]] = field(default_factory=set)
+    _handlers: set[asyncio.Task[object]] = field(default_factory=set)
     port: int = 0
 
     @property
@@ -75,14 +76,16 @@ class Proxy:
 
     async def close(self) -> None:
         await self.refuse()
-        for task in list(self._tasks):
+        for task in list(self._pumps):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The handlers end once their pumps have; cancelling them instead would make asyncio's
+        # stream machinery log the cancellation as an error.
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if (this := asyncio.current_task()) is not None:
-            self._tasks.add(this)
-            this.add_done_callback(self._tasks.discard)
+            self._handlers.add(this)
+            this.add_done_callback(self._handlers.discard)
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port
@@ -99,8 +102,8 @@ class Proxy:
             asyncio.create_task(self._pump(up_reader, writer, connection.downstream_bytes)),
         ]
         for task in pumps:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._pumps.add(task)
+            task.add_done_callback(self._pumps.discard)
         await asyncio.gather(*pumps, return_exceptions=True)
         connection.abort()
 
