@@ -1,0 +1,641 @@
+"""`rw`: start, watch and steer Runwire executions from a terminal or a CI pipeline.
+
+Exit codes (the same for every command):
+  0    done; for `run --follow`, `watch` and `retry --follow`: the execution SUCCEEDED
+  1    the followed execution ended without succeeding (FAILED, CANCELLED, TIMED_OUT)
+  2    bad usage, or the server refused the request (invalid input or definition, unknown
+       scenario or id, a transition the execution's state forbids, bad token, no permission)
+  3    the server could not be reached, or the connection was lost for good
+  128+N  interrupted by signal N (130 for Ctrl-C, 143 for SIGTERM) and detached: the execution
+       keeps running
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runwire_client import (
+    AuthenticationError,
+    ConnectionFailedError,
+    Execution,
+    ExecutionFilter,
+    ExecutionStatus,
+    InvalidTransitionError,
+    RunwireClient,
+    RunwireError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from runwire_client.view import (
+    EventView,
+    JsonView,
+    LiveView,
+    PlainView,
+    RunState,
+    aligned,
+    execution_details,
+    execution_rows,
+    execution_table,
+    summarize,
+    summary_lines,
+    summary_table,
+    to_jsonable,
+)
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_NOT_SUCCEEDED = 1
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `runwire serve` listens unless told otherwise
+TOKEN_HINT = (
+    "pass --token or set RUNWIRE_TOKEN (the embedded default writes its admin token to "
+    "data/admin-token; `runwire token create --name NAME --role operator` makes another)"
+)
+
+
+class OnInterrupt(enum.StrEnum):
+    """What Ctrl-C (SIGINT) or SIGTERM does while following an execution."""
+
+    ASK = "ask"  # ask whether to stop it or detach (needs a terminal on stdin)
+    STOP = "stop"  # stop the execution, show it ending, exit 1
+    DETACH = "detach"  # leave it running, exit 128+signal
+    CONTINUE = "continue"  # (an answer only) keep watching
+
+
+ANSWERS = {
+    "s": OnInterrupt.STOP,
+    "stop": OnInterrupt.STOP,
+    "d": OnInterrupt.DETACH,
+    "detach": OnInterrupt.DETACH,
+    "": OnInterrupt.DETACH,
+    "c": OnInterrupt.CONTINUE,
+    "continue": OnInterrupt.CONTINUE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where the server is and the token to show it."""
+
+    url: str
+    token: str
+
+    def client(self) -> RunwireClient:
+        return RunwireClient(self.url, self.token)
+
+
+class Refused(click.ClickException):
+    """Bad usage, or the server refused the request: one line on stderr, exit 2."""
+
+    exit_code = EXIT_REFUSED
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"rw: error: {self.message}", err=True)
+
+
+class Unreachable(Refused):
+    """The server could not be reached, or the connection was lost for good: exit 3."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class Interrupted(Refused):
+    """Ctrl-C outside a follow (starting, listing, …): exit 130."""
+
+    exit_code = 128 + signal.SIGINT
+
+
+# --- the command group --------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="RUNWIRE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The Runwire server (env RUNWIRE_URL).",
+)
+@click.option(
+    "--token",
+    envvar="RUNWIRE_TOKEN",
+    default=None,
+    help="API token (env RUNWIRE_TOKEN; prefer the variable: arguments show in `ps`).",
+)
+@click.version_option(package_name="runwire-client", prog_name="rw")
+@click.pass_context
+def main(context: click.Context, url: str, token: str | None) -> None:
+    """Start, watch and steer Runwire executions.
+
+    Exit codes: 0 done (a followed execution SUCCEEDED), 1 a followed execution did not
+    succeed, 2 bad usage or request refused, 3 server unreachable, 130 detached on Ctrl-C.
+    """
+    context.obj = (url, token)
+
+
+def _connection(context: click.Context) -> Connection:
+    url, token = context.find_root().obj
+    if not token:
+        raise Refused(f"no API token: {TOKEN_HINT}")
+    return Connection(url=url, token=token)
+
+
+def _run(command: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
+    """Run an async command and exit with its code; expected failures become one line on
+    stderr (never a traceback) and the code their kind calls for."""
+    try:
+        code = asyncio.run(command())
+    except (ConnectionFailedError, UnexpectedResponseError) as error:
+        raise Unreachable(_describe(error)) from None
+    except RunwireError as error:
+        raise Refused(_describe(error)) from None
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted") from None
+    sys.exit(code)
+
+
+def _describe(error: RunwireError) -> str:
+    if isinstance(error, ValidationError) and error.field_errors:
+        details = [f"{e.path}: {e.message}" for e in error.field_errors]
+        # The server's message often is the one field error already: do not say it twice.
+        missing = [detail for detail in details if detail not in error.message]
+        return f"{error.message} ({'; '.join(missing)})" if missing else error.message
+    if isinstance(error, AuthenticationError):
+        return f"{error.message} ({TOKEN_HINT})"
+    return error.message
+
+
+@contextlib.asynccontextmanager
+async def _client(connection: Connection) -> AsyncIterator[RunwireClient]:
+    try:
+        client = connection.client()
+    except ValueError as error:  # a URL the client will not use (not http(s), credentials in it)
+        raise Refused(f"--url: {error}") from None
+    async with client:
+        yield client
+
+
+# --- run, watch, retry: start and follow ------------------------------------------------------
+
+
+def _parse_input(pair: str) -> tuple[str, Any]:
+    """`k=v`: v as JSON when it parses as JSON (3, true, [1], {"a": 1}, "quoted"), else text."""
+    name, equals, raw = pair.partition("=")
+    if not equals or not name:
+        raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--input")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
+def _looks_like_path(target: str) -> bool:
+    return os.sep in target or target.endswith((".yaml", ".yml", ".json"))
+
+
+def _definition_or_scenario(target: str) -> tuple[str | None, str | None]:
+    """(scenario, definition): an existing file is sent as an inline definition."""
+    path = Path(target)
+    if path.is_file():
+        try:
+            return None, path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise Refused(f"cannot read {target}: {error}") from None
+    if _looks_like_path(target):
+        raise Refused(f"no such file: {target}")
+    return target, None
+
+
+interrupt_option = click.option(
+    "--on-interrupt",
+    type=click.Choice([OnInterrupt.ASK.value, OnInterrupt.STOP.value, OnInterrupt.DETACH.value]),
+    default=None,
+    help="What Ctrl-C (or SIGTERM) does while following: ask (default in a terminal), "
+    "stop the execution, or detach and leave it running (default otherwise).",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per event on stdout."
+)
+
+
+@main.command()
+@click.argument("target", metavar="SCENARIO|FILE")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input; VALUE is read as JSON when it parses (3, true, [1,2], '\"007\"'), "
+    "otherwise as text. Repeatable.",
+)
+@click.option("--label", "labels", multiple=True, help="A label for the execution. Repeatable.")
+@click.option("--follow", "-f", is_flag=True, help="Show the execution live until it ends.")
+@json_option
+@interrupt_option
+@click.pass_context
+def run(
+    context: click.Context,
+    target: str,
+    inputs: tuple[str, ...],
+    labels: tuple[str, ...],
+    follow: bool,
+    as_json: bool,
+    on_interrupt: str | None,
+) -> None:
+    """Start SCENARIO (a saved name) or FILE (a YAML/JSON definition); print its id, or with
+    --follow show it live and exit 0 only if it SUCCEEDED."""
+    values = dict(_parse_input(pair) for pair in inputs)
+    connection = _connection(context)
+    scenario, definition = _definition_or_scenario(target)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            execution = await client.start(
+                scenario,
+                definition=definition,
+                inputs=values or None,
+                labels=list(labels) or None,
+            )
+            if not follow:
+                if as_json:
+                    click.echo(json.dumps(to_jsonable(execution)))
+                else:
+                    click.echo(execution.id)
+                return EXIT_OK
+            return await _watch(client, execution.id, 0, as_json, on_interrupt)
+
+    _run(command)
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@json_option
+@interrupt_option
+@click.pass_context
+def watch(
+    context: click.Context, execution_id: str, as_json: bool, on_interrupt: str | None
+) -> None:
+    """Show an execution from its first event, live until it ends; exit 0 only if it
+    SUCCEEDED."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            return await _watch(client, execution_id, 0, as_json, on_interrupt)
+
+    _run(command)
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@click.option("--reason", default=None, help="Why; recorded with the stop.")
+@click.pass_context
+def stop(context: click.Context, execution_id: str, reason: str | None) -> None:
+    """Stop an execution (its running steps get SIGINT, then SIGKILL after the grace period)."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            execution = await client.stop(execution_id, reason or "stopped with rw")
+            click.echo(f"{execution.id} {execution.status.value}")
+            return EXIT_OK
+
+    _run(command)
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@click.argument("step_key", metavar="STEP")
+@click.option("--follow", "-f", is_flag=True, help="Show the retry live until it ends.")
+@json_option
+@interrupt_option
+@click.pass_context
+def retry(
+    context: click.Context,
+    execution_id: str,
+    step_key: str,
+    follow: bool,
+    as_json: bool,
+    on_interrupt: str | None,
+) -> None:
+    """Run STEP of an ended or paused execution again as a new attempt, then every step that
+    has not succeeded."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            # The seq before the retry: following from it shows the new attempts only.
+            before = await client.get(execution_id) if follow else None
+            execution = await client.retry_step(execution_id, step_key)
+            if before is None:
+                click.echo(f"{execution.id} {execution.status.value}")
+                return EXIT_OK
+            return await _watch(
+                client, execution_id, before.last_seq, as_json, on_interrupt, before
+            )
+
+    _run(command)
+
+
+# --- ls, show -----------------------------------------------------------------------------------
+
+
+@main.command("ls")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in ExecutionStatus], case_sensitive=False),
+    help="Only executions in this status. Repeatable.",
+)
+@click.option("--scenario", default=None, help="Only executions of this scenario.")
+@click.option("--label", default=None, help="Only executions with this label.")
+@click.option("--search", default=None, help="Text in the name, a label or the error.")
+@click.option(
+    "--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000), help="How many."
+)
+@json_option
+@click.pass_context
+def list_executions(
+    context: click.Context,
+    statuses: tuple[str, ...],
+    scenario: str | None,
+    label: str | None,
+    search: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """History, newest first (a table in a terminal, tab-separated lines otherwise)."""
+    connection = _connection(context)
+    wanted = ExecutionFilter(
+        statuses=[ExecutionStatus(s.upper()) for s in statuses] or None,
+        scenario=scenario,
+        label=label,
+        search=search,
+    )
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            found: list[Execution] = []
+            pages = client.history(wanted, page_size=min(limit, 100))
+            async with _closing(pages):
+                async for execution in pages:
+                    found.append(execution)
+                    if len(found) >= limit:
+                        break
+        if as_json:
+            for execution in found:
+                click.echo(json.dumps(to_jsonable(execution)))
+        elif sys.stdout.isatty():
+            Console().print(execution_table(found))
+        else:
+            header, rows = execution_rows(found)
+            for row in [header, *rows]:
+                click.echo("\t".join(row))
+        return EXIT_OK
+
+    _run(command)
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@json_option
+@click.pass_context
+def show(context: click.Context, execution_id: str, as_json: bool) -> None:
+    """One execution: its facts and a row per step (status, duration, attempts, cost)."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            execution = await client.get(execution_id)
+            trace = await client.trace(execution_id)
+        if as_json:
+            click.echo(json.dumps({**to_jsonable(execution), "trace": to_jsonable(trace)}))
+            return EXIT_OK
+        summary = summarize(execution, trace)
+        facts = execution_details(execution)
+        if sys.stdout.isatty():
+            console = Console()
+            grid = Table.grid(padding=(0, 2))
+            for label, value in facts:
+                grid.add_row(Text(label, style="bold"), Text(value))
+            console.print(grid)
+            console.print()
+            console.print(summary_table(summary))
+        else:
+            for line in [*aligned([(f"{k}:", v) for k, v in facts]), "", *summary_lines(summary)]:
+                click.echo(line)
+        return EXIT_OK
+
+    _run(command)
+
+
+# --- following ----------------------------------------------------------------------------------
+
+
+async def _watch(
+    client: RunwireClient,
+    execution_id: str,
+    after_seq: int,
+    as_json: bool,
+    on_interrupt: str | None,
+    snapshot: Execution | None = None,
+) -> int:
+    """Follow an execution in the view that suits stdout; the exit code its end calls for."""
+    if snapshot is None:
+        snapshot = await client.get(execution_id)
+    state = RunState.of(snapshot, after_seq)
+    view: EventView
+    if as_json:
+        view = JsonView(state, sys.stdout, sys.stderr)
+    elif sys.stdout.isatty():
+        view = LiveView(state, Console())
+    else:
+        view = PlainView(state, sys.stdout)
+    policy = _policy(on_interrupt)
+    view.start()
+    try:
+        detached = await _follow(client, view, after_seq, policy)
+    except ConnectionFailedError as error:
+        view.finish(None)
+        raise Unreachable(
+            f"{error.message}; execution {execution_id} may still be running "
+            f"(`rw watch {execution_id}` shows it again)"
+        ) from None
+    except BaseException:
+        view.finish(None)
+        raise
+    if detached is not None:
+        view.finish(None)
+        view.note(
+            f"detached: execution {execution_id} ({state.status.value}) keeps running; "
+            f"`rw watch {execution_id}` shows it again"
+        )
+        return 128 + detached
+    final = await client.get(execution_id)
+    view.finish(summarize(final, await client.trace(execution_id)))
+    return EXIT_OK if final.status is ExecutionStatus.SUCCEEDED else EXIT_NOT_SUCCEEDED
+
+
+def _policy(chosen: str | None) -> OnInterrupt:
+    """Ask only when someone can answer: a terminal on stdin and stdout."""
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if chosen is None:
+        return OnInterrupt.ASK if interactive else OnInterrupt.DETACH
+    policy = OnInterrupt(chosen)
+    if policy is OnInterrupt.ASK and not sys.stdin.isatty():
+        return OnInterrupt.DETACH
+    return policy
+
+
+async def _follow(
+    client: RunwireClient, view: EventView, after_seq: int, policy: OnInterrupt
+) -> int | None:
+    """Show events until the terminal one (None), or until an interrupt detaches (its signal).
+
+    SIGINT and SIGTERM are taken from Python's default handling for the while: the policy, not
+    a KeyboardInterrupt at a random await, decides what an interrupt does.
+    """
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for handled_signal in handled:
+        loop.add_signal_handler(handled_signal, signals.put_nowait, int(handled_signal))
+    events = asyncio.create_task(_show_events(client, view, after_seq))
+    stopping = False
+    try:
+        while True:
+            received = asyncio.create_task(signals.get())
+            await asyncio.wait({events, received}, return_when=asyncio.FIRST_COMPLETED)
+            if events.done():
+                received.cancel()
+                events.result()  # raises what following raised
+                return None
+            signum = received.result()
+            if stopping:
+                choice = OnInterrupt.DETACH  # a second interrupt while it stops: leave now
+            elif policy is OnInterrupt.ASK and signum == signal.SIGINT:
+                choice = await _ask(view, events, signals)
+                if choice is not OnInterrupt.DETACH or events.done():
+                    view.start()
+            elif policy is OnInterrupt.ASK:
+                choice = OnInterrupt.DETACH  # SIGTERM comes from a supervisor, not a person
+            else:
+                choice = policy
+            if events.done():
+                continue  # it ended while we asked: show the end as usual
+            if choice is OnInterrupt.DETACH:
+                return signum
+            if choice is OnInterrupt.STOP:
+                stopping = True
+                await _request_stop(client, view)
+    finally:
+        for handled_signal in handled:
+            loop.remove_signal_handler(handled_signal)
+        if not events.done():
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close `stream` when left early (the client's follow and history are async generators)."""
+    try:
+        yield stream
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
+
+
+async def _show_events(client: RunwireClient, view: EventView, after_seq: int) -> None:
+    stream = client.follow(view.state.execution_id, after_seq)
+    async with _closing(stream):
+        async for event in stream:
+            view.show(event)
+
+
+async def _request_stop(client: RunwireClient, view: EventView) -> None:
+    execution_id = view.state.execution_id
+    view.note(f"stopping execution {execution_id} (Ctrl-C again to detach)")
+    with contextlib.suppress(InvalidTransitionError):  # ended meanwhile: its end is on its way
+        await client.stop(execution_id, "interrupted in rw")
+
+
+async def _ask(
+    view: EventView, events: asyncio.Task[None], signals: asyncio.Queue[int]
+) -> OnInterrupt:
+    """Ask on the terminal whether to stop or detach, while events keep arriving (the view is
+    suspended meanwhile; the caller starts it again unless detaching)."""
+    view.suspend()
+    while True:
+        sys.stderr.write(
+            f"\nStop execution {view.state.execution_id} or detach (it keeps running)?"
+            " [s]top / [d]etach / [c]ontinue watching (default: detach): "
+        )
+        sys.stderr.flush()
+        answer = await _first(_read_line(sys.stdin.fileno()), events, signals)
+        if answer is None:  # it ended meanwhile, end of input, or Ctrl-C again
+            sys.stderr.write("\n")
+            return OnInterrupt.CONTINUE if events.done() else OnInterrupt.DETACH
+        choice = ANSWERS.get(answer.strip().lower())
+        if choice is not None:
+            return choice
+
+
+async def _first(
+    line: Awaitable[str | None], events: asyncio.Task[None], signals: asyncio.Queue[int]
+) -> str | None:
+    """The line typed, or None if the execution ended or another interrupt came first."""
+    reading = asyncio.ensure_future(line)
+    interrupted = asyncio.create_task(signals.get())
+    try:
+        await asyncio.wait({reading, interrupted, events}, return_when=asyncio.FIRST_COMPLETED)
+        return reading.result() if reading.done() else None
+    finally:
+        reading.cancel()
+        interrupted.cancel()
+
+
+async def _read_line(fd: int) -> str | None:
+    """One line from a terminal without blocking the loop (events keep arriving); None at EOF."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str | None] = loop.create_future()
+    typed = bytearray()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            chunk = b""
+        typed.extend(chunk)
+        if answer.done():
+            return
+        if not chunk:
+            answer.set_result(None)
+        elif b"\n" in typed:
+            answer.set_result(typed.split(b"\n", 1)[0].decode(errors="replace"))
+
+    loop.add_reader(fd, readable)
+    try:
+        return await answer
+    finally:
+        loop.remove_reader(fd)

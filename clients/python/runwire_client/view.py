@@ -1,0 +1,717 @@
+"""What `rw` shows of an execution: a live view, plain lines or JSON events, and the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from runwire_client import (
+    Event,
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    OutputChunk,
+    SpanReported,
+    StepRun,
+    StepStatus,
+    StepStatusChanged,
+    Trace,
+)
+
+STEP_ENDED = frozenset(
+    {
+        StepStatus.SUCCEEDED,
+        StepStatus.FAILED,
+        StepStatus.CANCELLED,
+        StepStatus.TIMED_OUT,
+        StepStatus.SKIPPED,
+    }
+)
+EVENT_TYPES: Mapping[type, str] = {
+    ExecutionStatusChanged: "EXECUTION_STATUS",
+    StepStatusChanged: "STEP_STATUS",
+    OutputChunk: "OUTPUT",
+    SpanReported: "SPAN",
+}
+STATUS_STYLES: Mapping[str, str] = {
+    "SUCCEEDED": "bold green",
+    "FAILED": "bold red",
+    "TIMED_OUT": "bold red",
+    "CANCELLED": "yellow",
+    "SKIPPED": "dim",
+    "RUNNING": "cyan",
+    "PENDING": "dim",
+    "QUEUED": "dim",
+    "PAUSED": "magenta",
+    "PAUSING": "magenta",
+    "STOPPING": "yellow",
+}
+TOKENS_INPUT, TOKENS_OUTPUT, COST_USD = "tokens_input", "tokens_output", "cost_usd"
+
+
+# --- the state the views draw -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """Where one step is, as far as the events seen so far tell."""
+
+    key: str
+    position: int
+    kind: str | None = None
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_in_seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """Ended, and no automatic retry is coming."""
+        return self.status in STEP_ENDED and self.retry_in_seconds is None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One complete line of a step's output."""
+
+    seq: int
+    step_key: str
+    stream: str
+    text: str
+
+
+@dataclass
+class RunState:
+    """An execution folded from its events: statuses, step timers and the latest output lines."""
+
+    execution_id: str
+    name: str
+    status: ExecutionStatus
+    steps: dict[str, StepProgress]
+    tail: deque[OutputLine] = field(default_factory=lambda: deque(maxlen=200))
+    last_seq: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    # Output arrives in chunks that need not end at a line break: the unfinished line waits here
+    # per (step, attempt, stream) until its break arrives or the step ends.
+    _partial: dict[tuple[str, int | None, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, execution: Execution, after_seq: int = 0) -> RunState:
+        """The state to follow `execution` from `after_seq`: every step, and, when joining midway,
+        where each step was at the snapshot."""
+        steps: dict[str, StepProgress] = {}
+        for run in sorted(execution.steps, key=lambda r: (r.position, r.attempt)):
+            steps[run.key] = StepProgress(key=run.key, position=run.position, kind=run.kind)
+            if after_seq > 0:
+                steps[run.key] = replace(
+                    steps[run.key],
+                    status=run.status,
+                    attempt=run.attempt,
+                    started_at=run.started_at,
+                    finished_at=run.finished_at,
+                    error=run.error,
+                )
+        state = cls(
+            execution_id=execution.id,
+            name=execution.name,
+            status=ExecutionStatus.QUEUED,
+            steps=steps,
+            last_seq=after_seq,
+        )
+        if after_seq > 0:
+            state.status = execution.status
+            state.started_at = execution.started_at
+            state.error = execution.error
+        return state
+
+    @property
+    def done_steps(self) -> int:
+        return sum(1 for step in self.steps.values() if step.done)
+
+    @property
+    def running_steps(self) -> list[StepProgress]:
+        """Steps running now, and failed ones that wait for an automatic retry."""
+        return [
+            step
+            for step in self.steps.values()
+            if step.status is StepStatus.RUNNING or step.retry_in_seconds is not None
+        ]
+
+    def apply(self, event: Event) -> list[OutputLine]:
+        """Fold one event in; the output lines it completed."""
+        self.last_seq = event.seq
+        completed: list[OutputLine] = []
+        match event:
+            case ExecutionStatusChanged():
+                self.status = event.status
+                if event.status is ExecutionStatus.RUNNING and self.started_at is None:
+                    self.started_at = event.at
+                if event.error:
+                    self.error = event.error
+                if event.terminal:
+                    self.finished_at = event.at
+            case StepStatusChanged(step_key=str(key)):
+                step = self.steps.get(key) or StepProgress(key=key, position=len(self.steps))
+                step = replace(
+                    step,
+                    kind=event.kind or step.kind,
+                    status=event.status,
+                    attempt=event.attempt or step.attempt,
+                    retry_in_seconds=event.retry_in_seconds,
+                    error=event.error,
+                )
+                if event.status is StepStatus.RUNNING:
+                    step = replace(step, started_at=event.at, finished_at=None)
+                elif event.status in STEP_ENDED:
+                    step = replace(step, finished_at=event.at)
+                    completed = self._flush(key, event.seq)
+                self.steps[key] = step
+            case OutputChunk(step_key=str(key)):
+                completed = self._lines(event, key)
+            case _:
+                pass
+        self.tail.extend(completed)
+        return completed
+
+    def _lines(self, chunk: OutputChunk, key: str) -> list[OutputLine]:
+        slot = (key, chunk.attempt, chunk.stream)
+        text = self._partial.pop(slot, "") + chunk.text.replace("\r\n", "\n")
+        *whole, rest = text.split("\n")
+        if rest:
+            self._partial[slot] = rest
+        return [OutputLine(chunk.seq, key, chunk.stream, line) for line in whole]
+
+    def _flush(self, key: str, seq: int) -> list[OutputLine]:
+        """An ended step's unfinished lines: nothing more will complete them."""
+        slots = [slot for slot in self._partial if slot[0] == key]
+        return [OutputLine(seq, key, slot[2], self._partial.pop(slot)) for slot in slots]
+
+
+# --- the summary --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """One step's row: its latest attempt, how many it took, and what it reported spending."""
+
+    key: str
+    status: StepStatus
+    attempts: int
+    duration_ms: int | None
+    error: str | None = None
+    cost_usd: float | None = None
+    tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The table shown when an execution ends (and by `rw show`)."""
+
+    execution_id: str
+    name: str
+    status: ExecutionStatus
+    duration_ms: int | None
+    error: str | None
+    steps: tuple[StepSummary, ...]
+    cost_usd: float | None = None
+    tokens: int | None = None
+
+    @property
+    def reports_spending(self) -> bool:
+        """True when a step reported cost or tokens: only then are those columns shown."""
+        return self.cost_usd is not None or self.tokens is not None
+
+
+def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
+    """Rows per step from `execution.steps` (all attempts), with cost and tokens from `trace`."""
+    latest: dict[str, StepRun] = {}
+    for run in sorted(execution.steps, key=lambda r: (r.position, r.attempt)):
+        latest[run.key] = run
+    costs = _per_step(trace, (COST_USD,))
+    tokens = _per_step(trace, (TOKENS_INPUT, TOKENS_OUTPUT))
+    rows = tuple(
+        StepSummary(
+            key=run.key,
+            status=run.status,
+            attempts=run.attempt,
+            duration_ms=run.duration_ms,
+            error=run.error,
+            cost_usd=costs.get(run.key),
+            tokens=None if run.key not in tokens else int(tokens[run.key]),
+        )
+        for run in latest.values()
+    )
+    total_tokens = None
+    if trace is not None and trace.tokens is not None:
+        total_tokens = trace.tokens.total
+    return Summary(
+        execution_id=execution.id,
+        name=execution.name,
+        status=execution.status,
+        duration_ms=execution.duration_ms,
+        error=execution.error,
+        steps=rows,
+        cost_usd=None if trace is None else trace.cost,
+        tokens=total_tokens,
+    )
+
+
+def _per_step(trace: Trace | None, names: Sequence[str]) -> dict[str, float]:
+    """Sum the attributes `names` per step over every attempt, counting a figure only where no
+    enclosing span reported it too (a span's figure already covers what is beneath it), the rule
+    the server's trace totals follow."""
+    if trace is None:
+        return {}
+    by_id = {span.id: span for span in trace.spans}
+    totals: dict[str, float] = {}
+    for span in trace.spans:
+        if span.step_key is None:
+            continue
+        for name in names:
+            value = _number(span.attributes.get(name))
+            if value is None or _reported_above(span.parent_id, by_id, name):
+                continue
+            totals[span.step_key] = totals.get(span.step_key, 0.0) + value
+    return totals
+
+
+def _reported_above(parent_id: str | None, by_id: Mapping[str, Any], name: str) -> bool:
+    seen: set[str] = set()
+    while parent_id is not None and parent_id in by_id and parent_id not in seen:
+        seen.add(parent_id)
+        parent = by_id[parent_id]
+        if _number(parent.attributes.get(name)) is not None:
+            return True
+        parent_id = parent.parent_id
+    return False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def format_seconds(seconds: float) -> str:
+    """0.51s, 12.3s, 2m 05s, 1h 02m 03s."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {rest:02d}s"
+
+
+def format_ms(ms: int | None) -> str:
+    return "-" if ms is None else format_seconds(ms / 1000)
+
+
+def format_cost(cost: float | None) -> str:
+    return "-" if cost is None else f"${cost:.4f}"
+
+
+def format_tokens(tokens: int | None) -> str:
+    return "-" if tokens is None else f"{tokens:,}"
+
+
+def _summary_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    header = ["step", "status", "duration", "attempts"]
+    if summary.reports_spending:
+        header += ["cost", "tokens"]
+    rows = []
+    for step in summary.steps:
+        row = [step.key, step.status.value, format_ms(step.duration_ms), str(step.attempts)]
+        if summary.reports_spending:
+            row += [format_cost(step.cost_usd), format_tokens(step.tokens)]
+        rows.append(row)
+    return header, rows
+
+
+def _summary_headline(summary: Summary) -> str:
+    line = f"{summary.name} {summary.status.value} in {format_ms(summary.duration_ms)}"
+    if summary.reports_spending:
+        line += f", cost {format_cost(summary.cost_usd)}, tokens {format_tokens(summary.tokens)}"
+    return f"{line} (execution {summary.execution_id})"
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The summary as plain aligned text."""
+    header, rows = _summary_rows(summary)
+    lines = [_summary_headline(summary)]
+    lines += _aligned([header, *rows])
+    if summary.error:
+        lines.append(f"error: {summary.error}")
+    return lines
+
+
+def summary_table(summary: Summary) -> RenderableType:
+    """The summary as a rich table under a headline."""
+    header, rows = _summary_rows(summary)
+    table = Table(title=None, show_edge=True, header_style="bold")
+    for name in header:
+        table.add_column(
+            name, justify="right" if name in {"attempts", "cost", "tokens"} else "left"
+        )
+    for row in rows:
+        cells: list[RenderableType] = list(row)
+        cells[1] = Text(row[1], style=STATUS_STYLES.get(row[1], ""))
+        table.add_row(*cells)
+    parts: list[RenderableType] = [
+        Text(_summary_headline(summary), style=STATUS_STYLES.get(summary.status.value, "")),
+        table,
+    ]
+    if summary.error:
+        parts.append(Text(f"error: {summary.error}", style="red"))
+    return Group(*parts)
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, datetimes and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    return value
+
+
+def event_json(event: Event) -> str:
+    """One event as one line of JSON: `type` (as the server names it) and the event's fields."""
+    return json.dumps({"type": EVENT_TYPES[type(event)], **to_jsonable(event)})
+
+
+# --- the three ways to show events --------------------------------------------------------------
+
+
+class EventView(Protocol):
+    """Shows one execution's events as they arrive, then its summary."""
+
+    state: RunState
+
+    def start(self) -> None:
+        """Begin showing (the live view takes over the terminal here)."""
+
+    def show(self, event: Event) -> None:
+        """Fold in and show one event."""
+
+    def suspend(self) -> None:
+        """Stop drawing for a moment (to ask a question); `start` continues."""
+
+    def finish(self, summary: Summary | None) -> None:
+        """Stop drawing and show the summary (None: detached, no summary)."""
+
+    def note(self, message: str) -> None:
+        """A remark of `rw`'s own (stopping, detached), not part of the event stream."""
+
+
+class PlainView:
+    """One line per event on a stream; for pipes, files and CI logs."""
+
+    def __init__(self, state: RunState, out: TextIO) -> None:
+        self.state = state
+        self._out = out
+
+    def start(self) -> None:
+        # The id first, on stderr: if a CI job dies midway, its log still says what to watch.
+        self.note(_following(self.state))
+
+    def suspend(self) -> None:
+        pass
+
+    def show(self, event: Event) -> None:
+        before = self.state.steps.get(event.step_key or "")
+        lines = self.state.apply(event)
+        match event:
+            case ExecutionStatusChanged():
+                self._line(event.seq, _execution_line(event))
+            case StepStatusChanged(step_key=str(key)):
+                for line in lines:
+                    self._line(line.seq, _output_line(line))
+                self._line(event.seq, _step_line(event, key, before))
+            case OutputChunk():
+                for line in lines:
+                    self._line(line.seq, _output_line(line))
+            case SpanReported():
+                span = event.span
+                took = "" if span.duration_ms is None else f" in {format_ms(span.duration_ms)}"
+                self._line(event.seq, f"{event.step_key} span {span.name} {span.status}{took}")
+
+    def finish(self, summary: Summary | None) -> None:
+        if summary is not None:
+            self._out.write("\n".join(["", *summary_lines(summary)]) + "\n")
+            self._out.flush()
+
+    def note(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def _line(self, seq: int, text: str) -> None:
+        self._out.write(f"[{seq}] {text}\n")
+        self._out.flush()
+
+
+def _following(state: RunState) -> str:
+    return f"following execution {state.execution_id} ({state.name})"
+
+
+def _execution_line(event: ExecutionStatusChanged) -> str:
+    line = f"execution {event.status.value}"
+    if event.reason:
+        line += f" ({event.reason})"
+    if event.error:
+        line += f": {event.error}"
+    return line
+
+
+def _step_line(event: StepStatusChanged, key: str, before: StepProgress | None) -> str:
+    attempt = f"attempt {event.attempt}"
+    if event.status is StepStatus.RUNNING:
+        kind = f", {event.kind}" if event.kind else ""
+        return f"step {key} started ({attempt}{kind})"
+    line = f"step {key} {event.status.value.lower().replace('_', ' ')} ({attempt}"
+    if before is not None and before.started_at is not None and event.status in STEP_ENDED:
+        line += f", {format_seconds((event.at - before.started_at).total_seconds())}"
+    line += ")"
+    if event.reason:
+        line += f" ({event.reason})"
+    if event.error:
+        line += f": {event.error}"
+    if event.retry_in_seconds is not None:
+        line += f"; retrying in {format_seconds(event.retry_in_seconds)}"
+    return line
+
+
+def _output_line(line: OutputLine) -> str:
+    stream = "" if line.stream == "stdout" else f" ({line.stream})"
+    return f"{line.step_key}{stream} | {line.text}"
+
+
+class JsonView:
+    """One JSON object per event on stdout and nothing else there; remarks and the summary go to
+    stderr, so `rw … --json | jq` reads events only."""
+
+    def __init__(self, state: RunState, out: TextIO, err: TextIO) -> None:
+        self.state = state
+        self._out = out
+        self._err = err
+
+    def start(self) -> None:
+        self.note(_following(self.state))
+
+    def suspend(self) -> None:
+        pass
+
+    def show(self, event: Event) -> None:
+        self.state.apply(event)
+        self._out.write(event_json(event) + "\n")
+        self._out.flush()
+
+    def finish(self, summary: Summary | None) -> None:
+        if summary is not None:
+            self._err.write("\n".join(summary_lines(summary)) + "\n")
+            self._err.flush()
+
+    def note(self, message: str) -> None:
+        print(message, file=self._err, flush=True)
+
+
+class LiveView:
+    """The terminal view: a progress bar over steps, the running steps with their timers, the
+    latest output lines (stderr in red), and at the end the summary table."""
+
+    def __init__(
+        self, state: RunState, console: Console, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.state = state
+        self._console = console
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._live: Live | None = None
+        self._spinners: dict[str, Spinner] = {}
+
+    def start(self) -> None:
+        if self._live is None:
+            self._live = Live(
+                console=self._console,
+                get_renderable=self.render,
+                refresh_per_second=8,
+                transient=False,
+            )
+            self._live.start()
+
+    def suspend(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def show(self, event: Event) -> None:
+        self.state.apply(event)
+
+    def finish(self, summary: Summary | None) -> None:
+        if self._live is not None:
+            self._live.refresh()
+        self.suspend()
+        if summary is not None:
+            self._console.print()
+            self._console.print(summary_table(summary))
+
+    def note(self, message: str) -> None:
+        self._console.print(Text(message, style="yellow"), soft_wrap=True)
+
+    def render(self) -> RenderableType:
+        """The current frame; called by rich on each refresh, so timers move between events."""
+        state, now = self.state, self._clock()
+        total, done = len(state.steps), state.done_steps
+        headline = Text.assemble(
+            (state.name, "bold"),
+            "  ",
+            (state.status.value, STATUS_STYLES.get(state.status.value, "")),
+            "  ",
+            (state.execution_id, "dim"),
+        )
+        if state.started_at is not None:
+            until = state.finished_at or now
+            headline.append(f"  {format_seconds((until - state.started_at).total_seconds())}")
+        progress = Table.grid(padding=(0, 1))
+        progress.add_row(
+            ProgressBar(total=max(total, 1), completed=done, width=40),
+            Text(f"{done}/{total} steps"),
+        )
+        parts: list[RenderableType] = [headline, progress]
+        width = max((len(key) for key in state.steps), default=0)
+        for step in state.running_steps:
+            parts.append(self._running(step, now, width))
+        lines = list(state.tail)[-self._tail_size(len(parts)) :]
+        if lines:
+            parts.append(Text("output", style="dim"))
+            parts.extend(_tail_line(line, width) for line in lines)
+        return Group(*parts)
+
+    def _running(self, step: StepProgress, now: datetime, width: int) -> RenderableType:
+        if step.retry_in_seconds is not None:
+            return Text.assemble(
+                "↻ ",
+                (step.key.ljust(width), "bold"),
+                f"  attempt {step.attempt} failed, retrying in "
+                f"{format_seconds(step.retry_in_seconds)}",
+                style="yellow",
+            )
+        started = step.started_at or now
+        label = Text.assemble(
+            (step.key.ljust(width), "bold"),
+            f"  attempt {step.attempt}  ",
+            (format_seconds((now - started).total_seconds()), "cyan"),
+        )
+        spinner = self._spinners.setdefault(step.key, Spinner("dots", style="cyan"))
+        spinner.update(text=label)
+        return spinner
+
+    def _tail_size(self, used: int) -> int:
+        """As many output lines as fit under the rest of the frame (3 to 15)."""
+        return max(3, min(15, self._console.size.height - used - 3))
+
+
+def _tail_line(line: OutputLine, width: int) -> Text:
+    text = Text(f"{line.step_key.ljust(width)} │ ", style="dim")
+    # Output may carry colour codes (shown) and other escape sequences (dropped, so a step's
+    # output cannot move the cursor or retitle the terminal); a bare \r rewrites a line.
+    shown = Text.from_ansi(line.text.rsplit("\r", 1)[-1])
+    if line.stream == "stderr":
+        shown.stylize("red")
+    text.append_text(shown)
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+def execution_rows(executions: Iterable[Execution]) -> tuple[list[str], list[list[str]]]:
+    """`rw ls` columns: id, name, status, queued at (local time), duration."""
+    header = ["id", "name", "status", "queued", "duration"]
+    rows = [
+        [
+            execution.id,
+            execution.name,
+            execution.status.value,
+            execution.queued_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            format_ms(execution.duration_ms),
+        ]
+        for execution in executions
+    ]
+    return header, rows
+
+
+def execution_table(executions: Iterable[Execution]) -> Table:
+    header, rows = execution_rows(executions)
+    table = Table(header_style="bold")
+    for name in header:
+        table.add_column(name, no_wrap=name == "id")
+    for row in rows:
+        table.add_row(row[0], row[1], Text(row[2], style=STATUS_STYLES.get(row[2], "")), *row[3:])
+    return table
+
+
+def execution_details(execution: Execution) -> list[tuple[str, str]]:
+    """`rw show`'s facts about an execution, as (label, value) pairs."""
+    scenario = execution.scenario
+    facts = [
+        ("id", execution.id),
+        ("name", execution.name),
+        ("status", execution.status.value),
+        ("scenario", f"{scenario.name} v{scenario.version}" if scenario else "(inline)"),
+        ("inputs", json.dumps(execution.inputs, sort_keys=True)),
+        ("labels", ", ".join(execution.labels) or "-"),
+        ("triggered by", execution.triggered_by),
+        ("queued", _local(execution.queued_at)),
+        ("started", _local(execution.started_at)),
+        ("finished", _local(execution.finished_at)),
+        ("duration", format_ms(execution.duration_ms)),
+        ("events", str(execution.last_seq)),
+    ]
+    if execution.error:
+        facts.append(("error", execution.error))
+    return facts
+
+
+def _local(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines with aligned columns."""
+    return _aligned(rows)
