@@ -127,6 +127,32 @@ async def test_three_dropped_connections_lose_and_repeat_nothing(server: Server)
         assert resumed.seqs[0] == yielded + 1
 
 
+async def test_follow_waits_out_an_outage_and_misses_nothing(server: Server) -> None:
+    async with (
+        proxy_to(server.url) as proxy,
+        RunwireClient(proxy.url, server.token, reconnect_timeout=10) as client,
+    ):
+        started = await client.start(definition=TALKER)
+
+        async def outage() -> None:
+            """Unreachable for a while, as during a server restart: connections refused."""
+            await proxy.refuse()
+            await asyncio.sleep(0.8)
+            await proxy.reopen()
+
+        received: list[Event] = []
+        async with asyncio.timeout(30), asyncio.TaskGroup() as tasks:
+            async for event in client.follow(started.id):
+                received.append(event)
+                if len(received) == CUT_AFTER[0]:
+                    tasks.create_task(outage())
+        final = await client.get(started.id)
+
+    assert [e.seq for e in received] == list(range(1, final.last_seq + 1))
+    assert _output(received) == "".join(f"line {i}\n" for i in range(1, LINES + 1))
+    assert len(_sockets(proxy.connections)) == 2
+
+
 async def test_follow_gives_up_after_its_reconnect_budget(server: Server) -> None:
     long_run = definition("{key: a, kind: sleep, with: {seconds: 30}}")
     async with (
@@ -182,3 +208,21 @@ async def test_live_shows_status_changes_of_matching_executions(server: Server) 
     assert seen[-1].status is ExecutionStatus.SUCCEEDED
     assert seen[-1].kind is UpdateKind.CHANGED
     assert label in seen[-1].execution.labels
+
+
+async def test_live_reports_a_dropped_connection(server: Server) -> None:
+    label = f"live-cut-{datetime.now(UTC).timestamp()}"
+    async with (
+        proxy_to(server.url) as proxy,
+        RunwireClient(proxy.url, server.token) as client,
+        aclosing(client.live(ExecutionFilter(label=label))) as live,
+    ):
+        waiting = asyncio.ensure_future(anext(live))
+        async with asyncio.timeout(10):
+            while not _sockets(proxy.connections):
+                await asyncio.sleep(0.02)
+        proxy.cut()
+        with pytest.raises(ConnectionFailedError) as dropped:
+            await asyncio.wait_for(waiting, 10)
+    # Nothing matches the label, so the only way out of anext was the dropped connection.
+    assert "could not reach" in dropped.value.message

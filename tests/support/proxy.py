@@ -66,6 +66,11 @@ class Proxy:
             connection.abort()
         return len(alive)
 
+    async def reopen(self) -> None:
+        """Listen again on the same port, after `refuse`."""
+        if self._server is None:
+            await self.start()
+
     async def refuse(self) -> None:
         """Stop listening (new connections are refused) and cut the open ones."""
         if self._server is not None:
