@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import pytest
@@ -97,3 +99,21 @@ def test_a_closed_client_refuses_calls(server: Server) -> None:
     client.close()  # twice is harmless
     with pytest.raises(RuntimeError, match="with SyncRunwireClient"):
         client.get("x")
+
+
+def test_ctrl_c_interrupts_a_blocked_follow_and_the_client_goes_on(server: Server) -> None:
+    with SyncRunwireClient(server.url, server.token) as client:
+        started = client.start(definition=definition("{key: a, kind: sleep, with: {seconds: 30}}"))
+        events = client.follow(started.id)
+        assert next(events).seq == 1
+        interrupt = threading.Timer(
+            0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)
+        )
+        interrupt.start()
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in events:
+                pass
+        assert time.monotonic() - began < 5
+        client.stop(started.id)
+        assert _until(client, started.id, "CANCELLED") is ExecutionStatus.CANCELLED

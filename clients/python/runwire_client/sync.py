@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Generator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -202,7 +203,10 @@ class SyncRunwireClient:
                     yield found[0]
             finally:
                 if self._loop is not None:
-                    self._call(iterator.aclose())
+                    # After Ctrl-C the cancelled step may still be unwinding the generator
+                    # (which closes it anyway): then aclose finds it running and has no work.
+                    with suppress(RuntimeError):
+                        self._call(iterator.aclose())
 
         return generate()
 
