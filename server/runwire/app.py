@@ -36,6 +36,7 @@ from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.graphql.context import Services
+from runwire.graphql.relay import Relays
 from runwire.graphql.schema import DocumentLimits, build_schema
 from runwire.graphql.sharing import SharingTransportWSHandler, encode_next_message
 from runwire.http.bearer import bearer_credential, connection_init_credential
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
                 control=control,
                 batches=BatchService(repository, executions, control, wake_runner),
                 hub=hub,
+                relays=Relays(),
                 runner_slots=settings.runner_slots if runner else 0,
                 access=access,
                 tokens=tokens,

@@ -2,6 +2,8 @@
 
 The server completes a live batch once per document and sends that message to every other
 subscriber with the same document; these checks hold whichever subscriber got there first.
+Subscribers that are live park while others relay their batches (graphql/relay.py): that holds
+however many of them leave, relays included.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import websockets
 from tests.support.graphql import definition, execute, start
 from tests.support.server import Server
@@ -20,6 +23,11 @@ LINES = 80
 CHATTY = definition(
     '{key: chat, kind: shell, with: {argv: ["sh", "-c",'
     f' "sleep 0.5; for i in $(seq 1 {LINES}); do echo line $i; sleep 0.004; done"]}}}}'
+)
+# A longer stream, for subscribers to leave while it runs.
+STEADY = definition(
+    '{key: chat, kind: shell, with: {argv: ["sh", "-c",'
+    ' "sleep 0.5; for i in $(seq 1 150); do echo line $i; sleep 0.01; done"]}}'
 )
 FULL = """
 subscription Follow($id: ID!) {
@@ -101,3 +109,42 @@ async def test_each_document_gets_its_own_answer_from_shared_batches(server: Ser
         {"seq": seq, "text": texts[seq]} if seq in texts else {"seq": seq} for seq in seqs
     ]
     assert events_of(without_text, "executionEvents") == [{"seq": seq} for seq in seqs]
+
+
+async def followers(server: Server) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"{server.url}/health")).json()["followers"])
+
+
+async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
+    server: Server,
+) -> None:
+    execution_id = await start(server, definition=STEADY)
+    variables = {"id": execution_id}
+    leaving = [
+        asyncio.create_task(subscribe(server, f"leaving-{n}", FULL, variables)) for n in range(6)
+    ]
+    staying = [
+        asyncio.create_task(subscribe(server, f"staying-{n}", FULL, variables)) for n in range(2)
+    ]
+    query = "query($id: ID!) { execution(id: $id) { lastSeq } }"
+    async with asyncio.timeout(30):
+        while (await execute(server, query, variables))["execution"]["lastSeq"] < 20:
+            await asyncio.sleep(0.05)
+        # Parked subscriptions are not the hub's followers, and still count as live ones.
+        assert await followers(server) == 8
+        # One at a time, whichever of them relays for the others: each ends its socket.
+        for task in leaving:
+            task.cancel()
+            await asyncio.sleep(0.1)
+        kept = await asyncio.gather(*staying)
+        while await followers(server) != 0:
+            await asyncio.sleep(0.05)
+
+    found = await execute(
+        server, "query($id: ID!) { execution(id: $id) { lastSeq status } }", variables
+    )
+    assert found["execution"]["status"] == "SUCCEEDED"
+    seqs = list(range(1, found["execution"]["lastSeq"] + 1))
+    for messages in kept:
+        assert [e["seq"] for e in events_of(messages, "executionEvents")] == seqs

@@ -279,6 +279,11 @@ class Hub:
     def watcher_count(self) -> int:
         return len(self._watchers)
 
+    def delivered_seq(self, execution_id: str) -> int:
+        """The highest seq handed to local followers of the execution; 0 if none follow it."""
+        topic = self._topics.get(execution_id)
+        return 0 if topic is None else topic.delivered_seq
+
     def deliver(self, events: Sequence[Event]) -> None:
         """Hand freshly committed events of this process to local followers (no DB read)."""
         by_execution: dict[str, EventBatch] = {}

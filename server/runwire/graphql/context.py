@@ -16,6 +16,7 @@ from runwire.domain.services import ExecutionService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.tokens import TokenService
 from runwire.events.hub import Hub
+from runwire.graphql.relay import Relays
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class Services:
     control: ExecutionControl
     batches: BatchService
     hub: Hub
+    relays: Relays
     runner_slots: int
     access: AccessRepository
     tokens: TokenService

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
+from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 from strawberry import Info
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -154,7 +156,38 @@ class SharingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().run_operation(operation)
 
 
-async def send_shared(info: Info[Any, Any], source: SharedSource) -> bool:
+@dataclass(frozen=True, slots=True)
+class SubscriptionSocket:
+    """Where one subscription's messages go, to send them around Strawberry's execution."""
+
+    operation: Operation[Any, Any]
+    ws: WebSocket[Any, Any, Any]
+    node: FieldNode
+    """The document's field node: the key its memoised completions are found under."""
+    response_key: str
+
+    def is_open(self) -> bool:
+        """False once the operation completed, or its client completed it."""
+        operation = self.operation
+        return (
+            not operation.completed and operation.handler.operations.get(operation.id) is operation
+        )
+
+
+def subscription_socket(info: Info[Any, Any]) -> SubscriptionSocket | None:
+    """The socket of the subscription `info` resolves the root field of; None if unknown."""
+    operation = _operation.get()
+    # The document's own field nodes: Strawberry's Info keeps graphql-core's info as _raw_info.
+    raw = info._raw_info
+    if operation is None or raw.path.prev is not None or len(raw.field_nodes) != 1:
+        return None
+    adapter = operation.handler.websocket
+    if not isinstance(adapter, LitestarWebSocketAdapter):
+        return None  # the app serves sockets through Litestar only; anything else executes
+    return SubscriptionSocket(operation, adapter.ws, raw.field_nodes[0], str(raw.path.key))
+
+
+async def send_shared(socket: SubscriptionSocket | None, source: SharedSource) -> bool:
     """Send `source` as completed for this subscription's document by another subscriber.
 
     False (nothing sent) unless it was: then the caller yields it for ordinary execution. The
@@ -163,24 +196,17 @@ async def send_shared(info: Info[Any, Any], source: SharedSource) -> bool:
     subscription's source stream, so it goes out after the message before it and before the
     next one, as if yielded.
     """
-    operation = _operation.get()
-    # The document's own field nodes: Strawberry's Info keeps graphql-core's info as _raw_info.
-    raw = info._raw_info
-    if operation is None or raw.path.prev is not None or len(raw.field_nodes) != 1:
+    if socket is None:
         return False
-    node = raw.field_nodes[0]
-    shared = source.completions.get(id(node))
-    if shared is None or shared[0] is not node:
+    shared = source.completions.get(id(socket.node))
+    if shared is None or shared[0] is not socket.node:
         return False
-    adapter = operation.handler.websocket
-    if not isinstance(adapter, LitestarWebSocketAdapter):
-        return False  # the app serves sockets through Litestar only; anything else executes
     # What send_next does, minus its layers (dict, checks, encoder: a fifth of each delivery):
     # nothing after the operation completed, and a disconnect as Strawberry's own exception.
-    if operation.completed:
+    if not socket.is_open():
         return True
     try:
-        await adapter.ws.send_data(shared[1].next_message(operation.id, str(raw.path.key)))
+        await socket.ws.send_data(shared[1].next_message(socket.operation.id, socket.response_key))
     except WebSocketDisconnect as exc:
         raise WebSocketDisconnected from exc
     return True

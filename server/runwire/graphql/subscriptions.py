@@ -14,7 +14,7 @@ from runwire.graphql.auth import authorized
 from runwire.graphql.context import Info, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.queries import _filter as domain_filter
-from runwire.graphql.sharing import send_shared
+from runwire.graphql.sharing import send_shared, subscription_socket
 from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
@@ -44,15 +44,39 @@ class Subscription:
         self, info: Info, execution_id: strawberry.ID, after_seq: int = 0
     ) -> AsyncGenerator[ExecutionEventBatch, None]:
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
-        # Another workspace's execution is refused exactly like a missing one.
-        follow = services(info).hub.follow(str(execution_id), after_seq, workspace=workspace)
-        async for batch in follow:
-            payload = _payload(batch)
-            # Another subscriber with this document already had it executed: send its message.
-            if not await send_shared(info, payload):
-                yield payload
-            # An idle subscription waits for its next batch for long: keep this one no longer.
-            del batch, payload
+        hub = services(info).hub
+        execution = str(execution_id)
+        socket = subscription_socket(info)
+        with services(info).relays.seat(
+            socket, execution, lambda: hub.delivered_seq(execution)
+        ) as seat:
+            last = after_seq
+            while True:
+                # Another workspace's execution is refused exactly like a missing one.
+                async with aclosing(hub.follow(execution, last, workspace=workspace)) as follow:
+                    async for batch in follow:
+                        payload = _payload(batch)
+                        # Another subscriber with this document had it executed: send its message.
+                        if not await send_shared(socket, payload):
+                            yield payload
+                        last = batch[-1].seq
+                        park = False
+                        if seat is not None:
+                            seat.delivered(batch, payload)
+                            park = not batch[-1].is_terminal and seat.may_park(
+                                hub.delivered_seq(execution)
+                            )
+                        # An idle subscription waits for its next batch for long: keep this
+                        # one no longer.
+                        del batch, payload
+                        if park:
+                            break  # relays send its batches from here (see relay.py)
+                    else:
+                        return
+                assert seat is not None  # only a seat breaks out of following
+                if await seat.park():
+                    return  # a relay sent its terminal batch
+                last = seat.last_seq
 
     @strawberry.subscription(
         description=(

@@ -1,0 +1,252 @@
+"""Live batches sent to the subscribers of one document by the few that run, not by each.
+
+Even with a batch's completion and JSON shared (sharing.py), every subscriber of a live execution
+had its own task woken per batch: the hub's follower, a stack of async generators (ours,
+graphql-core's, Strawberry's), then a send through Litestar and uvicorn. Profiled with 1000
+subscribers, that was ~41 µs of server CPU per delivery, most of it not the write itself.
+
+So subscribers of one execution asking with one document form a group. A subscriber that is
+live (it has just sent a batch the hub handed out, and the hub has nothing newer) *parks* when
+another live member still follows the hub: its resolver waits on one future and it leaves the
+hub. Each member still following (a *relay*), once it has sent a live batch, writes that batch's
+memoised message to every parked peer, in one loop.
+
+Exactly once, in order: a peer is sent a batch only if it starts right after the last seq the
+peer was sent. Otherwise the peer is *released*: it follows the hub again from its last seq,
+reading what it missed from the database like any late joiner. Peers are also released when
+the last relay leaves (one of them takes over), when a send to them would have to wait for a
+slow client (they finish it in their own task, so no peer ever waits for another's socket), and
+when no relay has sent anything for `PATIENCE` while the hub holds newer events (a relay stuck
+behind its own slow client). A peer sent its execution's terminal batch is released to complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import FieldNode
+from litestar.exceptions import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
+
+from runwire.domain.models import Event
+from runwire.events.hub import EventBatch
+from runwire.graphql.sharing import SharedCompletion, SharedSource, SubscriptionSocket
+
+PATIENCE = 0.5
+"""Seconds parked peers wait for a relay while newer events exist, before following themselves."""
+
+_Send = Coroutine[Any, Any, None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """Why a parked peer resumes: finished (its terminal batch was sent), or to follow again."""
+
+    finished: bool = False
+    # A send a relay started that has to wait for the peer's client: the peer finishes it.
+    pending: tuple[_Send, Any] | None = None
+    error: Exception | None = None
+
+
+_FOLLOW = _Release()
+_FINISHED = _Release(finished=True)
+
+
+class Seat:
+    """One subscription in its group: following the hub (relaying once live), or parked."""
+
+    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "live")
+
+    def __init__(self, group: _Group, socket: SubscriptionSocket) -> None:
+        self._group = group
+        self._socket = socket
+        # The `next` message up to the data's value: only the batch's JSON differs per batch.
+        self._prefix = (
+            f'{{"id":{json.dumps(socket.operation.id)},"type":"next","payload":{{"data":'
+            f"{{{json.dumps(socket.response_key)}:"
+        )
+        self._waiter: asyncio.Future[_Release] | None = None
+        self.last_seq = -1
+        self.live = False
+
+    def delivered(self, batch: list[Event], payload: SharedSource) -> None:
+        """This subscription sent `batch`: relay it to the parked peers right behind it."""
+        self.last_seq = batch[-1].seq
+        # Live means a batch the hub handed out, whose message is memoised for this document:
+        # a selection using variables, or one that completed with errors, is never shared.
+        memo = payload.completions.get(id(self._socket.node))
+        shared = memo[1] if memo is not None and memo[0] is self._socket.node else None
+        live = isinstance(batch, EventBatch) and shared is not None
+        if live != self.live:
+            self.live = live
+            self._group.relaying(self, live)
+        if shared is not None and live and self._group.parked:
+            self._group.relay(batch, shared)
+
+    def may_park(self, hub_seq: int) -> bool:
+        """Whether another live member will relay everything after this one's last seq."""
+        return self.live and hub_seq == self.last_seq and len(self._group.relays) > 1
+
+    async def park(self) -> bool:
+        """Wait while relays send this subscription's batches; True once the terminal was sent."""
+        group = self._group
+        self._waiter = asyncio.get_running_loop().create_future()
+        group.relaying(self, False)
+        group.parked[self] = None
+        group.watch()
+        try:
+            release = await self._waiter
+        finally:
+            group.parked.pop(self, None)
+            self._waiter = None
+            self.live = False
+        if release.pending is not None:
+            await _finish(*release.pending)
+        if isinstance(release.error, WebSocketDisconnect):
+            raise WebSocketDisconnected from release.error  # as Strawberry's own sends raise it
+        if release.error is not None:
+            raise release.error
+        return release.finished
+
+    def release(self, release: _Release) -> None:
+        waiter = self._waiter
+        self._group.parked.pop(self, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(release)
+
+    def send(self, batch_json: str, last_seq: int) -> _Release | None:
+        """Send a relayed batch; None if sent, else why this peer must resume on its own."""
+        if not self._socket.is_open():
+            return _FOLLOW  # completed by its client: its task is being cancelled
+        send = self._socket.ws.send_data(self._prefix + batch_json + "}}}")
+        # Step the send rather than await it: it completes at once unless the client's buffer
+        # is full, and then the peer, not this relay, waits for it.
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            self.last_seq = last_seq
+            return None
+        except Exception as error:  # this peer's failure, raised in its own task, not the relay's
+            return _Release(error=error)
+        self.last_seq = last_seq
+        return _Release(pending=(send, waiting))
+
+
+async def _finish(send: _Send, waiting: Any) -> None:
+    """Drive a send that a relay started and that waits on the client (see Seat.send)."""
+    try:
+        while True:
+            if waiting is None:
+                await asyncio.sleep(0)  # a bare yield: the send only gave way to the loop
+            else:
+                # Wait for the future the send awaits without awaiting it here: the send's own
+                # await of it is suspended inside the coroutine, and resumes below.
+                await asyncio.wait((waiting,))
+            waiting = send.send(None)
+    except StopIteration:
+        return
+    except WebSocketDisconnect as error:
+        raise WebSocketDisconnected from error
+    finally:
+        send.close()
+
+
+class _Group:
+    """The subscriptions of one execution that share one document field."""
+
+    def __init__(self, node: FieldNode, hub_seq: Callable[[], int]) -> None:
+        self.node = node
+        self.hub_seq = hub_seq
+        self.members = 0
+        self.relays: set[Seat] = set()
+        self.parked: dict[Seat, None] = {}  # in the order they parked
+        self.relayed_at = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def relaying(self, seat: Seat, live: bool) -> None:
+        if live:
+            self.relays.add(seat)
+            return
+        self.relays.discard(seat)
+        if not self.relays and self.parked:
+            # Nobody left to relay: the longest parked follows the hub again, and relays.
+            next(iter(self.parked)).release(_FOLLOW)
+
+    def relay(self, batch: list[Event], shared: SharedCompletion) -> None:
+        self.relayed_at = asyncio.get_running_loop().time()
+        body = shared.json()
+        first, last, finished = batch[0].seq, batch[-1].seq, batch[-1].is_terminal
+        for peer in list(self.parked):
+            if peer.last_seq >= last:
+                continue  # sent already, by a relay further ahead
+            if peer.last_seq != first - 1:
+                peer.release(_FOLLOW)  # it would miss or repeat events: read them itself
+                continue
+            outcome = peer.send(body, last)
+            if outcome is None and finished:
+                outcome = _FINISHED
+            if outcome is not None:
+                peer.release(outcome)
+
+    def watch(self) -> None:
+        """Check every PATIENCE that relays keep parked peers up to date."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(PATIENCE, self._check)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if not self.parked:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.relayed_at >= PATIENCE:
+            hub_seq = self.hub_seq()
+            for peer in list(self.parked):
+                if peer.last_seq < hub_seq:
+                    peer.release(_FOLLOW)
+        self.watch()
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+
+class Relays:
+    """This process's groups of subscriptions, by execution and document field."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, int], _Group] = {}
+
+    @property
+    def parked_count(self) -> int:
+        """Subscriptions whose batches relays send (they are not the hub's followers then)."""
+        return sum(len(group.parked) for group in self._groups.values())
+
+    @contextmanager
+    def seat(
+        self, socket: SubscriptionSocket | None, execution_id: str, hub_seq: Callable[[], int]
+    ) -> Iterator[Seat | None]:
+        """A seat in the subscription's group for the block; None if it cannot be relayed to."""
+        if socket is None:
+            yield None
+            return
+        key = (execution_id, id(socket.node))
+        group = self._groups.get(key)
+        if group is None or group.node is not socket.node:
+            group = self._groups[key] = _Group(socket.node, hub_seq)
+        group.members += 1
+        seat = Seat(group, socket)
+        try:
+            yield seat
+        finally:
+            group.parked.pop(seat, None)
+            group.relaying(seat, False)
+            group.members -= 1
+            if not group.members and self._groups.get(key) is group:
+                group.close()
+                del self._groups[key]
