@@ -6,23 +6,29 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench schema install
 
-$(BIN)/runwire: pyproject.toml
+# The server with its test tools, and the client (runwire-client, the rw command) beside it.
+$(BIN)/runwire: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test]" -e clients/python
 	touch $@
+
+# The Node client of the contract test (tests/api/test_node_client.py), for `make test` only;
+# npm ci writes the hidden lock file, so this runs again only when the lock changes.
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --silent
 
 install: $(BIN)/runwire
 
 run: install
 	$(BIN)/runwire serve
 
-test: install
+test: install tests/node/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check server tests bench
-	$(BIN)/ruff format --check server tests bench
+	$(BIN)/ruff check server clients tests bench
+	$(BIN)/ruff format --check server clients tests bench
 	$(BIN)/mypy
 
 # P1-P7 in one run, each next to its baselines (bench/README.md); about 20 minutes.
