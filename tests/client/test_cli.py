@@ -524,9 +524,9 @@ class Terminal:
         """Everything drawn, without colours and cursor movements."""
         return ANSI.sub("", self.raw)
 
-    def wait_for(self, text: str, timeout: float = 20) -> None:
+    def wait_for(self, text: str, timeout: float = 20, times: int = 1) -> None:
         deadline = time.monotonic() + timeout
-        while text not in self.drawn:
+        while self.drawn.count(text) < times:
             assert time.monotonic() < deadline, f"no {text!r} in {self.drawn[-2000:]!r}"
             time.sleep(0.05)
 
@@ -602,9 +602,7 @@ def test_ctrl_c_in_a_terminal_continue_then_detach(
         time.sleep(0.5)
         assert terminal.process.poll() is None  # still watching
         terminal.process.send_signal(signal.SIGINT)
-        terminal.wait_for("[d]etach", timeout=10)
-        while terminal.drawn.count("[s]top / [d]etach") < 2:
-            time.sleep(0.05)
+        terminal.wait_for("[s]top / [d]etach / [c]ontinue", times=2)
         terminal.type("d\n")
         code = terminal.wait()
         drawn = terminal.drawn

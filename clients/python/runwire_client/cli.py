@@ -19,10 +19,10 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -56,8 +56,6 @@ from runwire_client.view import (
     summary_table,
     to_jsonable,
 )
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_NOT_SUCCEEDED = 1
@@ -396,7 +394,7 @@ def list_executions(
         async with _client(connection) as client:
             found: list[Execution] = []
             pages = client.history(wanted, page_size=min(limit, 100))
-            async with _closing(pages):
+            async with contextlib.aclosing(pages):
                 async for execution in pages:
                     found.append(execution)
                     if len(found) >= limit:
@@ -556,19 +554,9 @@ async def _follow(
                 await events
 
 
-@contextlib.asynccontextmanager
-async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Close `stream` when left early (the client's follow and history are async generators)."""
-    try:
-        yield stream
-    finally:
-        if isinstance(stream, AsyncGenerator):
-            await stream.aclose()
-
-
 async def _show_events(client: RunwireClient, view: EventView, after_seq: int) -> None:
     stream = client.follow(view.state.execution_id, after_seq)
-    async with _closing(stream):
+    async with contextlib.aclosing(stream):
         async for event in stream:
             view.show(event)
 

@@ -7,7 +7,7 @@ import enum
 import json
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
@@ -108,7 +108,6 @@ class RunState:
     last_seq: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    error: str | None = None
     # Output arrives in chunks that need not end at a line break: the unfinished line waits here
     # per (step, attempt, stream) until its break arrives or the step ends.
     _partial: dict[tuple[str, int | None, str], str] = field(default_factory=dict)
@@ -139,7 +138,6 @@ class RunState:
         if after_seq > 0:
             state.status = execution.status
             state.started_at = execution.started_at
-            state.error = execution.error
         return state
 
     @property
@@ -161,13 +159,12 @@ class RunState:
         completed: list[OutputLine] = []
         match event:
             case ExecutionStatusChanged():
+                # A retried execution runs again after it ended: its clock starts again too.
+                restarted = self.status.is_terminal and not event.status.is_terminal
+                if restarted or self.started_at is None:
+                    self.started_at = event.at if event.status is ExecutionStatus.RUNNING else None
                 self.status = event.status
-                if event.status is ExecutionStatus.RUNNING and self.started_at is None:
-                    self.started_at = event.at
-                if event.error:
-                    self.error = event.error
-                if event.terminal:
-                    self.finished_at = event.at
+                self.finished_at = event.at if event.terminal else None
             case StepStatusChanged(step_key=str(key)):
                 step = self.steps.get(key) or StepProgress(key=key, position=len(self.steps))
                 step = replace(
@@ -363,7 +360,7 @@ def summary_lines(summary: Summary) -> list[str]:
     """The summary as plain aligned text."""
     header, rows = _summary_rows(summary)
     lines = [_summary_headline(summary)]
-    lines += _aligned([header, *rows])
+    lines += aligned([header, *rows])
     if summary.error:
         lines.append(f"error: {summary.error}")
     return lines
@@ -390,7 +387,8 @@ def summary_table(summary: Summary) -> RenderableType:
     return Group(*parts)
 
 
-def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines with aligned columns."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -556,12 +554,9 @@ class LiveView:
     """The terminal view: a progress bar over steps, the running steps with their timers, the
     latest output lines (stderr in red), and at the end the summary table."""
 
-    def __init__(
-        self, state: RunState, console: Console, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, state: RunState, console: Console) -> None:
         self.state = state
         self._console = console
-        self._clock = clock or (lambda: datetime.now(UTC))
         self._live: Live | None = None
         self._spinners: dict[str, Spinner] = {}
 
@@ -596,7 +591,7 @@ class LiveView:
 
     def render(self) -> RenderableType:
         """The current frame; called by rich on each refresh, so timers move between events."""
-        state, now = self.state, self._clock()
+        state, now = self.state, datetime.now(UTC)
         total, done = len(state.steps), state.done_steps
         headline = Text.assemble(
             (state.name, "bold"),
@@ -625,13 +620,18 @@ class LiveView:
 
     def _running(self, step: StepProgress, now: datetime, width: int) -> RenderableType:
         if step.retry_in_seconds is not None:
-            return Text.assemble(
+            waiting = Text.assemble(
                 "↻ ",
                 (step.key.ljust(width), "bold"),
                 f"  attempt {step.attempt} failed, retrying in "
                 f"{format_seconds(step.retry_in_seconds)}",
                 style="yellow",
+                no_wrap=True,
+                overflow="ellipsis",
             )
+            if step.error:
+                waiting.append(f": {step.error}", style="dim")
+            return waiting
         started = step.started_at or now
         label = Text.assemble(
             (step.key.ljust(width), "bold"),
@@ -710,8 +710,3 @@ def execution_details(execution: Execution) -> list[tuple[str, str]]:
 
 def _local(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows of cells as lines with aligned columns."""
-    return _aligned(rows)
