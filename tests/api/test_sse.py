@@ -54,6 +54,19 @@ async def test_sse_streams_to_the_end_and_resumes(server: Server) -> None:
     assert [event["id"] for event in resumed] == ids[-2:]
     by_query = await _read(server, f"/executions/{execution_id}/events?afterSeq={ids[-4]}")
     assert [event["id"] for event in by_query] == ids[-3:]
+    # An EventSource reconnecting to its ?afterSeq= URL says how far it got: no replay.
+    reconnected = await _read(
+        server,
+        f"/executions/{execution_id}/events?afterSeq={ids[-4]}",
+        {"Last-Event-ID": str(ids[-2])},
+    )
+    assert [event["id"] for event in reconnected] == ids[-1:]
+    behind = await _read(
+        server,
+        f"/executions/{execution_id}/events?afterSeq={ids[-2]}",
+        {"Last-Event-ID": str(ids[-4])},
+    )
+    assert [event["id"] for event in behind] == ids[-1:]
 
 
 async def test_sse_unknown_execution_is_404_without_a_trace(server: Server) -> None:

@@ -33,16 +33,19 @@ T = TypeVar("T")
 
 
 def _after_seq(request: Request[object, object, State], after_seq: int | None) -> int:
-    """`?afterSeq=` wins; otherwise `Last-Event-ID` (the last seq the client saw); else 0."""
-    if after_seq is not None:
-        return after_seq
+    """The later of `?afterSeq=` and `Last-Event-ID` (the last seq the client saw); else 0.
+
+    A browser's EventSource reconnects to the same URL, `?afterSeq=` included, and says how far
+    it got in Last-Event-ID: taking the later of the two resumes it instead of replaying.
+    """
     last_event_id = request.headers.get("last-event-id")
     if not last_event_id:
-        return 0
+        return 0 if after_seq is None else after_seq
     try:
-        return int(last_event_id)
+        seen = int(last_event_id)
     except ValueError:
         raise ValidationException("Last-Event-ID must be the integer seq of an event") from None
+    return seen if after_seq is None else max(seen, after_seq)
 
 
 def _message(event: Event) -> ServerSentEventMessage:
