@@ -194,12 +194,13 @@ def test_expected_failures_are_typed_results(seen: dict[str, dict[str, Any]]) ->
 
 def test_following_a_missing_execution_is_a_clear_error(seen: dict[str, dict[str, Any]]) -> None:
     missing = seen["follow_missing"]
-    # A GraphQL error in a `next` message, then `complete`: the message names the id, no trace.
-    assert missing == {
-        "afterSeq": 0,
-        "ended": "complete",
-        "batches": [{"errors": [{"message": "execution no-such-execution not found"}]}],
+    # A GraphQL error in a `next` message, then `complete`: the message names the id, the code
+    # says what it is, and no trace.
+    not_found = {
+        "message": "execution no-such-execution not found",
+        "extensions": {"code": "NOT_FOUND"},
     }
+    assert missing == {"afterSeq": 0, "ended": "complete", "batches": [{"errors": [not_found]}]}
 
 
 def test_a_bad_token_is_refused(seen: dict[str, dict[str, Any]]) -> None:
