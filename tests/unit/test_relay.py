@@ -251,3 +251,40 @@ async def test_a_batch_not_completed_for_sharing_releases_the_peers(
     # The relay no longer relays; with none left, the peer follows the hub again.
     assert await parked is False
     assert peer.last_seq == 1
+
+
+async def test_a_subscriber_caught_up_from_the_database_parks_before_any_live_batch(
+    relays: Relays, hub: HubSeq
+) -> None:
+    stack: list[Any] = []
+    lead = await seated(relays, hub, "lead", Socket(), stack)
+    joiner_ws = Socket()
+    joiner = await seated(relays, hub, "joiner", joiner_ws, stack)
+    for seat in (lead, joiner):
+        page, payload = live_batch(1, 2)
+        seat.delivered(list(page), payload)  # its backlog: a page read from the database
+    assert hub.seq == 0  # the hub has handed out nothing yet
+    assert joiner.may_park(hub.seq)
+    parked = asyncio.create_task(joiner.park())
+    await asyncio.sleep(0)
+    assert not lead.may_park(hub.seq)  # the last relay never parks
+    deliver(lead, hub, 3, 4, terminal=True)
+    assert await parked is True
+    assert joiner_ws.seqs() == [3, 4]
+
+
+async def test_a_database_page_is_not_relayed(relays: Relays, hub: HubSeq) -> None:
+    stack: list[Any] = []
+    lead = await seated(relays, hub, "lead", Socket(), stack)
+    peer_ws = Socket()
+    peer = await seated(relays, hub, "peer", peer_ws, stack)
+    deliver(lead, hub, 1, 1)
+    deliver(peer, hub, 1, 1)
+    parked = asyncio.create_task(peer.park())
+    await asyncio.sleep(0)
+    page, payload = live_batch(2, 3)
+    lead.delivered(list(page), payload)  # a relay catching up reads pages: peers wait for the hub
+    assert peer_ws.sent == []
+    deliver(lead, hub, 4, 4)  # ... and a hub batch past what the peer has releases it to read
+    assert await parked is False
+    assert peer.last_seq == 1

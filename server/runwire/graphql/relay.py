@@ -5,11 +5,11 @@ had its own task woken per batch: the hub's follower, a stack of async generator
 graphql-core's, Strawberry's), then a send through Litestar and uvicorn. Profiled with 1000
 subscribers, that was ~41 µs of server CPU per delivery, most of it not the write itself.
 
-So subscribers of one execution asking with one document form a group. A subscriber that is
-live (it has just sent a batch the hub handed out, and the hub has nothing newer) *parks* when
-another live member still follows the hub: its resolver waits on one future and it leaves the
-hub. Each member still following (a *relay*), once it has sent a live batch, writes that batch's
-memoised message to every parked peer, in one loop.
+So subscribers of one execution asking with one document form a group. Members that follow the
+hub and whose batches are memoised for their document are *relays*. A relay that is caught up
+(the hub has handed out nothing past its last seq) *parks* when another relay remains: its
+resolver waits on one future and it leaves the hub. Each relay, once it has sent a batch the hub
+handed out, writes that batch's memoised message to every parked peer, in one loop.
 
 Exactly once, in order: a peer is sent a batch only if it starts right after the last seq the
 peer was sent. Otherwise the peer is *released*: it follows the hub again from its last seq,
@@ -17,13 +17,15 @@ reading what it missed from the database like any late joiner. Peers are also re
 the last relay leaves (one of them takes over), when a send to them would have to wait for a
 slow client (they finish it in their own task, so no peer ever waits for another's socket), and
 when no relay has sent anything for `PATIENCE` while the hub holds newer events (a relay stuck
-behind its own slow client). A peer sent its execution's terminal batch is released to complete.
+behind its own slow client). Peers sent their execution's terminal batch are ended in the
+background, a slice at a time: ending a subscription costs more than sending it a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +41,10 @@ from runwire.graphql.sharing import SharedCompletion, SharedSource, Subscription
 
 PATIENCE = 0.5
 """Seconds parked peers wait for a relay while newer events exist, before following themselves."""
+
+FINISH_SLICE = 16
+FINISH_PAUSE = 0.005
+"""Subscriptions sent their terminal batch are ended FINISH_SLICE at a time, this far apart."""
 
 _Send = Coroutine[Any, Any, None]
 
@@ -60,7 +66,7 @@ _FINISHED = _Release(finished=True)
 class Seat:
     """One subscription in its group: following the hub (relaying once live), or parked."""
 
-    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "live")
+    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "relaying")
 
     def __init__(self, group: _Group, socket: SubscriptionSocket) -> None:
         self._group = group
@@ -72,25 +78,31 @@ class Seat:
         )
         self._waiter: asyncio.Future[_Release] | None = None
         self.last_seq = -1
-        self.live = False
+        self.relaying = False
 
     def delivered(self, batch: list[Event], payload: SharedSource) -> None:
         """This subscription sent `batch`: relay it to the parked peers right behind it."""
         self.last_seq = batch[-1].seq
-        # Live means a batch the hub handed out, whose message is memoised for this document:
-        # a selection using variables, or one that completed with errors, is never shared.
+        # Only a document whose batches are memoised can be relayed (a selection using
+        # variables, or one that completed with errors, never is); only a batch the hub
+        # handed out is relayed, since peers wait for the hub's batches, not database pages.
         memo = payload.completions.get(id(self._socket.node))
         shared = memo[1] if memo is not None and memo[0] is self._socket.node else None
-        live = isinstance(batch, EventBatch) and shared is not None
-        if live != self.live:
-            self.live = live
-            self._group.relaying(self, live)
-        if shared is not None and live and self._group.parked:
+        relaying = shared is not None
+        if relaying != self.relaying:
+            self.relaying = relaying
+            self._group.relaying(self, relaying)
+        if shared is not None and isinstance(batch, EventBatch) and self._group.parked:
             self._group.relay(batch, shared)
 
     def may_park(self, hub_seq: int) -> bool:
-        """Whether another live member will relay everything after this one's last seq."""
-        return self.live and hub_seq == self.last_seq and len(self._group.relays) > 1
+        """Whether another relay will send everything after this one's last seq.
+
+        The hub has handed out nothing past it (so its next batch for this execution starts
+        right after, or overlaps, and overlaps are caught when relayed), and another member
+        follows the hub to relay.
+        """
+        return self.relaying and hub_seq <= self.last_seq and len(self._group.relays) > 1
 
     async def park(self) -> bool:
         """Wait while relays send this subscription's batches; True once the terminal was sent."""
@@ -104,7 +116,7 @@ class Seat:
         finally:
             group.parked.pop(self, None)
             self._waiter = None
-            self.live = False
+            self.relaying = False
         if release.pending is not None:
             await _finish(*release.pending)
         if isinstance(release.error, WebSocketDisconnect):
@@ -159,17 +171,20 @@ async def _finish(send: _Send, waiting: Any) -> None:
 class _Group:
     """The subscriptions of one execution that share one document field."""
 
-    def __init__(self, node: FieldNode, hub_seq: Callable[[], int]) -> None:
+    def __init__(
+        self, node: FieldNode, hub_seq: Callable[[], int], finish: Callable[[Seat], None]
+    ) -> None:
         self.node = node
         self.hub_seq = hub_seq
+        self.finish = finish
         self.members = 0
         self.relays: set[Seat] = set()
         self.parked: dict[Seat, None] = {}  # in the order they parked
         self.relayed_at = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
 
-    def relaying(self, seat: Seat, live: bool) -> None:
-        if live:
+    def relaying(self, seat: Seat, relaying: bool) -> None:
+        if relaying:
             self.relays.add(seat)
             return
         self.relays.discard(seat)
@@ -188,10 +203,11 @@ class _Group:
                 peer.release(_FOLLOW)  # it would miss or repeat events: read them itself
                 continue
             outcome = peer.send(body, last)
-            if outcome is None and finished:
-                outcome = _FINISHED
             if outcome is not None:
                 peer.release(outcome)
+            elif finished:
+                self.parked.pop(peer, None)
+                self.finish(peer)
 
     def watch(self) -> None:
         """Check every PATIENCE that relays keep parked peers up to date."""
@@ -221,6 +237,30 @@ class Relays:
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, int], _Group] = {}
+        self._finishing: deque[Seat] = deque()
+        self._finisher: asyncio.Task[None] | None = None
+
+    def _finish(self, seat: Seat) -> None:
+        """End a parked subscription whose terminal batch was sent, soon (see _finish_all)."""
+        self._finishing.append(seat)
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.get_running_loop().create_task(
+                self._finish_all(), name="runwire-relay-finisher"
+            )
+
+    async def _finish_all(self) -> None:
+        """Release finished subscriptions a slice at a time, pausing between slices.
+
+        Ending one (its task resuming, Strawberry's `complete`, the teardown) costs ~0.1 ms,
+        more than sending it a batch. With a thousand ending together, other executions'
+        batches arriving meanwhile waited behind all of them (measured at the end of the P2
+        benchmark: terminal events 60-130 ms late). They have their terminal event already;
+        their `complete` can come a little later.
+        """
+        while self._finishing:
+            for _ in range(min(FINISH_SLICE, len(self._finishing))):
+                self._finishing.popleft().release(_FINISHED)
+            await asyncio.sleep(FINISH_PAUSE)
 
     @property
     def parked_count(self) -> int:
@@ -238,7 +278,7 @@ class Relays:
         key = (execution_id, id(socket.node))
         group = self._groups.get(key)
         if group is None or group.node is not socket.node:
-            group = self._groups[key] = _Group(socket.node, hub_seq)
+            group = self._groups[key] = _Group(socket.node, hub_seq, self._finish)
         group.members += 1
         seat = Seat(group, socket)
         try:
