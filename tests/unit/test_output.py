@@ -1,4 +1,7 @@
-"""Output coalescing: a window merges pieces into one chunk; a window of 0 makes one per line."""
+"""Output coalescing: a window merges pieces into one chunk; a window of 0 makes one per line.
+
+Whole lines after a quiet window go out at once; what follows them within the window is merged.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,25 @@ async def test_a_window_merges_pieces_into_one_chunk() -> None:
     assert chunks == []
     await asyncio.sleep(0.05)
     assert chunks == [(OUT, "a\nb\nc\n")]
+
+
+async def test_a_line_after_a_quiet_spell_goes_out_at_once() -> None:
+    chunks: list[tuple[OutputStream, str]] = []
+    coalescer = OutputCoalescer(lambda stream, text: chunks.append((stream, text)), 0.02)
+    coalescer.write(OUT, "first\n")
+    assert chunks == [(OUT, "first\n")]
+    coalescer.write(OUT, "second\n")
+    coalescer.write(OUT, "third\n")
+    assert chunks == [(OUT, "first\n")]  # within the window: held and merged
+    await asyncio.sleep(0.03)
+    assert chunks == [(OUT, "first\n"), (OUT, "second\nthird\n")]
+    coalescer.write(OUT, "partial")
+    assert len(chunks) == 2  # the window since the merged chunk has not passed
+    await asyncio.sleep(0.05)
+    assert chunks[-1] == (OUT, "partial")
+    await asyncio.sleep(0.05)
+    coalescer.write(ERR, "late\n")
+    assert chunks[-1] == (ERR, "late\n")
 
 
 async def test_a_window_of_zero_makes_every_line_its_own_chunk() -> None:

@@ -1,5 +1,9 @@
 """Coalesce output pieces arriving within a few milliseconds into one chunk event.
 
+Whole lines after a quiet spell (no chunk for a window) go out at once: coalescing is for bursts,
+and holding a lone line for the window would only delay it. What follows within the window is
+held and goes out as one chunk, so a burst still makes at most about one chunk per window.
+
 A window of 0 turns coalescing off: every line is its own chunk event (with its own time), and a
 line still missing its newline goes out at the next pass of the event loop.
 """
@@ -24,6 +28,7 @@ class OutputCoalescer:
         self._parts: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._quiet_from = 0.0  # loop time from which a whole line goes out at once
 
     def write(self, stream: OutputStream, text: str) -> None:
         if not text:
@@ -33,13 +38,23 @@ class OutputCoalescer:
         if self._window <= 0:
             self._write_lines(stream, text)
             return
+        loop = asyncio.get_running_loop()
+        if (
+            not self._parts
+            and text.endswith(("\n", "\r"))
+            and loop.time() >= self._quiet_from
+            and len(text) < _MAX_CHUNK_CHARS
+        ):
+            self._emit(stream, text)
+            self._quiet_from = loop.time() + self._window
+            return
         self._stream = stream
         self._parts.append(text)
         self._size += len(text)
         if self._size >= _MAX_CHUNK_CHARS:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
+            self._timer = loop.call_later(self._window, self.flush)
 
     def _write_lines(self, stream: OutputStream, text: str) -> None:
         if self._parts:  # the start of this text's first line
@@ -63,6 +78,8 @@ class OutputCoalescer:
             self._timer = None
         if self._parts and self._stream is not None:
             self._emit(self._stream, "".join(self._parts))
+            if self._window > 0:
+                self._quiet_from = asyncio.get_running_loop().time() + self._window
         self._parts = []
         self._size = 0
         self._stream = None
