@@ -64,7 +64,7 @@ _FINISHED = _Release(finished=True)
 
 
 class Seat:
-    """One subscription in its group: following the hub (relaying once live), or parked."""
+    """One subscription in its group: following the hub (a relay once memoised), or parked."""
 
     __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "relaying")
 
