@@ -22,6 +22,8 @@ OPERATION_NAMES = (
     "ExecutionTrace",
     "FollowExecutionEvents",
     "LiveExecutions",
+    "Viewer",
+    "CreateEventStreamTicket",
 )
 
 
