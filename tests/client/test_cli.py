@@ -271,6 +271,52 @@ def test_stop_cancels_a_running_execution(sqlite_server: Server, long_definition
     assert "Traceback" not in again.stderr
 
 
+def test_pause_then_resume_runs_the_rest(sqlite_server: Server, tmp_path: Path) -> None:
+    definition = tmp_path / "two.yaml"
+    definition.write_text(
+        "name: two\nsteps:\n"
+        '  - {key: first, kind: shell, with: {argv: ["sh", "-c", "sleep 0.5"]}}\n'
+        '  - {key: second, kind: shell, with: {argv: ["echo", "second ran"]}, needs: [first]}\n'
+    )
+    execution_id = _start(sqlite_server, str(definition))
+    _wait_status(sqlite_server, execution_id, "RUNNING")
+
+    paused = rw(sqlite_server, "pause", execution_id)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.split() in ([execution_id, "PAUSING"], [execution_id, "PAUSED"])
+    _wait_status(sqlite_server, execution_id, "PAUSED")  # once `first` ended; `second` waits
+
+    resumed = rw(sqlite_server, "resume", execution_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split()[0] == execution_id
+    _wait_status(sqlite_server, execution_id, "SUCCEEDED")
+    assert "second | second ran" in rw(sqlite_server, "watch", execution_id).stdout
+
+    again = rw(sqlite_server, "resume", execution_id)
+    assert again.returncode == 2  # a succeeded execution cannot resume: refused, one line
+    assert again.stderr.startswith("rw: error: ")
+    assert "Traceback" not in again.stderr
+
+
+def test_skip_lets_a_failed_execution_continue(sqlite_server: Server, tmp_path: Path) -> None:
+    definition = tmp_path / "broken.yaml"
+    definition.write_text(
+        "name: broken\nsteps:\n"
+        '  - {key: broken, kind: shell, with: {argv: ["false"]}}\n'
+        '  - {key: after, kind: shell, with: {argv: ["echo", "after ran"]}, needs: [broken]}\n'
+    )
+    execution_id = _start(sqlite_server, str(definition))
+    _wait_status(sqlite_server, execution_id, "FAILED")
+
+    skipped = rw(sqlite_server, "skip", execution_id, "broken")
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.split()[0] == execution_id
+    _wait_status(sqlite_server, execution_id, "SUCCEEDED")
+    shown = rw(sqlite_server, "show", execution_id)
+    assert re.search(r"^broken\s+SKIPPED", shown.stdout, re.MULTILINE), shown.stdout
+    assert re.search(r"^after\s+SUCCEEDED", shown.stdout, re.MULTILINE), shown.stdout
+
+
 def test_retry_follow_runs_the_step_again_and_shows_only_the_new_events(
     sqlite_server: Server, tmp_path: Path
 ) -> None:

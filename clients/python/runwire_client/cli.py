@@ -302,21 +302,52 @@ def watch(
     _run(command)
 
 
+def _steer(context: click.Context, change: Callable[[RunwireClient], Awaitable[Execution]]) -> None:
+    """Make one change to an execution and print its id and status after it."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            execution = await change(client)
+            click.echo(f"{execution.id} {execution.status.value}")
+            return EXIT_OK
+
+    _run(command)
+
+
 @main.command()
 @click.argument("execution_id", metavar="ID")
 @click.option("--reason", default=None, help="Why; recorded with the stop.")
 @click.pass_context
 def stop(context: click.Context, execution_id: str, reason: str | None) -> None:
     """Stop an execution (its running steps get SIGINT, then SIGKILL after the grace period)."""
-    connection = _connection(context)
+    _steer(context, lambda client: client.stop(execution_id, reason or "stopped with rw"))
 
-    async def command() -> int:
-        async with _client(connection) as client:
-            execution = await client.stop(execution_id, reason or "stopped with rw")
-            click.echo(f"{execution.id} {execution.status.value}")
-            return EXIT_OK
 
-    _run(command)
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@click.option("--reason", default=None, help="Why; recorded with the pause.")
+@click.pass_context
+def pause(context: click.Context, execution_id: str, reason: str | None) -> None:
+    """Pause an execution: a queued one stays in the queue, a running one once its steps end."""
+    _steer(context, lambda client: client.pause(execution_id, reason or "paused with rw"))
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@click.pass_context
+def resume(context: click.Context, execution_id: str) -> None:
+    """Resume a paused execution where it stopped (it goes back to its place in the queue)."""
+    _steer(context, lambda client: client.resume(execution_id))
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
+@click.argument("step_key", metavar="STEP")
+@click.pass_context
+def skip(context: click.Context, execution_id: str, step_key: str) -> None:
+    """Mark a failed or not yet started STEP skipped; an ended or paused execution continues."""
+    _steer(context, lambda client: client.skip_step(execution_id, step_key))
 
 
 @main.command()
