@@ -148,3 +148,44 @@ async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
     seqs = list(range(1, found["execution"]["lastSeq"] + 1))
     for messages in kept:
         assert [e["seq"] for e in events_of(messages, "executionEvents")] == seqs
+
+
+async def test_operations_on_one_socket_share_batches_and_end_alone(server: Server) -> None:
+    execution_id = await start(server, definition=STEADY)
+    payload = {"query": FULL, "variables": {"id": execution_id}}
+    seqs: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    completed: set[str] = set()
+    async with connect(
+        server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        for operation_id in seqs:
+            await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+        unsubscribed = False
+        async with asyncio.timeout(30):
+            while completed != {"a", "c"}:
+                message = json.loads(await ws.recv())
+                if message["type"] == "complete":
+                    completed.add(message["id"])
+                    continue
+                assert message["type"] == "next", message
+                events = message["payload"]["data"]["executionEvents"]["events"]
+                seqs[message["id"]] += [event["seq"] for event in events]
+                if not unsubscribed and len(seqs["b"]) >= 20:
+                    # Ends one operation mid-stream, parked or relaying; the others go on.
+                    await ws.send(json.dumps({"id": "b", "type": "complete"}))
+                    unsubscribed = True
+            while await followers(server) != 0:
+                await asyncio.sleep(0.05)
+
+    found = await execute(
+        server, "query($id: ID!) { execution(id: $id) { lastSeq status } }", {"id": execution_id}
+    )
+    assert found["execution"]["status"] == "SUCCEEDED"
+    every = list(range(1, found["execution"]["lastSeq"] + 1))
+    assert seqs["a"] == every
+    assert seqs["c"] == every
+    assert seqs["b"] == every[: len(seqs["b"])]  # a clean prefix, then nothing
+    assert 20 <= len(seqs["b"]) < len(every)
