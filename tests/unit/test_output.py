@@ -15,7 +15,7 @@ OUT, ERR = OutputStream.STDOUT, OutputStream.STDERR
 
 async def test_a_window_merges_pieces_into_one_chunk() -> None:
     chunks: list[tuple[OutputStream, str]] = []
-    coalescer = OutputCoalescer(lambda stream, text: chunks.append((stream, text)), 0.01)
+    coalescer = OutputCoalescer(lambda stream, text, at: chunks.append((stream, text)), 0.01)
     coalescer.write(OUT, "a\nb")
     coalescer.write(OUT, "\nc\n")
     assert chunks == []
@@ -25,7 +25,7 @@ async def test_a_window_merges_pieces_into_one_chunk() -> None:
 
 async def test_a_line_after_a_quiet_spell_goes_out_at_once() -> None:
     chunks: list[tuple[OutputStream, str]] = []
-    coalescer = OutputCoalescer(lambda stream, text: chunks.append((stream, text)), 0.02)
+    coalescer = OutputCoalescer(lambda stream, text, at: chunks.append((stream, text)), 0.02)
     coalescer.write(OUT, "first\n")
     assert chunks == [(OUT, "first\n")]
     coalescer.write(OUT, "second\n")
@@ -44,7 +44,7 @@ async def test_a_line_after_a_quiet_spell_goes_out_at_once() -> None:
 
 async def test_a_window_of_zero_makes_every_line_its_own_chunk() -> None:
     chunks: list[tuple[OutputStream, str]] = []
-    coalescer = OutputCoalescer(lambda stream, text: chunks.append((stream, text)), 0)
+    coalescer = OutputCoalescer(lambda stream, text, at: chunks.append((stream, text)), 0)
     coalescer.write(OUT, "one\ntwo\nthr")
     assert chunks == [(OUT, "one\n"), (OUT, "two\n")]
     coalescer.write(OUT, "ee\nfour")  # the rest of a line joins its start
@@ -57,7 +57,7 @@ async def test_a_window_of_zero_makes_every_line_its_own_chunk() -> None:
 
 async def test_a_window_of_zero_keeps_the_order_of_streams() -> None:
     chunks: list[tuple[OutputStream, str]] = []
-    coalescer = OutputCoalescer(lambda stream, text: chunks.append((stream, text)), 0)
+    coalescer = OutputCoalescer(lambda stream, text, at: chunks.append((stream, text)), 0)
     coalescer.write(OUT, "prompt: ")
     coalescer.write(ERR, "warning\n")
     coalescer.write(OUT, "x\r\ny\n")

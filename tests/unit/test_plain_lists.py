@@ -173,3 +173,33 @@ def test_plain_lists_skip_field_by_field_execution() -> None:
     _CountingExecutor.executed = []
     complete(_CountingExecutor, document, broken, True)
     assert "OutputChunk" in _CountingExecutor.executed
+
+
+def test_times_are_each_events_own_whether_shared_or_not() -> None:
+    later = datetime(2026, 11, 21, 12, 30, 0, 250, tzinfo=UTC)
+    times = [AT, AT, later, AT, datetime(2026, 11, 21, 12, 30, tzinfo=UTC), later]
+    events: list[Any] = [
+        OutputChunk(
+            seq=n,
+            type=EventType.OUTPUT,
+            stream="STDOUT",
+            text=f"{n}\n",
+            at=at,
+            step_key="emit",
+            attempt=1,
+        )
+        for n, at in enumerate(times, start=1)
+    ]
+    document = subscription("{ events { seq at } }")
+    expected = complete(
+        StrawberryGraphQLCoreExecutionContext,
+        document,
+        ExecutionEventBatch(events=events, last_seq=6),
+        True,
+    )
+    for _ in range(2):
+        batch = ExecutionEventBatch(events=events, last_seq=6)
+        assert complete(PlainListExecutor, document, batch, True) == expected
+    assert [event["at"] for event in expected[0]["executionEvents"]["events"]] == [
+        at.isoformat() for at in times
+    ]

@@ -99,6 +99,19 @@ def _coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
                 return name
 
         return enum_name
+    if leaf_type.name == "DateTime":
+        # Lines read together share one datetime object (one clock read per read): its text is
+        # made once for all their events, not once per event.
+        last: list[Any] = [None, None]
+
+        def datetime_text(value: Any) -> Any:
+            if value is last[0]:
+                return last[1]
+            text = coerce(value)
+            last[0], last[1] = value, text
+            return text
+
+        return datetime_text
     return coerce
 
 

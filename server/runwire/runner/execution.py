@@ -403,8 +403,8 @@ class ExecutionRun:
             attempt,
         )
 
-        def write_output(stream: OutputStream, text: str) -> None:
-            self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt)
+        def write_output(stream: OutputStream, text: str, at: datetime) -> None:
+            self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt, at)
 
         coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
         context = _StepContext(self, self.execution.id, key, attempt, self._grace, coalescer)
