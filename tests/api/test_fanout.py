@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import websockets
 from tests.support.graphql import definition, execute, start
 from tests.support.server import Server
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 LINES = 80
 # Lines with small pauses after a short wait, so every subscriber is following live.
@@ -47,17 +49,24 @@ subscription($id: ID!, $text: Boolean!) {
 """
 
 
-async def subscribe(
-    server: Server, operation_id: str, document: str, variables: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Every `next` payload's data of one graphql-transport-ws operation, until `complete`."""
-    received: list[dict[str, Any]] = []
+@asynccontextmanager
+async def acknowledged(server: Server) -> AsyncIterator[ClientConnection]:
+    """A graphql-transport-ws socket whose connection_init (with the token) was acknowledged."""
     async with connect(
         server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
     ) as ws:
         init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
         await ws.send(json.dumps(init))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
+        yield ws
+
+
+async def subscribe(
+    server: Server, operation_id: str, document: str, variables: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every `next` payload's data of one graphql-transport-ws operation, until `complete`."""
+    received: list[dict[str, Any]] = []
+    async with acknowledged(server) as ws:
         payload = {"query": document, "variables": variables}
         await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
         async for raw in ws:
@@ -155,12 +164,7 @@ async def test_operations_on_one_socket_share_batches_and_end_alone(server: Serv
     payload = {"query": FULL, "variables": {"id": execution_id}}
     seqs: dict[str, list[int]] = {"a": [], "b": [], "c": []}
     completed: set[str] = set()
-    async with connect(
-        server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
-    ) as ws:
-        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
+    async with acknowledged(server) as ws:
         for operation_id in seqs:
             await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
         unsubscribed = False
