@@ -24,7 +24,6 @@ background, a slice at a time: ending a subscription costs more than sending it 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -37,7 +36,13 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
-from runwire.graphql.sharing import SharedCompletion, SharedSource, SubscriptionSocket
+from runwire.graphql.sharing import (
+    NEXT_MESSAGE_TAIL,
+    SharedCompletion,
+    SharedSource,
+    SubscriptionSocket,
+    next_message_head,
+)
 
 PATIENCE = 0.5
 """Seconds parked peers wait for a relay while newer events exist, before following themselves."""
@@ -72,10 +77,7 @@ class Seat:
         self._group = group
         self._socket = socket
         # The `next` message up to the data's value: only the batch's JSON differs per batch.
-        self._prefix = (
-            f'{{"id":{json.dumps(socket.operation.id)},"type":"next","payload":{{"data":'
-            f"{{{json.dumps(socket.response_key)}:"
-        )
+        self._prefix = next_message_head(socket.operation.id, socket.response_key)
         self._waiter: asyncio.Future[_Release] | None = None
         self.last_seq = -1
         self.relaying = False
@@ -86,8 +88,7 @@ class Seat:
         # Only a document whose batches are memoised can be relayed (a selection using
         # variables, or one that completed with errors, never is); only a batch the hub
         # handed out is relayed, since peers wait for the hub's batches, not database pages.
-        memo = payload.completions.get(id(self._socket.node))
-        shared = memo[1] if memo is not None and memo[0] is self._socket.node else None
+        shared = payload.completion(self._socket.node)
         relaying = shared is not None
         if relaying != self.relaying:
             self.relaying = relaying
@@ -135,7 +136,7 @@ class Seat:
         """Send a relayed batch; None if sent, else why this peer must resume on its own."""
         if not self._socket.is_open():
             return _FOLLOW  # completed by its client: its task is being cancelled
-        send = self._socket.ws.send_data(self._prefix + batch_json + "}}}")
+        send = self._socket.ws.send_data(self._prefix + batch_json + NEXT_MESSAGE_TAIL)
         # Step the send rather than await it: it completes at once unless the client's buffer
         # is full, and then the peer, not this relay, waits for it.
         try:

@@ -58,6 +58,11 @@ class SharedSource:
             memo = self.__dict__["_completions"] = {}
         return memo
 
+    def completion(self, node: FieldNode) -> SharedCompletion | None:
+        """Its completion memoised for the document field `node`, if there is one."""
+        memo = self.completions.get(id(node))
+        return memo[1] if memo is not None and memo[0] is node else None
+
 
 class SharedCompletion(dict[str, Any]):
     """A completed selection shared by every subscriber that asked for it; never mutated."""
@@ -80,10 +85,18 @@ class SharedCompletion(dict[str, Any]):
 
     def next_message(self, operation_id: str, response_key: str) -> str:
         """The graphql-transport-ws `next` message carrying it as the data of `response_key`."""
-        return (
-            f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{{"data":'
-            f"{{{json.dumps(response_key)}:{self.json()}}}}}}}"
-        )
+        return next_message_head(operation_id, response_key) + self.json() + NEXT_MESSAGE_TAIL
+
+
+def next_message_head(operation_id: str, response_key: str) -> str:
+    """A `next` message up to its data's value; the value's JSON and NEXT_MESSAGE_TAIL follow."""
+    return (
+        f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{{"data":'
+        f"{{{json.dumps(response_key)}:"
+    )
+
+
+NEXT_MESSAGE_TAIL = "}}}"
 
 
 class SharingExecutor(PlainListExecutor):
@@ -107,9 +120,9 @@ class SharingExecutor(PlainListExecutor):
                 return_type, field_details_list, info, path, result, position_context
             )
         node = field_details_list[0].node
-        shared = result.completions.get(id(node))
-        if shared is not None and shared[0] is node:
-            return shared[1]
+        shared = result.completion(node)
+        if shared is not None:
+            return shared
         errors_before = len(self.collected_errors.errors)
         completed = super().complete_value(
             return_type, field_details_list, info, path, result, position_context
@@ -198,15 +211,15 @@ async def send_shared(socket: SubscriptionSocket | None, source: SharedSource) -
     """
     if socket is None:
         return False
-    shared = source.completions.get(id(socket.node))
-    if shared is None or shared[0] is not socket.node:
+    shared = source.completion(socket.node)
+    if shared is None:
         return False
     # What send_next does, minus its layers (dict, checks, encoder: a fifth of each delivery):
     # nothing after the operation completed, and a disconnect as Strawberry's own exception.
     if not socket.is_open():
         return True
     try:
-        await socket.ws.send_data(shared[1].next_message(socket.operation.id, socket.response_key))
+        await socket.ws.send_data(shared.next_message(socket.operation.id, socket.response_key))
     except WebSocketDisconnect as exc:
         raise WebSocketDisconnected from exc
     return True
