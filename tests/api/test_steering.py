@@ -8,7 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.support.graphql import definition, execute, follow, start, wait_for_status
+from tests.support.graphql import (
+    definition,
+    execute,
+    follow,
+    gated_step,
+    start,
+    wait_for_status,
+)
 from tests.support.server import Server
 
 SERVER_SETTINGS = {"RUNWIRE_RUNNER_SLOTS": "4", "RUNWIRE_GRACE_SECONDS": "0.2"}
@@ -70,9 +77,12 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def test_pause_waits_for_the_running_step_and_resume_continues(server: Server) -> None:
+async def test_pause_waits_for_the_running_step_and_resume_continues(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
     text = definition(
-        "{key: first, kind: sleep, with: {seconds: 0.6}}",
+        gated_step("first", gate),
         "{key: second, kind: sleep, with: {seconds: 0.05}}",
     )
     execution_id = await start(server, definition=text)
@@ -81,6 +91,9 @@ async def test_pause_waits_for_the_running_step_and_resume_continues(server: Ser
     paused = await control(server, PAUSE, id=execution_id)
     assert paused["__typename"] == "PauseExecutionSuccess"
     assert paused["execution"]["status"] == "PAUSING"
+    steps = await steps_of(server, execution_id)
+    assert attempts(steps, "first") == [(1, "RUNNING")]  # PAUSING lasts while it runs
+    gate.touch()
     await wait_for_status(server, execution_id, {"PAUSED"})
     steps = await steps_of(server, execution_id)
     assert attempts(steps, "first") == [(1, "SUCCEEDED")]  # the running step finished
@@ -101,10 +114,11 @@ async def test_pause_waits_for_the_running_step_and_resume_continues(server: Ser
     assert statuses == ["QUEUED", "RUNNING", "PAUSING", "PAUSED", "QUEUED", "RUNNING", "SUCCEEDED"]
 
 
-async def test_resuming_a_running_execution_is_an_invalid_transition(server: Server) -> None:
-    execution_id = await start(
-        server, definition=definition("{key: a, kind: sleep, with: {seconds: 1.5}}")
-    )
+async def test_resuming_a_running_execution_is_an_invalid_transition(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(server, definition=definition(gated_step("a", gate)))
     await wait_for_status(server, execution_id, {"RUNNING"})
 
     result = await control(server, RESUME, id=execution_id)
@@ -112,6 +126,7 @@ async def test_resuming_a_running_execution_is_an_invalid_transition(server: Ser
     assert result["__typename"] == "InvalidTransitionError"
     assert result["currentStatus"] == "RUNNING"
     assert "cannot resume" in result["message"]
+    gate.touch()
     await wait_for_status(server, execution_id, {"SUCCEEDED"})
 
 
@@ -159,16 +174,18 @@ async def test_a_failed_middle_step_is_retried_in_place(server: Server, tmp_path
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
 
-async def test_retrying_a_step_of_a_running_execution_names_its_state(server: Server) -> None:
-    execution_id = await start(
-        server, definition=definition("{key: a, kind: sleep, with: {seconds: 0.5}}")
-    )
+async def test_retrying_a_step_of_a_running_execution_names_its_state(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(server, definition=definition(gated_step("a", gate)))
     await wait_for_step(server, execution_id, "a", "RUNNING")
 
     result = await control(server, RETRY, id=execution_id, key="a")
 
     assert result["__typename"] == "InvalidTransitionError"
     assert result["currentStatus"] == "RUNNING"
+    gate.touch()
     await wait_for_status(server, execution_id, {"SUCCEEDED"})
 
 
@@ -221,9 +238,12 @@ async def test_skipping_a_failed_step_continues_the_rest(server: Server) -> None
     assert again["currentStatus"] == "SUCCEEDED"
 
 
-async def test_a_pending_step_of_a_running_execution_can_be_skipped(server: Server) -> None:
+async def test_a_pending_step_of_a_running_execution_can_be_skipped(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
     text = definition(
-        "{key: first, kind: sleep, with: {seconds: 0.5}}",
+        gated_step("first", gate),
         '{key: never, kind: shell, with: {argv: ["false"]}}',
     )
     execution_id = await start(server, definition=text)
@@ -232,6 +252,7 @@ async def test_a_pending_step_of_a_running_execution_can_be_skipped(server: Serv
     skipped = await control(server, SKIP, id=execution_id, key="never")
 
     assert skipped["__typename"] == "SkipStepSuccess"
+    gate.touch()
     await wait_for_status(server, execution_id, {"SUCCEEDED"})
     assert attempts(await steps_of(server, execution_id), "never") == [(1, "SKIPPED")]
 

@@ -36,6 +36,7 @@ from runwire_client import (
     Trace,
 )
 from runwire_client.view import summarize, summary_lines
+from tests.support.graphql import gated_step
 from tests.support.server import Server, free_port, running_server
 
 RW = Path(sys.executable).with_name("rw")
@@ -272,10 +273,11 @@ def test_stop_cancels_a_running_execution(sqlite_server: Server, long_definition
 
 
 def test_pause_then_resume_runs_the_rest(sqlite_server: Server, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
     definition = tmp_path / "two.yaml"
     definition.write_text(
         "name: two\nsteps:\n"
-        '  - {key: first, kind: shell, with: {argv: ["sh", "-c", "sleep 0.5"]}}\n'
+        f"  - {gated_step('first', gate)}\n"
         '  - {key: second, kind: shell, with: {argv: ["echo", "second ran"]}, needs: [first]}\n'
     )
     execution_id = _start(sqlite_server, str(definition))
@@ -283,7 +285,9 @@ def test_pause_then_resume_runs_the_rest(sqlite_server: Server, tmp_path: Path) 
 
     paused = rw(sqlite_server, "pause", execution_id)
     assert paused.returncode == 0, paused.stderr
+    # `first` runs until the gate opens: the pause cannot miss it, however slow the machine.
     assert paused.stdout.split() in ([execution_id, "PAUSING"], [execution_id, "PAUSED"])
+    gate.touch()
     _wait_status(sqlite_server, execution_id, "PAUSED")  # once `first` ended; `second` waits
 
     resumed = rw(sqlite_server, "resume", execution_id)

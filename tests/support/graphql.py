@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from gql import Client, GraphQLRequest
@@ -116,3 +117,13 @@ def definition(*steps: str, name: str = "test", extra: str = "") -> str:
     """A YAML definition from step snippets (each a YAML mapping in flow style)."""
     lines = [f"name: {name}", extra, "steps:"] + [f"  - {step}" for step in steps]
     return "\n".join(line for line in lines if line)
+
+
+def gated_step(key: str, gate: Path, extra: str = "") -> str:
+    """A shell step that runs until the file `gate` exists: the test, not a clock, ends it.
+
+    A step that merely sleeps races the test on a loaded machine: its time can run out before the
+    pause, stop or retry the test sends while it runs.
+    """
+    script = f"until [ -e {gate} ]; do sleep 0.02; done"
+    return f'{{key: {key}, kind: shell, {extra}with: {{argv: ["sh", "-c", "{script}"]}}}}'
