@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from runwire.core import Stores
 from runwire.db.engine import Database, DatabaseNotMigrated, DatabaseUrlInvalid, engine_for
-from runwire.db.repository import Repository
 
 
 async def test_unmigrated_postgres_is_refused_with_the_fix(postgres_url: str) -> None:
@@ -39,11 +39,11 @@ def test_unknown_database_url_names_the_problem_without_the_password() -> None:
 async def test_concurrent_saves_of_one_scenario_make_one_version(postgres_url: str) -> None:
     """Replicas starting together load the same shipped scenario: one version, no error."""
     async with Database.open(postgres_url, migrate=True) as database:
-        repository = Repository(database)
+        stores = Stores.on(database)
         definition = {"name": "shipped", "steps": [{"key": "a", "kind": "sleep"}]}
         saved = await asyncio.gather(
             *(
-                repository.save_scenario("workspace-a", "shipped", "", definition, "test")
+                stores.scenarios.save_scenario("workspace-a", "shipped", "", definition, "test")
                 for _ in range(8)
             )
         )

@@ -8,11 +8,20 @@ from collections.abc import Sequence
 import pytest
 
 from runwire.db.engine import Database
-from runwire.db.repository import Repository
+from runwire.db.events import EventRepository
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType
-from runwire.events.bus import Bus
 from runwire.events.log import EventLog
+
+
+class Published:
+    """Where the log hands what it stored: a record of it, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
 
 
 def _output(execution_id: str, seq: int, step_key: str = "s") -> Event:
@@ -30,19 +39,12 @@ def _output(execution_id: str, seq: int, step_key: str = "s") -> Event:
 async def test_a_rejected_execution_is_held_while_others_flow(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    delivered: list[Event] = []
-
-    def on_persisted(events: Sequence[Event]) -> None:
-        delivered.extend(events)
-
-    async with (
-        Database.open(postgres_url, migrate=True) as database,
-        Bus.connect("memory://") as bus,
-    ):
-        repository = Repository(database)
+    published = Published()
+    async with Database.open(postgres_url, migrate=True) as database:
+        events = EventRepository(database)
         async with (
             asyncio.timeout(10),
-            EventLog.running(repository, bus, on_persisted, 0.002) as log,
+            EventLog.running(events, published, 0.002) as log,
         ):
             log.append(_output("good", 1))
             # Postgres refuses a step key longer than its column: this execution's data is bad.
@@ -54,40 +56,32 @@ async def test_a_rejected_execution_is_held_while_others_flow(
             await log.persisted()
             await asyncio.sleep(0.2)  # a few retries of the held events
         # Leaving the block did not hang, and said what could not be written.
-        good = await repository.events("good", 0)
+        good = await events.events("good", 0)
         assert [e.seq for e in good] == [1, 2, 3]
-        assert [e.seq for e in delivered if e.execution_id == "good"] == [1, 2, 3]
-        assert await repository.events("bad", 0) == []
+        assert [e.seq for e in published.events if e.execution_id == "good"] == [1, 2, 3]
+        assert await events.events("bad", 0) == []
         assert "2 events of execution bad unwritten (seq 1-2)" in caplog.text
 
 
 async def test_events_keep_seq_order_across_many_batches(postgres_url: str) -> None:
-    delivered: list[int] = []
-    async with (
-        Database.open(postgres_url, migrate=True) as database,
-        Bus.connect("memory://") as bus,
-    ):
-        repository = Repository(database)
-        async with EventLog.running(
-            repository, bus, lambda events: delivered.extend(e.seq for e in events), 0.001
-        ) as log:
+    published = Published()
+    async with Database.open(postgres_url, migrate=True) as database:
+        events = EventRepository(database)
+        async with EventLog.running(events, published, 0.001) as log:
             for seq in range(1, 12_001):
                 log.append(_output("many", seq))
                 if seq % 500 == 0:
                     await asyncio.sleep(0)
             await log.persisted()
-        assert delivered == list(range(1, 12_001))
-        stored = await repository.events("many", 0, limit=20_000)
+        assert [e.seq for e in published.events] == list(range(1, 12_001))
+        stored = await events.events("many", 0, limit=20_000)
         assert [e.seq for e in stored] == list(range(1, 12_001))
 
 
 async def test_shutdown_flushes_what_was_appended(postgres_url: str) -> None:
-    async with (
-        Database.open(postgres_url, migrate=True) as database,
-        Bus.connect("memory://") as bus,
-    ):
-        repository = Repository(database)
-        async with EventLog.running(repository, bus, lambda events: None, 1.0) as log:
+    async with Database.open(postgres_url, migrate=True) as database:
+        events = EventRepository(database)
+        async with EventLog.running(events, Published(), 1.0) as log:
             for seq in range(1, 6):
                 log.append(_output("late", seq))
-        assert [e.seq for e in await repository.events("late", 0)] == [1, 2, 3, 4, 5]
+        assert [e.seq for e in await events.events("late", 0)] == [1, 2, 3, 4, 5]

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from tests.support import postgres
 
+from runwire.core import Stores
 from runwire.db.engine import Database
-from runwire.db.repository import Repository
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import ExecutionFilter, matches
 
@@ -35,7 +35,7 @@ S = ExecutionStatus
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
     async with contextlib.AsyncExitStack() as stack:
         url = (
             f"sqlite:///{tmp_path / 'match.sqlite'}"
@@ -43,7 +43,7 @@ async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             else await stack.enter_async_context(postgres.fresh_database())
         )
         database = await stack.enter_async_context(Database.open(url, migrate=True))
-        yield Repository(database)
+        yield Stores.on(database)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ FILTERS = [
 ]
 
 
-async def store(repository: Repository, index: int, spec: Spec) -> None:
+async def store(stores: Stores, index: int, spec: Spec) -> None:
     execution_id = f"e{index:03d}"
     queued_at = BASE + timedelta(minutes=spec.minutes)
     execution = Execution(
@@ -116,7 +116,7 @@ async def store(repository: Repository, index: int, spec: Spec) -> None:
         last_seq=1,
     )
     first = Event(execution_id, 1, queued_at, EventType.EXECUTION_STATUS, {"status": "QUEUED"})
-    await repository.create_execution(execution, first)
+    await stores.executions.create_execution(execution, first)
     if spec.status is S.QUEUED:
         return
     events = [Event(execution_id, 2, queued_at, EventType.EXECUTION_STATUS, {"status": "RUNNING"})]
@@ -127,16 +127,16 @@ async def store(repository: Repository, index: int, spec: Spec) -> None:
         if spec.duration_ms is not None:
             data["duration_ms"] = spec.duration_ms
         events.append(Event(execution_id, 3, queued_at, EventType.EXECUTION_STATUS, data))
-    await repository.append_events(events)
+    await stores.events.append(events)
 
 
-async def test_matches_selects_what_history_selects(repository: Repository) -> None:
+async def test_matches_selects_what_history_selects(stores: Stores) -> None:
     for index, spec in enumerate(SPECS):
-        await store(repository, index, spec)
-    stored = (await repository.executions(where(), 100, None)).items
+        await store(stores, index, spec)
+    stored = (await stores.history.executions(where(), 100, None)).items
     assert len(stored) == len(SPECS)
     for given in FILTERS:
-        selected = {e.id for e in (await repository.executions(given, 100, None)).items}
+        selected = {e.id for e in (await stores.history.executions(given, 100, None)).items}
         matched = {e.id for e in stored if matches(given, e)}
         assert matched == selected, given
     # The filters tell the executions apart: not every one selects all or nothing.

@@ -1,7 +1,7 @@
 """The hub's live list on Postgres: status updates across processes, filters, slow watchers, resync.
 
-Each "process" here is a bus connection, a hub and an event log of its own, as in a server; they
-share one Postgres database and one bus channel (Postgres LISTEN/NOTIFY or Redis).
+Each "process" here is a bus connection, a hub, a publisher and an event log of its own, as in a
+server; they share one Postgres database and one bus namespace (Postgres LISTEN/NOTIFY or Redis).
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import pytest
 from redis import asyncio as aioredis
 from tests.support.postgres import redis_url
 
+from runwire.core import Stores
 from runwire.db.engine import Database
-from runwire.db.repository import Repository
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import ExecutionFilter
 from runwire.events.bus import Bus
 from runwire.events.hub import ExecutionUpdate, Hub, UpdateKind
 from runwire.events.log import EventLog
+from runwire.events.publisher import Publisher
 
 # Every row these tests write belongs to one workspace.
 WORKSPACE = "workspace-a"
@@ -39,11 +40,12 @@ QUEUED, RUNNING, SUCCEEDED, FAILED = (
 
 
 class Process:
-    """One process's hub and event log, and the seqs it has assigned per execution."""
+    """One process's hub, publisher and event log, and the seqs it has assigned per execution."""
 
-    def __init__(self, repository: Repository, hub: Hub, log: EventLog) -> None:
-        self.repository = repository
+    def __init__(self, stores: Stores, hub: Hub, publisher: Publisher, log: EventLog) -> None:
+        self.stores = stores
         self.hub = hub
+        self.publisher = publisher
         self.log = log
         self._seqs: dict[str, int] = {}
 
@@ -63,9 +65,9 @@ class Process:
             last_seq=1,
         )
         first = Event(execution.id, 1, now, EventType.EXECUTION_STATUS, {"status": QUEUED})
-        await self.repository.create_execution(execution, first)
+        await self.stores.executions.create_execution(execution, first)
         self._seqs[execution.id] = 1
-        await self.log.announce([first])
+        await self.publisher.publish([first])
         return execution.id
 
     def status(self, execution_id: str, status: ExecutionStatus, **data: Any) -> None:
@@ -86,27 +88,28 @@ async def bus_url(request: pytest.FixtureRequest, postgres_url: str) -> str:
 
 
 @pytest.fixture
-async def repository(postgres_url: str) -> AsyncIterator[Repository]:
+async def stores(postgres_url: str) -> AsyncIterator[Stores]:
     async with Database.open(postgres_url, migrate=True) as database:
-        yield Repository(database)
+        yield Stores.on(database)
 
 
 @contextlib.asynccontextmanager
 async def process(
-    repository: Repository, url: str, channel: str, buffer: int = 64
+    stores: Stores, url: str, namespace: str, buffer: int = 64
 ) -> AsyncIterator[Process]:
     async with (
-        Bus.connect(url, channel) as bus,
-        Hub.running(repository, bus, buffer) as hub,
-        EventLog.running(repository, bus, hub.deliver, 0.002) as log,
+        Bus.connect(url, namespace) as bus,
+        Hub.running(stores.executions, stores.events, stores.history, bus, buffer) as hub,
     ):
-        yield Process(repository, hub, log)
+        publisher = Publisher(hub, bus)
+        async with EventLog.running(stores.events, publisher, 0.002) as log:
+            yield Process(stores, hub, publisher, log)
 
 
 @pytest.fixture
-def channel() -> str:
+def namespace() -> str:
     # Random per test: the Redis server is shared with parallel runs.
-    return f"runwire.test.{secrets.token_hex(6)}"
+    return f"runwire-test-{secrets.token_hex(6)}"
 
 
 async def until(
@@ -162,7 +165,7 @@ def by_execution(
 
 
 async def test_changes_reach_watchers_in_every_process_once(
-    repository: Repository, bus_url: str, channel: str
+    stores: Stores, bus_url: str, namespace: str
 ) -> None:
     everything, labelled, running_only = (
         ExecutionFilter(workspace=WORKSPACE),
@@ -171,8 +174,8 @@ async def test_changes_reach_watchers_in_every_process_once(
     )
     async with (
         asyncio.timeout(20),
-        process(repository, bus_url, channel) as writer,
-        process(repository, bus_url, channel) as reader,
+        process(stores, bus_url, namespace) as writer,
+        process(stores, bus_url, namespace) as reader,
         watching(writer.hub, everything) as local,
         watching(reader.hub, everything) as remote,
         watching(reader.hub, labelled) as blue_only,
@@ -219,12 +222,12 @@ async def test_changes_reach_watchers_in_every_process_once(
 
 
 async def test_update_carries_the_stored_execution(
-    repository: Repository, bus_url: str, channel: str
+    stores: Stores, bus_url: str, namespace: str
 ) -> None:
     async with (
         asyncio.timeout(20),
-        process(repository, bus_url, channel) as writer,
-        process(repository, bus_url, channel) as reader,
+        process(stores, bus_url, namespace) as writer,
+        process(stores, bus_url, namespace) as reader,
         watching(reader.hub, ExecutionFilter(workspace=WORKSPACE, statuses=(FAILED,))) as failures,
     ):
         execution_id = await writer.queue(scenario="checkout")
@@ -241,11 +244,11 @@ async def test_update_carries_the_stored_execution(
 
 
 async def test_a_slow_watcher_gets_the_latest_of_each_execution(
-    repository: Repository, channel: str
+    stores: Stores, namespace: str
 ) -> None:
     async with (
         asyncio.timeout(20),
-        process(repository, "memory://", channel, buffer=4) as writer,
+        process(stores, "memory://", namespace, buffer=4) as writer,
         watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as fast,
         watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as slow,
     ):
@@ -269,11 +272,11 @@ async def test_a_slow_watcher_gets_the_latest_of_each_execution(
 
 
 async def test_a_watcher_too_far_behind_is_restated_from_the_database(
-    repository: Repository, channel: str
+    stores: Stores, namespace: str
 ) -> None:
     async with (
         asyncio.timeout(20),
-        process(repository, "memory://", channel, buffer=4) as writer,
+        process(stores, "memory://", namespace, buffer=4) as writer,
         watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as slow,
     ):
         early = await writer.queue()
@@ -317,12 +320,12 @@ async def kill_listener_connections(url: str) -> None:
 
 
 async def test_a_bus_resync_restates_live_executions(
-    repository: Repository, bus_url: str, channel: str
+    stores: Stores, bus_url: str, namespace: str
 ) -> None:
     async with (
         asyncio.timeout(20),
-        process(repository, bus_url, channel) as writer,
-        process(repository, bus_url, channel) as reader,
+        process(stores, bus_url, namespace) as writer,
+        process(stores, bus_url, namespace) as reader,
         watching(reader.hub, ExecutionFilter(workspace=WORKSPACE)) as updates,
     ):
         running = await writer.queue()

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from tests.support import postgres
 
-from runwire.db import metrics
+from runwire.core import Stores
 from runwire.db.engine import Database
-from runwire.db.repository import Repository
 from runwire.domain.errors import Invalid
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import Cursor, ExecutionFilter, MetricsQuery
@@ -34,7 +33,7 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
     async with contextlib.AsyncExitStack() as stack:
         url = (
             f"sqlite:///{tmp_path / 'metrics.sqlite'}"
@@ -42,11 +41,11 @@ async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             else await stack.enter_async_context(postgres.fresh_database())
         )
         database = await stack.enter_async_context(Database.open(url, migrate=True))
-        yield Repository(database)
+        yield Stores.on(database)
 
 
 async def _execution(
-    repository: Repository,
+    stores: Stores,
     *,
     finished_at: datetime | None,
     status: ExecutionStatus = ExecutionStatus.SUCCEEDED,
@@ -77,7 +76,7 @@ async def _execution(
         last_seq=1,
     )
     queued = Event(execution_id, 1, queued_at, EventType.EXECUTION_STATUS, {"status": "QUEUED"})
-    await repository.create_execution(execution, queued)
+    await stores.executions.create_execution(execution, queued)
     running_at = queued_at + timedelta(seconds=1)
     events = [Event(execution_id, 2, running_at, EventType.EXECUTION_STATUS, {"status": "RUNNING"})]
     if finished_at is not None:
@@ -87,7 +86,7 @@ async def _execution(
         if duration_ms is not None:
             data["duration_ms"] = duration_ms
         events.append(Event(execution_id, 3, finished_at, EventType.EXECUTION_STATUS, data))
-    await repository.append_events(events)
+    await stores.events.append(events)
     return execution_id
 
 
@@ -97,27 +96,27 @@ def _window(minutes: float = 60, **narrowing: object) -> MetricsQuery:
     )  # type: ignore[arg-type]
 
 
-async def test_counts_and_nearest_rank_percentiles(repository: Repository) -> None:
+async def test_counts_and_nearest_rank_percentiles(stores: Stores) -> None:
     durations = [10 * n for n in range(1, 21)]  # 10, 20, …, 200
     random.Random(7).shuffle(durations)
     for index, duration in enumerate(durations):
         status = ExecutionStatus.FAILED if index % 4 == 0 else ExecutionStatus.SUCCEEDED
         await _execution(
-            repository,
+            stores,
             finished_at=BASE + timedelta(seconds=index),
             status=status,
             duration_ms=duration,
         )
     # Finished without a duration (cancelled before it ran): counted, but not measured.
     await _execution(
-        repository, finished_at=BASE + timedelta(minutes=1), status=ExecutionStatus.CANCELLED
+        stores, finished_at=BASE + timedelta(minutes=1), status=ExecutionStatus.CANCELLED
     )
     # Still running, and finished outside the window: neither counts.
-    await _execution(repository, finished_at=None)
-    await _execution(repository, finished_at=BASE - timedelta(microseconds=1), duration_ms=1)
-    await _execution(repository, finished_at=BASE + timedelta(minutes=60), duration_ms=99999)
+    await _execution(stores, finished_at=None)
+    await _execution(stores, finished_at=BASE - timedelta(microseconds=1), duration_ms=1)
+    await _execution(stores, finished_at=BASE + timedelta(minutes=60), duration_ms=99999)
 
-    found = await metrics.execution_metrics(_window())
+    found = await stores.metrics.execution_metrics(_window())
 
     assert found.counts == {
         ExecutionStatus.SUCCEEDED: 15,
@@ -146,20 +145,18 @@ async def test_counts_and_nearest_rank_percentiles(repository: Repository) -> No
     ],
 )
 async def test_percentiles_on_small_and_tied_samples(
-    repository: Repository, durations: list[int], p50: int, p95: int
+    stores: Stores, durations: list[int], p50: int, p95: int
 ) -> None:
     for index, duration in enumerate(durations):
-        await _execution(
-            repository, finished_at=BASE + timedelta(seconds=index), duration_ms=duration
-        )
-    found = await metrics.execution_metrics(_window(minutes=120))
+        await _execution(stores, finished_at=BASE + timedelta(seconds=index), duration_ms=duration)
+    found = await stores.metrics.execution_metrics(_window(minutes=120))
     assert found.percentiles_ms == {50: p50, 95: p95}
     assert found.max_ms == max(durations)
 
 
-async def test_an_empty_window_is_zeros_and_nulls(repository: Repository) -> None:
-    await _execution(repository, finished_at=BASE - timedelta(hours=2), duration_ms=10)
-    found = await metrics.execution_metrics(_window())
+async def test_an_empty_window_is_zeros_and_nulls(stores: Stores) -> None:
+    await _execution(stores, finished_at=BASE - timedelta(hours=2), duration_ms=10)
+    found = await stores.metrics.execution_metrics(_window())
     assert set(found.counts.values()) == {0}
     assert found.finished == 0
     assert found.success_rate is None
@@ -169,15 +166,15 @@ async def test_an_empty_window_is_zeros_and_nulls(repository: Repository) -> Non
     assert found.max_ms is None
 
 
-async def test_scenario_and_every_label_narrow(repository: Repository) -> None:
+async def test_scenario_and_every_label_narrow(stores: Stores) -> None:
     at = BASE + timedelta(minutes=1)
-    await _execution(repository, finished_at=at, duration_ms=1, scenario="a", labels=("x", "y"))
-    await _execution(repository, finished_at=at, duration_ms=2, scenario="a", labels=("x",))
-    await _execution(repository, finished_at=at, duration_ms=3, scenario="b", labels=("x", "y"))
-    await _execution(repository, finished_at=at, duration_ms=4)
+    await _execution(stores, finished_at=at, duration_ms=1, scenario="a", labels=("x", "y"))
+    await _execution(stores, finished_at=at, duration_ms=2, scenario="a", labels=("x",))
+    await _execution(stores, finished_at=at, duration_ms=3, scenario="b", labels=("x", "y"))
+    await _execution(stores, finished_at=at, duration_ms=4)
 
     async def measured(**narrowing: object) -> list[int | None]:
-        found = await metrics.execution_metrics(_window(**narrowing))
+        found = await stores.metrics.execution_metrics(_window(**narrowing))
         return [found.finished, found.max_ms]
 
     assert await measured() == [4, 4]
@@ -190,21 +187,21 @@ async def test_scenario_and_every_label_narrow(repository: Repository) -> None:
     assert await measured(scenario="nope") == [0, None]
 
 
-async def test_bounds_are_half_open_and_offsets_are_instants(repository: Repository) -> None:
-    await _execution(repository, finished_at=BASE, duration_ms=1)
-    await _execution(repository, finished_at=BASE + timedelta(hours=1), duration_ms=2)
+async def test_bounds_are_half_open_and_offsets_are_instants(stores: Stores) -> None:
+    await _execution(stores, finished_at=BASE, duration_ms=1)
+    await _execution(stores, finished_at=BASE + timedelta(hours=1), duration_ms=2)
     plus_two = timezone(timedelta(hours=2))
     query = MetricsQuery(
         workspace=WORKSPACE,
         since=BASE.astimezone(plus_two),
         until=(BASE + timedelta(hours=1)).astimezone(plus_two),
     )
-    found = await metrics.execution_metrics(query)
+    found = await stores.metrics.execution_metrics(query)
     assert (found.finished, found.max_ms) == (1, 1)
     naive = MetricsQuery(
         workspace=WORKSPACE, since=BASE.replace(tzinfo=None), until=datetime(2030, 1, 1, 13)
     )
-    assert (await metrics.execution_metrics(naive)).finished == 1
+    assert (await stores.metrics.execution_metrics(naive)).finished == 1
 
 
 @pytest.mark.parametrize(
@@ -230,70 +227,70 @@ def test_a_full_leap_year_is_a_valid_window() -> None:
     MetricsQuery(workspace=WORKSPACE, since=BASE, until=BASE + timedelta(days=366))
 
 
-async def _ids_matching(repository: Repository, where: ExecutionFilter) -> set[str]:
-    page = await repository.executions(where, 50, None)
+async def _ids_matching(stores: Stores, where: ExecutionFilter) -> set[str]:
+    page = await stores.history.executions(where, 50, None)
     assert not page.has_next
     return {item.id for item in page.items}
 
 
 async def test_search_matches_name_label_and_error_case_insensitively(
-    repository: Repository,
+    stores: Stores,
 ) -> None:
     at = BASE + timedelta(minutes=1)
-    by_name = await _execution(repository, finished_at=at, name="Nightly-Checkout")
-    by_label = await _execution(repository, finished_at=at, labels=("team-CHECKOUT",))
+    by_name = await _execution(stores, finished_at=at, name="Nightly-Checkout")
+    by_label = await _execution(stores, finished_at=at, labels=("team-CHECKOUT",))
     by_error = await _execution(
-        repository, finished_at=at, status=ExecutionStatus.FAILED, error="checkout refused"
+        stores, finished_at=at, status=ExecutionStatus.FAILED, error="checkout refused"
     )
-    await _execution(repository, finished_at=at, name="other", labels=("misc",))
+    await _execution(stores, finished_at=at, name="other", labels=("misc",))
 
-    found = await _ids_matching(repository, where(search="CheckOut"))
+    found = await _ids_matching(stores, where(search="CheckOut"))
     assert found == {by_name, by_label, by_error}
-    assert await _ids_matching(repository, where(search="nightly-")) == {by_name}
-    assert await _ids_matching(repository, where(search="REFUSED")) == {by_error}
+    assert await _ids_matching(stores, where(search="nightly-")) == {by_name}
+    assert await _ids_matching(stores, where(search="REFUSED")) == {by_error}
 
 
-async def test_search_wildcards_and_escape_are_literal(repository: Repository) -> None:
+async def test_search_wildcards_and_escape_are_literal(stores: Stores) -> None:
     at = BASE + timedelta(minutes=1)
-    percent = await _execution(repository, finished_at=at, name="load 100% done")
-    underscore = await _execution(repository, finished_at=at, name="snake_case")
-    bang = await _execution(repository, finished_at=at, name="wow!%")
-    await _execution(repository, finished_at=at, name="load 1000 done")
-    await _execution(repository, finished_at=at, name="snakeXcase")
+    percent = await _execution(stores, finished_at=at, name="load 100% done")
+    underscore = await _execution(stores, finished_at=at, name="snake_case")
+    bang = await _execution(stores, finished_at=at, name="wow!%")
+    await _execution(stores, finished_at=at, name="load 1000 done")
+    await _execution(stores, finished_at=at, name="snakeXcase")
 
-    assert await _ids_matching(repository, where(search="100%")) == {percent}
-    assert await _ids_matching(repository, where(search="%")) == {
+    assert await _ids_matching(stores, where(search="100%")) == {percent}
+    assert await _ids_matching(stores, where(search="%")) == {
         percent,
         bang,
     }
-    assert await _ids_matching(repository, where(search="e_c")) == {underscore}
-    assert await _ids_matching(repository, where(search="!%")) == {bang}
+    assert await _ids_matching(stores, where(search="e_c")) == {underscore}
+    assert await _ids_matching(stores, where(search="!%")) == {bang}
 
 
-async def test_batch_triggered_by_and_duration_filters(repository: Repository) -> None:
+async def test_batch_triggered_by_and_duration_filters(stores: Stores) -> None:
     at = BASE + timedelta(minutes=1)
-    fast = await _execution(repository, finished_at=at, duration_ms=100, triggered_by="ada")
-    mid = await _execution(repository, finished_at=at, duration_ms=500, batch="b1")
-    slow = await _execution(repository, finished_at=at, duration_ms=900, batch="b1")
-    running = await _execution(repository, finished_at=None, triggered_by="ada")
+    fast = await _execution(stores, finished_at=at, duration_ms=100, triggered_by="ada")
+    mid = await _execution(stores, finished_at=at, duration_ms=500, batch="b1")
+    slow = await _execution(stores, finished_at=at, duration_ms=900, batch="b1")
+    running = await _execution(stores, finished_at=None, triggered_by="ada")
 
-    assert await _ids_matching(repository, where(triggered_by="ada")) == {fast, running}
-    assert await _ids_matching(repository, where(batch="b1")) == {
+    assert await _ids_matching(stores, where(triggered_by="ada")) == {fast, running}
+    assert await _ids_matching(stores, where(batch="b1")) == {
         mid,
         slow,
     }
-    assert await _ids_matching(repository, where(min_duration_ms=500)) == {mid, slow}
-    assert await _ids_matching(repository, where(max_duration_ms=500)) == {fast, mid}
+    assert await _ids_matching(stores, where(min_duration_ms=500)) == {mid, slow}
+    assert await _ids_matching(stores, where(max_duration_ms=500)) == {fast, mid}
     both = ExecutionFilter(
         workspace=WORKSPACE, min_duration_ms=500, max_duration_ms=500, batch="b1"
     )
-    assert await _ids_matching(repository, both) == {mid}
+    assert await _ids_matching(stores, both) == {mid}
 
 
-async def test_keyset_pages_through_a_search(repository: Repository) -> None:
+async def test_keyset_pages_through_a_search(stores: Stores) -> None:
     matching = [
         await _execution(
-            repository,
+            stores,
             finished_at=BASE + timedelta(minutes=n),
             queued_at=BASE + timedelta(seconds=n // 2),  # pairs share a queued_at
             name=f"match {n}",
@@ -301,12 +298,12 @@ async def test_keyset_pages_through_a_search(repository: Repository) -> None:
         for n in range(7)
     ]
     for n in range(7):
-        await _execution(repository, finished_at=BASE, queued_at=BASE + timedelta(seconds=n))
+        await _execution(stores, finished_at=BASE, queued_at=BASE + timedelta(seconds=n))
 
     seen: list[str] = []
     after = None
     while True:
-        page = await repository.executions(where(search="MATCH"), 2, after)
+        page = await stores.history.executions(where(search="MATCH"), 2, after)
         seen.extend(item.id for item in page.items)
         if not page.has_next:
             break
@@ -319,12 +316,13 @@ async def test_keyset_pages_through_a_search(repository: Repository) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"min_duration_ms": -1}, "filter.minDurationMs: must not be negative"),
-        ({"min_duration_ms": 5, "max_duration_ms": 4}, "filter.maxDurationMs: must not be below"),
-        ({"search": "x" * 201}, "filter.search: at most 200 characters"),
+        # The domain names fields by its own names; the schema's names are the GraphQL layer's.
+        ({"min_duration_ms": -1}, "min_duration_ms: must not be negative"),
+        ({"min_duration_ms": 5, "max_duration_ms": 4}, "max_duration_ms: must not be below"),
+        ({"search": "x" * 201}, "search: at most 200 characters"),
         (
             {"queued_after": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
-            "filter.queuedAfter: out of the representable range of times",
+            "queued_after: out of the representable range of times",
         ),
     ],
 )

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,13 @@ from typing import Any
 import pytest
 from tests.support import postgres
 
+from runwire.core import Core
 from runwire.db import tables
 from runwire.db.engine import Database
-from runwire.db.repository import Repository
 from runwire.domain.access import Actor, Role
 from runwire.domain.clock import utc_now
+from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
-from runwire.domain.services import ExecutionService, StartRequest
-from runwire.events.bus import Bus
-from runwire.events.hub import Hub
-from runwire.events.log import EventLog
-from runwire.runner.runner import Runner
 from runwire.runner.steps import STEP_KINDS
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.settings import Settings
@@ -46,29 +41,21 @@ class ExplodingStep:
         raise RuntimeError("boom")
 
 
-@dataclass
-class Stack:
-    repository: Repository
-    service: ExecutionService
-    runner: Runner
-
-
 @contextlib.asynccontextmanager
-async def _stack(url: str, **settings: Any) -> AsyncIterator[Stack]:
-    kinds = {**STEP_KINDS, "explode": ExplodingStep()}
-    config = Settings(poll_seconds=0.05, **settings)
-    async with (
-        Database.open(url, migrate=True) as database,
-        Bus.connect("memory://") as bus,
-    ):
-        repository = Repository(database)
-        async with (
-            Hub.running(repository, bus, 64) as hub,
-            EventLog.running(repository, bus, hub.deliver, 0.002) as log,
-            Runner.running(repository, log, kinds, config) as runner,
-        ):
-            service = ExecutionService(repository, kinds, runner.wake, log.announce)
-            yield Stack(repository, service, runner)
+async def _core(url: str, data: Path, **settings: Any) -> AsyncIterator[Core]:
+    """A process's core on `url`, with the defective kind besides the shipped ones."""
+    config = Settings(
+        database_url=url,
+        bus_url=f"memory://{uuid.uuid4().hex}",
+        data_dir=data,
+        load_examples=False,
+        poll_seconds=0.05,
+        **settings,
+    )
+    async with Database.open(url, migrate=True):
+        pass  # as `runwire migrate` does before a server starts on Postgres
+    async with Core.running(config, {**STEP_KINDS, "explode": ExplodingStep()}) as core:
+        yield core
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -80,35 +67,37 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         yield found
 
 
-async def _final(repository: Repository, execution_id: str) -> Any:
+async def _final(core: Core, execution_id: str) -> Any:
     async with asyncio.timeout(10):
         while True:
-            execution = await repository.execution(execution_id, workspace=WORKSPACE)
+            execution = await core.store.executions.execution(execution_id, workspace=WORKSPACE)
             assert execution is not None
             if execution.status.is_terminal:
                 return execution
             await asyncio.sleep(0.02)
 
 
-async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(url: str) -> None:
-    async with _stack(url) as stack:
-        broken = await stack.service.start(
+async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(
+    url: str, tmp_path: Path
+) -> None:
+    async with _core(url, tmp_path) as core:
+        broken = await core.executions.start(
             StartRequest(definition="name: b\nsteps: [{key: bang, kind: explode}]"), ACTOR
         )
-        failed = await _final(stack.repository, broken.id)
+        failed = await _final(core, broken.id)
         assert failed.status is ExecutionStatus.FAILED
         assert "internal error in step kind explode: RuntimeError('boom')" in failed.error
         assert failed.steps[0].status == "FAILED"
 
-        healthy = await stack.service.start(
+        healthy = await core.executions.start(
             StartRequest(definition="name: h\nsteps: [{key: a, kind: sleep, with: {seconds: 0}}]"),
             ACTOR,
         )
-        assert (await _final(stack.repository, healthy.id)).status is ExecutionStatus.SUCCEEDED
+        assert (await _final(core, healthy.id)).status is ExecutionStatus.SUCCEEDED
 
 
-async def test_executions_of_a_dead_runner_are_taken_over(url: str) -> None:
-    async with _stack(url, lease_seconds=0.3) as stack:
+async def test_executions_of_a_dead_runner_are_taken_over(url: str, tmp_path: Path) -> None:
+    async with _core(url, tmp_path, lease_seconds=0.3) as core:
         # A row as a crashed process leaves it: RUNNING, owned, lease expired, seqs 1..2.
         orphan = Execution(
             workspace_id=WORKSPACE,
@@ -122,8 +111,8 @@ async def test_executions_of_a_dead_runner_are_taken_over(url: str) -> None:
             queued_at=utc_now(),
         )
         first = Event(orphan.id, 1, utc_now(), EventType.EXECUTION_STATUS, {"status": "QUEUED"})
-        await stack.repository.create_execution(orphan, first)
-        await stack.repository.append_events(
+        await core.store.executions.create_execution(orphan, first)
+        await core.store.events.append(
             [Event(orphan.id, 2, utc_now(), EventType.EXECUTION_STATUS, {"status": "RUNNING"})]
         )
         await tables.Execution.update(
@@ -133,8 +122,8 @@ async def test_executions_of_a_dead_runner_are_taken_over(url: str) -> None:
             }
         ).where(tables.Execution.id == orphan.id)
 
-        final = await _final(stack.repository, orphan.id)
+        final = await _final(core, orphan.id)
         assert final.status is ExecutionStatus.FAILED
         assert final.error == "its runner stopped (lease expired)"
-        events = await stack.repository.events(orphan.id, 0)
+        events = await core.store.events.events(orphan.id, 0)
         assert [e.seq for e in events] == [1, 2, 3]

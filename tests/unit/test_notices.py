@@ -1,4 +1,4 @@
-"""Bus notices on the wire: the optional status-change flag, and notices built from a batch."""
+"""Notices on the wire: the optional status-change flag, splitting, and notices from a batch."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from runwire.domain.models import Event, EventType, ExecutionStatus
-from runwire.events.bus import Notice, decode_notices, encode_notices
-from runwire.events.log import _notices
+from runwire.events.bus import MAX_MESSAGE_BYTES
+from runwire.events.notices import Notice, decode_notices, encode_notices, notices_of
 
 AT = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -41,4 +41,17 @@ def test_notices_flag_the_executions_whose_status_changed() -> None:
         event("quiet", 5, EventType.OUTPUT),
         event("busy", 2, EventType.OUTPUT),
     ]
-    assert _notices(batch) == [Notice("quiet", 4, 5), Notice("busy", 1, 2, status_changed=True)]
+    assert notices_of(batch) == [Notice("quiet", 4, 5), Notice("busy", 1, 2, status_changed=True)]
+
+
+def test_a_long_list_is_split_into_messages_under_the_bus_limit() -> None:
+    notices = [Notice(f"execution-{i:04d}-{'x' * 16}", i + 1, i + 9) for i in range(2_000)]
+    messages = encode_notices(notices)
+    assert len(messages) > 1
+    assert all(len(message.encode()) < MAX_MESSAGE_BYTES for message in messages)
+    assert [n for message in messages for n in decode_notices(message)] == notices
+
+
+def test_an_old_control_element_is_ignored() -> None:
+    # Processes of the previous version sent a fifth element for control wake-ups.
+    assert decode_notices('[["a",1,3,false,true]]') == [Notice("a", 1, 3)]

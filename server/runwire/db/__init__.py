@@ -1,1 +1,1 @@
-"""Piccolo tables, migrations and the repository: the only code that touches tables."""
+"""Piccolo tables, migrations, and one store per noun: the only code that touches tables."""

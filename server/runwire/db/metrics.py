@@ -9,7 +9,7 @@ from typing import Any
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
-from runwire.db import tables
+from runwire.db.engine import Database
 from runwire.domain.models import ExecutionStatus
 from runwire.domain.queries import (
     PERCENTILES,
@@ -20,49 +20,77 @@ from runwire.domain.queries import (
 )
 
 
-async def execution_metrics(query: MetricsQuery) -> ExecutionMetrics:
-    """Counts, nearest-rank percentiles and the maximum of executions finished in the window."""
-    where, args = _window(query)
-    async with _snapshot():
-        rows = await tables.Execution.raw(
-            "SELECT status, COUNT(*) AS n, COUNT(duration_ms) AS measured,"
-            f" MAX(duration_ms) AS max_ms FROM runwire_execution WHERE {where} GROUP BY status",
-            *args,
+class MetricsRepository:
+    """Aggregates over finished executions; it writes nothing."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def execution_metrics(self, query: MetricsQuery) -> ExecutionMetrics:
+        """Counts, nearest-rank percentiles and the maximum of executions finished in the window."""
+        where, args = _window(query)
+        async with self._snapshot():
+            rows = await self._database.fetch(
+                "SELECT status, COUNT(*) AS n, COUNT(duration_ms) AS measured,"
+                " MAX(duration_ms) AS max_ms FROM runwire_execution"
+                f" WHERE {where} GROUP BY status",
+                *args,
+            )
+            counts = dict.fromkeys(terminal_statuses(), 0)
+            for row in rows:
+                counts[ExecutionStatus(row["status"])] = int(row["n"])
+            measured = sum(int(row["measured"]) for row in rows)
+            maxima = [int(row["max_ms"]) for row in rows if row["max_ms"] is not None]
+            percentiles = {
+                p: await self._ranked(where, args, nearest_rank(p, measured), measured)
+                for p in PERCENTILES
+            }
+        return ExecutionMetrics(
+            query=query,
+            counts=counts,
+            measured=measured,
+            percentiles_ms=percentiles,
+            max_ms=max(maxima, default=None),
         )
-        counts = dict.fromkeys(terminal_statuses(), 0)
-        for row in rows:
-            counts[ExecutionStatus(row["status"])] = int(row["n"])
-        measured = sum(int(row["measured"]) for row in rows)
-        maxima = [int(row["max_ms"]) for row in rows if row["max_ms"] is not None]
-        percentiles = {
-            p: await _ranked(where, args, nearest_rank(p, measured), measured) for p in PERCENTILES
-        }
-    return ExecutionMetrics(
-        query=query,
-        counts=counts,
-        measured=measured,
-        percentiles_ms=percentiles,
-        max_ms=max(maxima, default=None),
-    )
 
+    async def _ranked(self, where: str, args: list[Any], rank: int, measured: int) -> int | None:
+        """The rank-th smallest stored duration (1-based) among `measured`; None if there is none.
 
-async def _ranked(where: str, args: list[Any], rank: int, measured: int) -> int | None:
-    """The rank-th smallest stored duration (1-based) among `measured`; None if there is none.
+        Postgres's percentile_disc has no SQLite counterpart (and ranks with floating point), so
+        both databases pick the row with ORDER BY … LIMIT 1 OFFSET, the rank computed in integers.
+        Sorting from the nearer end keeps the offset, and so the database's top-N sort, small.
+        """
+        if measured == 0:
+            return None
+        ascending = rank - 1 <= measured - rank
+        rows = await self._database.fetch(
+            f"SELECT duration_ms FROM runwire_execution WHERE {where} AND duration_ms IS NOT NULL"
+            f" ORDER BY duration_ms {'ASC' if ascending else 'DESC'} LIMIT 1 OFFSET {{}}",
+            *args,
+            rank - 1 if ascending else measured - rank,
+        )
+        return int(rows[0]["duration_ms"]) if rows else None
 
-    Postgres's percentile_disc has no SQLite counterpart (and ranks with floating point), so both
-    databases pick the row with ORDER BY … LIMIT 1 OFFSET, the rank computed in integers. Sorting
-    from the nearer end keeps the offset, and so the database's top-N sort, small.
-    """
-    if measured == 0:
-        return None
-    ascending = rank - 1 <= measured - rank
-    rows = await tables.Execution.raw(
-        f"SELECT duration_ms FROM runwire_execution WHERE {where} AND duration_ms IS NOT NULL"
-        f" ORDER BY duration_ms {'ASC' if ascending else 'DESC'} LIMIT 1 OFFSET {{}}",
-        *args,
-        rank - 1 if ascending else measured - rank,
-    )
-    return int(rows[0]["duration_ms"]) if rows else None
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[None]:
+        """One read snapshot for the block, so counts and ranks agree while executions finish.
+
+        Without it an execution finishing (or resumed) between the count and a ranked read would
+        shift the ranks, or leave the offset past the last row.
+        """
+        engine = self._database.engine
+        if isinstance(engine, PostgresEngine):
+            async with engine.transaction():
+                await self._database.fetch(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                )
+                yield
+        else:
+            assert isinstance(engine, SQLiteEngine)
+            # In WAL mode a deferred transaction reads one snapshot from its first read to its
+            # end, and takes no write lock, so the event log keeps writing meanwhile.
+            async with engine.transaction(transaction_type=TransactionType.deferred):
+                yield
 
 
 def _window(query: MetricsQuery) -> tuple[str, list[Any]]:
@@ -84,24 +112,3 @@ def _window(query: MetricsQuery) -> tuple[str, list[Any]]:
         )
         args.append(label)
     return " AND ".join(clauses), args
-
-
-@contextlib.asynccontextmanager
-async def _snapshot() -> AsyncIterator[None]:
-    """One read snapshot for the block, so counts and ranks agree while executions finish.
-
-    Without it an execution finishing (or resumed) between the count and a ranked read would
-    shift the ranks, or leave the offset past the last row.
-    """
-    # The engine every table is bound to (db/engine.py binds them all to one per process).
-    engine = tables.Execution._meta.db
-    if isinstance(engine, PostgresEngine):
-        async with engine.transaction():
-            await tables.Execution.raw("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield
-    else:
-        assert isinstance(engine, SQLiteEngine)
-        # In WAL mode a deferred transaction reads one snapshot from its first read to its end,
-        # and takes no write lock, so the event log keeps writing meanwhile.
-        async with engine.transaction(transaction_type=TransactionType.deferred):
-            yield

@@ -1,1 +1,1 @@
-"""Plain values, statuses, errors and services; imports no framework."""
+"""Plain values, statuses, errors, services and their ports; imports no framework."""

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.control import ExecutionControl
 from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
-from runwire.domain.models import Batch, Event, Execution, ExecutionStatus
-from runwire.domain.services import ExecutionService, StartRequest
+from runwire.domain.executions import ExecutionService, StartRequest
+from runwire.domain.models import Batch, ExecutionStatus
+from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
+from runwire.domain.scenarios import ScenarioService
 
 MAX_RUNS = 1000
 MAX_CONCURRENCY = 1000
 _MAX_NAME = 200
-
-
-class BatchStore(Protocol):
-    async def create_batch(
-        self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
-    ) -> None: ...
-
-    async def batch(self, batch_id: str, *, workspace: str) -> Batch | None: ...
-
-    async def unfinished_in_batch(self, batch_id: str) -> list[str]: ...
-
-    async def mark_batch_stopped(self, batch_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,22 +42,28 @@ class BatchRequest:
 
 
 class BatchService:
+    """Start and stop batches; each run is validated and queued like a single start."""
+
     def __init__(
         self,
         store: BatchStore,
+        scenarios: ScenarioService,
         executions: ExecutionService,
         control: ExecutionControl,
-        on_queued: Callable[[], None],
+        publisher: EventPublisher,
+        signals: WorkSignals,
     ) -> None:
         self._store = store
+        self._scenarios = scenarios
         self._executions = executions
         self._control = control
-        self._on_queued = on_queued
+        self._publisher = publisher
+        self._signals = signals
 
     async def start(self, request: BatchRequest, actor: Actor) -> Batch:
         """Validate every run, then queue them all in one transaction (all or none)."""
         errors = _request_errors(request)
-        definition, scenario = await self._executions.resolve(
+        definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
         batch = Batch(
@@ -100,8 +96,8 @@ class BatchService:
         if errors:
             raise Invalid(errors)
         await self._store.create_batch(batch, prepared)
-        await self._executions.announce([queued for _, queued in prepared])
-        self._on_queued()
+        await self._publisher.publish([queued for _, queued in prepared])
+        self._signals.queued()
         return batch
 
     async def stop(self, batch_id: str, reason: str | None, actor: Actor) -> Batch:

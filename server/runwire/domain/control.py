@@ -2,15 +2,15 @@
 
 An execution no runner owns (queued, paused or ended) is changed here, in one transaction that
 appends its events. One a runner owns is changed by that runner, which is asked through a durable
-control request (so a runner in another process gets it too); the call then waits, briefly, until
-the change shows.
+control request and woken by a queue signal (so a runner in another process gets it too); the
+call then waits, briefly, until the change shows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
@@ -26,6 +26,7 @@ from runwire.domain.models import (
     StepStatus,
     duration_between,
 )
+from runwire.domain.ports import ControlRequests, EventPublisher, ExecutionStore, WorkSignals
 from runwire.scenarios.definition import ParamsParser, StepSpec, parse_definition
 
 _ACK_SECONDS = 5.0
@@ -40,48 +41,22 @@ _SKIPPABLE_STEP = frozenset(
 )
 
 
-class ControlStore(Protocol):
-    """What steering needs from persistence (db.repository.Repository)."""
-
-    async def execution(
-        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
-    ) -> Execution | None: ...
-
-    async def change(
-        self,
-        execution_id: str,
-        decide: Callable[[Execution], Sequence[EventDraft]],
-        *,
-        workspace: str,
-    ) -> list[Event] | None: ...
-
-    async def request_control(
-        self,
-        execution_id: str,
-        action: str,
-        reason: str,
-        actor: str,
-        grace: float | None,
-        step_key: str | None = None,
-    ) -> None: ...
-
-
 class ExecutionControl:
     """Every control mutation goes through here; each returns the execution as it now is."""
 
     def __init__(
         self,
-        store: ControlStore,
+        store: ExecutionStore,
+        requests: ControlRequests,
         kinds: Mapping[str, ParamsParser],
-        publish: Callable[[Sequence[Event]], Awaitable[None]],
-        on_queued: Callable[[], None],
-        on_control: Callable[[str, int], Awaitable[None]],
+        publisher: EventPublisher,
+        signals: WorkSignals,
     ) -> None:
         self._store = store
+        self._requests = requests
         self._kinds = kinds
-        self._publish = publish
-        self._on_queued = on_queued
-        self._on_control = on_control
+        self._publisher = publisher
+        self._signals = signals
 
     async def stop(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Cancel an unowned execution now, or ask its runner to stop it (SIGINT, grace, KILL)."""
@@ -239,20 +214,22 @@ class ExecutionControl:
         while True:
             # Another workspace's execution is NotFound here, exactly like a missing one; once
             # this returns, the id is known to be the actor's, so the reads below need no scope.
-            events = await self._store.change(execution_id, decide, workspace=actor.workspace_id)
+            events = await self._store.transition(
+                execution_id, decide, workspace=actor.workspace_id
+            )
             if events is not None:
-                await self._publish(events)
+                await self._publisher.publish(events)
                 if any(_requeues(event) for event in events):
-                    self._on_queued()
+                    self._signals.queued()
                 return await self._get(execution_id)
             execution = await self._get(execution_id, with_steps=True)
             if execution.owner is None:
                 continue  # released between the two reads
             if ask(execution):
-                await self._store.request_control(
+                await self._requests.request_control(
                     execution_id, action, reason, actor.label, None, step_key
                 )
-                await self._on_control(execution_id, execution.last_seq)
+                self._signals.control_requested(execution_id)
                 return await self._await(execution_id, settled)
             if loop.time() > deadline:
                 raise InvalidTransition(
@@ -295,7 +272,7 @@ class ExecutionControl:
             raise Invalid(
                 [
                     FieldError(
-                        "stepKey",
+                        "step_key",
                         f"this {execution.mode} execution runs only step {execution.step_key}",
                     )
                 ]

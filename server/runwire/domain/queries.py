@@ -34,10 +34,10 @@ class ExecutionFilter:
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
         if self.search is not None and len(self.search) > MAX_SEARCH:
-            errors.append(FieldError("filter.search", f"at most {MAX_SEARCH} characters"))
+            errors.append(FieldError("search", f"at most {MAX_SEARCH} characters"))
         for path, bound in (
-            ("filter.minDurationMs", self.min_duration_ms),
-            ("filter.maxDurationMs", self.max_duration_ms),
+            ("min_duration_ms", self.min_duration_ms),
+            ("max_duration_ms", self.max_duration_ms),
         ):
             if bound is not None and bound < 0:
                 errors.append(FieldError(path, "must not be negative"))
@@ -46,12 +46,12 @@ class ExecutionFilter:
             and self.max_duration_ms is not None
             and self.min_duration_ms > self.max_duration_ms
         ):
-            errors.append(FieldError("filter.maxDurationMs", "must not be below minDurationMs"))
+            errors.append(FieldError("max_duration_ms", "must not be below the minimum duration"))
         if errors:
             raise Invalid(errors)
         # SQLite compares timestamps as text, so every bound must be in UTC like the stored ones.
-        object.__setattr__(self, "queued_after", as_utc(self.queued_after, "filter.queuedAfter"))
-        object.__setattr__(self, "queued_before", as_utc(self.queued_before, "filter.queuedBefore"))
+        object.__setattr__(self, "queued_after", as_utc(self.queued_after, "queued_after"))
+        object.__setattr__(self, "queued_before", as_utc(self.queued_before, "queued_before"))
 
 
 @dataclass(frozen=True, slots=True)

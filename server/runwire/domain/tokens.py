@@ -132,7 +132,7 @@ def new_token(
         )
     now = utc_now()
     if expires_at is not None and not now < expires_at <= now + MAX_TOKEN_LIFETIME:
-        errors.append(FieldError("expiresAt", "must be in the future, within 10 years"))
+        errors.append(FieldError("expires_at", "must be in the future, within 10 years"))
     if errors:
         raise Invalid(errors)
     token = ApiToken(

@@ -1,1 +1,1 @@
-"""The event path: batched writer (log), in-process fan-out (hub), cross-process seam (bus)."""
+"""The event path: the batched writer (log), the publisher, the hub (fan-out) and the bus."""

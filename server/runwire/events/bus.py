@@ -1,32 +1,36 @@
-"""The cross-process bus: small notices that events were committed, one subscription per process.
+"""The cross-process bus: small text messages on named channels, one subscription per channel.
 
 Built on broadcaster (`Broadcast(backend=...)` + `Broadcast.subscribe`) with the backends in
-`bus_backends`. Broadcaster's subscriber queue is unbounded; that is safe here because each
-process makes exactly one subscription, drained by one fast consumer (the hub), which never
-awaits slow followers (their buffers are bounded and they fall back to the database).
+`bus_backends`. A process subscribes to both channels once, at connect: `EVENTS` carries notices
+that events were committed (events/notices.py; the hub listens), `SIGNALS` carries the queue's
+wake-ups (queue/signals.py; the runner listens). Broadcaster's subscriber queues are unbounded;
+that is safe here because each channel has exactly one subscription per process, drained by one
+fast consumer that never awaits slow followers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final, final
 
-import msgspec
 from broadcaster import Broadcast, Event
-
-# What Broadcast.subscribe() yields and raises; broadcaster does not re-export these names.
-from broadcaster._base import Subscriber, Unsubscribed
 
 from runwire.domain.errors import RunwireError
 from runwire.events.bus_backends import ResyncEvent, backend_for
+from runwire.events.compat.broadcaster import Subscriber, Unsubscribed, listener_task
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHANNEL: Final = "runwire.events"
+EVENTS: Final = "events"
+"""Notices that events were committed (see events/notices.py)."""
+SIGNALS: Final = "queue"
+"""The queue's wake-ups: work was queued, a control request was stored (see queue/signals.py)."""
+CHANNELS: Final = (EVENTS, SIGNALS)
+DEFAULT_NAMESPACE: Final = "runwire"
+"""Channels on the wire are `<namespace>.<channel>`: `runwire.events`, `runwire.queue`."""
 MAX_MESSAGE_BYTES: Final = 7_500
 """Every message is strictly smaller than this (Postgres NOTIFY payloads must be under 8000)."""
 
@@ -36,33 +40,12 @@ class BusClosed(RunwireError):
 
 
 class BusDisconnected(RunwireError):
-    """The bus listener stopped; notices can no longer be received."""
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Events first_seq..last_seq of one execution were committed to the database.
-
-    `status_changed` says the range holds an EXECUTION_STATUS event, so a process can refresh its
-    live list of executions without reading the events of every notice.
-    """
-
-    execution_id: str
-    first_seq: int
-    last_seq: int
-    status_changed: bool = False
-    # A control request (stop, pause, …) for the execution was stored: its runner, wherever it
-    # is, should apply it now rather than at its next poll. Such a notice carries no new events.
-    control: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.first_seq <= self.last_seq:
-            raise ValueError(f"bad seq range {self.first_seq}..{self.last_seq}")
+    """The bus listener stopped; messages can no longer be received."""
 
 
 @final
 class Resync:
-    """The bus may have lost notices (a reconnect): every follower must re-read the database."""
+    """The bus may have lost messages (a reconnect): whoever listens must re-read the database."""
 
     __slots__ = ()
 
@@ -73,99 +56,50 @@ class Resync:
 RESYNC: Final = Resync()
 
 
-class _WireNotice(msgspec.Struct, array_like=True):
-    """A notice as sent: [execution_id, first_seq, last_seq] or [..., status_changed]."""
-
-    execution_id: str
-    first_seq: int
-    last_seq: int
-    # Trailing and optional: unflagged notices keep the three-element form and size, and a
-    # decoder ignores elements after the ones it knows. (Processes from before the flag reject
-    # flagged messages: upgrade every process of a deployment together.)
-    status_changed: bool = False
-    control: bool = False
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(list[_WireNotice]).decode
-
-
-def encode_notices(notices: Sequence[Notice]) -> list[str]:
-    """Wire messages under the limit: JSON lists of [execution_id, first_seq, last_seq(, true)]."""
-    parts = [
-        _encode(
-            (n.execution_id, n.first_seq, n.last_seq, n.status_changed, True)
-            if n.control
-            else (n.execution_id, n.first_seq, n.last_seq, True)
-            if n.status_changed
-            else (n.execution_id, n.first_seq, n.last_seq)
-        )
-        for n in notices
-    ]
-    messages: list[str] = []
-    batch: list[bytes] = []
-    size = 1  # "[" now; each part then adds its length plus one "," or the closing "]"
-    for part in parts:
-        if size + len(part) + 1 >= MAX_MESSAGE_BYTES and batch:
-            messages.append((b"[%b]" % b",".join(batch)).decode())
-            batch, size = [], 1
-        if size + len(part) + 1 >= MAX_MESSAGE_BYTES:
-            raise ValueError(f"a notice of {len(part)} bytes cannot fit in one bus message")
-        batch.append(part)
-        size += len(part) + 1
-    if batch:
-        messages.append((b"[%b]" % b",".join(batch)).decode())
-    return messages
-
-
-def decode_notices(message: str) -> list[Notice]:
-    """The notices in one wire message; ValueError if it is malformed."""
-    try:
-        return [
-            Notice(
-                wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed, wire.control
-            )
-            for wire in _decode(message)
-        ]
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        raise ValueError(str(exc)) from None
-
-
 class Bus:
-    """This process's one subscription to the bus, and its way to publish."""
+    """This process's subscriptions to the bus's channels, and its way to publish."""
 
     def __init__(
         self,
         broadcast: Broadcast,
-        subscriber: Subscriber,
+        namespace: str,
+        subscribers: dict[str, Subscriber],
         listener: asyncio.Task[None],
-        channel: str,
     ) -> None:
         self._broadcast = broadcast
-        self._subscriber = subscriber
+        self._namespace = namespace
+        self._subscribers = subscribers
         self._listener = listener
-        self._channel = channel
         self._closed = False
 
     @classmethod
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def connect(
-        cls, url: str = "memory://", channel: str = DEFAULT_CHANNEL
+        cls, url: str = "memory://", namespace: str = DEFAULT_NAMESPACE
     ) -> AsyncIterator[Bus]:
-        """Subscribe this process; on entry the subscription is live (later publishes arrive)."""
+        """Subscribe this process; on entry every channel is live (later publishes arrive).
+
+        Buses of different namespaces on one server hear nothing of each other.
+        """
+        wire = [f"{namespace}.{channel}" for channel in CHANNELS]
         backend = backend_for(url)
         broadcast = Broadcast(backend=backend)
         await broadcast.connect()
-        # Broadcaster keeps its listener task private and, if it dies, leaves subscribers waiting
-        # forever; the bus watches it so receive() fails loudly instead.
-        listener: asyncio.Task[None] = broadcast._listener_task
+        # Broadcaster leaves subscribers waiting forever if its listener dies; the bus watches
+        # the task so receive() fails loudly instead.
+        listener = listener_task(broadcast)
         listener.add_done_callback(_report_stopped)
         try:
-            # Subscribe on the backend first so a failure surfaces as itself: broadcaster's
-            # subscribe() would mask it with a KeyError from its cleanup. Its own call is a no-op.
-            await backend.subscribe(channel)
-            async with broadcast.subscribe(channel) as subscriber:
-                bus = cls(broadcast, subscriber, listener, channel)
+            # Subscribe on the backend first, all channels at once, so a failure surfaces as
+            # itself: broadcaster's subscribe() would mask it with a KeyError from its cleanup.
+            # Its own calls below are then no-ops.
+            await backend.subscribe_all(wire)
+            async with contextlib.AsyncExitStack() as stack:
+                subscribers = {
+                    channel: await stack.enter_async_context(broadcast.subscribe(name))
+                    for channel, name in zip(CHANNELS, wire, strict=True)
+                }
+                bus = cls(broadcast, namespace, subscribers, listener)
                 try:
                     yield bus
                 finally:
@@ -179,33 +113,27 @@ class Bus:
             finally:
                 await backend.disconnect()
 
-    async def publish(self, notices: Sequence[Notice]) -> None:
-        """Announce committed events to every process; a long list travels as several messages."""
+    async def publish(self, channel: str, message: str) -> None:
+        """Send one message to every process subscribed to `channel`, this one included."""
         if self._closed:
             raise BusClosed("cannot publish: the bus is closed")
-        for message in encode_notices(notices):
-            await self._broadcast.publish(self._channel, message)
+        if channel not in CHANNELS:
+            raise ValueError(f"no bus channel {channel!r}")
+        if len(message.encode()) >= MAX_MESSAGE_BYTES:
+            raise ValueError(f"a bus message must be under {MAX_MESSAGE_BYTES} bytes")
+        await self._broadcast.publish(f"{self._namespace}.{channel}", message)
 
-    async def receive(self) -> AsyncGenerator[list[Notice] | Resync, None]:
-        """Each batch of notices, or RESYNC after a possible loss; ends when the bus closes."""
+    async def receive(self, channel: str) -> AsyncGenerator[str | Resync, None]:
+        """Each message on `channel`, or RESYNC after a possible loss; ends when the bus closes."""
         if self._closed:
             raise BusClosed("cannot receive: the bus is closed")
-        while (event := await self._next_event()) is not None:
-            if isinstance(event, ResyncEvent):
-                yield RESYNC
-                continue
-            try:
-                notices = decode_notices(event.message)
-            except ValueError:
-                # Never log the payload: it is not ours to trust, and could be large.
-                logger.warning("bus: skipped a malformed message of %d chars", len(event.message))
-                continue
-            if notices:
-                yield notices
+        subscriber = self._subscribers[channel]
+        while (event := await self._next_event(subscriber)) is not None:
+            yield RESYNC if isinstance(event, ResyncEvent) else event.message
 
-    async def _next_event(self) -> Event | None:
+    async def _next_event(self, subscriber: Subscriber) -> Event | None:
         """The next event for this subscription; None once closed; raises if the listener died."""
-        getter = asyncio.ensure_future(self._subscriber.get())
+        getter = asyncio.ensure_future(subscriber.get())
         try:
             await asyncio.wait((getter, self._listener), return_when=asyncio.FIRST_COMPLETED)
         finally:

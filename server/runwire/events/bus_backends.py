@@ -1,8 +1,9 @@
 """Broadcaster backends that keep the bus's guarantees: live once subscribed, healing on loss.
 
-Stock broadcaster 0.3.1 backends are not used for postgres/redis (see ARCHITECTURE.md): they share
-the LISTEN connection with NOTIFY, can report ready before the channel is registered, and hang
-every subscriber silently when their connection dies. These backends reconnect with bounded
+Stock broadcaster 0.3.1 backends are not used (see ARCHITECTURE.md): the postgres and redis ones
+share the LISTEN connection with NOTIFY, can report ready before the channel is registered, and
+hang every subscriber silently when their connection dies; the memory one connects nothing to
+anything else in the process. These backends reconnect with bounded
 backoff, re-subscribe, and then emit a `ResyncEvent` per channel, because notices sent while
 disconnected are lost and followers must re-read the database.
 """
@@ -20,7 +21,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from broadcaster import BroadcastBackend, Event
-from broadcaster._backends.memory import MemoryBackend as StockMemoryBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -56,7 +56,7 @@ class ResyncEvent(Event):
         super().__init__(channel=channel, message="")
 
 
-def backend_for(url: str) -> BroadcastBackend:
+def backend_for(url: str) -> Backend:
     """The backend for a bus URL: memory://, postgres(ql)://, redis(s)://."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -79,18 +79,17 @@ class _Backoff:
         self._delay = min(self._delay * 2, BACKOFF_CAP)
 
 
-class MemoryBackend(StockMemoryBackend):
-    """Stock in-process backend, but every backend on the same memory:// URL sees every publish."""
+class MemoryBackend(BroadcastBackend):
+    """In-process: every backend on the same memory:// URL sees every publish (stock's do not)."""
 
-    # Stock MemoryBackend instances share nothing, so two buses in one process could not talk.
     _peers: ClassVar[dict[str, set[MemoryBackend]]] = {}
 
     def __init__(self, url: str) -> None:
-        super().__init__(url)
         self._url = url
+        self._channels: set[str] = set()
+        self._published: asyncio.Queue[Event] = asyncio.Queue()
 
     async def connect(self) -> None:
-        await super().connect()
         self._peers.setdefault(self._url, set()).add(self)
 
     async def disconnect(self) -> None:
@@ -100,14 +99,23 @@ class MemoryBackend(StockMemoryBackend):
             self._peers.pop(self._url, None)
 
     async def subscribe(self, channel: str) -> None:
-        self._subscribed.add(channel)  # idempotent: the bus subscribes before broadcaster does
+        self._channels.add(channel)  # idempotent: the bus subscribes before broadcaster does
+
+    async def subscribe_all(self, channels: Iterable[str]) -> None:
+        self._channels.update(channels)
 
     async def unsubscribe(self, channel: str) -> None:
-        self._subscribed.discard(channel)
+        self._channels.discard(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
         for peer in list(self._peers.get(self._url, ())):
             peer._published.put_nowait(Event(channel=channel, message=message))
+
+    async def next_published(self) -> Event:
+        while True:
+            event = await self._published.get()
+            if event.channel in self._channels:
+                return event
 
 
 class PostgresBackend(BroadcastBackend):
@@ -148,6 +156,10 @@ class PostgresBackend(BroadcastBackend):
                 # LISTEN outside a transaction is in effect when this returns: ready means live.
                 await self._conn.add_listener(channel, self._on_notify)
                 self._channels.add(channel)
+
+    async def subscribe_all(self, channels: Iterable[str]) -> None:
+        for channel in channels:
+            await self.subscribe(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
@@ -278,13 +290,18 @@ class RedisBackend(BroadcastBackend):
         await self._publisher.aclose()
 
     async def subscribe(self, channel: str) -> None:
-        if channel in self._channels:
+        await self.subscribe_all([channel])
+
+    async def subscribe_all(self, channels: Iterable[str]) -> None:
+        """Subscribe to every channel at once, before the reader starts: later ones are refused."""
+        wanted = set(channels)
+        if wanted <= self._channels:
             return
         if self._ready.is_set():
-            # Confirmations are read by the reader once it runs; one channel keeps that simple.
-            raise RunwireError("the Redis bus backend serves one channel per process")
-        self._pubsub = await self._open([channel])
-        self._channels.add(channel)
+            # Confirmations are read by the reader once it runs: channels are all given up front.
+            raise RunwireError("the Redis bus backend subscribes to its channels once, at connect")
+        self._pubsub = await self._open(sorted(wanted))
+        self._channels.update(wanted)
         self._ready.set()
 
     async def unsubscribe(self, channel: str) -> None:
@@ -354,6 +371,10 @@ class RedisBackend(BroadcastBackend):
         elif kind == "subscribe":
             # A confirmation outside _open means the client re-subscribed behind our back.
             self._pending.append(ResyncEvent(_text(message["channel"])))
+
+
+Backend = MemoryBackend | PostgresBackend | RedisBackend
+"""The bus's backends: broadcaster's interface, plus subscribing to all channels at once."""
 
 
 def _text(value: bytes | str) -> str:

@@ -11,17 +11,20 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from runwire.db.repository import Repository
+from runwire.db.events import EventRepository
+from runwire.db.executions import ExecutionRepository
+from runwire.db.history import HistoryRepository
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import NotFound
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import ExecutionFilter, matches
-from runwire.events.bus import Bus, Notice, Resync
+from runwire.events.bus import Bus, Resync
+from runwire.events.notices import Notice, receive_notices
 
 logger = logging.getLogger(__name__)
 
@@ -235,12 +238,17 @@ _Work = _LocalChanges | _RemoteChanges | _Refresh
 class Hub:
     """Routes persisted events by execution id to local followers."""
 
-    def __init__(self, repository: Repository, buffer_batches: int) -> None:
-        self._repository = repository
+    def __init__(
+        self,
+        executions: ExecutionRepository,
+        events: EventRepository,
+        history: HistoryRepository,
+        buffer_batches: int,
+    ) -> None:
+        self._executions = executions
+        self._events = events
+        self._history = history
         self._buffer_batches = buffer_batches
-        # Called when another process stored a control request: this process's runner (if it
-        # owns that execution) applies pending requests now. Set by app.py once a runner exists.
-        self.on_control: Callable[[], None] | None = None
         self._topics: dict[str, _Topic] = {}
         self._watchers: set[_Watcher] = set()
         # Status changes this process delivered or queued, so their bus notices coming back
@@ -254,10 +262,15 @@ class Hub:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, repository: Repository, bus: Bus, buffer_batches: int
+        cls,
+        executions: ExecutionRepository,
+        events: EventRepository,
+        history: HistoryRepository,
+        bus: Bus,
+        buffer_batches: int,
     ) -> AsyncIterator[Hub]:
-        """Consume the process's bus subscription, and publish status updates, for the block."""
-        hub = cls(repository, buffer_batches)
+        """Consume the process's notices from the bus, and publish status updates, for the block."""
+        hub = cls(executions, events, history, buffer_batches)
         updates = asyncio.create_task(hub._publish_updates(), name="runwire-hub-updates")
         task = asyncio.create_task(hub._consume(bus), name="runwire-hub")
         try:
@@ -323,7 +336,7 @@ class Hub:
         # buffer or in the database, so nothing falls between the two.
         topic.followers.add(follower)
         try:
-            execution = await self._repository.execution(
+            execution = await self._executions.execution(
                 execution_id, workspace=workspace, with_steps=False
             )
             if execution is None:
@@ -336,7 +349,7 @@ class Hub:
                     return
             # The backlog ended without a terminal event; if the row says the execution already
             # ended, its terminal event is at or before `last` (afterSeq past the end).
-            execution = await self._repository.execution(
+            execution = await self._executions.execution(
                 execution_id, workspace=None, with_steps=False
             )
             if (
@@ -379,7 +392,7 @@ class Hub:
         self, execution_id: str, after_seq: int, before_seq: int | None = None
     ) -> AsyncIterator[list[Event]]:
         while True:
-            page = await self._repository.events(
+            page = await self._events.events(
                 execution_id, after_seq, before_seq=before_seq, limit=_PAGE
             )
             if not page:
@@ -400,16 +413,13 @@ class Hub:
     async def _consume(self, bus: Bus) -> None:
         """Turn bus notices from other processes into batches, one DB read per notice."""
         try:
-            async for message in bus.receive():
+            async for message in receive_notices(bus):
                 if isinstance(message, Resync):
                     self._reread_all()
                     self._restate(self._in_sync_at)
                     self._in_sync_at = utc_now()
                     continue
                 self._in_sync_at = utc_now()
-                if self.on_control is not None and any(n.control for n in message):
-                    self.on_control()
-                message = [notice for notice in message if not notice.control]
                 self._note_remote_changes(message)
                 for notice in message:
                     await self._on_notice(notice)
@@ -429,7 +439,7 @@ class Hub:
             return  # nobody here follows it, or this process wrote and delivered it already
         after = max(topic.delivered_seq, notice.first_seq - 1)
         try:
-            events = await self._repository.events(
+            events = await self._events.events(
                 notice.execution_id, after, before_seq=notice.last_seq + 1, limit=_PAGE * 10
             )
         except Exception:
@@ -540,7 +550,7 @@ class Hub:
 
     async def _updates_for(self, work: _Work, since: datetime) -> list[ExecutionUpdate]:
         if isinstance(work, _LocalChanges):
-            rows = await self._repository.executions_by_id(e.execution_id for e in work.events)
+            rows = await self._history.executions_by_id(e.execution_id for e in work.events)
             return [
                 ExecutionUpdate(
                     rows[event.execution_id],
@@ -552,7 +562,7 @@ class Hub:
                 if event.execution_id in rows
             ]
         if isinstance(work, _RemoteChanges):
-            changes = await self._repository.status_changes(work.ranges)
+            changes = await self._history.status_changes(work.ranges)
             return [
                 ExecutionUpdate(
                     execution, ExecutionStatus(event.data["status"]), event.at, UpdateKind.CHANGED
@@ -560,7 +570,7 @@ class Hub:
                 for event, execution in changes
             ]
         now = utc_now()
-        live = await self._repository.live_executions(since - _REFRESH_MARGIN, _REFRESH_LIMIT)
+        live = await self._history.live_executions(since - _REFRESH_MARGIN, _REFRESH_LIMIT)
         if len(live) >= _REFRESH_LIMIT:
             logger.warning("hub: a refresh restated only the newest %d executions", len(live))
         # Oldest first, like changes arrive.

@@ -5,35 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 
-from runwire.db.repository import Repository
-from runwire.domain.models import Event, EventType
-from runwire.events.bus import Bus, Notice
+from runwire.db.events import EventRepository
+from runwire.domain.models import Event
+from runwire.domain.ports import EventPublisher
 
 logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 5000
-# The execution id of a control notice that announces queued work rather than one execution's
-# request: receivers only wake their runner, which then claims and applies whatever is pending.
-QUEUED_WORK = "*"
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 2.0
 
 
 class EventLog:
-    """Appends events in order; each flush is one transaction, then one bus publish."""
+    """Appends events in order; each flush is one transaction, then one publish."""
 
     def __init__(
-        self,
-        repository: Repository,
-        bus: Bus,
-        on_persisted: Callable[[Sequence[Event]], None],
-        flush_interval: float,
+        self, events: EventRepository, publisher: EventPublisher, flush_interval: float
     ) -> None:
-        self._repository = repository
-        self._bus = bus
-        self._on_persisted = on_persisted
+        self._events = events
+        self._publisher = publisher
         self._flush_interval = flush_interval
         self._pending: list[Event] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -46,14 +38,10 @@ class EventLog:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls,
-        repository: Repository,
-        bus: Bus,
-        on_persisted: Callable[[Sequence[Event]], None],
-        flush_interval: float,
+        cls, events: EventRepository, publisher: EventPublisher, flush_interval: float
     ) -> AsyncIterator[EventLog]:
         """The writer task lives for the block; leaving it flushes everything appended."""
-        log = cls(repository, bus, on_persisted, flush_interval)
+        log = cls(events, publisher, flush_interval)
         task = asyncio.create_task(log._write_forever(), name="runwire-event-log")
         try:
             yield log
@@ -70,28 +58,6 @@ class EventLog:
         else:
             self._pending.append(event)
         self._wakeup.set()
-
-    async def announce(self, events: Sequence[Event]) -> None:
-        """Publish events that were committed outside the log (by a control transition)."""
-        if not events:
-            return
-        self._on_persisted(events)
-        try:
-            await self._bus.publish(_notices(events))
-        except Exception:
-            logger.exception("event log: publishing notices failed")
-
-    async def announce_control(self, execution_id: str, last_seq: int) -> None:
-        """Tell the execution's runner, in whatever process, to apply its control requests now."""
-        try:
-            await self._bus.publish([Notice(execution_id, last_seq, last_seq, control=True)])
-        except Exception:
-            # The request is stored; the runner's poll still finds it.
-            logger.exception("event log: publishing a control notice failed")
-
-    async def announce_queued(self) -> None:
-        """Tell runners in every process that an execution was queued (or requeued)."""
-        await self.announce_control(QUEUED_WORK, 1)
 
     async def persisted(self) -> None:
         """Wait until everything appended so far is written, or held after a rejected write."""
@@ -163,19 +129,13 @@ class EventLog:
 
     async def _try(self, events: list[Event]) -> bool:
         try:
-            await self._repository.append_events(events)
+            await self._events.append(events)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("event log: writing %d events failed", len(events))
             return False
-        # Persist, then publish: local followers first (lowest latency), then other processes.
-        self._on_persisted(events)
-        try:
-            await self._bus.publish(_notices(events))
-        except Exception:
-            # The events are safe in the database; remote followers find them on resync.
-            logger.exception("event log: publishing notices failed")
+        await self._publisher.publish(events)  # persist, then publish
         return True
 
     def _report_unwritten(self) -> None:
@@ -187,20 +147,3 @@ class EventLog:
                 events[0].seq,
                 events[-1].seq,
             )
-
-
-def _notices(batch: Sequence[Event]) -> list[Notice]:
-    ranges: dict[str, list[int]] = {}
-    status_changed: set[str] = set()
-    for event in batch:
-        bounds = ranges.get(event.execution_id)
-        if bounds is None:
-            ranges[event.execution_id] = [event.seq, event.seq]
-        else:
-            bounds[1] = event.seq
-        if event.type is EventType.EXECUTION_STATUS:
-            status_changed.add(event.execution_id)
-    return [
-        Notice(execution_id, first, last, execution_id in status_changed)
-        for execution_id, (first, last) in ranges.items()
-    ]

@@ -11,7 +11,7 @@ from runwire.domain import access, tokens
 from runwire.domain.access import Permission
 from runwire.domain.errors import FieldError, Invalid, NotFound, RunwireError
 from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core
 from runwire.graphql.errors import ErrorType, to_error
 from runwire.graphql.types import Activity
 
@@ -123,7 +123,7 @@ class AccessQueries:
     @strawberry.field(description="Who the token belongs to and what it may do.")
     async def viewer(self, info: Info) -> Viewer:
         actor = authorized(info, Permission.EXECUTION_READ)
-        workspace = await services(info).access.workspace(actor.workspace_id)
+        workspace = await core(info).store.access.workspace(actor.workspace_id)
         return Viewer(
             label=actor.label,
             workspace_id=strawberry.ID(actor.workspace_id),
@@ -136,12 +136,12 @@ class AccessQueries:
     @strawberry.field(description="The workspace's API tokens, revoked ones included (admin).")
     async def api_tokens(self, info: Info) -> list[ApiToken]:
         actor = authorized(info, Permission.ADMIN)
-        return [ApiToken.of(token) for token in await services(info).tokens.list_tokens(actor)]
+        return [ApiToken.of(token) for token in await core(info).tokens.list_tokens(actor)]
 
     @strawberry.field(description="The workspace's members (admin).")
     async def members(self, info: Info) -> list[Member]:
         actor = authorized(info, Permission.ADMIN)
-        return [Member.of(member) for member in await services(info).tokens.members(actor)]
+        return [Member.of(member) for member in await core(info).tokens.members(actor)]
 
     @strawberry.field(
         description="The audit trail of mutations, newest first (admin); page with `beforeId`."
@@ -156,7 +156,7 @@ class AccessQueries:
         actor = authorized(info, Permission.ADMIN)
         if not 0 <= first <= MAX_ACTIVITIES:
             raise Invalid([FieldError("first", f"expected 0..{MAX_ACTIVITIES}")])
-        found = await services(info).repository.activities(
+        found = await core(info).store.audit.activities(
             actor.workspace_id,
             execution_id=None if execution_id is None else str(execution_id),
             first=first,
@@ -186,7 +186,7 @@ class AccessMutations:
     ) -> CreateApiTokenResult:
         try:
             actor = authorized(info, Permission.ADMIN)
-            issued = await services(info).tokens.create(
+            issued = await core(info).tokens.create(
                 actor, input.name, access.Role(input.role), input.expires_at
             )
         except RunwireError as error:
@@ -199,7 +199,7 @@ class AccessMutations:
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> RevokeApiTokenResult:
         try:
             actor = authorized(info, Permission.ADMIN)
-            revoked = await services(info).tokens.revoke(actor, str(id))
+            revoked = await core(info).tokens.revoke(actor, str(id))
         except RunwireError as error:
             return to_error(error)
         return RevokeApiTokenSuccess(token=ApiToken.of(revoked))
@@ -213,7 +213,7 @@ class AccessMutations:
     ) -> MemberResult:
         try:
             actor = authorized(info, Permission.ADMIN)
-            member = await services(info).tokens.put_member(actor, subject, access.Role(role))
+            member = await core(info).tokens.put_member(actor, subject, access.Role(role))
         except RunwireError as error:
             return to_error(error)
         return MemberSuccess(member=Member.of(member))
@@ -222,7 +222,7 @@ class AccessMutations:
     async def remove_member(self, info: Info, subject: str) -> RemoveMemberResult:
         try:
             actor = authorized(info, Permission.ADMIN)
-            await services(info).tokens.remove_member(actor, subject)
+            await core(info).tokens.remove_member(actor, subject)
         except RunwireError as error:
             return to_error(error)
         return RemoveMemberSuccess(subject=subject)
@@ -238,9 +238,9 @@ class AccessMutations:
     ) -> EventStreamTicketResult:
         try:
             actor = authorized(info, Permission.EXECUTION_READ)
-            found = services(info)
+            found = core(info)
             if (
-                await found.repository.execution(
+                await found.store.executions.execution(
                     str(execution_id), workspace=actor.workspace_id, with_steps=False
                 )
                 is None

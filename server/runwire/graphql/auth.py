@@ -97,7 +97,7 @@ async def _record(
         workspace_id=actor.workspace_id,
     )
     try:
-        await context["services"].repository.record_activity(activity)
+        await context["services"].core.store.audit.record_activity(activity)
     except Exception:
         # The mutation has happened; failing it now would make the client retry a done thing.
         logger.exception("recording the activity of %s failed", mutation)

@@ -12,7 +12,7 @@ from runwire.domain.access import Permission
 from runwire.domain.batches import MAX_RUNS, BatchRequest, BatchRun, progress
 from runwire.domain.errors import RunwireError
 from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core
 from runwire.graphql.errors import ErrorType, to_error
 from runwire.graphql.inputs import StartBatchInput, json_object
 from runwire.graphql.types import Execution, ExecutionStatus
@@ -49,7 +49,7 @@ class Batch:
         statuses: list[ExecutionStatus] | None = None,  # type: ignore[valid-type]
         first: Annotated[int, strawberry.argument(description=f"At most {MAX_RUNS}.")] = 100,
     ) -> list[Execution]:
-        page = await services(info).repository.executions(
+        page = await core(info).store.history.executions(
             queries.ExecutionFilter(
                 workspace=authorized(info, Permission.EXECUTION_READ).workspace_id,
                 statuses=tuple(statuses or ()),
@@ -62,11 +62,11 @@ class Batch:
 
     @classmethod
     async def load(cls, info: Info, batch_id: str, workspace: str) -> Batch | None:
-        repository = services(info).repository
-        batch = await repository.batch(batch_id, workspace=workspace)
+        batches = core(info).store.batches
+        batch = await batches.batch(batch_id, workspace=workspace)
         if batch is None:
             return None
-        counts = await repository.batch_counts(batch_id)
+        counts = await batches.batch_counts(batch_id)
         S = models.ExecutionStatus
         return cls(
             id=strawberry.ID(batch.id),
@@ -120,7 +120,7 @@ class BatchMutations:
                 priority=input.priority,
                 labels=tuple(input.labels or ()),
             )
-            batch = await services(info).batches.start(request, actor)
+            batch = await core(info).batches.start(request, actor)
         except RunwireError as error:
             return to_error(error)
         return await _success(info, batch.id, actor.workspace_id)
@@ -131,7 +131,7 @@ class BatchMutations:
     ) -> BatchResult:
         try:
             actor = authorized(info, Permission.EXECUTION_WRITE)
-            batch = await services(info).batches.stop(str(id), reason, actor)
+            batch = await core(info).batches.stop(str(id), reason, actor)
         except RunwireError as error:
             return to_error(error)
         return await _success(info, batch.id, actor.workspace_id)

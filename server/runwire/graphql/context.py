@@ -7,15 +7,7 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
-from runwire.db.access import AccessRepository
-from runwire.db.repository import Repository
-from runwire.domain.batches import BatchService
-from runwire.domain.control import ExecutionControl
-from runwire.domain.identity import Authenticator
-from runwire.domain.services import ExecutionService
-from runwire.domain.sessions import LiveSessions
-from runwire.domain.tokens import TokenService
-from runwire.events.hub import Hub
+from runwire.core import Core
 from runwire.graphql.relay import Relays
 
 
@@ -23,17 +15,8 @@ from runwire.graphql.relay import Relays
 class Services:
     """Built once per process by app.py; shared by every request."""
 
-    repository: Repository
-    executions: ExecutionService
-    control: ExecutionControl
-    batches: BatchService
-    hub: Hub
+    core: Core
     relays: Relays
-    runner_slots: int
-    access: AccessRepository
-    tokens: TokenService
-    authenticator: Authenticator
-    sessions: LiveSessions
 
 
 def services(info: Info) -> Services:
@@ -41,6 +24,11 @@ def services(info: Info) -> Services:
     found = info.context["services"]
     assert isinstance(found, Services)
     return found
+
+
+def core(info: Info) -> Core:
+    """The process's core: its stores and domain services."""
+    return services(info).core
 
 
 Info = StrawberryInfo[dict[str, Any], None]

@@ -1,11 +1,28 @@
-"""Expected failures as schema types; translated from the domain's exception tree."""
+"""Expected failures as schema types; translated from the domain's exception tree.
+
+The domain names an invalid field by its own name (`timeout_seconds`, `upstream.login`,
+`runs[2].inputs.count`); the schema's clients know the argument by its GraphQL name
+(`timeoutSeconds`). `schema_paths` renames the leading field the way the schema does, and
+leaves the rest alone: what follows is the client's own data (input names) or a definition's
+YAML keys, which keep their spelling.
+"""
 
 from __future__ import annotations
 
+import re
+
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from runwire.domain.access import Forbidden
-from runwire.domain.errors import Invalid, InvalidTransition, NotFound, RunwireError
+from runwire.domain.errors import (
+    FieldError,
+    Invalid,
+    InvalidDefinition,
+    InvalidTransition,
+    NotFound,
+    RunwireError,
+)
 
 
 @strawberry.interface(description="Every expected failure has a human-readable message.")
@@ -45,9 +62,33 @@ class PermissionDeniedError(Error):
 ErrorType = ValidationError | NotFoundError | InvalidTransitionError | PermissionDeniedError
 
 
+_LEADING_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def schema_paths(error: Invalid, prefix: str = "") -> Invalid:
+    """`error` with each path's leading field named as in the schema, under `prefix`.
+
+    A definition's errors are paths into the definition's own YAML, and stay as they are.
+    """
+    if isinstance(error, InvalidDefinition):
+        return error
+    renamed = [FieldError(_schema_path(e.path, prefix), e.message) for e in error.errors]
+    default_message = "; ".join(str(e) for e in error.errors)
+    message = None if error.message == default_message else error.message
+    return type(error)(renamed, message)
+
+
+def _schema_path(path: str, prefix: str) -> str:
+    leading = _LEADING_FIELD.match(path)
+    if leading is not None:
+        path = to_camel_case(leading.group()) + path[leading.end() :]
+    return prefix + path
+
+
 def to_error(error: RunwireError) -> ErrorType:
     """Map a domain error to its schema type; anything unexpected re-raises (and is masked)."""
     if isinstance(error, Invalid):
+        error = schema_paths(error)
         return ValidationError(
             message=error.message,
             field_errors=[FieldErrorType(path=e.path, message=e.message) for e in error.errors],

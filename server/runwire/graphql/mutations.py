@@ -8,11 +8,11 @@ import strawberry
 
 from runwire.domain.access import Permission
 from runwire.domain.errors import RunwireError
-from runwire.domain.services import StartRequest
+from runwire.domain.executions import StartRequest
 from runwire.graphql.access import AccessMutations
 from runwire.graphql.auth import audit_every_field, authorized
 from runwire.graphql.batches import BatchMutations
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core
 from runwire.graphql.errors import ErrorType, to_error
 from runwire.graphql.inputs import StartExecutionInput, json_object
 from runwire.graphql.types import Execution, Scenario
@@ -103,7 +103,7 @@ class Mutation(BatchMutations, AccessMutations):
                 upstream=json_object(input.upstream, "upstream"),
                 idempotency_key=input.idempotency_key,
             )
-            execution = await services(info).executions.start(request, actor)
+            execution = await core(info).executions.start(request, actor)
         except RunwireError as error:
             return to_error(error)
         return StartExecutionSuccess(execution=Execution.of(execution))
@@ -113,7 +113,7 @@ class Mutation(BatchMutations, AccessMutations):
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> StopExecutionResult:
         try:
-            execution = await services(info).control.stop(
+            execution = await core(info).control.stop(
                 str(id), reason, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
@@ -130,7 +130,7 @@ class Mutation(BatchMutations, AccessMutations):
         self, info: Info, id: strawberry.ID, reason: str | None = None
     ) -> PauseExecutionResult:
         try:
-            execution = await services(info).control.pause(
+            execution = await core(info).control.pause(
                 str(id), reason, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
@@ -145,7 +145,7 @@ class Mutation(BatchMutations, AccessMutations):
     )
     async def resume_execution(self, info: Info, id: strawberry.ID) -> ResumeExecutionResult:
         try:
-            execution = await services(info).control.resume(
+            execution = await core(info).control.resume(
                 str(id), authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
@@ -163,7 +163,7 @@ class Mutation(BatchMutations, AccessMutations):
         self, info: Info, execution_id: strawberry.ID, step_key: str
     ) -> RetryStepResult:
         try:
-            execution = await services(info).control.retry_step(
+            execution = await core(info).control.retry_step(
                 str(execution_id), step_key, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
@@ -180,7 +180,7 @@ class Mutation(BatchMutations, AccessMutations):
         self, info: Info, execution_id: strawberry.ID, step_key: str
     ) -> SkipStepResult:
         try:
-            execution = await services(info).control.skip_step(
+            execution = await core(info).control.skip_step(
                 str(execution_id), step_key, authorized(info, Permission.EXECUTION_WRITE)
             )
         except RunwireError as error:
@@ -198,7 +198,7 @@ class Mutation(BatchMutations, AccessMutations):
 
 async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioResult:
     try:
-        saved = await services(info).executions.save_scenario(
+        saved = await core(info).scenarios.save(
             definition, authorized(info, Permission.SCENARIO_WRITE), must_exist=must_exist
         )
     except RunwireError as error:

@@ -16,7 +16,8 @@ from runwire.domain.errors import FieldError, Invalid
 from runwire.graphql.access import AccessQueries
 from runwire.graphql.auth import authorized
 from runwire.graphql.batches import Batch
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core
+from runwire.graphql.errors import schema_paths
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.metrics import ExecutionMetrics, execution_metrics
 from runwire.graphql.types import (
@@ -38,7 +39,7 @@ class Query(AccessQueries):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
         actor = authorized(info, Permission.EXECUTION_READ)
-        found = await services(info).repository.execution(
+        found = await core(info).store.executions.execution(
             str(id), workspace=actor.workspace_id, with_steps=False
         )
         return Execution.of(found) if found else None
@@ -54,7 +55,7 @@ class Query(AccessQueries):
         actor = authorized(info, Permission.EXECUTION_READ)
         if not 0 <= first <= MAX_PAGE:
             raise Invalid([FieldError("first", f"expected 0..{MAX_PAGE}")])
-        page = await services(info).repository.executions(
+        page = await core(info).store.history.executions(
             _filter(actor.workspace_id, filter), first, decode_cursor(after) if after else None
         )
         edges = [
@@ -77,14 +78,14 @@ class Query(AccessQueries):
     @strawberry.field
     async def active_executions(self, info: Info) -> list[Execution]:
         actor = authorized(info, Permission.EXECUTION_READ)
-        active = await services(info).repository.active_executions(actor.workspace_id)
+        active = await core(info).store.history.active_executions(actor.workspace_id)
         return [Execution.of(item) for item in active]
 
     @strawberry.field
     async def queue(self, info: Info) -> Queue:
         actor = authorized(info, Permission.EXECUTION_READ)
-        found = services(info)
-        counts = await found.repository.queue_counts(actor.workspace_id, found.runner_slots)
+        found = core(info)
+        counts = await found.store.history.queue_counts(actor.workspace_id, found.runner_slots)
         return Queue(queued=counts.queued, running=counts.running, slots=counts.slots)
 
     @strawberry.field(
@@ -92,7 +93,7 @@ class Query(AccessQueries):
     )
     async def active_execution_counts(self, info: Info) -> list[ScenarioActiveCount]:
         actor = authorized(info, Permission.EXECUTION_READ)
-        counts = await services(info).repository.active_counts(actor.workspace_id)
+        counts = await core(info).store.history.active_counts(actor.workspace_id)
         return [ScenarioActiveCount.of(item) for item in counts]
 
     @strawberry.field
@@ -103,17 +104,17 @@ class Query(AccessQueries):
     @strawberry.field(description="The latest version of every scenario.")
     async def scenarios(self, info: Info) -> list[Scenario]:
         actor = authorized(info, Permission.EXECUTION_READ)
-        found = await services(info).repository.scenarios(actor.workspace_id)
+        found = await core(info).store.scenarios.scenarios(actor.workspace_id)
         return [Scenario.of(s) for s in found]
 
     @strawberry.field(description="The latest version, or the given one.")
     async def scenario(self, info: Info, name: str, version: int | None = None) -> Scenario | None:
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
-        repository = services(info).repository
+        scenarios = core(info).store.scenarios
         found = (
-            await repository.latest_scenario(workspace, name)
+            await scenarios.latest_scenario(workspace, name)
             if version is None
-            else await repository.scenario_version(workspace, name, version)
+            else await scenarios.scenario_version(workspace, name, version)
         )
         return Scenario.of(found) if found else None
 
@@ -121,19 +122,22 @@ class Query(AccessQueries):
 def _filter(workspace: str, given: ExecutionFilter | None) -> queries.ExecutionFilter:
     if given is None:
         return queries.ExecutionFilter(workspace=workspace)
-    return queries.ExecutionFilter(
-        workspace=workspace,
-        statuses=tuple(given.statuses or ()),
-        scenario=given.scenario,
-        label=given.label,
-        queued_after=given.queued_after,
-        queued_before=given.queued_before,
-        search=given.search or None,
-        batch=given.batch,
-        triggered_by=given.triggered_by,
-        min_duration_ms=given.min_duration_ms,
-        max_duration_ms=given.max_duration_ms,
-    )
+    try:
+        return queries.ExecutionFilter(
+            workspace=workspace,
+            statuses=tuple(given.statuses or ()),
+            scenario=given.scenario,
+            label=given.label,
+            queued_after=given.queued_after,
+            queued_before=given.queued_before,
+            search=given.search or None,
+            batch=given.batch,
+            triggered_by=given.triggered_by,
+            min_duration_ms=given.min_duration_ms,
+            max_duration_ms=given.max_duration_ms,
+        )
+    except Invalid as error:
+        raise schema_paths(error, "filter.") from None
 
 
 def encode_cursor(queued_at: datetime, execution_id: str) -> str:

@@ -11,7 +11,7 @@ from runwire.domain.access import Permission
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
 from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core, services
 from runwire.graphql.inputs import ExecutionFilter
 from runwire.graphql.queries import _filter as domain_filter
 from runwire.graphql.sharing import send_shared, subscription_socket
@@ -44,7 +44,7 @@ class Subscription:
         self, info: Info, execution_id: strawberry.ID, after_seq: int = 0
     ) -> AsyncGenerator[ExecutionEventBatch, None]:
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
-        hub = services(info).hub
+        hub = core(info).hub
         execution = str(execution_id)
         socket = subscription_socket(info)
         with services(info).relays.seat(
@@ -91,6 +91,6 @@ class Subscription:
     ) -> AsyncGenerator[ExecutionUpdate, None]:
         where = domain_filter(authorized(info, Permission.EXECUTION_READ).workspace_id, filter)
         # aclosing: a client that goes away unsubscribes the watcher at once, not at GC.
-        async with aclosing(services(info).hub.watch(where)) as updates:
+        async with aclosing(core(info).hub.watch(where)) as updates:
             async for update in updates:
                 yield ExecutionUpdate.of(update)

@@ -16,7 +16,7 @@ from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
 from runwire.events import hub
 from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
+from runwire.graphql.context import Info, core
 from runwire.graphql.sharing import SharedSource
 from runwire.graphql.trace import Span, Trace
 
@@ -280,7 +280,7 @@ class Execution:
 
     @strawberry.field(description="Every attempt of every step, then steps not yet run.")
     async def steps(self, info: Info) -> list[StepRun]:
-        runs = await services(info).repository.steps(str(self.id))
+        runs = await core(info).store.executions.steps(str(self.id))
         return steps_of(self.definition, runs, self.step_key)
 
     @strawberry.field(description="Stored events with seq > afterSeq, oldest first.")
@@ -290,7 +290,7 @@ class Execution:
         after_seq: int = 0,
         first: Annotated[int, strawberry.argument(description="At most 1000.")] = 100,
     ) -> list[ExecutionEvent]:
-        events = await services(info).repository.events(
+        events = await core(info).store.events.events(
             str(self.id), after_seq, limit=max(0, min(first, 1000))
         )
         return [event_of(event) for event in events]
@@ -298,7 +298,7 @@ class Execution:
     @strawberry.field
     async def activities(self, info: Info) -> list[Activity]:
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
-        found = await services(info).repository.activities(workspace, execution_id=str(self.id))
+        found = await core(info).store.audit.activities(workspace, execution_id=str(self.id))
         return [Activity.of(activity) for _, activity in reversed(found)]
 
     @strawberry.field(
@@ -308,13 +308,13 @@ class Execution:
         )
     )
     async def trace(self, info: Info) -> Trace:
-        repository = services(info).repository
+        executions = core(info).store.executions
         # Read afresh, so the root's status and times match the step rows read with them.
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
-        execution = await repository.execution(str(self.id), workspace=workspace)
+        execution = await executions.execution(str(self.id), workspace=workspace)
         if execution is None:
             raise NotFound(f"execution {self.id} not found")
-        spans = await repository.spans(execution.id)
+        spans = await executions.spans(execution.id)
         return Trace.of(build_trace(execution, execution.steps, spans))
 
     @classmethod

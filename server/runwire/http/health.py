@@ -8,10 +8,9 @@ from litestar.datastructures import State
 
 @get("/health", sync_to_thread=False)
 def health(state: State) -> dict[str, object]:
-    services = state.get("services")
-    if services is None:
+    if state.get("core") is None:
         return {"status": "starting"}
-    # Live followers (subscriptions and SSE streams): lets operators and tests see that a
-    # disconnected client left nothing behind. Parked subscriptions are followed by relays.
-    followers = services.hub.follower_count + services.relays.parked_count
-    return {"status": "ok", "followers": followers}
+    # Live followers (subscriptions and SSE streams, including those whose batches another
+    # subscription sends for them): lets operators and tests see that a disconnected client
+    # left nothing behind.
+    return {"status": "ok", "followers": state.followers()}

@@ -24,9 +24,9 @@ from litestar.exceptions import (
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from runwire.core import Core
 from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
-from runwire.graphql.context import Services
 from runwire.http.bearer import bearer_credential
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ def _message(event: Event) -> ServerSentEventMessage:
 
 async def _actor(
     request: Request[object, object, State],
-    services: Services,
+    core: Core,
     execution_id: str,
     ticket: str | None,
 ) -> Actor:
@@ -75,9 +75,9 @@ async def _actor(
         )
     try:
         if ticket is not None:
-            actor = await services.authenticator.redeem_ticket(ticket, execution_id)
+            actor = await core.authenticator.redeem_ticket(ticket, execution_id)
         else:
-            actor = await services.authenticator.authenticate(bearer_credential(request.headers))
+            actor = await core.authenticator.authenticate(bearer_credential(request.headers))
         actor.require(Permission.EXECUTION_READ)
     except Unauthenticated as error:
         raise NotAuthorizedException(
@@ -96,18 +96,18 @@ async def execution_events(
     after_seq: Annotated[int | None, Parameter(query="afterSeq")] = None,
     ticket: Annotated[str | None, Parameter(query="ticket")] = None,
 ) -> ServerSentEvent:
-    services: Services = state.services
-    actor = await _actor(request, services, execution_id, ticket)
+    core: Core = state.core
+    actor = await _actor(request, core, execution_id, ticket)
     start = _after_seq(request, after_seq)
     # Another workspace's execution answers exactly like a missing one.
     if (
-        await services.repository.execution(
+        await core.store.executions.execution(
             execution_id, workspace=actor.workspace_id, with_steps=False
         )
         is None
     ):
         raise NotFoundException(f"execution {execution_id} not found")
-    follow = services.hub.follow(execution_id, start, workspace=actor.workspace_id)
+    follow = core.hub.follow(execution_id, start, workspace=actor.workspace_id)
 
     async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
         revoked = asyncio.Event()
@@ -115,7 +115,7 @@ async def execution_events(
         async def end() -> None:
             revoked.set()
 
-        stop_watching = services.sessions.register(actor, end, lambda: False)
+        stop_watching = core.sessions.register(actor, end, lambda: False)
         try:
             async with contextlib.aclosing(_until(revoked, follow)) as batches:
                 async for batch in batches:

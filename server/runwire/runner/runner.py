@@ -1,4 +1,8 @@
-"""Claim queued executions up to a number of slots, run them, and apply control requests."""
+"""Claim queued executions up to a number of slots, run them, and apply control requests.
+
+The runner looks for work when the queue signals it (queue/signals.py: something was queued, a
+control request was stored, a slot of its own came free) and, as a safety net, every poll interval.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from runwire.db.repository import Repository
+from runwire.db.executions import ExecutionRepository
 from runwire.domain.clock import utc_now
 from runwire.domain.errors import RunwireError
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.events.log import EventLog
+from runwire.queue.signals import QueueSignals
+from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import ExecutionRun
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.definition import parse_definition
@@ -31,12 +37,14 @@ class Runner:
 
     def __init__(
         self,
-        repository: Repository,
+        queue: ExecutionQueue,
+        executions: ExecutionRepository,
         log: EventLog,
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
     ) -> None:
-        self._repository = repository
+        self._queue = queue
+        self._executions = executions
         self._log = log
         self._kinds = kinds
         self._settings = settings
@@ -54,30 +62,38 @@ class Runner:
     @contextlib.asynccontextmanager
     async def running(
         cls,
-        repository: Repository,
+        queue: ExecutionQueue,
+        executions: ExecutionRepository,
         log: EventLog,
+        signals: QueueSignals,
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
     ) -> AsyncIterator[Runner]:
-        """Run the claim loop for the block; leaving it ends every run CANCELLED."""
-        runner = cls(repository, log, kinds, settings)
+        """Claim and run, woken by queue signals, for the block; leaving it cancels every run."""
+        runner = cls(queue, executions, log, kinds, settings)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
+        listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")
         try:
             yield runner
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            for task in (listening, loop_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runner._cancel_all()
 
     def wake(self) -> None:
         """Look for queued executions and control requests now rather than at the next poll."""
         self._wakeup.set()
 
-    async def apply_controls(self) -> None:
+    async def _listen(self, signals: QueueSignals) -> None:
+        async for _ in signals.listen():
+            self.wake()
+
+    async def _apply_controls(self) -> None:
         """Apply pending control requests for executions this runner owns."""
         async with self._control_lock:
-            requests = await self._repository.pending_controls(self.owner)
+            requests = await self._queue.pending_controls(self.owner)
             for request in requests:
                 run = self._runs.get(request.execution_id)
                 if run is None:
@@ -91,23 +107,23 @@ class Runner:
                 elif request.action == "skip_step" and request.step_key is not None:
                     run.skip(request.step_key)
             for execution_id in {request.execution_id for request in requests}:
-                await self._repository.mark_controls_handled(execution_id)
+                await self._queue.mark_controls_handled(execution_id)
         await self._log.persisted()
 
     async def _loop(self) -> None:
         last_renewal = last_takeover = 0.0
         while True:
             try:
-                await self.apply_controls()
+                await self._apply_controls()
                 now = time.monotonic()
                 if now - last_renewal > self._settings.lease_seconds / 3:
-                    await self._repository.renew_leases(self.owner, self._settings.lease_seconds)
+                    await self._queue.renew_leases(self.owner, self._settings.lease_seconds)
                     last_renewal = now
                 if now - last_takeover > self._settings.lease_seconds:
                     await self._take_over_expired()
                     last_takeover = now
                 free = self.slots - len(self._tasks)
-                for execution in await self._repository.claim(
+                for execution in await self._queue.claim(
                     self.owner, free, self._settings.lease_seconds
                 ):
                     await self._start(execution)
@@ -122,7 +138,7 @@ class Runner:
 
     async def _start(self, execution: Execution) -> None:
         # A resumed or retried execution continues from its stored step attempts.
-        execution = replace(execution, steps=await self._repository.steps(execution.id))
+        execution = replace(execution, steps=await self._executions.steps(execution.id))
         try:
             definition = parse_definition(execution.definition, self._kinds)
         except RunwireError as error:
@@ -160,7 +176,7 @@ class Runner:
 
     async def _release(self, execution_id: str) -> None:
         await self._log.persisted()
-        await self._repository.release(execution_id)
+        await self._queue.release(execution_id)
 
     def _fail_unstartable(self, execution: Execution, reason: str) -> None:
         self._log.append(
@@ -176,7 +192,7 @@ class Runner:
 
     async def _take_over_expired(self) -> None:
         """Executions whose runner died: queued ones go back to the queue, running ones fail."""
-        for execution in await self._repository.take_over_expired(
+        for execution in await self._queue.take_over_expired(
             self.owner, self._settings.lease_seconds
         ):
             if execution.id in self._runs:
@@ -184,7 +200,7 @@ class Runner:
             if execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED) or (
                 execution.status.is_terminal
             ):
-                await self._repository.release(execution.id)  # nothing was running
+                await self._queue.release(execution.id)  # nothing was running
             else:
                 self._fail_unstartable(execution, "its runner stopped (lease expired)")
 

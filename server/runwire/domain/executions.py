@@ -1,13 +1,13 @@
-"""Start executions and save scenarios: the rules, independent of any framework."""
+"""Start executions: validate a request and queue it, the rules independent of any framework."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
@@ -20,40 +20,15 @@ from runwire.domain.models import (
     ExecutionStatus,
     ScenarioVersion,
 )
-from runwire.scenarios.definition import (
-    Definition,
-    DefinitionCache,
-    ParamsParser,
-    bind_inputs,
-    parse_definition,
-)
+from runwire.domain.ports import EventPublisher, ExecutionStore, WorkSignals
+from runwire.domain.scenarios import ScenarioService
+from runwire.scenarios.definition import Definition, bind_inputs
 from runwire.scenarios.templating import render
 
 _MAX_LABELS = 20
 _MAX_LABEL_LENGTH = 200
 _MAX_PRIORITY = 1000
 _MAX_KEY_LENGTH = 200
-
-
-class ExecutionStore(Protocol):
-    """What starting executions needs from persistence (db.repository.Repository)."""
-
-    async def save_scenario(
-        self,
-        workspace: str,
-        name: str,
-        description: str,
-        definition: Mapping[str, Any],
-        actor: str,
-    ) -> ScenarioVersion: ...
-
-    async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None: ...
-
-    async def create_execution(
-        self, execution: Execution, first_event: Event, fingerprint: str | None = None
-    ) -> tuple[Execution, bool]: ...
-
-    async def request_fingerprint(self, execution_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,41 +62,19 @@ class Prepared:
 
 
 class ExecutionService:
-    """The only way executions are created and scenarios saved."""
+    """The only way executions are created."""
 
     def __init__(
         self,
         store: ExecutionStore,
-        kinds: Mapping[str, ParamsParser],
-        on_queued: Callable[[], None],
-        announce: Callable[[Sequence[Event]], Awaitable[None]],
+        scenarios: ScenarioService,
+        publisher: EventPublisher,
+        signals: WorkSignals,
     ) -> None:
         self._store = store
-        self._kinds = kinds
-        self._definitions = DefinitionCache(kinds)
-        self._on_queued = on_queued
-        self.announce = announce
-
-    async def save_scenario(
-        self, source: str | Mapping[str, Any], actor: Actor, *, must_exist: bool | None = None
-    ) -> ScenarioVersion:
-        """Validate and store a definition as the next version of its scenario."""
-        definition = parse_definition(source, self._kinds)
-        if must_exist is not None:
-            existing = await self._store.latest_scenario(actor.workspace_id, definition.name)
-            if must_exist and existing is None:
-                raise NotFound(f"scenario {definition.name} not found")
-            if not must_exist and existing is not None:
-                raise Invalid(
-                    [FieldError("name", f"scenario {definition.name} exists; update it instead")]
-                )
-        return await self._store.save_scenario(
-            actor.workspace_id,
-            definition.name,
-            definition.description,
-            definition.source,
-            actor.label,
-        )
+        self._scenarios = scenarios
+        self._publisher = publisher
+        self._signals = signals
 
     async def start(self, request: StartRequest, actor: Actor) -> Execution:
         """Validate the request and queue a new execution (its event seq 1).
@@ -129,7 +82,7 @@ class ExecutionService:
         With an idempotency key used before, the earlier execution is returned and nothing is
         queued; the same key with a different request is a validation error.
         """
-        definition, scenario = await self.resolve(
+        definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
         prepared = self.prepare(definition, scenario, request, actor)
@@ -142,15 +95,15 @@ class ExecutionService:
                 raise Invalid(
                     [
                         FieldError(
-                            "idempotencyKey",
+                            "idempotency_key",
                             f"already used for a different request (execution {execution.id})",
                         )
                     ]
                 )
             return execution
         # Subscribers (followers, the live list) in every process learn of it as of seq 1.
-        await self.announce([prepared.queued])
-        self._on_queued()
+        await self._publisher.publish([prepared.queued])
+        self._signals.queued()
         return execution
 
     def prepare(
@@ -212,31 +165,15 @@ class ExecutionService:
         fingerprint = _fingerprint(execution) if request.idempotency_key else None
         return Prepared(execution, queued, fingerprint)
 
-    async def resolve(
-        self, workspace: str, scenario_name: str | None, text: str | None
-    ) -> tuple[Definition, ScenarioVersion | None]:
-        """The definition to run: the latest version of the workspace's scenario, or inline text."""
-        if (scenario_name is None) == (text is None):
-            raise Invalid([FieldError("input", "give exactly one of scenario or definition")])
-        if scenario_name is not None:
-            scenario = await self._store.latest_scenario(workspace, scenario_name)
-            if scenario is None:
-                raise NotFound(f"scenario {scenario_name} not found")
-            # A stored version never changes, so its parse is reusable under its identity.
-            key = (workspace, scenario.name, scenario.version)
-            return self._definitions.parse_version(key, scenario.definition), scenario
-        assert text is not None
-        return self._definitions.parse(text), None
-
 
 def _option_errors(request: StartRequest) -> list[FieldError]:
     errors: list[FieldError] = []
     if not -_MAX_PRIORITY <= request.priority <= _MAX_PRIORITY:
         errors.append(FieldError("priority", f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}"))
     if request.timeout_seconds is not None and request.timeout_seconds <= 0:
-        errors.append(FieldError("timeoutSeconds", "expected a positive number of seconds"))
+        errors.append(FieldError("timeout_seconds", "expected a positive number of seconds"))
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:
-        errors.append(FieldError("graceSeconds", "expected 0..3600 seconds"))
+        errors.append(FieldError("grace_seconds", "expected 0..3600 seconds"))
     if len(request.labels) > _MAX_LABELS:
         errors.append(FieldError("labels", f"at most {_MAX_LABELS} labels"))
     for index, label in enumerate(request.labels):
@@ -246,7 +183,7 @@ def _option_errors(request: StartRequest) -> list[FieldError]:
             )
     key = request.idempotency_key
     if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
-        errors.append(FieldError("idempotencyKey", f"expected 1..{_MAX_KEY_LENGTH} characters"))
+        errors.append(FieldError("idempotency_key", f"expected 1..{_MAX_KEY_LENGTH} characters"))
     return errors
 
 
@@ -254,17 +191,17 @@ def _mode_errors(definition: Definition, request: StartRequest) -> list[FieldErr
     if request.mode is ExecutionMode.FULL:
         errors = []
         if request.step_key is not None:
-            errors.append(FieldError("stepKey", "only for modes STEP and STEP_IN_CONTEXT"))
+            errors.append(FieldError("step_key", "only for modes STEP and STEP_IN_CONTEXT"))
         if request.upstream is not None:
             errors.append(FieldError("upstream", "only for mode STEP_IN_CONTEXT"))
         return errors
     if request.step_key is None:
-        return [FieldError("stepKey", f"required for mode {request.mode}")]
+        return [FieldError("step_key", f"required for mode {request.mode}")]
     try:
         step = definition.step(request.step_key)
     except NotFound:
         keys = ", ".join(step.key for step in definition.steps)
-        return [FieldError("stepKey", f'no step "{request.step_key}"; expected one of {keys}')]
+        return [FieldError("step_key", f'no step "{request.step_key}"; expected one of {keys}')]
     if request.mode is ExecutionMode.STEP:
         if request.upstream is not None:
             return [FieldError("upstream", "only for mode STEP_IN_CONTEXT")]

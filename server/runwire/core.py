@@ -1,0 +1,231 @@
+"""The composition root: `Core.running(settings)` builds and runs everything but the web layer.
+
+Database, stores, bus, hub, publisher, event log, queue signals, runner and the domain's services,
+each started inside the one before it needs it and stopped in reverse. The web app (app.py), the
+CLI's commands, the integration tests and the benchmarks all start a process's parts here, so
+there is one wiring to read and to test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runwire.db.access import AccessRepository
+from runwire.db.audit import AuditRepository
+from runwire.db.batches import BatchRepository
+from runwire.db.engine import Database
+from runwire.db.events import EventRepository
+from runwire.db.executions import ExecutionRepository
+from runwire.db.history import HistoryRepository
+from runwire.db.metrics import MetricsRepository
+from runwire.db.scenarios import ScenarioRepository
+from runwire.domain.access import system_actor
+from runwire.domain.batches import BatchService
+from runwire.domain.control import ExecutionControl
+from runwire.domain.executions import ExecutionService
+from runwire.domain.identity import Authenticator, JwtSettings
+from runwire.domain.scenarios import ScenarioService
+from runwire.domain.sessions import LiveSessions
+from runwire.domain.tokens import TokenService
+from runwire.events.bus import Bus
+from runwire.events.hub import Hub
+from runwire.events.log import EventLog
+from runwire.events.publisher import Publisher
+from runwire.queue.signals import QueueSignals
+from runwire.queue.store import ExecutionQueue
+from runwire.runner.runner import Runner
+from runwire.runner.steps import STEP_KINDS
+from runwire.runner.steps.base import StepKind
+from runwire.scenarios.catalog import examples_directory, load_directory
+from runwire.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# What the first start on an empty database creates.
+DEFAULT_ORGANIZATION = "default"
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Every store of the process, one per noun; the only code that touches tables."""
+
+    scenarios: ScenarioRepository
+    executions: ExecutionRepository
+    events: EventRepository
+    batches: BatchRepository
+    audit: AuditRepository
+    history: HistoryRepository
+    metrics: MetricsRepository
+    access: AccessRepository
+    queue: ExecutionQueue
+
+    @classmethod
+    def on(cls, database: Database) -> Stores:
+        return cls(
+            scenarios=ScenarioRepository(database),
+            executions=ExecutionRepository(database),
+            events=EventRepository(database),
+            batches=BatchRepository(database),
+            audit=AuditRepository(database),
+            history=HistoryRepository(database),
+            metrics=MetricsRepository(database),
+            access=AccessRepository(database),
+            queue=ExecutionQueue(database),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """One process's running parts; built once, shared by every request."""
+
+    settings: Settings
+    database: Database
+    store: Stores
+    bus: Bus
+    hub: Hub
+    publisher: Publisher
+    log: EventLog
+    signals: QueueSignals
+    runner: Runner | None
+    scenarios: ScenarioService
+    executions: ExecutionService
+    control: ExecutionControl
+    batches: BatchService
+    tokens: TokenService
+    authenticator: Authenticator
+    sessions: LiveSessions
+
+    @property
+    def runner_slots(self) -> int:
+        """Executions this process runs at once (0 without a runner)."""
+        return self.runner.slots if self.runner is not None else 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, settings: Settings, kinds: Mapping[str, StepKind[Any]] = STEP_KINDS
+    ) -> AsyncIterator[Core]:
+        """Open, bootstrap and start everything for the block; leaving it stops in reverse.
+
+        `kinds` are the step kinds definitions may use and the runner runs.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            database = await stack.enter_async_context(
+                Database.open(
+                    settings.effective_database_url,
+                    # The embedded default migrates itself; shared Postgres uses `runwire migrate`
+                    # once, so replicas starting together do not race on the schema.
+                    migrate=settings.effective_database_url.startswith("sqlite"),
+                )
+            )
+            store = Stores.on(database)
+            issued = await store.access.bootstrap(DEFAULT_ORGANIZATION, DEFAULT_WORKSPACE)
+            if issued is not None:
+                _hand_over_admin_token(settings, issued.secret)
+            tokens = TokenService(store.access)
+            authenticator = Authenticator(
+                tokens,
+                store.access.workspace,
+                await store.access.secret("event-stream-tickets"),
+                _identity_provider(settings),
+            )
+            sessions = await stack.enter_async_context(
+                LiveSessions.running(authenticator.still_valid, settings.session_check_seconds)
+            )
+            bus = await stack.enter_async_context(Bus.connect(settings.bus_url))
+            hub = await stack.enter_async_context(
+                Hub.running(
+                    store.executions, store.events, store.history, bus, settings.subscriber_buffer
+                )
+            )
+            publisher = Publisher(hub, bus)
+            log = await stack.enter_async_context(
+                EventLog.running(store.events, publisher, settings.flush_interval_ms / 1000)
+            )
+            signals = await stack.enter_async_context(QueueSignals.running(bus))
+            runner = None
+            if settings.runner_enabled:
+                runner = await stack.enter_async_context(
+                    Runner.running(store.queue, store.executions, log, signals, kinds, settings)
+                )
+            scenarios = ScenarioService(store.scenarios, kinds)
+            executions = ExecutionService(store.executions, scenarios, publisher, signals)
+            control = ExecutionControl(store.executions, store.queue, kinds, publisher, signals)
+            core = cls(
+                settings=settings,
+                database=database,
+                store=store,
+                bus=bus,
+                hub=hub,
+                publisher=publisher,
+                log=log,
+                signals=signals,
+                runner=runner,
+                scenarios=scenarios,
+                executions=executions,
+                control=control,
+                batches=BatchService(
+                    store.batches, scenarios, executions, control, publisher, signals
+                ),
+                tokens=tokens,
+                authenticator=authenticator,
+                sessions=sessions,
+            )
+            await core._load_scenarios(kinds)
+            yield core
+
+    async def _load_scenarios(self, kinds: Mapping[str, StepKind[Any]]) -> None:
+        """Save shipped examples and the scenarios directory into the default workspace.
+
+        Unchanged files add no version.
+        """
+        directories = [examples_directory()] if self.settings.load_examples else []
+        if self.settings.scenarios_dir is not None:
+            directories.append(self.settings.scenarios_dir)
+        workspace = await self.store.access.workspace(DEFAULT_WORKSPACE)
+        if workspace is None:
+            if directories:
+                logger.warning("no workspace %r: shipped scenarios not loaded", DEFAULT_WORKSPACE)
+            return
+        for directory in directories:
+            for definition in load_directory(directory, kinds):
+                await self.scenarios.save(definition.source, system_actor(workspace.id))
+
+
+def _hand_over_admin_token(settings: Settings, secret: str) -> None:
+    """Write the first admin token to a file only the user can read, and show it once."""
+    path = settings.admin_token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(secret + "\n")
+    # Straight to the terminal, never through logging: log files outlive this moment.
+    sys.stderr.write(
+        f"\nRunwire created workspace {DEFAULT_WORKSPACE!r} and its first admin API token"
+        f" (shown once):\n\n    {secret}\n\nIt is also in {path.resolve()} (readable only by"
+        " you). Send it as: Authorization: Bearer <token>\n\n"
+    )
+    sys.stderr.flush()
+
+
+def _identity_provider(settings: Settings) -> JwtSettings | None:
+    if settings.jwt_issuer is None and settings.jwt_key is None:
+        return None
+    if settings.jwt_issuer is None or settings.jwt_key is None:
+        raise ValueError("RUNWIRE_JWT_ISSUER and RUNWIRE_JWT_KEY must be set together")
+    return JwtSettings(
+        issuer=settings.jwt_issuer,
+        key=settings.jwt_key,
+        algorithms=settings.jwt_algorithms,
+        audience=settings.jwt_audience,
+        workspace_claim=settings.jwt_workspace_claim,
+        role_claim=settings.jwt_role_claim,
+    )

@@ -1,0 +1,239 @@
+"""Executions: insert queued ones, read one with its step attempts, apply a transition."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from runwire.db import tables
+from runwire.db.engine import Database
+from runwire.db.projection import insert_events, write_events
+from runwire.db.rows import dump, execution_of, span_of, step_run_of
+from runwire.domain.clock import utc_now
+from runwire.domain.errors import NotFound
+from runwire.domain.models import Event, EventDraft, Execution, Span, StepRun
+
+# A queued execution, its labels and its first event in one statement (one round trip, atomic
+# on its own). Columns left out keep their defaults, as Piccolo's insert would set them.
+_INSERT_QUEUED = (
+    "WITH execution AS (INSERT INTO runwire_execution (id, workspace_id, name, status,"
+    " scenario_name, scenario_version, definition, inputs, labels, priority, timeout_seconds,"
+    " grace_seconds, queued_at, last_seq, created_by, mode, step_key, upstream, idempotency_key,"
+    " request_fingerprint, concurrency_key, concurrency_limit, batch_id, batch_limit)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+    " $19, $20, $21, $22, $23, $24)),"
+    " label AS (INSERT INTO runwire_execution_label (execution_id, label)"
+    " SELECT $1, unnest($25::varchar[]))"
+    " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
+    " VALUES ($1, $26, $27, $28, $29, $30, $31)"
+)
+
+Decide = Callable[[Execution], Sequence[EventDraft]]
+
+
+class ExecutionRepository:
+    """The execution rows and their step attempts and spans, as one execution sees them."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def create_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+    ) -> tuple[Execution, bool]:
+        """Insert a queued execution, its labels and first event; (execution, created).
+
+        With an idempotency key already used, nothing is written and the earlier execution is
+        returned with created=False, together with its stored fingerprint for the caller's check.
+        """
+        if execution.idempotency_key is None and self._database.is_postgres:
+            # One statement is atomic on its own: no BEGIN/COMMIT round trips for a plain start.
+            await insert_execution(self._database, execution, first_event, fingerprint)
+            return execution, True
+        try:
+            async with self._database.write():
+                # Inside the write transaction: on SQLite that serialises concurrent starts; on
+                # Postgres a concurrent insert still races, and the unique index decides below.
+                if execution.idempotency_key is not None:
+                    existing = await self._by_idempotency_key(execution)
+                    if existing is not None:
+                        return existing, False
+                await insert_execution(self._database, execution, first_event, fingerprint)
+        except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
+            if execution.idempotency_key is None:
+                raise
+            existing = await self._by_idempotency_key(execution)
+            if existing is None:
+                raise
+            return existing, False
+        return execution, True
+
+    async def request_fingerprint(self, execution_id: str) -> str | None:
+        rows = await self._database.fetch(
+            "SELECT request_fingerprint FROM runwire_execution WHERE id = {}", execution_id
+        )
+        return rows[0]["request_fingerprint"] if rows else None
+
+    async def _by_idempotency_key(self, execution: Execution) -> Execution | None:
+        """The execution started earlier in this workspace with this one's idempotency key."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_execution WHERE workspace_id = {} AND idempotency_key = {}",
+            execution.workspace_id,
+            execution.idempotency_key,
+        )
+        return execution_of(rows[0]) if rows else None
+
+    async def execution(
+        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
+    ) -> Execution | None:
+        """The execution, if it is in `workspace`; None (any workspace) only for internal use.
+
+        An execution of another workspace is None, exactly like one that does not exist.
+        """
+        if workspace is None:
+            rows = await self._database.fetch(
+                "SELECT * FROM runwire_execution WHERE id = {}", execution_id
+            )
+        else:
+            rows = await self._database.fetch(
+                "SELECT * FROM runwire_execution WHERE id = {} AND workspace_id = {}",
+                execution_id,
+                workspace,
+            )
+        if not rows:
+            return None
+        steps = await self.steps(execution_id) if with_steps else ()
+        return execution_of(rows[0], steps)
+
+    async def steps(self, execution_id: str) -> tuple[StepRun, ...]:
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_step_run WHERE execution_id = {} ORDER BY position, attempt",
+            execution_id,
+        )
+        return tuple(step_run_of(row) for row in rows)
+
+    async def spans(self, execution_id: str) -> list[Span]:
+        """The sub-operations the execution's step attempts reported, in start order."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_span WHERE execution_id = {} ORDER BY started_at, id",
+            execution_id,
+        )
+        return [span_of(row) for row in rows]
+
+    async def transition(
+        self, execution_id: str, decide: Decide, *, workspace: str
+    ) -> list[Event] | None:
+        """Append `decide`'s events to an execution no runner owns, atomically.
+
+        `decide` sees the locked execution with its step attempts and returns the events to write
+        (or raises, writing nothing). Returns None, writing nothing, when a runner owns the
+        execution: only the owner may then write its events. An execution outside `workspace`
+        is NotFound, exactly like a missing one.
+        """
+        lock = " FOR UPDATE" if self._database.is_postgres else ""
+        async with self._database.write():
+            rows = await self._database.fetch(
+                f"SELECT * FROM runwire_execution WHERE id = {{}} AND workspace_id = {{}}{lock}",
+                execution_id,
+                workspace,
+            )
+            if not rows:
+                raise NotFound(f"execution {execution_id} not found")
+            if rows[0]["owner"] is not None:
+                return None
+            execution = execution_of(rows[0], await self.steps(execution_id))
+            now = utc_now()
+            events = [
+                Event(
+                    execution_id=execution_id,
+                    seq=execution.last_seq + index,
+                    at=now,
+                    type=draft.type,
+                    data=draft.data,
+                    step_key=draft.step_key,
+                    attempt=draft.attempt,
+                )
+                for index, draft in enumerate(decide(execution), 1)
+            ]
+            if events:
+                await write_events(self._database, events)
+        return events
+
+
+async def insert_execution(
+    database: Database, execution: Execution, first_event: Event, fingerprint: str | None
+) -> None:
+    """Insert a queued execution, its labels and its first event (in the current transaction)."""
+    if database.is_postgres:
+        await database.execute_postgres(
+            _INSERT_QUEUED,
+            execution.id,
+            execution.workspace_id,
+            execution.name[:100],
+            execution.status.value,
+            execution.scenario_name,
+            execution.scenario_version,
+            dump(execution.definition),
+            dump(execution.inputs),
+            dump(list(execution.labels)),
+            execution.priority,
+            execution.timeout_seconds,
+            execution.grace_seconds,
+            execution.queued_at,
+            first_event.seq,
+            execution.triggered_by[:200],
+            execution.mode.value,
+            execution.step_key,
+            None if execution.upstream is None else dump(execution.upstream),
+            execution.idempotency_key,
+            fingerprint,
+            execution.concurrency_key,
+            execution.concurrency_limit,
+            execution.batch_id,
+            execution.batch_limit,
+            list(execution.labels),
+            first_event.seq,
+            first_event.at,
+            first_event.type.value,
+            first_event.step_key,
+            first_event.attempt,
+            dump(first_event.data),
+        )
+        return
+    await tables.Execution.insert(
+        tables.Execution(
+            id=execution.id,
+            workspace_id=execution.workspace_id,
+            name=execution.name[:100],
+            status=execution.status.value,
+            scenario_name=execution.scenario_name,
+            scenario_version=execution.scenario_version,
+            definition=dump(execution.definition),
+            inputs=dump(execution.inputs),
+            labels=dump(list(execution.labels)),
+            priority=execution.priority,
+            timeout_seconds=execution.timeout_seconds,
+            grace_seconds=execution.grace_seconds,
+            queued_at=execution.queued_at,
+            last_seq=first_event.seq,
+            created_by=execution.triggered_by[:200],
+            mode=execution.mode.value,
+            step_key=execution.step_key,
+            upstream=None if execution.upstream is None else dump(execution.upstream),
+            idempotency_key=execution.idempotency_key,
+            request_fingerprint=fingerprint,
+            concurrency_key=execution.concurrency_key,
+            concurrency_limit=execution.concurrency_limit,
+            batch_id=execution.batch_id,
+            batch_limit=execution.batch_limit,
+        )
+    )
+    if execution.labels:
+        await tables.ExecutionLabel.insert(
+            *[
+                tables.ExecutionLabel(execution_id=execution.id, label=label)
+                for label in execution.labels
+            ]
+        )
+    await insert_events(database, [first_event])

@@ -1,0 +1,108 @@
+"""What the domain's services need from the rest of the system, as small named Protocols.
+
+The database stores in `runwire.db` and `runwire.queue` implement the store ports; the event
+publisher and the queue's signals implement the other two; `tests/support/memory_store.py`
+implements them all in memory, so the domain's rules are tested without a database or a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from runwire.domain.models import Batch, Event, EventDraft, Execution, ScenarioVersion
+
+Decide = Callable[[Execution], Sequence[EventDraft]]
+"""Given an execution as stored (locked, with its step attempts), the events to append to it."""
+
+
+class ScenarioStore(Protocol):
+    """Saved scenarios, by workspace and name, each save a new version."""
+
+    async def save_scenario(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> ScenarioVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        ...
+
+    async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None: ...
+
+
+class ExecutionStore(Protocol):
+    """Executions: created queued with their first event; changed by transitions when unowned."""
+
+    async def create_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+    ) -> tuple[Execution, bool]:
+        """(execution, True) once stored; (the earlier one, False) for a used idempotency key."""
+        ...
+
+    async def request_fingerprint(self, execution_id: str) -> str | None: ...
+
+    async def execution(
+        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
+    ) -> Execution | None:
+        """The execution if it is in `workspace` (None: any workspace, for internal use)."""
+        ...
+
+    async def transition(
+        self, execution_id: str, decide: Decide, *, workspace: str
+    ) -> list[Event] | None:
+        """Append what `decide` returns, numbered after the last seq; None if a runner owns it.
+
+        NotFound when the execution is not in `workspace`.
+        """
+        ...
+
+
+class BatchStore(Protocol):
+    """Batches and the executions they queued together."""
+
+    async def create_batch(
+        self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
+    ) -> None:
+        """The batch and every execution with its first event, all or none."""
+        ...
+
+    async def batch(self, batch_id: str, *, workspace: str) -> Batch | None: ...
+
+    async def unfinished_in_batch(self, batch_id: str) -> list[str]: ...
+
+    async def mark_batch_stopped(self, batch_id: str) -> None: ...
+
+
+class ControlRequests(Protocol):
+    """Requests to the runner that owns an execution; it applies them in its own time."""
+
+    async def request_control(
+        self,
+        execution_id: str,
+        action: str,
+        reason: str,
+        actor: str,
+        grace: float | None,
+        step_key: str | None = None,
+    ) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Where stored events go, so every subscriber (in any process) learns of them."""
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class WorkSignals(Protocol):
+    """Wake-ups for runners, wherever they are; what to do is read from the stores."""
+
+    def queued(self) -> None:
+        """An execution was queued or requeued."""
+        ...
+
+    def control_requested(self, execution_id: str) -> None:
+        """A control request for the execution was stored."""
+        ...

@@ -1,0 +1,128 @@
+"""Notices on the bus's EVENTS channel: "events first_seq..last_seq of execution X are stored".
+
+A notice carries no event: a process that follows the execution reads the range from the
+database, so payloads stay small whatever the events hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from runwire.domain.models import Event, EventType
+from runwire.events.bus import EVENTS, MAX_MESSAGE_BYTES, Bus, Resync
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Events first_seq..last_seq of one execution were committed to the database.
+
+    `status_changed` says the range holds an EXECUTION_STATUS event, so a process can refresh its
+    live list of executions without reading the events of every notice.
+    """
+
+    execution_id: str
+    first_seq: int
+    last_seq: int
+    status_changed: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.first_seq <= self.last_seq:
+            raise ValueError(f"bad seq range {self.first_seq}..{self.last_seq}")
+
+
+class _WireNotice(msgspec.Struct, array_like=True):
+    """A notice as sent: [execution_id, first_seq, last_seq] or [..., true] when status changed."""
+
+    execution_id: str
+    first_seq: int
+    last_seq: int
+    # Trailing and optional: unflagged notices keep the three-element form and size, and a
+    # decoder ignores elements after the ones it knows.
+    status_changed: bool = False
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[_WireNotice]).decode
+
+
+def notices_of(events: Sequence[Event]) -> list[Notice]:
+    """One notice per execution in `events` (each range from its first to its last seq)."""
+    ranges: dict[str, list[int]] = {}
+    status_changed: set[str] = set()
+    for event in events:
+        bounds = ranges.get(event.execution_id)
+        if bounds is None:
+            ranges[event.execution_id] = [event.seq, event.seq]
+        else:
+            bounds[1] = event.seq
+        if event.type is EventType.EXECUTION_STATUS:
+            status_changed.add(event.execution_id)
+    return [
+        Notice(execution_id, first, last, execution_id in status_changed)
+        for execution_id, (first, last) in ranges.items()
+    ]
+
+
+def encode_notices(notices: Sequence[Notice]) -> list[str]:
+    """Wire messages under the bus's limit: JSON lists of [execution_id, first_seq, last_seq]."""
+    parts = [
+        _encode(
+            (n.execution_id, n.first_seq, n.last_seq, True)
+            if n.status_changed
+            else (n.execution_id, n.first_seq, n.last_seq)
+        )
+        for n in notices
+    ]
+    messages: list[str] = []
+    batch: list[bytes] = []
+    size = 1  # "[" now; each part then adds its length plus one "," or the closing "]"
+    for part in parts:
+        if size + len(part) + 1 >= MAX_MESSAGE_BYTES and batch:
+            messages.append((b"[%b]" % b",".join(batch)).decode())
+            batch, size = [], 1
+        if size + len(part) + 1 >= MAX_MESSAGE_BYTES:
+            raise ValueError(f"a notice of {len(part)} bytes cannot fit in one bus message")
+        batch.append(part)
+        size += len(part) + 1
+    if batch:
+        messages.append((b"[%b]" % b",".join(batch)).decode())
+    return messages
+
+
+def decode_notices(message: str) -> list[Notice]:
+    """The notices in one wire message; ValueError if it is malformed."""
+    try:
+        return [
+            Notice(wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed)
+            for wire in _decode(message)
+        ]
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise ValueError(str(exc)) from None
+
+
+async def publish_notices(bus: Bus, notices: Sequence[Notice]) -> None:
+    """Announce committed events to every process; a long list travels as several messages."""
+    for message in encode_notices(notices):
+        await bus.publish(EVENTS, message)
+
+
+async def receive_notices(bus: Bus) -> AsyncGenerator[list[Notice] | Resync, None]:
+    """Each batch of notices from any process, or RESYNC after a possible loss."""
+    async for message in bus.receive(EVENTS):
+        if isinstance(message, Resync):
+            yield message
+            continue
+        try:
+            notices = decode_notices(message)
+        except ValueError:
+            # Never log the payload: it is not ours to trust, and could be large.
+            logger.warning("bus: skipped a malformed notice message of %d chars", len(message))
+            continue
+        if notices:
+            yield notices
