@@ -13,7 +13,7 @@ from tests.support.steps import RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS, StepResult
-from runwire.runner.steps.base import Observed
+from runwire.scenarios.results import Observed
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 
 from runwire.domain.errors import FieldError, InvalidDefinition
 from runwire.runner.steps import STEP_KINDS
-from runwire.runner.steps.base import Observed, StepResult
 from runwire.scenarios.definition import parse_definition
 from runwire.scenarios.expectations import (
     NO_EXPECTATIONS,
@@ -18,6 +17,7 @@ from runwire.scenarios.expectations import (
     assess,
     parse_expect,
 )
+from runwire.scenarios.results import Observed, StepResult
 
 SHELL = "expected one of exit_code, json, output_contains, output_matches"
 HTTP = "expected one of json, latency_ms_below, output_contains, output_matches, status"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from runwire.domain.models import OutputStream
+from runwire.scenarios.results import Observed, StepResult
+
+__all__ = ["Observed", "StepContext", "StepKind", "StepResult"]
 
 
 class StepContext(Protocol):
@@ -50,33 +52,6 @@ class StepContext(Protocol):
         Token and cost figures go in `attributes` as `tokens_input`, `tokens_output`, `cost_usd`.
         """
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """What a completed step showed, for its `expect:` assertions to check; not stored."""
-
-    exit_code: int | None = None
-    status: int | None = None
-    latency_ms: float | None = None
-    text: str | None = None
-    """What output_contains, output_matches and json check: stdout, or the response body."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """How a step ended: `error is None` means it succeeded.
-
-    A kind sets `error` only when the step could not complete (could not start or connect, timed
-    out). Whether a completed step passed — exit code, status, `expect:` — is decided afterwards
-    by `runwire.scenarios.expectations.assess` from `observed`.
-    """
-
-    output: Any = None
-    error: str | None = None
-    exit_code: int | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    observed: Observed | None = None
 
 
 P = TypeVar("P")

@@ -90,16 +90,6 @@ def signal_each(processes: Iterable[ProcessRef], sig: signal.Signals) -> None:
                 os.close(fd)
 
 
-def describe_exit(code: int) -> str:
-    """`exited with code 3` or `killed by signal SIGKILL` for a subprocess return code."""
-    if code >= 0:
-        return f"exited with code {code}"
-    try:
-        return f"killed by signal {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
-
-
 async def stop_group(
     pid: int, leader: ProcessRef | None, exited: asyncio.Future[Any], grace: float
 ) -> bool:

@@ -14,7 +14,8 @@ from typing import Any, cast
 from runwire.domain.models import OutputStream
 from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.params import Fields
-from runwire.runner.steps.processes import describe_exit, process_ref, signal_group, stop_group
+from runwire.runner.steps.processes import process_ref, signal_group, stop_group
+from runwire.scenarios.results import describe_exit
 
 CAPTURE_BYTES = 64 * 1024
 """How much of the end of stdout and of stderr the step's output keeps."""
