@@ -35,10 +35,11 @@ from runwire.domain.tokens import TokenService
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
-from runwire.graphql.context import Services
-from runwire.graphql.relay import Relays
-from runwire.graphql.schema import DocumentLimits, build_schema
-from runwire.graphql.sharing import SharingTransportWSHandler, encode_next_message
+from runwire.graphql.fanout.relay import Relays
+from runwire.graphql.fanout.sharing import encode_next_message
+from runwire.graphql.fanout.sockets import SharingTransportWSHandler
+from runwire.graphql.schema.build import DocumentLimits, build_schema
+from runwire.graphql.schema.context import Services
 from runwire.http.bearer import bearer_credential, connection_init_credential
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_html, graphiql_static_router

@@ -21,9 +21,10 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event, EventType
 from runwire.events.hub import EventBatch
-from runwire.graphql import relay
-from runwire.graphql.relay import Relays, Seat
-from runwire.graphql.sharing import SharedCompletion, SharedSource, SubscriptionSocket
+from runwire.graphql.fanout import relay
+from runwire.graphql.fanout.relay import Relays, Seat
+from runwire.graphql.fanout.sharing import SharedCompletion, SharedSource
+from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 NODE = FieldNode(name=NameNode(value="executionEvents"))
 EXECUTION = "exec-1"

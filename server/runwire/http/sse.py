@@ -26,7 +26,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
-from runwire.graphql.context import Services
+from runwire.graphql.schema.context import Services
 from runwire.http.bearer import bearer_credential
 
 T = TypeVar("T")

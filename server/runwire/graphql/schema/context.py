@@ -16,7 +16,7 @@ from runwire.domain.services import ExecutionService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.tokens import TokenService
 from runwire.events.hub import Hub
-from runwire.graphql.relay import Relays
+from runwire.graphql.fanout.relay import Relays
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionResult
 
 from runwire.domain.errors import RunwireError
-from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
-from runwire.graphql.mutations import Mutation
-from runwire.graphql.queries import Query
-from runwire.graphql.sharing import SharingExecutor
-from runwire.graphql.subscriptions import Subscription
-from runwire.graphql.types import EVENT_TYPES
+from runwire.graphql.fanout.sharing import SharingExecutor
+from runwire.graphql.schema.limits import DocumentShapeLimiter, bound_field_comparisons
+from runwire.graphql.schema.mutations import Mutation
+from runwire.graphql.schema.queries import Query
+from runwire.graphql.schema.subscriptions import Subscription
+from runwire.graphql.schema.types import EVENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)

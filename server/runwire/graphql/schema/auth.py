@@ -16,7 +16,7 @@ from strawberry.types.base import get_object_definition
 from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Activity
-from runwire.graphql.context import Info
+from runwire.graphql.schema.context import Info
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from runwire.domain.access import Permission
 from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
 from runwire.events import hub
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
-from runwire.graphql.sharing import SharedSource
-from runwire.graphql.trace import Span, Trace
+from runwire.graphql.fanout.sharing import SharedSource
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, services
+from runwire.graphql.schema.trace import Span, Trace
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")

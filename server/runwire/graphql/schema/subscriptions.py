@@ -10,12 +10,12 @@ import strawberry
 from runwire.domain.access import Permission
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, services
-from runwire.graphql.inputs import ExecutionFilter
-from runwire.graphql.queries import _filter as domain_filter
-from runwire.graphql.sharing import send_shared, subscription_socket
-from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
+from runwire.graphql.fanout.sockets import send_shared, subscription_socket
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, services
+from runwire.graphql.schema.inputs import ExecutionFilter
+from runwire.graphql.schema.queries import _filter as domain_filter
+from runwire.graphql.schema.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
 def _payload(batch: list[Event]) -> ExecutionEventBatch:

@@ -36,13 +36,13 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
-from runwire.graphql.sharing import (
+from runwire.graphql.fanout.sharing import (
     NEXT_MESSAGE_TAIL,
     SharedCompletion,
     SharedSource,
-    SubscriptionSocket,
     next_message_head,
 )
+from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 PATIENCE = 0.5
 """Seconds parked peers wait for a relay while newer events exist, before following themselves."""

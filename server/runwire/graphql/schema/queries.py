@@ -13,13 +13,13 @@ import strawberry
 from runwire.domain import queries
 from runwire.domain.access import Permission
 from runwire.domain.errors import FieldError, Invalid
-from runwire.graphql.access import AccessQueries
-from runwire.graphql.auth import authorized
-from runwire.graphql.batches import Batch
-from runwire.graphql.context import Info, services
-from runwire.graphql.inputs import ExecutionFilter
-from runwire.graphql.metrics import ExecutionMetrics, execution_metrics
-from runwire.graphql.types import (
+from runwire.graphql.schema.access import AccessQueries
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.batches import Batch
+from runwire.graphql.schema.context import Info, services
+from runwire.graphql.schema.inputs import ExecutionFilter
+from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.types import (
     Execution,
     ExecutionConnection,
     ExecutionEdge,
