@@ -35,7 +35,7 @@ from runwire.domain.tokens import TokenService
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
-from runwire.graphql.fanout.relay import Relays
+from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.fanout.sharing import encode_next_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
 from runwire.graphql.schema.build import DocumentLimits, build_schema
@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> Litestar:
                 control=control,
                 batches=BatchService(repository, executions, control, wake_runner),
                 hub=hub,
-                relays=Relays(),
+                send_groups=SendGroups(),
                 runner_slots=settings.runner_slots if runner else 0,
                 access=access,
                 tokens=tokens,

@@ -2,8 +2,8 @@
 
 The server completes a live batch once per document and sends that message to every other
 subscriber with the same document; these checks hold whichever subscriber got there first.
-Subscribers that are live park while others relay their batches (graphql/relay.py): that holds
-however many of them leave, relays included.
+Subscribers that are live park while others of their send group send their batches
+(graphql/fanout/send_groups.py): that holds however many of them leave, senders included.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
             await asyncio.sleep(0.05)
         # Parked subscriptions are not the hub's followers, and still count as live ones.
         assert await followers(server) == 8
-        # One at a time, whichever of them relays for the others: each ends its socket.
+        # One at a time, whichever of them sends for the others: each ends its socket.
         for task in leaving:
             task.cancel()
             await asyncio.sleep(0.1)
@@ -178,7 +178,7 @@ async def test_operations_on_one_socket_share_batches_and_end_alone(server: Serv
                 events = message["payload"]["data"]["executionEvents"]["events"]
                 seqs[message["id"]] += [event["seq"] for event in events]
                 if not unsubscribed and len(seqs["b"]) >= 20:
-                    # Ends one operation mid-stream, parked or relaying; the others go on.
+                    # Ends one operation mid-stream, parked or sending; the others go on.
                     await ws.send(json.dumps({"id": "b", "type": "complete"}))
                     unsubscribed = True
             while await followers(server) != 0:

@@ -12,6 +12,6 @@ def health(state: State) -> dict[str, object]:
     if services is None:
         return {"status": "starting"}
     # Live followers (subscriptions and SSE streams): lets operators and tests see that a
-    # disconnected client left nothing behind. Parked subscriptions are followed by relays.
-    followers = services.hub.follower_count + services.relays.parked_count
+    # disconnected client left nothing behind. Parked subscriptions are followed by senders.
+    followers = services.hub.follower_count + services.send_groups.parked_count
     return {"status": "ok", "followers": followers}

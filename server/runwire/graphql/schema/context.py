@@ -16,7 +16,7 @@ from runwire.domain.services import ExecutionService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.tokens import TokenService
 from runwire.events.hub import Hub
-from runwire.graphql.fanout.relay import Relays
+from runwire.graphql.fanout.send_groups import SendGroups
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Services:
     control: ExecutionControl
     batches: BatchService
     hub: Hub
-    relays: Relays
+    send_groups: SendGroups
     runner_slots: int
     access: AccessRepository
     tokens: TokenService

@@ -47,7 +47,7 @@ class Subscription:
         hub = services(info).hub
         execution = str(execution_id)
         socket = subscription_socket(info)
-        with services(info).relays.seat(
+        with services(info).send_groups.seat(
             socket, execution, lambda: hub.delivered_seq(execution)
         ) as seat:
             last = after_seq
@@ -70,12 +70,12 @@ class Subscription:
                         # one no longer.
                         del batch, payload
                         if park:
-                            break  # relays send its batches from here (see relay.py)
+                            break  # its group's senders send its batches from here
                     else:
                         return
                 assert seat is not None  # only a seat breaks out of following
                 if await seat.park():
-                    return  # a relay sent its terminal batch
+                    return  # a sender sent its terminal batch
                 last = seat.last_seq
 
     @strawberry.subscription(

@@ -1,24 +1,25 @@
-"""Live batches sent to the subscribers of one document by the few that run, not by each.
+"""Send groups: live batches sent to the subscribers of one document by the few that follow.
 
 Even with a batch's completion and JSON shared (sharing.py), every subscriber of a live execution
 had its own task woken per batch: the hub's follower, a stack of async generators (ours,
 graphql-core's, Strawberry's), then a send through Litestar and uvicorn. Profiled with 1000
-subscribers, that was ~41 µs of server CPU per delivery, most of it not the write itself.
+subscribers (benchmark P2), most of that server CPU per delivery was not the write itself.
 
-So subscribers of one execution asking with one document form a group. Members that follow the
-hub and whose batches are memoised for their document are *relays*. A relay that is caught up
-(the hub has handed out nothing past its last seq) *parks* when another relay remains: its
-resolver waits on one future and it leaves the hub. Each relay, once it has sent a batch the hub
-handed out, writes that batch's memoised message to every parked peer, in one loop.
+So the subscriptions of one execution asking with one document field form a *send group*, and
+they share the work of sending. Members that follow the hub and whose batches are memoised for
+their document are the group's *senders*. A sender that is caught up (the hub has handed out
+nothing past its last seq) *parks* when another sender remains: its resolver waits on one future
+and it leaves the hub. Each sender, once it has sent a batch the hub handed out, writes that
+batch's memoised message to every parked member, in one loop.
 
-Exactly once, in order: a peer is sent a batch only if it starts right after the last seq the
-peer was sent. Otherwise the peer is *released*: it follows the hub again from its last seq,
-reading what it missed from the database like any late joiner. Peers are also released when
-the last relay leaves (one of them takes over), when a send to them would have to wait for a
-slow client (they finish it in their own task, so no peer ever waits for another's socket), and
-when no relay has sent anything for `PATIENCE` while the hub holds newer events (a relay stuck
-behind its own slow client). Peers sent their execution's terminal batch are ended in the
-background, a slice at a time: ending a subscription costs more than sending it a batch.
+Exactly once, in order: a parked member is sent a batch only if it starts right after the last
+seq that member was sent. Otherwise it is *released*: it follows the hub again from its last seq,
+reading what it missed from the database like any late joiner. Parked members are also released
+when the last sender leaves (one of them takes over), when a send to them would have to wait for
+a slow client (they finish it in their own task, so no member ever waits for another's socket),
+and when no sender has sent anything for `PATIENCE` while the hub holds newer events (a sender
+stuck behind its own slow client). Members sent their execution's terminal batch are ended in
+the background, a slice at a time: ending a subscription costs more than sending it a batch.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from runwire.graphql.fanout.sharing import (
 from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 PATIENCE = 0.5
-"""Seconds parked peers wait for a relay while newer events exist, before following themselves."""
+"""Seconds parked members wait for a sender while newer events exist, before following."""
 
 FINISH_SLICE = 16
 FINISH_PAUSE = 0.005
@@ -59,7 +60,7 @@ class _Release:
     """Why a parked peer resumes: finished (its terminal batch was sent), or to follow again."""
 
     finished: bool = False
-    # A send a relay started that has to wait for the peer's client: the peer finishes it.
+    # A send a sender started that has to wait for the member's client: the member finishes it.
     pending: tuple[_Send, Any] | None = None
     error: Exception | None = None
 
@@ -69,47 +70,47 @@ _FINISHED = _Release(finished=True)
 
 
 class Seat:
-    """One subscription in its group: following the hub (a relay once memoised), or parked."""
+    """One subscription in its send group: following the hub (a sender once memoised), or parked."""
 
-    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "relaying")
+    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "sending")
 
-    def __init__(self, group: _Group, socket: SubscriptionSocket) -> None:
+    def __init__(self, group: _SendGroup, socket: SubscriptionSocket) -> None:
         self._group = group
         self._socket = socket
         # The `next` message up to the data's value: only the batch's JSON differs per batch.
         self._prefix = next_message_head(socket.operation.id, socket.response_key)
         self._waiter: asyncio.Future[_Release] | None = None
         self.last_seq = -1
-        self.relaying = False
+        self.sending = False
 
     def delivered(self, batch: list[Event], payload: SharedSource) -> None:
-        """This subscription sent `batch`: relay it to the parked peers right behind it."""
+        """This subscription sent `batch`: send it to the parked members right behind it."""
         self.last_seq = batch[-1].seq
-        # Only a document whose batches are memoised can be relayed (a selection using
-        # variables, or one that completed with errors, never is); only a batch the hub
-        # handed out is relayed, since peers wait for the hub's batches, not database pages.
+        # Only a document whose batches are memoised can be sent for others (a selection using
+        # variables, or one that completed with errors, never is); only a batch the hub handed
+        # out is sent on, since parked members wait for the hub's batches, not database pages.
         shared = payload.completion(self._socket.node)
-        relaying = shared is not None
-        if relaying != self.relaying:
-            self.relaying = relaying
-            self._group.relaying(self, relaying)
+        sending = shared is not None
+        if sending != self.sending:
+            self.sending = sending
+            self._group.set_sending(self, sending)
         if shared is not None and isinstance(batch, EventBatch) and self._group.parked:
-            self._group.relay(batch, shared)
+            self._group.send_to_parked(batch, shared)
 
     def may_park(self, hub_seq: int) -> bool:
-        """Whether another relay will send everything after this one's last seq.
+        """Whether another sender will send everything after this one's last seq.
 
         The hub has handed out nothing past it (so its next batch for this execution starts
-        right after, or overlaps, and overlaps are caught when relayed), and another member
-        follows the hub to relay.
+        right after, or overlaps, and overlaps are caught when sent on), and another member
+        follows the hub to send.
         """
-        return self.relaying and hub_seq <= self.last_seq and len(self._group.relays) > 1
+        return self.sending and hub_seq <= self.last_seq and len(self._group.senders) > 1
 
     async def park(self) -> bool:
-        """Wait while relays send this subscription's batches; True once the terminal was sent."""
+        """Wait while senders send this subscription's batches; True once the terminal was sent."""
         group = self._group
         self._waiter = asyncio.get_running_loop().create_future()
-        group.relaying(self, False)
+        group.set_sending(self, False)
         group.parked[self] = None
         group.watch()
         try:
@@ -117,7 +118,7 @@ class Seat:
         finally:
             group.parked.pop(self, None)
             self._waiter = None
-            self.relaying = False
+            self.sending = False
         if release.pending is not None:
             await _finish(*release.pending)
         if isinstance(release.error, WebSocketDisconnect):
@@ -133,25 +134,27 @@ class Seat:
             waiter.set_result(release)
 
     def send(self, batch_json: str, last_seq: int) -> _Release | None:
-        """Send a relayed batch; None if sent, else why this peer must resume on its own."""
+        """Send a sender's batch to this parked member; None if sent, else why it must resume."""
         if not self._socket.is_open():
             return _FOLLOW  # completed by its client: its task is being cancelled
         send = self._socket.ws.send_data(self._prefix + batch_json + NEXT_MESSAGE_TAIL)
         # Step the send rather than await it: it completes at once unless the client's buffer
-        # is full, and then the peer, not this relay, waits for it.
+        # is full, and then this member, not the sender, waits for it.
         try:
             waiting = send.send(None)
         except StopIteration:
             self.last_seq = last_seq
             return None
-        except Exception as error:  # this peer's failure, raised in its own task, not the relay's
+        except (
+            Exception
+        ) as error:  # this member's failure, raised in its own task, not the sender's
             return _Release(error=error)
         self.last_seq = last_seq
         return _Release(pending=(send, waiting))
 
 
 async def _finish(send: _Send, waiting: Any) -> None:
-    """Drive a send that a relay started and that waits on the client (see Seat.send)."""
+    """Drive a send that a sender started and that waits on the client (see Seat.send)."""
     try:
         while True:
             if waiting is None:
@@ -169,7 +172,7 @@ async def _finish(send: _Send, waiting: Any) -> None:
         send.close()
 
 
-class _Group:
+class _SendGroup:
     """The subscriptions of one execution that share one document field."""
 
     def __init__(
@@ -179,27 +182,27 @@ class _Group:
         self.hub_seq = hub_seq
         self.finish = finish
         self.members = 0
-        self.relays: set[Seat] = set()
+        self.senders: set[Seat] = set()
         self.parked: dict[Seat, None] = {}  # in the order they parked
-        self.relayed_at = 0.0
+        self.sent_at = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
 
-    def relaying(self, seat: Seat, relaying: bool) -> None:
-        if relaying:
-            self.relays.add(seat)
+    def set_sending(self, seat: Seat, sending: bool) -> None:
+        if sending:
+            self.senders.add(seat)
             return
-        self.relays.discard(seat)
-        if not self.relays and self.parked:
-            # Nobody left to relay: the longest parked follows the hub again, and relays.
+        self.senders.discard(seat)
+        if not self.senders and self.parked:
+            # Nobody left to send: the longest parked follows the hub again, and sends.
             next(iter(self.parked)).release(_FOLLOW)
 
-    def relay(self, batch: list[Event], shared: SharedCompletion) -> None:
-        self.relayed_at = asyncio.get_running_loop().time()
+    def send_to_parked(self, batch: list[Event], shared: SharedCompletion) -> None:
+        self.sent_at = asyncio.get_running_loop().time()
         body = shared.json()
         first, last, finished = batch[0].seq, batch[-1].seq, batch[-1].is_terminal
         for peer in list(self.parked):
             if peer.last_seq >= last:
-                continue  # sent already, by a relay further ahead
+                continue  # sent already, by a sender further ahead
             if peer.last_seq != first - 1:
                 peer.release(_FOLLOW)  # it would miss or repeat events: read them itself
                 continue
@@ -211,7 +214,7 @@ class _Group:
                 self.finish(peer)
 
     def watch(self) -> None:
-        """Check every PATIENCE that relays keep parked peers up to date."""
+        """Check every PATIENCE that senders keep parked members up to date."""
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(PATIENCE, self._check)
 
@@ -220,7 +223,7 @@ class _Group:
         if not self.parked:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() - self.relayed_at >= PATIENCE:
+        if loop.time() - self.sent_at >= PATIENCE:
             hub_seq = self.hub_seq()
             for peer in list(self.parked):
                 if peer.last_seq < hub_seq:
@@ -233,11 +236,11 @@ class _Group:
             self._watchdog = None
 
 
-class Relays:
+class SendGroups:
     """This process's groups of subscriptions, by execution and document field."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[str, int], _Group] = {}
+        self._groups: dict[tuple[str, int], _SendGroup] = {}
         self._finishing: deque[Seat] = deque()
         self._finisher: asyncio.Task[None] | None = None
 
@@ -246,17 +249,17 @@ class Relays:
         self._finishing.append(seat)
         if self._finisher is None or self._finisher.done():
             self._finisher = asyncio.get_running_loop().create_task(
-                self._finish_all(), name="runwire-relay-finisher"
+                self._finish_all(), name="runwire-send-group-finisher"
             )
 
     async def _finish_all(self) -> None:
         """Release finished subscriptions a slice at a time, pausing between slices.
 
-        Ending one (its task resuming, Strawberry's `complete`, the teardown) costs ~0.1 ms,
-        more than sending it a batch. With a thousand ending together, other executions'
-        batches arriving meanwhile waited behind all of them (measured at the end of the P2
-        benchmark: terminal events 60-130 ms late). They have their terminal event already;
-        their `complete` can come a little later.
+        Ending one (its task resuming, Strawberry's `complete`, the teardown) costs more than
+        sending it a batch. With a thousand ending together, other executions' batches arriving
+        meanwhile waited behind all of them (the terminal events at the end of benchmark P2
+        came late). They have their terminal event already; their `complete` can come a little
+        later.
         """
         while self._finishing:
             for _ in range(min(FINISH_SLICE, len(self._finishing))):
@@ -265,28 +268,28 @@ class Relays:
 
     @property
     def parked_count(self) -> int:
-        """Subscriptions whose batches relays send (they are not the hub's followers then)."""
+        """Subscriptions whose batches senders send (they are not the hub's followers then)."""
         return sum(len(group.parked) for group in self._groups.values())
 
     @contextmanager
     def seat(
         self, socket: SubscriptionSocket | None, execution_id: str, hub_seq: Callable[[], int]
     ) -> Iterator[Seat | None]:
-        """A seat in the subscription's group for the block; None if it cannot be relayed to."""
+        """A seat in the subscription's send group for the block; None if it cannot have one."""
         if socket is None:
             yield None
             return
         key = (execution_id, id(socket.node))
         group = self._groups.get(key)
         if group is None or group.node is not socket.node:
-            group = self._groups[key] = _Group(socket.node, hub_seq, self._finish)
+            group = self._groups[key] = _SendGroup(socket.node, hub_seq, self._finish)
         group.members += 1
         seat = Seat(group, socket)
         try:
             yield seat
         finally:
             group.parked.pop(seat, None)
-            group.relaying(seat, False)
+            group.set_sending(seat, False)
             group.members -= 1
             if not group.members and self._groups.get(key) is group:
                 group.close()
