@@ -16,10 +16,11 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from runwire.domain.errors import RunwireError
 from runwire.graphql.fanout.sharing import SharingExecutor
+from runwire.graphql.schema.errors import error_extensions
 from runwire.graphql.schema.limits import DocumentShapeLimiter, bound_field_comparisons
 from runwire.graphql.schema.mutations import Mutation
 from runwire.graphql.schema.queries import Query
@@ -77,7 +78,19 @@ class _MaskErrors(MaskErrors):
 
 
 class _Schema(Schema):
-    """Masks what MaskErrors cannot see: an exception raised while parsing or validating."""
+    """Codes domain errors, and masks what MaskErrors cannot see (parsing or validation crashes)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Every result with errors passes here, before masking, whichever the operation type
+        # and transport: the one place a domain error gets its `extensions.code`.
+        for error in errors:
+            if not error.extensions:
+                extensions = error_extensions(error.original_error)
+                if extensions is not None:
+                    error.extensions = extensions
+        super().process_errors(errors, execution_context)
 
     # Strawberry turns such an exception into an error carrying its bare message (e.g. a
     # KeyError's) after the extensions have run, so the masking extension never sees it.
