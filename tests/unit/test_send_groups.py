@@ -64,7 +64,9 @@ class Operation:
 
 
 def socket_of(operation_id: str, ws: Socket) -> SubscriptionSocket:
-    return SubscriptionSocket(Operation(operation_id), ws, NODE, "executionEvents")  # type: ignore[arg-type]
+    operation: Any = Operation(operation_id)
+    client: Any = ws
+    return SubscriptionSocket(operation, operation_id, client, NODE, "executionEvents")
 
 
 def live_batch(first: int, last: int, *, terminal: bool = False) -> tuple[EventBatch, SharedSource]:

@@ -16,6 +16,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from runwire.domain.access import Unauthenticated
+from runwire.graphql.fanout.compat.litestar import is_disconnected
 from runwire.graphql.fanout.sharing import encode_next_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
 from runwire.graphql.schema.build import DocumentLimits, build_schema
@@ -95,7 +96,7 @@ def graphql_controller(settings: Settings) -> type[Controller]:
 
             # Strawberry reads the socket until the client's close arrives (also after a close
             # the server sends), so its state ends as "disconnect" and the watchdog drops it.
-            services.sessions.register(actor, end, lambda: socket.connection_state == "disconnect")
+            services.sessions.register(actor, end, lambda: is_disconnected(socket))
             return None
 
     return GraphQLController

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from graphql import FieldNode
 from litestar.exceptions import WebSocketDisconnect
@@ -37,6 +36,8 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
+from runwire.graphql.fanout.compat.litestar import PendingSend, finish_send, send_without_waiting
+from runwire.graphql.fanout.compat.strawberry import operation_is_open
 from runwire.graphql.fanout.sharing import (
     NEXT_MESSAGE_TAIL,
     SharedCompletion,
@@ -52,16 +53,14 @@ FINISH_SLICE = 16
 FINISH_PAUSE = 0.005
 """Subscriptions sent their terminal batch are ended FINISH_SLICE at a time, this far apart."""
 
-_Send = Coroutine[Any, Any, None]
-
 
 @dataclass(frozen=True, slots=True)
 class _Release:
-    """Why a parked peer resumes: finished (its terminal batch was sent), or to follow again."""
+    """Why a parked member resumes: finished (its terminal batch was sent), or to follow again."""
 
     finished: bool = False
     # A send a sender started that has to wait for the member's client: the member finishes it.
-    pending: tuple[_Send, Any] | None = None
+    pending: PendingSend | None = None
     error: Exception | None = None
 
 
@@ -72,13 +71,13 @@ _FINISHED = _Release(finished=True)
 class Seat:
     """One subscription in its send group: following the hub (a sender once memoised), or parked."""
 
-    __slots__ = ("_group", "_prefix", "_socket", "_waiter", "last_seq", "sending")
+    __slots__ = ("_group", "_waiter", "last_seq", "prefix", "sending", "socket")
 
     def __init__(self, group: _SendGroup, socket: SubscriptionSocket) -> None:
         self._group = group
-        self._socket = socket
+        self.socket = socket
         # The `next` message up to the data's value: only the batch's JSON differs per batch.
-        self._prefix = next_message_head(socket.operation.id, socket.response_key)
+        self.prefix = next_message_head(socket.operation_id, socket.response_key)
         self._waiter: asyncio.Future[_Release] | None = None
         self.last_seq = -1
         self.sending = False
@@ -89,7 +88,7 @@ class Seat:
         # Only a document whose batches are memoised can be sent for others (a selection using
         # variables, or one that completed with errors, never is); only a batch the hub handed
         # out is sent on, since parked members wait for the hub's batches, not database pages.
-        shared = payload.completion(self._socket.node)
+        shared = payload.completion(self.socket.node)
         sending = shared is not None
         if sending != self.sending:
             self.sending = sending
@@ -119,12 +118,13 @@ class Seat:
             group.parked.pop(self, None)
             self._waiter = None
             self.sending = False
-        if release.pending is not None:
-            await _finish(*release.pending)
-        if isinstance(release.error, WebSocketDisconnect):
-            raise WebSocketDisconnected from release.error  # as Strawberry's own sends raise it
-        if release.error is not None:
-            raise release.error
+        try:
+            if release.pending is not None:
+                await finish_send(release.pending)
+            if release.error is not None:
+                raise release.error
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error  # as Strawberry's own sends raise it
         return release.finished
 
     def release(self, release: _Release) -> None:
@@ -132,44 +132,6 @@ class Seat:
         self._group.parked.pop(self, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(release)
-
-    def send(self, batch_json: str, last_seq: int) -> _Release | None:
-        """Send a sender's batch to this parked member; None if sent, else why it must resume."""
-        if not self._socket.is_open():
-            return _FOLLOW  # completed by its client: its task is being cancelled
-        send = self._socket.ws.send_data(self._prefix + batch_json + NEXT_MESSAGE_TAIL)
-        # Step the send rather than await it: it completes at once unless the client's buffer
-        # is full, and then this member, not the sender, waits for it.
-        try:
-            waiting = send.send(None)
-        except StopIteration:
-            self.last_seq = last_seq
-            return None
-        except (
-            Exception
-        ) as error:  # this member's failure, raised in its own task, not the sender's
-            return _Release(error=error)
-        self.last_seq = last_seq
-        return _Release(pending=(send, waiting))
-
-
-async def _finish(send: _Send, waiting: Any) -> None:
-    """Drive a send that a sender started and that waits on the client (see Seat.send)."""
-    try:
-        while True:
-            if waiting is None:
-                await asyncio.sleep(0)  # a bare yield: the send only gave way to the loop
-            else:
-                # Wait for the future the send awaits without awaiting it here: the send's own
-                # await of it is suspended inside the coroutine, and resumes below.
-                await asyncio.wait((waiting,))
-            waiting = send.send(None)
-    except StopIteration:
-        return
-    except WebSocketDisconnect as error:
-        raise WebSocketDisconnected from error
-    finally:
-        send.close()
 
 
 class _SendGroup:
@@ -206,9 +168,21 @@ class _SendGroup:
             if peer.last_seq != first - 1:
                 peer.release(_FOLLOW)  # it would miss or repeat events: read them itself
                 continue
-            outcome = peer.send(body, last)
-            if outcome is not None:
-                peer.release(outcome)
+            if not operation_is_open(peer.socket.operation):
+                peer.release(_FOLLOW)  # completed by its client: its task is being cancelled
+                continue
+            # Not awaited: the send completes at once unless the client's buffer is full, and
+            # then the peer, in its own task, waits for it, not this sender.
+            try:
+                pending = send_without_waiting(
+                    peer.socket.websocket, peer.prefix + body + NEXT_MESSAGE_TAIL
+                )
+            except Exception as error:  # the peer's failure: raised in its own task, not here
+                peer.release(_Release(error=error))
+                continue
+            peer.last_seq = last
+            if pending is not None:
+                peer.release(_Release(pending=pending))
             elif finished:
                 self.parked.pop(peer, None)
                 self.finish(peer)

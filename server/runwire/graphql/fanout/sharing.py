@@ -26,9 +26,9 @@ from typing import Any
 
 import msgspec
 from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
-from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 
+from runwire.graphql.fanout.compat.graphql_core import FieldDetailsList, error_count, field_node
 from runwire.graphql.fanout.plain_lists import PlainListExecutor
 
 _encode = msgspec.json.Encoder().encode
@@ -108,17 +108,17 @@ class SharingExecutor(PlainListExecutor):
             return super().complete_value(
                 return_type, field_details_list, info, path, result, position_context
             )
-        node = field_details_list[0].node
+        node = field_node(field_details_list)
         shared = result.completion(node)
         if shared is not None:
             return shared
-        errors_before = len(self.collected_errors.errors)
+        errors_before = error_count(self)
         completed = super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
         if (
             type(completed) is dict
-            and len(self.collected_errors.errors) == errors_before
+            and error_count(self) == errors_before
             and self._is_constant(node)
         ):
             completed = SharedCompletion(completed)
