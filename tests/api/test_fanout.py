@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import websockets
-from tests.support.graphql import definition, execute, start
+from tests.support.graphql import acknowledged, definition, execute, start, subscription_data
 from tests.support.server import Server
-from websockets.asyncio.client import ClientConnection, connect
 
 LINES = 80
 # Lines with small pauses after a short wait, so every subscriber is following live.
@@ -49,48 +45,17 @@ subscription($id: ID!, $text: Boolean!) {
 """
 
 
-@asynccontextmanager
-async def acknowledged(server: Server) -> AsyncIterator[ClientConnection]:
-    """A graphql-transport-ws socket whose connection_init (with the token) was acknowledged."""
-    async with connect(
-        server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
-    ) as ws:
-        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        yield ws
-
-
-async def subscribe(
-    server: Server, operation_id: str, document: str, variables: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Every `next` payload's data of one graphql-transport-ws operation, until `complete`."""
-    received: list[dict[str, Any]] = []
-    async with acknowledged(server) as ws:
-        payload = {"query": document, "variables": variables}
-        await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
-        async for raw in ws:
-            message = json.loads(raw)
-            assert message["id"] == operation_id, message
-            if message["type"] == "complete":
-                return received
-            assert message["type"] == "next", message
-            assert set(message["payload"]) == {"data"}, message
-            received.append(message["payload"]["data"])
-    raise AssertionError(f"{operation_id}: closed before complete")
-
-
 def events_of(messages: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [event for data in messages for event in data[key]["events"]]
 
 
 async def test_each_document_gets_its_own_answer_from_shared_batches(server: Server) -> None:
     execution_id = await start(server, definition=CHATTY)
-    same = [subscribe(server, f"full-{n}", FULL, {"id": execution_id}) for n in range(4)]
+    same = [subscription_data(server, f"full-{n}", FULL, {"id": execution_id}) for n in range(4)]
     others = [
-        subscribe(server, "narrow", NARROW, {"id": execution_id}),
-        subscribe(server, "with-text", TOGGLED, {"id": execution_id, "text": True}),
-        subscribe(server, "without-text", TOGGLED, {"id": execution_id, "text": False}),
+        subscription_data(server, "narrow", NARROW, {"id": execution_id}),
+        subscription_data(server, "with-text", TOGGLED, {"id": execution_id, "text": True}),
+        subscription_data(server, "without-text", TOGGLED, {"id": execution_id, "text": False}),
     ]
     async with asyncio.timeout(60):
         *fulls, narrow, with_text, without_text = await asyncio.gather(*same, *others)
@@ -131,10 +96,12 @@ async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
     execution_id = await start(server, definition=STEADY)
     variables = {"id": execution_id}
     leaving = [
-        asyncio.create_task(subscribe(server, f"leaving-{n}", FULL, variables)) for n in range(6)
+        asyncio.create_task(subscription_data(server, f"leaving-{n}", FULL, variables))
+        for n in range(6)
     ]
     staying = [
-        asyncio.create_task(subscribe(server, f"staying-{n}", FULL, variables)) for n in range(2)
+        asyncio.create_task(subscription_data(server, f"staying-{n}", FULL, variables))
+        for n in range(2)
     ]
     query = "query($id: ID!) { execution(id: $id) { lastSeq } }"
     async with asyncio.timeout(30):
