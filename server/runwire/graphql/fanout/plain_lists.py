@@ -1,16 +1,17 @@
-"""Complete lists of plain objects (leaf attributes only) without graphql-core's per-field work.
+"""The plain-list executor: lists of plain objects completed by plan, not field by field.
 
 An event batch's `events` list is most of what a subscription sends: a chunk-heavy execution
 makes thousands of events a second, and graphql-core completes each one field by field (resolve
-info, resolver, awaitable checks, leaf coercion), about 30 µs per event with four fields; it was
-the largest single cost of persisting and delivering events (P1). For a list whose items'
-selected fields are all plain attributes of leaf type, this completes each item with a plan made
-once per runtime type: the fields graphql-core itself collects (so fragments and @skip/@include
-mean what they mean there), each read as an attribute and coerced by its own type.
+info, resolver, awaitable checks, leaf coercion); that was the largest single cost of persisting
+and delivering events (benchmark P1). For a list whose items' selected fields are all plain
+attributes (leaves, lists of leaves, or plain objects in turn), this completes each item with a
+plan made once per runtime type: the fields graphql-core itself collects (so fragments and
+@skip/@include mean what they mean there), each read as an attribute and coerced by its type.
 
 Anything else, or anything that would be an error, goes the ordinary way, so errors and their
 paths stay graphql-core's: a field with arguments, a resolver, a Strawberry field extension or
-permission, a non-leaf field, @defer, middleware, a null in a non-null field, a failed coercion.
+permission, an abstract or repeated object field, @defer, middleware, a null in a non-null
+field, a failed coercion.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""Fan-out work done once per event batch, not once per subscriber.
+"""Memoised completions: a live batch's selection completed and encoded once per document.
 
 graphql-core executes a subscription's selection set for every subscriber and every event, and
 Strawberry then serializes each result to JSON for each socket. With 100 subscribers of one
-execution that is 100 identical completions and 100 identical `json.dumps` per batch; profiled,
-it was most of the server's time. Here a batch's completed selection is memoised on the batch
-object, which the hub hands to every follower of that execution, keyed by the document's field
-node; the WebSocket encoder then reuses its JSON text and adds only the operation id.
+execution that is 100 identical completions and 100 identical `json.dumps` per batch; profiled
+(benchmark P2), it was most of the server's time. Here a batch's completed selection is memoised
+on the batch object, which the hub hands to every follower of that execution, keyed by the
+document's field node; the WebSocket encoder then reuses its JSON text and adds only the
+operation id.
 
 Even with the completion shared, Strawberry's per-result pipeline (graphql-core's per-event
-execution, the extension hooks, the result's masking) cost about 65 µs per subscriber per batch.
+execution, the extension hooks, the result's masking) stayed the larger part of each delivery.
 So a subscriber whose batch was already completed for its document by another subscriber skips
-it: `send_shared` puts the memoised message straight on its operation's socket, in order, and
-only the first subscriber of each batch goes through GraphQL execution.
+it: `sockets.send_shared` puts the memoised message straight on its operation's socket, in
+order, and only the first subscriber of each batch goes through GraphQL execution.
 
 Sharing is sound only where the completed value depends on nothing but the source object and the
 document: so only for `SharedSource` values (whose types resolve plain attributes, never the
@@ -63,7 +64,7 @@ class SharedCompletion(dict[str, Any]):
         self._json: str | None = None
 
     def json(self) -> str:
-        """Its JSON text, encoded once: msgspec, ~10x faster than json on an event batch."""
+        """Its JSON text, encoded once, by msgspec: far faster than json on an event batch."""
         if self._json is None:
             try:
                 self._json = _encode(self).decode()

@@ -37,7 +37,7 @@ class Services:
 
 
 def services(info: Info) -> Services:
-    """The process's services, put into every request's context by app.py."""
+    """The process's services, put into every request's context by the controller."""
     found = info.context["services"]
     assert isinstance(found, Services)
     return found
