@@ -15,6 +15,7 @@ from litestar.datastructures import State
 
 from runwire.db.access import AccessRepository
 from runwire.db.engine import Database
+from runwire.db.metrics import execution_metrics
 from runwire.db.repository import Repository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> Litestar:
                 tokens=tokens,
                 authenticator=authenticator,
                 sessions=sessions,
+                metrics=execution_metrics,
             )
             _settle_garbage_collector()
             try:

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import strawberry
 
-from runwire.db import metrics
 from runwire.domain import queries
 from runwire.domain.access import Permission
 from runwire.graphql.schema.auth import authorized
-from runwire.graphql.schema.context import Info
+from runwire.graphql.schema.context import Info, services
 from runwire.graphql.schema.types import ExecutionStatus
 
 _SCOPE = "Executions that finished (finishedAt) in [since, until)"
@@ -102,4 +101,4 @@ async def execution_metrics(
         scenario=scenario,
         labels=tuple(labels or ()),
     )
-    return ExecutionMetrics.of(await metrics.execution_metrics(query))
+    return ExecutionMetrics.of(await services(info).metrics(query))
