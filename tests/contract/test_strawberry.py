@@ -151,10 +151,14 @@ def test_a_schema_field_says_whether_reading_it_runs_code() -> None:
 async def test_a_subscription_finds_its_socket_and_sees_it_closed(
     runwire: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    found: list[SubscriptionSocket | None] = []
+    found: list[SubscriptionSocket | Exception | None] = []
 
     def spy(info: strawberry.Info) -> SubscriptionSocket | None:
-        socket = subscription_socket(info)
+        try:
+            socket = subscription_socket(info)
+        except Exception as error:
+            found.append(error)
+            raise
         found.append(socket)
         return socket
 
@@ -172,7 +176,9 @@ async def test_a_subscription_finds_its_socket_and_sees_it_closed(
                 " operation's handler.websocket is Litestar's adapter, its socket `.ws`"
             ):
                 (socket,) = found
-                assert socket is not None
+                if isinstance(socket, Exception):
+                    raise socket
+                assert socket is not None, "no socket found"
                 assert socket.operation_id == "op-1"
                 assert isinstance(socket.websocket, WebSocket)
             with STRAWBERRY.holds(

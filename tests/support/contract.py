@@ -1,4 +1,4 @@
-"""Contract tests' verdicts: a broken assumption names itself, its library and that version."""
+"""Contract tests' verdicts: a broken assumption names itself, its library and its version."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import pytest
 
 
 class Contract:
-    """What one compat module assumes of one library, checked against the installed version."""
+    """What compat modules assume of their libraries, checked against the installed versions."""
 
-    def __init__(self, distribution: str, compat_module: str) -> None:
-        self.distribution = distribution
-        self.compat_module = compat_module
+    def __init__(self, distribution: str, compat_module: str, *more: tuple[str, str]) -> None:
+        # Pairs of (distribution, compat module); several where an assumption spans libraries.
+        self.guarded = ((distribution, compat_module), *more)
 
     def broken(self, assumption: str) -> str:
-        return (
-            f"{self.distribution} {version(self.distribution)} breaks an assumption of"
-            f" server/runwire/graphql/fanout/compat/{self.compat_module}.py: {assumption}"
+        libraries = ", ".join(f"{name} {version(name)}" for name, _ in self.guarded)
+        modules = ", ".join(
+            f"server/runwire/graphql/fanout/compat/{module}.py" for _, module in self.guarded
         )
+        return f"{libraries}: an assumption of {modules} no longer holds: {assumption}"
 
     @contextmanager
     def holds(self, assumption: str) -> Iterator[None]:
