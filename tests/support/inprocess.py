@@ -28,10 +28,6 @@ class Served:
         return self.app.state.services
 
     @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
     def graphql_http(self) -> str:
         return f"{self.url}/graphql"
 
