@@ -1,4 +1,6 @@
-"""What Runwire assumes of Litestar's WebSocket (guarded by tests/contract/test_litestar.py).
+"""What Runwire assumes of Litestar's WebSocket (tests/contract/test_litestar.py).
+
+The stepped send is also checked on the live path in tests/contract/test_fanout_path.py.
 
 - `WebSocket.send_data(data)` is a coroutine that, stepped once by hand, runs to its end when the
   ASGI server writes at once (uvicorn does unless the client's buffer is full); otherwise it

@@ -1,4 +1,6 @@
-"""What Runwire assumes of Strawberry's internals (guarded by tests/contract/test_strawberry.py).
+"""What Runwire assumes of Strawberry's internals (tests/contract/test_strawberry.py).
+
+The live socket path is also checked with the others in tests/contract/test_fanout_path.py.
 
 - `Info._raw_info` is graphql-core's resolve info: the document's own field nodes and path.
 - `StrawberryGraphQLCoreExecutionContext` (not exported) is the execution context the schema
