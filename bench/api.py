@@ -605,7 +605,7 @@ async def time_pages(
 
 
 async def graphql_page(client: httpx.AsyncClient, case: PageCase) -> float:
-    from runwire.graphql.queries import encode_cursor
+    from runwire.graphql.schema.queries import encode_cursor
 
     variables: dict[str, Any] = {"first": PAGE}
     if case.after is not None:

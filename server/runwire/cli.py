@@ -84,7 +84,7 @@ def migrate() -> None:
 @main.command("export-schema")
 def export_schema() -> None:
     """Print the GraphQL schema (SDL) — the contract in schema/schema.graphql."""
-    from runwire.graphql.schema import build_schema
+    from runwire.graphql.schema.build import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
 

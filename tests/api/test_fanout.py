@@ -2,23 +2,19 @@
 
 The server completes a live batch once per document and sends that message to every other
 subscriber with the same document; these checks hold whichever subscriber got there first.
-Subscribers that are live park while others relay their batches (graphql/relay.py): that holds
-however many of them leave, relays included.
+Subscribers that are live park while others of their send group send their batches
+(graphql/fanout/send_groups.py): that holds however many of them leave, senders included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import websockets
-from tests.support.graphql import definition, execute, start
+from tests.support.graphql import acknowledged, definition, execute, start, subscription_data
 from tests.support.server import Server
-from websockets.asyncio.client import ClientConnection, connect
 
 LINES = 80
 # Lines with small pauses after a short wait, so every subscriber is following live.
@@ -49,48 +45,17 @@ subscription($id: ID!, $text: Boolean!) {
 """
 
 
-@asynccontextmanager
-async def acknowledged(server: Server) -> AsyncIterator[ClientConnection]:
-    """A graphql-transport-ws socket whose connection_init (with the token) was acknowledged."""
-    async with connect(
-        server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
-    ) as ws:
-        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        yield ws
-
-
-async def subscribe(
-    server: Server, operation_id: str, document: str, variables: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Every `next` payload's data of one graphql-transport-ws operation, until `complete`."""
-    received: list[dict[str, Any]] = []
-    async with acknowledged(server) as ws:
-        payload = {"query": document, "variables": variables}
-        await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
-        async for raw in ws:
-            message = json.loads(raw)
-            assert message["id"] == operation_id, message
-            if message["type"] == "complete":
-                return received
-            assert message["type"] == "next", message
-            assert set(message["payload"]) == {"data"}, message
-            received.append(message["payload"]["data"])
-    raise AssertionError(f"{operation_id}: closed before complete")
-
-
 def events_of(messages: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [event for data in messages for event in data[key]["events"]]
 
 
 async def test_each_document_gets_its_own_answer_from_shared_batches(server: Server) -> None:
     execution_id = await start(server, definition=CHATTY)
-    same = [subscribe(server, f"full-{n}", FULL, {"id": execution_id}) for n in range(4)]
+    same = [subscription_data(server, f"full-{n}", FULL, {"id": execution_id}) for n in range(4)]
     others = [
-        subscribe(server, "narrow", NARROW, {"id": execution_id}),
-        subscribe(server, "with-text", TOGGLED, {"id": execution_id, "text": True}),
-        subscribe(server, "without-text", TOGGLED, {"id": execution_id, "text": False}),
+        subscription_data(server, "narrow", NARROW, {"id": execution_id}),
+        subscription_data(server, "with-text", TOGGLED, {"id": execution_id, "text": True}),
+        subscription_data(server, "without-text", TOGGLED, {"id": execution_id, "text": False}),
     ]
     async with asyncio.timeout(60):
         *fulls, narrow, with_text, without_text = await asyncio.gather(*same, *others)
@@ -131,10 +96,12 @@ async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
     execution_id = await start(server, definition=STEADY)
     variables = {"id": execution_id}
     leaving = [
-        asyncio.create_task(subscribe(server, f"leaving-{n}", FULL, variables)) for n in range(6)
+        asyncio.create_task(subscription_data(server, f"leaving-{n}", FULL, variables))
+        for n in range(6)
     ]
     staying = [
-        asyncio.create_task(subscribe(server, f"staying-{n}", FULL, variables)) for n in range(2)
+        asyncio.create_task(subscription_data(server, f"staying-{n}", FULL, variables))
+        for n in range(2)
     ]
     query = "query($id: ID!) { execution(id: $id) { lastSeq } }"
     async with asyncio.timeout(30):
@@ -142,7 +109,7 @@ async def test_subscribers_leaving_mid_stream_leave_the_others_every_event(
             await asyncio.sleep(0.05)
         # Parked subscriptions are not the hub's followers, and still count as live ones.
         assert await followers(server) == 8
-        # One at a time, whichever of them relays for the others: each ends its socket.
+        # One at a time, whichever of them sends for the others: each ends its socket.
         for task in leaving:
             task.cancel()
             await asyncio.sleep(0.1)
@@ -178,7 +145,7 @@ async def test_operations_on_one_socket_share_batches_and_end_alone(server: Serv
                 events = message["payload"]["data"]["executionEvents"]["events"]
                 seqs[message["id"]] += [event["seq"] for event in events]
                 if not unsubscribed and len(seqs["b"]) >= 20:
-                    # Ends one operation mid-stream, parked or relaying; the others go on.
+                    # Ends one operation mid-stream, parked or sending; the others go on.
                     await ws.send(json.dumps({"id": "b", "type": "complete"}))
                     unsubscribed = True
             while await followers(server) != 0:

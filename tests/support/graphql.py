@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from tests.support.server import Server
+from websockets.asyncio.client import ClientConnection, connect
 
 START = """
 mutation Start($input: StartExecutionInput!) {
@@ -127,3 +132,34 @@ def gated_step(key: str, gate: Path, extra: str = "") -> str:
     """
     script = f"until [ -e {gate} ]; do sleep 0.02; done"
     return f'{{key: {key}, kind: shell, {extra}with: {{argv: ["sh", "-c", "{script}"]}}}}'
+
+
+@asynccontextmanager
+async def acknowledged(server: Server) -> AsyncIterator[ClientConnection]:
+    """A graphql-transport-ws socket whose connection_init (with the token) was acknowledged."""
+    async with connect(
+        server.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {server.token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        yield ws
+
+
+async def subscription_data(
+    server: Server, operation_id: str, document: str, variables: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every `next` payload's data of one graphql-transport-ws operation, until `complete`."""
+    received: list[dict[str, Any]] = []
+    async with acknowledged(server) as ws:
+        payload = {"query": document, "variables": variables}
+        await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+        async for raw in ws:
+            message = json.loads(raw)
+            assert message["id"] == operation_id, message
+            if message["type"] == "complete":
+                return received
+            assert message["type"] == "next", message
+            assert set(message["payload"]) == {"data"}, message
+            received.append(message["payload"]["data"])
+    raise AssertionError(f"{operation_id}: closed before complete")

@@ -12,9 +12,9 @@ from strawberry.scalars import JSON
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from runwire.domain import models
-from runwire.graphql.plain_lists import PlainListExecutor
-from runwire.graphql.schema import build_schema
-from runwire.graphql.types import (
+from runwire.graphql.fanout.plain_lists import PlainListExecutor
+from runwire.graphql.schema.build import build_schema
+from runwire.graphql.schema.types import (
     EventType,
     ExecutionEventBatch,
     ExecutionStatusChanged,

@@ -9,9 +9,9 @@ from typing import Any
 from graphql import ExecutionResult, parse
 from graphql.execution import execute_subscription_event
 
-from runwire.graphql.schema import build_schema
-from runwire.graphql.sharing import SharedCompletion, SharingExecutor, encode_next_message
-from runwire.graphql.types import EventType, ExecutionEventBatch, OutputChunk
+from runwire.graphql.fanout.sharing import SharedCompletion, SharingExecutor, encode_next_message
+from runwire.graphql.schema.build import build_schema
+from runwire.graphql.schema.types import EventType, ExecutionEventBatch, OutputChunk
 
 SCHEMA = build_schema()._schema
 FOLLOW = """

@@ -43,11 +43,6 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 class Unauthenticated(RunwireError):
     """A valid API token or identity-provider token is required."""
 
-    # graphql-core copies an exception's `extensions` into the GraphQL error it becomes.
-    @property
-    def extensions(self) -> dict[str, str]:
-        return {"code": "UNAUTHENTICATED"}
-
 
 class Forbidden(RunwireError):
     """The token's role does not grant this."""
@@ -56,10 +51,6 @@ class Forbidden(RunwireError):
         self.permission = permission
         self.role = role
         super().__init__(f"permission {permission.value} required; role {role.value} lacks it")
-
-    @property
-    def extensions(self) -> dict[str, str]:
-        return {"code": "FORBIDDEN", "permission": self.permission.value}
 
 
 @dataclass(frozen=True, slots=True)

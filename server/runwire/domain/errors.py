@@ -19,12 +19,6 @@ class RunwireError(Exception):
 class NotFound(RunwireError):
     """No such object."""
 
-    # graphql-core copies an exception's `extensions` into the GraphQL error it becomes: a
-    # subscription or query refused for a missing (or another workspace's) object says so.
-    @property
-    def extensions(self) -> dict[str, str]:
-        return {"code": "NOT_FOUND"}
-
 
 @dataclass(frozen=True, slots=True)
 class FieldError:

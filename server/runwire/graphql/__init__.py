@@ -1,1 +1,1 @@
-"""The GraphQL surface: Strawberry types, thin resolvers, errors as schema types."""
+"""The GraphQL surface: the schema (`schema/`), the delivery engine (`fanout/`), the controller."""

@@ -10,10 +10,10 @@ import strawberry
 from runwire.domain import access, tokens
 from runwire.domain.access import Permission
 from runwire.domain.errors import FieldError, Invalid, NotFound, RunwireError
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, core
-from runwire.graphql.errors import ErrorType, to_error
-from runwire.graphql.types import Activity
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.errors import ErrorType, to_error
+from runwire.graphql.schema.types import Activity
 
 Role = strawberry.enum(access.Role, description="A role in one workspace.")
 MAX_ACTIVITIES = 200

@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 from runwire.domain import models
 from runwire.domain.errors import FieldError, InvalidInputs
-from runwire.graphql.types import ExecutionMode, ExecutionStatus
+from runwire.graphql.schema.types import ExecutionMode, ExecutionStatus
 
 
 @strawberry.input(description="Give exactly one of scenario (a saved name) or definition (text).")

@@ -1,16 +1,17 @@
-"""Complete lists of plain objects (leaf attributes only) without graphql-core's per-field work.
+"""The plain-list executor: lists of plain objects completed by plan, not field by field.
 
 An event batch's `events` list is most of what a subscription sends: a chunk-heavy execution
 makes thousands of events a second, and graphql-core completes each one field by field (resolve
-info, resolver, awaitable checks, leaf coercion), about 30 µs per event with four fields; it was
-the largest single cost of persisting and delivering events (P1). For a list whose items'
-selected fields are all plain attributes of leaf type, this completes each item with a plan made
-once per runtime type: the fields graphql-core itself collects (so fragments and @skip/@include
-mean what they mean there), each read as an attribute and coerced by its own type.
+info, resolver, awaitable checks, leaf coercion); that was the largest single cost of persisting
+and delivering events (benchmark P1). For a list whose items' selected fields are all plain
+attributes (leaves, lists of leaves, or plain objects in turn), this completes each item with a
+plan made once per runtime type: the fields graphql-core itself collects (so fragments and
+@skip/@include mean what they mean there), each read as an attribute and coerced by its type.
 
 Anything else, or anything that would be an error, goes the ordinary way, so errors and their
 paths stay graphql-core's: a field with arguments, a resolver, a Strawberry field extension or
-permission, a non-leaf field, @defer, middleware, a null in a non-null field, a failed coercion.
+permission, an abstract or repeated object field, @defer, middleware, a null in a non-null
+field, a failed coercion.
 """
 
 from __future__ import annotations
@@ -40,11 +41,21 @@ from graphql import (
     is_object_type,
     visit,
 )
-from graphql.execution.collect_fields import FieldDetailsList
 from graphql.language import Node, VariableNode, Visitor
 from graphql.pyutils import Path
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types.field import StrawberryField
+
+from runwire.graphql.fanout.compat.graphql_core import (
+    FieldDetailsList,
+    collect_subfields,
+    document_fragments,
+    field_node,
+    has_middleware,
+)
+from runwire.graphql.fanout.compat.strawberry import (
+    StrawberryExecutionContext,
+    object_type_name,
+    plain_attribute,
+)
 
 _CACHE_LIMIT = 4096
 
@@ -115,7 +126,7 @@ def _coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
     return coerce
 
 
-class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
+class PlainListExecutor(StrawberryExecutionContext):
     """Strawberry's executor, completing lists of plain objects item by item with a plan."""
 
     # Caches keyed by a field node's id() that keep the node, so an id reused after a document
@@ -145,14 +156,12 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
         self, return_type: GraphQLList[Any], field_details_list: FieldDetailsList, items: list[Any]
     ) -> list[dict[str, Any]] | None:
         """The completed list, or None: complete it the ordinary way."""
-        if (self.middleware_manager and self.middleware_manager.middlewares) or len(
-            field_details_list
-        ) != 1:
+        if has_middleware(self) or len(field_details_list) != 1:
             return None
         item_type = get_nullable_type(return_type.of_type)
         if not (is_abstract_type(item_type) or is_object_type(item_type)):
             return None
-        node = field_details_list[0].node
+        node = field_node(field_details_list)
         plans: dict[type, _Plan | None] = {}
         completed: list[dict[str, Any]] = []
         try:
@@ -192,7 +201,7 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
                 assert field.object_type is not None
                 assert field.details is not None
                 nested = self._plan(
-                    type(value), field.object_type, field.details, field.details[0].node
+                    type(value), field.object_type, field.details, field_node(field.details)
                 )
                 if nested is None:
                     raise _NotPlain
@@ -222,7 +231,7 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
         known = self._constant.get(id(node))
         if known is not None and known[0] is node:
             return known[1]
-        constant = not selection_uses_variables(node, self.fragment_definitions.values())
+        constant = not selection_uses_variables(node, document_fragments(self))
         if len(self._constant) >= _CACHE_LIMIT:
             self._constant.clear()
         self._constant[id(node)] = (node, constant)
@@ -231,39 +240,32 @@ class PlainListExecutor(StrawberryGraphQLCoreExecutionContext):
     def _make_plan(
         self, cls: type, item_type: Any, field_details_list: FieldDetailsList
     ) -> _Plan | None:
-        definition = getattr(cls, "__strawberry_definition__", None)
-        if definition is None:
+        type_name = object_type_name(cls)
+        if type_name is None:
             return None
-        object_type = self.schema.get_type(definition.name)
+        object_type = self.schema.get_type(type_name)
         if not isinstance(object_type, GraphQLObjectType) or not (
             object_type is item_type or self.schema.is_sub_type(item_type, object_type)
         ):
             return None
-        collected = self.collect_subfields(object_type, field_details_list)
-        if collected.new_defer_usages:
+        grouped_fields, defers = collect_subfields(self, object_type, field_details_list)
+        if defers:
             return None
         fields: list[_Field] = []
-        for response_key, details in collected.grouped_field_set.items():
-            field_node = details[0].node
-            name = field_node.name.value
+        for response_key, details in grouped_fields.items():
+            node = field_node(details)
+            name = node.name.value
             if name == "__typename":
                 fields.append(_Field(response_key, object_type.name, _TYPENAME, True))
                 continue
             field_def = object_type.fields.get(name)
-            if field_def is None or field_def.args or field_node.arguments:
+            if field_def is None or field_def.args or node.arguments:
                 return None
-            strawberry_field = field_def.extensions.get("strawberry-definition")
-            if (
-                not isinstance(strawberry_field, StrawberryField)
-                or strawberry_field.base_resolver is not None
-                or strawberry_field.extensions
-                or strawberry_field.permission_classes
-                or strawberry_field.python_name is None
-            ):
+            attribute = plain_attribute(field_def)
+            if attribute is None:
                 return None
             field_type = get_nullable_type(field_def.type)
             non_null = is_non_null_type(field_def.type)
-            attribute = strawberry_field.python_name
             if is_leaf_type(field_type):
                 fields.append(
                     _Field(response_key, attribute, _LEAF, non_null, _coercion(field_type))

@@ -11,11 +11,11 @@ from runwire.domain import models, queries
 from runwire.domain.access import Permission
 from runwire.domain.batches import MAX_RUNS, BatchRequest, BatchRun, progress
 from runwire.domain.errors import RunwireError
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, core
-from runwire.graphql.errors import ErrorType, to_error
-from runwire.graphql.inputs import StartBatchInput, json_object
-from runwire.graphql.types import Execution, ExecutionStatus
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.errors import ErrorType, to_error
+from runwire.graphql.schema.inputs import StartBatchInput, json_object
+from runwire.graphql.schema.types import Execution, ExecutionStatus
 
 
 @strawberry.type(description="Executions started together; at most `concurrency` run at once.")

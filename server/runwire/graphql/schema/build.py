@@ -10,21 +10,22 @@ from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import (
     DisableIntrospection,
-    MaskErrors,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
     ValidationCache,
 )
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from runwire.domain.errors import RunwireError
-from runwire.graphql.limits import DocumentShapeLimiter, bound_field_comparisons
-from runwire.graphql.mutations import Mutation
-from runwire.graphql.queries import Query
-from runwire.graphql.sharing import SharingExecutor
-from runwire.graphql.subscriptions import Subscription
-from runwire.graphql.types import EVENT_TYPES
+from runwire.graphql.fanout.compat.strawberry import MaskErrorsOfFailedResults
+from runwire.graphql.fanout.sharing import SharingExecutor
+from runwire.graphql.schema.errors import error_extensions
+from runwire.graphql.schema.limits import DocumentShapeLimiter, bound_field_comparisons
+from runwire.graphql.schema.mutations import Mutation
+from runwire.graphql.schema.queries import Query
+from runwire.graphql.schema.subscriptions import Subscription
+from runwire.graphql.schema.types import EVENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +66,20 @@ def _masked(error: GraphQLError) -> GraphQLError:
     )
 
 
-class _MaskErrors(MaskErrors):
-    """MaskErrors, without its typing-Protocol isinstance check on results that have no errors.
-
-    That check ran for every streamed result of every subscriber: ~10% of fan-out time.
-    """
-
-    def _process_result(self, result: object) -> None:
-        if getattr(result, "errors", None):
-            super()._process_result(result)
-
-
 class _Schema(Schema):
-    """Masks what MaskErrors cannot see: an exception raised while parsing or validating."""
+    """Codes domain errors, and masks what MaskErrors cannot see (parsing or validation crashes)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Every result with errors passes here, before masking, whichever the operation type
+        # and transport: the one place a domain error gets its `extensions.code`.
+        for error in errors:
+            if not error.extensions:
+                extensions = error_extensions(error.original_error)
+                if extensions is not None:
+                    error.extensions = extensions
+        super().process_errors(errors, execution_context)
 
     # Strawberry turns such an exception into an error carrying its bare message (e.g. a
     # KeyError's) after the extensions have run, so the masking extension never sees it.
@@ -101,7 +103,9 @@ def build_schema(limits: DocumentLimits | None = None) -> Schema:
         # caches are bounded, and a document refused by the limits above is never cached.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: _MaskErrors(should_mask_error=_should_mask, error_message=MASKED_MESSAGE),
+        lambda: MaskErrorsOfFailedResults(
+            should_mask_error=_should_mask, error_message=MASKED_MESSAGE
+        ),
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)

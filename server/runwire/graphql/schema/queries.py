@@ -13,14 +13,14 @@ import strawberry
 from runwire.domain import queries
 from runwire.domain.access import Permission
 from runwire.domain.errors import FieldError, Invalid
-from runwire.graphql.access import AccessQueries
-from runwire.graphql.auth import authorized
-from runwire.graphql.batches import Batch
-from runwire.graphql.context import Info, core
-from runwire.graphql.errors import schema_paths
-from runwire.graphql.inputs import ExecutionFilter
-from runwire.graphql.metrics import ExecutionMetrics, execution_metrics
-from runwire.graphql.types import (
+from runwire.graphql.schema.access import AccessQueries
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.batches import Batch
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.errors import schema_paths
+from runwire.graphql.schema.inputs import ExecutionFilter
+from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.types import (
     Execution,
     ExecutionConnection,
     ExecutionEdge,
@@ -142,7 +142,7 @@ def _filter(workspace: str, given: ExecutionFilter | None) -> queries.ExecutionF
 
 def encode_cursor(queued_at: datetime, execution_id: str) -> str:
     queued = queued_at.isoformat()
-    # Every edge of a page gets one: skip json.dumps (≈ 3x the cost) for ids that need no
+    # Every edge of a page gets one: skip json.dumps (most of the cost) for ids that need no
     # escaping, which are all of ours (UUIDs); the text is byte for byte what it would write.
     if _PLAIN_ID.fullmatch(execution_id):
         raw = f'["{queued}", "{execution_id}"]'

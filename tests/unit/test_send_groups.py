@@ -1,6 +1,6 @@
-"""Relays send parked peers each live batch exactly once, in order, or release them to follow.
+"""Senders send parked members each live batch exactly once, in order, or release them to follow.
 
-The sockets here are stand-ins for Litestar's WebSocket and Strawberry's operation (what a relay
+The sockets here are stand-ins for Litestar's WebSocket and Strawberry's operation (what a sender
 touches of them: `send_data`, the operation's id and whether it is still open); the groups, seats
 and batches are the real ones.
 """
@@ -21,16 +21,17 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event, EventType
 from runwire.events.hub import EventBatch
-from runwire.graphql import relay
-from runwire.graphql.relay import Relays, Seat
-from runwire.graphql.sharing import SharedCompletion, SharedSource, SubscriptionSocket
+from runwire.graphql.fanout import send_groups
+from runwire.graphql.fanout.send_groups import Seat, SendGroups
+from runwire.graphql.fanout.sharing import SharedCompletion, SharedSource
+from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 NODE = FieldNode(name=NameNode(value="executionEvents"))
 EXECUTION = "exec-1"
 
 
 class Socket:
-    """A client socket as a relay sees it: sends land in `sent`, or wait while `full` is clear."""
+    """A client socket as a sender sees it: sends land in `sent`, or wait while `full` is clear."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -53,7 +54,7 @@ class Socket:
 
 
 class Operation:
-    """What a relay reads of Strawberry's operation: its id, and whether it is still open."""
+    """What a sender reads of Strawberry's operation: its id, and whether it is still open."""
 
     def __init__(self, operation_id: str) -> None:
         self.id = operation_id
@@ -63,11 +64,13 @@ class Operation:
 
 
 def socket_of(operation_id: str, ws: Socket) -> SubscriptionSocket:
-    return SubscriptionSocket(Operation(operation_id), ws, NODE, "executionEvents")  # type: ignore[arg-type]
+    operation: Any = Operation(operation_id)
+    client: Any = ws
+    return SubscriptionSocket(operation, operation_id, client, NODE, "executionEvents")
 
 
 def live_batch(first: int, last: int, *, terminal: bool = False) -> tuple[EventBatch, SharedSource]:
-    """A batch the hub handed out, and its payload with the completion a relay sends."""
+    """A batch the hub handed out, and its payload with the completion a sender sends."""
     at = datetime(2026, 11, 21, tzinfo=UTC)
     events = [
         Event(EXECUTION, seq, at, EventType.OUTPUT, {"text": f"{seq}"})
@@ -85,14 +88,14 @@ class Members:
     """Subscriptions seated in one group as the resolver seats them, and the hub's last seq."""
 
     def __init__(self) -> None:
-        self.relays = Relays()
+        self.groups = SendGroups()
         self.hub_seq = 0
         self._exits: dict[str, ExitStack] = {}
 
     def seat(self, name: str, ws: Socket | None = None) -> Seat:
         exits = self._exits[name] = ExitStack()
         seat = exits.enter_context(
-            self.relays.seat(socket_of(name, ws or Socket()), EXECUTION, lambda: self.hub_seq)
+            self.groups.seat(socket_of(name, ws or Socket()), EXECUTION, lambda: self.hub_seq)
         )
         assert seat is not None
         return seat
@@ -106,7 +109,7 @@ class Members:
             self.leave(name)
 
     def deliver(self, seat: Seat, first: int, last: int, *, terminal: bool = False) -> None:
-        """The seat sent this hub batch itself (as the resolver does before it relays)."""
+        """The seat sent this hub batch itself (as the resolver does before it sends to others)."""
         batch, payload = live_batch(first, last, terminal=terminal)
         self.hub_seq = max(self.hub_seq, last)
         seat.delivered(batch, payload)
@@ -134,9 +137,9 @@ async def test_parked_peers_get_each_batch_once_in_order_then_finish(group: Memb
     peer_ws = Socket()
     lead, peer = group.seat("lead"), group.seat("peer", peer_ws)
     (parked,) = await group.parked(lead, peer, through=3)
-    assert group.relays.parked_count == 1
+    assert group.groups.parked_count == 1
 
-    group.deliver(lead, 1, 3)  # a relay behind the peer sends nothing again
+    group.deliver(lead, 1, 3)  # a sender behind the peer sends nothing again
     group.deliver(lead, 4, 5)
     group.deliver(lead, 6, 8, terminal=True)
     assert await parked is True
@@ -165,7 +168,7 @@ async def test_a_slow_peer_finishes_its_send_in_its_own_task(group: Members) -> 
     slow_parked, quick_parked = await group.parked(lead, slow, quick, through=1)
     slow_ws.room.clear()
 
-    group.deliver(lead, 2, 3)  # returns at once: the relay never waits for a client
+    group.deliver(lead, 2, 3)  # returns at once: the sender never waits for a client
     assert quick_ws.seqs() == [2, 3]
     assert slow_ws.seqs() == []
     await asyncio.sleep(0.01)
@@ -189,7 +192,7 @@ async def test_a_peer_gone_away_ends_with_strawberrys_disconnect(group: Members)
         await parked
 
 
-async def test_when_the_last_relay_leaves_a_parked_peer_takes_over(group: Members) -> None:
+async def test_when_the_last_sender_leaves_a_parked_peer_takes_over(group: Members) -> None:
     second_ws = Socket()
     first = group.seat("first")
     first_parked, second_parked = await group.parked(
@@ -198,20 +201,20 @@ async def test_when_the_last_relay_leaves_a_parked_peer_takes_over(group: Member
     group.leave("lead")
     assert await first_parked is False  # the longest parked follows the hub again
     assert not second_parked.done()
-    group.deliver(first, 3, 4)  # ... and relays to the other
+    group.deliver(first, 3, 4)  # ... and sends to the other
     assert second_ws.seqs() == [3, 4]
     second_parked.cancel()
 
 
-async def test_peers_do_not_wait_for_a_relay_that_stopped_sending(
+async def test_peers_do_not_wait_for_a_sender_that_stopped_sending(
     group: Members, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(relay, "PATIENCE", 0.05)
+    monkeypatch.setattr(send_groups, "PATIENCE", 0.05)
     peer = group.seat("peer")
     (parked,) = await group.parked(group.seat("lead"), peer, through=1)
     await asyncio.sleep(0.12)
     assert not parked.done()  # nothing newer than the peer's last seq: nothing to wait for
-    group.hub_seq = 2  # the hub has seq 2, but the relay is stuck behind its own client
+    group.hub_seq = 2  # the hub has seq 2, but the sender is stuck behind its own client
     async with asyncio.timeout(1):
         assert await parked is False
     assert peer.last_seq == 1
@@ -222,7 +225,7 @@ async def test_a_batch_not_completed_for_sharing_releases_the_peers(group: Membe
     (parked,) = await group.parked(lead, peer, through=1)
     batch, _ = live_batch(2, 2)
     lead.delivered(batch, SharedSource())  # completed with an error: nothing memoised
-    # The relay no longer relays; with none left, the peer follows the hub again.
+    # The sender no longer sends; with none left, the peer follows the hub again.
     assert await parked is False
     assert peer.last_seq == 1
 
@@ -239,18 +242,18 @@ async def test_a_subscriber_caught_up_from_the_database_parks_before_any_live_ba
     assert joiner.may_park(group.hub_seq)
     parked = asyncio.create_task(joiner.park())
     await asyncio.sleep(0)
-    assert not lead.may_park(group.hub_seq)  # the last relay never parks
+    assert not lead.may_park(group.hub_seq)  # the last sender never parks
     group.deliver(lead, 3, 4, terminal=True)
     assert await parked is True
     assert joiner_ws.seqs() == [3, 4]
 
 
-async def test_a_database_page_is_not_relayed(group: Members) -> None:
+async def test_a_database_page_is_not_sent_to_parked_peers(group: Members) -> None:
     peer_ws = Socket()
     lead, peer = group.seat("lead"), group.seat("peer", peer_ws)
     (parked,) = await group.parked(lead, peer, through=1)
     page, payload = live_batch(2, 3)
-    lead.delivered(list(page), payload)  # a relay catching up reads pages: peers wait for the hub
+    lead.delivered(list(page), payload)  # a sender catching up reads pages: peers wait for the hub
     assert peer_ws.sent == []
     group.deliver(lead, 4, 4)  # ... and a hub batch past what the peer has releases it to read
     assert await parked is False

@@ -9,9 +9,9 @@ import strawberry
 
 from runwire.domain import queries
 from runwire.domain.access import Permission
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, core
-from runwire.graphql.types import ExecutionStatus
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.types import ExecutionStatus
 
 _SCOPE = "Executions that finished (finishedAt) in [since, until)"
 

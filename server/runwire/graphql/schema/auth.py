@@ -1,7 +1,7 @@
 """The GraphQL side of access: who is asking, what they may do, and the audit of mutations.
 
-Denials carry `extensions.code` (FORBIDDEN, UNAUTHENTICATED) from the exceptions themselves, so
-queries, mutations and subscriptions report them alike.
+A denial raised as a GraphQL error carries `extensions.code` (FORBIDDEN, UNAUTHENTICATED), added
+by the schema for every operation type alike (see `errors.error_extensions`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from strawberry.types.base import get_object_definition
 from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Activity
-from runwire.graphql.context import Info
+from runwire.graphql.schema.context import Info
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ import strawberry
 from runwire.domain.access import Permission
 from runwire.domain.errors import RunwireError
 from runwire.domain.executions import StartRequest
-from runwire.graphql.access import AccessMutations
-from runwire.graphql.auth import audit_every_field, authorized
-from runwire.graphql.batches import BatchMutations
-from runwire.graphql.context import Info, core
-from runwire.graphql.errors import ErrorType, to_error
-from runwire.graphql.inputs import StartExecutionInput, json_object
-from runwire.graphql.types import Execution, Scenario
+from runwire.graphql.schema.access import AccessMutations
+from runwire.graphql.schema.auth import audit_every_field, authorized
+from runwire.graphql.schema.batches import BatchMutations
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.errors import ErrorType, to_error
+from runwire.graphql.schema.inputs import StartExecutionInput, json_object
+from runwire.graphql.schema.types import Execution, Scenario
 
 
 @strawberry.type

@@ -1,17 +1,18 @@
-"""Fan-out work done once per event batch, not once per subscriber.
+"""Memoised completions: a live batch's selection completed and encoded once per document.
 
 graphql-core executes a subscription's selection set for every subscriber and every event, and
 Strawberry then serializes each result to JSON for each socket. With 100 subscribers of one
-execution that is 100 identical completions and 100 identical `json.dumps` per batch; profiled,
-it was most of the server's time. Here a batch's completed selection is memoised on the batch
-object, which the hub hands to every follower of that execution, keyed by the document's field
-node; the WebSocket encoder then reuses its JSON text and adds only the operation id.
+execution that is 100 identical completions and 100 identical `json.dumps` per batch; profiled
+(benchmark P2), it was most of the server's time. Here a batch's completed selection is memoised
+on the batch object, which the hub hands to every follower of that execution, keyed by the
+document's field node; the WebSocket encoder then reuses its JSON text and adds only the
+operation id.
 
 Even with the completion shared, Strawberry's per-result pipeline (graphql-core's per-event
-execution, the extension hooks, the result's masking) cost about 65 µs per subscriber per batch.
+execution, the extension hooks, the result's masking) stayed the larger part of each delivery.
 So a subscriber whose batch was already completed for its document by another subscriber skips
-it: `send_shared` puts the memoised message straight on its operation's socket, in order, and
-only the first subscriber of each batch goes through GraphQL execution.
+it: `sockets.send_shared` puts the memoised message straight on its operation's socket, in
+order, and only the first subscriber of each batch goes through GraphQL execution.
 
 Sharing is sound only where the completed value depends on nothing but the source object and the
 document: so only for `SharedSource` values (whose types resolve plain attributes, never the
@@ -22,25 +23,14 @@ raised no error (errors carry per-request paths).
 from __future__ import annotations
 
 import json
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from graphql import FieldNode, GraphQLOutputType, GraphQLResolveInfo, is_non_null_type
-from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
-from litestar import WebSocket
-from litestar.exceptions import WebSocketDisconnect
-from strawberry import Info
-from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.litestar.controller import LitestarWebSocketAdapter
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-)
 
-from runwire.graphql.plain_lists import PlainListExecutor
+from runwire.graphql.fanout.compat.graphql_core import FieldDetailsList, error_count, field_node
+from runwire.graphql.fanout.plain_lists import PlainListExecutor
 
 _encode = msgspec.json.Encoder().encode
 
@@ -74,7 +64,7 @@ class SharedCompletion(dict[str, Any]):
         self._json: str | None = None
 
     def json(self) -> str:
-        """Its JSON text, encoded once: msgspec, ~10x faster than json on an event batch."""
+        """Its JSON text, encoded once, by msgspec: far faster than json on an event batch."""
         if self._json is None:
             try:
                 self._json = _encode(self).decode()
@@ -119,17 +109,17 @@ class SharingExecutor(PlainListExecutor):
             return super().complete_value(
                 return_type, field_details_list, info, path, result, position_context
             )
-        node = field_details_list[0].node
+        node = field_node(field_details_list)
         shared = result.completion(node)
         if shared is not None:
             return shared
-        errors_before = len(self.collected_errors.errors)
+        errors_before = error_count(self)
         completed = super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
         if (
             type(completed) is dict
-            and len(self.collected_errors.errors) == errors_before
+            and error_count(self) == errors_before
             and self._is_constant(node)
         ):
             completed = SharedCompletion(completed)
@@ -154,72 +144,3 @@ def encode_next_message(message: object) -> str | None:
     if not isinstance(operation_id, str) or not isinstance(response_key, str):
         return None
     return value.next_message(operation_id, response_key)
-
-
-# The graphql-transport-ws operation whose task is running: set at the top of each operation's
-# task, so the subscription resolver (driven inside that task) can reach its socket.
-_operation: ContextVar[Operation[Any, Any] | None] = ContextVar("runwire_operation", default=None)
-
-
-class SharingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
-    """Strawberry's graphql-transport-ws handler, telling resolvers which operation they serve."""
-
-    async def run_operation(self, operation: Operation[Any, Any]) -> None:
-        _operation.set(operation)
-        await super().run_operation(operation)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionSocket:
-    """Where one subscription's messages go, to send them around Strawberry's execution."""
-
-    operation: Operation[Any, Any]
-    ws: WebSocket[Any, Any, Any]
-    node: FieldNode
-    """The document's field node: the key its memoised completions are found under."""
-    response_key: str
-
-    def is_open(self) -> bool:
-        """False once the operation completed, or its client completed it."""
-        operation = self.operation
-        return (
-            not operation.completed and operation.handler.operations.get(operation.id) is operation
-        )
-
-
-def subscription_socket(info: Info[Any, Any]) -> SubscriptionSocket | None:
-    """The socket of the subscription `info` resolves the root field of; None if unknown."""
-    operation = _operation.get()
-    # The document's own field nodes: Strawberry's Info keeps graphql-core's info as _raw_info.
-    raw = info._raw_info
-    if operation is None or raw.path.prev is not None or len(raw.field_nodes) != 1:
-        return None
-    adapter = operation.handler.websocket
-    if not isinstance(adapter, LitestarWebSocketAdapter):
-        return None  # the app serves sockets through Litestar only; anything else executes
-    return SubscriptionSocket(operation, adapter.ws, raw.field_nodes[0], str(raw.path.key))
-
-
-async def send_shared(socket: SubscriptionSocket | None, source: SharedSource) -> bool:
-    """Send `source` as completed for this subscription's document by another subscriber.
-
-    False (nothing sent) unless it was: then the caller yields it for ordinary execution. The
-    message is the one execution would produce: memoised completions are error-free, and the
-    schema's extensions add nothing to an error-free result. It is sent from inside the
-    subscription's source stream, so it goes out after the message before it and before the
-    next one, as if yielded.
-    """
-    if socket is None:
-        return False
-    shared = source.completion(socket.node)
-    if shared is None:
-        return False
-    # What send_next does, minus its layers (dict, checks, encoder: a fifth of each delivery):
-    # nothing after the operation completed, and a disconnect as Strawberry's own exception.
-    if not socket.is_open():
-        return True
-    try:
-        await socket.ws.send_data(shared.next_message(socket.operation.id, socket.response_key))
-    except WebSocketDisconnect as exc:
-        raise WebSocketDisconnected from exc
-    return True

@@ -15,10 +15,10 @@ from runwire.domain.access import Permission
 from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
 from runwire.events import hub
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, core
-from runwire.graphql.sharing import SharedSource
-from runwire.graphql.trace import Span, Trace
+from runwire.graphql.fanout.sharing import SharedSource
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.trace import Span, Trace
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
@@ -177,7 +177,7 @@ class SpanReported(ExecutionEvent):
 EVENT_TYPES = (ExecutionStatusChanged, StepStatusChanged, OutputChunk, SpanReported)
 
 
-# Looked up, not converted, once per event: EnumType.__call__ was a tenth of event delivery.
+# Looked up, not converted, once per event: EnumType.__call__ showed in event delivery (P1).
 _EVENT_TYPES = {kind: EventType(kind.value) for kind in models.EventType}
 
 
@@ -215,7 +215,7 @@ def event_of(event: models.Event) -> ExecutionEvent:
 
 @strawberry.type(description="One message of a subscription: events in seq order.")
 class ExecutionEventBatch(SharedSource):
-    """Built once per batch and yielded to every subscriber of the execution (see sharing)."""
+    """Built once per live batch and yielded to every subscriber (see fanout/sharing.py)."""
 
     events: list[ExecutionEvent]
     last_seq: int

@@ -1,4 +1,4 @@
-"""Expected failures as schema types; translated from the domain's exception tree.
+"""The domain's exception tree in GraphQL: result-union error types, and error codes.
 
 The domain names an invalid field by its own name (`timeout_seconds`, `upstream.login`,
 `runs[2].inputs.count`); the schema's clients know the argument by its GraphQL name
@@ -14,7 +14,7 @@ import re
 import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
-from runwire.domain.access import Forbidden
+from runwire.domain.access import Forbidden, Unauthenticated
 from runwire.domain.errors import (
     FieldError,
     Invalid,
@@ -107,3 +107,16 @@ def to_error(error: RunwireError) -> ErrorType:
             step_status=error.step_status,
         )
     raise error
+
+
+def error_extensions(error: BaseException | None) -> dict[str, str] | None:
+    """The `extensions` of a domain error raised as a GraphQL error: its code, for clients."""
+    # A query or subscription has no result union: a denied or missing object is an error that
+    # clients tell apart by `extensions.code`.
+    if isinstance(error, NotFound):
+        return {"code": "NOT_FOUND"}
+    if isinstance(error, Forbidden):
+        return {"code": "FORBIDDEN", "permission": error.permission.value}
+    if isinstance(error, Unauthenticated):
+        return {"code": "UNAUTHENTICATED"}
+    return None

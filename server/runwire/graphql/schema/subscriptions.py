@@ -10,12 +10,12 @@ import strawberry
 from runwire.domain.access import Permission
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
-from runwire.graphql.auth import authorized
-from runwire.graphql.context import Info, core, services
-from runwire.graphql.inputs import ExecutionFilter
-from runwire.graphql.queries import _filter as domain_filter
-from runwire.graphql.sharing import send_shared, subscription_socket
-from runwire.graphql.types import ExecutionEventBatch, ExecutionUpdate, event_of
+from runwire.graphql.fanout.sockets import send_shared, subscription_socket
+from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.context import Info, core, services
+from runwire.graphql.schema.inputs import ExecutionFilter
+from runwire.graphql.schema.queries import _filter as domain_filter
+from runwire.graphql.schema.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
 def _payload(batch: list[Event]) -> ExecutionEventBatch:
@@ -47,7 +47,7 @@ class Subscription:
         hub = core(info).hub
         execution = str(execution_id)
         socket = subscription_socket(info)
-        with services(info).relays.seat(
+        with services(info).send_groups.seat(
             socket, execution, lambda: hub.delivered_seq(execution)
         ) as seat:
             last = after_seq
@@ -70,12 +70,12 @@ class Subscription:
                         # one no longer.
                         del batch, payload
                         if park:
-                            break  # relays send its batches from here (see relay.py)
+                            break  # its group's senders send its batches from here
                     else:
                         return
                 assert seat is not None  # only a seat breaks out of following
                 if await seat.park():
-                    return  # a relay sent its terminal batch
+                    return  # a sender sent its terminal batch
                 last = seat.last_seq
 
     @strawberry.subscription(

@@ -1,4 +1,4 @@
-"""What every resolver can reach: the services of this process."""
+"""What every resolver can reach: the process's core (stores and services) and its send groups."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from runwire.core import Core
-from runwire.graphql.relay import Relays
+from runwire.graphql.fanout.send_groups import SendGroups
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,11 +16,11 @@ class Services:
     """Built once per process by app.py; shared by every request."""
 
     core: Core
-    relays: Relays
+    send_groups: SendGroups
 
 
 def services(info: Info) -> Services:
-    """The process's services, put into every request's context by app.py."""
+    """The process's services, put into every request's context by the controller."""
     found = info.context["services"]
     assert isinstance(found, Services)
     return found

@@ -6,7 +6,6 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import graphql.validation.rules.overlapping_fields_can_be_merged as overlapping_fields
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -19,6 +18,8 @@ from graphql import (
     ValidationRule,
 )
 from strawberry.extensions import AddValidationRules
+
+from runwire.graphql.fanout.compat.graphql_core import set_field_comparison_budget
 
 # Strawberry's QueryDepthLimiter and MaxAliasesLimiter walk every fragment spread anew, so
 # fragments that each spread the next one twice cost 2^n steps: 30 of them (about 1 KB)
@@ -43,11 +44,11 @@ _EMPTY = _Shape()
 def bound_field_comparisons(budget: int) -> None:
     """Cap graphql-core's work on comparing fields that share a name, for this process."""
     # Comparing every pair of same-named fields is quadratic: 1200 copies of `viewer { label }`
-    # (within the token limit) used up graphql-core's default budget of 500,000 units in 1-4 s
-    # of blocked event loop here. Real operations spend a few units (GraphiQL's introspection
-    # none), so 50,000 leaves ample room and stops a flood in about 0.1 s. graphql-core
-    # documents this module attribute as the knob; it is read at each validation.
-    overlapping_fields.MAX_COMPLEXITY_BUDGET = budget
+    # (within the token limit) used up graphql-core's default budget of 500,000 units only after
+    # seconds of blocked event loop. Real operations spend a few units (GraphiQL's introspection
+    # none), so a tenth of the default leaves ample room and stops a flood ten times sooner.
+    # graphql-core documents this module attribute as the knob; it is read at each validation.
+    set_field_comparison_budget(budget)
 
 
 class DocumentShapeLimiter(AddValidationRules):

@@ -1,0 +1,111 @@
+"""What Runwire assumes of Strawberry's internals (tests/contract/test_strawberry.py).
+
+The live socket path is also checked with the others in tests/contract/test_fanout_path.py.
+
+- `Info._raw_info` is graphql-core's resolve info: the document's own field nodes and path.
+- `StrawberryGraphQLCoreExecutionContext` (not exported) is the execution context the schema
+  uses by default; an `execution_context_class` extends it to keep what it adds.
+- `BaseGraphQLTransportWSHandler.run_operation(operation)` is the top of each operation's task,
+  and the operation's resolvers and source stream run inside that task.
+- An `Operation` has `id`, `completed` (set once it sent `complete` or `error`) and `handler`,
+  whose `operations` maps the ids of the operations still running and whose `websocket` is the
+  integration's adapter; Litestar's adapter keeps the Litestar socket as `.ws`.
+- `MaskErrors._process_result(result)` is called with every result, streamed ones included,
+  and masks its errors.
+- A Strawberry type's class carries its definition (with its GraphQL `name`) as
+  `__strawberry_definition__`; each graphql-core field of the schema carries its
+  `StrawberryField` in its extensions under "strawberry-definition", whose `base_resolver`,
+  `extensions` and `permission_classes` are all that can run code when the field is read.
+
+None of this is on the per-delivery path but `operation_is_open`, a plain function.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, TypeAlias
+
+from graphql import GraphQLField, GraphQLResolveInfo
+from litestar import WebSocket
+from strawberry import Info
+from strawberry.extensions import MaskErrors
+from strawberry.litestar.controller import LitestarWebSocketAdapter
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.subscriptions.protocols.graphql_transport_ws import handlers
+from strawberry.types.field import StrawberryField
+
+StrawberryExecutionContext = StrawberryGraphQLCoreExecutionContext
+"""Strawberry's default execution context: the base of every `execution_context_class`."""
+
+Operation: TypeAlias = handlers.Operation[Any, Any]
+"""One graphql-transport-ws operation (a subscription) on one socket."""
+
+
+def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo[Any]:
+    """graphql-core's resolve info behind Strawberry's: the document's field nodes and path."""
+    return info._raw_info
+
+
+def object_type_name(cls: type) -> str | None:
+    """The GraphQL name of a Strawberry type's class; None for any other class."""
+    definition = getattr(cls, "__strawberry_definition__", None)
+    return None if definition is None else str(definition.name)
+
+
+def plain_attribute(field: GraphQLField) -> str | None:
+    """The attribute a schema field reads, if reading it runs nothing (resolver, extension...)."""
+    definition = field.extensions.get("strawberry-definition")
+    if (
+        not isinstance(definition, StrawberryField)
+        or definition.base_resolver is not None
+        or definition.extensions
+        or definition.permission_classes
+    ):
+        return None
+    return definition.python_name
+
+
+# The operation whose task is running: set at the top of each operation's task, so the
+# subscription's resolver (driven inside that task) can find its operation.
+_operation: ContextVar[Operation | None] = ContextVar("runwire_operation", default=None)
+
+
+class OperationTrackingTransportWSHandler(handlers.BaseGraphQLTransportWSHandler[Any, Any]):
+    """Strawberry's graphql-transport-ws handler, telling resolvers which operation they serve."""
+
+    async def run_operation(self, operation: Operation) -> None:
+        _operation.set(operation)
+        await super().run_operation(operation)
+
+
+def current_operation() -> Operation | None:
+    """The operation whose task runs this code, when served by the tracking handler."""
+    return _operation.get()
+
+
+def operation_id(operation: Operation) -> str:
+    """The id its client gave the operation: every message about it carries it."""
+    return operation.id
+
+
+def operation_is_open(operation: Operation) -> bool:
+    """False once the operation completed, or its client completed it."""
+    return not operation.completed and operation.handler.operations.get(operation.id) is operation
+
+
+def litestar_socket(operation: Operation) -> WebSocket[Any, Any, Any] | None:
+    """The Litestar socket the operation's messages go out on; None under another integration."""
+    adapter = operation.handler.websocket
+    return adapter.ws if isinstance(adapter, LitestarWebSocketAdapter) else None
+
+
+class MaskErrorsOfFailedResults(MaskErrors):
+    """MaskErrors, without its typing-Protocol isinstance check on results that have no errors.
+
+    That check ran for every streamed result of every subscriber, a visible share of fan-out
+    time in benchmark P2's profile.
+    """
+
+    def _process_result(self, result: object) -> None:
+        if getattr(result, "errors", None):
+            super()._process_result(result)
