@@ -166,6 +166,11 @@ class MemoryStore:
 
     # ---- test hooks: a stand-in runner ---------------------------------------------------
 
+    @property
+    def execution_ids(self) -> tuple[str, ...]:
+        """Every execution stored, in the order they were created."""
+        return tuple(self._executions)
+
     def own(self, execution_id: str, owner: str) -> None:
         """Mark the execution claimed by runner `owner`, as ExecutionQueue.claim does."""
         self._executions[execution_id]["owner"] = owner
