@@ -15,7 +15,7 @@ from runwire.domain.access import Actor, Role
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
 from runwire.domain.executions import ExecutionService
-from runwire.domain.models import EventDraft, EventType, ExecutionStatus, StepStatus
+from runwire.domain.models import EventDraft, EventType, Execution, ExecutionStatus, StepStatus
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.tokens import TokenService
 from runwire.runner.steps import STEP_KINDS
@@ -62,6 +62,27 @@ class Domain:
             batches=BatchService(store, scenarios, executions, control, published, signals),
             tokens=TokenService(store),
         )
+
+    async def read(self, execution_id: str) -> Execution:
+        """The execution as stored in the tests' workspace, with its step attempts."""
+        found = await self.store.execution(execution_id, workspace=WORKSPACE)
+        assert found is not None, f"execution {execution_id} is not in {WORKSPACE}"
+        return found
+
+    def run(self, execution_id: str, *drafts: EventDraft, release: bool = True) -> None:
+        """Act as a runner: claim the execution, write `drafts`, and (unless told) let it go."""
+        self.store.own(execution_id, RUNNER)
+        self.store.append_as_owner(execution_id, drafts, owner=RUNNER)
+        if release:
+            self.store.release(execution_id)
+
+    def answer_controls(self, *drafts: EventDraft) -> None:
+        """Act as the owning runner: answer each control request by writing `drafts`."""
+
+        def apply(execution_id: str) -> None:
+            self.store.append_as_owner(execution_id, drafts, owner=RUNNER)
+
+        self.signals.on_control_requested = apply
 
 
 def status_changed(status: ExecutionStatus, **data: Any) -> EventDraft:

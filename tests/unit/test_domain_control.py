@@ -16,7 +16,6 @@ from tests.support.domain import (
     OPERATOR,
     OUTSIDER,
     RUNNER,
-    WORKSPACE,
     Domain,
     status_changed,
     step_changed,
@@ -28,7 +27,6 @@ from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFou
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import (
     Event,
-    EventDraft,
     Execution,
     ExecutionMode,
     ExecutionStatus,
@@ -57,21 +55,12 @@ async def queued(domain: Domain, **fields: Any) -> str:
     return execution.id
 
 
-def run(domain: Domain, execution_id: str, *drafts: EventDraft, release: bool = True) -> None:
-    """Act as a runner: claim the execution, write `drafts`, and (unless told) let it go."""
-    domain.store.own(execution_id, RUNNER)
-    domain.store.append_as_owner(execution_id, drafts, owner=RUNNER)
-    if release:
-        domain.store.release(execution_id)
-
-
 async def after_build(
     domain: Domain, step: StepStatus, ended: ExecutionStatus, *, release: bool = True
 ) -> str:
     """An execution whose first step ended `step` and then the execution `ended`."""
     execution_id = await queued(domain)
-    run(
-        domain,
+    domain.run(
         execution_id,
         status_changed(S.RUNNING),
         step_changed("build", Step.RUNNING, 1),
@@ -85,8 +74,7 @@ async def after_build(
 async def running(domain: Domain, *, release: bool = False) -> str:
     """An execution a runner is running (owned unless `release`), its first step running."""
     execution_id = await queued(domain)
-    run(
-        domain,
+    domain.run(
         execution_id,
         status_changed(S.RUNNING),
         step_changed("build", Step.RUNNING, 1),
@@ -95,26 +83,11 @@ async def running(domain: Domain, *, release: bool = False) -> str:
     return execution_id
 
 
-def answer(domain: Domain, *drafts: EventDraft) -> None:
-    """Act as the owning runner: answer the next control request by writing `drafts`."""
-
-    def apply(execution_id: str) -> None:
-        domain.store.append_as_owner(execution_id, drafts, owner=RUNNER)
-
-    domain.signals.on_control_requested = apply
-
-
 def release_soon(domain: Domain, execution_id: str) -> None:
     """The owning runner lets go of the execution a moment from now, as it does once idle."""
     asyncio.get_running_loop().call_later(
         _RELEASE_AFTER_SECONDS, domain.store.release, execution_id
     )
-
-
-async def read(domain: Domain, execution_id: str) -> Execution:
-    found = await domain.store.execution(execution_id, workspace=WORKSPACE)
-    assert found is not None
-    return found
 
 
 def summary(events: list[Event]) -> list[tuple[int, str | None, int | None, dict[str, Any]]]:
@@ -127,7 +100,7 @@ async def steered(
 ) -> tuple[Execution, list[Event]]:
     """The control call's result and the events it stored, once checked to be what it published:
     one batch, every stored event, in seq order."""
-    before = await read(domain, execution_id)
+    before = await domain.read(execution_id)
     batches = len(domain.published.batches)
     execution = await call
     stored = await domain.store.events(execution_id, before.last_seq)
@@ -178,7 +151,7 @@ async def test_stopping_a_queued_execution_cancels_it(domain: Domain) -> None:
 
 async def test_stopping_a_paused_execution_cancels_it_with_its_duration(domain: Domain) -> None:
     execution_id = await after_build(domain, Step.FAILED, S.PAUSED)
-    started_at = (await read(domain, execution_id)).started_at
+    started_at = (await domain.read(execution_id)).started_at
     assert started_at is not None
 
     stopped, events = await steered(
@@ -205,7 +178,7 @@ async def test_an_ended_execution_cannot_be_stopped(domain: Domain, ended: Execu
 
 async def test_a_stopping_execution_cannot_be_stopped_again(domain: Domain) -> None:
     execution_id = await running(domain)
-    run(domain, execution_id, status_changed(S.STOPPING, reason="first"))
+    domain.run(execution_id, status_changed(S.STOPPING, reason="first"))
 
     error = await refused(
         domain, execution_id, domain.control.stop(execution_id, None, OPERATOR), InvalidTransition
@@ -236,7 +209,7 @@ async def test_only_a_queued_unowned_execution_is_paused_here(
 ) -> None:
     execution_id = await running(domain, release=True)
     if status is not S.RUNNING:
-        run(domain, execution_id, status_changed(status))
+        domain.run(execution_id, status_changed(status))
 
     error = await refused(
         domain, execution_id, domain.control.pause(execution_id, None, OPERATOR), InvalidTransition
@@ -264,7 +237,7 @@ async def test_only_a_paused_execution_is_resumed_here(
 ) -> None:
     execution_id = await queued(domain)
     if status is not S.QUEUED:
-        run(domain, execution_id, status_changed(status))
+        domain.run(execution_id, status_changed(status))
 
     error = await refused(
         domain, execution_id, domain.control.resume(execution_id, OPERATOR), InvalidTransition
@@ -305,7 +278,7 @@ async def test_retrying_a_step_queues_a_new_attempt(
         (7, None, None, {"status": "QUEUED", "reason": "retrying step build"}),
     ]
     assert (retried.status, retried.error, retried.finished_at) == (S.QUEUED, None, None)
-    assert attempts(await read(domain, execution_id), "build") == [(1, step), (2, Step.PENDING)]
+    assert attempts(await domain.read(execution_id), "build") == [(1, step), (2, Step.PENDING)]
     assert domain.signals.queued_count == 2
 
 
@@ -314,7 +287,7 @@ async def test_a_step_that_never_ran_is_retried_as_its_first_attempt(domain: Dom
 
     await domain.control.retry_step(execution_id, "test", OPERATOR)
 
-    assert attempts(await read(domain, execution_id), "test") == [(1, Step.PENDING)]
+    assert attempts(await domain.read(execution_id), "test") == [(1, Step.PENDING)]
 
 
 @pytest.mark.parametrize("status", [S.QUEUED, S.RUNNING, S.SUCCEEDED])
@@ -323,7 +296,7 @@ async def test_a_step_is_retried_only_when_the_execution_stopped_short(
 ) -> None:
     execution_id = await queued(domain)
     if status is not S.QUEUED:
-        run(domain, execution_id, status_changed(status))
+        domain.run(execution_id, status_changed(status))
 
     error = await refused(
         domain,
@@ -371,7 +344,7 @@ async def test_a_retry_already_pending_is_not_queued_twice(domain: Domain) -> No
 
 async def test_a_step_still_marked_running_is_not_retried(domain: Domain) -> None:
     execution_id = await running(domain)
-    run(domain, execution_id, status_changed(S.TIMED_OUT))
+    domain.run(execution_id, status_changed(S.TIMED_OUT))
 
     error = await refused(
         domain,
@@ -390,7 +363,7 @@ async def test_a_step_still_marked_running_is_not_retried(domain: Domain) -> Non
 @pytest.mark.parametrize("action", ["retry_step", "skip_step"])
 async def test_a_test_panel_execution_steers_only_its_own_step(domain: Domain, action: str) -> None:
     execution_id = await queued(domain, mode=ExecutionMode.STEP, step_key="build")
-    run(domain, execution_id, status_changed(S.FAILED))
+    domain.run(execution_id, status_changed(S.FAILED))
     steer = getattr(domain.control, action)
 
     error = await refused(domain, execution_id, steer(execution_id, "test", OPERATOR), Invalid)
@@ -419,7 +392,7 @@ async def test_skipping_a_failed_step_continues_the_execution(domain: Domain) ->
         (7, None, None, {"status": "QUEUED", "reason": "continuing after build"}),
     ]
     assert skipped.status is S.QUEUED
-    assert attempts(await read(domain, execution_id), "build") == [
+    assert attempts(await domain.read(execution_id), "build") == [
         (1, Step.FAILED),
         (2, Step.SKIPPED),
     ]
@@ -438,7 +411,7 @@ async def test_skipping_replaces_a_pending_retry_under_its_attempt_number(domain
     assert [(e.seq, e.step_key, e.attempt, e.data["status"]) for e in events] == [
         (8, "build", 2, "SKIPPED")
     ]
-    execution = await read(domain, execution_id)
+    execution = await domain.read(execution_id)
     assert execution.status is S.QUEUED
     assert attempts(execution, "build") == [(1, Step.FAILED), (2, Step.SKIPPED)]
     assert domain.signals.queued_count == 2  # the start and the retry
@@ -465,8 +438,7 @@ async def test_skipping_a_step_of_a_queued_execution_only_marks_the_step(domain:
 
 async def test_a_succeeded_step_cannot_be_skipped(domain: Domain) -> None:
     execution_id = await queued(domain)
-    run(
-        domain,
+    domain.run(
         execution_id,
         status_changed(S.RUNNING),
         step_changed("build", Step.SUCCEEDED, 1),
@@ -495,7 +467,7 @@ async def test_a_step_is_not_skipped_while_unowned_and_running_or_after_success(
 ) -> None:
     execution_id = await running(domain, release=True)
     if status is not S.RUNNING:
-        run(domain, execution_id, status_changed(status))
+        domain.run(execution_id, status_changed(status))
 
     error = await refused(
         domain,
@@ -528,7 +500,7 @@ def requested(domain: Domain, execution_id: str, action: str, reason: str, **fie
 
 async def test_stopping_an_owned_execution_asks_its_runner(domain: Domain) -> None:
     execution_id = await running(domain)
-    answer(domain, status_changed(S.STOPPING, reason="enough"))
+    domain.answer_controls(status_changed(S.STOPPING, reason="enough"))
 
     stopped = await domain.control.stop(execution_id, "enough", OPERATOR)
 
@@ -542,7 +514,7 @@ async def test_a_claimed_execution_that_has_not_started_is_stopped_by_its_runner
 ) -> None:
     execution_id = await queued(domain)
     domain.store.own(execution_id, RUNNER)
-    answer(domain, status_changed(S.CANCELLED, error="stopped: stopped by request"))
+    domain.answer_controls(status_changed(S.CANCELLED, error="stopped: stopped by request"))
 
     stopped = await domain.control.stop(execution_id, None, OPERATOR)
 
@@ -569,7 +541,7 @@ async def test_an_owned_execution_that_ended_or_is_stopping_is_not_asked_to_stop
 
 async def test_pausing_a_running_execution_asks_its_runner(domain: Domain) -> None:
     execution_id = await running(domain)
-    answer(domain, status_changed(S.PAUSING, reason="lunch"))
+    domain.answer_controls(status_changed(S.PAUSING, reason="lunch"))
 
     paused = await domain.control.pause(execution_id, "lunch", OPERATOR)
 
@@ -591,7 +563,7 @@ async def test_pausing_a_pausing_execution_is_refused(domain: Domain) -> None:
 async def test_resuming_a_pausing_execution_withdraws_the_pause(domain: Domain) -> None:
     execution_id = await running(domain)
     domain.store.append_as_owner(execution_id, [status_changed(S.PAUSING)], owner=RUNNER)
-    answer(domain, status_changed(S.RUNNING))
+    domain.answer_controls(status_changed(S.RUNNING))
 
     resumed = await domain.control.resume(execution_id, OPERATOR)
 
@@ -646,7 +618,7 @@ async def test_skipping_a_pending_step_of_a_running_execution_asks_its_runner(
     domain: Domain,
 ) -> None:
     execution_id = await running(domain)
-    answer(domain, step_changed("test", Step.SKIPPED, 1, position=1))
+    domain.answer_controls(step_changed("test", Step.SKIPPED, 1, position=1))
 
     skipped = await domain.control.skip_step(execution_id, "test", OPERATOR)
 
@@ -657,7 +629,7 @@ async def test_skipping_a_pending_step_of_a_running_execution_asks_its_runner(
 
 async def test_a_step_the_runner_started_meanwhile_is_not_skipped(domain: Domain) -> None:
     execution_id = await running(domain)
-    answer(domain, step_changed("test", Step.RUNNING, 1, position=1))
+    domain.answer_controls(step_changed("test", Step.RUNNING, 1, position=1))
 
     with pytest.raises(InvalidTransition) as refusal:
         await domain.control.skip_step(execution_id, "test", OPERATOR)
@@ -668,7 +640,7 @@ async def test_a_step_the_runner_started_meanwhile_is_not_skipped(domain: Domain
 
 async def test_a_step_is_not_skipped_when_the_execution_ends_first(domain: Domain) -> None:
     execution_id = await running(domain)
-    answer(domain, status_changed(S.FAILED))
+    domain.answer_controls(status_changed(S.FAILED))
 
     with pytest.raises(InvalidTransition) as refusal:
         await domain.control.skip_step(execution_id, "test", OPERATOR)
