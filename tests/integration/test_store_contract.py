@@ -154,12 +154,16 @@ def queued(execution_id: str, **fields: Any) -> tuple[Execution, Event]:
     return execution, first
 
 
-def numbered(execution_id: str, first_seq: int, when: datetime, *drafts: EventDraft) -> list[Event]:
-    """Drafts as the runner numbers them, all at one instant."""
-    return [
-        Event(execution_id, seq, when, d.type, d.data, d.step_key, d.attempt)
-        for seq, d in enumerate(drafts, first_seq)
-    ]
+async def write(
+    backend: Backend, execution_id: str, first_seq: int, when: datetime, *drafts: EventDraft
+) -> None:
+    """Append drafts as the runner numbers them, all at one instant."""
+    await backend.append(
+        [
+            Event(execution_id, seq, when, d.type, d.data, d.step_key, d.attempt)
+            for seq, d in enumerate(drafts, first_seq)
+        ]
+    )
 
 
 async def create(backend: Backend, execution_id: str, **fields: Any) -> Execution:
@@ -283,33 +287,31 @@ async def test_events_are_numbered_and_projected_onto_the_execution_and_its_step
 ) -> None:
     created = await create(backend, "e-run")
     # A runner runs it: the first step fails, and with it the execution.
-    await backend.append(
-        numbered(
-            "e-run",
-            2,
-            at(1),
-            status_changed(S.RUNNING),
-            step_changed("compile", StepStatus.RUNNING, 1),
-        )
+    await write(
+        backend,
+        "e-run",
+        2,
+        at(1),
+        status_changed(S.RUNNING),
+        step_changed("compile", StepStatus.RUNNING, 1),
     )
-    await backend.append(
-        numbered(
-            "e-run",
-            4,
-            at(3),
-            EventDraft(EventType.OUTPUT, {"stream": "stdout", "text": "cc main.c\n"}, "compile", 1),
-            step_changed(
-                "compile",
-                StepStatus.FAILED,
-                1,
-                exit_code=2,
-                output={"stdout": "cc main.c\n", "stderr": "error: x"},
-                error="exit code 2",
-                assertions=[{"assertion": "exit_code", "expected": 0, "actual": 2}],
-                attributes={"cost_usd": 0.5},
-            ),
-            status_changed(S.FAILED, error="step compile failed", duration_ms=2000),
-        )
+    await write(
+        backend,
+        "e-run",
+        4,
+        at(3),
+        EventDraft(EventType.OUTPUT, {"stream": "stdout", "text": "cc main.c\n"}, "compile", 1),
+        step_changed(
+            "compile",
+            StepStatus.FAILED,
+            1,
+            exit_code=2,
+            output={"stdout": "cc main.c\n", "stderr": "error: x"},
+            error="exit code 2",
+            assertions=[{"assertion": "exit_code", "expected": 0, "actual": 2}],
+            attributes={"cost_usd": 0.5},
+        ),
+        status_changed(S.FAILED, error="step compile failed", duration_ms=2000),
     )
     failed_compile = StepRun(
         "e-run",
@@ -363,25 +365,23 @@ async def test_events_are_numbered_and_projected_onto_the_execution_and_its_step
     )
 
     # It runs again and succeeds; the second step runs for the first time.
-    await backend.append(
-        numbered(
-            "e-run",
-            9,
-            at(10),
-            status_changed(S.RUNNING),
-            step_changed("compile", StepStatus.RUNNING, 2),
-            step_changed("compile", StepStatus.SUCCEEDED, 2, exit_code=0, output=None),
-            step_changed("test", StepStatus.RUNNING, 1, position=1),
-        )
+    await write(
+        backend,
+        "e-run",
+        9,
+        at(10),
+        status_changed(S.RUNNING),
+        step_changed("compile", StepStatus.RUNNING, 2),
+        step_changed("compile", StepStatus.SUCCEEDED, 2, exit_code=0, output=None),
+        step_changed("test", StepStatus.RUNNING, 1, position=1),
     )
-    await backend.append(
-        numbered(
-            "e-run",
-            13,
-            at(12),
-            step_changed("test", StepStatus.SUCCEEDED, 1, position=1, exit_code=0, output="ok"),
-            status_changed(S.SUCCEEDED, duration_ms=11_000),
-        )
+    await write(
+        backend,
+        "e-run",
+        13,
+        at(12),
+        step_changed("test", StepStatus.SUCCEEDED, 1, position=1, exit_code=0, output="ok"),
+        status_changed(S.SUCCEEDED, duration_ms=11_000),
     )
     done = await read(backend, "e-run")
     assert done == replace(
@@ -452,27 +452,25 @@ async def test_step_fields_are_folded_per_batch_and_coalesced_across_batches(
 ) -> None:
     created = await create(backend, "e-fold")
     # One batch: the last terminal event of an attempt decides its fields, an absent one as null.
-    await backend.append(
-        numbered(
-            "e-fold",
-            2,
-            at(1),
-            status_changed(S.RUNNING),
-            step_changed("a", StepStatus.RUNNING, 1),
-            step_changed("a", StepStatus.FAILED, 1, output={"n": 1}, error="first", exit_code=1),
-            step_changed("a", StepStatus.CANCELLED, 1, position=7),
-            step_changed("b", StepStatus.FAILED, 1, position=1, output="kept", exit_code=0),
-        )
+    await write(
+        backend,
+        "e-fold",
+        2,
+        at(1),
+        status_changed(S.RUNNING),
+        step_changed("a", StepStatus.RUNNING, 1),
+        step_changed("a", StepStatus.FAILED, 1, output={"n": 1}, error="first", exit_code=1),
+        step_changed("a", StepStatus.CANCELLED, 1, position=7),
+        step_changed("b", StepStatus.FAILED, 1, position=1, output="kept", exit_code=0),
     )
     # A later batch: a field it leaves out keeps the stored value; kind and position stay.
-    await backend.append(
-        numbered(
-            "e-fold",
-            7,
-            at(2),
-            step_changed("b", StepStatus.TIMED_OUT, 1, position=9, error="late"),
-            status_changed(S.PAUSED, reason="operator", error=""),
-        )
+    await write(
+        backend,
+        "e-fold",
+        7,
+        at(2),
+        step_changed("b", StepStatus.TIMED_OUT, 1, position=9, error="late"),
+        status_changed(S.PAUSED, reason="operator", error=""),
     )
 
     assert await read(backend, "e-fold") == replace(
@@ -511,7 +509,7 @@ async def test_a_refused_or_empty_transition_writes_nothing(backend: Backend) ->
     assert await read(backend, "e-still") == created
     assert len(await backend.events("e-still", 0)) == 1
     with pytest.raises(DUPLICATE):
-        await backend.append(numbered("e-still", 1, at(1), status_changed(S.RUNNING)))
+        await write(backend, "e-still", 1, at(1), status_changed(S.RUNNING))
     assert len(await backend.events("e-still", 0)) == 1
 
 
@@ -545,7 +543,7 @@ async def test_a_batch_is_stored_with_all_its_executions_or_none(backend: Backen
     assert await backend.executions.request_fingerprint("e-b1") is None
     assert await backend.batches.unfinished_in_batch("b-1") == ["e-b2", "e-b1", "e-b0"]
 
-    await backend.append(numbered("e-b1", 2, at(5), status_changed(S.CANCELLED)))
+    await write(backend, "e-b1", 2, at(5), status_changed(S.CANCELLED))
     assert await backend.batches.unfinished_in_batch("b-1") == ["e-b2", "e-b0"]
     assert await backend.batches.unfinished_in_batch("b-missing") == []
 

@@ -5,6 +5,7 @@ Unit tests of the rules build a `Domain` per test: milliseconds, no database, no
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,12 @@ class Domain:
             tokens=TokenService(store),
         )
 
+    def assert_nothing_queued(self) -> None:
+        """No execution stored, no event published, no runner woken."""
+        assert self.store.execution_ids == ()
+        assert self.published.batches == []
+        assert self.signals.queued_count == 0
+
     async def read(self, execution_id: str) -> Execution:
         """The execution as stored in the tests' workspace, with its step attempts."""
         found = await self.store.execution(execution_id, workspace=WORKSPACE)
@@ -76,13 +83,20 @@ class Domain:
         if release:
             self.store.release(execution_id)
 
-    def answer_controls(self, *drafts: EventDraft) -> None:
-        """Act as the owning runner: answer each control request by writing `drafts`."""
+    def answer_controls(self, *drafts: EventDraft, after: float = 0.0) -> None:
+        """Act as the owning runner: answer each control request by writing `drafts`, at once
+        or `after` seconds (the service must then wait for the answer, polling)."""
 
         def apply(execution_id: str) -> None:
             self.store.append_as_owner(execution_id, drafts, owner=RUNNER)
 
-        self.signals.on_control_requested = apply
+        def signalled(execution_id: str) -> None:
+            if after:
+                asyncio.get_running_loop().call_later(after, apply, execution_id)
+            else:
+                apply(execution_id)
+
+        self.signals.on_control_requested = signalled
 
 
 def status_changed(status: ExecutionStatus, **data: Any) -> EventDraft:

@@ -48,9 +48,7 @@ async def refused(domain: Domain, request: BatchRequest) -> Invalid:
     """The batch's validation error, after checking that nothing was stored or published."""
     with pytest.raises(Invalid) as refusal:
         await domain.batches.start(request, OPERATOR)
-    assert domain.store.execution_ids == ()
-    assert domain.published.batches == []
-    assert domain.signals.queued_count == 0
+    domain.assert_nothing_queued()
     return refusal.value
 
 

@@ -26,7 +26,9 @@ from runwire.domain.control import ExecutionControl
 from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound, RunwireError
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import (
+    EXECUTION_TERMINAL,
     Event,
+    EventDraft,
     Execution,
     ExecutionMode,
     ExecutionStatus,
@@ -44,8 +46,10 @@ steps:
   - {key: build, kind: shell, with: {argv: [make]}}
   - {key: test, kind: shell, with: {argv: [make, test]}}
 """
-# Long enough for the service's poll (every 20 ms) to find the execution still held once.
+# Long enough for the service's poll (every 20 ms) to find the execution still held, or the
+# runner's answer not yet written, at least once.
 _RELEASE_AFTER_SECONDS = 0.03
+_ANSWER_AFTER_SECONDS = 0.03
 
 
 async def queued(domain: Domain, **fields: Any) -> str:
@@ -83,6 +87,14 @@ async def running(domain: Domain, *, release: bool = False) -> str:
     return execution_id
 
 
+async def left_in(domain: Domain, status: ExecutionStatus) -> str:
+    """An execution no runner owns, in `status`: as started if QUEUED, else as a runner left it."""
+    execution_id = await queued(domain)
+    if status is not S.QUEUED:
+        domain.run(execution_id, status_changed(status))
+    return execution_id
+
+
 def release_soon(domain: Domain, execution_id: str) -> None:
     """The owning runner lets go of the execution a moment from now, as it does once idle."""
     asyncio.get_running_loop().call_later(
@@ -90,9 +102,29 @@ def release_soon(domain: Domain, execution_id: str) -> None:
     )
 
 
-def summary(events: list[Event]) -> list[tuple[int, str | None, int | None, dict[str, Any]]]:
+Summary = tuple[int, str | None, int | None, dict[str, Any]]
+
+
+def summary(events: list[Event]) -> list[Summary]:
     """Each event's seq, step key, attempt and data; `at` is the store's clock."""
     return [(e.seq, e.step_key, e.attempt, dict(e.data)) for e in events]
+
+
+def became(seq: int, status: ExecutionStatus, **data: Any) -> Summary:
+    """The summary of an execution status event the service writes."""
+    return (seq, None, None, {"status": status, **data})
+
+
+def marked(
+    seq: int, key: str, attempt: int, status: StepStatus, reason: str, *, position: int = 0
+) -> Summary:
+    """The summary of a step status event the service writes (both steps are shell steps)."""
+    return (
+        seq,
+        key,
+        attempt,
+        {"status": status, "kind": "shell", "position": position, "reason": reason},
+    )
 
 
 async def steered(
@@ -127,8 +159,81 @@ async def refused(
     return refusal.value
 
 
+Said = tuple[str, str, str | None, str | None]
+
+
+def said(error: InvalidTransition) -> Said:
+    """All an InvalidTransition tells a client: message, status, step key and step status."""
+    return (error.message, error.current_status, error.step_key, error.step_status)
+
+
+async def transition_refused(domain: Domain, execution_id: str, call: Awaitable[Execution]) -> Said:
+    """What the InvalidTransition `call` raised says, once checked to have changed nothing."""
+    return said(await refused(domain, execution_id, call, InvalidTransition))
+
+
 def attempts(execution: Execution, key: str) -> list[tuple[int, StepStatus]]:
     return [(run.attempt, run.status) for run in execution.steps if run.key == key]
+
+
+Control = Callable[[ExecutionControl, str, Actor], Awaitable[Execution]]
+CONTROLS: dict[str, Control] = {
+    "stop": lambda control, execution_id, actor: control.stop(execution_id, None, actor),
+    "pause": lambda control, execution_id, actor: control.pause(execution_id, None, actor),
+    "resume": lambda control, execution_id, actor: control.resume(execution_id, actor),
+    "retry_step": lambda control, execution_id, actor: control.retry_step(
+        execution_id, "build", actor
+    ),
+    "skip_step": lambda control, execution_id, actor: control.skip_step(
+        execution_id, "build", actor
+    ),
+}
+
+
+# ---- what each status allows, on an execution no runner owns ---------------------------
+
+RETRY_ONLY_WHEN = (
+    "cannot retry a step of execution {id}: it is {status}; a step can be retried when the"
+    " execution is FAILED, CANCELLED, TIMED_OUT or PAUSED"
+)
+
+
+def refusals(action: str, message: str, *statuses: ExecutionStatus) -> list[Any]:
+    """Cases of `action` refused in each of `statuses` with `message` ({id}, {status} filled)."""
+    return [pytest.param(status, action, message, id=f"{action}-{status}") for status in statuses]
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "message"),
+    [
+        *refusals("stop", "execution {id} already ended as {status}", *sorted(EXECUTION_TERMINAL)),
+        *refusals("stop", "execution {id} is already stopping", S.STOPPING),
+        *refusals(
+            "pause", "cannot pause execution {id}: it is {status}", S.PAUSED, S.RUNNING, S.FAILED
+        ),
+        *refusals(
+            "resume", "cannot resume execution {id}: it is {status}", S.QUEUED, S.RUNNING, S.FAILED
+        ),
+        *refusals("retry_step", RETRY_ONLY_WHEN, S.QUEUED, S.RUNNING, S.SUCCEEDED),
+        *refusals(
+            "skip_step",
+            "cannot skip a step of execution {id}: it is {status}",
+            S.RUNNING,
+            S.PAUSING,
+            S.SUCCEEDED,
+        ),
+    ],
+)
+async def test_a_status_refuses_the_controls_it_does_not_allow(
+    domain: Domain, status: ExecutionStatus, action: str, message: str
+) -> None:
+    execution_id = await left_in(domain, status)
+
+    refusal = await transition_refused(
+        domain, execution_id, CONTROLS[action](domain.control, execution_id, OPERATOR)
+    )
+
+    assert refusal == (message.format(id=execution_id, status=status), status, None, None)
 
 
 # ---- stop --------------------------------------------------------------------------------
@@ -143,9 +248,7 @@ async def test_stopping_a_queued_execution_cancels_it(domain: Domain) -> None:
 
     assert (stopped.status, stopped.error) == (S.CANCELLED, "stopped: enough")
     assert stopped.finished_at == events[0].at
-    assert summary(events) == [
-        (2, None, None, {"status": "CANCELLED", "error": "stopped: enough", "duration_ms": None})
-    ]
+    assert summary(events) == [became(2, S.CANCELLED, error="stopped: enough", duration_ms=None)]
     assert domain.signals.queued_count == 1  # the start's only
 
 
@@ -164,30 +267,6 @@ async def test_stopping_a_paused_execution_cancels_it_with_its_duration(domain: 
     assert 0 <= duration_ms <= (events[0].at - started_at).total_seconds() * 1000
 
 
-@pytest.mark.parametrize("ended", [S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT])
-async def test_an_ended_execution_cannot_be_stopped(domain: Domain, ended: ExecutionStatus) -> None:
-    execution_id = await after_build(domain, Step.FAILED, ended)
-
-    error = await refused(
-        domain, execution_id, domain.control.stop(execution_id, None, OPERATOR), InvalidTransition
-    )
-
-    assert error.message == f"execution {execution_id} already ended as {ended}"
-    assert error.current_status == ended
-
-
-async def test_a_stopping_execution_cannot_be_stopped_again(domain: Domain) -> None:
-    execution_id = await running(domain)
-    domain.run(execution_id, status_changed(S.STOPPING, reason="first"))
-
-    error = await refused(
-        domain, execution_id, domain.control.stop(execution_id, None, OPERATOR), InvalidTransition
-    )
-
-    assert error.message == f"execution {execution_id} is already stopping"
-    assert error.current_status == S.STOPPING
-
-
 # ---- pause and resume --------------------------------------------------------------------
 
 
@@ -199,24 +278,8 @@ async def test_pausing_a_queued_execution_holds_it(domain: Domain) -> None:
     )
 
     assert paused.status is S.PAUSED
-    assert summary(events) == [(2, None, None, {"status": "PAUSED", "reason": "paused by request"})]
+    assert summary(events) == [became(2, S.PAUSED, reason="paused by request")]
     assert domain.signals.queued_count == 1
-
-
-@pytest.mark.parametrize("status", [S.PAUSED, S.FAILED, S.RUNNING])
-async def test_only_a_queued_unowned_execution_is_paused_here(
-    domain: Domain, status: ExecutionStatus
-) -> None:
-    execution_id = await running(domain, release=True)
-    if status is not S.RUNNING:
-        domain.run(execution_id, status_changed(status))
-
-    error = await refused(
-        domain, execution_id, domain.control.pause(execution_id, None, OPERATOR), InvalidTransition
-    )
-
-    assert error.message == f"cannot pause execution {execution_id}: it is {status}"
-    assert error.current_status == status
 
 
 async def test_resuming_a_paused_execution_queues_it_again(domain: Domain) -> None:
@@ -227,24 +290,8 @@ async def test_resuming_a_paused_execution_queues_it_again(domain: Domain) -> No
     )
 
     assert (resumed.status, resumed.error) == (S.QUEUED, None)
-    assert summary(events) == [(6, None, None, {"status": "QUEUED", "reason": "resumed"})]
+    assert summary(events) == [became(6, S.QUEUED, reason="resumed")]
     assert domain.signals.queued_count == 2
-
-
-@pytest.mark.parametrize("status", [S.QUEUED, S.RUNNING, S.FAILED])
-async def test_only_a_paused_execution_is_resumed_here(
-    domain: Domain, status: ExecutionStatus
-) -> None:
-    execution_id = await queued(domain)
-    if status is not S.QUEUED:
-        domain.run(execution_id, status_changed(status))
-
-    error = await refused(
-        domain, execution_id, domain.control.resume(execution_id, OPERATOR), InvalidTransition
-    )
-
-    assert error.message == f"cannot resume execution {execution_id}: it is {status}"
-    assert error.current_status == status
 
 
 # ---- retry a step ------------------------------------------------------------------------
@@ -269,13 +316,8 @@ async def test_retrying_a_step_queues_a_new_attempt(
     )
 
     assert summary(events) == [
-        (
-            6,
-            "build",
-            2,
-            {"status": "PENDING", "kind": "shell", "position": 0, "reason": "retry requested"},
-        ),
-        (7, None, None, {"status": "QUEUED", "reason": "retrying step build"}),
+        marked(6, "build", 2, Step.PENDING, "retry requested"),
+        became(7, S.QUEUED, reason="retrying step build"),
     ]
     assert (retried.status, retried.error, retried.finished_at) == (S.QUEUED, None, None)
     assert attempts(await domain.read(execution_id), "build") == [(1, step), (2, Step.PENDING)]
@@ -288,28 +330,6 @@ async def test_a_step_that_never_ran_is_retried_as_its_first_attempt(domain: Dom
     await domain.control.retry_step(execution_id, "test", OPERATOR)
 
     assert attempts(await domain.read(execution_id), "test") == [(1, Step.PENDING)]
-
-
-@pytest.mark.parametrize("status", [S.QUEUED, S.RUNNING, S.SUCCEEDED])
-async def test_a_step_is_retried_only_when_the_execution_stopped_short(
-    domain: Domain, status: ExecutionStatus
-) -> None:
-    execution_id = await queued(domain)
-    if status is not S.QUEUED:
-        domain.run(execution_id, status_changed(status))
-
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.retry_step(execution_id, "build", OPERATOR),
-        InvalidTransition,
-    )
-
-    assert error.message == (
-        f"cannot retry a step of execution {execution_id}: it is {status}; a step can be"
-        " retried when the execution is FAILED, CANCELLED, TIMED_OUT or PAUSED"
-    )
-    assert error.current_status == status
 
 
 async def test_retrying_an_unknown_step_is_not_found(domain: Domain) -> None:
@@ -327,37 +347,24 @@ async def test_a_retry_already_pending_is_not_queued_twice(domain: Domain) -> No
     await domain.control.retry_step(execution_id, "build", OPERATOR)
     await domain.control.pause(execution_id, None, OPERATOR)
 
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.retry_step(execution_id, "build", OPERATOR),
-        InvalidTransition,
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.retry_step(execution_id, "build", OPERATOR)
     )
 
-    assert error.message == "cannot retry step build: attempt 2 is PENDING"
-    assert (error.current_status, error.step_key, error.step_status) == (
-        S.PAUSED,
-        "build",
-        Step.PENDING,
-    )
+    message = "cannot retry step build: attempt 2 is PENDING"
+    assert refusal == (message, S.PAUSED, "build", Step.PENDING)
 
 
 async def test_a_step_still_marked_running_is_not_retried(domain: Domain) -> None:
     execution_id = await running(domain)
     domain.run(execution_id, status_changed(S.TIMED_OUT))
 
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.retry_step(execution_id, "build", OPERATOR),
-        InvalidTransition,
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.retry_step(execution_id, "build", OPERATOR)
     )
 
-    assert (error.current_status, error.step_key, error.step_status) == (
-        S.TIMED_OUT,
-        "build",
-        Step.RUNNING,
-    )
+    message = "cannot retry step build: attempt 1 is RUNNING"
+    assert refusal == (message, S.TIMED_OUT, "build", Step.RUNNING)
 
 
 @pytest.mark.parametrize("action", ["retry_step", "skip_step"])
@@ -383,13 +390,8 @@ async def test_skipping_a_failed_step_continues_the_execution(domain: Domain) ->
     )
 
     assert summary(events) == [
-        (
-            6,
-            "build",
-            2,
-            {"status": "SKIPPED", "kind": "shell", "position": 0, "reason": "skipped by request"},
-        ),
-        (7, None, None, {"status": "QUEUED", "reason": "continuing after build"}),
+        marked(6, "build", 2, Step.SKIPPED, "skipped by request"),
+        became(7, S.QUEUED, reason="continuing after build"),
     ]
     assert skipped.status is S.QUEUED
     assert attempts(await domain.read(execution_id), "build") == [
@@ -408,9 +410,7 @@ async def test_skipping_replaces_a_pending_retry_under_its_attempt_number(domain
     )
 
     # Still queued from the retry: only the step changes.
-    assert [(e.seq, e.step_key, e.attempt, e.data["status"]) for e in events] == [
-        (8, "build", 2, "SKIPPED")
-    ]
+    assert summary(events) == [marked(8, "build", 2, Step.SKIPPED, "skipped by request")]
     execution = await domain.read(execution_id)
     assert execution.status is S.QUEUED
     assert attempts(execution, "build") == [(1, Step.FAILED), (2, Step.SKIPPED)]
@@ -424,14 +424,7 @@ async def test_skipping_a_step_of_a_queued_execution_only_marks_the_step(domain:
         domain, execution_id, domain.control.skip_step(execution_id, "test", OPERATOR)
     )
 
-    assert summary(events) == [
-        (
-            2,
-            "test",
-            1,
-            {"status": "SKIPPED", "kind": "shell", "position": 1, "reason": "skipped by request"},
-        )
-    ]
+    assert summary(events) == [marked(2, "test", 1, Step.SKIPPED, "skipped by request", position=1)]
     assert skipped.status is S.QUEUED
     assert domain.signals.queued_count == 1
 
@@ -446,37 +439,12 @@ async def test_a_succeeded_step_cannot_be_skipped(domain: Domain) -> None:
         status_changed(S.FAILED),
     )
 
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.skip_step(execution_id, "build", OPERATOR),
-        InvalidTransition,
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.skip_step(execution_id, "build", OPERATOR)
     )
 
-    assert error.message == "cannot skip step build: attempt 1 is SUCCEEDED"
-    assert (error.current_status, error.step_key, error.step_status) == (
-        S.FAILED,
-        "build",
-        Step.SUCCEEDED,
-    )
-
-
-@pytest.mark.parametrize("status", [S.RUNNING, S.SUCCEEDED])
-async def test_a_step_is_not_skipped_while_unowned_and_running_or_after_success(
-    domain: Domain, status: ExecutionStatus
-) -> None:
-    execution_id = await running(domain, release=True)
-    if status is not S.RUNNING:
-        domain.run(execution_id, status_changed(status))
-
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.skip_step(execution_id, "test", OPERATOR),
-        InvalidTransition,
-    )
-
-    assert error.message == f"cannot skip a step of execution {execution_id}: it is {status}"
+    message = "cannot skip step build: attempt 1 is SUCCEEDED"
+    assert refusal == (message, S.FAILED, "build", Step.SUCCEEDED)
 
 
 async def test_skipping_an_unknown_step_is_not_found(domain: Domain) -> None:
@@ -498,15 +466,32 @@ def requested(domain: Domain, execution_id: str, action: str, reason: str, **fie
     assert domain.signals.control_requested_for == [execution_id]
 
 
-async def test_stopping_an_owned_execution_asks_its_runner(domain: Domain) -> None:
+@pytest.mark.parametrize(
+    ("action", "before", "answer", "reason"),
+    [
+        pytest.param("stop", [], S.STOPPING, "stopped by request", id="stop"),
+        pytest.param("pause", [], S.PAUSING, "paused by request", id="pause"),
+        pytest.param("resume", [S.PAUSING], S.RUNNING, "", id="resume withdraws a pause"),
+    ],
+)
+@pytest.mark.parametrize("after", [0.0, _ANSWER_AFTER_SECONDS], ids=["at once", "a moment later"])
+async def test_a_running_execution_s_runner_is_asked_and_its_answer_returned(
+    domain: Domain,
+    action: str,
+    before: list[ExecutionStatus],
+    answer: ExecutionStatus,
+    reason: str,
+    after: float,
+) -> None:
     execution_id = await running(domain)
-    domain.answer_controls(status_changed(S.STOPPING, reason="enough"))
+    domain.store.append_as_owner(execution_id, [status_changed(s) for s in before], owner=RUNNER)
+    domain.answer_controls(status_changed(answer), after=after)
 
-    stopped = await domain.control.stop(execution_id, "enough", OPERATOR)
+    changed = await CONTROLS[action](domain.control, execution_id, OPERATOR)
 
-    assert stopped.status is S.STOPPING
-    requested(domain, execution_id, "stop", "enough")
-    assert len(domain.published.batches) == 1  # the runner publishes its own events
+    assert changed.status is answer
+    requested(domain, execution_id, action, reason)
+    assert len(domain.published.batches) == 1  # the start's: the runner publishes its own
 
 
 async def test_a_claimed_execution_that_has_not_started_is_stopped_by_its_runner(
@@ -532,54 +517,34 @@ async def test_an_owned_execution_that_ended_or_is_stopping_is_not_asked_to_stop
     execution_id = await running(domain)
     domain.store.append_as_owner(execution_id, [status_changed(status)], owner=RUNNER)
 
-    error = await refused(
-        domain, execution_id, domain.control.stop(execution_id, None, OPERATOR), InvalidTransition
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.stop(execution_id, None, OPERATOR)
     )
 
-    assert error.message == f"execution {execution_id} {message}"
-
-
-async def test_pausing_a_running_execution_asks_its_runner(domain: Domain) -> None:
-    execution_id = await running(domain)
-    domain.answer_controls(status_changed(S.PAUSING, reason="lunch"))
-
-    paused = await domain.control.pause(execution_id, "lunch", OPERATOR)
-
-    assert paused.status is S.PAUSING
-    requested(domain, execution_id, "pause", "lunch")
+    assert refusal == (f"execution {execution_id} {message}", status, None, None)
 
 
 async def test_pausing_a_pausing_execution_is_refused(domain: Domain) -> None:
     execution_id = await running(domain)
     domain.store.append_as_owner(execution_id, [status_changed(S.PAUSING)], owner=RUNNER)
 
-    error = await refused(
-        domain, execution_id, domain.control.pause(execution_id, None, OPERATOR), InvalidTransition
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.pause(execution_id, None, OPERATOR)
     )
 
-    assert error.current_status == S.PAUSING
-
-
-async def test_resuming_a_pausing_execution_withdraws_the_pause(domain: Domain) -> None:
-    execution_id = await running(domain)
-    domain.store.append_as_owner(execution_id, [status_changed(S.PAUSING)], owner=RUNNER)
-    domain.answer_controls(status_changed(S.RUNNING))
-
-    resumed = await domain.control.resume(execution_id, OPERATOR)
-
-    assert resumed.status is S.RUNNING
-    requested(domain, execution_id, "resume", "")
+    message = f"cannot pause execution {execution_id}: it is PAUSING"
+    assert refusal == (message, S.PAUSING, None, None)
 
 
 async def test_resuming_a_running_execution_is_refused_without_asking(domain: Domain) -> None:
     execution_id = await running(domain)
 
-    error = await refused(
-        domain, execution_id, domain.control.resume(execution_id, OPERATOR), InvalidTransition
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.resume(execution_id, OPERATOR)
     )
 
-    assert error.message == f"cannot resume execution {execution_id}: it is RUNNING"
-    assert error.current_status == S.RUNNING
+    message = f"cannot resume execution {execution_id}: it is RUNNING"
+    assert refusal == (message, S.RUNNING, None, None)
 
 
 @pytest.mark.parametrize("action", ["resume", "retry_step", "skip_step"])
@@ -604,14 +569,12 @@ async def test_retrying_a_step_of_a_running_execution_is_refused_without_asking(
 ) -> None:
     execution_id = await running(domain)
 
-    error = await refused(
-        domain,
-        execution_id,
-        domain.control.retry_step(execution_id, "build", OPERATOR),
-        InvalidTransition,
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.retry_step(execution_id, "build", OPERATOR)
     )
 
-    assert error.message == f"cannot retry a step of execution {execution_id}: it is RUNNING"
+    message = f"cannot retry a step of execution {execution_id}: it is RUNNING"
+    assert refusal == (message, S.RUNNING, None, None)
 
 
 async def test_skipping_a_pending_step_of_a_running_execution_asks_its_runner(
@@ -627,26 +590,50 @@ async def test_skipping_a_pending_step_of_a_running_execution_asks_its_runner(
     requested(domain, execution_id, "skip_step", "", step_key="test")
 
 
-async def test_a_step_the_runner_started_meanwhile_is_not_skipped(domain: Domain) -> None:
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(
+            step_changed("test", Step.RUNNING, 1, position=1),
+            ("cannot skip step test: attempt 1 is RUNNING", S.RUNNING, "test", Step.RUNNING),
+            id="the step started meanwhile",
+        ),
+        pytest.param(
+            status_changed(S.FAILED),
+            ("step test was not skipped: execution is FAILED", S.FAILED, "test", Step.PENDING),
+            id="the execution ended first",
+        ),
+    ],
+)
+async def test_a_step_the_runner_did_not_skip_is_refused(
+    domain: Domain, answer: EventDraft, expected: Said
+) -> None:
     execution_id = await running(domain)
-    domain.answer_controls(step_changed("test", Step.RUNNING, 1, position=1))
+    domain.answer_controls(answer)
 
     with pytest.raises(InvalidTransition) as refusal:
         await domain.control.skip_step(execution_id, "test", OPERATOR)
 
-    assert refusal.value.message == "cannot skip step test: attempt 1 is RUNNING"
-    assert (refusal.value.step_key, refusal.value.step_status) == ("test", Step.RUNNING)
+    assert said(refusal.value) == expected
 
 
-async def test_a_step_is_not_skipped_when_the_execution_ends_first(domain: Domain) -> None:
+@pytest.mark.parametrize("status", [S.STOPPING, S.SUCCEEDED])
+async def test_a_step_of_an_owned_execution_stopping_or_ended_is_not_skipped(
+    domain: Domain, status: ExecutionStatus
+) -> None:
     execution_id = await running(domain)
-    domain.answer_controls(status_changed(S.FAILED))
+    domain.store.append_as_owner(execution_id, [status_changed(status)], owner=RUNNER)
 
-    with pytest.raises(InvalidTransition) as refusal:
-        await domain.control.skip_step(execution_id, "test", OPERATOR)
+    refusal = await transition_refused(
+        domain, execution_id, domain.control.skip_step(execution_id, "test", OPERATOR)
+    )
 
-    assert refusal.value.message == "step test was not skipped: execution is FAILED"
-    assert (refusal.value.step_key, refusal.value.step_status) == ("test", Step.PENDING)
+    assert refusal == (
+        f"cannot skip a step of execution {execution_id}: it is {status}",
+        status,
+        None,
+        None,
+    )
 
 
 async def test_skipping_an_unknown_step_of_an_owned_execution_asks_nothing(domain: Domain) -> None:
@@ -658,19 +645,6 @@ async def test_skipping_an_unknown_step_of_an_owned_execution_asks_nothing(domai
 
 
 # ---- workspaces --------------------------------------------------------------------------
-
-Control = Callable[[ExecutionControl, str, Actor], Awaitable[Execution]]
-CONTROLS: dict[str, Control] = {
-    "stop": lambda control, execution_id, actor: control.stop(execution_id, None, actor),
-    "pause": lambda control, execution_id, actor: control.pause(execution_id, None, actor),
-    "resume": lambda control, execution_id, actor: control.resume(execution_id, actor),
-    "retry_step": lambda control, execution_id, actor: control.retry_step(
-        execution_id, "build", actor
-    ),
-    "skip_step": lambda control, execution_id, actor: control.skip_step(
-        execution_id, "build", actor
-    ),
-}
 
 
 @pytest.mark.parametrize("owned", [False, True], ids=["unowned", "owned"])

@@ -39,9 +39,7 @@ async def refused(domain: Domain, request: StartRequest) -> Invalid:
     """The start's validation error, after checking that nothing was queued."""
     with pytest.raises(Invalid) as refusal:
         await domain.executions.start(request, OPERATOR)
-    assert domain.store.execution_ids == ()
-    assert domain.published.batches == []
-    assert domain.signals.queued_count == 0
+    domain.assert_nothing_queued()
     return refusal.value
 
 
