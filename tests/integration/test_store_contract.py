@@ -1,0 +1,657 @@
+"""The in-memory store behaves as the database stores do: the same scenarios, the same results.
+
+Every test runs against `memory` (tests/support/memory_store.py), `sqlite` and `postgres`, and
+states the whole result it expects, so a field where the memory store and a database disagree
+fails here rather than letting the domain's unit tests pass on rules the database does not keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from tests.support import postgres
+from tests.support.domain import OTHER_WORKSPACE, WORKSPACE, status_changed, step_changed
+from tests.support.memory_store import DuplicateKey, MemoryStore
+
+from runwire.core import Stores
+from runwire.db.engine import Database
+from runwire.domain.access import Role
+from runwire.domain.errors import NotFound
+from runwire.domain.models import (
+    Batch,
+    Event,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    ScenarioVersion,
+    StepRun,
+    StepStatus,
+)
+from runwire.domain.ports import BatchStore, ControlRequests, ExecutionStore, ScenarioStore
+from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
+from runwire.queue.store import ControlRequest
+
+S = ExecutionStatus
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+# What a unique index refuses, as each implementation says it.
+DUPLICATE = (DuplicateKey, sqlite3.IntegrityError, asyncpg.UniqueViolationError)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One implementation of the store ports, and the calls a test makes past them."""
+
+    name: str
+    scenarios: ScenarioStore
+    executions: ExecutionStore
+    batches: BatchStore
+    controls: ControlRequests
+    access: AccessStore
+    create_workspace: Callable[[str, str], Awaitable[Workspace]]
+    append: Callable[[Sequence[Event]], Awaitable[None]]
+    events: Callable[[str, int], Awaitable[list[Event]]]
+    pending_controls: Callable[[str], Awaitable[list[ControlRequest]]]
+    mark_controls_handled: Callable[[str], Awaitable[None]]
+    own: Callable[[str, str], Awaitable[None]]
+
+
+def in_memory() -> Backend:
+    store = MemoryStore()
+
+    async def own(execution_id: str, owner: str) -> None:
+        store.own(execution_id, owner)
+
+    return Backend(
+        "memory",
+        store,
+        store,
+        store,
+        store,
+        store,
+        store.create_workspace,
+        store.append,
+        store.events,
+        store.pending_controls,
+        store.mark_controls_handled,
+        own,
+    )
+
+
+def in_database(name: str, stores: Stores) -> Backend:
+    async def claim(execution_id: str, owner: str) -> None:
+        claimed = await stores.queue.claim(owner, 1, 60)
+        assert [execution.id for execution in claimed] == [execution_id]
+
+    return Backend(
+        name,
+        stores.scenarios,
+        stores.executions,
+        stores.batches,
+        stores.queue,
+        stores.access,
+        stores.access.create_workspace,
+        stores.events.append,
+        stores.events.events,
+        stores.queue.pending_controls,
+        stores.queue.mark_controls_handled,
+        claim,
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A fresh, empty store of each kind (a database per test: claims see only its rows)."""
+    if request.param == "memory":
+        yield in_memory()
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'contract.sqlite'}"
+            if request.param == "sqlite"
+            else await stack.enter_async_context(postgres.fresh_database())
+        )
+        database = await stack.enter_async_context(Database.open(url, migrate=True))
+        yield in_database(request.param, Stores.on(database))
+
+
+def queued(execution_id: str, **fields: Any) -> tuple[Execution, Event]:
+    """A queued execution as ExecutionService.prepare makes one, with its first event."""
+    values: dict[str, Any] = {
+        "id": execution_id,
+        "workspace_id": WORKSPACE,
+        "status": S.QUEUED,
+        "definition": {"name": "build", "steps": [{"key": "compile", "kind": "shell"}]},
+        "inputs": {"target": "prod", "count": 3},
+        "queued_at": T0,
+        "scenario_name": "build",
+        "scenario_version": 2,
+        "labels": ("nightly", "eu"),
+        "priority": 5,
+        "timeout_seconds": 30.0,
+        "grace_seconds": 1.5,
+        "last_seq": 1,
+        "triggered_by": "token:ci",
+        **fields,
+    }
+    execution = Execution(**values)
+    first = Event(
+        execution_id, 1, execution.queued_at, EventType.EXECUTION_STATUS, {"status": S.QUEUED}
+    )
+    return execution, first
+
+
+async def write(
+    backend: Backend, execution_id: str, first_seq: int, when: datetime, *drafts: EventDraft
+) -> None:
+    """Append drafts as the runner numbers them, all at one instant."""
+    await backend.append(
+        [
+            Event(execution_id, seq, when, d.type, d.data, d.step_key, d.attempt)
+            for seq, d in enumerate(drafts, first_seq)
+        ]
+    )
+
+
+async def create(backend: Backend, execution_id: str, **fields: Any) -> Execution:
+    execution, first = queued(execution_id, **fields)
+    stored, created = await backend.executions.create_execution(execution, first)
+    assert created
+    return stored
+
+
+async def read(backend: Backend, execution_id: str) -> Execution:
+    found = await backend.executions.execution(execution_id, workspace=WORKSPACE)
+    assert found is not None
+    return found
+
+
+def refuse(execution: Execution) -> list[EventDraft]:
+    raise AssertionError(f"decide was called for {execution.id}")
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+
+async def test_scenario_versions_change_only_with_the_definition(backend: Backend) -> None:
+    store = backend.scenarios
+    definition = {
+        "name": "deploy",
+        "steps": [{"key": "a", "kind": "sleep", "with": {"seconds": 1}}],
+    }
+    first = await store.save_scenario(WORKSPACE, "deploy", "ships it", definition, "user:ann")
+    assert first == ScenarioVersion(
+        "deploy", 1, "ships it", definition, first.created_at, workspace_id=WORKSPACE
+    )
+
+    # Key order does not make a new version, nor does a new description alone.
+    reordered = {"steps": definition["steps"], "name": "deploy"}
+    again = await store.save_scenario(WORKSPACE, "deploy", "new words", reordered, "user:bob")
+    assert again == first
+
+    changed = {**definition, "timeout": 60}
+    second = await store.save_scenario(WORKSPACE, "deploy", "slower", changed, "user:bob")
+    assert second == ScenarioVersion(
+        "deploy", 2, "slower", changed, second.created_at, workspace_id=WORKSPACE
+    )
+    assert second.created_at >= first.created_at
+    assert await store.latest_scenario(WORKSPACE, "deploy") == second
+
+    # Versions are per workspace.
+    assert await store.latest_scenario(OTHER_WORKSPACE, "deploy") is None
+    elsewhere = await store.save_scenario(OTHER_WORKSPACE, "deploy", "", changed, "user:cy")
+    assert (elsewhere.version, elsewhere.workspace_id) == (1, OTHER_WORKSPACE)
+    assert await store.latest_scenario(WORKSPACE, "missing") is None
+
+
+# ---- executions --------------------------------------------------------------------------
+
+
+async def test_create_stores_the_queued_execution_and_its_first_event(backend: Backend) -> None:
+    execution, first = queued(
+        "e-plain",
+        mode=ExecutionMode.STEP_IN_CONTEXT,
+        step_key="compile",
+        upstream={"login": {"token": "t"}},
+        concurrency_key="line-1",
+        concurrency_limit=2,
+        # What the store does not take from the value: projections of events yet to come.
+        started_at=at(1),
+        error="ignored",
+        owner="ignored",
+    )
+
+    assert await backend.executions.create_execution(execution, first) == (execution, True)
+
+    stored = replace(execution, started_at=None, error=None, owner=None)
+    assert await read(backend, "e-plain") == stored
+    assert await backend.executions.request_fingerprint("e-plain") is None
+    assert await backend.events("e-plain", 0) == [
+        Event("e-plain", 1, T0, EventType.EXECUTION_STATUS, {"status": "QUEUED"})
+    ]
+    with pytest.raises(DUPLICATE):
+        await backend.executions.create_execution(execution, first)
+
+
+async def test_an_idempotency_key_returns_the_first_execution_in_its_workspace(
+    backend: Backend,
+) -> None:
+    store = backend.executions
+    first, first_event = queued("e-first", idempotency_key="deploy-42")
+    assert await store.create_execution(first, first_event, "fingerprint-1") == (first, True)
+    assert await store.request_fingerprint("e-first") == "fingerprint-1"
+
+    retry, retry_event = queued("e-retry", idempotency_key="deploy-42", priority=9)
+    earlier, created = await store.create_execution(retry, retry_event, "fingerprint-2")
+
+    assert created is False
+    assert earlier == first  # as stored: the retry's values are not taken
+    assert await store.execution("e-retry", workspace=None) is None
+    assert await store.request_fingerprint("e-first") == "fingerprint-1"
+    assert await store.request_fingerprint("e-retry") is None
+
+    other, other_event = queued("e-other", idempotency_key="deploy-42", workspace_id="w-b")
+    assert await store.create_execution(other, other_event, "fingerprint-3") == (other, True)
+
+
+async def test_another_workspace_sees_no_execution_and_cannot_change_it(
+    backend: Backend,
+) -> None:
+    await create(backend, "e-mine")
+    store = backend.executions
+
+    assert await store.execution("e-mine", workspace=OTHER_WORKSPACE) is None
+    assert await store.execution("e-mine", workspace=None) == await read(backend, "e-mine")
+    with pytest.raises(NotFound, match="execution e-mine not found"):
+        await store.transition("e-mine", refuse, workspace=OTHER_WORKSPACE)
+    with pytest.raises(NotFound, match="execution e-missing not found"):
+        await store.transition("e-missing", refuse, workspace=WORKSPACE)
+    assert (await read(backend, "e-mine")).last_seq == 1
+
+
+async def test_events_are_numbered_and_projected_onto_the_execution_and_its_steps(
+    backend: Backend,
+) -> None:
+    created = await create(backend, "e-run")
+    # A runner runs it: the first step fails, and with it the execution.
+    await write(
+        backend,
+        "e-run",
+        2,
+        at(1),
+        status_changed(S.RUNNING),
+        step_changed("compile", StepStatus.RUNNING, 1),
+    )
+    await write(
+        backend,
+        "e-run",
+        4,
+        at(3),
+        EventDraft(EventType.OUTPUT, {"stream": "stdout", "text": "cc main.c\n"}, "compile", 1),
+        step_changed(
+            "compile",
+            StepStatus.FAILED,
+            1,
+            exit_code=2,
+            output={"stdout": "cc main.c\n", "stderr": "error: x"},
+            error="exit code 2",
+            assertions=[{"assertion": "exit_code", "expected": 0, "actual": 2}],
+            attributes={"cost_usd": 0.5},
+        ),
+        status_changed(S.FAILED, error="step compile failed", duration_ms=2000),
+    )
+    failed_compile = StepRun(
+        "e-run",
+        "compile",
+        "shell",
+        1,
+        0,
+        StepStatus.FAILED,
+        started_at=at(1),
+        finished_at=at(3),
+        exit_code=2,
+        output={"stdout": "cc main.c\n", "stderr": "error: x"},
+        error="exit code 2",
+        assertions=({"assertion": "exit_code", "expected": 0, "actual": 2},),
+        attributes={"cost_usd": 0.5},
+    )
+    assert await read(backend, "e-run") == replace(
+        created,
+        status=S.FAILED,
+        started_at=at(1),
+        finished_at=at(3),
+        duration_ms=2000,
+        error="step compile failed",
+        last_seq=6,
+        steps=(failed_compile,),
+    )
+
+    # An operator retries the step: a transition numbers its events after the last seq.
+    retried = await backend.executions.transition(
+        "e-run",
+        lambda e: [
+            step_changed("compile", StepStatus.PENDING, 2, reason="retry requested"),
+            status_changed(S.QUEUED, reason="retrying step compile"),
+        ],
+        workspace=WORKSPACE,
+    )
+    assert retried is not None
+    assert [(e.seq, e.type, e.step_key, e.attempt) for e in retried] == [
+        (7, EventType.STEP_STATUS, "compile", 2),
+        (8, EventType.EXECUTION_STATUS, None, None),
+    ]
+    assert retried[0].at == retried[1].at
+    pending_compile = StepRun("e-run", "compile", "shell", 2, 0, StepStatus.PENDING)
+    requeued = await read(backend, "e-run")
+    assert requeued == replace(
+        created,
+        status=S.QUEUED,
+        started_at=at(1),  # the first start stays; the end, error and duration go
+        last_seq=8,
+        steps=(failed_compile, pending_compile),
+    )
+
+    # It runs again and succeeds; the second step runs for the first time.
+    await write(
+        backend,
+        "e-run",
+        9,
+        at(10),
+        status_changed(S.RUNNING),
+        step_changed("compile", StepStatus.RUNNING, 2),
+        step_changed("compile", StepStatus.SUCCEEDED, 2, exit_code=0, output=None),
+        step_changed("test", StepStatus.RUNNING, 1, position=1),
+    )
+    await write(
+        backend,
+        "e-run",
+        13,
+        at(12),
+        step_changed("test", StepStatus.SUCCEEDED, 1, position=1, exit_code=0, output="ok"),
+        status_changed(S.SUCCEEDED, duration_ms=11_000),
+    )
+    done = await read(backend, "e-run")
+    assert done == replace(
+        created,
+        status=S.SUCCEEDED,
+        started_at=at(1),
+        finished_at=at(12),
+        duration_ms=11_000,
+        last_seq=14,
+        steps=(
+            failed_compile,
+            replace(
+                pending_compile,
+                status=StepStatus.SUCCEEDED,
+                started_at=at(10),
+                finished_at=at(10),
+                exit_code=0,
+            ),
+            StepRun(
+                "e-run",
+                "test",
+                "shell",
+                1,
+                1,
+                StepStatus.SUCCEEDED,
+                started_at=at(10),
+                finished_at=at(12),
+                exit_code=0,
+                output="ok",
+            ),
+        ),
+    )
+    without_steps = await backend.executions.execution(
+        "e-run", workspace=WORKSPACE, with_steps=False
+    )
+    assert without_steps == replace(done, steps=())
+
+    events = await backend.events("e-run", 0)
+    assert [event.seq for event in events] == list(range(1, 15))
+    assert events[6:8] == [
+        Event(
+            "e-run",
+            7,
+            retried[0].at,
+            EventType.STEP_STATUS,
+            {
+                "status": "PENDING",
+                "kind": "shell",
+                "position": 0,
+                "reason": "retry requested",
+            },
+            "compile",
+            2,
+        ),
+        Event(
+            "e-run",
+            8,
+            retried[0].at,
+            EventType.EXECUTION_STATUS,
+            {"status": "QUEUED", "reason": "retrying step compile"},
+        ),
+    ]
+    assert await backend.events("e-run", 12) == events[12:]
+
+
+async def test_step_fields_are_folded_per_batch_and_coalesced_across_batches(
+    backend: Backend,
+) -> None:
+    created = await create(backend, "e-fold")
+    # One batch: the last terminal event of an attempt decides its fields, an absent one as null.
+    await write(
+        backend,
+        "e-fold",
+        2,
+        at(1),
+        status_changed(S.RUNNING),
+        step_changed("a", StepStatus.RUNNING, 1),
+        step_changed("a", StepStatus.FAILED, 1, output={"n": 1}, error="first", exit_code=1),
+        step_changed("a", StepStatus.CANCELLED, 1, position=7),
+        step_changed("b", StepStatus.FAILED, 1, position=1, output="kept", exit_code=0),
+    )
+    # A later batch: a field it leaves out keeps the stored value; kind and position stay.
+    await write(
+        backend,
+        "e-fold",
+        7,
+        at(2),
+        step_changed("b", StepStatus.TIMED_OUT, 1, position=9, error="late"),
+        status_changed(S.PAUSED, reason="operator", error=""),
+    )
+
+    assert await read(backend, "e-fold") == replace(
+        created,
+        status=S.PAUSED,
+        started_at=at(1),
+        last_seq=8,
+        steps=(
+            StepRun("e-fold", "a", "shell", 1, 0, StepStatus.CANCELLED, at(1), at(1), output=None),
+            StepRun(
+                "e-fold",
+                "b",
+                "shell",
+                1,
+                1,
+                StepStatus.TIMED_OUT,
+                finished_at=at(2),
+                exit_code=0,
+                output="kept",
+                error="late",
+            ),
+        ),
+    )
+
+
+async def test_a_refused_or_empty_transition_writes_nothing(backend: Backend) -> None:
+    created = await create(backend, "e-still")
+
+    def decline(execution: Execution) -> list[EventDraft]:
+        raise NotFound("declined")
+
+    with pytest.raises(NotFound, match="declined"):
+        await backend.executions.transition("e-still", decline, workspace=WORKSPACE)
+    assert await backend.executions.transition("e-still", lambda e: [], workspace=WORKSPACE) == []
+
+    assert await read(backend, "e-still") == created
+    assert len(await backend.events("e-still", 0)) == 1
+    with pytest.raises(DUPLICATE):
+        await write(backend, "e-still", 1, at(1), status_changed(S.RUNNING))
+    assert len(await backend.events("e-still", 0)) == 1
+
+
+async def test_an_owned_execution_is_changed_only_by_its_owner(backend: Backend) -> None:
+    await create(backend, "e-owned", priority=1000)
+
+    await backend.own("e-owned", "runner-7")
+
+    assert await backend.executions.transition("e-owned", refuse, workspace=WORKSPACE) is None
+    owned = await read(backend, "e-owned")
+    assert (owned.owner, owned.status, owned.last_seq) == ("runner-7", S.QUEUED, 1)
+    with pytest.raises(NotFound):
+        await backend.executions.transition("e-owned", refuse, workspace=OTHER_WORKSPACE)
+
+
+# ---- batches -----------------------------------------------------------------------------
+
+
+async def test_a_batch_is_stored_with_all_its_executions_or_none(backend: Backend) -> None:
+    batch = Batch("b-1", "nightly", "build", 2, 3, T0, "token:" + "c" * 300, workspace_id=WORKSPACE)
+    runs = [
+        queued(f"e-b{n}", batch_id="b-1", batch_limit=2, queued_at=at(n), priority=0)
+        for n in range(3)
+    ]
+    await backend.batches.create_batch(batch, runs)
+
+    stored = replace(batch, created_by="token:" + "c" * 194)
+    assert await backend.batches.batch("b-1", workspace=WORKSPACE) == stored
+    assert await backend.batches.batch("b-1", workspace=OTHER_WORKSPACE) is None
+    assert await read(backend, "e-b1") == runs[1][0]
+    assert await backend.executions.request_fingerprint("e-b1") is None
+    assert await backend.batches.unfinished_in_batch("b-1") == ["e-b2", "e-b1", "e-b0"]
+
+    await write(backend, "e-b1", 2, at(5), status_changed(S.CANCELLED))
+    assert await backend.batches.unfinished_in_batch("b-1") == ["e-b2", "e-b0"]
+    assert await backend.batches.unfinished_in_batch("b-missing") == []
+
+    await backend.batches.mark_batch_stopped("b-1")
+    stopped = await backend.batches.batch("b-1", workspace=WORKSPACE)
+    assert stopped is not None
+    assert stopped.stopped_at is not None
+    assert stopped == replace(stored, stopped_at=stopped.stopped_at)
+    await backend.batches.mark_batch_stopped("b-1")
+    assert await backend.batches.batch("b-1", workspace=WORKSPACE) == stopped
+
+    # One execution that cannot be stored (its id is taken) stores none, nor the batch.
+    second = replace(batch, id="b-2")
+    clash = [queued("e-new", batch_id="b-2"), queued("e-b0", batch_id="b-2")]
+    with pytest.raises(DUPLICATE):
+        await backend.batches.create_batch(second, clash)
+    assert await backend.batches.batch("b-2", workspace=WORKSPACE) is None
+    assert await backend.executions.execution("e-new", workspace=None) is None
+    assert await backend.batches.unfinished_in_batch("b-2") == []
+
+
+# ---- control requests --------------------------------------------------------------------
+
+
+async def test_control_requests_are_stored_for_the_owning_runner(backend: Backend) -> None:
+    await create(backend, "e-steered", priority=1000)
+    await backend.own("e-steered", "runner-7")
+
+    await backend.controls.request_control("e-steered", "stop", "enough", "token:ci", 0.5)
+    await backend.controls.request_control(
+        "e-steered", "skip_step", "", "user:ann", None, step_key="compile"
+    )
+
+    pending = await backend.pending_controls("runner-7")
+    assert [replace(request, id=0) for request in pending] == [
+        ControlRequest(0, "e-steered", "stop", "enough", "token:ci", 0.5),
+        ControlRequest(0, "e-steered", "skip_step", "", "user:ann", None, "compile"),
+    ]
+    assert pending[0].id < pending[1].id
+    assert await backend.pending_controls("runner-8") == []
+    await backend.mark_controls_handled("e-steered")
+    assert await backend.pending_controls("runner-7") == []
+
+
+# ---- workspaces, tokens and members ------------------------------------------------------
+
+
+async def test_tokens_are_found_by_hash_revoked_in_their_workspace_and_touched(
+    backend: Backend,
+) -> None:
+    access = backend.access
+    home = await backend.create_workspace("acme", "home")
+    away = await backend.create_workspace("acme", "away")
+    assert await access.workspace(home.id) == home
+    assert await access.workspace("away") == away
+    assert home.organization_id == away.organization_id
+    assert await access.workspace("nowhere") is None
+
+    token = ApiToken(
+        "t-1",
+        home.id,
+        "ci",
+        Role.OPERATOR,
+        created_at=at(0),
+        created_by="user:" + "a" * 300,
+        expires_at=at(3600),
+        # Not taken on insert: a new token has never been used or revoked.
+        last_used_at=at(1),
+        revoked_at=at(2),
+    )
+    older = ApiToken("t-0", home.id, "old", Role.VIEWER, created_at=at(-10), created_by="x")
+    await access.insert_token(token, "hash-1")
+    await access.insert_token(older, "hash-0")
+    stored = replace(token, created_by="user:" + "a" * 195, last_used_at=None, revoked_at=None)
+
+    assert await access.token_by_hash("hash-1") == stored
+    assert await access.token_by_hash("hash-x") is None
+    assert await access.tokens(home.id) == [older, stored]
+    assert await access.tokens(away.id) == []
+    assert await access.tokens_by_id(["t-1", "t-x"]) == {"t-1": stored}
+    with pytest.raises(DUPLICATE):
+        await access.insert_token(replace(token, id="t-2"), "hash-1")
+
+    assert await access.revoke_token(away.id, "t-1", at(5)) is None
+    assert await access.token_by_hash("hash-1") == stored
+    revoked = await access.revoke_token(home.id, "t-1", at(5))
+    assert revoked == replace(stored, revoked_at=at(5))
+    assert await access.revoke_token(home.id, "t-1", at(6)) == revoked  # the first time stays
+
+    await access.touch_token("t-1", at(7))
+    assert await access.token_by_hash("hash-1") == replace(revoked, last_used_at=at(7))
+
+
+async def test_members_are_put_changed_and_removed(backend: Backend) -> None:
+    access = backend.access
+    ann = Member(WORKSPACE, "ann", Role.VIEWER, at(0), "token:root")
+    assert await access.put_member(ann) == ann
+    assert await access.put_member(Member(WORKSPACE, "abe", Role.ADMIN, at(1), "x")) is not None
+
+    # A new role keeps when and by whom the member was added.
+    promoted = await access.put_member(Member(WORKSPACE, "ann", Role.EDITOR, at(9), "user:zed"))
+    assert promoted == replace(ann, role=Role.EDITOR)
+    assert await access.member(WORKSPACE, "ann") == promoted
+    assert await access.member(OTHER_WORKSPACE, "ann") is None
+    assert [m.subject for m in await access.members(WORKSPACE)] == ["abe", "ann"]
+    assert await access.members(OTHER_WORKSPACE) == []
+
+    assert await access.remove_member(OTHER_WORKSPACE, "ann") is False
+    assert await access.remove_member(WORKSPACE, "ann") is True
+    assert await access.remove_member(WORKSPACE, "ann") is False
+    assert await access.member(WORKSPACE, "ann") is None

@@ -1,0 +1,572 @@
+"""In-memory doubles of the domain's ports, so the domain's rules are tested without a database.
+
+`MemoryStore` is one store for every noun the services use: scenarios, executions with their
+step attempts and events, batches, control requests, tokens and members. It keeps rows shaped
+as the database keeps them (JSON columns as text) and reads them back through the database's own
+row mappers, and it folds events into execution and step rows as `runwire.db.projection` does;
+tests/integration/test_store_contract.py runs the same scenarios against it and against SQLite
+and Postgres, so the two cannot drift apart unnoticed.
+
+`EventsPublished` and `SignalsSent` record what the services handed to the publisher and to the
+queue's signals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from runwire.db.rows import (
+    batch_of,
+    canonical,
+    dump,
+    event_of,
+    execution_of,
+    load,
+    scenario_of,
+    step_run_of,
+)
+from runwire.domain.clock import utc_now
+from runwire.domain.errors import FieldError, Invalid, NotFound
+from runwire.domain.models import (
+    Batch,
+    Event,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ScenarioVersion,
+    StepRun,
+    StepStatus,
+)
+from runwire.domain.ports import Decide
+from runwire.domain.tokens import ApiToken, Member, Workspace
+from runwire.queue.store import ControlRequest
+
+Row = dict[str, Any]
+"""A stored row: column name to value, JSON columns as their text."""
+
+
+class DuplicateKey(Exception):
+    """A unique key (an id, an idempotency key, a seq, a token hash) is taken; nothing written."""
+
+
+class MemoryStore:
+    """Every store port in plain dicts: ScenarioStore, ExecutionStore, BatchStore,
+    ControlRequests and AccessStore, plus the event log's `append`/`events`.
+
+    Test hooks stand in for a runner: `own` claims an execution, `append_as_owner` writes its
+    events as the owning runner would, `release` lets go of it.
+    """
+
+    def __init__(self) -> None:
+        self._scenarios: dict[tuple[str, str], list[Row]] = {}
+        self._executions: dict[str, Row] = {}
+        self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._batches: dict[str, Row] = {}
+        self._controls: list[ControlRequest] = []
+        self._handled_controls: set[int] = set()
+        self._control_ids = itertools.count(1)
+        self._organizations: dict[str, str] = {}
+        self._workspaces: list[Workspace] = []
+        self._tokens: dict[str, ApiToken] = {}
+        self._token_ids_by_hash: dict[str, str] = {}
+        self._members: dict[tuple[str, str], Member] = {}
+
+    # ---- scenarios -----------------------------------------------------------------------
+
+    async def save_scenario(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> ScenarioVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        versions = self._scenarios.setdefault((workspace, name), [])
+        if versions and canonical(load(versions[-1]["definition"])) == canonical(definition):
+            return scenario_of(versions[-1])
+        row = {
+            "workspace_id": workspace,
+            "name": name,
+            "version": len(versions) + 1,
+            "description": description,
+            "definition": dump(definition),
+            "created_at": utc_now(),
+            "created_by": actor[:200],
+        }
+        versions.append(row)
+        return scenario_of(row)
+
+    async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None:
+        versions = self._scenarios.get((workspace, name))
+        return scenario_of(versions[-1]) if versions else None
+
+    # ---- executions ----------------------------------------------------------------------
+
+    async def create_execution(
+        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+    ) -> tuple[Execution, bool]:
+        """(execution, True) once stored; (the earlier one, False) for a used idempotency key."""
+        if execution.idempotency_key is not None:
+            existing = self._by_idempotency_key(execution.workspace_id, execution.idempotency_key)
+            if existing is not None:
+                return execution_of(existing), False
+        self._insert_executions([(execution, first_event, fingerprint)])
+        return execution, True
+
+    async def request_fingerprint(self, execution_id: str) -> str | None:
+        row = self._executions.get(execution_id)
+        return None if row is None else row["request_fingerprint"]
+
+    async def execution(
+        self, execution_id: str, *, workspace: str | None, with_steps: bool = True
+    ) -> Execution | None:
+        """The execution if it is in `workspace` (None: any workspace, for internal use)."""
+        row = self._executions.get(execution_id)
+        if row is None or (workspace is not None and row["workspace_id"] != workspace):
+            return None
+        return execution_of(row, self._steps(execution_id) if with_steps else ())
+
+    async def transition(
+        self, execution_id: str, decide: Decide, *, workspace: str
+    ) -> list[Event] | None:
+        """Append what `decide` returns, numbered after the last seq; None if a runner owns it."""
+        row = self._executions.get(execution_id)
+        if row is None or row["workspace_id"] != workspace:
+            raise NotFound(f"execution {execution_id} not found")
+        if row["owner"] is not None:
+            return None
+        events = _numbered(execution_of(row, self._steps(execution_id)), decide)
+        if events:
+            self._write_events(events)
+        return events
+
+    # ---- the event log -------------------------------------------------------------------
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Store numbered events and fold them into their rows, as the event log's writer does."""
+        self._write_events(events)
+
+    async def events(
+        self, execution_id: str, after_seq: int, *, before_seq: int | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events with after_seq < seq (< before_seq), in seq order, as they were stored."""
+        found = [
+            event
+            for event in sorted(self._events.get(execution_id, ()), key=lambda e: e.seq)
+            if event.seq > after_seq and (before_seq is None or event.seq < before_seq)
+        ]
+        return found[:limit]
+
+    # ---- test hooks: a stand-in runner ---------------------------------------------------
+
+    @property
+    def execution_ids(self) -> tuple[str, ...]:
+        """Every execution stored, in the order they were created."""
+        return tuple(self._executions)
+
+    def own(self, execution_id: str, owner: str) -> None:
+        """Mark the execution claimed by runner `owner`, as ExecutionQueue.claim does."""
+        self._executions[execution_id]["owner"] = owner
+
+    def release(self, execution_id: str) -> None:
+        """Let go of the execution, as its runner does after it ends or pauses."""
+        self._executions[execution_id]["owner"] = None
+
+    def append_as_owner(
+        self, execution_id: str, drafts: Sequence[EventDraft], *, owner: str
+    ) -> list[Event]:
+        """Write events as the runner that owns the execution does: next seqs, one timestamp."""
+        row = self._executions[execution_id]
+        assert row["owner"] == owner, f"{owner} does not own {execution_id} ({row['owner']} does)"
+        events = _numbered(execution_of(row), lambda _: drafts)
+        self._write_events(events)
+        return events
+
+    # ---- batches -------------------------------------------------------------------------
+
+    async def create_batch(
+        self, batch: Batch, executions: Sequence[tuple[Execution, Event]]
+    ) -> None:
+        """The batch and every execution with its first event, all or none."""
+        if batch.id in self._batches:
+            raise DuplicateKey(f"batch {batch.id} exists")
+        self._insert_executions([(execution, event, None) for execution, event in executions])
+        self._batches[batch.id] = {
+            "id": batch.id,
+            "workspace_id": batch.workspace_id,
+            "name": batch.name,
+            "scenario_name": batch.scenario_name,
+            "concurrency": batch.concurrency,
+            "total": batch.total,
+            "created_at": batch.created_at,
+            "created_by": batch.created_by[:200],
+            "stopped_at": None,
+        }
+
+    async def batch(self, batch_id: str, *, workspace: str) -> Batch | None:
+        row = self._batches.get(batch_id)
+        return batch_of(row) if row is not None and row["workspace_id"] == workspace else None
+
+    async def unfinished_in_batch(self, batch_id: str) -> list[str]:
+        rows = [
+            row
+            for row in self._executions.values()
+            if row["batch_id"] == batch_id and not ExecutionStatus(row["status"]).is_terminal
+        ]
+        rows.sort(key=lambda row: (row["queued_at"], row["id"]), reverse=True)
+        return [row["id"] for row in rows]
+
+    async def mark_batch_stopped(self, batch_id: str) -> None:
+        row = self._batches.get(batch_id)
+        if row is not None and row["stopped_at"] is None:
+            row["stopped_at"] = utc_now()
+
+    # ---- control requests ----------------------------------------------------------------
+
+    async def request_control(
+        self,
+        execution_id: str,
+        action: str,
+        reason: str,
+        actor: str,
+        grace: float | None,
+        step_key: str | None = None,
+    ) -> None:
+        self._controls.append(
+            ControlRequest(
+                next(self._control_ids), execution_id, action, reason, actor, grace, step_key
+            )
+        )
+
+    async def pending_controls(self, owner: str) -> list[ControlRequest]:
+        """Unhandled control requests for executions that `owner` runs, oldest first."""
+        return [
+            request
+            for request in self._controls
+            if request.id not in self._handled_controls
+            and self._executions.get(request.execution_id, {}).get("owner") == owner
+        ]
+
+    async def mark_controls_handled(self, execution_id: str) -> None:
+        self._handled_controls.update(
+            request.id for request in self._controls if request.execution_id == execution_id
+        )
+
+    @property
+    def control_requests(self) -> tuple[ControlRequest, ...]:
+        """Every control request stored, handled or not, oldest first."""
+        return tuple(self._controls)
+
+    # ---- workspaces, tokens and members --------------------------------------------------
+
+    async def create_workspace(self, organization: str, name: str) -> Workspace:
+        """A new workspace, in the named organization; a test hook (the domain makes none)."""
+        if await self.workspace(name) is not None:
+            raise Invalid([FieldError("name", f"workspace {name} exists")])
+        organization_id = self._organizations.setdefault(organization, f"org-{organization}")
+        workspace = Workspace(f"ws-{len(self._workspaces) + 1}-{name}", organization_id, name)
+        self._workspaces.append(workspace)
+        return workspace
+
+    async def workspace(self, id_or_name: str) -> Workspace | None:
+        return next((w for w in self._workspaces if id_or_name in (w.id, w.name)), None)
+
+    async def insert_token(self, token: ApiToken, secret_hash: str) -> None:
+        if token.id in self._tokens or secret_hash in self._token_ids_by_hash:
+            raise DuplicateKey(f"token {token.id} or its secret exists")
+        # Only what the database inserts: a new token has never been used or revoked.
+        self._tokens[token.id] = replace(
+            token, created_by=token.created_by[:200], last_used_at=None, revoked_at=None
+        )
+        self._token_ids_by_hash[secret_hash] = token.id
+
+    async def token_by_hash(self, secret_hash: str) -> ApiToken | None:
+        token_id = self._token_ids_by_hash.get(secret_hash)
+        return None if token_id is None else self._tokens[token_id]
+
+    async def tokens(self, workspace: str) -> list[ApiToken]:
+        found = [token for token in self._tokens.values() if token.workspace_id == workspace]
+        return sorted(found, key=lambda token: (token.created_at, token.id))
+
+    async def tokens_by_id(self, ids: Sequence[str]) -> dict[str, ApiToken]:
+        return {token_id: self._tokens[token_id] for token_id in ids if token_id in self._tokens}
+
+    async def revoke_token(self, workspace: str, token_id: str, at: datetime) -> ApiToken | None:
+        """Revoke a token of the workspace (again is a no-op); None if it is not the workspace's."""
+        token = self._tokens.get(token_id)
+        if token is None or token.workspace_id != workspace:
+            return None
+        if token.revoked_at is None:
+            token = self._tokens[token_id] = replace(token, revoked_at=at)
+        return token
+
+    async def touch_token(self, token_id: str, at: datetime) -> None:
+        if token_id in self._tokens:
+            self._tokens[token_id] = replace(self._tokens[token_id], last_used_at=at)
+
+    async def put_member(self, member: Member) -> Member:
+        """Add the member, or change its role (keeping when and by whom it was added)."""
+        key = (member.workspace_id, member.subject)
+        existing = self._members.get(key)
+        if existing is not None:
+            self._members[key] = replace(existing, role=member.role)
+        else:
+            self._members[key] = replace(member, created_by=member.created_by[:200])
+        return self._members[key]
+
+    async def remove_member(self, workspace: str, subject: str) -> bool:
+        return self._members.pop((workspace, subject), None) is not None
+
+    async def member(self, workspace: str, subject: str) -> Member | None:
+        return self._members.get((workspace, subject))
+
+    async def members(self, workspace: str) -> list[Member]:
+        found = [m for (w, _), m in self._members.items() if w == workspace]
+        return sorted(found, key=lambda member: member.subject)
+
+    # ---- rows ----------------------------------------------------------------------------
+
+    def _by_idempotency_key(self, workspace: str, key: str) -> Row | None:
+        return next(
+            (
+                row
+                for row in self._executions.values()
+                if row["workspace_id"] == workspace and row["idempotency_key"] == key
+            ),
+            None,
+        )
+
+    def _insert_executions(self, rows: Sequence[tuple[Execution, Event, str | None]]) -> None:
+        """Insert queued executions with their first events (not projected), all or none."""
+        ids = [execution.id for execution, _, _ in rows]
+        keys = [(e.workspace_id, e.idempotency_key) for e, _, _ in rows if e.idempotency_key]
+        if len(set(ids)) < len(ids) or any(i in self._executions for i in ids):
+            raise DuplicateKey(f"an execution id of {ids} exists")
+        if len(set(keys)) < len(keys) or any(self._by_idempotency_key(*key) for key in keys):
+            raise DuplicateKey(f"an idempotency key of {keys} is used")
+        for execution, first_event, fingerprint in rows:
+            self._executions[execution.id] = _execution_row(execution, first_event, fingerprint)
+            self._events[execution.id] = [_stored_event(first_event)]
+            self._step_runs[execution.id] = {}
+
+    def _steps(self, execution_id: str) -> tuple[StepRun, ...]:
+        rows = sorted(
+            self._step_runs.get(execution_id, {}).values(),
+            key=lambda row: (row["position"], row["attempt"]),
+        )
+        return tuple(step_run_of(row) for row in rows)
+
+    def _write_events(self, events: Sequence[Event]) -> None:
+        """Store events and fold them into execution and step rows, all or none."""
+        seqs = [(event.execution_id, event.seq) for event in events]
+        taken = {
+            (stored.execution_id, stored.seq)
+            for execution_id in {event.execution_id for event in events}
+            for stored in self._events.get(execution_id, ())
+        }
+        if len(set(seqs)) < len(seqs) or taken.intersection(seqs):
+            raise DuplicateKey(f"an event of {seqs} exists")
+        for event in events:
+            self._events.setdefault(event.execution_id, []).append(_stored_event(event))
+        self._project(events)
+
+    def _project(self, events: Sequence[Event]) -> None:
+        """Fold a batch of events into rows exactly as runwire.db.projection's SQL does."""
+        changes: dict[str, _ExecutionChange] = {}
+        steps: dict[tuple[str, str, int], Row] = {}
+        for event in events:
+            change = changes.setdefault(event.execution_id, _ExecutionChange())
+            change.last_seq = max(change.last_seq, event.seq)
+            if event.type is EventType.EXECUTION_STATUS:
+                change.apply(event)
+            elif event.type is EventType.STEP_STATUS:
+                _fold_step(event, steps)
+        for execution_id, change in changes.items():
+            row = self._executions.get(execution_id)
+            if row is not None:  # an UPDATE of no row changes nothing
+                change.update(row)
+        for (execution_id, key, attempt), step in steps.items():
+            attempts = self._step_runs.setdefault(execution_id, {})
+            stored = attempts.get((key, attempt))
+            if stored is None:
+                attempts[(key, attempt)] = step
+                continue
+            # ON CONFLICT: the status is replaced, every other column only by a non-null value;
+            # kind and position stay as first inserted.
+            stored["status"] = step["status"]
+            for column in _COALESCED_STEP_COLUMNS:
+                if step[column] is not None:
+                    stored[column] = step[column]
+
+
+_COALESCED_STEP_COLUMNS = (
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "output",
+    "error",
+    "assertions",
+    "attributes",
+)
+
+
+@dataclass
+class _ExecutionChange:
+    """What one batch of events does to one execution row (the SQL UPDATE's parameters)."""
+
+    last_seq: int = 0
+    status: ExecutionStatus | None = None
+    error: str | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    duration: int | None = None
+
+    def apply(self, event: Event) -> None:
+        # The latest status event decides error, end and duration; the first RUNNING the start.
+        status = ExecutionStatus(event.data["status"])
+        self.status = status
+        self.error = event.data.get("error") or None
+        if status is ExecutionStatus.RUNNING and self.started is None:
+            self.started = event.at
+        self.finished = event.at if status.is_terminal else None
+        self.duration = event.data.get("duration_ms") if status.is_terminal else None
+
+    def update(self, row: Row) -> None:
+        row["last_seq"] = self.last_seq
+        if row["started_at"] is None:
+            row["started_at"] = self.started
+        if self.status is not None:
+            row["status"] = self.status.value
+            row["error"] = self.error
+            row["finished_at"] = self.finished
+            row["duration_ms"] = self.duration
+
+
+def _fold_step(event: Event, steps: dict[tuple[str, str, int], Row]) -> None:
+    """One step event into the attempt's row of this batch, as projection._project_step does."""
+    assert event.step_key is not None
+    assert event.attempt is not None
+    data = event.data
+    step = steps.setdefault(
+        (event.execution_id, event.step_key, event.attempt),
+        {
+            "execution_id": event.execution_id,
+            "key": event.step_key,
+            "attempt": event.attempt,
+            "kind": data.get("kind", ""),
+            "position": data.get("position", 0),
+            **dict.fromkeys(_COALESCED_STEP_COLUMNS),
+        },
+    )
+    status = StepStatus(data["status"])
+    step["status"] = status.value
+    if status is StepStatus.RUNNING:
+        step["started_at"] = event.at
+    if status.is_terminal:
+        step["finished_at"] = event.at
+        step["exit_code"] = data.get("exit_code")
+        step["error"] = data.get("error")
+        for column in ("output", "assertions", "attributes"):
+            step[column] = dump(data[column]) if column in data else None
+
+
+def _numbered(execution: Execution, decide: Decide) -> list[Event]:
+    """`decide`'s drafts as events after the execution's last seq, all at one instant."""
+    now, after = utc_now(), execution.last_seq
+    return [
+        Event(execution.id, after + n, now, d.type, d.data, d.step_key, d.attempt)
+        for n, d in enumerate(decide(execution), 1)
+    ]
+
+
+def _stored_event(event: Event) -> Event:
+    """The event as the log reads it back: its data through JSON."""
+    return event_of(
+        {
+            "execution_id": event.execution_id,
+            "seq": event.seq,
+            "at": event.at,
+            "type": event.type.value,
+            "step_key": event.step_key,
+            "attempt": event.attempt,
+            "data": dump(event.data),
+        }
+    )
+
+
+def _execution_row(execution: Execution, first_event: Event, fingerprint: str | None) -> Row:
+    """The columns a queued execution is inserted with; the rest come from its events."""
+    return {
+        "id": execution.id,
+        "workspace_id": execution.workspace_id,
+        "name": execution.name[:100],
+        "status": execution.status.value,
+        "scenario_name": execution.scenario_name,
+        "scenario_version": execution.scenario_version,
+        "definition": dump(execution.definition),
+        "inputs": dump(execution.inputs),
+        "labels": dump(list(execution.labels)),
+        "priority": execution.priority,
+        "timeout_seconds": execution.timeout_seconds,
+        "grace_seconds": execution.grace_seconds,
+        "queued_at": execution.queued_at,
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+        "last_seq": first_event.seq,
+        "owner": None,
+        "created_by": execution.triggered_by[:200],
+        "mode": execution.mode.value,
+        "step_key": execution.step_key,
+        "upstream": None if execution.upstream is None else dump(execution.upstream),
+        "idempotency_key": execution.idempotency_key,
+        "request_fingerprint": fingerprint,
+        "concurrency_key": execution.concurrency_key,
+        "concurrency_limit": execution.concurrency_limit,
+        "batch_id": execution.batch_id,
+        "batch_limit": execution.batch_limit,
+        "duration_ms": None,
+    }
+
+
+class EventsPublished:
+    """An EventPublisher that records each batch of events it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.batches.append(list(events))
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event published, in the order given."""
+        return [event for batch in self.batches for event in batch]
+
+
+class SignalsSent:
+    """WorkSignals that count `queued()` and list `control_requested()` ids.
+
+    `on_control_requested`, when set, is called with the id, so a test can act as the owning
+    runner answering the request before the service looks for the change.
+    """
+
+    def __init__(self) -> None:
+        self.queued_count = 0
+        self.control_requested_for: list[str] = []
+        self.on_control_requested: Callable[[str], None] | None = None
+
+    def queued(self) -> None:
+        self.queued_count += 1
+
+    def control_requested(self, execution_id: str) -> None:
+        self.control_requested_for.append(execution_id)
+        if self.on_control_requested is not None:
+            self.on_control_requested(execution_id)
