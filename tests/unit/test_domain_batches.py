@@ -152,21 +152,11 @@ async def test_a_batch_of_an_unknown_scenario_is_not_found(domain: Domain) -> No
     assert domain.store.execution_ids == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the batch's own priority is checked once per run and reported at runs[i].priority,"
-    " a field a run does not have, instead of once at priority",
-)
 async def test_a_batch_priority_out_of_range_is_named_once(domain: Domain) -> None:
     error = await refused(domain, dial(*phones("1", "2"), priority=5000))
     assert error.errors == (FieldError("priority", "expected -1000..1000"),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run's labels are checked after the batch's labels are put in front of them, so"
-    " a bad label is named by its index in that merged list, not in the run's labels",
-)
 async def test_a_bad_label_of_a_run_is_named_by_its_index_in_that_run(domain: Domain) -> None:
     error = await refused(
         domain, dial(BatchRun({"phone": "1"}, [" ", "ok"]), labels=["nightly", "eu"])

@@ -280,11 +280,6 @@ async def test_a_concurrency_key_is_rendered_only_once_the_inputs_bind(domain: D
     assert paths(error) == ["inputs.target", "inputs.count"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_render_key copies the TemplateError's message, which already starts with the"
-    " path: the field error reads 'concurrency.key: concurrency.key: cannot render …'",
-)
 async def test_a_concurrency_key_that_cannot_render_names_its_path_once(domain: Domain) -> None:
     request = StartRequest(definition=_keyed("{{ inputs.target.missing }}"), inputs=VALID_INPUTS)
     error = await refused(domain, request)
@@ -358,11 +353,6 @@ async def test_the_same_idempotency_key_with_another_request_is_invalid(
     assert len(domain.published.batches) == domain.signals.queued_count == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the request fingerprint leaves out timeout_seconds and grace_seconds, so a retry"
-    " with another timeout silently returns the first execution and its timeout",
-)
 @pytest.mark.parametrize("changed", [{"timeout_seconds": 5}, {"grace_seconds": 0}])
 async def test_an_idempotent_retry_with_another_timeout_is_invalid(
     domain: Domain, changed: dict[str, Any]

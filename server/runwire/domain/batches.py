@@ -12,7 +12,12 @@ from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.control import ExecutionControl
 from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
-from runwire.domain.executions import ExecutionService, StartRequest
+from runwire.domain.executions import (
+    ExecutionService,
+    StartRequest,
+    label_errors,
+    priority_errors,
+)
 from runwire.domain.models import Batch, ExecutionStatus
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
@@ -78,6 +83,9 @@ class BatchService:
         )
         prepared = []
         for index, run in enumerate(request.runs):
+            # Each run's own labels are named within the run; the batch's priority and labels
+            # were checked once, above.
+            errors.extend(label_errors(run.labels, f"runs[{index}].labels"))
             start = StartRequest(
                 inputs=run.inputs,
                 labels=tuple(dict.fromkeys([*request.labels, *run.labels])),
@@ -89,7 +97,9 @@ class BatchService:
                 )
             except Invalid as error:
                 errors.extend(
-                    FieldError(f"runs[{index}].{e.path}", e.message) for e in error.errors
+                    FieldError(f"runs[{index}].{e.path}", e.message)
+                    for e in error.errors
+                    if e.path != "priority" and not e.path.startswith("labels[")
                 )
                 continue
             prepared.append((ready.execution, ready.queued))
@@ -115,7 +125,8 @@ class BatchService:
 
 
 def _request_errors(request: BatchRequest) -> list[FieldError]:
-    errors = []
+    errors = priority_errors(request.priority, "priority")
+    errors.extend(label_errors(request.labels, "labels"))
     if not 1 <= len(request.runs) <= MAX_RUNS:
         errors.append(FieldError("runs", f"expected 1..{MAX_RUNS} runs"))
     if not 1 <= request.concurrency <= MAX_CONCURRENCY:

@@ -11,7 +11,7 @@ from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, InvalidInputs, NotFound, RunwireError
+from runwire.domain.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.domain.models import (
     Event,
     EventType,
@@ -23,7 +23,7 @@ from runwire.domain.models import (
 from runwire.domain.ports import EventPublisher, ExecutionStore, WorkSignals
 from runwire.domain.scenarios import ScenarioService
 from runwire.scenarios.definition import Definition, bind_inputs
-from runwire.scenarios.templating import render
+from runwire.scenarios.templating import TemplateError, render
 
 _MAX_LABELS = 20
 _MAX_LABEL_LENGTH = 200
@@ -167,23 +167,35 @@ class ExecutionService:
 
 
 def _option_errors(request: StartRequest) -> list[FieldError]:
-    errors: list[FieldError] = []
-    if not -_MAX_PRIORITY <= request.priority <= _MAX_PRIORITY:
-        errors.append(FieldError("priority", f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}"))
+    errors = priority_errors(request.priority, "priority")
     if request.timeout_seconds is not None and request.timeout_seconds <= 0:
         errors.append(FieldError("timeout_seconds", "expected a positive number of seconds"))
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:
         errors.append(FieldError("grace_seconds", "expected 0..3600 seconds"))
-    if len(request.labels) > _MAX_LABELS:
-        errors.append(FieldError("labels", f"at most {_MAX_LABELS} labels"))
-    for index, label in enumerate(request.labels):
-        if not label.strip() or len(label) > _MAX_LABEL_LENGTH:
-            errors.append(
-                FieldError(f"labels[{index}]", f"expected 1..{_MAX_LABEL_LENGTH} characters")
-            )
+    errors.extend(label_errors(request.labels, "labels"))
     key = request.idempotency_key
     if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
         errors.append(FieldError("idempotency_key", f"expected 1..{_MAX_KEY_LENGTH} characters"))
+    return errors
+
+
+def priority_errors(priority: int, path: str) -> list[FieldError]:
+    """What is wrong with a priority, named at `path`."""
+    if -_MAX_PRIORITY <= priority <= _MAX_PRIORITY:
+        return []
+    return [FieldError(path, f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}")]
+
+
+def label_errors(labels: Sequence[str], path: str) -> list[FieldError]:
+    """What is wrong with a list of labels: too many, or each label at `path[i]`."""
+    errors: list[FieldError] = []
+    if len(labels) > _MAX_LABELS:
+        errors.append(FieldError(path, f"at most {_MAX_LABELS} labels"))
+    for index, label in enumerate(labels):
+        if not label.strip() or len(label) > _MAX_LABEL_LENGTH:
+            errors.append(
+                FieldError(f"{path}[{index}]", f"expected 1..{_MAX_LABEL_LENGTH} characters")
+            )
     return errors
 
 
@@ -223,8 +235,8 @@ def _mode_errors(definition: Definition, request: StartRequest) -> list[FieldErr
 def _render_key(template: str, inputs: Mapping[str, Any], errors: list[FieldError]) -> str | None:
     try:
         key = str(render(template, {"inputs": inputs}, "concurrency.key"))
-    except RunwireError as error:
-        errors.append(FieldError("concurrency.key", error.message))
+    except TemplateError as error:
+        errors.append(FieldError("concurrency.key", error.reason))
         return None
     if not key.strip() or len(key) > _MAX_KEY_LENGTH:
         errors.append(
@@ -238,7 +250,7 @@ def _fingerprint(execution: Execution) -> str:
     """What makes two starts with one idempotency key the same request."""
     # A saved scenario is named rather than compared by content, so a new version saved between
     # a start and its retry does not turn the retry into a conflict.
-    request = {
+    request: dict[str, Any] = {
         "scenario": execution.scenario_name,
         "definition": None if execution.scenario_name else execution.definition,
         "inputs": execution.inputs,
@@ -248,5 +260,10 @@ def _fingerprint(execution: Execution) -> str:
         "labels": sorted(execution.labels),
         "priority": execution.priority,
     }
+    # Only when given, so the fingerprints of keys used before they counted stay the same.
+    if execution.timeout_seconds is not None:
+        request["timeout_seconds"] = execution.timeout_seconds
+    if execution.grace_seconds is not None:
+        request["grace_seconds"] = execution.grace_seconds
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

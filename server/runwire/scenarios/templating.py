@@ -27,7 +27,9 @@ class TemplateError(RunwireError):
 
     def __init__(self, path: str, source: str, reason: str) -> None:
         self.path = path
-        super().__init__(f'{path}: cannot render "{_excerpt(source)}": {reason}')
+        # Without the path, for a field error that names the path on its own.
+        self.reason = f'cannot render "{_excerpt(source)}": {reason}'
+        super().__init__(f"{path}: {self.reason}")
 
 
 def render(value: Any, context: Mapping[str, Any], path: str) -> Any:
