@@ -187,7 +187,7 @@ def token_revoke(token_id: str, workspace_name: str) -> None:
 
 def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
     """Run `run` against the configured database; expected errors end with a message, code 1."""
-    from runwire.domain.errors import RunwireError
+    from runwire.errors import RunwireError
 
     async def with_database() -> T:
         async with _access() as access:
@@ -212,7 +212,7 @@ async def _access() -> AsyncIterator[AccessRepository]:
 async def _admin(access: AccessRepository, workspace_name: str) -> Actor:
     """Whoever runs the CLI on the server's database is its administrator."""
     from runwire.domain.access import Actor, Role
-    from runwire.domain.errors import NotFound
+    from runwire.errors import NotFound
 
     found = await access.workspace(workspace_name)
     if found is None:

@@ -15,9 +15,9 @@ from tests.support import postgres
 
 from runwire.core import Stores
 from runwire.db.engine import Database
-from runwire.domain.errors import Invalid
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import Cursor, ExecutionFilter, MetricsQuery
+from runwire.errors import Invalid
 
 # Every row these tests write belongs to one workspace.
 WORKSPACE = "workspace-a"

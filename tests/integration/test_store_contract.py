@@ -24,7 +24,6 @@ from tests.support.memory_store import DuplicateKey, MemoryStore
 from runwire.core import Stores
 from runwire.db.engine import Database
 from runwire.domain.access import Role
-from runwire.domain.errors import NotFound
 from runwire.domain.models import (
     Batch,
     Event,
@@ -39,6 +38,7 @@ from runwire.domain.models import (
 )
 from runwire.domain.ports import BatchStore, ControlRequests, ExecutionStore, ScenarioStore
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
+from runwire.errors import NotFound
 from runwire.queue.store import ControlRequest
 
 S = ExecutionStatus

@@ -30,7 +30,6 @@ from runwire.db.rows import (
     step_run_of,
 )
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, NotFound
 from runwire.domain.models import (
     Batch,
     Event,
@@ -44,6 +43,7 @@ from runwire.domain.models import (
 )
 from runwire.domain.ports import Decide
 from runwire.domain.tokens import ApiToken, Member, Workspace
+from runwire.errors import FieldError, Invalid, NotFound
 from runwire.queue.store import ControlRequest
 
 Row = dict[str, Any]

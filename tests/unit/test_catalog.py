@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import FieldError, InvalidDefinition
+from runwire.errors import FieldError, InvalidDefinition
 from runwire.scenarios.catalog import examples_directory, load_directory
 from runwire.scenarios.definition import ParamsParser, bind_inputs
 from runwire.scenarios.templating import render

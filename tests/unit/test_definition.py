@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
+from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
 from runwire.scenarios.definition import (
     ConcurrencyLimit,
     Definition,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import InvalidDefinition
+from runwire.errors import InvalidDefinition
 from runwire.scenarios.definition import DefinitionCache, ParamsParser, parse_definition
 
 

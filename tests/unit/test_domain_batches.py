@@ -15,8 +15,8 @@ from tests.support.domain import (
 )
 
 from runwire.domain.batches import BatchRequest, BatchRun
-from runwire.domain.errors import FieldError, Invalid, NotFound
 from runwire.domain.models import Batch, ExecutionStatus
+from runwire.errors import FieldError, Invalid, NotFound
 
 S = ExecutionStatus
 DIAL = """

@@ -23,7 +23,6 @@ from tests.support.domain import (
 
 from runwire.domain.access import Actor
 from runwire.domain.control import ExecutionControl
-from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound, RunwireError
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import (
     EXECUTION_TERMINAL,
@@ -34,6 +33,7 @@ from runwire.domain.models import (
     ExecutionStatus,
     StepStatus,
 )
+from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound, RunwireError
 from runwire.queue.store import ControlRequest
 
 S = ExecutionStatus

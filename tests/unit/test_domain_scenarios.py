@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from tests.support.domain import EDITOR, OUTSIDER, WORKSPACE, Domain
 
-from runwire.domain.errors import FieldError, Invalid, InvalidDefinition, NotFound
+from runwire.errors import FieldError, Invalid, InvalidDefinition, NotFound
 
 HELLO = "name: hello\nsteps:\n  - {key: greet, kind: shell, with: {argv: [echo, hi]}}\n"
 HELLO_LOUDER = HELLO.replace("[echo, hi]", "[echo, HI]")

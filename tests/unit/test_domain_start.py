@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from tests.support.domain import EDITOR, OPERATOR, OUTSIDER, WORKSPACE, Domain
 
-from runwire.domain.errors import FieldError, Invalid, InvalidDefinition, NotFound
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionMode, ExecutionStatus
+from runwire.errors import FieldError, Invalid, InvalidDefinition, NotFound
 
 PIPELINE = """
 name: pipeline

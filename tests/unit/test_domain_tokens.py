@@ -16,7 +16,6 @@ from tests.support.domain import ADMIN, OUTSIDER, WORKSPACE, Domain
 
 from runwire.domain import tokens
 from runwire.domain.access import Actor, Forbidden, Permission, Role, Unauthenticated
-from runwire.domain.errors import FieldError, Invalid, NotFound
 from runwire.domain.identity import Authenticator
 from runwire.domain.tokens import (
     CHECK_SECONDS,
@@ -27,6 +26,7 @@ from runwire.domain.tokens import (
     TokenService,
     hash_secret,
 )
+from runwire.errors import FieldError, Invalid, NotFound
 
 REFUSED = "the token is unknown, revoked or expired"
 # As long as the deployment's real key (48 random bytes, base64): HS256 wants 32 bytes or more.

@@ -7,7 +7,7 @@ from typing import Any
 from strawberry.types import ExecutionResult
 
 from runwire.domain.access import Actor, Forbidden, Permission, Role, Unauthenticated
-from runwire.domain.errors import Invalid, NotFound
+from runwire.errors import Invalid, NotFound
 from runwire.graphql.schema.build import build_schema
 from runwire.graphql.schema.errors import error_extensions
 

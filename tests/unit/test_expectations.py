@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import FieldError, InvalidDefinition
+from runwire.errors import FieldError, InvalidDefinition
 from runwire.runner.steps import STEP_KINDS
 from runwire.scenarios.definition import parse_definition
 from runwire.scenarios.expectations import (

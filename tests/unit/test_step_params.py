@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import FieldError, InvalidDefinition
+from runwire.errors import FieldError, InvalidDefinition
 from runwire.runner.steps import STEP_KINDS, HttpParams, ShellParams, SleepParams
 
 SHELL_FIELDS = "argv, command, cwd, env, shell, stdin"

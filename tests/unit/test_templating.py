@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runwire.domain.errors import FieldError
+from runwire.errors import FieldError
 from runwire.scenarios.templating import TemplateError, check_syntax, render
 
 CONTEXT = {

@@ -12,8 +12,8 @@ from runwire.db import tables
 from runwire.db.engine import Database, optional_stored_datetime, stored_datetime
 from runwire.domain.access import Role
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid
 from runwire.domain.tokens import ApiToken, IssuedToken, Member, Workspace, hash_secret, new_token
+from runwire.errors import FieldError, Invalid
 
 _BOOTSTRAP_LOCK = 0x52574254  # "RWBT": the advisory lock key of the first-start bootstrap
 # Rows written before workspaces existed have this workspace id; the bootstrap adopts them.

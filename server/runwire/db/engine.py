@@ -22,7 +22,7 @@ from piccolo.table import Table
 
 from runwire.db import piccolo_conf
 from runwire.db.tables import ALL_TABLES
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 
 # Piccolo's migration runner locates its engine through this module; setting the name here (not
 # in settings.py) keeps it an internal detail rather than a user-facing setting.

@@ -12,8 +12,8 @@ from runwire.db.engine import Database
 from runwire.db.projection import insert_events, write_events
 from runwire.db.rows import dump, execution_of, span_of, step_run_of
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import NotFound
 from runwire.domain.models import Event, EventDraft, Execution, Span, StepRun
+from runwire.errors import NotFound
 
 # A queued execution, its labels and its first event in one statement (one round trip, atomic
 # on its own). Columns left out keep their defaults, as Piccolo's insert would set them.

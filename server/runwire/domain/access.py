@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 
 
 class Permission(StrEnum):

@@ -11,7 +11,6 @@ from typing import Any
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
 from runwire.domain.control import ExecutionControl
-from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.domain.executions import (
     ExecutionService,
     StartRequest,
@@ -21,6 +20,7 @@ from runwire.domain.executions import (
 from runwire.domain.models import Batch, ExecutionStatus
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
+from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 
 MAX_RUNS = 1000
 MAX_CONCURRENCY = 1000

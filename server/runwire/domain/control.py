@@ -14,7 +14,6 @@ from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.domain.models import (
     Event,
     EventDraft,
@@ -27,6 +26,7 @@ from runwire.domain.models import (
     duration_between,
 )
 from runwire.domain.ports import ControlRequests, EventPublisher, ExecutionStore, WorkSignals
+from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.scenarios.definition import ParamsParser, StepSpec, parse_definition
 
 _ACK_SECONDS = 5.0

@@ -11,7 +11,6 @@ from typing import Any
 
 from runwire.domain.access import Actor
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.domain.models import (
     Event,
     EventType,
@@ -22,6 +21,7 @@ from runwire.domain.models import (
 )
 from runwire.domain.ports import EventPublisher, ExecutionStore, WorkSignals
 from runwire.domain.scenarios import ScenarioService
+from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import Definition, bind_inputs
 from runwire.scenarios.templating import TemplateError, render
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar, overload
 
-from runwire.domain.errors import FieldError, Invalid
 from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus
+from runwire.errors import FieldError, Invalid
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from runwire.domain.access import Actor
-from runwire.domain.errors import FieldError, Invalid, NotFound
 from runwire.domain.models import ScenarioVersion
 from runwire.domain.ports import ScenarioStore
+from runwire.errors import FieldError, Invalid, NotFound
 from runwire.scenarios.definition import Definition, DefinitionCache, ParamsParser, parse_definition
 
 

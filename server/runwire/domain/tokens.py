@@ -18,7 +18,7 @@ from typing import Protocol
 
 from runwire.domain.access import Actor, Permission, Role, Unauthenticated
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import FieldError, Invalid, NotFound
+from runwire.errors import FieldError, Invalid, NotFound
 
 TOKEN_PREFIX = "rw_"
 # How long a checked token is trusted without asking the database again: revocation reaches

@@ -18,7 +18,7 @@ from typing import Final, final
 
 from broadcaster import Broadcast, Event
 
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 from runwire.events.bus_backends import ResyncEvent, backend_for
 from runwire.events.compat.broadcaster import Subscriber, Unsubscribed, listener_task
 

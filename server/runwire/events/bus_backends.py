@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 
 logger = logging.getLogger(__name__)
 

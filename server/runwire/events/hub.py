@@ -20,9 +20,9 @@ from runwire.db.events import EventRepository
 from runwire.db.executions import ExecutionRepository
 from runwire.db.history import HistoryRepository
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import NotFound
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import ExecutionFilter, matches
+from runwire.errors import NotFound
 from runwire.events.bus import Bus, Resync
 from runwire.events.notices import Notice, receive_notices
 

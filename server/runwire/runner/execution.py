@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import RunwireError
 from runwire.domain.models import (
     Event,
     EventType,
@@ -28,6 +27,7 @@ from runwire.domain.models import (
     StepStatus,
     duration_between,
 )
+from runwire.errors import RunwireError
 from runwire.events.log import EventLog
 from runwire.runner.output import OutputCoalescer
 from runwire.runner.spans import span_event_data

@@ -19,8 +19,8 @@ from typing import Any
 
 from runwire.db.executions import ExecutionRepository
 from runwire.domain.clock import utc_now
-from runwire.domain.errors import RunwireError
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.errors import RunwireError
 from runwire.events.log import EventLog
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from runwire.domain.errors import FieldError, InvalidDefinition
+from runwire.errors import FieldError, InvalidDefinition
 from runwire.scenarios.definition import Definition, ParamsParser, parse_definition
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})

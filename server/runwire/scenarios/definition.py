@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from runwire.domain.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
+from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
 from runwire.scenarios.templating import check_syntax
 

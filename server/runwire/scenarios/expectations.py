@@ -31,7 +31,7 @@ from typing import Any
 
 from jsonpath import JSONPath, JSONPathEnvironment, JSONPathError
 
-from runwire.domain.errors import FieldError
+from runwire.errors import FieldError
 from runwire.scenarios.results import Observed, StepResult, describe_exit
 
 _ORDER = ("exit_code", "status", "latency_ms_below", "output_contains", "output_matches", "json")

@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from runwire.domain.errors import FieldError, RunwireError
+from runwire.errors import FieldError, RunwireError
 
 # The sandbox keeps templates away from Python internals; it does not bound CPU or memory
 # (Jinja documents this). Templates are written by definition authors, who can run shell

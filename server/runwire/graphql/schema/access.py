@@ -9,7 +9,7 @@ import strawberry
 
 from runwire.domain import access, tokens
 from runwire.domain.access import Permission
-from runwire.domain.errors import FieldError, Invalid, NotFound, RunwireError
+from runwire.errors import FieldError, Invalid, NotFound, RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error

@@ -10,7 +10,7 @@ import strawberry
 from runwire.domain import models, queries
 from runwire.domain.access import Permission
 from runwire.domain.batches import MAX_RUNS, BatchRequest, BatchRun, progress
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error

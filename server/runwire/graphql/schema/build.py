@@ -17,7 +17,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from runwire.domain.errors import RunwireError
+from runwire.errors import RunwireError
 from runwire.graphql.fanout.compat.strawberry import MaskErrorsOfFailedResults
 from runwire.graphql.fanout.sharing import SharingExecutor
 from runwire.graphql.schema.errors import error_extensions

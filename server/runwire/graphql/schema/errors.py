@@ -15,7 +15,7 @@ import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
 from runwire.domain.access import Forbidden, Unauthenticated
-from runwire.domain.errors import (
+from runwire.errors import (
     FieldError,
     Invalid,
     InvalidDefinition,

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from runwire.domain import models
-from runwire.domain.errors import FieldError, InvalidInputs
+from runwire.errors import FieldError, InvalidInputs
 from runwire.graphql.schema.types import ExecutionMode, ExecutionStatus
 
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import strawberry
 
 from runwire.domain.access import Permission
-from runwire.domain.errors import RunwireError
 from runwire.domain.executions import StartRequest
+from runwire.errors import RunwireError
 from runwire.graphql.schema.access import AccessMutations
 from runwire.graphql.schema.auth import audit_every_field, authorized
 from runwire.graphql.schema.batches import BatchMutations

@@ -12,7 +12,7 @@ import strawberry
 
 from runwire.domain import queries
 from runwire.domain.access import Permission
-from runwire.domain.errors import FieldError, Invalid
+from runwire.errors import FieldError, Invalid
 from runwire.graphql.schema.access import AccessQueries
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.batches import Batch

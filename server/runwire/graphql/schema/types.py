@@ -12,8 +12,8 @@ from strawberry.scalars import JSON
 
 from runwire.domain import models, queries
 from runwire.domain.access import Permission
-from runwire.domain.errors import NotFound
 from runwire.domain.trace import build_trace
+from runwire.errors import NotFound
 from runwire.events import hub
 from runwire.graphql.fanout.sharing import SharedSource
 from runwire.graphql.schema.auth import authorized

@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from runwire.domain.errors import FieldError, InvalidDefinition
+from runwire.errors import FieldError, InvalidDefinition
 
 
 def is_template(value: Any) -> bool:

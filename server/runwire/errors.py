@@ -1,4 +1,4 @@
-"""The one small exception tree; each boundary translates it (GraphQL unions, HTTP codes)."""
+"""The one small exception tree, under every layer; each boundary translates it (GraphQL, HTTP)."""
 
 from __future__ import annotations
 
