@@ -53,17 +53,16 @@ def create_app(settings: Settings) -> Litestar:
 
 
 # Allocations (net of frees) between young collections. With the default 700, full collections
-# came every few seconds while subscriptions were being made and grew to 190-340 ms with 1000 of
-# them; at 5,000 each middle collection took ~35 ms. Measured in P2 (1000 subscribers, 16.7k
-# deliveries/s): p99 380 ms with the defaults, 123-129 ms at 5,000, 100 ms at 50,000.
+# came every few seconds while subscriptions were being made, each longer the more were held;
+# P2's p99 fell with every step up to this value (bench/RESULTS.md).
 _YOUNG_COLLECTION_EVERY = 50_000
 
 
 def _settle_garbage_collector() -> None:
     """Collect less often, and never rescan what startup made (modules, schema, app).
 
-    A full collection scans every tracked object; with 1000 subscriptions held it paused the
-    event loop for up to 340 ms, which was P2's p99 latency. Startup's objects live as long as
+    A full collection scans every tracked object; with 1000 subscriptions held its pause of the
+    event loop was P2's p99 latency. Startup's objects live as long as
     the process, so they are moved out of the collector's sight; cyclic garbage made later is
     still collected, in fewer, larger young collections.
     """

@@ -199,9 +199,9 @@ def parse_definition(
 class DefinitionCache:
     """Definitions parsed and validated once per text: clients start one text over and over.
 
-    Parsing YAML and validating were ≈ 15% of a start's server time. The cached `Definition`
-    (and its `source`) is shared by every start of the text, so nothing may mutate it. Texts
-    that fail are not cached, and neither are long ones, so the cache's memory stays bounded.
+    Parsing YAML and validating were a large share of a start's server time (P5). The cached
+    `Definition` (and its `source`) is shared by every start of the text, so nothing may mutate
+    it. Texts that fail are not cached, and neither are long ones, so its memory stays bounded.
     """
 
     def __init__(
