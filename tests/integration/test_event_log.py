@@ -36,31 +36,32 @@ def _output(execution_id: str, seq: int, step_key: str = "s") -> Event:
     )
 
 
-async def test_a_rejected_execution_is_held_while_others_flow(
+async def test_refused_data_is_reported_and_the_others_flow(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     published = Published()
     async with Database.open(postgres_url, migrate=True) as database:
         events = EventRepository(database)
-        async with (
-            asyncio.timeout(10),
-            EventLog.running(events, published, 0.002) as log,
-        ):
+        async with asyncio.timeout(10), EventLog.running(events, published, 0.002) as log:
             log.append(_output("good", 1))
-            # Postgres refuses a step key longer than its column: this execution's data is bad.
+            # Postgres refuses a step key longer than its column: this event cannot be stored.
             log.append(_output("bad", 1, step_key="k" * 101))
             log.append(_output("good", 2))
             await log.persisted()
-            log.append(_output("bad", 2))
+            log.append(_output("bad", 2))  # after a refused one: refused too, or seqs would gap
             log.append(_output("good", 3))
             await log.persisted()
-            await asyncio.sleep(0.2)  # a few retries of the held events
-        # Leaving the block did not hang, and said what could not be written.
-        good = await events.events("good", 0)
-        assert [e.seq for e in good] == [1, 2, 3]
+            # An event at the refused seq replaces it, and the execution's log goes on.
+            log.append(_output("bad", 1))
+            log.append(_output("bad", 2))
+            await log.persisted()
+        assert [e.seq for e in await events.events("good", 0)] == [1, 2, 3]
         assert [e.seq for e in published.events if e.execution_id == "good"] == [1, 2, 3]
-        assert await events.events("bad", 0) == []
-        assert "2 events of execution bad unwritten (seq 1-2)" in caplog.text
+        assert [(e.seq, e.step_key) for e in await events.events("bad", 0)] == [(1, "s"), (2, "s")]
+    assert "1 events of execution bad (seq 1-1) not written: the database refused them" in (
+        caplog.text
+    )
+    assert "refusing later events of execution bad too (from seq 2)" in caplog.text
 
 
 async def test_events_keep_seq_order_across_many_batches(postgres_url: str) -> None:

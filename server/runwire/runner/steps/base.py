@@ -66,6 +66,10 @@ class StepKind(Protocol[P]):
         """Check the step's `with` mapping, raising InvalidDefinition naming `path.field`."""
         ...
 
+    def idempotent(self, params: P) -> bool:
+        """Whether running it twice is as running it once (then retried when its runner is lost)."""
+        ...
+
     async def run(self, params: P, context: StepContext) -> StepResult:
         """Run the step. On cancellation, clean up (stop processes) and re-raise."""
         ...

@@ -108,6 +108,9 @@ class ShellStep:
 
     name = "shell"
 
+    def idempotent(self, params: ShellParams) -> bool:
+        return False  # a command may change the world; `on_runner_lost: retry` says it may not
+
     def parse(self, params: Any, path: str) -> ShellParams:
         fields = Fields(params, path, {"argv", "shell", "command", "env", "cwd", "stdin"})
         shell = fields.boolean("shell", False)
