@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("db",),  # the stores
     ("events",),  # event log, publisher, hub, bus
     ("queue",),  # claims, leases, control requests, the queue's signals on the bus
-    ("runner",),
+    ("runner", "health"),  # health: is the database, is the bus reachable now
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
