@@ -71,3 +71,7 @@ class LeaseLost(RunwireError):
         super().__init__(
             f"the lease of execution(s) {', '.join(sorted(execution_ids))} is no longer held"
         )
+
+
+class Unavailable(RunwireError):
+    """The service cannot reach its database or bus just now; try again shortly."""

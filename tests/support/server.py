@@ -75,6 +75,8 @@ def running_server(
             "RUNWIRE_DATA_DIR": str(directory / "data"),
             "RUNWIRE_PORT": str(port),
             "RUNWIRE_GRACE_SECONDS": "1",
+            # A server stopped with executions running hands them over after this drain.
+            "RUNWIRE_DRAIN_SECONDS": "1",
             **({"RUNWIRE_DATABASE_URL": database_url} if database_url else {}),
             "RUNWIRE_BUS_URL": {
                 "sqlite": "memory://",

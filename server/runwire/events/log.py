@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from runwire.db.events import EventRepository
-from runwire.db.faults import is_refusal
 from runwire.domain.models import Event, Lease
 from runwire.domain.ports import EventPublisher
 from runwire.errors import LeaseLost
+from runwire.faults import is_refusal
 
 logger = logging.getLogger(__name__)
 

@@ -36,11 +36,11 @@ from dataclasses import replace
 from typing import Any
 
 from runwire.db.executions import ExecutionRepository
-from runwire.db.faults import is_outage
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus, Lease
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
+from runwire.faults import is_outage
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun
