@@ -22,6 +22,7 @@ _OUTAGE = (
     TimeoutError,
     asyncpg.PostgresConnectionError,  # 08xxx
     asyncpg.InterfaceError,  # the connection closed under the call
+    asyncpg.exceptions.InternalClientError,  # a pooled connection left mid-protocol by a cut
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections, disk full
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: the database was set read-only

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 CHECK_SECONDS = 1.0
 
 
+class ReadOnlyDatabase(ConnectionError):
+    """The database answers but refuses writes (set read-only, or a standby)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ComponentState:
     """One part's state as last checked: up, or down with a short reason (no secrets in it)."""
@@ -44,8 +48,15 @@ class Health:
         """Check every `interval` seconds for the block."""
 
         async def database_answers() -> None:
-            async with asyncio.timeout(interval):
+            if not database.is_postgres:
                 await database.fetch("SELECT 1")
+                return
+            # A database set read-only answers reads: what Runwire needs is writes.
+            rows = await database.fetch(
+                "SELECT current_setting('transaction_read_only') AS ro", statement_timeout=interval
+            )
+            if rows[0]["ro"] == "on":
+                raise ReadOnlyDatabase("the database is read-only")
 
         async def bus_listens() -> None:
             if not bus.listening:

@@ -15,7 +15,7 @@ SERVER = Path(__file__).parents[2] / "server" / "runwire"
 
 # Bottom first. A package may import its own modules and any package of a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "settings"),
+    ("errors", "faults", "settings"),
     ("scenarios",),  # definitions, templating, step results, expectations
     ("domain",),  # values, rules, services and their ports
     ("db",),  # the stores

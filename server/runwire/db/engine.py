@@ -79,10 +79,14 @@ class Database:
             return self.engine.transaction(transaction_type=TransactionType.immediate)
         return self.engine.transaction()
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Mapping[str, Any]]:
+    async def fetch(
+        self, sql: str, *args: Any, statement_timeout: float | None = None
+    ) -> Sequence[Mapping[str, Any]]:
         """The rows of one statement with `{}` placeholders, in the current transaction if any.
 
-        Rows read by column name: asyncpg's records on Postgres, dicts on SQLite.
+        Rows read by column name: asyncpg's records on Postgres, dicts on SQLite. A
+        `statement_timeout` (Postgres) is the driver's: the statement is cancelled on the server
+        and the connection stays usable, which cancelling the awaiting task does not promise.
         """
         if isinstance(self.engine, PostgresEngine):
             # Piccolo's query building and row copying cost more than asyncpg's own fetch
@@ -90,10 +94,11 @@ class Database:
             numbered = dollar_numbered(sql)
             transaction = self.engine.current_transaction.get()
             if transaction is not None:
-                return list(await transaction.connection.fetch(numbered, *args))
+                connection = transaction.connection
+                return list(await connection.fetch(numbered, *args, timeout=statement_timeout))
             pool = self.engine.pool
             assert pool is not None, "the Postgres pool is started by Database.open"
-            return list(await pool.fetch(numbered, *args))
+            return list(await pool.fetch(numbered, *args, timeout=statement_timeout))
         rows: list[dict[str, Any]] = await self.engine.run_querystring(QueryString(sql, *args))
         return rows
 

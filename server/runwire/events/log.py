@@ -29,7 +29,7 @@ from runwire.db.events import EventRepository
 from runwire.domain.models import Event, Lease
 from runwire.domain.ports import EventPublisher
 from runwire.errors import LeaseLost
-from runwire.faults import is_refusal
+from runwire.faults import is_refusal, report
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +193,13 @@ class EventLog:
                     # Let events arriving within the interval join this batch: one transaction
                     # and one notice per burst instead of one per event.
                     await asyncio.sleep(self._flush_interval)
-                while batch := self._next_batch(loop.time()):
-                    await self._write(batch)
+                try:
+                    while batch := self._next_batch(loop.time()):
+                        await self._write(batch)
+                except Exception as error:
+                    # A defect here must not stop every later write: say so, and go on.
+                    report(logger, "event log: the writer", error)
+                    await asyncio.sleep(_FIRST_RETRY_SECONDS)
             # Closing: one more attempt for everything, failing outboxes included.
             for box in self._outboxes.values():
                 box.retry_at = 0.0

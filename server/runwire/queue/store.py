@@ -99,7 +99,11 @@ class ExecutionQueue:
         return executions
 
     async def renew_leases(
-        self, owner: str, leases: Mapping[str, Lease], lease_seconds: float
+        self,
+        owner: str,
+        leases: Mapping[str, Lease],
+        lease_seconds: float,
+        statement_timeout: float | None = None,
     ) -> set[str]:
         """Extend the given leases of `owner`; the ids it still held (the others were taken)."""
         if not leases:
@@ -111,6 +115,7 @@ class ExecutionQueue:
             utc_now() + timedelta(seconds=lease_seconds),
             owner,
             *ids,
+            statement_timeout=statement_timeout,
         )
         return {
             row["id"] for row in rows if leases[row["id"]].generation == row["lease_generation"]

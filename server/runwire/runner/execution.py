@@ -72,6 +72,8 @@ class _Active:
     step: StepSpec
     kind_task: asyncio.Task[StepResult] | None = None
     context: _StepContext | None = None
+    # Killed because the run was abandoned: its end is not recorded (see ExecutionRun.abandon).
+    killed: bool = False
     cancelled_because: str | None = None
     # Set on cancel, so a wait between retries ends at once instead of sleeping on.
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -175,8 +177,7 @@ class ExecutionRun:
             step_key=step_key,
             attempt=attempt,
         )
-        if self.abandoned is None:  # an abandoned run writes nothing more
-            self._log.append(event)
+        self._log.append(event)
         return event
 
     # ---- control, applied by the runner -----------------------------------------------
@@ -224,15 +225,24 @@ class ExecutionRun:
             self._cancel(active, f"interrupted: {self._handover_reason or SHUTDOWN_REASON}")
 
     def abandon(self, reason: str) -> None:
-        """Stop every step at once (no grace) and write nothing more: the lease is going."""
+        """Kill the running steps at once (no grace) and end without ending the execution.
+
+        A killed step's attempt stays RUNNING in the store: whoever resumes the execution
+        records it as lost. A step that already completed on its own still records its end, so
+        no finished step is run again.
+        """
         if self.abandoned is not None:
             return
         logger.error("execution %s abandoned by its runner: %s", self.execution.id, reason)
         self.abandoned = reason
         for active in self._active.values():
-            if active.context is not None:
-                active.context.grace_seconds = 0.0
-            self._cancel(active, f"abandoned: {reason}")
+            if active.kind_task is not None and active.kind_task.done():
+                continue  # completed on its own: it records its end
+            if active.kind_task is not None:
+                active.killed = True
+                if active.context is not None:
+                    active.context.grace_seconds = 0.0
+            self._cancel(active, f"abandoned: {reason}")  # also ends a wait between attempts
         self._changed.set()
 
     def skip(self, step_key: str) -> bool:
@@ -338,6 +348,8 @@ class ExecutionRun:
         return None
 
     def _emit_end(self, ended: _Ended, started_at: datetime | None) -> None:
+        if self.abandoned is not None:
+            return  # not ended: whoever resumes it decides how it goes on
         data: dict[str, Any] = {"status": ended.status}
         if ended.error:
             data["error"] = ended.error
@@ -484,7 +496,7 @@ class ExecutionRun:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(retry_in):
                         await active.cancelled.wait()
-                if active.cancelled_because is not None:
+                if active.cancelled_because is not None or self.abandoned is not None:
                     break
                 attempt += 1
                 continue
@@ -545,14 +557,15 @@ class ExecutionRun:
         finally:
             active.kind_task = None
             coalescer.flush()
-            self.emit(
-                EventType.STEP_STATUS,
-                _step_end_data(
-                    step, status, result, assertions, retry_in if status in _FAILED else None
-                ),
-                key,
-                attempt,
-            )
+            if not active.killed:
+                self.emit(
+                    EventType.STEP_STATUS,
+                    _step_end_data(
+                        step, status, result, assertions, retry_in if status in _FAILED else None
+                    ),
+                    key,
+                    attempt,
+                )
         return _Outcome(status, result.error), result
 
     async def _await_kind(self, active: _Active) -> StepResult:

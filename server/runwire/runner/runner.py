@@ -10,12 +10,12 @@ database says that lease still holds (events/log.py). The timing that keeps one 
 running in two places, with the lease L and the heartbeat H:
 
 - a runner that has not renewed for L - 2H gives up its running steps: it stops them at once
-  and writes nothing more for them (they are abandoned, not ended);
+  and writes nothing more for them (they are abandoned, not ended); it keeps trying to renew;
 - a lease is taken over only once it is expired by 2H, and only by a runner that has reached the
-  database for L without a break (one that was cut off with the others first lets its peers
-  renew what they still hold);
-- the runner that takes over resumes the execution: the attempt left RUNNING is recorded as
-  failed, "runner lost", and retried or not by the step's `on_runner_lost`.
+  database for L without a break: after an outage, whoever was cut off first renews what it
+  still holds, writes what it had accepted, and resumes what it gave up itself;
+- the runner that resumes an execution (its own, or one it took over) records the attempt left
+  RUNNING as failed, "runner lost", and retries it or not by the step's `on_runner_lost`.
 
 Leaving `Runner.running` drains: nothing new is claimed, running steps get `drain_seconds` to
 finish, the ones still running then are interrupted, and every execution that has steps left is
@@ -72,8 +72,10 @@ class Runner:
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, ExecutionRun] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Every execution held under a lease: running, or ended and not yet released.
+        # Every execution held under a lease: running, ended and not yet released, or given up
+        # while the database was out of reach (abandoned) and to be resumed once it answers.
         self._held: dict[str, Lease] = {}
+        self._abandoned: set[str] = set()
         self._wakeup = asyncio.Event()
         self._control_lock = asyncio.Lock()
         self._draining = False
@@ -146,11 +148,14 @@ class Runner:
                     await self._take_over_expired()
                     last_takeover = now
                 free = self.slots - len(self._runs)
-                for execution in await self._queue.claim(
-                    self.owner, free, self._settings.lease_seconds
-                ):
-                    await self._start(execution)
-                self._reached(True)
+                if free > 0:
+                    for execution in await self._queue.claim(
+                        self.owner, free, self._settings.lease_seconds
+                    ):
+                        await self._start(execution)
+                    # A claim writes: reads alone (a read-only database answers them) say
+                    # nothing about whether this runner can work.
+                    self._reached(True)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -305,11 +310,26 @@ class Runner:
                 )
             )
         elif run.abandoned is not None:
-            # Its lease lapses (or was taken): whoever takes it over resumes the execution.
-            self._held.pop(run.id, None)
-            self._log.disown(run.id)
+            if self._held.get(run.id) == lease and not ownership.lease_lost:
+                # Given up while the database was out of reach: still held, so once renewing
+                # works again this runner resumes it itself (see _heartbeat).
+                self._abandoned.add(run.id)
+            else:
+                self._held.pop(run.id, None)  # another runner holds it now
+                self._log.disown(run.id)
             return
         await self._settle(run.id, lease)
+
+    async def _readopt(self, execution_id: str, lease: Lease) -> None:
+        """Resume an execution this runner gave up while the database was out of reach."""
+        await self._log.persisted(execution_id)  # what it wrote before it gave up, first
+        execution = await self._executions.execution(execution_id, workspace=None, with_steps=False)
+        if execution is None or execution.lease != lease:
+            self._held.pop(execution_id, None)
+            self._log.disown(execution_id)
+            return
+        logger.warning("runner: resuming execution %s, given up while unreachable", execution_id)
+        await self._start(execution, lost_runner=self.owner)
 
     async def _settle(self, execution_id: str, lease: Lease) -> None:
         """Release the lease once every event written for it is stored (the heartbeat keeps it
@@ -351,36 +371,49 @@ class Runner:
         """Renew every held lease each heartbeat; give up running steps before they can be
         taken over when renewing keeps failing."""
         interval = self._settings.heartbeat_seconds
-        while True:
-            await asyncio.sleep(interval)
-            held = {
-                execution_id: lease
-                for execution_id, lease in self._held.items()
-                if (run := self._runs.get(execution_id)) is None or run.abandoned is None
-            }
-            if not held:
-                self._renewed_at = time.monotonic()
-                continue
-            try:
-                async with asyncio.timeout(interval):
-                    renewed = await self._queue.renew_leases(
-                        self.owner, held, self._settings.lease_seconds
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._reached(False, error, "renewing leases")
+        renewing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                # Kept apart from the renewal itself: a call that hangs (a cut connection that
+                # has not failed yet) must not keep this runner from giving up in time.
                 if time.monotonic() - self._renewed_at > self._give_up_after:
                     self._give_up(f"could not renew its lease for {self._give_up_after:g}s")
-                continue
+                if renewing is None or renewing.done():
+                    renewing = asyncio.create_task(self._renew(), name="runwire-runner-renew")
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+
+    async def _renew(self) -> None:
+        held = dict(self._held)
+        if not held:
             self._renewed_at = time.monotonic()
-            self._reached(True)
-            for execution_id in set(held) - renewed:
-                logger.error("runner: execution %s was taken over by another runner", execution_id)
-                self._held.pop(execution_id, None)
-                run = self._runs.get(execution_id)
-                if run is not None:
-                    run.abandon("its lease was taken over")
+            return
+        try:
+            renewed = await self._queue.renew_leases(
+                self.owner,
+                held,
+                self._settings.lease_seconds,
+                statement_timeout=self._give_up_after,
+            )
+        except Exception as error:
+            self._reached(False, error, "renewing leases")
+            return
+        self._renewed_at = time.monotonic()
+        self._reached(True)
+        for execution_id in set(held) - renewed:
+            logger.error("runner: execution %s was taken over by another runner", execution_id)
+            self._held.pop(execution_id, None)
+            self._abandoned.discard(execution_id)
+            run = self._runs.get(execution_id)
+            if run is not None:
+                run.abandon("its lease was taken over")
+        for execution_id in self._abandoned & renewed:
+            self._abandoned.discard(execution_id)
+            self._track(execution_id, self._readopt(execution_id, held[execution_id]))
 
     def _give_up(self, reason: str) -> None:
         for run in list(self._runs.values()):
