@@ -534,6 +534,8 @@ class ExecutionRun:
             active.kind_task = asyncio.create_task(kind.run(params, context))
             async with asyncio.timeout(step.timeout):
                 result = await self._await_kind(active)
+            # It completed, even if abandoning the run asked it to stop: its end is recorded.
+            active.killed = False
             result, assertions = assess(step.expect, step.kind, result)
             status = StepStatus.SUCCEEDED if result.error is None else StepStatus.FAILED
         except _Cancelled:

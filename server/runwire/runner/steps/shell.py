@@ -174,15 +174,26 @@ class ShellStep:
                     # A child that left the group may still hold the pipes: stop reading then.
                     await _within(pipes.closed, DRAIN_SECONDS)
             except asyncio.CancelledError:
-                killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
-                context.output(
-                    OutputStream.LOG,
-                    f"killed after a grace period of {context.grace_seconds:g} s"
-                    if killed
-                    else f"stopped: {describe_exit(pipes.exited.result())}",
-                )
-                await _within(pipes.closed, DRAIN_SECONDS)  # keep what it printed while stopping
-                raise
+                if pipes.exited.done():
+                    # The command had ended on its own before the stop came: it did its work,
+                    # and reporting it as stopped would run it again. Leave nothing behind, and
+                    # answer with how it ended.
+                    signal_group(pid, signal.SIGKILL)
+                    await _within(pipes.closed, DRAIN_SECONDS)
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    code = pipes.exited.result()
+                else:
+                    killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
+                    context.output(
+                        OutputStream.LOG,
+                        f"killed after a grace period of {context.grace_seconds:g} s"
+                        if killed
+                        else f"stopped: {describe_exit(pipes.exited.result())}",
+                    )
+                    await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
+                    raise
         finally:
             transport.close()  # closes the pipes; kills the leader only if it is somehow alive
         for capture in captures.values():
