@@ -1,4 +1,4 @@
-"""A real `runwire serve` in a subprocess, on SQLite or a fresh Postgres, with a chosen bus."""
+"""A real `runwire serve` (or `runwire worker`) in a subprocess, on SQLite or a fresh Postgres."""
 
 from __future__ import annotations
 
@@ -59,12 +59,13 @@ def running_server(
     settings: dict[str, str] | None = None,
     database_url: str | None = None,
     token: str | None = None,
+    command: str = "serve",
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
 
     Given a `database_url` (from `database`), several servers share one Postgres database; the
     ones after the first get the first one's admin `token`, since only the first start on an
-    empty database creates one.
+    empty database creates one. `command` is `serve` or `worker` (which answers /health only).
     """
     with contextlib.ExitStack() as stack:
         if database_url is None:
@@ -96,7 +97,7 @@ def running_server(
         log = directory / f"server-{port}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "runwire.cli", "serve"],
+                [sys.executable, "-m", "runwire.cli", command],
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
-    ("app",),
+    ("app", "worker"),  # worker: the runner-only process's app
     ("cli",),
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
