@@ -36,7 +36,8 @@ RUNNERS = 3
 
 def _step(key: str) -> str:
     script = f"for i in 1 2 3 4 5 6 7 8 9 10; do echo {key} $i; sleep 0.05; done"
-    return f'{{key: {key}, kind: shell, on_runner_lost: retry, with: {{argv: [sh, -c, "{script}"]}}}}'
+    argv = f'[sh, -c, "{script}"]'
+    return f"{{key: {key}, kind: shell, on_runner_lost: retry, with: {{argv: {argv}}}}}"
 
 
 WORK = definition(_step("a"), _step("b"), _step("c"), name="chaos")

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from runwire.core import Stores
 from runwire.db.engine import Database
 from runwire.db.events import EventRepository
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Event, EventType
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.events.log import EventLog
 
 
@@ -86,3 +87,45 @@ async def test_shutdown_flushes_what_was_appended(postgres_url: str) -> None:
             for seq in range(1, 6):
                 log.append(_output("late", seq))
         assert [e.seq for e in await events.events("late", 0)] == [1, 2, 3, 4, 5]
+
+
+async def test_events_of_a_lease_taken_over_are_refused_and_reported(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    published = Published()
+    async with Database.open(postgres_url, migrate=True) as database:
+        stores = Stores.on(database)
+        execution = Execution(
+            id="fenced",
+            status=ExecutionStatus.QUEUED,
+            definition={"name": "f", "steps": []},
+            inputs={},
+            queued_at=utc_now(),
+            workspace_id="w",
+        )
+        await stores.executions.create_execution(
+            execution,
+            Event("fenced", 1, utc_now(), EventType.EXECUTION_STATUS, {"status": "QUEUED"}),
+        )
+        [claimed] = await stores.queue.claim("runner-a", 1, 30)
+        assert claimed.lease is not None
+        async with EventLog.running(stores.events, published, 0.002) as log:
+            ownership = log.own("fenced", claimed.lease)
+            log.append(_output("fenced", 2))
+            await log.persisted()
+            # Another runner takes it over (the lease expired): a new generation.
+            await database.fetch(
+                "UPDATE runwire_execution SET owner = 'runner-b',"
+                " lease_generation = lease_generation + 1 WHERE id = 'fenced'"
+            )
+            log.append(_output("fenced", 3))
+            log.append(_output("fenced", 4))
+            await log.persisted()
+            assert ownership.lost.is_set()
+            assert ownership.lease_lost
+            assert ownership.first_refused == 3
+        assert [e.seq for e in await stores.events.events("fenced", 0)] == [1, 2]
+        assert [e.seq for e in published.events] == [2]
+    assert "2 events of execution fenced (seq 3-4) not written: its lease is held by another" in (
+        caplog.text
+    )

@@ -164,3 +164,37 @@ async def test_on_runner_lost_retry_reruns_even_a_command(url: str, tmp_path: Pa
         final = await _final(core, orphan)
         assert final.status is ExecutionStatus.SUCCEEDED
         assert [(s.attempt, s.status) for s in final.steps] == [(1, "FAILED"), (2, "SUCCEEDED")]
+
+
+async def test_a_run_whose_lease_is_taken_over_stops_and_writes_nothing_more(
+    url: str, tmp_path: Path
+) -> None:
+    gate, marker = tmp_path / "gate", tmp_path / "finished"
+    script = f"until [ -e {gate} ]; do sleep 0.02; done; touch {marker}"
+    async with _core(url, tmp_path, **FAST_LEASE) as core:
+        execution = await core.executions.start(
+            StartRequest(
+                definition="name: f\nsteps: [{key: a, kind: shell,"
+                f" with: {{argv: [sh, -c, '{script}']}}}}]"
+            ),
+            ACTOR,
+        )
+        async with asyncio.timeout(10):
+            while not (await core.store.executions.steps(execution.id)):
+                await asyncio.sleep(0.02)
+        # Another runner takes it over (as after an expired lease): a new owner and generation.
+        await tables.Execution.update(
+            {
+                tables.Execution.owner: "runner-b",
+                tables.Execution.lease_generation: tables.Execution.lease_generation + 1,
+            }
+        ).where(tables.Execution.id == execution.id)
+        before = [e.seq for e in await core.store.events.events(execution.id, 0)]
+        async with asyncio.timeout(10):  # the next heartbeats find the lease gone: step killed
+            while any(r.abandoned is None for r in core.runner._runs.values()):  # white box
+                await asyncio.sleep(0.02)
+        gate.touch()
+        await asyncio.sleep(0.5)
+        assert not marker.exists()  # killed before it could finish, with its lease gone
+        after = await core.store.events.events(execution.id, 0)
+        assert [e.seq for e in after] == before, after

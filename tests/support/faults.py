@@ -140,8 +140,6 @@ def stop(server: Server, how: signal.Signals, timeout: float = 30) -> float:
     try:
         server.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        import os as _os  # DEBUG
-        _os.system(f"/work/wt-14/.venv/bin/py-spy dump --pid {server.process.pid} --locals > /tmp/rw/hang-{server.process.pid}.txt 2>&1")  # DEBUG
         server.process.kill()
         server.process.wait()
         raise AssertionError(f"{server.url} did not exit within {timeout}s of {how.name}") from None

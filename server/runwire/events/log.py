@@ -130,7 +130,11 @@ class EventLog:
         return ownership
 
     def disown(self, execution_id: str) -> None:
-        """Forget the execution's lease and refusal (its runner let go of it)."""
+        """Forget the execution's lease and refusal (its runner let go of it).
+
+        Only once its events are all stored or refused (`persisted`): a later write would not
+        be checked against the lease.
+        """
         self._owners.pop(execution_id, None)
         self._refused.pop(execution_id, None)
         if later := self._refused_later.pop(execution_id, 0):

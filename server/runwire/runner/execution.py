@@ -91,6 +91,12 @@ class _StepContext:
     def output(self, stream: OutputStream, text: str) -> None:
         self.coalescer.write(stream, text)
 
+    def backlogged(self) -> bool:
+        return self.run.log.backlogged(self.execution_id)
+
+    async def room(self) -> None:
+        await self.run.log.room(self.execution_id)
+
     def span(
         self,
         name: str,
@@ -137,7 +143,7 @@ class ExecutionRun:
         # The owner whose runner was lost, when this run resumes after it.
         self._lost_runner = lost_runner
         self._definition = definition
-        self._log = log
+        self.log = log
         self._kinds = kinds
         self._grace = grace_seconds
         self._coalesce_seconds = coalesce_seconds
@@ -177,7 +183,7 @@ class ExecutionRun:
             step_key=step_key,
             attempt=attempt,
         )
-        self._log.append(event)
+        self.log.append(event)
         return event
 
     # ---- control, applied by the runner -----------------------------------------------

@@ -316,6 +316,9 @@ class Runner:
                 self._abandoned.add(run.id)
             else:
                 self._held.pop(run.id, None)  # another runner holds it now
+                # Still fenced until the last of its events is refused (or stored, if they were
+                # written before the lease changed hands): then forget the lease.
+                await self._log.persisted(run.id)
                 self._log.disown(run.id)
             return
         await self._settle(run.id, lease)

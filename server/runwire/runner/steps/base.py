@@ -33,6 +33,14 @@ class StepContext(Protocol):
         """Record a piece of output; the runner coalesces pieces into chunk events."""
         ...
 
+    def backlogged(self) -> bool:
+        """Whether this execution's events are too far ahead of the database: stop reading."""
+        ...
+
+    async def room(self) -> None:
+        """Wait until the events have caught up enough to read on."""
+        ...
+
     def span(
         self,
         name: str,
