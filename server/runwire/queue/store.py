@@ -121,6 +121,14 @@ class ExecutionQueue:
             row["id"] for row in rows if leases[row["id"]].generation == row["lease_generation"]
         }
 
+    async def check_writable(self, statement_timeout: float | None = None) -> None:
+        """Raise unless the database takes writes now (a read-only one still answers reads)."""
+        # An UPDATE that matches no row: refused by a read-only database, free otherwise.
+        await self._database.fetch(
+            "UPDATE runwire_execution SET lease_generation = lease_generation WHERE id IS NULL",
+            statement_timeout=statement_timeout,
+        )
+
     async def release(self, execution_id: str, lease: Lease) -> bool:
         """Let go of an execution held under `lease`; False if that lease no longer holds it."""
         rows = await self._database.fetch(

@@ -153,9 +153,6 @@ class Runner:
                         self.owner, free, self._settings.lease_seconds
                     ):
                         await self._start(execution)
-                    # A claim writes: reads alone (a read-only database answers them) say
-                    # nothing about whether this runner can work.
-                    self._reached(True)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -391,9 +388,17 @@ class Runner:
                     await renewing
 
     async def _renew(self) -> None:
+        # Whether the database takes this runner's writes is decided here, each heartbeat: a
+        # read-only database still answers the claim loop's reads.
         held = dict(self._held)
         if not held:
+            try:
+                await self._queue.check_writable(statement_timeout=self._give_up_after)
+            except Exception as error:
+                self._reached(False, error, "writing to the database")
+                return
             self._renewed_at = time.monotonic()
+            self._reached(True)
             return
         try:
             renewed = await self._queue.renew_leases(
