@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 from tests.support import postgres
 
@@ -62,9 +61,9 @@ def running_server(
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
 
-    Given a `database_url` (from `database`), several servers share one Postgres database; the
-    ones after the first get the first one's admin `token`, since only the first start on an
-    empty database creates one.
+    Given a `database_url` (from `database`: migrated already), several servers share one
+    Postgres database; the ones after the first get the first one's admin `token`, since only
+    the first start on an empty database creates one.
     """
     with contextlib.ExitStack() as stack:
         if database_url is None:
@@ -83,13 +82,6 @@ def running_server(
             }[backend],
             **(settings or {}),
         }
-        if database_url:
-            subprocess.run(
-                [sys.executable, "-m", "runwire.cli", "migrate"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
         directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"server-{port}.log"
         with log.open("wb") as output:
@@ -148,25 +140,15 @@ def _wait_healthy(server: Server, timeout: float = 30) -> None:
 
 @contextlib.contextmanager
 def database(backend: str) -> Iterator[str | None]:
+    """A fresh migrated Postgres database for `backend` (None for SQLite), dropped afterwards."""
     if backend == "sqlite":
         yield None
         return
     if backend == "redis":
         asyncio.run(postgres.redis_url())
     name = f"runwire_api_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = asyncio.run(postgres.create_database(name))
     try:
-        yield f"{postgres.POSTGRES_SERVER}/{name}"
+        yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(statement: str) -> None:
-    try:
-        connection = await asyncpg.connect(f"{postgres.POSTGRES_SERVER}/postgres", timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        postgres.unavailable("Postgres", exc)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+        asyncio.run(postgres.drop_database(name))
