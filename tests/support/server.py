@@ -21,6 +21,8 @@ from tests.support import postgres
 
 # Where each backend keeps executions, and which bus carries notices between processes.
 BACKENDS = ("sqlite", "postgres", "redis")
+# The API and client tests' default (tests/conftest.py): the embedded SQLite and memory bus.
+DEFAULT_BACKEND = "sqlite"
 
 
 @dataclass(frozen=True)
