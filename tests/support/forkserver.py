@@ -163,14 +163,16 @@ def _serve_forks() -> None:
     # What importing Runwire put in the environment (setdefault, as in any process), re-applied
     # under each server's own environment.
     imported = {key: value for key, value in os.environ.items() if before.get(key) != value}
-    for line in sys.stdin:
-        request = json.loads(line)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            _run_server(request, imported)
-        sys.stdout.write(json.dumps({"pid": pid}) + "\n")
-        sys.stdout.flush()
+    # Ctrl-C reaches the whole process group: the servers stop themselves, this just ends.
+    with contextlib.suppress(KeyboardInterrupt):
+        for line in sys.stdin:
+            request = json.loads(line)
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                _run_server(request, imported)
+            sys.stdout.write(json.dumps({"pid": pid}) + "\n")
+            sys.stdout.flush()
 
 
 def _run_server(request: dict[str, Any], imported: dict[str, str]) -> NoReturn:
