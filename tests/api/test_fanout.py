@@ -20,10 +20,6 @@ from tests.support.graphql import definition, execute, start
 from tests.support.server import Server
 from websockets.asyncio.client import ClientConnection, connect
 
-# Shared batches and parked peers beside a real bus, as deployed: each batch also comes back as
-# a NOTIFY notice after the relays have handed it on, and must change nothing.
-SERVER_BACKENDS = ("sqlite", "postgres")
-
 LINES = 80
 # Lines with small pauses after a short wait, so every subscriber is following live.
 CHATTY = definition(
