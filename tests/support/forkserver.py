@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import json
 import os
 import select
@@ -151,14 +152,19 @@ class ForkServer:
 def _serve_forks() -> None:
     """Read one request per line from stdin, fork a server for each, answer with its pid."""
     before = dict(os.environ)
-    # What every server imports (uvicorn's parts lazily, by name), imported once here.
-    import uvicorn.lifespan.on
-    import uvicorn.loops.uvloop
-    import uvicorn.protocols.http.httptools_impl
-    import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
-
+    # What every server imports, imported once here.
     import runwire.app
     import runwire.cli  # noqa: F401
+
+    # uvicorn imports these by name as it starts; should one move, servers only start slower.
+    for name in (
+        "uvicorn.lifespan.on",
+        "uvicorn.loops.uvloop",
+        "uvicorn.protocols.http.httptools_impl",
+        "uvicorn.protocols.websockets.websockets_sansio_impl",
+    ):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
     # What importing Runwire put in the environment (setdefault, as in any process), re-applied
     # under each server's own environment.
