@@ -5,16 +5,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.support.server import BACKENDS, Server, running_server
+from tests.support.server import BACKENDS, DEFAULT_BACKEND, Server, running_server
 
 pytest_plugins = ["tests.support.fixtures"]
 
+# SQLite and the memory bus unless a module says otherwise: most of what the API tests check does
+# not depend on the backend. A module whose behaviour does (Postgres-only SQL, a real bus, claims
+# and races that SQLite's single writer cannot have) names its backends, with why, in
+# SERVER_BACKENDS; whatever runs across processes has its own fixtures (running_pair).
 
-@pytest.fixture(scope="module", params=BACKENDS)
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the tests of a module that sets SERVER_BACKENDS once per backend it names."""
+    backends = getattr(metafunc.module, "SERVER_BACKENDS", None)
+    if backends is not None and "server" in metafunc.fixturenames:
+        unknown = set(backends) - set(BACKENDS)
+        assert not unknown, f"{metafunc.module.__name__}: unknown backends {unknown}"
+        metafunc.parametrize("server", backends, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """A real server per backend, shared by the tests of one module."""
+    """A real server, shared by the tests of one module (and backend)."""
+    backend = getattr(request, "param", DEFAULT_BACKEND)
     settings = getattr(request.module, "SERVER_SETTINGS", None)
-    with running_server(request.param, tmp_path_factory.mktemp(request.param), settings) as found:
+    with running_server(backend, tmp_path_factory.mktemp(backend), settings) as found:
         yield found

@@ -252,7 +252,9 @@ async def test_triggered_by_and_duration_filters(server: Server) -> None:
     for execution_id in (short, long):
         await wait_for_status(server, execution_id, TERMINAL)
     durations = {e["id"]: e["durationMs"] for e in await _history(server, {"label": label})}
-    assert durations[long] >= 500 > durations[short]
+    # The 0.5 s nap in whole milliseconds: event-loop timers may fire up to a clock tick early
+    # (as test_steering allows), so 499 happens.
+    assert durations[long] >= 490 > durations[short]
 
     async def ids(**where: Any) -> set[str]:
         return {e["id"] for e in await _history(server, {"label": label, **where})}

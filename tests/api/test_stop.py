@@ -88,13 +88,17 @@ async def test_stop_kills_a_sigint_ignoring_process_tree(server: Server, tmp_pat
     assert again["currentStatus"] == "CANCELLED"
 
 
-async def test_stop_twice_while_stopping_is_a_typed_error(server: Server) -> None:
+async def test_stop_twice_while_stopping_is_a_typed_error(server: Server, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
     text = definition(
-        '{key: stubborn, kind: shell, with: {argv: ["sh", "-c", "trap \\"\\" INT; sleep 30"]}}'
+        '{key: stubborn, kind: shell, with: {argv: ["sh", "-c",'
+        f' "trap \\"\\" INT; touch {ready}; sleep 30"]}}}}'
     )
     execution_id = await start(server, definition=text, graceSeconds=2)
-    await wait_for_status(server, execution_id, {"RUNNING"})
-    await asyncio.sleep(0.2)
+    # Until the trap is set, SIGINT would end it at once: wait for the step to say so.
+    async with asyncio.timeout(20):
+        while not ready.exists():
+            await asyncio.sleep(0.02)
     first = (await execute(server, STOP, {"id": execution_id}))["stopExecution"]
     assert first["execution"]["status"] == "STOPPING"
     second = (await execute(server, STOP, {"id": execution_id}))["stopExecution"]

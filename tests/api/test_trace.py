@@ -14,6 +14,10 @@ from tests.support.graphql import definition, execute, start, wait_for_status
 from tests.support.http_service import LocalHttpService
 from tests.support.server import Server
 
+# The only API tests with http steps, so the only ones storing spans: on Postgres they are
+# upserted by asyncpg, which takes the span times as typed timestamps.
+SERVER_BACKENDS = ("sqlite", "postgres")
+
 TRACE = """
 query($id: ID!) {
   execution(id: $id) {

@@ -27,6 +27,10 @@ from runwire_client import (
 from tests.support.graphql import definition, execute
 from tests.support.server import Server, free_port
 
+# Every call's typed result from a Postgres-backed server too: asyncpg gives the server typed
+# rows (timestamps, JSON, the trace's spans) where SQLite gives it text.
+SERVER_BACKENDS = ("sqlite", "postgres")
+
 
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[RunwireClient]:

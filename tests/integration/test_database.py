@@ -11,9 +11,9 @@ from runwire.core import Stores
 from runwire.db.engine import Database, DatabaseNotMigrated, DatabaseUrlInvalid, engine_for
 
 
-async def test_unmigrated_postgres_is_refused_with_the_fix(postgres_url: str) -> None:
+async def test_unmigrated_postgres_is_refused_with_the_fix(empty_postgres_url: str) -> None:
     with pytest.raises(DatabaseNotMigrated, match="run `runwire migrate`"):
-        async with Database.open(postgres_url):
+        async with Database.open(empty_postgres_url):
             pass
 
 
@@ -27,8 +27,9 @@ async def test_migrating_sqlite_twice_is_harmless(tmp_path: Path) -> None:
     await _migrate_twice(f"sqlite:///{tmp_path / 'db.sqlite'}")
 
 
-async def test_migrating_postgres_twice_is_harmless(postgres_url: str) -> None:
-    await _migrate_twice(postgres_url)
+async def test_migrating_postgres_twice_is_harmless(empty_postgres_url: str) -> None:
+    # From empty: other tests get clones of a migrated template, this one runs every migration.
+    await _migrate_twice(empty_postgres_url)
 
 
 def test_unknown_database_url_names_the_problem_without_the_password() -> None:

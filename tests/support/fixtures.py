@@ -1,4 +1,4 @@
-"""Pytest fixtures `postgres_url` and `redis_url`; enable them in a conftest.py with:
+"""Pytest fixtures `postgres_url`, `empty_postgres_url` and `redis_url`; enable them with:
 
 pytest_plugins = ["tests.support.fixtures"]
 """
@@ -13,8 +13,15 @@ from tests.support import postgres
 
 @pytest.fixture(name="postgres_url")
 async def postgres_url_fixture() -> AsyncIterator[str]:
-    """A fresh, empty database for this test, dropped afterwards."""
+    """A fresh migrated database for this test (a clone of the run's template), dropped after."""
     async with postgres.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(name="empty_postgres_url")
+async def empty_postgres_url_fixture() -> AsyncIterator[str]:
+    """A fresh database without any table, for tests of migrating; dropped afterwards."""
+    async with postgres.fresh_database(migrated=False) as url:
         yield url
 
 

@@ -9,19 +9,19 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 from tests.support import postgres
+from tests.support.forkserver import ForkServer, ServerProcess
 
 # Where each backend keeps executions, and which bus carries notices between processes.
 BACKENDS = ("sqlite", "postgres", "redis")
+# The API and client tests' default (tests/conftest.py): the embedded SQLite and memory bus.
+DEFAULT_BACKEND = "sqlite"
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Server:
     url: str
     env: dict[str, str]
     log: Path
-    process: subprocess.Popen[bytes]
+    process: ServerProcess
     # The admin token the first start wrote to the data directory (or the one given).
     token: str = ""
 
@@ -63,9 +63,10 @@ def running_server(
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
 
-    Given a `database_url` (from `database`), several servers share one Postgres database; the
-    ones after the first get the first one's admin `token`, since only the first start on an
-    empty database creates one. `command` is `serve` or `worker` (which answers /health only).
+    Given a `database_url` (from `database`: migrated already), several servers share one
+    Postgres database; the ones after the first get the first one's admin `token`, since only
+    the first start on an empty database creates one. `command` is `serve` or `worker` (which
+    answers /health only).
     """
     with contextlib.ExitStack() as stack:
         if database_url is None:
@@ -86,22 +87,9 @@ def running_server(
             }[backend],
             **(settings or {}),
         }
-        if database_url:
-            subprocess.run(
-                [sys.executable, "-m", "runwire.cli", "migrate"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
         directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"server-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "runwire.cli", command],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        process = ForkServer.start_server(env, log, command)
         server = Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
         try:
             _wait_healthy(server)
@@ -110,11 +98,9 @@ def running_server(
             yield dataclasses.replace(server, token=token)
         finally:
             process.send_signal(signal.SIGTERM)
-            try:
+            if not process.wait(timeout=20):
+                process.send_signal(signal.SIGKILL)
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @contextlib.contextmanager
@@ -139,37 +125,28 @@ def running_pair(
 def _wait_healthy(server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if server.process.exited():
             raise RuntimeError(f"server exited early:\n{server.log.read_text()}")
         with contextlib.suppress(httpx.HTTPError):
             response = httpx.get(f"{server.url}/health", timeout=1)
             if response.status_code == 200 and response.json().get("status") == "ok":
                 return
-        time.sleep(0.1)
+        # A forked server is up in a few tenths of a second: a coarse poll would add to each.
+        time.sleep(0.02)
     raise RuntimeError(f"server not healthy after {timeout}s:\n{server.log.read_text()}")
 
 
 @contextlib.contextmanager
 def database(backend: str) -> Iterator[str | None]:
+    """A fresh migrated Postgres database for `backend` (None for SQLite), dropped afterwards."""
     if backend == "sqlite":
         yield None
         return
     if backend == "redis":
         asyncio.run(postgres.redis_url())
     name = f"runwire_api_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = asyncio.run(postgres.create_database(name))
     try:
-        yield f"{postgres.POSTGRES_SERVER}/{name}"
+        yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(statement: str) -> None:
-    try:
-        connection = await asyncpg.connect(f"{postgres.POSTGRES_SERVER}/postgres", timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        postgres.unavailable("Postgres", exc)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+        asyncio.run(postgres.drop_database(name))
