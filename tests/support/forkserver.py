@@ -112,9 +112,7 @@ class ForkServer:
     _process: subprocess.Popen[str] | None = None
 
     @classmethod
-    def start_server(
-        cls, env: dict[str, str], log: Path, command: str = "serve"
-    ) -> ServerProcess:
+    def start_server(cls, env: dict[str, str], log: Path, command: str = "serve") -> ServerProcess:
         """`runwire <command>` (serve or worker) with `env`, its output appended to `log`."""
         if os.environ.get(ENABLED_ENV, "1") == "0":
             return ExecutedProcess(env, log, command)
