@@ -15,7 +15,7 @@ from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.schema.context import Services
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_static_router
-from runwire.http.health import health
+from runwire.http.health import health, ready
 from runwire.http.sse import execution_events
 from runwire.settings import Settings
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> Litestar:
             graphql_controller(settings),
             graphiql_static_router(),
             health,
+            ready,
             execution_events,
         ],
         lifespan=[lifespan],

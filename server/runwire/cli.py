@@ -1,4 +1,4 @@
-"""`runwire serve | migrate | export-schema | workspace | token`."""
+"""`runwire serve | worker | migrate | export-schema | workspace | token`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import click
 from runwire.settings import Settings
 
 if TYPE_CHECKING:
+    from litestar import Litestar
+
     from runwire.db.access import AccessRepository
     from runwire.domain.access import Actor
     from runwire.domain.tokens import TokenService
@@ -33,21 +35,46 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve GraphQL, SSE and the runner (on the embedded SQLite default unless configured)."""
-    import uvicorn
-
     from runwire.app import create_app
 
-    settings = Settings.from_env()
+    settings = _settings(host, port)
+    _serve_http(create_app(settings), settings, websockets=True)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8000).")
+def worker(host: str | None, port: int | None) -> None:
+    """Run executions only, for API replicas without a runner; /health and /ready for probes."""
+    from runwire.worker import create_worker_app
+
+    settings = _settings(host, port)
+    _serve_http(create_worker_app(settings), settings, websockets=False)
+
+
+def _settings(host: str | None, port: int | None) -> Settings:
+    """The environment's settings with the command line's flags; a bad value ends in one line."""
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     if host is not None:
         settings = settings.with_overrides(host=host)
     if port is not None:
         settings = settings.with_overrides(port=port)
+    return settings
+
+
+def _serve_http(app: Litestar, settings: Settings, *, websockets: bool) -> None:
+    """Run `app` under uvicorn until SIGTERM or SIGINT; leaving its lifespan stops the core."""
+    import uvicorn
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not settings.access_log:
         # uvicorn logs each accepted or refused socket on its error logger, not its access log.
         logging.getLogger("uvicorn.error").addFilter(_drop_socket_access_lines)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -55,7 +82,7 @@ def serve(host: str | None, port: int | None) -> None:
         # Named, not "auto": the sans-I/O protocol keeps no task per socket (keepalive runs on
         # timers; bench P4: 61 KB per idle subscription, 68 KB with the legacy `websockets`
         # one), and an installed wsproto must not silently change what a socket costs.
-        ws="websockets-sansio",
+        ws="websockets-sansio" if websockets else "none",
         ws_per_message_deflate=settings.ws_deflate,
         # One limit for a GraphQL request, whichever transport carries it.
         ws_max_size=settings.max_body_bytes,

@@ -37,6 +37,7 @@ from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.events.publisher import Publisher
+from runwire.health import Health
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.runner import Runner
@@ -89,6 +90,7 @@ class Core:
     database: Database
     store: Stores
     bus: Bus
+    health: Health
     hub: Hub
     publisher: Publisher
     log: EventLog
@@ -140,6 +142,7 @@ class Core:
                 LiveSessions.running(authenticator.still_valid, settings.session_check_seconds)
             )
             bus = await stack.enter_async_context(Bus.connect(settings.bus_url))
+            health = await stack.enter_async_context(Health.running(database, bus))
             hub = await stack.enter_async_context(
                 Hub.running(
                     store.executions, store.events, store.history, bus, settings.subscriber_buffer
@@ -163,6 +166,7 @@ class Core:
                 database=database,
                 store=store,
                 bus=bus,
+                health=health,
                 hub=hub,
                 publisher=publisher,
                 log=log,

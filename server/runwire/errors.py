@@ -61,3 +61,17 @@ class InvalidTransition(RunwireError):
         self.step_key = step_key
         self.step_status = step_status
         super().__init__(message)
+
+
+class LeaseLost(RunwireError):
+    """Another runner holds the execution now (or none does): this runner may not write it."""
+
+    def __init__(self, execution_ids: frozenset[str]) -> None:
+        self.execution_ids = execution_ids
+        super().__init__(
+            f"the lease of execution(s) {', '.join(sorted(execution_ids))} is no longer held"
+        )
+
+
+class Unavailable(RunwireError):
+    """The service cannot reach its database or bus just now; try again shortly."""

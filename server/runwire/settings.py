@@ -22,7 +22,14 @@ class Settings:
     runner_enabled: bool = True
     runner_slots: int = 8
     grace_seconds: float = 5.0
-    lease_seconds: float = 30.0
+    # A runner renews its leases every heartbeat; a runner lost (killed, cut off) is noticed
+    # within about lease + 3 heartbeats, and one that cannot renew stops its steps after
+    # lease - 2 heartbeats (see runner/runner.py).
+    lease_seconds: float = 6.0
+    heartbeat_seconds: float = 1.0
+    # On SIGTERM, how long running steps may take to finish before they are interrupted and
+    # their executions handed over to another runner.
+    drain_seconds: float = 20.0
     poll_seconds: float = 0.5
     flush_interval_ms: float = 2.0
     subscriber_buffer: int = 256
@@ -50,6 +57,15 @@ class Settings:
     jwt_audience: str | None = None
     jwt_workspace_claim: str = "runwire_workspace"
     jwt_role_claim: str = "runwire_role"
+
+    def __post_init__(self) -> None:
+        if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
+            raise ValueError(
+                "RUNWIRE_LEASE_SECONDS must be at least 3 x RUNWIRE_HEARTBEAT_SECONDS (a runner"
+                " gives up 2 heartbeats before its lease ends)"
+            )
+        if self.drain_seconds < 0:
+            raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
 
     @property
     def effective_database_url(self) -> str:
@@ -102,6 +118,8 @@ class Settings:
             runner_slots=int(number("RUNNER_SLOTS", defaults.runner_slots)),
             grace_seconds=number("GRACE_SECONDS", defaults.grace_seconds),
             lease_seconds=number("LEASE_SECONDS", defaults.lease_seconds),
+            heartbeat_seconds=number("HEARTBEAT_SECONDS", defaults.heartbeat_seconds),
+            drain_seconds=number("DRAIN_SECONDS", defaults.drain_seconds),
             poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
             flush_interval_ms=number("FLUSH_INTERVAL_MS", defaults.flush_interval_ms),
             subscriber_buffer=int(number("SUBSCRIBER_BUFFER", defaults.subscriber_buffer)),

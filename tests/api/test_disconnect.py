@@ -1,4 +1,4 @@
-"""A subscriber that disconnects mid-stream leaves nothing behind; shutdown ends runs CANCELLED."""
+"""A subscriber that disconnects mid-stream leaves nothing behind; shutdown hands runs over."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from pathlib import Path
 
 import httpx
 import websockets
-from tests.support.graphql import definition, execute, start, wait_for_status
+from tests.support.graphql import (
+    attempts,
+    definition,
+    execute,
+    follow,
+    gated_step,
+    start,
+    steps_of,
+    wait_for_status,
+    wait_for_step,
+)
 from tests.support.server import Server, running_server
 
 LONG = definition(
@@ -77,11 +87,38 @@ async def test_sse_client_that_vanishes_leaves_nothing(server: Server) -> None:
     await wait_for_status(server, execution_id, {"CANCELLED"})
 
 
-async def test_shutdown_ends_running_executions_cancelled(tmp_path: Path) -> None:
+async def test_shutdown_hands_a_running_execution_to_the_next_runner(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    text = definition(
+        '{key: first, kind: shell, with: {argv: ["echo", "done once"]}}',
+        gated_step("wait", gate, "on_runner_lost: retry, "),
+    )
     with running_server("sqlite", tmp_path) as first:
-        execution_id = await start(first, definition=LONG)
-        await wait_for_status(first, execution_id, {"RUNNING"})
-    # The same data directory, served again: the execution was not left RUNNING.
+        execution_id = await start(first, definition=text)
+        await wait_for_step(first, execution_id, "wait", "RUNNING")
+    # Stopped (SIGTERM) while `wait` ran: interrupted after the drain and queued again. The same
+    # data directory, served again, resumes it at `wait`; `first` is not run twice.
     with running_server("sqlite", tmp_path) as second:
-        final = await wait_for_status(second, execution_id, {"CANCELLED"}, timeout=5)
-        assert final["error"] == "server shutting down"
+        gate.touch()
+        final = await wait_for_status(second, execution_id, {"SUCCEEDED", "FAILED"}, timeout=30)
+        assert final["status"] == "SUCCEEDED"
+        steps = await steps_of(second, execution_id)
+        assert attempts(steps, "first") == [(1, "SUCCEEDED")]
+        assert attempts(steps, "wait") == [(1, "CANCELLED"), (2, "SUCCEEDED")]
+        statuses = [
+            (e["status"], e["reason"])
+            for e in await follow(second, execution_id)
+            if e.get("status")
+        ]
+        assert ("QUEUED", "handed over: server shutting down") in statuses
+
+
+async def test_shutdown_fails_an_execution_whose_step_must_not_run_twice(tmp_path: Path) -> None:
+    with running_server("sqlite", tmp_path) as first:
+        execution_id = await start(first, definition=LONG)  # a shell step: may not run twice
+        await wait_for_status(first, execution_id, {"RUNNING"})
+    with running_server("sqlite", tmp_path) as second:
+        final = await wait_for_status(second, execution_id, {"FAILED"}, timeout=5)
+        assert final["error"] == (
+            "step tick interrupted: server shutting down (on_runner_lost: fail)"
+        )

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tests.support.graphql import (
+    attempts,
     definition,
     execute,
     follow,
     gated_step,
     start,
+    steps_of,
     wait_for_status,
+    wait_for_step,
 )
 from tests.support.server import Server
 
 SERVER_SETTINGS = {"RUNWIRE_RUNNER_SLOTS": "4", "RUNWIRE_GRACE_SECONDS": "0.2"}
-
-STEPS = """
-query($id: ID!) {
-  execution(id: $id) {
-    status error
-    steps { key attempt status startedAt finishedAt error output }
-  }
-}
-"""
 
 
 def _control(name: str, arguments: str, variables: str) -> str:
@@ -53,24 +46,6 @@ SKIP = _control("skipStep", "executionId: $id, stepKey: $key", "$id: ID!, $key: 
 async def control(server: Server, document: str, **variables: Any) -> dict[str, Any]:
     result = await execute(server, document, variables)
     return dict(next(iter(result.values())))
-
-
-async def steps_of(server: Server, execution_id: str) -> list[dict[str, Any]]:
-    found = (await execute(server, STEPS, {"id": execution_id}))["execution"]
-    return list(found["steps"])
-
-
-def attempts(steps: list[dict[str, Any]], key: str) -> list[tuple[int, str]]:
-    return [(step["attempt"], step["status"]) for step in steps if step["key"] == key]
-
-
-async def wait_for_step(server: Server, execution_id: str, key: str, status: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            found = await steps_of(server, execution_id)
-            if any(s["key"] == key and s["status"] == status for s in found):
-                return
-            await asyncio.sleep(0.05)
 
 
 def _time(value: str) -> datetime:

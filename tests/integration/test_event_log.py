@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from runwire.core import Stores
 from runwire.db.engine import Database
 from runwire.db.events import EventRepository
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Event, EventType
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.events.log import EventLog
 
 
@@ -36,31 +37,32 @@ def _output(execution_id: str, seq: int, step_key: str = "s") -> Event:
     )
 
 
-async def test_a_rejected_execution_is_held_while_others_flow(
+async def test_refused_data_is_reported_and_the_others_flow(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     published = Published()
     async with Database.open(postgres_url, migrate=True) as database:
         events = EventRepository(database)
-        async with (
-            asyncio.timeout(10),
-            EventLog.running(events, published, 0.002) as log,
-        ):
+        async with asyncio.timeout(10), EventLog.running(events, published, 0.002) as log:
             log.append(_output("good", 1))
-            # Postgres refuses a step key longer than its column: this execution's data is bad.
+            # Postgres refuses a step key longer than its column: this event cannot be stored.
             log.append(_output("bad", 1, step_key="k" * 101))
             log.append(_output("good", 2))
             await log.persisted()
-            log.append(_output("bad", 2))
+            log.append(_output("bad", 2))  # after a refused one: refused too, or seqs would gap
             log.append(_output("good", 3))
             await log.persisted()
-            await asyncio.sleep(0.2)  # a few retries of the held events
-        # Leaving the block did not hang, and said what could not be written.
-        good = await events.events("good", 0)
-        assert [e.seq for e in good] == [1, 2, 3]
+            # An event at the refused seq replaces it, and the execution's log goes on.
+            log.append(_output("bad", 1))
+            log.append(_output("bad", 2))
+            await log.persisted()
+        assert [e.seq for e in await events.events("good", 0)] == [1, 2, 3]
         assert [e.seq for e in published.events if e.execution_id == "good"] == [1, 2, 3]
-        assert await events.events("bad", 0) == []
-        assert "2 events of execution bad unwritten (seq 1-2)" in caplog.text
+        assert [(e.seq, e.step_key) for e in await events.events("bad", 0)] == [(1, "s"), (2, "s")]
+    assert "1 events of execution bad (seq 1-1) not written: the database refused them" in (
+        caplog.text
+    )
+    assert "refusing later events of execution bad too (from seq 2)" in caplog.text
 
 
 async def test_events_keep_seq_order_across_many_batches(postgres_url: str) -> None:
@@ -85,3 +87,45 @@ async def test_shutdown_flushes_what_was_appended(postgres_url: str) -> None:
             for seq in range(1, 6):
                 log.append(_output("late", seq))
         assert [e.seq for e in await events.events("late", 0)] == [1, 2, 3, 4, 5]
+
+
+async def test_events_of_a_lease_taken_over_are_refused_and_reported(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    published = Published()
+    async with Database.open(postgres_url, migrate=True) as database:
+        stores = Stores.on(database)
+        execution = Execution(
+            id="fenced",
+            status=ExecutionStatus.QUEUED,
+            definition={"name": "f", "steps": []},
+            inputs={},
+            queued_at=utc_now(),
+            workspace_id="w",
+        )
+        await stores.executions.create_execution(
+            execution,
+            Event("fenced", 1, utc_now(), EventType.EXECUTION_STATUS, {"status": "QUEUED"}),
+        )
+        [claimed] = await stores.queue.claim("runner-a", 1, 30)
+        assert claimed.lease is not None
+        async with EventLog.running(stores.events, published, 0.002) as log:
+            ownership = log.own("fenced", claimed.lease)
+            log.append(_output("fenced", 2))
+            await log.persisted()
+            # Another runner takes it over (the lease expired): a new generation.
+            await database.fetch(
+                "UPDATE runwire_execution SET owner = 'runner-b',"
+                " lease_generation = lease_generation + 1 WHERE id = 'fenced'"
+            )
+            log.append(_output("fenced", 3))
+            log.append(_output("fenced", 4))
+            await log.persisted()
+            assert ownership.lost.is_set()
+            assert ownership.lease_lost
+            assert ownership.first_refused == 3
+        assert [e.seq for e in await stores.events.events("fenced", 0)] == [1, 2]
+        assert [e.seq for e in published.events] == [2]
+    assert "2 events of execution fenced (seq 3-4) not written: its lease is held by another" in (
+        caplog.text
+    )

@@ -37,6 +37,9 @@ class ExplodingStep:
     def parse(self, params: Any, path: str) -> Any:
         return params
 
+    def idempotent(self, params: Any) -> bool:
+        return False
+
     async def run(self, params: Any, context: StepContext) -> StepResult:
         raise RuntimeError("boom")
 
@@ -72,7 +75,8 @@ async def _final(core: Core, execution_id: str) -> Any:
         while True:
             execution = await core.store.executions.execution(execution_id, workspace=WORKSPACE)
             assert execution is not None
-            if execution.status.is_terminal:
+            # Settled: ended, and released by its runner.
+            if execution.status.is_terminal and execution.owner is None:
                 return execution
             await asyncio.sleep(0.02)
 
@@ -96,34 +100,101 @@ async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(
         assert (await _final(core, healthy.id)).status is ExecutionStatus.SUCCEEDED
 
 
-async def test_executions_of_a_dead_runner_are_taken_over(url: str, tmp_path: Path) -> None:
-    async with _core(url, tmp_path, lease_seconds=0.3) as core:
-        # A row as a crashed process leaves it: RUNNING, owned, lease expired, seqs 1..2.
-        orphan = Execution(
-            workspace_id=WORKSPACE,
-            id=str(uuid.uuid4()),
-            status=ExecutionStatus.RUNNING,
-            definition={
-                "name": "o",
-                "steps": [{"key": "a", "kind": "sleep", "with": {"seconds": 1}}],
-            },
-            inputs={},
-            queued_at=utc_now(),
+async def _orphan(core: Core, kind: str, with_: dict[str, Any], **step: Any) -> str:
+    """A row as a crashed process leaves it: RUNNING, step `a` RUNNING, lease long expired."""
+    orphan = Execution(
+        workspace_id=WORKSPACE,
+        id=str(uuid.uuid4()),
+        status=ExecutionStatus.RUNNING,
+        definition={"name": "o", "steps": [{"key": "a", "kind": kind, "with": with_, **step}]},
+        inputs={},
+        queued_at=utc_now(),
+    )
+    first = Event(orphan.id, 1, utc_now(), EventType.EXECUTION_STATUS, {"status": "QUEUED"})
+    await core.store.executions.create_execution(orphan, first)
+    running = {"status": "RUNNING", "kind": kind, "position": 0}
+    await core.store.events.append(
+        [
+            Event(orphan.id, 2, utc_now(), EventType.EXECUTION_STATUS, {"status": "RUNNING"}),
+            Event(orphan.id, 3, utc_now(), EventType.STEP_STATUS, running, "a", 1),
+        ]
+    )
+    await tables.Execution.update(
+        {
+            tables.Execution.owner: "dead-runner",
+            tables.Execution.lease_expires_at: utc_now() - timedelta(seconds=60),
+        }
+    ).where(tables.Execution.id == orphan.id)
+    return orphan.id
+
+
+# A lease of 0.4 s renewed every 0.1 s: a lost runner is noticed in well under a second here.
+FAST_LEASE = {"lease_seconds": 0.4, "heartbeat_seconds": 0.1}
+
+
+async def test_a_dead_runners_execution_is_resumed_at_the_interrupted_step(
+    url: str, tmp_path: Path
+) -> None:
+    async with _core(url, tmp_path, **FAST_LEASE) as core:
+        orphan = await _orphan(core, "sleep", {"seconds": 0})  # idempotent: retried
+        final = await _final(core, orphan)
+        assert final.status is ExecutionStatus.SUCCEEDED
+        assert [(s.attempt, s.status, s.error) for s in final.steps] == [
+            (1, "FAILED", "its runner was lost (dead-runner)"),
+            (2, "SUCCEEDED", None),
+        ]
+        events = await core.store.events.events(orphan, 0)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        resumed = events[4]  # after the lost attempt's FAILED (seq 4)
+        assert resumed.data == {"status": "RUNNING", "reason": "resumed: runner lost"}
+
+
+async def test_a_step_that_must_not_run_twice_fails_its_execution(url: str, tmp_path: Path) -> None:
+    async with _core(url, tmp_path, **FAST_LEASE) as core:
+        orphan = await _orphan(core, "shell", {"argv": ["true"]})  # not idempotent: fails
+        final = await _final(core, orphan)
+        assert final.status is ExecutionStatus.FAILED
+        assert final.error == "step a interrupted: runner lost (on_runner_lost: fail)"
+        assert [(s.attempt, s.status) for s in final.steps] == [(1, "FAILED")]
+
+
+async def test_on_runner_lost_retry_reruns_even_a_command(url: str, tmp_path: Path) -> None:
+    async with _core(url, tmp_path, **FAST_LEASE) as core:
+        orphan = await _orphan(core, "shell", {"argv": ["true"]}, on_runner_lost="retry")
+        final = await _final(core, orphan)
+        assert final.status is ExecutionStatus.SUCCEEDED
+        assert [(s.attempt, s.status) for s in final.steps] == [(1, "FAILED"), (2, "SUCCEEDED")]
+
+
+async def test_a_run_whose_lease_is_taken_over_stops_and_writes_nothing_more(
+    url: str, tmp_path: Path
+) -> None:
+    gate, marker = tmp_path / "gate", tmp_path / "finished"
+    script = f"until [ -e {gate} ]; do sleep 0.02; done; touch {marker}"
+    async with _core(url, tmp_path, **FAST_LEASE) as core:
+        execution = await core.executions.start(
+            StartRequest(
+                definition="name: f\nsteps: [{key: a, kind: shell,"
+                f" with: {{argv: [sh, -c, '{script}']}}}}]"
+            ),
+            ACTOR,
         )
-        first = Event(orphan.id, 1, utc_now(), EventType.EXECUTION_STATUS, {"status": "QUEUED"})
-        await core.store.executions.create_execution(orphan, first)
-        await core.store.events.append(
-            [Event(orphan.id, 2, utc_now(), EventType.EXECUTION_STATUS, {"status": "RUNNING"})]
-        )
+        async with asyncio.timeout(10):
+            while not (await core.store.executions.steps(execution.id)):
+                await asyncio.sleep(0.02)
+        # Another runner takes it over (as after an expired lease): a new owner and generation.
         await tables.Execution.update(
             {
-                tables.Execution.owner: "dead-runner",
-                tables.Execution.lease_expires_at: utc_now() - timedelta(seconds=1),
+                tables.Execution.owner: "runner-b",
+                tables.Execution.lease_generation: tables.Execution.lease_generation + 1,
             }
-        ).where(tables.Execution.id == orphan.id)
-
-        final = await _final(core, orphan.id)
-        assert final.status is ExecutionStatus.FAILED
-        assert final.error == "its runner stopped (lease expired)"
-        events = await core.store.events.events(orphan.id, 0)
-        assert [e.seq for e in events] == [1, 2, 3]
+        ).where(tables.Execution.id == execution.id)
+        before = [e.seq for e in await core.store.events.events(execution.id, 0)]
+        async with asyncio.timeout(10):  # the next heartbeats find the lease gone: step killed
+            while any(r.abandoned is None for r in core.runner._runs.values()):  # white box
+                await asyncio.sleep(0.02)
+        gate.touch()
+        await asyncio.sleep(0.5)
+        assert not marker.exists()  # killed before it could finish, with its lease gone
+        after = await core.store.events.events(execution.id, 0)
+        assert [e.seq for e in after] == before, after

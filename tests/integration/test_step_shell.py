@@ -216,3 +216,25 @@ async def test_stop_kills_the_group_and_escaped_descendants_after_grace() -> Non
     assert time.monotonic() - started < GRACE + 1.0
     assert (OutputStream.LOG, f"killed after a grace period of {GRACE:g} s") in context.calls
     await wait_for(lambda: not any(running(pid) for pid in pids), seconds=1.0)
+
+
+async def test_a_backlogged_execution_stops_reading_until_there_is_room() -> None:
+    context = RecordingContext()
+    context.backlog.set()  # its events are behind the database from the start
+    # 2 MB through a pipe that holds far less: it cannot end while nobody reads.
+    argv = ["sh", "-c", "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo done"]
+    step = asyncio.ensure_future(
+        STEP_KINDS["shell"].run(STEP_KINDS["shell"].parse({"argv": argv}, "w"), context)
+    )
+    async with asyncio.timeout(10):
+        while not context.calls:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert not step.done()  # blocked on its pipe, not buffered in the server
+    read = len(context.text(OutputStream.STDOUT))
+    assert read < 1_000_000
+    context.backlog.clear()
+    result = await asyncio.wait_for(step, 10)
+    assert result.exit_code == 0
+    assert context.text(OutputStream.STDOUT).endswith("done\n")
+    assert len(context.text(OutputStream.STDOUT)) == 2_000_000 + len("\ndone\n")

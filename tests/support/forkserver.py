@@ -48,12 +48,12 @@ class ServerProcess(Protocol):
 
 
 class ExecutedProcess:
-    """A server exec'd as `python -m runwire.cli serve`, as a user starts one."""
+    """A server exec'd as `python -m runwire.cli <command>`, as a user starts one."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: str = "serve") -> None:
         with log.open("ab") as output:
             self._popen = subprocess.Popen(
-                [sys.executable, "-m", "runwire.cli", "serve"],
+                [sys.executable, "-m", "runwire.cli", command],
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -112,11 +112,11 @@ class ForkServer:
     _process: subprocess.Popen[str] | None = None
 
     @classmethod
-    def start_server(cls, env: dict[str, str], log: Path) -> ServerProcess:
-        """`runwire serve` with `env`, its output appended to `log`."""
+    def start_server(cls, env: dict[str, str], log: Path, command: str = "serve") -> ServerProcess:
+        """`runwire <command>` (serve or worker) with `env`, its output appended to `log`."""
         if os.environ.get(ENABLED_ENV, "1") == "0":
-            return ExecutedProcess(env, log)
-        request = {"env": env, "log": str(log), "cwd": os.getcwd(), "argv": ["serve"]}
+            return ExecutedProcess(env, log, command)
+        request = {"env": env, "log": str(log), "cwd": os.getcwd(), "argv": [command]}
         with cls._lock:
             process = cls._running()
             assert process.stdin is not None

@@ -163,3 +163,31 @@ async def subscription_data(
             assert set(message["payload"]) == {"data"}, message
             received.append(message["payload"]["data"])
     raise AssertionError(f"{operation_id}: closed before complete")
+
+
+STEPS = """
+query($id: ID!) {
+  execution(id: $id) {
+    status error
+    steps { key attempt status startedAt finishedAt error output }
+  }
+}
+"""
+
+
+async def steps_of(server: Server, execution_id: str) -> list[dict[str, Any]]:
+    found = (await execute(server, STEPS, {"id": execution_id}))["execution"]
+    return list(found["steps"])
+
+
+def attempts(steps: list[dict[str, Any]], key: str) -> list[tuple[int, str]]:
+    return [(step["attempt"], step["status"]) for step in steps if step["key"] == key]
+
+
+async def wait_for_step(server: Server, execution_id: str, key: str, status: str) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            found = await steps_of(server, execution_id)
+            if any(s["key"] == key and s["status"] == status for s in found):
+                return
+            await asyncio.sleep(0.05)

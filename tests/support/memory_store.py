@@ -173,7 +173,9 @@ class MemoryStore:
 
     def own(self, execution_id: str, owner: str) -> None:
         """Mark the execution claimed by runner `owner`, as ExecutionQueue.claim does."""
-        self._executions[execution_id]["owner"] = owner
+        row = self._executions[execution_id]
+        row["owner"] = owner
+        row["lease_generation"] += 1
 
     def release(self, execution_id: str) -> None:
         """Let go of the execution, as its runner does after it ends or pauses."""
@@ -522,6 +524,7 @@ def _execution_row(execution: Execution, first_event: Event, fingerprint: str | 
         "error": None,
         "last_seq": first_event.seq,
         "owner": None,
+        "lease_generation": 0,
         "created_by": execution.triggered_by[:200],
         "mode": execution.mode.value,
         "step_key": execution.step_key,

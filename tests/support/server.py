@@ -1,4 +1,4 @@
-"""A real `runwire serve` in a subprocess, on SQLite or a fresh Postgres, with a chosen bus."""
+"""A real `runwire serve` (or `runwire worker`) in a subprocess, on SQLite or a fresh Postgres."""
 
 from __future__ import annotations
 
@@ -59,12 +59,14 @@ def running_server(
     settings: dict[str, str] | None = None,
     database_url: str | None = None,
     token: str | None = None,
+    command: str = "serve",
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
 
     Given a `database_url` (from `database`: migrated already), several servers share one
     Postgres database; the ones after the first get the first one's admin `token`, since only
-    the first start on an empty database creates one.
+    the first start on an empty database creates one. `command` is `serve` or `worker` (which
+    answers /health only).
     """
     with contextlib.ExitStack() as stack:
         if database_url is None:
@@ -75,6 +77,8 @@ def running_server(
             "RUNWIRE_DATA_DIR": str(directory / "data"),
             "RUNWIRE_PORT": str(port),
             "RUNWIRE_GRACE_SECONDS": "1",
+            # A server stopped with executions running hands them over after this drain.
+            "RUNWIRE_DRAIN_SECONDS": "1",
             **({"RUNWIRE_DATABASE_URL": database_url} if database_url else {}),
             "RUNWIRE_BUS_URL": {
                 "sqlite": "memory://",
@@ -85,7 +89,7 @@ def running_server(
         }
         directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"server-{port}.log"
-        process = ForkServer.start_server(env, log)
+        process = ForkServer.start_server(env, log, command)
         server = Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
         try:
             _wait_healthy(server)

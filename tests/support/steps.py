@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,9 +22,18 @@ class RecordingContext:
     attempt: int = 1
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    # Set while the step must not read on (its events are behind): see `backlogged`, `room`.
+    backlog: asyncio.Event = field(default_factory=asyncio.Event)
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.calls.append((stream, text))
+
+    def backlogged(self) -> bool:
+        return self.backlog.is_set()
+
+    async def room(self) -> None:
+        while self.backlog.is_set():
+            await asyncio.sleep(0.01)
 
     def span(
         self,

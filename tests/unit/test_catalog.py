@@ -19,6 +19,9 @@ class AnyParamsForTests:
     def parse(self, params: Any, path: str) -> object:
         return params
 
+    def idempotent(self, params: Any) -> bool:
+        return True
+
 
 KINDS: dict[str, ParamsParser] = {kind: AnyParamsForTests() for kind in ("shell", "http", "sleep")}
 STEP = "steps: [{key: a, kind: sleep}]\n"

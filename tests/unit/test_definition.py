@@ -13,6 +13,7 @@ from runwire.scenarios.definition import (
     Definition,
     InputType,
     OnFailure,
+    OnRunnerLost,
     ParamsParser,
     RetryPolicy,
     bind_inputs,
@@ -29,12 +30,18 @@ class ArgvParserForTests:
             raise InvalidDefinition([FieldError(f"{path}.argv", "must be a list of strings")])
         return argv
 
+    def idempotent(self, params: Any) -> bool:
+        return False
+
 
 class AnyParamsForTests:
-    """Test helper: a kind that accepts any `with` mapping."""
+    """Test helper: a kind that accepts any `with` mapping, and runs twice harmlessly."""
 
     def parse(self, params: Any, path: str) -> object:
         return params
+
+    def idempotent(self, params: Any) -> bool:
+        return True
 
 
 KINDS: dict[str, ParamsParser] = {"shell": ArgvParserForTests(), "sleep": AnyParamsForTests()}
@@ -629,3 +636,30 @@ def test_bad_concurrency_and_parallelism_are_named(
     fields: dict[str, Any], path: str, message: str
 ) -> None:
     assert message in errors_of(minimal(**fields))[path]
+
+
+def test_on_runner_lost_defaults_by_kind_and_can_be_written() -> None:
+    definition = parse_definition(
+        "name: lost\nsteps:\n"
+        "  - {key: cmd, kind: shell, with: {argv: [a]}}\n"
+        "  - {key: nap, kind: sleep}\n"
+        "  - {key: again, kind: shell, on_runner_lost: retry, with: {argv: [a]}}\n"
+        "  - {key: never, kind: sleep, on_runner_lost: fail}\n",
+        KINDS,
+    )
+    policies = {step.key: step.on_runner_lost for step in definition.steps}
+    # A command may have done its work: it fails unless it says it may run again.
+    assert policies == {
+        "cmd": OnRunnerLost.FAIL,
+        "nap": OnRunnerLost.RETRY,
+        "again": OnRunnerLost.RETRY,
+        "never": OnRunnerLost.FAIL,
+    }
+
+
+def test_a_bad_on_runner_lost_names_the_field() -> None:
+    with pytest.raises(InvalidDefinition) as raised:
+        parse_definition("name: x\nsteps: [{key: a, kind: sleep, on_runner_lost: maybe}]", KINDS)
+    assert raised.value.errors == (
+        FieldError("steps[0].on_runner_lost", 'expected one of retry, fail, got "maybe"'),
+    )

@@ -20,6 +20,9 @@ class CountingKindForTests:
         self.checked += 1
         return params
 
+    def idempotent(self, params: Any) -> bool:
+        return True
+
 
 def text(name: str) -> str:
     return f"name: {name}\nsteps:\n  - {{key: a, kind: k, with: {{x: 1}}}}\n"

@@ -15,17 +15,17 @@ SERVER = Path(__file__).parents[2] / "server" / "runwire"
 
 # Bottom first. A package may import its own modules and any package of a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "settings"),
+    ("errors", "faults", "settings"),
     ("scenarios",),  # definitions, templating, step results, expectations
     ("domain",),  # values, rules, services and their ports
     ("db",),  # the stores
     ("events",),  # event log, publisher, hub, bus
     ("queue",),  # claims, leases, control requests, the queue's signals on the bus
-    ("runner",),
+    ("runner", "health"),  # health: is the database, is the bus reachable now
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
-    ("app",),
+    ("app", "worker"),  # worker: the runner-only process's app
     ("cli",),
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

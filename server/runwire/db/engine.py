@@ -77,12 +77,26 @@ class Database:
         """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
         if isinstance(self.engine, SQLiteEngine):
             return self.engine.transaction(transaction_type=TransactionType.immediate)
-        return self.engine.transaction()
+        assert isinstance(self.engine, PostgresEngine)
+        return PostgresTransaction(self.engine)
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Mapping[str, Any]]:
+    def snapshot(self) -> Any:
+        """A read-only transaction that reads one snapshot from its first read to its end."""
+        if isinstance(self.engine, SQLiteEngine):
+            # In WAL mode a deferred transaction reads one snapshot from its first read to its
+            # end, and takes no write lock, so the event log keeps writing meanwhile.
+            return self.engine.transaction(transaction_type=TransactionType.deferred)
+        assert isinstance(self.engine, PostgresEngine)
+        return PostgresTransaction(self.engine, isolation="repeatable_read", readonly=True)
+
+    async def fetch(
+        self, sql: str, *args: Any, statement_timeout: float | None = None
+    ) -> Sequence[Mapping[str, Any]]:
         """The rows of one statement with `{}` placeholders, in the current transaction if any.
 
-        Rows read by column name: asyncpg's records on Postgres, dicts on SQLite.
+        Rows read by column name: asyncpg's records on Postgres, dicts on SQLite. A
+        `statement_timeout` (Postgres) is the driver's: the statement is cancelled on the server
+        and the connection stays usable, which cancelling the awaiting task does not promise.
         """
         if isinstance(self.engine, PostgresEngine):
             # Piccolo's query building and row copying cost more than asyncpg's own fetch
@@ -90,10 +104,11 @@ class Database:
             numbered = dollar_numbered(sql)
             transaction = self.engine.current_transaction.get()
             if transaction is not None:
-                return list(await transaction.connection.fetch(numbered, *args))
+                connection = transaction.connection
+                return list(await connection.fetch(numbered, *args, timeout=statement_timeout))
             pool = self.engine.pool
             assert pool is not None, "the Postgres pool is started by Database.open"
-            return list(await pool.fetch(numbered, *args))
+            return list(await pool.fetch(numbered, *args, timeout=statement_timeout))
         rows: list[dict[str, Any]] = await self.engine.run_querystring(QueryString(sql, *args))
         return rows
 
@@ -132,6 +147,69 @@ class Database:
             return list(known)
         applied = await Migration.get_migrations_which_ran(app_name="runwire")
         return sorted(set(known) - set(applied))
+
+
+class PostgresTransaction:
+    """One transaction on one pooled connection, given back whatever became of the connection.
+
+    Piccolo's own transaction neither releases its connection nor stops being the task's current
+    transaction when COMMIT or ROLLBACK fails, which is what a cut connection does: the pool then
+    loses a connection for good, and the task keeps using the dead one for every later query.
+    This one sets itself as Piccolo's current transaction (Piccolo's queries inside it read only
+    its `connection`), and always undoes both. Inside another, it joins that one.
+    """
+
+    def __init__(
+        self, engine: PostgresEngine, *, isolation: str | None = None, readonly: bool = False
+    ) -> None:
+        self._engine = engine
+        self._isolation = isolation
+        self._readonly = readonly
+        self._joined = False
+        self.connection: Any = None
+
+    async def __aenter__(self) -> PostgresTransaction:
+        outer = self._engine.current_transaction.get()
+        if outer is not None:
+            self._joined = True
+            self.connection = outer.connection
+            return self
+        pool = self._engine.pool
+        assert pool is not None, "the Postgres pool is started by Database.open"
+        self.connection = await pool.acquire()
+        try:
+            self._transaction = self.connection.transaction(
+                isolation=self._isolation, readonly=self._readonly
+            )
+            await self._transaction.start()
+        except BaseException:
+            await _give_back(pool, self.connection)
+            raise
+        self._token = self._engine.current_transaction.set(self)  # type: ignore[arg-type]
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> None:
+        if self._joined:
+            return
+        pool = self._engine.pool
+        assert pool is not None
+        try:
+            if exception is None:
+                await self._transaction.commit()
+            else:
+                with contextlib.suppress(Exception):  # the connection may be gone: it rolls back
+                    await self._transaction.rollback()
+        finally:
+            self._engine.current_transaction.reset(self._token)
+            await _give_back(pool, self.connection)
+
+
+async def _give_back(pool: Any, connection: Any) -> None:
+    """Return a connection to the pool; one that cannot go back is closed for good."""
+    try:
+        await pool.release(connection)
+    except Exception:
+        connection.terminate()
 
 
 def engine_for(url: str) -> Engine[Any]:

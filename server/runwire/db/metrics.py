@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
-
-from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from runwire.db.engine import Database
 from runwire.domain.models import ExecutionStatus
@@ -29,7 +24,9 @@ class MetricsRepository:
     async def execution_metrics(self, query: MetricsQuery) -> ExecutionMetrics:
         """Counts, nearest-rank percentiles and the maximum of executions finished in the window."""
         where, args = _window(query)
-        async with self._snapshot():
+        # One snapshot, so counts and ranks agree while executions finish: without it, one
+        # finishing (or resumed) between the count and a ranked read shifts the ranks.
+        async with self._database.snapshot():
             rows = await self._database.fetch(
                 "SELECT status, COUNT(*) AS n, COUNT(duration_ms) AS measured,"
                 " MAX(duration_ms) AS max_ms FROM runwire_execution"
@@ -70,27 +67,6 @@ class MetricsRepository:
             rank - 1 if ascending else measured - rank,
         )
         return int(rows[0]["duration_ms"]) if rows else None
-
-    @contextlib.asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[None]:
-        """One read snapshot for the block, so counts and ranks agree while executions finish.
-
-        Without it an execution finishing (or resumed) between the count and a ranked read would
-        shift the ranks, or leave the offset past the last row.
-        """
-        engine = self._database.engine
-        if isinstance(engine, PostgresEngine):
-            async with engine.transaction():
-                await self._database.fetch(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-                )
-                yield
-        else:
-            assert isinstance(engine, SQLiteEngine)
-            # In WAL mode a deferred transaction reads one snapshot from its first read to its
-            # end, and takes no write lock, so the event log keeps writing meanwhile.
-            async with engine.transaction(transaction_type=TransactionType.deferred):
-                yield
 
 
 def _window(query: MetricsQuery) -> tuple[str, list[Any]]:

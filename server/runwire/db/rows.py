@@ -90,6 +90,7 @@ def execution_of(row: Mapping[str, Any], steps: Iterable[StepRun] = ()) -> Execu
         error=row["error"],
         last_seq=row["last_seq"],
         owner=row["owner"],
+        lease_generation=row["lease_generation"],
         steps=tuple(steps),
         mode=ExecutionMode(row["mode"]),
         step_key=row["step_key"],

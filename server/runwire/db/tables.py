@@ -101,6 +101,9 @@ class Execution(Table, tablename="runwire_execution"):
     last_seq = Integer(default=0)
     owner = Varchar(length=64, null=True, default=None)
     lease_expires_at = Timestamptz(null=True, default=None)
+    # The fencing token: each claim or takeover gives the execution the next generation, and
+    # an owner's writes state theirs (see queue/store.py, db/events.py).
+    lease_generation = Integer(default=0)
     created_by = Varchar(length=200, default="")
     # FULL, STEP or STEP_IN_CONTEXT; the test-panel modes run only `step_key`.
     mode = Varchar(length=16, default="FULL")

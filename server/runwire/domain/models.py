@@ -190,6 +190,7 @@ class Execution:
     error: str | None = None
     last_seq: int = 0
     owner: str | None = None
+    lease_generation: int = 0
     steps: tuple[StepRun, ...] = field(default=())
     mode: ExecutionMode = ExecutionMode.FULL
     step_key: str | None = None
@@ -208,6 +209,11 @@ class Execution:
     def name(self) -> str:
         return str(self.definition.get("name") or self.scenario_name or "")
 
+    @property
+    def lease(self) -> Lease | None:
+        """The runner's hold on it, if a runner owns it."""
+        return None if self.owner is None else Lease(self.owner, self.lease_generation)
+
     def latest_attempts(self) -> dict[str, StepRun]:
         """The most recent attempt of each step that has one (needs `steps` loaded)."""
         latest: dict[str, StepRun] = {}
@@ -215,6 +221,18 @@ class Execution:
             if run.key not in latest or run.attempt > latest[run.key].attempt:
                 latest[run.key] = run
         return latest
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A runner's hold on an execution: its owner name and the generation (fencing token).
+
+    Each claim or takeover of an execution gives it a new generation; a write that states an
+    older one is refused, so a runner that lost its lease cannot write over its successor.
+    """
+
+    owner: str
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runwire.domain.access import Actor
+from runwire.faults import report
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ class LiveSessions:
             await asyncio.sleep(self._interval)
             try:
                 await self._check()
-            except Exception:
+            except Exception as error:
                 # A database hiccup must not end the watchdog; the next tick checks again.
-                logger.exception("checking live sessions failed")
+                report(logger, "checking live sessions", error)
 
     async def _check(self) -> None:
         sessions = [s for s in self._sessions if not s.gone()]

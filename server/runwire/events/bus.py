@@ -19,7 +19,7 @@ from typing import Final, final
 from broadcaster import Broadcast, Event
 
 from runwire.errors import RunwireError
-from runwire.events.bus_backends import ResyncEvent, backend_for
+from runwire.events.bus_backends import Backend, ResyncEvent, backend_for
 from runwire.events.compat.broadcaster import Subscriber, Unsubscribed, listener_task
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,13 @@ class Bus:
     def __init__(
         self,
         broadcast: Broadcast,
+        backend: Backend,
         namespace: str,
         subscribers: dict[str, Subscriber],
         listener: asyncio.Task[None],
     ) -> None:
         self._broadcast = broadcast
+        self._backend = backend
         self._namespace = namespace
         self._subscribers = subscribers
         self._listener = listener
@@ -99,7 +101,7 @@ class Bus:
                     channel: await stack.enter_async_context(broadcast.subscribe(name))
                     for channel, name in zip(CHANNELS, wire, strict=True)
                 }
-                bus = cls(broadcast, namespace, subscribers, listener)
+                bus = cls(broadcast, backend, namespace, subscribers, listener)
                 try:
                     yield bus
                 finally:
@@ -112,6 +114,11 @@ class Bus:
                 await asyncio.wait([listener])
             finally:
                 await backend.disconnect()
+
+    @property
+    def listening(self) -> bool:
+        """Whether messages of other processes reach this one now."""
+        return not self._closed and not self._listener.done() and self._backend.connected
 
     async def publish(self, channel: str, message: str) -> None:
         """Send one message to every process subscribed to `channel`, this one included."""

@@ -104,6 +104,10 @@ class MemoryBackend(BroadcastBackend):
     async def subscribe_all(self, channels: Iterable[str]) -> None:
         self._channels.update(channels)
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
 
@@ -160,6 +164,11 @@ class PostgresBackend(BroadcastBackend):
     async def subscribe_all(self, channels: Iterable[str]) -> None:
         for channel in channels:
             await self.subscribe(channel)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the LISTEN connection is up (not lost, not being replaced)."""
+        return self._conn is not None and not self._conn.is_closed()
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
@@ -303,6 +312,11 @@ class RedisBackend(BroadcastBackend):
         self._pubsub = await self._open(sorted(wanted))
         self._channels.update(wanted)
         self._ready.set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscription's connection is up (not lost, not being replaced)."""
+        return self._pubsub is not None
 
     async def unsubscribe(self, channel: str) -> None:
         # Only local: disconnect() closes the connection, and a send here could race the reader.

@@ -25,6 +25,7 @@ from runwire.domain.queries import ExecutionFilter, matches
 from runwire.errors import NotFound
 from runwire.events.bus import Bus, Resync
 from runwire.events.notices import Notice, receive_notices
+from runwire.faults import report
 
 logger = logging.getLogger(__name__)
 
@@ -442,8 +443,8 @@ class Hub:
             events = await self._events.events(
                 notice.execution_id, after, before_seq=notice.last_seq + 1, limit=_PAGE * 10
             )
-        except Exception:
-            logger.exception("hub: reading events for a notice failed")
+        except Exception as error:
+            report(logger, "hub: reading events for a notice", error)
             for follower in topic.followers:
                 follower.offer(_REREAD)
             return
@@ -514,8 +515,8 @@ class Hub:
                 updates = await self._updates_for(work, since)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("hub: reading executions for status updates failed")
+            except Exception as error:
+                report(logger, "hub: reading executions for status updates", error)
                 # Restate what this work would have shown once the database answers; the
                 # pause keeps an outage from becoming a busy loop.
                 self._enqueue(_Refresh(since))

@@ -1,47 +1,116 @@
-"""The batched event writer: persist a few milliseconds' worth of events, then publish."""
+"""The batched event writer: persist a few milliseconds' worth of events, then publish.
+
+Whoever produces an execution's events (its runner) appends them here, numbered and in order.
+Only the writer task touches what is not yet stored: `append` puts an event in the intake, the
+writer moves it to its execution's outbox, writes outboxes in batches (one transaction each),
+and takes events out of an outbox only once they are committed. So an event accepted is either
+stored, in seq order, or reported as refused — never dropped because it arrived while a write
+was being retried.
+
+A write that fails for one execution does not hold up the others. While the database is out of
+reach the execution's events wait in its outbox and are retried with backoff; the log says so
+once, and again when it recovers. The database can also refuse an execution's events for good:
+its lease was taken over by another runner (the events are not this runner's to write), or a
+value could not be stored. Those events are not retried; `Ownership.lost` tells the run, which
+stops. Each execution may have at most `limit` events unwritten: its producer waits in `room()`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from runwire.db.events import EventRepository
-from runwire.domain.models import Event
+from runwire.domain.models import Event, Lease
 from runwire.domain.ports import EventPublisher
+from runwire.errors import LeaseLost
+from runwire.faults import is_refusal, report
 
 logger = logging.getLogger(__name__)
 
-_MAX_BATCH = 5000
+MAX_BATCH = 5000
+"""Events written in one transaction at most."""
+UNWRITTEN_LIMIT = 20_000
+"""Events of one execution the log holds unwritten before its producer must wait."""
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 2.0
+
+
+@dataclass(eq=False, slots=True)
+class Ownership:
+    """A runner's right to write one execution's events, under its lease.
+
+    `lost` is set once the database refused them for good; `reason` says why, `lease_lost`
+    whether because another runner holds the execution now (else it refused their data), and
+    `first_refused` is the seq of the first event that was not stored (those before it are).
+    """
+
+    lease: Lease
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+    lease_lost: bool = False
+    first_refused: int | None = None
+
+    def lose(self, reason: str, first_refused: int, *, lease_lost: bool) -> None:
+        if not self.lost.is_set():
+            self.reason, self.first_refused, self.lease_lost = reason, first_refused, lease_lost
+            self.lost.set()
+
+
+@dataclass(eq=False, slots=True)
+class _Outbox:
+    """One execution's accepted events not yet stored, oldest first, and its retry state."""
+
+    events: deque[Event] = field(default_factory=deque)
+    retry_at: float = 0.0
+    delay: float = _FIRST_RETRY_SECONDS
+    failing: bool = False
 
 
 class EventLog:
     """Appends events in order; each flush is one transaction, then one publish."""
 
     def __init__(
-        self, events: EventRepository, publisher: EventPublisher, flush_interval: float
+        self,
+        events: EventRepository,
+        publisher: EventPublisher,
+        flush_interval: float,
+        limit: int = UNWRITTEN_LIMIT,
     ) -> None:
         self._events = events
         self._publisher = publisher
         self._flush_interval = flush_interval
-        self._pending: list[Event] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._limit = limit
+        self._intake: list[Event] = []
+        self._outboxes: dict[str, _Outbox] = {}
+        self._owners: dict[str, Ownership] = {}
+        # Executions whose events the database refused: the first refused seq, and how many
+        # events came after it (refused unwritten, reported when the execution is disowned).
+        self._refused: dict[str, int] = {}
+        self._refused_later: dict[str, int] = {}
+        # Per execution: events accepted and neither stored nor refused yet.
+        self._unwritten: dict[str, int] = {}
+        self._drained: dict[str | None, list[asyncio.Future[None]]] = {}
+        self._room: dict[str, list[asyncio.Future[None]]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._writing = False
-        self._held: dict[str, list[Event]] = {}
-        self._retry_delay = _FIRST_RETRY_SECONDS
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, events: EventRepository, publisher: EventPublisher, flush_interval: float
+        cls,
+        events: EventRepository,
+        publisher: EventPublisher,
+        flush_interval: float,
+        limit: int = UNWRITTEN_LIMIT,
     ) -> AsyncIterator[EventLog]:
         """The writer task lives for the block; leaving it flushes everything appended."""
-        log = cls(events, publisher, flush_interval)
+        log = cls(events, publisher, flush_interval, limit)
         task = asyncio.create_task(log._write_forever(), name="runwire-event-log")
         try:
             yield log
@@ -50,100 +119,292 @@ class EventLog:
             log._wakeup.set()
             await task
 
+    @property
+    def unwritten(self) -> int:
+        """Events accepted and not yet stored (or refused), all executions together."""
+        return sum(self._unwritten.values())
+
+    def own(self, execution_id: str, lease: Lease) -> Ownership:
+        """Write `execution_id`'s events only while the database says `lease` holds it."""
+        ownership = self._owners[execution_id] = Ownership(lease)
+        return ownership
+
+    def disown(self, execution_id: str) -> None:
+        """Forget the execution's lease and refusal (its runner let go of it).
+
+        Only once its events are all stored or refused (`persisted`): a later write would not
+        be checked against the lease.
+        """
+        self._owners.pop(execution_id, None)
+        self._refused.pop(execution_id, None)
+        if later := self._refused_later.pop(execution_id, 0):
+            logger.error(
+                "event log: %d later events of execution %s not written in all",
+                later,
+                execution_id,
+            )
+
     def append(self, event: Event) -> None:
-        """Queue one event; the caller (one writer per execution) guarantees seq order."""
-        held = self._held.get(event.execution_id)
-        if held is not None:
-            held.append(event)  # behind its execution's held events, to keep seq order
-        else:
-            self._pending.append(event)
+        """Accept one event; the caller (one writer per execution) guarantees seq order.
+
+        After the database refused an execution's events, its later events are refused too,
+        except one numbered at the first refused seq: that one replaces what was refused.
+        """
+        refused_from = self._refused.get(event.execution_id) if self._refused else None
+        if refused_from is not None:
+            if event.seq != refused_from:
+                later = self._refused_later.get(event.execution_id, 0)
+                if not later:
+                    logger.error(
+                        "event log: refusing later events of execution %s too (from seq %d)",
+                        event.execution_id,
+                        event.seq,
+                    )
+                self._refused_later[event.execution_id] = later + 1
+                return
+            del self._refused[event.execution_id]
+        self._intake.append(event)
+        self._unwritten[event.execution_id] = self._unwritten.get(event.execution_id, 0) + 1
         self._wakeup.set()
 
-    async def persisted(self) -> None:
-        """Wait until everything appended so far is written, or held after a rejected write."""
-        if not self._pending and not self._writing:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
+    def backlogged(self, execution_id: str) -> bool:
+        """Whether the execution has `limit` or more events unwritten (its producer should wait)."""
+        return self._unwritten.get(execution_id, 0) >= self._limit
+
+    async def room(self, execution_id: str) -> None:
+        """Wait while the execution is backlogged."""
+        while self.backlogged(execution_id):
+            await _wait(self._room, execution_id)
+
+    async def persisted(self, execution_id: str | None = None) -> None:
+        """Wait until every event appended so far (of one execution) is stored or refused."""
+        while self._unwritten.get(execution_id, 0) if execution_id else self._unwritten:
+            await _wait(self._drained, execution_id)
+
+    # ---- the writer task ------------------------------------------------------------------
 
     async def _write_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                # Held events are retried on a backoff even when nothing new arrives.
-                async with asyncio.timeout(self._retry_delay if self._held else None):
-                    await self._wakeup.wait()
-            self._wakeup.clear()
-            if not self._closing:
-                # Let events arriving within the interval join this batch: one transaction
-                # and one notice per burst instead of one per event.
-                await asyncio.sleep(self._flush_interval)
-            self._writing = True
-            while self._pending:
-                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                await self._write(batch)
-            await self._retry_held()
-            self._writing = False
-            # Everything appended before any waiter registered is now written (or held).
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            if self._closing and not self._pending:
-                self._report_unwritten()
-                return
-
-    async def _write(self, batch: list[Event]) -> None:
-        """One transaction for the batch; if it fails, each execution's events on their own."""
-        if await self._try(batch):
-            return
-        # One execution's bad data (or a database outage) must not block the others: write
-        # per execution, and hold what still fails to retry later in its own seq order.
-        groups: dict[str, list[Event]] = {}
-        for event in batch:
-            groups.setdefault(event.execution_id, []).append(event)
-        for execution_id, group in groups.items():
-            if not await self._try(group):
-                self._held.setdefault(execution_id, []).extend(group)
-                logger.error(
-                    "event log: holding %d events of execution %s after a failed write",
-                    len(group),
-                    execution_id,
-                )
-        # Later events of a held execution must queue behind it, not overtake it.
-        self._pending, diverted = [], self._pending
-        for event in diverted:
-            self.append(event)
-
-    async def _retry_held(self) -> None:
-        if not self._held:
-            return
-        progress = False
-        for execution_id, events in list(self._held.items()):
-            if await self._try(events):
-                del self._held[execution_id]
-                progress = True
-        self._retry_delay = (
-            _FIRST_RETRY_SECONDS if progress else min(self._retry_delay * 2, _RETRY_CAP_SECONDS)
-        )
-
-    async def _try(self, events: list[Event]) -> bool:
+        loop = asyncio.get_running_loop()
         try:
-            await self._events.append(events)
+            while not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    # Failing outboxes are retried on their backoff even when nothing new
+                    # arrives.
+                    async with asyncio.timeout(self._next_retry_in(loop.time())):
+                        await self._wakeup.wait()
+                self._wakeup.clear()
+                if not self._closing:
+                    # Let events arriving within the interval join this batch: one transaction
+                    # and one notice per burst instead of one per event.
+                    await asyncio.sleep(self._flush_interval)
+                try:
+                    while batch := self._next_batch(loop.time()):
+                        await self._write(batch)
+                except Exception as error:
+                    # A defect here must not stop every later write: say so, and go on.
+                    report(logger, "event log: the writer", error)
+                    await asyncio.sleep(_FIRST_RETRY_SECONDS)
+            # Closing: one more attempt for everything, failing outboxes included.
+            for box in self._outboxes.values():
+                box.retry_at = 0.0
+            while batch := self._next_batch(loop.time()):
+                await self._write(batch)
+            self._report_unwritten()
+        finally:
+            # Nothing will be written any more: nobody may wait for it.
+            for waiters in (*self._drained.values(), *self._room.values()):
+                _release(waiters)
+
+    def _next_retry_in(self, now: float) -> float | None:
+        waiting = [box.retry_at for box in self._outboxes.values() if box.failing and box.events]
+        return max(0.0, min(waiting) - now) if waiting else None
+
+    def _next_batch(self, now: float) -> dict[str, list[Event]]:
+        """Up to MAX_BATCH events taken from the outboxes that are due, shared out fairly."""
+        intake, self._intake = self._intake, []
+        for event in intake:
+            box = self._outboxes.get(event.execution_id)
+            if box is None:
+                box = self._outboxes[event.execution_id] = _Outbox()
+            box.events.append(event)
+        due = [
+            execution_id
+            for execution_id, box in self._outboxes.items()
+            if box.events and (not box.failing or box.retry_at <= now)
+        ]
+        batch: dict[str, list[Event]] = {}
+        room = MAX_BATCH
+        # Each due execution gets an equal share first, so one that floods cannot crowd the
+        # others out of the batch; what is left over goes to whoever has more.
+        share = max(1, MAX_BATCH // len(due)) if due else 0
+        for most in (share, MAX_BATCH):
+            for execution_id in due:
+                events = self._outboxes[execution_id].events
+                taken = batch.setdefault(execution_id, [])
+                while events and room and len(taken) < most:
+                    taken.append(events.popleft())
+                    room -= 1
+        return {execution_id: events for execution_id, events in batch.items() if events}
+
+    async def _write(self, batch: dict[str, list[Event]]) -> None:
+        """One transaction for the batch; if it fails, each execution's events on their own."""
+        error = await self._store(batch)
+        if error is None:
+            return
+        if len(batch) == 1:
+            await self._failed(batch, error)
+            return
+        # One execution's refused data (or its lost lease) must not block the others.
+        for execution_id, events in batch.items():
+            alone = {execution_id: events}
+            if (error := await self._store(alone)) is not None:
+                await self._failed(alone, error)
+
+    async def _store(self, batch: dict[str, list[Event]]) -> Exception | None:
+        """Write and publish `batch` (its events leave their outboxes); else why it failed."""
+        events = [event for group in batch.values() for event in group]
+        leases = {
+            execution_id: self._owners[execution_id].lease
+            for execution_id in batch
+            if execution_id in self._owners
+        }
+        try:
+            await self._events.append(events, leases)
         except asyncio.CancelledError:
+            self._put_back(batch)
             raise
-        except Exception:
-            logger.exception("event log: writing %d events failed", len(events))
-            return False
+        except Exception as error:
+            return error
+        self._stored(batch)
         await self._publisher.publish(events)  # persist, then publish
+        return None
+
+    def _stored(self, batch: dict[str, list[Event]]) -> None:
+        for execution_id, stored in batch.items():
+            box = self._outboxes.get(execution_id)
+            if box is not None and box.failing:
+                logger.info("event log: events of execution %s are written again", execution_id)
+                box.failing, box.delay = False, _FIRST_RETRY_SECONDS
+            if box is not None and not box.events:
+                del self._outboxes[execution_id]
+            self._settle(execution_id, len(stored))
+
+    async def _failed(self, batch: dict[str, list[Event]], error: Exception) -> None:
+        """One execution's events were not written: refused for good, or back to retry later."""
+        ((execution_id, events),) = batch.items()
+        if is_refusal(error) and await self._stored_before(execution_id, events):
+            return
+        if isinstance(error, LeaseLost):
+            self._refuse(
+                execution_id, events, "its lease is held by another runner now", lease_lost=True
+            )
+        elif is_refusal(error):
+            self._refuse(
+                execution_id, events, f"the database refused them: {error!r}", lease_lost=False
+            )
+        else:
+            box = self._outboxes[execution_id]
+            if not box.failing:
+                logger.error(
+                    "event log: writing events of execution %s failed (%s); retrying",
+                    execution_id,
+                    type(error).__name__,
+                )
+            self._put_back(batch)
+            box.failing = True
+            box.retry_at = asyncio.get_running_loop().time() + box.delay
+            box.delay = min(box.delay * 2, _RETRY_CAP_SECONDS)
+
+    async def _stored_before(self, execution_id: str, events: list[Event]) -> bool:
+        """Whether a write that seemed to fail had committed: its events are taken as stored.
+
+        A connection lost after COMMIT was sent leaves the client not knowing; the retry then
+        meets its own rows (a duplicate seq). Those are stored: publish them, and let the rest of
+        the execution's events be written next.
+        """
+        try:
+            through = await self._events.stored_through(execution_id)
+        except Exception:
+            return False  # the write's own error decides
+        stored = [event for event in events if event.seq <= through]
+        if not stored:
+            return False
+        logger.info(
+            "event log: events of execution %s up to seq %d were stored by an earlier attempt",
+            execution_id,
+            through,
+        )
+        rest = events[len(stored) :]
+        if rest:
+            self._put_back({execution_id: rest})
+        self._stored({execution_id: stored})
+        await self._publisher.publish(stored)
+        self._wakeup.set()
         return True
 
+    def _put_back(self, batch: dict[str, list[Event]]) -> None:
+        """Return unwritten events to the front of their outboxes, in their order."""
+        for execution_id, events in batch.items():
+            self._outboxes[execution_id].events.extendleft(reversed(events))
+
+    def _refuse(
+        self, execution_id: str, events: list[Event], reason: str, *, lease_lost: bool
+    ) -> None:
+        """Give up on the execution's unwritten events (these, its outbox, its intake)."""
+        box = self._outboxes.pop(execution_id, None)
+        later = [event for event in self._intake if event.execution_id == execution_id]
+        if later:
+            self._intake = [event for event in self._intake if event.execution_id != execution_id]
+        refused = [*events, *(box.events if box else ()), *later]
+        logger.error(
+            "event log: %d events of execution %s (seq %d-%d) not written: %s",
+            len(refused),
+            execution_id,
+            refused[0].seq,
+            refused[-1].seq,
+            reason,
+        )
+        self._refused[execution_id] = refused[0].seq
+        ownership = self._owners.get(execution_id)
+        if ownership is not None:
+            ownership.lose(reason, refused[0].seq, lease_lost=lease_lost)
+        self._settle(execution_id, len(refused))
+
+    def _settle(self, execution_id: str, count: int) -> None:
+        """`count` of the execution's events left the log: wake who waits for that."""
+        left = self._unwritten.get(execution_id, 0) - count
+        if left > 0:
+            self._unwritten[execution_id] = left
+        else:
+            self._unwritten.pop(execution_id, None)
+            _release(self._drained.pop(execution_id, []))
+            if not self._unwritten:
+                _release(self._drained.pop(None, []))
+        if left < self._limit:
+            _release(self._room.pop(execution_id, []))
+
     def _report_unwritten(self) -> None:
-        for execution_id, events in self._held.items():
-            logger.error(
-                "event log: shutting down with %d events of execution %s unwritten (seq %d-%d)",
-                len(events),
-                execution_id,
-                events[0].seq,
-                events[-1].seq,
-            )
+        for execution_id, box in self._outboxes.items():
+            if box.events:
+                logger.error(
+                    "event log: shutting down with %d events of execution %s unwritten (seq %d-%d)",
+                    len(box.events),
+                    execution_id,
+                    box.events[0].seq,
+                    box.events[-1].seq,
+                )
+
+
+_K = TypeVar("_K", str, str | None)
+
+
+async def _wait(waiters: dict[_K, list[asyncio.Future[None]]], key: _K) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.setdefault(key, []).append(waiter)
+    await waiter
+
+
+def _release(waiters: Sequence[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

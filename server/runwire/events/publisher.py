@@ -14,6 +14,7 @@ from runwire.domain.models import Event
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.notices import notices_of, publish_notices
+from runwire.faults import report
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,6 @@ class Publisher:
         self._hub.deliver(events)
         try:
             await publish_notices(self._bus, notices_of(events))
-        except Exception:
+        except Exception as error:
             # The events are safe in the database; remote followers find them on resync.
-            logger.exception("publisher: publishing notices failed")
+            report(logger, "publisher: publishing notices", error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -9,13 +10,15 @@ from litestar import Controller
 from litestar.connection import WebSocket
 from litestar.datastructures import Headers, State
 from litestar.enums import ScopeType
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, ServiceUnavailableException
 from litestar.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.litestar import make_graphql_controller
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from runwire.domain.access import Unauthenticated
+from runwire.errors import Unavailable
+from runwire.faults import is_outage
 from runwire.graphql.fanout.compat.litestar import is_disconnected
 from runwire.graphql.fanout.sharing import encode_next_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
@@ -39,7 +42,28 @@ async def context_getter(state: State, scope: Scope) -> dict[str, Any]:
             raise NotAuthorizedException(
                 error.message, headers={"WWW-Authenticate": 'Bearer realm="runwire"'}
             ) from None
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            raise ServiceUnavailableException(
+                Unavailable().message, headers={"Retry-After": "1"}
+            ) from None
     return {"services": services, "actor": actor}
+
+
+UNAVAILABLE_CLOSE_SECONDS = 2.0
+"""How long a socket whose credential could not be checked stays before it is closed (1013)."""
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(socket: WebSocket[Any, Any, Any]) -> None:
+    if is_disconnected(socket):
+        return
+    task = asyncio.get_running_loop().create_task(
+        socket.close(code=1013, reason="the service is unavailable; try again later")
+    )
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def graphql_controller(settings: Settings) -> type[Controller]:
@@ -89,6 +113,17 @@ def graphql_controller(settings: Settings) -> type[Controller]:
                 )
             except Unauthenticated as error:
                 raise ConnectionRejectionError({"message": error.message}) from None
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                # The credential cannot be checked now. Refusing (4403) would say it is bad;
+                # the socket is acknowledged instead, every operation on it answers UNAVAILABLE,
+                # and it is closed "try again later" (1013) a moment after.
+                context["unavailable"] = True
+                asyncio.get_running_loop().call_later(
+                    UNAVAILABLE_CLOSE_SECONDS, _close_later, socket
+                )
+                return None
             context["actor"] = actor
 
             async def end() -> None:

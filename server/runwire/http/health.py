@@ -1,16 +1,38 @@
-"""`GET /health`: answers 200 once the lifespan has started every part of the server."""
+"""`GET /health` (the process is up) and `GET /ready` (it can do its work: database and bus)."""
 
 from __future__ import annotations
 
-from litestar import get
+from litestar import Response, get
 from litestar.datastructures import State
+
+from runwire.core import Core
 
 
 @get("/health", sync_to_thread=False)
 def health(state: State) -> dict[str, object]:
-    if state.get("core") is None:
+    """Liveness: 200 once started, also while a dependency is down (restarting would not help)."""
+    core: Core | None = state.get("core")
+    if core is None:
         return {"status": "starting"}
     # Live followers (subscriptions and SSE streams, including those whose batches another
     # subscription sends for them): lets operators and tests see that a disconnected client
     # left nothing behind.
-    return {"status": "ok", "followers": state.followers()}
+    return {
+        "status": "ok" if core.health.ready else "degraded",
+        "followers": state.followers(),
+        "down": core.health.down(),
+    }
+
+
+@get("/ready", sync_to_thread=False)
+def ready(state: State) -> Response[dict[str, object]]:
+    """Readiness: 200 when the database and the bus answer, else 503 naming what does not."""
+    core: Core | None = state.get("core")
+    if core is None:
+        return Response({"ready": False, "down": ["starting"]}, status_code=503)
+    components = {
+        name: {"up": component.up, **({"reason": component.reason} if component.reason else {})}
+        for name, component in core.health.components.items()
+    }
+    body: dict[str, object] = {"ready": core.health.ready, "components": components}
+    return Response(body, status_code=200 if core.health.ready else 503)

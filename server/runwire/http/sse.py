@@ -19,6 +19,7 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    ServiceUnavailableException,
     ValidationException,
 )
 from litestar.params import Parameter
@@ -27,6 +28,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from runwire.core import Core
 from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
+from runwire.errors import Unavailable
+from runwire.faults import is_outage
 from runwire.http.bearer import bearer_credential
 
 T = TypeVar("T")
@@ -97,15 +100,21 @@ async def execution_events(
     ticket: Annotated[str | None, Parameter(query="ticket")] = None,
 ) -> ServerSentEvent:
     core: Core = state.core
-    actor = await _actor(request, core, execution_id, ticket)
-    start = _after_seq(request, after_seq)
-    # Another workspace's execution answers exactly like a missing one.
-    if (
-        await core.store.executions.execution(
+    try:
+        actor = await _actor(request, core, execution_id, ticket)
+        start = _after_seq(request, after_seq)
+        # Another workspace's execution answers exactly like a missing one.
+        found = await core.store.executions.execution(
             execution_id, workspace=actor.workspace_id, with_steps=False
         )
-        is None
-    ):
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        # Retryable: an EventSource reconnects by itself; other clients see Retry-After.
+        raise ServiceUnavailableException(
+            Unavailable().message, headers={"Retry-After": "1"}
+        ) from None
+    if found is None:
         raise NotFoundException(f"execution {execution_id} not found")
     follow = core.hub.follow(execution_id, start, workspace=actor.workspace_id)
 

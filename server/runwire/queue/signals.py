@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from runwire.events.bus import SIGNALS, Bus, Resync
+from runwire.faults import report
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,9 @@ class QueueSignals:
     async def _publish(self, message: str) -> None:
         try:
             await self._bus.publish(SIGNALS, message)
-        except Exception:
+        except Exception as error:
             # What was signalled is stored; other runners find it at their next poll.
-            logger.exception("queue signals: publishing failed")
+            report(logger, "queue signals: publishing", error)
 
     async def _receive(self) -> None:
         try:

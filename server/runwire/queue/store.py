@@ -12,7 +12,7 @@ from runwire.db import tables
 from runwire.db.engine import Database, marks
 from runwire.db.rows import execution_of
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Execution, ExecutionStatus
+from runwire.domain.models import Execution, ExecutionStatus, Lease
 
 # What counts against a concurrency key or batch limit: executions a runner holds. A PAUSED one
 # holds nothing until it is resumed and claimed again.
@@ -87,7 +87,8 @@ class ExecutionQueue:
             if not chosen:
                 return []
             rows = await self._database.fetch(
-                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
+                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {},"
+                " lease_generation = lease_generation + 1"
                 f" WHERE id IN ({marks(chosen)}) RETURNING *",
                 owner,
                 utc_now() + timedelta(seconds=lease_seconds),
@@ -97,31 +98,78 @@ class ExecutionQueue:
         executions.sort(key=lambda e: (-e.priority, e.queued_at, e.id))
         return executions
 
-    async def renew_leases(self, owner: str, lease_seconds: float) -> None:
-        await self._database.fetch(
-            "UPDATE runwire_execution SET lease_expires_at = {} WHERE owner = {}",
+    async def renew_leases(
+        self,
+        owner: str,
+        leases: Mapping[str, Lease],
+        lease_seconds: float,
+        statement_timeout: float | None = None,
+    ) -> set[str]:
+        """Extend the given leases of `owner`; the ids it still held (the others were taken)."""
+        if not leases:
+            return set()
+        ids = sorted(leases)
+        rows = await self._database.fetch(
+            "UPDATE runwire_execution SET lease_expires_at = {}"
+            f" WHERE owner = {{}} AND id IN ({marks(ids)}) RETURNING id, lease_generation",
             utc_now() + timedelta(seconds=lease_seconds),
             owner,
+            *ids,
+            statement_timeout=statement_timeout,
         )
+        return {
+            row["id"] for row in rows if leases[row["id"]].generation == row["lease_generation"]
+        }
 
-    async def release(self, execution_id: str) -> None:
+    async def check_writable(self, statement_timeout: float | None = None) -> None:
+        """Raise unless the database takes writes now (a read-only one still answers reads)."""
+        # An UPDATE that matches no row: refused by a read-only database, free otherwise.
         await self._database.fetch(
-            "UPDATE runwire_execution SET owner = NULL, lease_expires_at = NULL WHERE id = {}",
-            execution_id,
+            "UPDATE runwire_execution SET lease_generation = lease_generation WHERE id IS NULL",
+            statement_timeout=statement_timeout,
         )
 
-    async def take_over_expired(self, owner: str, lease_seconds: float) -> list[Execution]:
-        """Claim executions whose owner stopped renewing its lease (a crashed process)."""
+    async def release(self, execution_id: str, lease: Lease) -> bool:
+        """Let go of an execution held under `lease`; False if that lease no longer holds it."""
+        rows = await self._database.fetch(
+            "UPDATE runwire_execution SET owner = NULL, lease_expires_at = NULL"
+            " WHERE id = {} AND owner = {} AND lease_generation = {} RETURNING id",
+            execution_id,
+            lease.owner,
+            lease.generation,
+        )
+        return bool(rows)
+
+    async def take_over_expired(
+        self, owner: str, lease_seconds: float, margin_seconds: float
+    ) -> list[tuple[Execution, str]]:
+        """Claim executions whose owner stopped renewing (a crashed or cut-off process), each
+        with the owner it had.
+
+        Only leases expired for `margin_seconds` already: their runner gave up on them before
+        they expired (see Runner), so nothing of it still runs or writes when they change hands.
+        """
         now = utc_now()
         async with self._database.write():
+            lock = " FOR UPDATE" if self._database.is_postgres else ""
+            expired = await self._database.fetch(
+                "SELECT id, owner FROM runwire_execution"
+                f" WHERE owner IS NOT NULL AND lease_expires_at < {{}}{lock}",
+                now - timedelta(seconds=margin_seconds),
+            )
+            if not expired:
+                return []
+            previous = {row["id"]: row["owner"] for row in expired}
+            ids = sorted(previous)
             rows = await self._database.fetch(
-                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {}"
-                " WHERE owner IS NOT NULL AND lease_expires_at < {} RETURNING *",
+                "UPDATE runwire_execution SET owner = {}, lease_expires_at = {},"
+                " lease_generation = lease_generation + 1"
+                f" WHERE id IN ({marks(ids)}) RETURNING *",
                 owner,
                 now + timedelta(seconds=lease_seconds),
-                now,
+                *ids,
             )
-        return [execution_of(row) for row in rows]
+        return [(execution_of(row), previous[row["id"]]) for row in rows]
 
     async def request_control(
         self,

@@ -2,7 +2,14 @@
 
 A run continues from what is stored: steps whose latest attempt succeeded or was skipped (or
 failed with continue_on_failure) are done, and the others run, as new attempts, once the steps
-they need are done. So one class serves a fresh start, a resume, a retry and a skip.
+they need are done. So one class serves a fresh start, a resume, a retry and a skip, and the
+resumption of an execution whose runner was lost: the attempt that runner left RUNNING is
+recorded as failed, then retried or not by the step's `on_runner_lost`.
+
+A run can also end without its execution ending. Handed over (its server drains), it starts no
+new step and, once the running ones end, queues the execution again for another runner.
+Abandoned (its runner can no longer renew the lease), it stops its steps at once and writes
+nothing more: whoever takes the lease over resumes it.
 """
 
 from __future__ import annotations
@@ -28,17 +35,18 @@ from runwire.domain.models import (
     duration_between,
 )
 from runwire.errors import RunwireError
-from runwire.events.log import EventLog
+from runwire.events.log import EventLog, Ownership
 from runwire.runner.output import OutputCoalescer
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
-from runwire.scenarios.definition import Definition, OnFailure, StepSpec
+from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
 from runwire.scenarios.expectations import assess
 from runwire.scenarios.templating import render
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "server shutting down"
+RUNNER_LOST = "runner lost"
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
@@ -63,6 +71,9 @@ class _Active:
 
     step: StepSpec
     kind_task: asyncio.Task[StepResult] | None = None
+    context: _StepContext | None = None
+    # Killed because the run was abandoned: its end is not recorded (see ExecutionRun.abandon).
+    killed: bool = False
     cancelled_because: str | None = None
     # Set on cancel, so a wait between retries ends at once instead of sleeping on.
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -79,6 +90,12 @@ class _StepContext:
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.coalescer.write(stream, text)
+
+    def backlogged(self) -> bool:
+        return self.run.log.backlogged(self.execution_id)
+
+    async def room(self) -> None:
+        await self.run.log.room(self.execution_id)
 
     def span(
         self,
@@ -118,16 +135,24 @@ class ExecutionRun:
         kinds: Mapping[str, StepKind[Any]],
         grace_seconds: float,
         coalesce_seconds: float,
+        ownership: Ownership | None = None,
+        lost_runner: str | None = None,
     ) -> None:
         self.execution = execution
+        self.ownership = ownership
+        # The owner whose runner was lost, when this run resumes after it.
+        self._lost_runner = lost_runner
         self._definition = definition
-        self._log = log
+        self.log = log
         self._kinds = kinds
         self._grace = grace_seconds
         self._coalesce_seconds = coalesce_seconds
         self._seq = execution.last_seq
         self.stop_reason: str | None = None
         self._pause_reason: str | None = None
+        self._handover_reason: str | None = None
+        self.abandoned: str | None = None
+        self._interrupted: list[StepSpec] = []
         self._active: dict[str, _Active] = {}
         self._changed = asyncio.Event()
         self._timeout: asyncio.Timeout | None = None
@@ -158,7 +183,7 @@ class ExecutionRun:
             step_key=step_key,
             attempt=attempt,
         )
-        self._log.append(event)
+        self.log.append(event)
         return event
 
     # ---- control, applied by the runner -----------------------------------------------
@@ -194,6 +219,38 @@ class ExecutionRun:
         self._changed.set()
         return True
 
+    def hand_over(self, reason: str) -> None:
+        """Start no new step; once the running ones end, queue the execution for another runner."""
+        if self.stop_reason is None and self._handover_reason is None:
+            self._handover_reason = reason
+            self._changed.set()
+
+    def interrupt(self) -> None:
+        """Cancel the running steps of a run being handed over (SIGINT, grace, SIGKILL)."""
+        for active in self._active.values():
+            self._cancel(active, f"interrupted: {self._handover_reason or SHUTDOWN_REASON}")
+
+    def abandon(self, reason: str) -> None:
+        """Kill the running steps at once (no grace) and end without ending the execution.
+
+        A killed step's attempt stays RUNNING in the store: whoever resumes the execution
+        records it as lost. A step that already completed on its own still records its end, so
+        no finished step is run again.
+        """
+        if self.abandoned is not None:
+            return
+        logger.error("execution %s abandoned by its runner: %s", self.execution.id, reason)
+        self.abandoned = reason
+        for active in self._active.values():
+            if active.kind_task is not None and active.kind_task.done():
+                continue  # completed on its own: it records its end
+            if active.kind_task is not None:
+                active.killed = True
+                if active.context is not None:
+                    active.context.grace_seconds = 0.0
+            self._cancel(active, f"abandoned: {reason}")  # also ends a wait between attempts
+        self._changed.set()
+
     def skip(self, step_key: str) -> bool:
         """Mark a step that has not started SKIPPED; its dependents may then run."""
         step = next((s for s in self._pending if s.key == step_key), None)
@@ -219,7 +276,13 @@ class ExecutionRun:
     # ---- the run -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run to a terminal (or PAUSED) event; shutdown still ends the execution CANCELLED."""
+        """Run to a terminal (or PAUSED) event, or hand the execution over (QUEUED) while the
+        server drains; a shutdown that cannot wait still ends it CANCELLED."""
+        if self._lost_runner is not None:
+            ended = self._recover_lost_attempts()
+            if ended is not None:
+                self._emit_end(ended, self.execution.started_at)
+                return
         if self.stop_reason is not None or self._pause_reason is not None:
             # Stopped or paused between the claim and the first step: nothing ran.
             ended = (
@@ -229,7 +292,12 @@ class ExecutionRun:
             )
             self._emit_end(ended, self.execution.started_at)
             return
-        running = self.emit(EventType.EXECUTION_STATUS, {"status": ExecutionStatus.RUNNING})
+        running = self.emit(
+            EventType.EXECUTION_STATUS,
+            {"status": ExecutionStatus.RUNNING}
+            if self._lost_runner is None
+            else {"status": ExecutionStatus.RUNNING, "reason": f"resumed: {RUNNER_LOST}"},
+        )
         started_at = self.execution.started_at or running.at
         # Each run gets the whole budget: a retried TIMED_OUT execution must be able to finish.
         seconds = self.execution.timeout_seconds or self._definition.timeout
@@ -251,7 +319,43 @@ class ExecutionRun:
         finally:
             self._emit_end(ended, started_at)
 
+    def _recover_lost_attempts(self) -> _Ended | None:
+        """Record the attempts the lost runner left RUNNING as failed; how the run ends now,
+        if a step's `on_runner_lost` (or a stop or pause it left pending) decides it."""
+        lost: list[StepSpec] = []
+        steps = {step.key: step for step in self._selected}
+        for key, run in self.execution.latest_attempts().items():
+            if run.status is not StepStatus.RUNNING or key not in steps:
+                continue
+            step = steps[key]
+            lost.append(step)
+            self.emit(
+                EventType.STEP_STATUS,
+                {
+                    "status": StepStatus.FAILED,
+                    "kind": step.kind,
+                    "position": step.position,
+                    "error": f"its runner was lost ({self._lost_runner})",
+                    "reason": RUNNER_LOST,
+                },
+                key,
+                run.attempt,
+            )
+        failing = [step.key for step in lost if step.on_runner_lost is OnRunnerLost.FAIL]
+        if self.execution.status is ExecutionStatus.STOPPING:
+            return _Ended(ExecutionStatus.CANCELLED, f"stopped; {RUNNER_LOST} while stopping")
+        if failing:
+            return _Ended(
+                ExecutionStatus.FAILED,
+                f"step {', '.join(failing)} interrupted: {RUNNER_LOST} (on_runner_lost: fail)",
+            )
+        if self.execution.status is ExecutionStatus.PAUSING:
+            return _Ended(ExecutionStatus.PAUSED, reason=f"paused; {RUNNER_LOST} while pausing")
+        return None
+
     def _emit_end(self, ended: _Ended, started_at: datetime | None) -> None:
+        if self.abandoned is not None:
+            return  # not ended: whoever resumes it decides how it goes on
         data: dict[str, Any] = {"status": ended.status}
         if ended.error:
             data["error"] = ended.error
@@ -271,6 +375,8 @@ class ExecutionRun:
                 if (
                     self.stop_reason is None
                     and self._pause_reason is None
+                    and self._handover_reason is None
+                    and self.abandoned is None
                     and not (failure or paused_on)
                 ):
                     self._launch_ready(tasks)
@@ -298,12 +404,25 @@ class ExecutionRun:
             return failure
         if paused_on is not None:
             return paused_on
+        if self._handover_reason is not None and (self._pending or self._interrupted):
+            return self._handover_end()
         if self._pending and self._pause_reason is not None:
             return _Ended(ExecutionStatus.PAUSED, reason=self._pause_reason)
         if self._pending:
             left = ", ".join(step.key for step in self._pending)
             return _Ended(ExecutionStatus.FAILED, f"steps could not run: {left}")
         return _Ended(ExecutionStatus.SUCCEEDED)
+
+    def _handover_end(self) -> _Ended:
+        """Queued again for another runner, unless an interrupted step must not run twice."""
+        failing = [s.key for s in self._interrupted if s.on_runner_lost is OnRunnerLost.FAIL]
+        reason = self._handover_reason or SHUTDOWN_REASON
+        if failing:
+            return _Ended(
+                ExecutionStatus.FAILED,
+                f"step {', '.join(failing)} interrupted: {reason} (on_runner_lost: fail)",
+            )
+        return _Ended(ExecutionStatus.QUEUED, reason=f"handed over: {reason}")
 
     async def _wait_for_change(self, tasks: dict[asyncio.Task[_Outcome], _Active]) -> None:
         """Until a step ends or a control (skip, stop, pause, resume) changes what may start."""
@@ -337,6 +456,8 @@ class ExecutionRun:
         if outcome.status is StepStatus.SUCCEEDED:
             return None
         if outcome.status is StepStatus.CANCELLED:
+            if self._handover_reason is not None and self.stop_reason is None:
+                self._interrupted.append(step)  # the next runner decides, by on_runner_lost
             return None  # by stop or by another step's failure, which decide the end
         if step.continue_on_failure:
             return None
@@ -381,7 +502,7 @@ class ExecutionRun:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(retry_in):
                         await active.cancelled.wait()
-                if active.cancelled_because is not None:
+                if active.cancelled_because is not None or self.abandoned is not None:
                     break
                 attempt += 1
                 continue
@@ -408,6 +529,7 @@ class ExecutionRun:
 
         coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
         context = _StepContext(self, self.execution.id, key, attempt, self._grace, coalescer)
+        active.context = context
         status = StepStatus.FAILED
         result = StepResult(error="step ended without a result")
         assertions: list[dict[str, Any]] = []
@@ -418,6 +540,8 @@ class ExecutionRun:
             active.kind_task = asyncio.create_task(kind.run(params, context))
             async with asyncio.timeout(step.timeout):
                 result = await self._await_kind(active)
+            # It completed, even if abandoning the run asked it to stop: its end is recorded.
+            active.killed = False
             result, assertions = assess(step.expect, step.kind, result)
             status = StepStatus.SUCCEEDED if result.error is None else StepStatus.FAILED
         except _Cancelled:
@@ -441,14 +565,15 @@ class ExecutionRun:
         finally:
             active.kind_task = None
             coalescer.flush()
-            self.emit(
-                EventType.STEP_STATUS,
-                _step_end_data(
-                    step, status, result, assertions, retry_in if status in _FAILED else None
-                ),
-                key,
-                attempt,
-            )
+            if not active.killed:
+                self.emit(
+                    EventType.STEP_STATUS,
+                    _step_end_data(
+                        step, status, result, assertions, retry_in if status in _FAILED else None
+                    ),
+                    key,
+                    attempt,
+                )
         return _Outcome(status, result.error), result
 
     async def _await_kind(self, active: _Active) -> StepResult:

@@ -30,6 +30,7 @@ _STEP_FIELDS = (
     "kind",
     "needs",
     "on_failure",
+    "on_runner_lost",
     "retries",
     "timeout",
     "with",
@@ -60,8 +61,12 @@ _TYPE_NAMES = frozenset(InputType)
 class ParamsParser(Protocol):
     """What the definition needs from a step kind: a check of its `with` mapping."""
 
-    def parse(self, params: Any, path: str) -> object:
+    def parse(self, params: Any, path: str) -> Any:
         """Check `params`, raising InvalidDefinition naming `path.field`."""
+        ...
+
+    def idempotent(self, params: Any) -> bool:
+        """Whether running it twice with these (parsed) params is as running it once."""
         ...
 
 
@@ -82,6 +87,13 @@ class OnFailure(StrEnum):
 
     FAIL = "fail"
     PAUSE = "pause"  # wait for an operator to retry, skip or stop
+
+
+class OnRunnerLost(StrEnum):
+    """What becomes of a step whose runner was lost (crashed, cut off, shut down) mid-attempt."""
+
+    RETRY = "retry"  # a new attempt, by whichever runner resumes the execution
+    FAIL = "fail"  # the execution fails: running it again could do its work twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,8 @@ class StepSpec:
     continue_on_failure: bool = False
     on_failure: OnFailure = OnFailure.FAIL
     expect: Expectations = NO_EXPECTATIONS
+    # Written, or the kind's default: retry where running the step twice is harmless.
+    on_runner_lost: OnRunnerLost = OnRunnerLost.FAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,13 +394,16 @@ def _parse_steps(
             with_ = {}
         if not isinstance(with_, dict):
             errors.append(_wrong_type(f"{path}.with", "a mapping", with_))
-        else:
+        idempotent = False
+        if isinstance(with_, dict):
             errors.extend(check_syntax(with_, f"{path}.with"))
             if isinstance(kind, str) and kind in kinds:
                 try:
-                    kinds[kind].parse(with_, f"{path}.with")
+                    params = kinds[kind].parse(with_, f"{path}.with")
                 except InvalidDefinition as error:
                     errors.extend(error.errors)
+                else:
+                    idempotent = kinds[kind].idempotent(params)
 
         expect = NO_EXPECTATIONS
         if isinstance(kind, str) and kind in kinds:  # else the kind's own error says it all
@@ -406,6 +423,9 @@ def _parse_steps(
             errors.append(
                 FieldError(f"{path}.on_failure", "cannot pause when continue_on_failure is true")
             )
+        on_runner_lost = _parse_on_runner_lost(
+            step.get("on_runner_lost"), idempotent, f"{path}.on_runner_lost", errors
+        )
         if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
             steps.append(
                 StepSpec(
@@ -419,6 +439,7 @@ def _parse_steps(
                     continue_on_failure,
                     on_failure,
                     expect=expect,
+                    on_runner_lost=on_runner_lost,
                 )
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
@@ -518,6 +539,19 @@ def _parse_on_failure(raw: Any, path: str, errors: list[FieldError]) -> OnFailur
         FieldError(path, f"expected one of {', '.join(OnFailure)}, got {json.dumps(raw)}")
     )
     return OnFailure.FAIL
+
+
+def _parse_on_runner_lost(
+    raw: Any, idempotent: bool, path: str, errors: list[FieldError]
+) -> OnRunnerLost:
+    if raw is None:
+        return OnRunnerLost.RETRY if idempotent else OnRunnerLost.FAIL
+    if isinstance(raw, str) and raw in set(OnRunnerLost):
+        return OnRunnerLost(raw)
+    errors.append(
+        FieldError(path, f"expected one of {', '.join(OnRunnerLost)}, got {json.dumps(raw)}")
+    )
+    return OnRunnerLost.FAIL
 
 
 def _parse_concurrency(raw: Any, errors: list[FieldError]) -> ConcurrencyLimit | None:

@@ -16,6 +16,8 @@ from strawberry.types.base import get_object_definition
 from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Activity
+from runwire.errors import Unavailable
+from runwire.faults import report
 from runwire.graphql.schema.context import Info
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ def authorized(info: Info, permission: Permission) -> Actor:
     """The caller, if their role grants `permission`; every resolver starts here."""
     actor = info.context.get("actor")
     if not isinstance(actor, Actor):
+        if info.context.get("unavailable"):
+            raise Unavailable()  # the socket's credential could not be checked (see controller)
         raise Unauthenticated()
     actor.require(permission)
     return actor
@@ -98,9 +102,9 @@ async def _record(
     )
     try:
         await context["services"].core.store.audit.record_activity(activity)
-    except Exception:
+    except Exception as error:
         # The mutation has happened; failing it now would make the client retry a done thing.
-        logger.exception("recording the activity of %s failed", mutation)
+        report(logger, f"recording the activity of {mutation}", error)
 
 
 # Mutations whose `id` argument is an execution id.

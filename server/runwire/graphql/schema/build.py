@@ -17,7 +17,8 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from runwire.errors import RunwireError
+from runwire.errors import RunwireError, Unavailable
+from runwire.faults import is_outage
 from runwire.graphql.fanout.compat.strawberry import MaskErrorsOfFailedResults
 from runwire.graphql.fanout.sharing import SharingExecutor
 from runwire.graphql.schema.errors import error_extensions
@@ -45,11 +46,14 @@ MASKED_MESSAGE = "Internal error"
 DOCUMENT_CACHE_SIZE = 256
 
 
+UNAVAILABLE_MESSAGE = Unavailable().message
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Domain errors and errors about the request (syntax, validation, variables) keep theirs."""
     original = error.original_error
-    if original is None or isinstance(original, RunwireError):
-        return False
+    if original is None or isinstance(original, RunwireError) or is_outage(original):
+        return False  # an outage says so itself (see _Schema.process_errors), without details
     # A bad variable value arrives wrapping graphql-core's or Strawberry's GraphQLError, before
     # any field runs (no path): the client's mistake, which "Internal error" would hide. With a
     # path it is the server's (a resolver's value its type cannot represent) and is masked.
@@ -74,12 +78,18 @@ class _Schema(Schema):
     ) -> None:
         # Every result with errors passes here, before masking, whichever the operation type
         # and transport: the one place a domain error gets its `extensions.code`.
+        logged = []
         for error in errors:
             if not error.extensions:
                 extensions = error_extensions(error.original_error)
                 if extensions is not None:
                     error.extensions = extensions
-        super().process_errors(errors, execution_context)
+            if error.original_error is not None and is_outage(error.original_error):
+                # The driver's words stay in the server; health.py logs the outage, once.
+                error.message = UNAVAILABLE_MESSAGE
+            else:
+                logged.append(error)
+        super().process_errors(logged, execution_context)
 
     # Strawberry turns such an exception into an error carrying its bare message (e.g. a
     # KeyError's) after the extensions have run, so the masking extension never sees it.

@@ -22,7 +22,9 @@ from runwire.errors import (
     InvalidTransition,
     NotFound,
     RunwireError,
+    Unavailable,
 )
+from runwire.faults import is_outage
 
 
 @strawberry.interface(description="Every expected failure has a human-readable message.")
@@ -112,7 +114,10 @@ def to_error(error: RunwireError) -> ErrorType:
 def error_extensions(error: BaseException | None) -> dict[str, str] | None:
     """The `extensions` of a domain error raised as a GraphQL error: its code, for clients."""
     # A query or subscription has no result union: a denied or missing object is an error that
-    # clients tell apart by `extensions.code`.
+    # clients tell apart by `extensions.code`. UNAVAILABLE says: the same request may work when
+    # tried again shortly (the database or the bus is out of reach).
+    if isinstance(error, Unavailable) or (error is not None and is_outage(error)):
+        return {"code": "UNAVAILABLE"}
     if isinstance(error, NotFound):
         return {"code": "NOT_FOUND"}
     if isinstance(error, Forbidden):

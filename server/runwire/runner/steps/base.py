@@ -33,6 +33,14 @@ class StepContext(Protocol):
         """Record a piece of output; the runner coalesces pieces into chunk events."""
         ...
 
+    def backlogged(self) -> bool:
+        """Whether this execution's events are too far ahead of the database: stop reading."""
+        ...
+
+    async def room(self) -> None:
+        """Wait until the events have caught up enough to read on."""
+        ...
+
     def span(
         self,
         name: str,
@@ -64,6 +72,10 @@ class StepKind(Protocol[P]):
 
     def parse(self, params: Any, path: str) -> P:
         """Check the step's `with` mapping, raising InvalidDefinition naming `path.field`."""
+        ...
+
+    def idempotent(self, params: P) -> bool:
+        """Whether running it twice is as running it once (then retried when its runner is lost)."""
         ...
 
     async def run(self, params: P, context: StepContext) -> StepResult:

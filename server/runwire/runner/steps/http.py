@@ -21,6 +21,8 @@ from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.params import Fields, is_template
 
 METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+IDEMPOTENT_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT"})
+"""RFC 9110's idempotent methods: sending one again does what sending it once did."""
 TEXT_BYTES = 64 * 1024
 """How much of a non-JSON body the output keeps."""
 JSON_BYTES = 1024 * 1024
@@ -46,6 +48,9 @@ class HttpStep:
     """Send a request with httpx; whether the response passes is for `expect:` (2xx by default)."""
 
     name = "http"
+
+    def idempotent(self, params: HttpParams) -> bool:
+        return params.method in IDEMPOTENT_METHODS
 
     def parse(self, params: Any, path: str) -> HttpParams:
         fields = Fields(params, path, {"method", "url", "headers", "json", "body", "timeout"})

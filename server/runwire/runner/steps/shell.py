@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,6 +79,7 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.open = set(captures)
         self.transport: asyncio.SubprocessTransport | None = None
+        self.resuming: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's process transport (what uvicorn runs on) is not a subclass of asyncio's
@@ -85,7 +87,30 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        self.captures[fd].feed(data.encode() if isinstance(data, str) else data)
+        capture = self.captures[fd]
+        capture.feed(data.encode() if isinstance(data, str) else data)
+        if self.resuming is None and capture.context.backlogged():
+            # Back-pressure: the database is behind (or away). Stop reading; the command blocks
+            # on its full pipe instead of the server holding its output in memory.
+            for reading in self._pipes():
+                reading.pause_reading()
+            self.resuming = asyncio.ensure_future(self._resume_when_room(capture.context))
+
+    async def _resume_when_room(self, context: StepContext) -> None:
+        try:
+            await context.room()
+        finally:
+            self.resuming = None
+            for reading in self._pipes():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    reading.resume_reading()
+
+    def _pipes(self) -> list[Any]:
+        """The output pipes' transports (uvloop's are not asyncio's subclasses: duck-typed)."""
+        if self.transport is None:
+            return []
+        found = (self.transport.get_pipe_transport(fd) for fd in self.captures)
+        return [pipe for pipe in found if hasattr(pipe, "pause_reading")]
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self.open.discard(fd)
@@ -107,6 +132,9 @@ class ShellStep:
     """Run a command in its own process group; on stop, SIGINT it, then SIGKILL what is left."""
 
     name = "shell"
+
+    def idempotent(self, params: ShellParams) -> bool:
+        return False  # a command may change the world; `on_runner_lost: retry` says it may not
 
     def parse(self, params: Any, path: str) -> ShellParams:
         fields = Fields(params, path, {"argv", "shell", "command", "env", "cwd", "stdin"})
@@ -171,15 +199,26 @@ class ShellStep:
                     # A child that left the group may still hold the pipes: stop reading then.
                     await _within(pipes.closed, DRAIN_SECONDS)
             except asyncio.CancelledError:
-                killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
-                context.output(
-                    OutputStream.LOG,
-                    f"killed after a grace period of {context.grace_seconds:g} s"
-                    if killed
-                    else f"stopped: {describe_exit(pipes.exited.result())}",
-                )
-                await _within(pipes.closed, DRAIN_SECONDS)  # keep what it printed while stopping
-                raise
+                if pipes.exited.done():
+                    # The command had ended on its own before the stop came: it did its work,
+                    # and reporting it as stopped would run it again. Leave nothing behind, and
+                    # answer with how it ended.
+                    signal_group(pid, signal.SIGKILL)
+                    await _within(pipes.closed, DRAIN_SECONDS)
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    code = pipes.exited.result()
+                else:
+                    killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
+                    context.output(
+                        OutputStream.LOG,
+                        f"killed after a grace period of {context.grace_seconds:g} s"
+                        if killed
+                        else f"stopped: {describe_exit(pipes.exited.result())}",
+                    )
+                    await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
+                    raise
         finally:
             transport.close()  # closes the pipes; kills the leader only if it is somehow alive
         for capture in captures.values():

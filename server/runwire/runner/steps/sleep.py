@@ -23,6 +23,9 @@ class SleepStep:
 
     name = "sleep"
 
+    def idempotent(self, params: SleepParams) -> bool:
+        return True
+
     def parse(self, params: Any, path: str) -> SleepParams:
         fields = Fields(params, path, {"seconds"})
         fields.require("seconds")
