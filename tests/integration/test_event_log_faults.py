@@ -55,6 +55,10 @@ class FaultyConnection:
         self._faults.step()
         return await self._real.copy_records_to_table(*args, **kwargs)
 
+    async def fetch(self, *args: Any) -> Any:
+        self._faults.step()
+        return await self._real.fetch(*args)
+
 
 class FaultyDatabase:
     """The real database, with a fault point before and in every statement and around COMMIT."""

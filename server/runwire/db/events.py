@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from runwire.db.engine import Database, marks
+from runwire.db.engine import Database
 from runwire.db.projection import write_events
 from runwire.db.rows import event_of
 from runwire.domain.models import Event, Lease
-from runwire.errors import LeaseLost
 
 
 class EventRepository:
@@ -26,28 +25,7 @@ class EventRepository:
         same transaction: LeaseLost names those that are not, and nothing is written.
         """
         async with self._database.write():
-            if leases:
-                await self._check(leases)
-            await write_events(self._database, events)
-
-    async def _check(self, leases: Mapping[str, Lease]) -> None:
-        ids = sorted(leases)
-        # FOR UPDATE (in id order): a takeover changing the lease waits for this commit, and
-        # two writers of overlapping executions cannot deadlock; the projection updates these
-        # rows anyway. SQLite's write transaction is exclusive already.
-        lock = " ORDER BY id FOR UPDATE" if self._database.is_postgres else ""
-        rows = await self._database.fetch(
-            "SELECT id, owner, lease_generation FROM runwire_execution"
-            f" WHERE id IN ({marks(ids)}){lock}",
-            *ids,
-        )
-        held = {
-            row["id"]
-            for row in rows
-            if Lease(row["owner"] or "", row["lease_generation"]) == leases[row["id"]]
-        }
-        if lost := frozenset(ids) - held:
-            raise LeaseLost(lost)
+            await write_events(self._database, events, leases)
 
     async def stored_through(self, execution_id: str) -> int:
         """The highest seq stored for the execution (0 if none): what a retry may skip."""

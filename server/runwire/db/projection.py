@@ -6,12 +6,19 @@ the rows never disagree with the log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runwire.db.engine import Database, numbered, optional_stored_datetime, stored_datetime
+from runwire.db.engine import (
+    Database,
+    marks,
+    numbered,
+    optional_stored_datetime,
+    stored_datetime,
+)
 from runwire.db.rows import dump
-from runwire.domain.models import Event, EventType, ExecutionStatus, StepStatus
+from runwire.domain.models import Event, EventType, ExecutionStatus, Lease, StepStatus
+from runwire.errors import LeaseLost
 
 _EVENT_COLUMNS = ("execution_id", "seq", "at", "type", "step_key", "attempt", "data")
 
@@ -22,6 +29,29 @@ _EXECUTION_SQL = (
     " duration_ms = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN duration_ms ELSE ? END,"
     " started_at = COALESCE(started_at, ?) WHERE id = ?"
 )
+# The same update for a whole batch on Postgres, which is also the lease check: a row whose
+# execution is given an owner (and generation) is updated only while it has that lease, and
+# RETURNING says which rows were.
+_EXECUTION_POSTGRES_SQL = """
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::varchar[], $2::integer[], $3::varchar[], $4::text[], $5::timestamptz[],
+        $6::bigint[], $7::timestamptz[], $8::varchar[], $9::integer[]
+    ) AS b(id, last_seq, status, error, finished_at, duration_ms, started_at, owner, generation)
+), held AS MATERIALIZED (
+    SELECT e.id FROM runwire_execution AS e JOIN batch AS b ON b.id = e.id
+    WHERE b.owner IS NULL OR (e.owner = b.owner AND e.lease_generation = b.generation)
+    ORDER BY e.id FOR UPDATE OF e
+)
+UPDATE runwire_execution AS e SET last_seq = b.last_seq, status = COALESCE(b.status, e.status),
+    error = CASE WHEN b.status IS NULL THEN e.error ELSE b.error END,
+    finished_at = CASE WHEN b.status IS NULL THEN e.finished_at ELSE b.finished_at END,
+    duration_ms = CASE WHEN b.status IS NULL THEN e.duration_ms ELSE b.duration_ms END,
+    started_at = COALESCE(e.started_at, b.started_at)
+FROM batch AS b JOIN held AS h ON h.id = b.id
+WHERE e.id = b.id
+RETURNING e.id
+"""
 _STEP_SQL = (
     "INSERT INTO runwire_step_run (execution_id, key, attempt, kind, position, status,"
     " started_at, finished_at, exit_code, output, error, assertions, attributes)"
@@ -44,10 +74,22 @@ _SPAN_SQL = (
 )
 
 
-async def write_events(database: Database, events: Sequence[Event]) -> None:
-    """Insert `events` and project them, in the current write transaction."""
+async def write_events(
+    database: Database, events: Sequence[Event], leases: Mapping[str, Lease] | None = None
+) -> None:
+    """Insert `events` and project them, in the current write transaction.
+
+    An execution named in `leases` must still be held under that lease: LeaseLost names those
+    that are not, raised before any event is inserted (the caller's transaction rolls back).
+    The execution rows are updated first because that statement is also the lease check.
+    """
+    executions, steps, spans = _fold(events)
+    await _update_executions(database, executions, leases or {})
     await insert_events(database, events)
-    await project(database, events)
+    connection = database.connection()
+    for sql, rows in ((_STEP_SQL, steps), (_SPAN_SQL, spans)):
+        if rows:
+            await connection.executemany(numbered(sql) if database.is_postgres else sql, rows)
 
 
 async def insert_events(database: Database, events: Sequence[Event]) -> None:
@@ -69,8 +111,10 @@ async def insert_events(database: Database, events: Sequence[Event]) -> None:
         )
 
 
-async def project(database: Database, events: Sequence[Event]) -> None:
-    """Fold a batch of events into execution, step and span rows: one write per row."""
+def _fold(
+    events: Sequence[Event],
+) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Fold a batch of events into what changes per execution, and step and span rows."""
     executions: dict[str, dict[str, Any]] = {}
     steps: dict[tuple[str, str, int], dict[str, Any]] = {}
     spans: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -116,21 +160,6 @@ async def project(database: Database, events: Sequence[Event]) -> None:
                 optional_stored_datetime(data.get("finished_at")),
                 dump(data.get("attributes") or {}),
             )
-    execution_rows = [
-        (
-            r["last_seq"],
-            r["status"],
-            r["status"],
-            r["error"],
-            r["status"],
-            r["finished"],
-            r["status"],
-            r["duration"],
-            r["started"],
-            execution_id,
-        )
-        for execution_id, r in executions.items()
-    ]
     step_rows = [
         (
             execution_id,
@@ -149,14 +178,76 @@ async def project(database: Database, events: Sequence[Event]) -> None:
         )
         for (execution_id, key, attempt), s in steps.items()
     ]
+    return executions, step_rows, list(spans.values())
+
+
+async def _update_executions(
+    database: Database, executions: dict[str, dict[str, Any]], leases: Mapping[str, Lease]
+) -> None:
+    """Update the execution rows the batch changes, if the leases in `leases` are still held."""
+    if not executions:
+        return
     connection = database.connection()
-    for sql, rows in (
-        (_EXECUTION_SQL, execution_rows),
-        (_STEP_SQL, step_rows),
-        (_SPAN_SQL, list(spans.values())),
-    ):
-        if rows:
-            await connection.executemany(numbered(sql) if database.is_postgres else sql, rows)
+    if database.is_postgres:
+        # One statement checks, locks and updates (a round trip more per batch costs the event
+        # path latency under load). Rows are locked in id order, so two writers of overlapping
+        # executions cannot deadlock; a takeover changing a lease waits for this commit, or this
+        # statement sees the new lease after the takeover's and leaves the row out.
+        ids = sorted(executions)
+        rows = [executions[execution_id] for execution_id in ids]
+        held_by = [leases.get(execution_id) for execution_id in ids]
+        updated = await connection.fetch(
+            _EXECUTION_POSTGRES_SQL,
+            ids,
+            [r["last_seq"] for r in rows],
+            [r["status"] for r in rows],
+            [r["error"] for r in rows],
+            [r["finished"] for r in rows],
+            [r["duration"] for r in rows],
+            [r["started"] for r in rows],
+            [lease.owner if lease else None for lease in held_by],
+            [lease.generation if lease else None for lease in held_by],
+        )
+        _require_held(leases, {row["id"] for row in updated})
+        return
+    if leases:
+        # SQLite's write transaction is exclusive already: a read is the check.
+        ids = sorted(leases)
+        found = await database.fetch(
+            f"SELECT id, owner, lease_generation FROM runwire_execution WHERE id IN ({marks(ids)})",
+            *ids,
+        )
+        _require_held(
+            leases,
+            {
+                row["id"]
+                for row in found
+                if Lease(row["owner"] or "", row["lease_generation"]) == leases[row["id"]]
+            },
+        )
+    await connection.executemany(
+        _EXECUTION_SQL,
+        [
+            (
+                r["last_seq"],
+                r["status"],
+                r["status"],
+                r["error"],
+                r["status"],
+                r["finished"],
+                r["status"],
+                r["duration"],
+                r["started"],
+                execution_id,
+            )
+            for execution_id, r in executions.items()
+        ],
+    )
+
+
+def _require_held(leases: Mapping[str, Lease], held: set[str]) -> None:
+    if lost := frozenset(leases) - held:
+        raise LeaseLost(lost)
 
 
 def _project_step(event: Event, steps: dict[tuple[str, str, int], dict[str, Any]]) -> None:
