@@ -20,6 +20,7 @@ class RecordingContext:
     execution_id: str = "ex-1"
     step_key: str = "step"
     attempt: int = 1
+    secrets: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     # Set while the step must not read on (its events are behind): see `backlogged`, `room`.

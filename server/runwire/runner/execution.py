@@ -87,6 +87,7 @@ class _StepContext:
     attempt: int
     grace_seconds: float
     coalescer: OutputCoalescer
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.coalescer.write(stream, text)

@@ -29,6 +29,15 @@ class StepContext(Protocol):
         """How long a stopped step may take to exit after SIGINT before it is killed."""
         ...
 
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        """The values of the workspace secrets this step declared, by name.
+
+        A step that runs a process puts them in its environment and nowhere else; the runner
+        redacts their values from what the step reports.
+        """
+        ...
+
     def output(self, stream: OutputStream, text: str) -> None:
         """Record a piece of output; the runner coalesces pieces into chunk events."""
         ...
