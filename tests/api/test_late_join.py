@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
+from typing import Any
 
-from tests.support.graphql import definition, execute, follow, start
+from gql import Client, GraphQLRequest
+from tests.support.graphql import (
+    FOLLOW,
+    definition,
+    execute,
+    follow,
+    start,
+    wait_for_step,
+    ws_transport,
+)
 from tests.support.server import Server
 
 # Over a real bus a joiner meets notices that arrive after the local delivery, some for events
@@ -58,13 +69,24 @@ async def test_resume_after_seq_and_join_after_the_end(server: Server) -> None:
     assert await follow(server, execution_id, after_seq=total) == []
 
 
-async def test_live_only_subscription_gets_only_new_events(server: Server) -> None:
-    text = definition(
-        '{key: wait, kind: shell, with: {argv: ["sh", "-c", "sleep 0.5; echo done"]}}'
+async def test_live_only_subscription_gets_only_new_events(server: Server, tmp_path: Path) -> None:
+    # The step ticks until the test has seen live events, so the subscription always joins
+    # while it runs (a step that slept a fixed time could end first on a loaded machine).
+    gate = tmp_path / "gate"
+    script = f"until [ -e {gate} ]; do echo tick; sleep 0.05; done; echo done"
+    execution_id = await start(
+        server,
+        definition=definition(
+            f'{{key: wait, kind: shell, with: {{argv: ["sh", "-c", "{script}"]}}}}'
+        ),
     )
-    execution_id = await start(server, definition=text)
-    await asyncio.sleep(0.2)
-    events = await follow(server, execution_id, after_seq=-1)
+    await wait_for_step(server, execution_id, "wait", "RUNNING")
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(30), Client(transport=ws_transport(server)) as session:
+        request = GraphQLRequest(FOLLOW, variable_values={"id": execution_id, "after": -1})
+        async for message in session.subscribe(request):
+            events.extend(message["executionEvents"]["events"])
+            gate.touch()
     assert events[0]["seq"] > 1
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
