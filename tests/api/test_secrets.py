@@ -5,8 +5,10 @@ That another workspace can neither see nor use nor change them is in test_tenant
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -197,3 +199,40 @@ async def test_a_shell_step_gets_the_value_in_its_environment_and_prints_it_mask
     outputs = {step["key"]: step["output"]["stdout"] for step in found["steps"]}
     assert outputs["env"] == f"***\n{digest}  -\n"
     assert outputs["other"] == "unset\n"  # only the steps that name it get it
+
+
+async def runwire_secret(server: Server, *arguments: str, stdin: str = "") -> str:
+    """`runwire secret …` on the server's database, as an operator of Runwire runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runwire.cli",
+        "secret",
+        *arguments,
+        env=server.env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(stdin.encode())
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_the_cli_sets_a_value_from_stdin(server: Server) -> None:
+    if server.env["RUNWIRE_BUS_URL"] != "memory://":
+        # A CLI process costs seconds here; its SQL is the store's, held to both databases by
+        # tests/integration/test_store_contract.py.
+        pytest.skip("the CLI runs once, on SQLite")
+    await runwire_secret(server, "set", "CLI_KEY", stdin=VALUE + "\n")
+    assert "CLI_KEY" in await names(server)
+    # The value was stored without the newline that ended it: a step printing it is masked whole.
+    script = f"printf {VALUE}"
+    text = definition(
+        f'{{key: p, kind: shell, secrets: [CLI_KEY], with: {{argv: ["sh", "-c", "{script}"]}}}}',
+        name="cli-key",
+    )
+    execution_id = await start(server, definition=text)
+    await wait_for_status(server, execution_id, {"SUCCEEDED"})
+    found = (await execute(server, STEPS, {"id": execution_id}))["execution"]
+    assert found["steps"][0]["output"]["stdout"] == "***"
