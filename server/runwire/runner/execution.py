@@ -50,10 +50,10 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "server shutting down"
 RUNNER_LOST = "runner lost"
+_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 LoadSecrets = Callable[[str, Sequence[str]], Awaitable[dict[str, str]]]
 """(workspace, names) -> the values of those secrets the workspace has."""
-_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
 @dataclass(frozen=True, slots=True)
