@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
 from runwire.domain.models import OutputStream
@@ -86,3 +89,31 @@ def test_a_result_is_masked_in_its_output_error_and_attributes_keys_included() -
     assert masked.attributes == {"url": f"https://x/?k={MASK}"}
     assert masked.exit_code == 2
     assert SECRET not in repr(masked)
+
+
+def test_what_is_held_back_is_the_longest_end_that_starts_a_value() -> None:
+    """Against a brute force, over a two-letter alphabet mostly of one letter, so candidates are
+    plentiful (the probe, the short end and the linear fallback all take turns)."""
+    rng = random.Random(15)
+
+    def word(longest: int) -> str:
+        return "".join(rng.choices("ab", weights=(9, 1), k=rng.randint(0, longest)))
+
+    for _ in range(3000):
+        value = "a" + word(60)
+        text = word(120)
+        expected = max(
+            (k for k in range(min(len(value) - 1, len(text)) + 1) if text.endswith(value[:k])),
+            default=0,
+        )
+        assert redactor(value).held_back(text) == expected, (value, text)
+
+
+def test_hostile_output_is_held_back_exactly_and_quickly() -> None:
+    value = "A" * 20 + "B" * 4076
+    stream_redactor = StreamRedactor(redactor(value))
+    started = time.perf_counter()
+    assert stream_redactor.feed(OUT, "A" * 32768) == "A" * (32768 - 20)
+    assert stream_redactor.feed(OUT, "B" * 4076 + "\n") == f"{MASK}\n"
+    # Linear, not quadratic in the length of the piece.
+    assert time.perf_counter() - started < 0.5

@@ -20,6 +20,8 @@ from runwire.domain.models import OutputStream
 from runwire.scenarios.results import StepResult
 
 MASK = "***"
+_PROBE = 16
+_MAX_COMPARISONS = 8
 
 
 class Redactor:
@@ -27,6 +29,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: list[str] = []
+        self._failures: dict[str, list[int]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._values)
@@ -71,14 +74,63 @@ class Redactor:
         for value in self._values:
             # Only a proper prefix can be left: a whole value was replaced already.
             start = max(0, len(text) - len(value) + 1)
-            first = value[0]
-            position = text.find(first, start)
-            while position != -1 and len(text) - position > longest:
-                if value.startswith(text[position:]):
-                    longest = len(text) - position
-                    break
-                position = text.find(first, position + 1)
+            longest = max(longest, self._prefix_at_end(text, value, start))
         return longest
+
+    def _prefix_at_end(self, text: str, value: str, start: int) -> int:
+        """The length of the longest end of `text` (from `start` on) that `value` starts with."""
+        if text.find(value[0], start) == -1:
+            return 0  # the common case, in one scan
+        head = value[:_PROBE]
+        # Where the end is at least as long as the probe, candidates are where the probe occurs
+        # (str.find scans in C); a few are compared whole. Output built to match the probe
+        # again and again goes to a linear scan instead, so no output stalls the event loop.
+        short_from = max(start, len(text) - len(head) + 1)
+        position = text.find(head, start)
+        for _ in range(_MAX_COMPARISONS):
+            if position == -1 or position >= short_from:
+                break
+            if value.startswith(text[position:]):
+                return len(text) - position
+            position = text.find(head, position + 1)
+        else:
+            return self._matched_at_end(text, value, start)
+        # The last few positions, shorter than the probe: at most _PROBE - 1 of them.
+        position = text.find(value[0], short_from)
+        while position != -1:
+            if value.startswith(text[position:]):
+                return len(text) - position
+            position = text.find(value[0], position + 1)
+        return 0
+
+    def _matched_at_end(self, text: str, value: str, start: int) -> int:
+        """`_prefix_at_end` by Knuth-Morris-Pratt: one pass over the end of `text`."""
+        failure = self._failures.get(value)
+        if failure is None:
+            failure = self._failures[value] = _failure_function(value)
+        state = 0
+        for position in range(start, len(text)):
+            char = text[position]
+            while state and value[state] != char:
+                state = failure[state - 1]
+            if value[state] == char:
+                state += 1
+            if state == len(value):
+                state = failure[state - 1]
+        return state
+
+
+def _failure_function(value: str) -> list[int]:
+    """For each prefix of `value`, the length of its longest proper prefix that is a suffix."""
+    failure = [0] * len(value)
+    state = 0
+    for position in range(1, len(value)):
+        while state and value[position] != value[state]:
+            state = failure[state - 1]
+        if value[position] == value[state]:
+            state += 1
+        failure[position] = state
+    return failure
 
 
 class StreamRedactor:
