@@ -1,4 +1,4 @@
-"""`runwire serve | worker | migrate | export-schema | workspace | token`."""
+"""`runwire serve | worker | migrate | export-schema | workspace | token | secret`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
     from runwire.db.access import AccessRepository
+    from runwire.db.engine import Database
     from runwire.domain.access import Actor
+    from runwire.domain.secrets import SecretService
     from runwire.domain.tokens import TokenService
 
 T = TypeVar("T")
@@ -212,28 +214,100 @@ def token_revoke(token_id: str, workspace_name: str) -> None:
     click.echo(_with_access(run))
 
 
-def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
-    """Run `run` against the configured database; expected errors end with a message, code 1."""
-    from runwire.errors import RunwireError
+@main.group()
+def secret() -> None:
+    """Set, list and delete workspace secrets (on the configured database)."""
+
+
+@secret.command("set")
+@click.argument("name")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+def secret_set(name: str, workspace_name: str) -> None:
+    """Set NAME to the value read from stdin (one trailing newline dropped), or typed hidden."""
+    if sys.stdin.isatty():
+        value = click.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        # Never an argument: arguments show in `ps` and in shell history.
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+
+    async def run(access: AccessRepository, secrets: SecretService) -> str:
+        found = await secrets.set(await _admin(access, workspace_name), name, value)
+        return f"set {found.name} in workspace {workspace_name}"
+
+    click.echo(_with_secrets(run))
+
+
+@secret.command("list")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+def secret_list(workspace_name: str) -> None:
+    """The workspace's secrets: name, when set, by whom; never a value."""
+
+    async def run(access: AccessRepository, secrets: SecretService) -> str:
+        found = await secrets.list(await _admin(access, workspace_name))
+        rows = ["name\tcreated_at\tupdated_at\tupdated_by"]
+        rows.extend(f"{s.name}\t{s.created_at}\t{s.updated_at}\t{s.updated_by}" for s in found)
+        return "\n".join(rows)
+
+    click.echo(_with_secrets(run))
+
+
+@secret.command("delete")
+@click.argument("name")
+@click.option("--workspace", "workspace_name", default="default", show_default=True)
+def secret_delete(name: str, workspace_name: str) -> None:
+    """Delete a secret; executions that name it can no longer start."""
+
+    async def run(access: AccessRepository, secrets: SecretService) -> str:
+        await secrets.delete(await _admin(access, workspace_name), name)
+        return f"deleted {name}"
+
+    click.echo(_with_secrets(run))
+
+
+def _with_secrets(run: Callable[[AccessRepository, SecretService], Awaitable[T]]) -> T:
+    """`_with_access`, with the workspace secrets of the same database."""
+    from runwire.db.access import AccessRepository
+    from runwire.db.secrets import SecretRepository
+    from runwire.domain.secrets import SecretService
 
     async def with_database() -> T:
-        async with _access() as access:
-            return await run(access)
+        async with _database() as database:
+            secrets = SecretService(SecretRepository(database))
+            return await run(AccessRepository(database), secrets)
+
+    return _reporting(with_database)
+
+
+def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
+    """Run `run` against the configured database; expected errors end with a message, code 1."""
+    from runwire.db.access import AccessRepository
+
+    async def with_database() -> T:
+        async with _database() as database:
+            return await run(AccessRepository(database))
+
+    return _reporting(with_database)
+
+
+def _reporting(main: Callable[[], Awaitable[T]]) -> T:
+    from runwire.errors import RunwireError
+
+    async def awaited() -> T:
+        return await main()
 
     try:
-        return asyncio.run(with_database())
+        return asyncio.run(awaited())
     except RunwireError as error:
         raise click.ClickException(error.message) from None
 
 
 @contextlib.asynccontextmanager
-async def _access() -> AsyncIterator[AccessRepository]:
-    from runwire.db.access import AccessRepository
+async def _database() -> AsyncIterator[Database]:
     from runwire.db.engine import Database
 
     url = Settings.from_env().effective_database_url
     async with Database.open(url, migrate=url.startswith("sqlite")) as database:
-        yield AccessRepository(database)
+        yield database
 
 
 async def _admin(access: AccessRepository, workspace_name: str) -> Actor:

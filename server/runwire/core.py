@@ -25,12 +25,14 @@ from runwire.db.executions import ExecutionRepository
 from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
 from runwire.db.scenarios import ScenarioRepository
+from runwire.db.secrets import SecretRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.secrets import SecretService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.tokens import TokenService
 from runwire.events.bus import Bus
@@ -65,6 +67,7 @@ class Stores:
     history: HistoryRepository
     metrics: MetricsRepository
     access: AccessRepository
+    secrets: SecretRepository
     queue: ExecutionQueue
 
     @classmethod
@@ -78,6 +81,7 @@ class Stores:
             history=HistoryRepository(database),
             metrics=MetricsRepository(database),
             access=AccessRepository(database),
+            secrets=SecretRepository(database),
             queue=ExecutionQueue(database),
         )
 
@@ -101,6 +105,7 @@ class Core:
     control: ExecutionControl
     batches: BatchService
     tokens: TokenService
+    secrets: SecretService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -156,10 +161,20 @@ class Core:
             runner = None
             if settings.runner_enabled:
                 runner = await stack.enter_async_context(
-                    Runner.running(store.queue, store.executions, log, signals, kinds, settings)
+                    Runner.running(
+                        store.queue,
+                        store.executions,
+                        log,
+                        signals,
+                        kinds,
+                        settings,
+                        store.secrets.secret_values,
+                    )
                 )
             scenarios = ScenarioService(store.scenarios, kinds)
-            executions = ExecutionService(store.executions, scenarios, publisher, signals)
+            executions = ExecutionService(
+                store.executions, scenarios, publisher, signals, store.secrets
+            )
             control = ExecutionControl(store.executions, store.queue, kinds, publisher, signals)
             core = cls(
                 settings=settings,
@@ -179,6 +194,7 @@ class Core:
                     store.batches, scenarios, executions, control, publisher, signals
                 ),
                 tokens=tokens,
+                secrets=SecretService(store.secrets),
                 authenticator=authenticator,
                 sessions=sessions,
             )

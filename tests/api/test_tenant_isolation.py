@@ -765,6 +765,49 @@ async def test_names_are_per_workspace(tenants: Tenants) -> None:
         ]
 
 
+async def test_secrets_are_per_workspace(tenants: Tenants) -> None:
+    """B cannot list, use, delete or overwrite A's secret: its name answers like a missing one."""
+    name, missing = f"A_SECRET_{secrets.token_hex(4).upper()}", "NOWHERE_SET"
+    set_secret = f"""mutation($n: String!, $v: String!) {{
+      setSecret(name: $n, value: $v) {{ {RESULT} }}
+    }}"""
+    delete = f"mutation($n: String!) {{ deleteSecret(name: $n) {{ {RESULT} }} }}"
+    listing = "{ secrets { name updatedAt updatedBy } }"
+
+    def naming(secret: str) -> dict[str, Any]:
+        text = definition(f"{{key: a, kind: sleep, secrets: [{secret}], with: {{seconds: 0}}}}")
+        return {"input": {"definition": text}}
+
+    comparison = Comparison()
+    async with (
+        api(tenants.server, tenants.token_a) as a,
+        api(tenants.server, tenants.token_b) as b,
+    ):
+        made = (await a.data(set_secret, {"n": name, "v": "a-value"}))["setSecret"]
+        assert made["__typename"] == "SetSecretSuccess", made
+        before = (await a.data(listing))["secrets"]
+        assert name in {found["name"] for found in before}
+
+        assert name not in {found["name"] for found in (await b.data(listing))["secrets"]}
+        for what, document, variables in (
+            ("startExecution", START, naming),
+            ("deleteSecret", delete, lambda n: {"n": n}),
+        ):
+            of_name = await b.post(document, variables(name))
+            of_missing = await b.post(document, variables(missing))
+            comparison.add_parts(what, name, of_name, missing, of_missing)
+            assert next(iter(of_name.data.values()))["__typename"] in {
+                "ValidationError",
+                "NotFoundError",
+            }
+        comparison.assert_indistinguishable()
+
+        # The same name in B is B's own secret; A's is untouched.
+        theirs = (await b.data(set_secret, {"n": name, "v": "b-value"}))["setSecret"]
+        assert theirs["__typename"] == "SetSecretSuccess", theirs
+        assert (await a.data(listing))["secrets"] == before
+
+
 async def test_b_sees_exactly_its_own_executions_and_a_none_of_them(tenants: Tenants) -> None:
     variables = _list_variables(tenants)
     counts = "query($since: DateTime!, $until: DateTime!) { %s }"

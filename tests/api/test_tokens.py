@@ -414,8 +414,9 @@ async def test_identity_provider_jwt_maps_claims_to_workspace_and_role(
 ) -> None:
     viewer = await _accepted_everywhere(server, idp.token(), finished)
     assert viewer == {"label": "user:alice", "role": "OPERATOR", "workspaceName": "default"}
-    # operator: may start executions, may not mint tokens.
-    execution_id = await start(server, definition=QUICK, token=idp.token())
+    # operator: may start executions (of saved scenarios: an inline command needs an editor),
+    # may not mint tokens.
+    execution_id = await start(server, scenario="hello", token=idp.token())
     await wait_for_status(server, execution_id, {"SUCCEEDED"})
     denied = await execute(
         server, CREATE_TOKEN, {"input": {"name": "x", "role": "ADMIN"}}, token=idp.token()

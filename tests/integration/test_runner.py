@@ -24,9 +24,9 @@ from runwire.runner.steps import STEP_KINDS
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.settings import Settings
 
-# Every row these tests write belongs to one workspace.
+# Every row these tests write belongs to one workspace; an editor may start inline commands.
 WORKSPACE = "workspace-a"
-ACTOR = Actor(workspace_id=WORKSPACE, label="test", role=Role.OPERATOR)
+ACTOR = Actor(workspace_id=WORKSPACE, label="test", role=Role.EDITOR)
 
 
 class ExplodingStep:

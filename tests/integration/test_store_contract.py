@@ -36,7 +36,14 @@ from runwire.domain.models import (
     StepRun,
     StepStatus,
 )
-from runwire.domain.ports import BatchStore, ControlRequests, ExecutionStore, ScenarioStore
+from runwire.domain.ports import (
+    BatchStore,
+    ControlRequests,
+    ExecutionStore,
+    ScenarioStore,
+    SecretStore,
+)
+from runwire.domain.secrets import SecretInfo
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
 from runwire.errors import NotFound
 from runwire.queue.store import ControlRequest
@@ -61,6 +68,7 @@ class Backend:
     batches: BatchStore
     controls: ControlRequests
     access: AccessStore
+    secrets: SecretStore
     create_workspace: Callable[[str, str], Awaitable[Workspace]]
     append: Callable[[Sequence[Event]], Awaitable[None]]
     events: Callable[[str, int], Awaitable[list[Event]]]
@@ -77,6 +85,7 @@ def in_memory() -> Backend:
 
     return Backend(
         "memory",
+        store,
         store,
         store,
         store,
@@ -103,6 +112,7 @@ def in_database(name: str, stores: Stores) -> Backend:
         stores.batches,
         stores.queue,
         stores.access,
+        stores.secrets,
         stores.access.create_workspace,
         stores.events.append,
         stores.events.events,
@@ -655,3 +665,27 @@ async def test_members_are_put_changed_and_removed(backend: Backend) -> None:
     assert await access.remove_member(WORKSPACE, "ann") is True
     assert await access.remove_member(WORKSPACE, "ann") is False
     assert await access.member(WORKSPACE, "ann") is None
+
+
+async def test_secrets_are_upserted_listed_by_name_and_kept_per_workspace(backend: Backend) -> None:
+    store = backend.secrets
+    first = await store.put_secret(WORKSPACE, "TOKEN", "one", "user:" + "a" * 300, at(0))
+    assert first == SecretInfo("TOKEN", at(0), at(0), "user:" + "a" * 195)
+    replaced = await store.put_secret(WORKSPACE, "TOKEN", "two", "token:ci", at(5))
+    assert replaced == SecretInfo("TOKEN", at(0), at(5), "token:ci")
+    await store.put_secret(WORKSPACE, "A_KEY", "a\nmulti-line\tvalue é", "token:ci", at(6))
+    await store.put_secret(OTHER_WORKSPACE, "TOKEN", "theirs", "token:b", at(7))
+
+    assert [info.name for info in await store.secrets(WORKSPACE)] == ["A_KEY", "TOKEN"]
+    assert await store.existing_secrets(WORKSPACE, ["TOKEN", "NOPE"]) == {"TOKEN"}
+    assert await store.secret_values(WORKSPACE, ["TOKEN", "A_KEY", "NOPE"]) == {
+        "TOKEN": "two",
+        "A_KEY": "a\nmulti-line\tvalue é",
+    }
+    assert await store.secret_values(OTHER_WORKSPACE, ["TOKEN", "A_KEY"]) == {"TOKEN": "theirs"}
+    assert await store.secret_values(WORKSPACE, []) == {}
+
+    assert await store.delete_secret(WORKSPACE, "TOKEN") is True
+    assert await store.delete_secret(WORKSPACE, "TOKEN") is False
+    assert [info.name for info in await store.secrets(WORKSPACE)] == ["A_KEY"]
+    assert await store.existing_secrets(OTHER_WORKSPACE, ["TOKEN"]) == {"TOKEN"}

@@ -51,7 +51,7 @@ class Domain:
         published = EventsPublished()
         signals = SignalsSent()
         scenarios = ScenarioService(store, kinds)
-        executions = ExecutionService(store, scenarios, published, signals)
+        executions = ExecutionService(store, scenarios, published, signals, store)
         control = ExecutionControl(store, store, kinds, published, signals)
         return cls(
             store=store,

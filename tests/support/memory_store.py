@@ -42,6 +42,7 @@ from runwire.domain.models import (
     StepStatus,
 )
 from runwire.domain.ports import Decide
+from runwire.domain.secrets import SecretInfo
 from runwire.domain.tokens import ApiToken, Member, Workspace
 from runwire.errors import FieldError, Invalid, NotFound
 from runwire.queue.store import ControlRequest
@@ -56,7 +57,7 @@ class DuplicateKey(Exception):
 
 class MemoryStore:
     """Every store port in plain dicts: ScenarioStore, ExecutionStore, BatchStore,
-    ControlRequests and AccessStore, plus the event log's `append`/`events`.
+    ControlRequests, SecretStore and AccessStore, plus the event log's `append`/`events`.
 
     Test hooks stand in for a runner: `own` claims an execution, `append_as_owner` writes its
     events as the owning runner would, `release` lets go of it.
@@ -76,6 +77,8 @@ class MemoryStore:
         self._tokens: dict[str, ApiToken] = {}
         self._token_ids_by_hash: dict[str, str] = {}
         self._members: dict[tuple[str, str], Member] = {}
+        # (workspace, name) -> (info, value)
+        self._secrets: dict[tuple[str, str], tuple[SecretInfo, str]] = {}
 
     # ---- scenarios -----------------------------------------------------------------------
 
@@ -332,6 +335,35 @@ class MemoryStore:
     async def members(self, workspace: str) -> list[Member]:
         found = [m for (w, _), m in self._members.items() if w == workspace]
         return sorted(found, key=lambda member: member.subject)
+
+    # ---- secrets -------------------------------------------------------------------------
+
+    async def put_secret(
+        self, workspace: str, name: str, value: str, actor: str, at: datetime
+    ) -> SecretInfo:
+        """Create or replace, keeping when it was first set, as the database's upsert does."""
+        existing = self._secrets.get((workspace, name))
+        created_at = at if existing is None else existing[0].created_at
+        info = SecretInfo(name, created_at, at, actor[:200])
+        self._secrets[(workspace, name)] = (info, value)
+        return info
+
+    async def delete_secret(self, workspace: str, name: str) -> bool:
+        return self._secrets.pop((workspace, name), None) is not None
+
+    async def secrets(self, workspace: str) -> list[SecretInfo]:
+        found = [info for (w, _), (info, _) in self._secrets.items() if w == workspace]
+        return sorted(found, key=lambda info: info.name)
+
+    async def existing_secrets(self, workspace: str, names: Sequence[str]) -> set[str]:
+        return {name for name in names if (workspace, name) in self._secrets}
+
+    async def secret_values(self, workspace: str, names: Sequence[str]) -> dict[str, str]:
+        return {
+            name: self._secrets[(workspace, name)][1]
+            for name in names
+            if (workspace, name) in self._secrets
+        }
 
     # ---- rows ----------------------------------------------------------------------------
 

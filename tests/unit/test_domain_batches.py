@@ -47,7 +47,7 @@ def queued_ids(domain: Domain) -> list[str]:
 async def refused(domain: Domain, request: BatchRequest) -> Invalid:
     """The batch's validation error, after checking that nothing was stored or published."""
     with pytest.raises(Invalid) as refusal:
-        await domain.batches.start(request, OPERATOR)
+        await domain.batches.start(request, EDITOR)
     domain.assert_nothing_queued()
     return refusal.value
 
@@ -62,7 +62,7 @@ async def test_a_batch_queues_every_run_publishes_them_together_and_signals_once
             labels=["nightly"],
             priority=3,
         ),
-        OPERATOR,
+        EDITOR,
     )
 
     assert batch == Batch(
@@ -72,7 +72,7 @@ async def test_a_batch_queues_every_run_publishes_them_together_and_signals_once
         2,
         2,
         batch.created_at,
-        "token:ci",
+        "user:editor",
         workspace_id=WORKSPACE,
     )
     assert await domain.store.batch(batch.id, workspace=WORKSPACE) == batch
@@ -97,7 +97,7 @@ async def test_a_batch_of_a_saved_scenario_is_named_as_asked(domain: Domain) -> 
     await domain.scenarios.save(DIAL, EDITOR)
 
     batch = await domain.batches.start(
-        dial(*phones("1"), scenario="dial", definition=None, name="monday calls"), OPERATOR
+        dial(*phones("1"), scenario="dial", definition=None, name="monday calls"), EDITOR
     )
 
     assert (batch.name, batch.scenario_name) == ("monday calls", "dial")
@@ -141,14 +141,14 @@ async def test_batch_options_out_of_range_are_named(
 
 
 async def test_a_thousand_runs_are_accepted(domain: Domain) -> None:
-    batch = await domain.batches.start(dial(*phones(*map(str, range(1000)))), OPERATOR)
+    batch = await domain.batches.start(dial(*phones(*map(str, range(1000)))), EDITOR)
     assert batch.total == len(domain.store.execution_ids) == 1000
     assert domain.signals.queued_count == 1
 
 
 async def test_a_batch_of_an_unknown_scenario_is_not_found(domain: Domain) -> None:
     with pytest.raises(NotFound, match="scenario dial not found"):
-        await domain.batches.start(dial(*phones("1"), scenario="dial", definition=None), OPERATOR)
+        await domain.batches.start(dial(*phones("1"), scenario="dial", definition=None), EDITOR)
     assert domain.store.execution_ids == ()
 
 
@@ -168,7 +168,7 @@ async def test_a_bad_label_of_a_run_is_named_by_its_index_in_that_run(domain: Do
 
 
 async def test_stopping_a_batch_stops_every_execution_that_has_not_ended(domain: Domain) -> None:
-    batch = await domain.batches.start(dial(*phones("1", "2", "3", "4", "5")), OPERATOR)
+    batch = await domain.batches.start(dial(*phones("1", "2", "3", "4", "5")), EDITOR)
     waiting, paused, ended, running, stopping = queued_ids(domain)
     domain.run(paused, status_changed(S.RUNNING), status_changed(S.PAUSED))
     domain.run(ended, status_changed(S.RUNNING), status_changed(S.FAILED, error="no answer"))
@@ -196,7 +196,7 @@ async def test_stopping_a_batch_stops_every_execution_that_has_not_ended(domain:
 
 
 async def test_a_batch_stopped_with_a_reason_gives_it_to_each_execution(domain: Domain) -> None:
-    batch = await domain.batches.start(dial(*phones("1")), OPERATOR)
+    batch = await domain.batches.start(dial(*phones("1")), EDITOR)
 
     await domain.batches.stop(batch.id, "wrong list", OPERATOR)
 
@@ -205,7 +205,7 @@ async def test_a_batch_stopped_with_a_reason_gives_it_to_each_execution(domain: 
 
 
 async def test_another_workspace_s_batch_is_not_found_and_not_stopped(domain: Domain) -> None:
-    batch = await domain.batches.start(dial(*phones("1")), OPERATOR)
+    batch = await domain.batches.start(dial(*phones("1")), EDITOR)
 
     with pytest.raises(NotFound, match=f"batch {batch.id} not found"):
         await domain.batches.stop(batch.id, None, OUTSIDER)

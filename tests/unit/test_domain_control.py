@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from tests.support.domain import (
+    EDITOR,
     OPERATOR,
     OUTSIDER,
     RUNNER,
@@ -53,9 +54,7 @@ _ANSWER_AFTER_SECONDS = 0.03
 
 
 async def queued(domain: Domain, **fields: Any) -> str:
-    execution = await domain.executions.start(
-        StartRequest(definition=TWO_STEPS, **fields), OPERATOR
-    )
+    execution = await domain.executions.start(StartRequest(definition=TWO_STEPS, **fields), EDITOR)
     return execution.id
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.domain import EDITOR, OPERATOR, OUTSIDER, WORKSPACE, Domain
+from tests.support.domain import EDITOR, OUTSIDER, WORKSPACE, Domain
 
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionMode, ExecutionStatus
@@ -38,7 +38,7 @@ def paths(error: Invalid) -> list[str]:
 async def refused(domain: Domain, request: StartRequest) -> Invalid:
     """The start's validation error, after checking that nothing was queued."""
     with pytest.raises(Invalid) as refusal:
-        await domain.executions.start(request, OPERATOR)
+        await domain.executions.start(request, EDITOR)
     domain.assert_nothing_queued()
     return refusal.value
 
@@ -48,11 +48,11 @@ async def test_a_start_queues_the_execution_publishes_seq_1_and_signals_once(
 ) -> None:
     execution = await domain.executions.start(
         pipeline(labels=["nightly", "eu", "nightly"], priority=7, timeout_seconds=60),
-        OPERATOR,
+        EDITOR,
     )
 
     assert execution.status is ExecutionStatus.QUEUED
-    assert (execution.workspace_id, execution.triggered_by) == (WORKSPACE, "token:ci")
+    assert (execution.workspace_id, execution.triggered_by) == (WORKSPACE, "user:editor")
     assert execution.inputs == {"target": "staging", "count": 3, "phone": None}
     assert execution.labels == ("nightly", "eu")  # once each, in the order given
     assert (execution.priority, execution.timeout_seconds, execution.last_seq) == (7, 60, 1)
@@ -75,7 +75,7 @@ async def test_a_saved_scenario_starts_at_its_latest_version(domain: Domain) -> 
     await domain.scenarios.save(PIPELINE.replace("limit: 2", "limit: 3"), EDITOR)
 
     execution = await domain.executions.start(
-        StartRequest(scenario="pipeline", inputs=VALID_INPUTS), OPERATOR
+        StartRequest(scenario="pipeline", inputs=VALID_INPUTS), EDITOR
     )
 
     assert (execution.scenario_name, execution.scenario_version) == ("pipeline", 2)
@@ -84,7 +84,7 @@ async def test_a_saved_scenario_starts_at_its_latest_version(domain: Domain) -> 
 
 async def test_an_unknown_scenario_is_not_found(domain: Domain) -> None:
     with pytest.raises(NotFound, match="scenario nope not found"):
-        await domain.executions.start(StartRequest(scenario="nope"), OPERATOR)
+        await domain.executions.start(StartRequest(scenario="nope"), EDITOR)
     await domain.scenarios.save(PIPELINE, EDITOR)
     with pytest.raises(NotFound, match="scenario pipeline not found"):
         await domain.executions.start(StartRequest(scenario="pipeline"), OUTSIDER)
@@ -106,7 +106,7 @@ async def test_a_start_names_a_scenario_or_gives_a_definition(
 async def test_a_malformed_definition_names_its_field(domain: Domain) -> None:
     text = "name: x\nsteps: [{key: a, kind: teleport}]"
     with pytest.raises(InvalidDefinition) as refusal:
-        await domain.executions.start(StartRequest(definition=text), OPERATOR)
+        await domain.executions.start(StartRequest(definition=text), EDITOR)
     assert paths(refusal.value) == ["steps[0].kind"]
 
 
@@ -141,7 +141,7 @@ async def test_options_at_their_limits_are_accepted(domain: Domain) -> None:
             labels=["x" * 200] + [f"l{n}" for n in range(19)],
             idempotency_key="k" * 200,
         ),
-        OPERATOR,
+        EDITOR,
     )
     assert execution.grace_seconds == 3600
 
@@ -209,12 +209,12 @@ async def test_a_test_panel_start_keeps_its_step_and_upstream(domain: Domain) ->
     upstream = {"login": {"token": "t"}, "build": {"artifact": "a.tgz"}}
     in_context = await domain.executions.start(
         pipeline(mode=ExecutionMode.STEP_IN_CONTEXT, step_key="report", upstream=upstream),
-        OPERATOR,
+        EDITOR,
     )
     alone = await domain.executions.start(
-        pipeline(mode=ExecutionMode.STEP, step_key="login"), OPERATOR
+        pipeline(mode=ExecutionMode.STEP, step_key="login"), EDITOR
     )
-    full = await domain.executions.start(pipeline(), OPERATOR)
+    full = await domain.executions.start(pipeline(), EDITOR)
 
     assert (in_context.mode, in_context.step_key, in_context.upstream) == (
         ExecutionMode.STEP_IN_CONTEXT,
@@ -251,7 +251,7 @@ async def test_inputs_that_do_not_bind_are_named(
 
 
 async def test_the_concurrency_key_is_rendered_from_the_inputs(domain: Domain) -> None:
-    execution = await domain.executions.start(pipeline(inputs={"target": "production"}), OPERATOR)
+    execution = await domain.executions.start(pipeline(inputs={"target": "production"}), EDITOR)
     assert (execution.concurrency_key, execution.concurrency_limit) == ("line-production", 2)
 
 
@@ -291,7 +291,7 @@ async def test_the_same_idempotency_key_and_request_return_the_first_execution(
     domain: Domain,
 ) -> None:
     first = await domain.executions.start(
-        pipeline(idempotency_key="deploy-42", labels=["a", "b"]), OPERATOR
+        pipeline(idempotency_key="deploy-42", labels=["a", "b"]), EDITOR
     )
     published = list(domain.published.batches)
 
@@ -302,7 +302,7 @@ async def test_the_same_idempotency_key_and_request_return_the_first_execution(
             labels=["b", "a"],
             inputs={**VALID_INPUTS, "count": 3},
         ),
-        OPERATOR,
+        EDITOR,
     )
 
     assert again == await domain.store.execution(first.id, workspace=WORKSPACE)
@@ -316,10 +316,10 @@ async def test_a_scenario_saved_again_between_two_starts_is_the_same_request(
 ) -> None:
     await domain.scenarios.save(PIPELINE, EDITOR)
     request = StartRequest(scenario="pipeline", inputs=VALID_INPUTS, idempotency_key="k")
-    first = await domain.executions.start(request, OPERATOR)
+    first = await domain.executions.start(request, EDITOR)
     await domain.scenarios.save(PIPELINE.replace("limit: 2", "limit: 3"), EDITOR)
 
-    again = await domain.executions.start(request, OPERATOR)
+    again = await domain.executions.start(request, EDITOR)
 
     assert (again.id, again.scenario_version) == (first.id, 1)
 
@@ -338,10 +338,10 @@ async def test_a_scenario_saved_again_between_two_starts_is_the_same_request(
 async def test_the_same_idempotency_key_with_another_request_is_invalid(
     domain: Domain, changed: dict[str, Any]
 ) -> None:
-    first = await domain.executions.start(pipeline(idempotency_key="deploy-42"), OPERATOR)
+    first = await domain.executions.start(pipeline(idempotency_key="deploy-42"), EDITOR)
 
     with pytest.raises(Invalid) as refusal:
-        await domain.executions.start(pipeline(idempotency_key="deploy-42", **changed), OPERATOR)
+        await domain.executions.start(pipeline(idempotency_key="deploy-42", **changed), EDITOR)
 
     assert refusal.value.errors == (
         FieldError(
@@ -357,13 +357,13 @@ async def test_the_same_idempotency_key_with_another_request_is_invalid(
 async def test_an_idempotent_retry_with_another_timeout_is_invalid(
     domain: Domain, changed: dict[str, Any]
 ) -> None:
-    await domain.executions.start(pipeline(idempotency_key="deploy-42"), OPERATOR)
+    await domain.executions.start(pipeline(idempotency_key="deploy-42"), EDITOR)
     with pytest.raises(Invalid):
-        await domain.executions.start(pipeline(idempotency_key="deploy-42", **changed), OPERATOR)
+        await domain.executions.start(pipeline(idempotency_key="deploy-42", **changed), EDITOR)
 
 
 async def test_an_idempotency_key_belongs_to_its_workspace(domain: Domain) -> None:
-    mine = await domain.executions.start(pipeline(idempotency_key="deploy-42"), OPERATOR)
+    mine = await domain.executions.start(pipeline(idempotency_key="deploy-42"), EDITOR)
     theirs = await domain.executions.start(pipeline(idempotency_key="deploy-42"), OUTSIDER)
 
     assert mine.id != theirs.id
@@ -372,5 +372,5 @@ async def test_an_idempotency_key_belongs_to_its_workspace(domain: Domain) -> No
 
 
 async def test_an_execution_of_another_workspace_is_not_readable(domain: Domain) -> None:
-    execution: Execution = await domain.executions.start(pipeline(), OPERATOR)
+    execution: Execution = await domain.executions.start(pipeline(), EDITOR)
     assert await domain.store.execution(execution.id, workspace=OUTSIDER.workspace_id) is None

@@ -66,6 +66,18 @@ class ServerSecret(Table, tablename="runwire_server_secret"):
     value = Text()
 
 
+class WorkspaceSecret(Table, tablename="runwire_workspace_secret"):
+    """A value steps receive by name; (workspace_id, name) is unique. Never returned by the API."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    name = Varchar(length=128)
+    value = Text()
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    updated_by = Varchar(length=200, default="")
+
+
 class Scenario(Table, tablename="runwire_scenario"):
     """One version of a named scenario; (workspace_id, name, version) is unique."""
 
@@ -225,6 +237,7 @@ ALL_TABLES: list[type[Table]] = [
     Member,
     ApiToken,
     ServerSecret,
+    WorkspaceSecret,
     Scenario,
     Execution,
     ExecutionLabel,

@@ -71,6 +71,7 @@ class BatchService:
         definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
+        await self._executions.admit(definition, scenario, actor)
         batch = Batch(
             id=str(uuid.uuid4()),
             name=(request.name or definition.name)[:_MAX_NAME],

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runwire.domain.access import Actor
+from runwire.domain.access import Actor, Permission
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Event,
@@ -19,8 +19,9 @@ from runwire.domain.models import (
     ExecutionStatus,
     ScenarioVersion,
 )
-from runwire.domain.ports import EventPublisher, ExecutionStore, WorkSignals
+from runwire.domain.ports import EventPublisher, ExecutionStore, SecretStore, WorkSignals
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.secrets import missing_secrets
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import Definition, bind_inputs
 from runwire.scenarios.templating import TemplateError, render
@@ -70,11 +71,13 @@ class ExecutionService:
         scenarios: ScenarioService,
         publisher: EventPublisher,
         signals: WorkSignals,
+        secrets: SecretStore,
     ) -> None:
         self._store = store
         self._scenarios = scenarios
         self._publisher = publisher
         self._signals = signals
+        self._secrets = secrets
 
     async def start(self, request: StartRequest, actor: Actor) -> Execution:
         """Validate the request and queue a new execution (its event seq 1).
@@ -85,6 +88,8 @@ class ExecutionService:
         definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
+        only = request.step_key if request.mode is not ExecutionMode.FULL else None
+        await self.admit(definition, scenario, actor, only)
         prepared = self.prepare(definition, scenario, request, actor)
         execution, created = await self._store.create_execution(
             prepared.execution, prepared.queued, prepared.fingerprint
@@ -105,6 +110,25 @@ class ExecutionService:
         await self._publisher.publish([prepared.queued])
         self._signals.queued()
         return execution
+
+    async def admit(
+        self,
+        definition: Definition,
+        scenario: ScenarioVersion | None,
+        actor: Actor,
+        only: str | None = None,
+    ) -> None:
+        """May the actor run it (an inline process step needs `scenario:write`), and does the
+        workspace have every secret its steps (or step `only`) name?"""
+        if scenario is None and any(
+            runs_processes(self._scenarios.kinds.get(step.kind)) for step in definition.steps
+        ):
+            # Running any command the caller writes is authoring, not operating: operators run
+            # what editors saved.
+            actor.require(Permission.SCENARIO_WRITE)
+        errors = await missing_secrets(self._secrets, actor.workspace_id, definition, only)
+        if errors:
+            raise Invalid(errors)
 
     def prepare(
         self,
@@ -164,6 +188,11 @@ class ExecutionService:
         )
         fingerprint = _fingerprint(execution) if request.idempotency_key else None
         return Prepared(execution, queued, fingerprint)
+
+
+def runs_processes(kind: object) -> bool:
+    """Whether a step kind runs a process; a kind that does not say is taken to (fail closed)."""
+    return bool(getattr(kind, "runs_processes", True))
 
 
 def _option_errors(request: StartRequest) -> list[FieldError]:

@@ -8,9 +8,13 @@ implements them all in memory, so the domain's rules are tested without a databa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runwire.domain.models import Batch, Event, EventDraft, Execution, ScenarioVersion
+
+if TYPE_CHECKING:
+    from runwire.domain.secrets import SecretInfo
 
 Decide = Callable[[Execution], Sequence[EventDraft]]
 """Given an execution as stored (locked, with its step attempts), the events to append to it."""
@@ -88,6 +92,28 @@ class ControlRequests(Protocol):
         grace: float | None,
         step_key: str | None = None,
     ) -> None: ...
+
+
+class SecretStore(Protocol):
+    """Workspace secrets by name; values leave only through `secret_values`, for the runner."""
+
+    async def put_secret(
+        self, workspace: str, name: str, value: str, actor: str, at: datetime
+    ) -> SecretInfo:
+        """Create or replace; `created_at` stays that of the first set."""
+        ...
+
+    async def delete_secret(self, workspace: str, name: str) -> bool: ...
+
+    async def secrets(self, workspace: str) -> list[SecretInfo]:
+        """By name, without values."""
+        ...
+
+    async def existing_secrets(self, workspace: str, names: Sequence[str]) -> set[str]: ...
+
+    async def secret_values(self, workspace: str, names: Sequence[str]) -> dict[str, str]:
+        """The values of those of `names` the workspace has."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -20,6 +20,10 @@ class ScenarioService:
         self._kinds = kinds
         self._definitions = DefinitionCache(kinds)
 
+    @property
+    def kinds(self) -> Mapping[str, ParamsParser]:
+        return self._kinds
+
     async def save(
         self, source: str | Mapping[str, Any], actor: Actor, *, must_exist: bool | None = None
     ) -> ScenarioVersion:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,9 @@ from runwire.domain.models import (
 )
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
+from runwire.faults import is_outage
 from runwire.runner.output import OutputCoalescer
+from runwire.runner.redaction import Redactor, StreamRedactor
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
 from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
@@ -48,6 +51,9 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_REASON = "server shutting down"
 RUNNER_LOST = "runner lost"
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
+
+LoadSecrets = Callable[[str, Sequence[str]], Awaitable[dict[str, str]]]
+"""(workspace, names) -> the values of those secrets the workspace has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +93,20 @@ class _StepContext:
     attempt: int
     grace_seconds: float
     coalescer: OutputCoalescer
+    redaction: StreamRedactor
     secrets: Mapping[str, str] = field(default_factory=dict)
 
     def output(self, stream: OutputStream, text: str) -> None:
-        self.coalescer.write(stream, text)
+        # Redaction first: whatever comes after (coalescing, budgets) sees no secret value.
+        text = self.redaction.feed(stream, text)
+        if text:
+            self.coalescer.write(stream, text)
+
+    def end_output(self) -> None:
+        """The step ended: let go of what redaction held back, then of the coalesced rest."""
+        for stream, text in self.redaction.flush():
+            self.coalescer.write(stream, text)
+        self.coalescer.flush()
 
     def backlogged(self) -> bool:
         return self.run.log.backlogged(self.execution_id)
@@ -112,6 +128,7 @@ class _StepContext:
         data = span_event_data(
             name, kind, started_at, finished_at, status, attributes, parent_id, span_id
         )
+        data = self.run.redactor.value(data)
         self.run.emit(EventType.SPAN, data, self.step_key, self.attempt)
         return str(data["span_id"])
 
@@ -138,8 +155,12 @@ class ExecutionRun:
         coalesce_seconds: float,
         ownership: Ownership | None = None,
         lost_runner: str | None = None,
+        load_secrets: LoadSecrets | None = None,
     ) -> None:
         self.execution = execution
+        self._load_secrets = load_secrets
+        # The values of every secret given to a step of this run so far, masked in all of them.
+        self.redactor = Redactor()
         self.ownership = ownership
         # The owner whose runner was lost, when this run resumes after it.
         self._lost_runner = lost_runner
@@ -529,7 +550,15 @@ class ExecutionRun:
             self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt, at)
 
         coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
-        context = _StepContext(self, self.execution.id, key, attempt, self._grace, coalescer)
+        context = _StepContext(
+            self,
+            self.execution.id,
+            key,
+            attempt,
+            self._grace,
+            coalescer,
+            StreamRedactor(self.redactor),
+        )
         active.context = context
         status = StepStatus.FAILED
         result = StepResult(error="step ended without a result")
@@ -538,6 +567,7 @@ class ExecutionRun:
             path = f"steps[{step.position}].with"
             scope = {"inputs": self.execution.inputs, "steps": self._progress.scope}
             params = kind.parse(render(step.with_, scope, path), path)
+            context.secrets = await self._secrets_of(step)
             active.kind_task = asyncio.create_task(kind.run(params, context))
             async with asyncio.timeout(step.timeout):
                 result = await self._await_kind(active)
@@ -560,12 +590,20 @@ class ExecutionRun:
         except RunwireError as error:
             result = StepResult(error=error.message)
         except Exception as error:
-            # A defect in a step kind fails this step, never the runner.
-            logger.exception("step %s of execution %s crashed", key, self.execution.id)
+            # A defect in a step kind fails this step, never the runner. Its message may hold a
+            # secret value: the traceback is logged redacted.
+            logger.error(
+                "step %s of execution %s crashed:\n%s",
+                key,
+                self.execution.id,
+                self.redactor.text("".join(traceback.format_exception(error))),
+            )
             result = StepResult(error=f"internal error in step kind {step.kind}: {error!r}")
         finally:
             active.kind_task = None
-            coalescer.flush()
+            context.end_output()
+            result = self.redactor.result(result)
+            assertions = self.redactor.value(assertions)
             if not active.killed:
                 self.emit(
                     EventType.STEP_STATUS,
@@ -576,6 +614,26 @@ class ExecutionRun:
                     attempt,
                 )
         return _Outcome(status, result.error), result
+
+    async def _secrets_of(self, step: StepSpec) -> dict[str, str]:
+        """The values of the secrets the step names, read now (a set since the start counts)."""
+        if not step.secrets:
+            return {}
+        found: dict[str, str] = {}
+        if self._load_secrets is not None:
+            try:
+                found = await self._load_secrets(self.execution.workspace_id, step.secrets)
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                raise RunwireError(
+                    "its secrets could not be read: the database is out of reach"
+                ) from None
+        self.redactor.add(found.values())
+        missing = [name for name in step.secrets if name not in found]
+        if missing:
+            raise RunwireError(f"secret {', '.join(missing)} is not set in this workspace")
+        return {name: found[name] for name in step.secrets}
 
     async def _await_kind(self, active: _Active) -> StepResult:
         assert active.kind_task is not None

@@ -43,7 +43,7 @@ from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
-from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun
+from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun, LoadSecrets
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.definition import parse_definition
 from runwire.settings import Settings
@@ -63,8 +63,10 @@ class Runner:
         log: EventLog,
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
+        load_secrets: LoadSecrets | None = None,
     ) -> None:
         self._queue = queue
+        self._load_secrets = load_secrets
         self._executions = executions
         self._log = log
         self._kinds = kinds
@@ -105,9 +107,10 @@ class Runner:
         signals: QueueSignals,
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
+        load_secrets: LoadSecrets | None = None,
     ) -> AsyncIterator[Runner]:
         """Claim and run, woken by queue signals, for the block; leaving it drains."""
-        runner = cls(queue, executions, log, kinds, settings)
+        runner = cls(queue, executions, log, kinds, settings, load_secrets)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")
         heartbeat = asyncio.create_task(runner._heartbeat(), name="runwire-runner-heartbeat")
@@ -250,6 +253,7 @@ class Runner:
             coalesce_seconds=self._settings.output_coalesce_ms / 1000,
             ownership=ownership,
             lost_runner=lost_runner,
+            load_secrets=self._load_secrets,
         )
         self._runs[execution.id] = run
         self._track(execution.id, self._run(run, lease, ownership))

@@ -20,6 +20,10 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Step keys are stored in 100-character columns; input names are capped alike for symmetry.
 INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 STEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
+# Secrets become environment variables of a step's process, so they are named like them.
+SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+SECRET_NAME_RULE = "upper-case letters, digits and '_', not starting with a digit, 1..128"
+_MAX_STEP_SECRETS = 50
 
 _TOP_FIELDS = ("concurrency", "description", "inputs", "name", "parallelism", "steps", "timeout")
 _INPUT_FIELDS = ("default", "description", "enum", "required", "type")
@@ -32,6 +36,7 @@ _STEP_FIELDS = (
     "on_failure",
     "on_runner_lost",
     "retries",
+    "secrets",
     "timeout",
     "with",
 )
@@ -137,6 +142,8 @@ class StepSpec:
     expect: Expectations = NO_EXPECTATIONS
     # Written, or the kind's default: retry where running the step twice is harmless.
     on_runner_lost: OnRunnerLost = OnRunnerLost.FAIL
+    # Names of workspace secrets the step receives (see domain/secrets.py).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +433,7 @@ def _parse_steps(
         on_runner_lost = _parse_on_runner_lost(
             step.get("on_runner_lost"), idempotent, f"{path}.on_runner_lost", errors
         )
+        secrets = _parse_secrets(step.get("secrets"), f"{path}.secrets", errors)
         if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
             steps.append(
                 StepSpec(
@@ -440,6 +448,7 @@ def _parse_steps(
                     on_failure,
                     expect=expect,
                     on_runner_lost=on_runner_lost,
+                    secrets=secrets,
                 )
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
@@ -539,6 +548,21 @@ def _parse_on_failure(raw: Any, path: str, errors: list[FieldError]) -> OnFailur
         FieldError(path, f"expected one of {', '.join(OnFailure)}, got {json.dumps(raw)}")
     )
     return OnFailure.FAIL
+
+
+def _parse_secrets(raw: Any, path: str, errors: list[FieldError]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > _MAX_STEP_SECRETS:
+        errors.append(_wrong_type(path, f"a list of at most {_MAX_STEP_SECRETS} secret names", raw))
+        return ()
+    names: list[str] = []
+    for j, name in enumerate(raw):
+        if isinstance(name, str) and SECRET_NAME.fullmatch(name):
+            names.append(name)
+        else:
+            errors.append(FieldError(f"{path}[{j}]", f"a secret name is {SECRET_NAME_RULE}"))
+    return tuple(dict.fromkeys(names))
 
 
 def _parse_on_runner_lost(

@@ -15,6 +15,7 @@ from runwire.graphql.schema.batches import BatchMutations
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartExecutionInput, json_object
+from runwire.graphql.schema.secrets import SecretMutations
 from runwire.graphql.schema.types import Execution, Scenario
 
 
@@ -85,7 +86,7 @@ ScenarioResult = Annotated[
 
 
 @strawberry.type
-class Mutation(BatchMutations, AccessMutations):
+class Mutation(BatchMutations, AccessMutations, SecretMutations):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:

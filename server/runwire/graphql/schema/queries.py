@@ -20,6 +20,7 @@ from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.secrets import SecretQueries
 from runwire.graphql.schema.types import (
     Execution,
     ExecutionConnection,
@@ -35,7 +36,7 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 @strawberry.type
-class Query(AccessQueries):
+class Query(AccessQueries, SecretQueries):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
         actor = authorized(info, Permission.EXECUTION_READ)

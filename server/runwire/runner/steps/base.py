@@ -75,7 +75,11 @@ P = TypeVar("P")
 
 
 class StepKind(Protocol[P]):
-    """A kind of step (`shell`, `http`, `sleep`, …)."""
+    """A kind of step (`shell`, `http`, `sleep`, …).
+
+    A kind that runs no process says so with a class attribute `runs_processes = False`; any
+    other is taken to run commands, so starting it inline needs `scenario:write`.
+    """
 
     name: str
 

@@ -48,6 +48,7 @@ class HttpStep:
     """Send a request with httpx; whether the response passes is for `expect:` (2xx by default)."""
 
     name = "http"
+    runs_processes = False  # who may start it inline: see ExecutionService.admit
 
     def idempotent(self, params: HttpParams) -> bool:
         return params.method in IDEMPOTENT_METHODS

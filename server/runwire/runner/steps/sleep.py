@@ -22,6 +22,7 @@ class SleepStep:
     """Wait `seconds`, emitting no output."""
 
     name = "sleep"
+    runs_processes = False  # who may start it inline: see ExecutionService.admit
 
     def idempotent(self, params: SleepParams) -> bool:
         return True
