@@ -55,7 +55,7 @@ def free_port() -> int:
 # Tests (and CI) run as root, so a server's steps would run as `nobody` by default: they could
 # not read the gate files tests leave in pytest's tmp_path (/tmp/pytest-of-root is 0700) nor run
 # this venv's Python (under /root). Test servers keep steps as the server's user; the default
-# user is checked by tests/api/test_step_confinement.py, which overrides this.
+# user is checked by tests/api/test_step_privileges.py, which overrides this.
 OWN_USER_STEPS = {"RUNWIRE_STEP_USER": ""}
 
 

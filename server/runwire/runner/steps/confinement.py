@@ -50,15 +50,13 @@ class StepUser:
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
-    """What one attempt's process is started with: argv prefix, environment, place, identity."""
+    """What one attempt's process is started with: argv prefix, environment, directory."""
 
+    # The user is changed by this prefix (setpriv), not by subprocess's user=/group=: uvloop,
+    # which the server runs on, refuses those arguments.
     argv_prefix: tuple[str, ...]
     env: dict[str, str]
     cwd: str
-    user: int | None
-    group: int | None
-    # [] drops root's supplementary groups; None (no user change) keeps the server's.
-    extra_groups: list[int] | None
     directory: Path
 
     def remove(self) -> None:
@@ -73,6 +71,7 @@ class Confinement:
     root: Path
     user: StepUser | None  # None: the server's own user
     own_user: StepUser
+    setpriv: str | None  # the program that drops to `user`
     pass_env: frozenset[str]
     bwrap: str | None  # the sandbox program, when RUNWIRE_STEP_SANDBOX=bubblewrap
     hidden: tuple[Path, ...]  # hidden from sandboxed steps (the data directory)
@@ -95,8 +94,14 @@ class Confinement:
                 f"RUNWIRE_STEP_USER={wanted!r}: only a server running as root can run steps as"
                 " another user; leave it empty to run them as the server's user"
             )
-        if user is not None and user.uid == 0:
-            raise ValueError("RUNWIRE_STEP_USER: steps must not run as root; leave it unset")
+        setpriv = None
+        if user is not None:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise ValueError(
+                    f"RUNWIRE_STEP_USER={wanted!r} needs `setpriv` on PATH (Debian: util-linux);"
+                    " or set RUNWIRE_STEP_USER= to run steps as the server's user"
+                )
         root = Path(os.path.abspath(settings.step_dir))
         data = Path(os.path.abspath(settings.data_dir))
         if root == data or data in root.parents:
@@ -116,6 +121,7 @@ class Confinement:
             root=root,
             user=user,
             own_user=own,
+            setpriv=setpriv,
             pass_env=PASSED_ENV | frozenset(settings.step_pass_env),
             bwrap=bwrap,
             hidden=(data,),
@@ -158,19 +164,29 @@ class Confinement:
         try:
             workdir = self._working_directory(directory, cwd)
             env = self.environment(directory, declared_env, context.secrets)
-            prefix = self._sandbox(directory, workdir, network) if self.bwrap else ()
+            prefix = self._user_switch()
+            if self.bwrap:
+                prefix += self._sandbox(directory, workdir, network)
         except BaseException:
             _remove_tree(directory)
             raise
-        user = self.user
-        return Spawn(
-            argv_prefix=prefix,
-            env=env,
-            cwd=str(workdir),
-            user=None if user is None else user.uid,
-            group=None if user is None else user.gid,
-            extra_groups=None if user is None else [],
-            directory=directory,
+        return Spawn(argv_prefix=prefix, env=env, cwd=str(workdir), directory=directory)
+
+    def _user_switch(self) -> tuple[str, ...]:
+        """setpriv: become the step user with its group only, never to gain privileges again.
+
+        no_new_privs keeps setuid programs (sudo, su) from taking the step back to root.
+        """
+        if self.user is None:
+            return ()
+        assert self.setpriv is not None
+        return (
+            self.setpriv,
+            f"--reuid={self.user.uid}",
+            f"--regid={self.user.gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--",
         )
 
     def _attempt_directory(self, context: StepContext) -> Path:

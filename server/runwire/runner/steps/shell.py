@@ -188,9 +188,6 @@ class ShellStep:
                 stderr=subprocess.PIPE,
                 cwd=spawn.cwd,
                 env=spawn.env,
-                user=spawn.user,
-                group=spawn.group,
-                extra_groups=spawn.extra_groups,
                 # The child leads its own session and process group, so one killpg reaches
                 # everything it starts, and a Ctrl-C on the server's terminal does not.
                 start_new_session=True,
