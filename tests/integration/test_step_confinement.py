@@ -103,11 +103,43 @@ async def test_as_root_the_step_runs_as_nobody_and_cannot_read_the_servers_files
     script = (
         'id -u; id -G; stat -c "%u %a" "$HOME"; stat -c "%u" .;'
         ' cat "$PRIVATE/admin-token" 2>/dev/null || echo denied;'
-        " grep NoNewPrivs /proc/self/status"
+        ' grep NoNewPrivs /proc/self/status; ls -A "$HOME"'
     )
     result = await run(
         step_root,
         {"argv": ["sh", "-c", script], "env": {"PRIVATE": str(private)}, "cwd": "sub"},
         step_user=None,  # the default: nobody, for a server running as root
     )
-    assert lines(result) == ["65534", "65534", "65534 700", "65534", "denied", "NoNewPrivs:\t1"]
+    assert lines(result) == [
+        "65534",
+        "65534",
+        "65534 700",
+        "65534",
+        "denied",
+        "NoNewPrivs:\t1",
+        "sub",
+    ]
+
+
+@needs_root
+async def test_the_steps_environment_reaches_no_program_run_as_root(step_root: Path) -> None:
+    # The dynamic loader complains once per program it starts with a missing LD_PRELOAD: only
+    # the step's own command (run as nobody) may see it, not setpriv or the shell before it.
+    context = RecordingContext(secrets={"TOKEN": 'it\'s "quoted"\nand multi-line $HOME'})
+    result = await run(
+        step_root,
+        {"argv": ["sh", "-c", 'printf %s "$TOKEN"'], "env": {"LD_PRELOAD": "/nonexistent.so"}},
+        context,
+        step_user=None,
+    )
+    assert result.output["stdout"] == context.secrets["TOKEN"]
+    assert str(result.output["stderr"]).count("cannot be preloaded") == 1
+
+
+@needs_root
+async def test_names_a_shell_cannot_set_are_refused_when_switching_users(
+    step_root: Path,
+) -> None:
+    result = await run(step_root, {"argv": ["true"], "env": {"A-B": "1"}}, step_user=None)
+    assert result.error == "cannot start: environment names must be letters, digits and _: ['A-B']"
+    assert os.listdir(step_root) == []

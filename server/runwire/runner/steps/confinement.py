@@ -14,8 +14,11 @@ import contextlib
 import logging
 import os
 import pwd
+import re
+import shlex
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_STEP_USER = "nobody"
 """Who steps run as when the server runs as root and RUNWIRE_STEP_USER is unset."""
 
-SANDBOXES = frozenset({"bubblewrap"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +112,7 @@ class Confinement:
                 f"RUNWIRE_STEP_DIR={str(settings.step_dir)!r} must be outside the data directory,"
                 " which steps may not read"
             )
-        bwrap = None
-        if settings.step_sandbox:
-            bwrap = shutil.which("bwrap")
-            if bwrap is None:
-                raise ValueError(
-                    "RUNWIRE_STEP_SANDBOX=bubblewrap but no `bwrap` on PATH"
-                    " (Debian: apt-get install bubblewrap)"
-                )
+        bwrap = _bubblewrap(setpriv, user) if settings.step_sandbox else None
         return cls(
             root=root,
             user=user,
@@ -164,7 +160,9 @@ class Confinement:
         try:
             workdir = self._working_directory(directory, cwd)
             env = self.environment(directory, declared_env, context.secrets)
-            prefix = self._user_switch()
+            prefix: tuple[str, ...] = ()
+            if self.user is not None:
+                prefix, env = self._switch_user(directory, env)
             if self.bwrap:
                 prefix += self._sandbox(directory, workdir, network)
         except BaseException:
@@ -172,22 +170,33 @@ class Confinement:
             raise
         return Spawn(argv_prefix=prefix, env=env, cwd=str(workdir), directory=directory)
 
-    def _user_switch(self) -> tuple[str, ...]:
-        """setpriv: become the step user with its group only, never to gain privileges again.
+    def _switch_user(
+        self, directory: Path, env: Mapping[str, str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """setpriv, then a shell that takes the step's environment from a file and execs.
 
-        no_new_privs keeps setuid programs (sudo, su) from taking the step back to root.
+        Whatever starts as root gets a fixed environment: the step's own (LD_PRELOAD, say)
+        would run its code as root before the switch. Not in argv either: /proc/<pid>/cmdline
+        is world-readable. So the file is written 0600 for the step user in its 0700
+        directory, and deleted by the shell (already the step user) before the command runs.
         """
-        if self.user is None:
-            return ()
-        assert self.setpriv is not None
+        assert self.user is not None
+        if bad := sorted(name for name in env if not _ENV_NAME.fullmatch(name)):
+            raise ValueError(f"environment names must be letters, digits and _: {bad}")
+        env_file = directory / ".runwire-env"
+        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            os.fchown(file.fileno(), self.user.uid, self.user.gid)
+            file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
+        # Opened and unlinked before it is read, so no program (rm) runs with the step's env.
+        trampoline = 'exec 3<"$0" && rm -f -- "$0" && set -a && . /dev/fd/3 && exec 3<&- "$@"'
         return (
-            self.setpriv,
-            f"--reuid={self.user.uid}",
-            f"--regid={self.user.gid}",
-            "--clear-groups",
-            "--no-new-privs",
-            "--",
-        )
+            *_switch_to(self.setpriv, self.user),
+            "/bin/sh",
+            "-c",
+            trampoline,
+            str(env_file),
+        ), {"PATH": DEFAULT_PATH}
 
     def _attempt_directory(self, context: StepContext) -> Path:
         self._ensure_root()
@@ -216,7 +225,10 @@ class Confinement:
         if cwd is None:
             return directory
         if os.path.isabs(cwd):
-            return Path(cwd)
+            workdir = Path(os.path.abspath(cwd))
+            if any(workdir == hidden or hidden in workdir.parents for hidden in self.hidden):
+                raise ValueError(f"cwd {cwd!r} is inside the data directory")
+            return workdir
         if ".." in PurePosixPath(cwd).parts:
             raise ValueError(f"cwd {cwd!r} must not leave the step's directory")
         workdir = directory
@@ -243,8 +255,50 @@ class Confinement:
         resolv = Path("/etc/resolv.conf")
         if network and resolv.is_symlink() and resolv.resolve().is_relative_to("/run"):
             argv += ["--ro-bind", str(resolv.resolve()), str(resolv.resolve())]
-        argv += ["--bind", str(directory), str(directory), "--chdir", str(workdir), "--"]
+        argv += ["--bind", str(directory), str(directory)]
+        if workdir != directory and directory not in workdir.parents:
+            # A directory the step named (a checkout, say): writable as far as its modes allow.
+            argv += ["--bind", str(workdir), str(workdir)]
+        argv += ["--chdir", str(workdir), "--"]
         return tuple(argv)
+
+
+def _switch_to(setpriv: str | None, user: StepUser | None) -> tuple[str, ...]:
+    """setpriv: become `user` with its group only, never to gain privileges again.
+
+    no_new_privs keeps setuid programs (sudo, su) from taking the step back to root.
+    """
+    if user is None:
+        return ()
+    assert setpriv is not None
+    return (
+        setpriv,
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    )
+
+
+def _bubblewrap(setpriv: str | None, user: StepUser | None) -> str:
+    """The `bwrap` program, once seen to work as the step user (user namespaces may be off)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise ValueError(
+            "RUNWIRE_STEP_SANDBOX=bubblewrap but no `bwrap` on PATH"
+            " (Debian: apt-get install bubblewrap)"
+        )
+    probe = [*_switch_to(setpriv, user), bwrap, "--unshare-all", "--ro-bind", "/", "/", "true"]
+    try:
+        subprocess.run(probe, capture_output=True, check=True, timeout=10, env={})
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        raise ValueError(
+            f"RUNWIRE_STEP_SANDBOX=bubblewrap: bwrap cannot run here:"
+            f" {detail.decode(errors='replace').strip() or error}"
+        ) from None
+    return bwrap
 
 
 def _user_named(name: str) -> StepUser:
