@@ -143,3 +143,12 @@ async def test_names_a_shell_cannot_set_are_refused_when_switching_users(
     result = await run(step_root, {"argv": ["true"], "env": {"A-B": "1"}}, step_user=None)
     assert result.error == "cannot start: environment names must be letters, digits and _: ['A-B']"
     assert os.listdir(step_root) == []
+
+
+async def test_cwd_may_not_be_the_data_directory_nor_a_link_to_it(step_root: Path) -> None:
+    data = step_root.parent / "private"
+    link = step_root.parent / "link"
+    link.symlink_to(data)
+    for cwd in (str(data), f"{link}/"):
+        result = await run(step_root, {"argv": ["true"], "cwd": cwd}, data_dir=data)
+        assert result.error == f"cannot start: cwd {cwd!r} is inside the server's data directory"

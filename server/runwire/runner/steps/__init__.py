@@ -28,15 +28,15 @@ __all__ = [
 ]
 
 
-def step_kinds(settings: Settings) -> Mapping[str, StepKind[Any]]:
-    """The shipped kinds, process steps confined as `settings` say (ValueError if they cannot)."""
-    kinds: tuple[StepKind[Any], ...] = (
-        ShellStep(Confinement.from_settings(settings)),
-        HttpStep(),
-        SleepStep(),
-    )
+def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
+    """The shipped kinds, process steps confined as `settings` say (ValueError if they cannot).
+
+    Without settings, the default ones are resolved when a process step first runs.
+    """
+    confinement = None if settings is None else Confinement.from_settings(settings)
+    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), SleepStep())
     return MappingProxyType({kind.name: kind for kind in kinds})
 
 
-# With the default settings: for checking definitions, and for running steps outside a server.
-STEP_KINDS = step_kinds(Settings())
+# For checking definitions, and for running steps outside a server (the default confinement).
+STEP_KINDS = step_kinds()

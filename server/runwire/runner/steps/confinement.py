@@ -77,7 +77,7 @@ class Confinement:
     setpriv: str | None  # the program that drops to `user`
     pass_env: frozenset[str]
     bwrap: str | None  # the sandbox program, when RUNWIRE_STEP_SANDBOX=bubblewrap
-    hidden: tuple[Path, ...]  # hidden from sandboxed steps (the data directory)
+    hidden: tuple[Path, ...]  # the data directory (and a SQLite file's elsewhere)
     server_env: Mapping[str, str]
 
     @classmethod
@@ -120,7 +120,7 @@ class Confinement:
             setpriv=setpriv,
             pass_env=PASSED_ENV | frozenset(settings.step_pass_env),
             bwrap=bwrap,
-            hidden=(data,),
+            hidden=_server_files(settings),
             server_env=dict(os.environ if server_env is None else server_env),
         )
 
@@ -226,8 +226,9 @@ class Confinement:
             return directory
         if os.path.isabs(cwd):
             workdir = Path(os.path.abspath(cwd))
-            if any(workdir == hidden or hidden in workdir.parents for hidden in self.hidden):
-                raise ValueError(f"cwd {cwd!r} is inside the data directory")
+            real = Path(os.path.realpath(cwd))  # a link into the data is the data
+            if any(real == hidden or hidden in real.parents for hidden in self.hidden):
+                raise ValueError(f"cwd {cwd!r} is inside the server's data directory")
             return workdir
         if ".." in PurePosixPath(cwd).parts:
             raise ValueError(f"cwd {cwd!r} must not leave the step's directory")
@@ -261,6 +262,17 @@ class Confinement:
             argv += ["--bind", str(workdir), str(workdir)]
         argv += ["--chdir", str(workdir), "--"]
         return tuple(argv)
+
+
+def _server_files(settings: Settings) -> tuple[Path, ...]:
+    """Directories no step may use as cwd and the sandbox empties: the server's own files."""
+    hidden = [Path(os.path.realpath(settings.data_dir))]
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///"):
+        folder = Path(os.path.realpath(url[len("sqlite:///") :])).parent
+        if folder not in hidden and folder != Path("/"):
+            hidden.append(folder)
+    return tuple(hidden)
 
 
 def _switch_to(setpriv: str | None, user: StepUser | None) -> tuple[str, ...]:

@@ -139,7 +139,14 @@ class ShellStep:
     name = "shell"
 
     def __init__(self, confinement: Confinement | None = None) -> None:
-        self.confinement = confinement or Confinement.from_settings(Settings())
+        self._confinement = confinement
+
+    @property
+    def confinement(self) -> Confinement:
+        """As given, or the default settings' on first use (parsing alone never needs one)."""
+        if self._confinement is None:
+            self._confinement = Confinement.from_settings(Settings())
+        return self._confinement
 
     def idempotent(self, params: ShellParams) -> bool:
         return False  # a command may change the world; `on_runner_lost: retry` says it may not
