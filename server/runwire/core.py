@@ -43,7 +43,7 @@ from runwire.health import Health
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.runner import Runner
-from runwire.runner.steps import STEP_KINDS
+from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory
 from runwire.settings import Settings
@@ -117,12 +117,16 @@ class Core:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, settings: Settings, kinds: Mapping[str, StepKind[Any]] = STEP_KINDS
+        cls, settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = None
     ) -> AsyncIterator[Core]:
         """Open, bootstrap and start everything for the block; leaving it stops in reverse.
 
-        `kinds` are the step kinds definitions may use and the runner runs.
+        `kinds` are the step kinds definitions may use and the runner runs (default: the
+        shipped ones, confined as the settings say).
         """
+        if kinds is None:
+            kinds = step_kinds(settings)
+        _keep_data_directory_private(settings)
         async with contextlib.AsyncExitStack() as stack:
             database = await stack.enter_async_context(
                 Database.open(
@@ -222,7 +226,7 @@ class Core:
 def _hand_over_admin_token(settings: Settings, secret: str) -> None:
     """Write the first admin token to a file only the user can read, and show it once."""
     path = settings.admin_token_file
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         os.fchmod(file.fileno(), 0o600)
@@ -234,6 +238,16 @@ def _hand_over_admin_token(settings: Settings, secret: str) -> None:
         " you). Send it as: Authorization: Bearer <token>\n\n"
     )
     sys.stderr.flush()
+
+
+def _keep_data_directory_private(settings: Settings) -> None:
+    """Make an existing data directory the server user's alone (0700): steps may not read it."""
+    # New ones are created 0700 (here for the admin token, in db/engine.py for SQLite); older
+    # installs made it 0755, which let any local user, and so any step, read the database.
+    with contextlib.suppress(FileNotFoundError):
+        found = settings.data_dir.stat()
+        if found.st_mode & 0o077 and found.st_uid == os.geteuid():
+            settings.data_dir.chmod(0o700)
 
 
 def _identity_provider(settings: Settings) -> JwtSettings | None:

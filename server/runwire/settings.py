@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +58,17 @@ class Settings:
     jwt_audience: str | None = None
     jwt_workspace_claim: str = "runwire_workspace"
     jwt_role_claim: str = "runwire_role"
+    # Process steps (runner/steps/confinement.py). Who they run as: None is `nobody` when the
+    # server runs as root and the server's own user otherwise; "" is always the server's user.
+    step_user: str | None = None
+    # Each step attempt gets a directory of its own under this one, removed when it ends. Outside
+    # the data directory (which steps must not read) and on the temp filesystem, cleared on boot.
+    step_dir: Path = Path(tempfile.gettempdir()) / "runwire-steps"
+    # Server variables passed to steps besides the allowlist (e.g. HTTP_PROXY, SSL_CERT_FILE).
+    step_pass_env: tuple[str, ...] = ()
+    # "bubblewrap": run each process step in a bwrap sandbox (no network unless the step says
+    # `network: true`, read-only system, only its own directory writable, data dir hidden).
+    step_sandbox: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -66,6 +78,12 @@ class Settings:
             )
         if self.drain_seconds < 0:
             raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
+        if self.step_sandbox not in {"", "bubblewrap"}:
+            raise ValueError(
+                f"RUNWIRE_STEP_SANDBOX: expected bubblewrap or empty, got {self.step_sandbox!r}"
+            )
+        if leaked := [name for name in self.step_pass_env if name.startswith("RUNWIRE_")]:
+            raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
 
     @property
     def effective_database_url(self) -> str:
@@ -151,6 +169,12 @@ class Settings:
             jwt_audience=env.get("RUNWIRE_JWT_AUDIENCE") or None,
             jwt_workspace_claim=text("JWT_WORKSPACE_CLAIM", defaults.jwt_workspace_claim),
             jwt_role_claim=text("JWT_ROLE_CLAIM", defaults.jwt_role_claim),
+            step_user=env.get("RUNWIRE_STEP_USER"),
+            step_dir=Path(text("STEP_DIR", str(defaults.step_dir))),
+            step_pass_env=tuple(
+                name.strip() for name in text("STEP_PASS_ENV", "").split(",") if name.strip()
+            ),
+            step_sandbox=text("STEP_SANDBOX", defaults.step_sandbox).strip().lower(),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

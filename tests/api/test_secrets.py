@@ -177,11 +177,6 @@ async def test_the_audit_trail_names_the_secret_never_its_value(server: Server) 
     assert VALUE not in json.dumps(trail)
 
 
-# AFTER MERGE (issue-15-confinement puts StepContext.secrets into the process environment in
-# runner/steps/shell.py): this then passes, and strict xfail fails it until the mark is removed.
-@pytest.mark.xfail(
-    strict=True, reason="the shell step puts secrets in its environment on issue-15-confinement"
-)
 async def test_a_shell_step_gets_the_value_in_its_environment_and_prints_it_masked(
     server: Server,
 ) -> None:

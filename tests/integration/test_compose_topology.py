@@ -238,6 +238,9 @@ class Topology:
         env["RUNWIRE_DATA_DIR"] = str(self.directory / f"{service.name}-{replica}")
         env["RUNWIRE_HOST"] = "127.0.0.1"
         env["RUNWIRE_PORT"] = str(port)
+        # The image runs as a non-root user, so its steps run as that user; here (as root) steps
+        # would be `nobody` and miss the test's gate files: the same (see OWN_USER_STEPS).
+        env["RUNWIRE_STEP_USER"] = ""
         return env
 
     def start(self, service: Service) -> None:

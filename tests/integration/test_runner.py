@@ -20,7 +20,7 @@ from runwire.domain.access import Actor, Role
 from runwire.domain.clock import utc_now
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
-from runwire.runner.steps import STEP_KINDS
+from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.settings import Settings
 
@@ -53,11 +53,12 @@ async def _core(url: str, data: Path, **settings: Any) -> AsyncIterator[Core]:
         data_dir=data,
         load_examples=False,
         poll_seconds=0.05,
+        step_user="",  # steps as the test's user: see OWN_USER_STEPS in tests/support/server.py
         **settings,
     )
     async with Database.open(url, migrate=True):
         pass  # as `runwire migrate` does before a server starts on Postgres
-    async with Core.running(config, {**STEP_KINDS, "explode": ExplodingStep()}) as core:
+    async with Core.running(config, {**step_kinds(config), "explode": ExplodingStep()}) as core:
         yield core
 
 

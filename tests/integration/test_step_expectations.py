@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from tests.support.http_service import FakeHttpService
-from tests.support.steps import RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
-from runwire.runner.steps import STEP_KINDS
 from runwire.scenarios.definition import parse_definition
 from runwire.scenarios.expectations import assess
 
@@ -27,8 +26,8 @@ async def service() -> AsyncIterator[FakeHttpService]:
 
 async def run_step(step: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     """Run the one step of a definition and assess it: its error and assertion records."""
-    spec = parse_definition({"name": "t", "steps": [{"key": "s", **step}]}, STEP_KINDS).steps[0]
-    kind = STEP_KINDS[spec.kind]
+    spec = parse_definition({"name": "t", "steps": [{"key": "s", **step}]}, OWN_USER_KINDS).steps[0]
+    kind = OWN_USER_KINDS[spec.kind]
     result = await kind.run(kind.parse(spec.with_, "with"), RecordingContext())
     judged, records = assess(spec.expect, spec.kind, result)
     assert judged.output == result.output  # assessing changes the verdict, never the output

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.steps import RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 from runwire.domain.models import OutputStream
-from runwire.runner.steps import STEP_KINDS, StepResult
+from runwire.runner.steps import StepResult
 from runwire.scenarios.results import Observed
 
 GRACE = 0.5
@@ -21,7 +21,7 @@ PY = sys.executable
 
 
 async def run(params: dict[str, Any], context: RecordingContext | None = None) -> StepResult:
-    shell = STEP_KINDS["shell"]
+    shell = OWN_USER_KINDS["shell"]
     return await shell.run(
         shell.parse(params, "with"), context or RecordingContext(grace_seconds=GRACE)
     )
@@ -224,7 +224,7 @@ async def test_a_backlogged_execution_stops_reading_until_there_is_room() -> Non
     # 2 MB through a pipe that holds far less: it cannot end while nobody reads.
     argv = ["sh", "-c", "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo done"]
     step = asyncio.ensure_future(
-        STEP_KINDS["shell"].run(STEP_KINDS["shell"].parse({"argv": argv}, "w"), context)
+        OWN_USER_KINDS["shell"].run(OWN_USER_KINDS["shell"].parse({"argv": argv}, "w"), context)
     )
     async with asyncio.timeout(10):
         while not context.calls:

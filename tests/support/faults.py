@@ -39,6 +39,8 @@ FAULT_SETTINGS = {
     "RUNWIRE_GRACE_SECONDS": "0.5",
     "RUNWIRE_POLL_SECONDS": "0.2",
     "RUNWIRE_LOAD_EXAMPLES": "false",
+    # Steps as the server's user, as on every test server (see OWN_USER_STEPS).
+    "RUNWIRE_STEP_USER": "",
 }
 
 

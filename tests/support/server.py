@@ -52,6 +52,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Tests (and CI) run as root, so a server's steps would run as `nobody` by default: they could
+# not read the gate files tests leave in pytest's tmp_path (/tmp/pytest-of-root is 0700) nor run
+# this venv's Python (under /root). Test servers keep steps as the server's user; the default
+# user is checked by tests/api/test_step_privileges.py, which overrides this.
+OWN_USER_STEPS = {"RUNWIRE_STEP_USER": ""}
+
+
 @contextlib.contextmanager
 def running_server(
     backend: str,
@@ -85,6 +92,7 @@ def running_server(
                 "postgres": database_url or "",
                 "redis": postgres.REDIS_URL,
             }[backend],
+            **OWN_USER_STEPS,
             **(settings or {}),
         }
         directory.mkdir(parents=True, exist_ok=True)

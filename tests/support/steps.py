@@ -10,6 +10,13 @@ from typing import Any
 
 from runwire.domain.models import OutputStream
 from runwire.runner.spans import span_event_data
+from runwire.runner.steps import step_kinds
+from runwire.settings import Settings
+
+# The shipped kinds with steps run as the test's own user: as root (CI), the default `nobody`
+# could not read pytest's tmp_path (0700) or run this venv's Python. Why, and where the default
+# is tested: OWN_USER_STEPS in tests/support/server.py.
+OWN_USER_KINDS = step_kinds(Settings(step_user=""))
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from runwire.errors import FieldError, InvalidDefinition
 from runwire.runner.steps import STEP_KINDS, HttpParams, ShellParams, SleepParams
 
-SHELL_FIELDS = "argv, command, cwd, env, shell, stdin"
+SHELL_FIELDS = "argv, command, cwd, env, network, shell, stdin"
 HTTP_FIELDS = "body, headers, json, method, timeout, url"
 METHODS = "expected one of: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 STRING_MAP = "expected a mapping of strings to strings"
@@ -52,6 +52,7 @@ def test_shell_parses_typed_params() -> None:
     assert STEP_KINDS["shell"].parse({"shell": True, "command": "echo hi"}, "w") == ShellParams(
         (), True, "echo hi"
     )
+    assert STEP_KINDS["shell"].parse({"argv": ["curl"], "network": True}, "w").network
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,11 @@ def test_shell_parses_typed_params() -> None:
         ({"argv": ["ls"], "env": {"A": 1}}, [("w.env.A", "expected a string")]),
         ({"argv": ["ls"], "cwd": 1}, [("w.cwd", "expected a string")]),
         ({"argv": ["ls"], "stdin": b"x"}, [("w.stdin", "expected a string")]),
+        ({"argv": ["ls"], "network": "yes"}, [("w.network", "expected true or false")]),
+        (
+            {"argv": ["ls"], "cwd": "build/../../etc"},
+            [("w.cwd", "a relative cwd is inside the step's directory: no '..'")],
+        ),
         (
             {"argv": "ls", "env": {"A": None}, "cwd": 1, "x": 1},
             [

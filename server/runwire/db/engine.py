@@ -220,7 +220,10 @@ def engine_for(url: str) -> Engine[Any]:
         path = url[len("sqlite:///") :]
         if not path:
             raise DatabaseUrlInvalid(f"no file path in database URL {_redacted(url)}")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The database is the server's alone: a new file 0600 in a new directory 0700 (SQLite
+        # gives its -wal and -shm files the database file's mode).
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         return SQLiteEngine(path=path, timeout=30)
     if parts.scheme in {"postgres", "postgresql"}:
         return PostgresEngine(config={"dsn": url})

@@ -7,9 +7,11 @@ from types import MappingProxyType
 from typing import Any
 
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
+from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
 from runwire.runner.steps.shell import ShellParams, ShellStep
 from runwire.runner.steps.sleep import SleepParams, SleepStep
+from runwire.settings import Settings
 
 __all__ = [
     "STEP_KINDS",
@@ -22,7 +24,19 @@ __all__ = [
     "StepContext",
     "StepKind",
     "StepResult",
+    "step_kinds",
 ]
 
-_KINDS: tuple[StepKind[Any], ...] = (ShellStep(), HttpStep(), SleepStep())
-STEP_KINDS: Mapping[str, StepKind[Any]] = MappingProxyType({kind.name: kind for kind in _KINDS})
+
+def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
+    """The shipped kinds, process steps confined as `settings` say (ValueError if they cannot).
+
+    Without settings, the default ones are resolved when a process step first runs.
+    """
+    confinement = None if settings is None else Confinement.from_settings(settings)
+    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), SleepStep())
+    return MappingProxyType({kind.name: kind for kind in kinds})
+
+
+# For checking definitions, and for running steps outside a server (the default confinement).
+STEP_KINDS = step_kinds()

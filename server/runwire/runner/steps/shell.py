@@ -10,13 +10,16 @@ import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, cast
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps.base import Observed, StepContext, StepResult
+from runwire.runner.steps.confinement import Confinement, Spawn
 from runwire.runner.steps.params import Fields
 from runwire.runner.steps.processes import process_ref, signal_group, stop_group
 from runwire.scenarios.results import describe_exit
+from runwire.settings import Settings
 
 CAPTURE_BYTES = 64 * 1024
 """How much of the end of stdout and of stderr the step's output keeps."""
@@ -35,6 +38,8 @@ class ShellParams:
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     stdin: str | None = None
+    # Whether a sandboxed step may use the network (RUNWIRE_STEP_SANDBOX); ignored without one.
+    network: bool = False
 
 
 class _Capture:
@@ -133,11 +138,23 @@ class ShellStep:
 
     name = "shell"
 
+    def __init__(self, confinement: Confinement | None = None) -> None:
+        self._confinement = confinement
+
+    @property
+    def confinement(self) -> Confinement:
+        """As given, or the default settings' on first use (parsing alone never needs one)."""
+        if self._confinement is None:
+            self._confinement = Confinement.from_settings(Settings())
+        return self._confinement
+
     def idempotent(self, params: ShellParams) -> bool:
         return False  # a command may change the world; `on_runner_lost: retry` says it may not
 
     def parse(self, params: Any, path: str) -> ShellParams:
-        fields = Fields(params, path, {"argv", "shell", "command", "env", "cwd", "stdin"})
+        fields = Fields(
+            params, path, {"argv", "shell", "command", "env", "cwd", "stdin", "network"}
+        )
         shell = fields.boolean("shell", False)
         command = fields.string("command")
         argv = fields.strings("argv")
@@ -153,8 +170,11 @@ class ShellStep:
                 fields.error("argv", "must not be empty")
         env = fields.string_map("env")
         cwd, stdin = fields.string("cwd"), fields.string("stdin")
+        if cwd and not os.path.isabs(cwd) and ".." in PurePosixPath(cwd).parts:
+            fields.error("cwd", "a relative cwd is inside the step's directory: no '..'")
+        network = fields.boolean("network", False)
         fields.check()
-        return ShellParams(argv, bool(shell), command, env or None, cwd, stdin)
+        return ShellParams(argv, bool(shell), command, env or None, cwd, stdin, bool(network))
 
     async def run(self, params: ShellParams, context: StepContext) -> StepResult:
         argv = ("/bin/sh", "-c", params.command or "") if params.shell else params.argv
@@ -162,20 +182,26 @@ class ShellStep:
             1: _Capture(OutputStream.STDOUT, context),
             2: _Capture(OutputStream.STDERR, context),
         }
+        spawn: Spawn | None = None
         try:
+            # Its own directory, a clean environment, the step user (confinement.py).
+            spawn = self.confinement.prepare(context, params.env, params.cwd, params.network)
             transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                 lambda: _Pipes(captures),
+                *spawn.argv_prefix,
                 *argv,
                 stdin=subprocess.DEVNULL if params.stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=params.cwd,
-                env={**os.environ, **params.env} if params.env else None,
+                cwd=spawn.cwd,
+                env=spawn.env,
                 # The child leads its own session and process group, so one killpg reaches
                 # everything it starts, and a Ctrl-C on the server's terminal does not.
                 start_new_session=True,
             )
         except (OSError, ValueError) as error:
+            if spawn is not None:
+                spawn.remove()
             return StepResult(error=f"cannot start: {_describe_start_error(error)}")
         pid = transport.get_pid()
         # Pin the leader now: its pid cannot have been reused yet.
@@ -221,6 +247,7 @@ class ShellStep:
                     raise
         finally:
             transport.close()  # closes the pipes; kills the leader only if it is somehow alive
+            await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
         for capture in captures.values():
             capture.feed(b"", final=True)
         stdout = captures[1].text()

@@ -1,0 +1,90 @@
+"""The confinement of process steps, resolved from settings: environment, user, directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.support.steps import RecordingContext
+
+from runwire.runner.steps.confinement import Confinement
+from runwire.settings import Settings
+
+SERVER_ENV = {
+    "PATH": "/opt/tools/bin:/usr/bin",
+    "LANG": "C.UTF-8",
+    "LC_TIME": "en_GB.UTF-8",
+    "TZ": "UTC",
+    "RUNWIRE_DATABASE_URL": "postgresql://postgres@127.0.0.1/runwire",
+    "RUNWIRE_DATA_DIR": "/srv/runwire/data",
+    "AWS_SECRET_ACCESS_KEY": "server-only",
+    "HOME": "/root",
+    "HTTP_PROXY": "http://proxy:3128",
+}
+
+
+def confinement(**settings: object) -> Confinement:
+    return Confinement.from_settings(Settings(step_user="", **settings), SERVER_ENV)  # type: ignore[arg-type]
+
+
+def test_a_step_gets_the_allowlist_its_env_and_its_secrets_and_nothing_else() -> None:
+    context = RecordingContext(secrets={"API_KEY": "s3cret", "SHARED": "from-secret"})
+    env = confinement().environment(
+        Path("/steps/a"), {"GREETING": "hi", "SHARED": "from-env"}, context.secrets
+    )
+    user = confinement().own_user.name
+    assert env == {
+        "PATH": "/opt/tools/bin:/usr/bin",
+        "LANG": "C.UTF-8",
+        "LC_TIME": "en_GB.UTF-8",
+        "TZ": "UTC",
+        "HOME": "/steps/a",
+        "TMPDIR": "/steps/a",
+        "USER": user,
+        "LOGNAME": user,
+        "GREETING": "hi",
+        "API_KEY": "s3cret",
+        "SHARED": "from-secret",  # a named secret wins over the declared env
+    }
+
+
+def test_operators_may_pass_more_server_variables_but_not_settings() -> None:
+    env = confinement(step_pass_env=("HTTP_PROXY",)).environment(Path("/s"), None, {})
+    assert env["HTTP_PROXY"] == "http://proxy:3128"
+    with pytest.raises(ValueError, match="RUNWIRE_STEP_PASS_ENV"):
+        Settings(step_pass_env=("RUNWIRE_DATABASE_URL",))
+    assert Settings.from_env({"RUNWIRE_STEP_PASS_ENV": "HTTP_PROXY, NO_PROXY"}).step_pass_env == (
+        "HTTP_PROXY",
+        "NO_PROXY",
+    )
+
+
+def test_without_a_path_the_step_gets_the_system_one() -> None:
+    found = Confinement.from_settings(Settings(step_user=""), {"RUNWIRE_PORT": "1"})
+    assert found.environment(Path("/s"), None, {}) == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/s",
+        "TMPDIR": "/s",
+        "USER": found.own_user.name,
+        "LOGNAME": found.own_user.name,
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the default step user applies to root servers")
+def test_a_root_server_runs_steps_as_nobody_by_default() -> None:
+    found = Confinement.from_settings(Settings())
+    assert found.user is not None
+    assert found.user.name == "nobody"
+    assert found.runs_as.uid == 65534
+    assert Confinement.from_settings(Settings(step_user="")).user is None
+    assert Confinement.from_settings(Settings(step_user="root")).user is None  # its own
+
+
+def test_bad_step_settings_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="RUNWIRE_STEP_USER='no-such-user-x': no such user"):
+        Confinement.from_settings(Settings(step_user="no-such-user-x"))
+    with pytest.raises(ValueError, match="RUNWIRE_STEP_DIR"):
+        confinement(data_dir=tmp_path, step_dir=tmp_path / "steps")
+    with pytest.raises(ValueError, match="RUNWIRE_STEP_SANDBOX"):
+        Settings.from_env({"RUNWIRE_STEP_SANDBOX": "docker"})
