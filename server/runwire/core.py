@@ -44,6 +44,7 @@ from runwire.runner.runner import Runner
 from runwire.runner.steps import STEP_KINDS
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory
+from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -158,9 +159,12 @@ class Core:
                 runner = await stack.enter_async_context(
                     Runner.running(store.queue, store.executions, log, signals, kinds, settings)
                 )
-            scenarios = ScenarioService(store.scenarios, kinds)
-            executions = ExecutionService(store.executions, scenarios, publisher, signals)
-            control = ExecutionControl(store.executions, store.queue, kinds, publisher, signals)
+            limits = InputLimits.of(settings)
+            scenarios = ScenarioService(store.scenarios, kinds, limits)
+            executions = ExecutionService(store.executions, scenarios, publisher, signals, limits)
+            control = ExecutionControl(
+                store.executions, store.queue, kinds, publisher, signals, limits
+            )
             core = cls(
                 settings=settings,
                 database=database,
@@ -176,7 +180,7 @@ class Core:
                 executions=executions,
                 control=control,
                 batches=BatchService(
-                    store.batches, scenarios, executions, control, publisher, signals
+                    store.batches, scenarios, executions, control, publisher, signals, limits
                 ),
                 tokens=tokens,
                 authenticator=authenticator,

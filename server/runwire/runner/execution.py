@@ -41,6 +41,7 @@ from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
 from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
 from runwire.scenarios.expectations import assess
+from runwire.scenarios.limits import storable_result
 from runwire.scenarios.templating import render
 
 logger = logging.getLogger(__name__)
@@ -564,6 +565,7 @@ class ExecutionRun:
             logger.exception("step %s of execution %s crashed", key, self.execution.id)
             result = StepResult(error=f"internal error in step kind {step.kind}: {error!r}")
         finally:
+            result = storable_result(result)  # its error goes to a text column (Postgres)
             active.kind_task = None
             coalescer.flush()
             if not active.killed:

@@ -20,6 +20,7 @@ from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.types import (
     Execution,
     ExecutionConnection,
@@ -158,3 +159,8 @@ def decode_cursor(cursor: str) -> queries.Cursor:
         return queries.Cursor(datetime.fromisoformat(queued_at), str(execution_id))
     except (binascii.Error, ValueError, TypeError) as error:
         raise Invalid([FieldError("after", "not a cursor from this API")]) from error
+
+
+# A string no database can store is refused before it reaches a query's SQL (as a parameter
+# Postgres would reject with a driver error).
+check_every_argument(Query, result_union=False)
