@@ -14,7 +14,7 @@ import yaml
 
 from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
-from runwire.scenarios.limits import printable, too_big, unstorable
+from runwire.scenarios.limits import printable, storable, too_big, unstorable
 from runwire.scenarios.templating import check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -788,9 +788,10 @@ def _json_data(value: Any, errors: list[FieldError]) -> Any:
         if isinstance(value, list | tuple):
             return [copy(item, f"{path}[{i}]") for i, item in enumerate(value)]
         # YAML's "\0" and "\ud800" escapes and JSON's "\u0000" make strings no store keeps.
+        # Reported here, and repaired so the rest of the check does not report them again.
         if isinstance(value, str) and (problem := unstorable(value)):
             errors.append(FieldError(path, problem))
-            return None
+            return storable(value)
         # A bad value becomes null, so it is reported here and not again as a wrong type.
         if isinstance(value, float) and not math.isfinite(value):
             errors.append(FieldError(path, "must be a finite number"))

@@ -210,4 +210,4 @@ async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioRes
 # Every mutation is audited, the ones Mutation inherits included; done once, at import. The
 # audit comes first, so it wraps (and records) a refusal of unstorable arguments too.
 audit_every_field(Mutation)
-check_every_argument(Mutation, result_union=True)
+check_every_argument(Mutation, mutation=True)

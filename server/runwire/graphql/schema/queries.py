@@ -163,4 +163,4 @@ def decode_cursor(cursor: str) -> queries.Cursor:
 
 # A string no database can store is refused before it reaches a query's SQL (as a parameter
 # Postgres would reject with a driver error).
-check_every_argument(Query, result_union=False)
+check_every_argument(Query)

@@ -22,40 +22,40 @@ from runwire.scenarios.limits import join, unstorable_errors
 
 
 class StorableArguments(FieldExtension):
-    """Refuses a field whose arguments hold an unstorable string, before its resolver runs.
+    """Refuses a query or subscription whose arguments hold an unstorable string.
 
-    A mutation answers with the ValidationError of its result union; a query raises the error
-    (it has no union), which reaches the client with its message.
+    It raises while the arguments are converted, before the resolver runs (a subscription's
+    resolver is a generator, which a resolve wrapper cannot await); the error reaches the
+    client with its message.
     """
 
-    def __init__(self, *, result_union: bool) -> None:
-        self._result_union = result_union
+    def map_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if errors := argument_errors(kwargs):
+            raise Invalid(errors)
+        return kwargs
+
+
+class StorableMutationArguments(FieldExtension):
+    """Answers a mutation whose arguments hold an unstorable string with its ValidationError."""
 
     def resolve(self, next_: SyncExtensionResolver, source: Any, info: Info, **kwargs: Any) -> Any:
-        if refusal := self._refusal(kwargs):
-            return refusal
+        if errors := argument_errors(kwargs):
+            return to_error(Invalid(errors))
         return next_(source, info, **kwargs)
 
     async def resolve_async(
         self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        if refusal := self._refusal(kwargs):
-            return refusal
+        if errors := argument_errors(kwargs):
+            return to_error(Invalid(errors))
         return await next_(source, info, **kwargs)
 
-    def _refusal(self, arguments: dict[str, Any]) -> Any:
-        errors = argument_errors(arguments)
-        if not errors:
-            return None
-        if self._result_union:
-            return to_error(Invalid(errors))
-        raise Invalid(errors)
 
-
-def check_every_argument(root_type: type, *, result_union: bool) -> None:
-    """Put `StorableArguments` on every field of a root type, inherited ones too."""
+def check_every_argument(root_type: type, *, mutation: bool = False) -> None:
+    """Put the check on every field of a root type, inherited ones too."""
     for field in get_object_definition(root_type, strict=True).fields:
-        field.extensions.append(StorableArguments(result_union=result_union))
+        check = StorableMutationArguments() if mutation else StorableArguments()
+        field.extensions.append(check)
 
 
 def argument_errors(arguments: dict[str, Any]) -> list[FieldError]:
