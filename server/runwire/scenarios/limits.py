@@ -81,22 +81,27 @@ def unstorable(text: str) -> str | None:
 def unstorable_errors(value: Any, path: str) -> list[FieldError]:
     """Every string in `value` (JSON data; mapping keys too) that cannot be stored, by path."""
     errors: list[FieldError] = []
-    pending: list[tuple[Any, str]] = [(value, path)]
-    while pending:  # iterative: a client chooses the nesting
-        item, where = pending.pop()
-        if isinstance(item, str):
+    # Depth first in the order written, without recursion: a client chooses the nesting. An
+    # entry with a problem is a refused key, reported when its turn comes.
+    pending: list[tuple[Any, str, str | None]] = [(value, path, None)]
+    while pending:
+        item, where, key_problem = pending.pop()
+        if key_problem is not None:
+            errors.append(FieldError(where, f"the key {key_problem}"))
+        elif isinstance(item, str):
             if problem := unstorable(item):
                 errors.append(FieldError(where, problem))
         elif isinstance(item, Mapping):
+            children: list[tuple[Any, str, str | None]] = []
             for key, inner in item.items():
                 name = str(key)
                 if problem := unstorable(name):
-                    errors.append(FieldError(join(where, printable(name)), f"the key {problem}"))
-                    continue
-                pending.append((inner, join(where, name)))
+                    children.append((None, join(where, printable(name)), problem))
+                else:
+                    children.append((inner, join(where, name), None))
+            pending.extend(reversed(children))
         elif isinstance(item, list | tuple):
-            pending.extend((inner, f"{where}[{i}]") for i, inner in enumerate(item))
-    errors.reverse()  # popped last first: report in the order written
+            pending.extend((item[i], f"{where}[{i}]", None) for i in reversed(range(len(item))))
     return errors
 
 
