@@ -7,6 +7,7 @@ On SQLite and Postgres: Postgres refuses NUL characters and lone surrogates that
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -168,6 +169,8 @@ NUL, SURROGATE = "a\x00b", "a\ud800b"
             "description",
             "lone surrogate",
         ),
+        # Not a string, but odd: Python refuses to convert an integer of over 4,300 digits.
+        ({"definition": SMALL + "\ndescription: 1" + "0" * 5_000}, "", "Exceeds the limit"),
     ],
 )
 async def test_unstorable_strings_are_validation_errors_naming_the_field(
@@ -194,6 +197,14 @@ async def test_unstorable_arguments_of_queries_subscriptions_and_admin_mutations
 ) -> None:
     found = await _post(server, "query($id: ID!) { execution(id: $id) { id } }", {"id": NUL})
     assert found["errors"][0]["message"] == "id: must not contain a NUL character (\\u0000)"
+    # An id inside a cursor is checked as the cursor is read.
+    cursor = base64.urlsafe_b64encode(json.dumps(["2030-01-01T00:00:00+00:00", SURROGATE]).encode())
+    found = await _post(
+        server,
+        "query($after: String) { executions(after: $after) { edges { cursor } } }",
+        {"after": cursor.decode()},
+    )
+    assert found["errors"][0]["message"] == "after: not a cursor from this API"
     found = await _post(
         server,
         "mutation($s: String!) { setMemberRole(subject: $s, role: VIEWER) {"

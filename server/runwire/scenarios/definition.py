@@ -726,6 +726,9 @@ def _load(text: str) -> Any:
         raise InvalidDefinition([FieldError("", f"invalid YAML: {problem}{where}")]) from error
     except (yaml.YAMLError, RecursionError) as error:
         raise InvalidDefinition([FieldError("", f"invalid definition text: {error}")]) from error
+    except ValueError as error:
+        # An integer of more than 4,300 digits: Python refuses to convert it (quadratic work).
+        raise InvalidDefinition([FieldError("", f"invalid definition text: {error}")]) from error
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
