@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -176,9 +175,7 @@ class ExecutionService:
     def _json_errors(self, value: Any, path: str, max_bytes: int | None) -> list[FieldError]:
         if value is None:
             return []
-        return json_size_errors(
-            value, path, max_bytes or sys.maxsize, max_depth=self._limits.inputs_depth
-        )
+        return json_size_errors(value, path, max_bytes, self._limits.inputs_depth)
 
 
 def _option_errors(request: StartRequest, limits: InputLimits) -> list[FieldError]:

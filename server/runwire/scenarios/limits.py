@@ -1,14 +1,15 @@
 """What a client's request may carry: size limits, and text that both databases can store.
 
-Postgres refuses two kinds of string that Python and SQLite accept: a NUL character (text
-columns cannot hold it) and a lone surrogate (a half of a UTF-16 pair: not Unicode text, so not
-UTF-8). Every string a client sends is checked with `unstorable_errors` before it reaches a
-store, so both databases answer the same validation error; text a step produces is repaired
-with `storable` instead, since refusing it would lose what the step did.
-"""
+Two kinds of Python string cannot be stored everywhere: a NUL character (Postgres text
+columns cannot hold it; SQLite's can) and a lone surrogate (half of a UTF-16 pair: not Unicode
+text, so neither driver can encode it as UTF-8). Every string a client sends is checked with
+`unstorable_errors` before it reaches a store, so both databases answer the same validation
+error; text a step produces is repaired with `storable` instead, since refusing it would lose
+what the step did."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -105,12 +106,19 @@ def unstorable_errors(value: Any, path: str) -> list[FieldError]:
     return errors
 
 
-def json_size_errors(value: Any, path: str, max_bytes: int, max_depth: int) -> list[FieldError]:
-    """`value` (storable JSON data) nested deeper than `max_depth` or larger when encoded."""
+def json_size_errors(
+    value: Any, path: str, max_bytes: int | None, max_depth: int
+) -> list[FieldError]:
+    """`value` (JSON data) nested deeper than `max_depth` or larger than `max_bytes` encoded."""
     depth = _depth(value, max_depth + 1)
     if depth > max_depth:
         return [FieldError(path, f"must be nested at most {max_depth} levels deep")]
-    size = len(msgspec.json.encode(value))
+    if max_bytes is None:
+        return []
+    try:
+        size = len(msgspec.json.encode(value))
+    except UnicodeEncodeError:  # a lone surrogate: refused on its own account, still measured
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         return [too_big(path, max_bytes, size, "bytes of JSON")]
     return []
