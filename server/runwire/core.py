@@ -46,6 +46,7 @@ from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory
+from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -175,11 +176,14 @@ class Core:
                         store.secrets.secret_values,
                     )
                 )
-            scenarios = ScenarioService(store.scenarios, kinds)
+            limits = InputLimits.of(settings)
+            scenarios = ScenarioService(store.scenarios, kinds, limits)
             executions = ExecutionService(
-                store.executions, scenarios, publisher, signals, store.secrets
+                store.executions, scenarios, publisher, signals, store.secrets, limits
             )
-            control = ExecutionControl(store.executions, store.queue, kinds, publisher, signals)
+            control = ExecutionControl(
+                store.executions, store.queue, kinds, publisher, signals, limits
+            )
             core = cls(
                 settings=settings,
                 database=database,
@@ -195,7 +199,7 @@ class Core:
                 executions=executions,
                 control=control,
                 batches=BatchService(
-                    store.batches, scenarios, executions, control, publisher, signals
+                    store.batches, scenarios, executions, control, publisher, signals, limits
                 ),
                 tokens=tokens,
                 secrets=SecretService(store.secrets),

@@ -44,6 +44,16 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_subscriptions_per_connection: int = 100
     connection_init_timeout_seconds: float = 10.0
+    # What one request's content may hold, within the body limit. Far above real use (a scenario
+    # of 50 steps is about 5 KB; a label is a word; inputs are a few fields), low enough that
+    # parsing and validating one stays well under a second off the event loop (a 200 KB
+    # definition: about 1 s in a worker thread) and a row stays small. See scenarios/limits.py.
+    max_definition_bytes: int = 200_000  # UTF-8 bytes of a definition's text
+    max_definition_steps: int = 1_000  # steps; each becomes rows, events and runner work
+    max_labels: int = 20  # per execution (a label is at most 200 characters: its column)
+    max_inputs_bytes: int = 100_000  # encoded JSON of one execution's inputs
+    max_inputs_depth: int = 32  # nesting of lists and objects in inputs and upstream
+    max_reason_chars: int = 1_000  # a stop or pause reason, shown in events and the UI
     # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
     # compresses every message once per subscriber: off unless operators want the bandwidth.
     ws_deflate: bool = False
@@ -156,6 +166,12 @@ class Settings:
             connection_init_timeout_seconds=number(
                 "CONNECTION_INIT_TIMEOUT_SECONDS", defaults.connection_init_timeout_seconds
             ),
+            max_definition_bytes=int(number("MAX_DEFINITION_BYTES", defaults.max_definition_bytes)),
+            max_definition_steps=int(number("MAX_DEFINITION_STEPS", defaults.max_definition_steps)),
+            max_labels=int(number("MAX_LABELS", defaults.max_labels)),
+            max_inputs_bytes=int(number("MAX_INPUTS_BYTES", defaults.max_inputs_bytes)),
+            max_inputs_depth=int(number("MAX_INPUTS_DEPTH", defaults.max_inputs_depth)),
+            max_reason_chars=int(number("MAX_REASON_CHARS", defaults.max_reason_chars)),
             ws_deflate=flag("WS_DEFLATE", defaults.ws_deflate),
             access_log=flag("ACCESS_LOG", defaults.access_log),
             session_check_seconds=number("SESSION_CHECK_SECONDS", defaults.session_check_seconds),

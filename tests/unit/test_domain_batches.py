@@ -116,7 +116,7 @@ async def test_each_invalid_run_is_named_by_its_index_and_none_is_queued(domain:
     )
     assert error.errors == (
         FieldError("runs[1].inputs.phone", "required"),
-        FieldError("runs[2].labels[0]", "expected 1..200 characters"),
+        FieldError("runs[2].labels[0]", "must be at most 200 characters (got 201)"),
         FieldError("runs[2].inputs.colour", "unknown input; expected one of phone, retries"),
     )
 
@@ -161,7 +161,7 @@ async def test_a_bad_label_of_a_run_is_named_by_its_index_in_that_run(domain: Do
     error = await refused(
         domain, dial(BatchRun({"phone": "1"}, [" ", "ok"]), labels=["nightly", "eu"])
     )
-    assert error.errors == (FieldError("runs[0].labels[0]", "expected 1..200 characters"),)
+    assert error.errors == (FieldError("runs[0].labels[0]", "must not be blank"),)
 
 
 # ---- stop --------------------------------------------------------------------------------

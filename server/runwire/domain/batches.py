@@ -21,6 +21,7 @@ from runwire.domain.models import Batch, ExecutionStatus
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
 from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
+from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits
 
 MAX_RUNS = 1000
 MAX_CONCURRENCY = 1000
@@ -57,7 +58,9 @@ class BatchService:
         control: ExecutionControl,
         publisher: EventPublisher,
         signals: WorkSignals,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
         self._store = store
         self._scenarios = scenarios
         self._executions = executions
@@ -67,7 +70,7 @@ class BatchService:
 
     async def start(self, request: BatchRequest, actor: Actor) -> Batch:
         """Validate every run, then queue them all in one transaction (all or none)."""
-        errors = _request_errors(request)
+        errors = _request_errors(request, self._limits.labels)
         definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
@@ -86,7 +89,7 @@ class BatchService:
         for index, run in enumerate(request.runs):
             # Each run's own labels are named within the run; the batch's priority and labels
             # were checked once, above.
-            errors.extend(label_errors(run.labels, f"runs[{index}].labels"))
+            errors.extend(label_errors(run.labels, f"runs[{index}].labels", self._limits.labels))
             start = StartRequest(
                 inputs=run.inputs,
                 labels=tuple(dict.fromkeys([*request.labels, *run.labels])),
@@ -113,6 +116,7 @@ class BatchService:
 
     async def stop(self, batch_id: str, reason: str | None, actor: Actor) -> Batch:
         """Cancel the batch's queued and paused executions and stop its running ones."""
+        self._control.check_reason(reason)
         batch = await self._store.batch(batch_id, workspace=actor.workspace_id)
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
@@ -125,9 +129,9 @@ class BatchService:
         return found
 
 
-def _request_errors(request: BatchRequest) -> list[FieldError]:
+def _request_errors(request: BatchRequest, max_labels: int) -> list[FieldError]:
     errors = priority_errors(request.priority, "priority")
-    errors.extend(label_errors(request.labels, "labels"))
+    errors.extend(label_errors(request.labels, "labels", max_labels))
     if not 1 <= len(request.runs) <= MAX_RUNS:
         errors.append(FieldError("runs", f"expected 1..{MAX_RUNS} runs"))
     if not 1 <= request.concurrency <= MAX_CONCURRENCY:

@@ -28,6 +28,7 @@ from runwire.domain.models import (
 from runwire.domain.ports import ControlRequests, EventPublisher, ExecutionStore, WorkSignals
 from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.scenarios.definition import ParamsParser, StepSpec, parse_definition
+from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits, too_big
 
 _ACK_SECONDS = 5.0
 _POLL_SECONDS = 0.02
@@ -51,7 +52,9 @@ class ExecutionControl:
         kinds: Mapping[str, ParamsParser],
         publisher: EventPublisher,
         signals: WorkSignals,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
         self._store = store
         self._requests = requests
         self._kinds = kinds
@@ -60,6 +63,7 @@ class ExecutionControl:
 
     async def stop(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Cancel an unowned execution now, or ask its runner to stop it (SIGINT, grace, KILL)."""
+        self.check_reason(reason)
         reason = reason or "stopped by request"
 
         def decide(execution: Execution) -> list[EventDraft]:
@@ -82,6 +86,7 @@ class ExecutionControl:
 
     async def pause(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Hold a queued execution in the queue, or pause a running one at its next step end."""
+        self.check_reason(reason)
         reason = reason or "paused by request"
 
         def decide(execution: Execution) -> list[EventDraft]:
@@ -103,6 +108,11 @@ class ExecutionControl:
             lambda e: e.status not in (S.QUEUED, S.RUNNING),
             reason=reason,
         )
+
+    def check_reason(self, reason: str | None) -> None:
+        """Refuse a reason longer than the limit: it is stored and shown with every event."""
+        if reason is not None and len(reason) > self._limits.reason_chars:
+            raise Invalid([too_big("reason", self._limits.reason_chars, len(reason), "characters")])
 
     async def resume(self, execution_id: str, actor: Actor) -> Execution:
         """Continue a paused execution (back in the queue), or cancel a pause not yet taken."""

@@ -24,10 +24,9 @@ from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import Definition, bind_inputs
+from runwire.scenarios.limits import DEFAULT_LIMITS, LABEL_CHARS, InputLimits, json_size_errors
 from runwire.scenarios.templating import TemplateError, render
 
-_MAX_LABELS = 20
-_MAX_LABEL_LENGTH = 200
 _MAX_PRIORITY = 1000
 _MAX_KEY_LENGTH = 200
 
@@ -72,12 +71,14 @@ class ExecutionService:
         publisher: EventPublisher,
         signals: WorkSignals,
         secrets: SecretStore,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._store = store
         self._scenarios = scenarios
         self._publisher = publisher
         self._signals = signals
         self._secrets = secrets
+        self._limits = limits
 
     async def start(self, request: StartRequest, actor: Actor) -> Execution:
         """Validate the request and queue a new execution (its event seq 1).
@@ -140,8 +141,14 @@ class ExecutionService:
         batch: tuple[str, int] | None = None,
     ) -> Prepared:
         """Check everything about one start that does not need the database."""
-        errors = _option_errors(request)
+        errors = _option_errors(request, self._limits)
         errors.extend(_mode_errors(definition, request))
+        oversized = self._json_errors(request.inputs, "inputs", self._limits.inputs_bytes)
+        # Step outputs (a body up to 1 MiB): bounded in bytes by the request body's limit only.
+        oversized.extend(self._json_errors(request.upstream, "upstream", None))
+        if oversized:
+            # Binding oversized inputs, or rendering templates with them, is the work refused.
+            raise Invalid([*errors, *oversized])
         try:
             inputs = bind_inputs(definition, request.inputs)
         except InvalidInputs as error:
@@ -189,19 +196,24 @@ class ExecutionService:
         fingerprint = _fingerprint(execution) if request.idempotency_key else None
         return Prepared(execution, queued, fingerprint)
 
+    def _json_errors(self, value: Any, path: str, max_bytes: int | None) -> list[FieldError]:
+        if value is None:
+            return []
+        return json_size_errors(value, path, max_bytes, self._limits.inputs_depth)
+
 
 def runs_processes(kind: object) -> bool:
     """Whether a step kind runs a process; a kind that does not say is taken to (fail closed)."""
     return bool(getattr(kind, "runs_processes", True))
 
 
-def _option_errors(request: StartRequest) -> list[FieldError]:
+def _option_errors(request: StartRequest, limits: InputLimits) -> list[FieldError]:
     errors = priority_errors(request.priority, "priority")
     if request.timeout_seconds is not None and request.timeout_seconds <= 0:
         errors.append(FieldError("timeout_seconds", "expected a positive number of seconds"))
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:
         errors.append(FieldError("grace_seconds", "expected 0..3600 seconds"))
-    errors.extend(label_errors(request.labels, "labels"))
+    errors.extend(label_errors(request.labels, "labels", limits.labels))
     key = request.idempotency_key
     if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
         errors.append(FieldError("idempotency_key", f"expected 1..{_MAX_KEY_LENGTH} characters"))
@@ -215,15 +227,22 @@ def priority_errors(priority: int, path: str) -> list[FieldError]:
     return [FieldError(path, f"expected -{_MAX_PRIORITY}..{_MAX_PRIORITY}")]
 
 
-def label_errors(labels: Sequence[str], path: str) -> list[FieldError]:
+def label_errors(labels: Sequence[str], path: str, max_labels: int) -> list[FieldError]:
     """What is wrong with a list of labels: too many, or each label at `path[i]`."""
     errors: list[FieldError] = []
-    if len(labels) > _MAX_LABELS:
-        errors.append(FieldError(path, f"at most {_MAX_LABELS} labels"))
+    if len(labels) > max_labels:
+        errors.append(
+            FieldError(path, f"must be at most {max_labels:,} labels (got {len(labels):,})")
+        )
     for index, label in enumerate(labels):
-        if not label.strip() or len(label) > _MAX_LABEL_LENGTH:
+        if not label.strip():
+            errors.append(FieldError(f"{path}[{index}]", "must not be blank"))
+        elif len(label) > LABEL_CHARS:
             errors.append(
-                FieldError(f"{path}[{index}]", f"expected 1..{_MAX_LABEL_LENGTH} characters")
+                FieldError(
+                    f"{path}[{index}]",
+                    f"must be at most {LABEL_CHARS} characters (got {len(label):,})",
+                )
             )
     return errors
 

@@ -44,6 +44,7 @@ from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
 from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
 from runwire.scenarios.expectations import assess
+from runwire.scenarios.limits import storable_result
 from runwire.scenarios.templating import render
 
 logger = logging.getLogger(__name__)
@@ -600,6 +601,7 @@ class ExecutionRun:
             )
             result = StepResult(error=f"internal error in step kind {step.kind}: {error!r}")
         finally:
+            result = storable_result(result)  # its error goes to a text column (Postgres)
             active.kind_task = None
             context.end_output()
             result = self.redactor.result(result)

@@ -14,6 +14,7 @@ import yaml
 
 from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
+from runwire.scenarios.limits import printable, storable, too_big, unstorable
 from runwire.scenarios.templating import check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -168,9 +169,16 @@ class Definition:
 
 
 def parse_definition(
-    text_or_mapping: str | Mapping[str, Any], kinds: Mapping[str, ParamsParser]
+    text_or_mapping: str | Mapping[str, Any],
+    kinds: Mapping[str, ParamsParser],
+    *,
+    max_steps: int | None = None,
 ) -> Definition:
-    """Parse and validate a definition, raising InvalidDefinition with every error found."""
+    """Parse and validate a definition, raising InvalidDefinition with every error found.
+
+    `max_steps` bounds what a client sends; a stored definition was bounded when it was saved
+    and parses whatever the limit is today.
+    """
     errors: list[FieldError] = []
     loaded = _load(text_or_mapping) if isinstance(text_or_mapping, str) else text_or_mapping
     source = _json_data(loaded, errors)
@@ -198,7 +206,7 @@ def parse_definition(
         name=name if isinstance(name, str) else "",
         description=description if isinstance(description, str) else "",
         inputs=_parse_inputs(source.get("inputs"), errors),
-        steps=_parse_steps(source.get("steps"), kinds, errors),
+        steps=_parse_steps(source.get("steps"), kinds, max_steps, errors),
         timeout=_parse_timeout(source.get("timeout"), "timeout", errors),
         source=source,
         parallelism=_parse_count(
@@ -223,35 +231,65 @@ class DefinitionCache:
     Parsing YAML and validating were a large share of a start's server time (P5). The cached
     `Definition` (and its `source`) is shared by every start of the text, so nothing may mutate
     it. Texts that fail are not cached, and neither are long ones, so its memory stays bounded.
+    `parse_text` touches no cache state, so it may run in a worker thread; `get` and `put`
+    belong to the event loop.
     """
 
     def __init__(
-        self, kinds: Mapping[str, ParamsParser], maxsize: int = 256, max_text: int = 65_536
+        self,
+        kinds: Mapping[str, ParamsParser],
+        maxsize: int = 256,
+        max_text: int = 65_536,
+        max_steps: int | None = None,
     ) -> None:
         self._kinds = kinds
         self._maxsize = maxsize
         self._max_text = max_text
+        self._max_steps = max_steps
         self._parsed: dict[Hashable, Definition] = {}
 
     def parse(self, text: str) -> Definition:
         """`parse_definition(text)`, from the cache when this text was parsed before."""
-        if len(text) > self._max_text:
-            return parse_definition(text, self._kinds)
-        return self._cached(text, lambda: parse_definition(text, self._kinds))
+        found = self.get(text)
+        if found is None:
+            found = self.parse_text(text)
+            self.put(text, found)
+        return found
+
+    def parse_text(self, text: str) -> Definition:
+        """Parse a client's text afresh, within the step limit; the cache is not touched."""
+        return parse_definition(text, self._kinds, max_steps=self._max_steps)
 
     def parse_version(self, key: Hashable, source: Mapping[str, Any]) -> Definition:
         """`parse_definition(source)` of an immutable stored version, cached under `key`."""
-        return self._cached(key, lambda: parse_definition(source, self._kinds))
-
-    def _cached(self, key: Hashable, parse: Callable[[], Definition]) -> Definition:
-        found = self._parsed.pop(key, None)
+        found = self.get(key)
         if found is None:
-            found = parse()
-            if len(self._parsed) >= self._maxsize:
-                # Least recently used first: dicts keep insertion order and hits re-insert.
-                del self._parsed[next(iter(self._parsed))]
-        self._parsed[key] = found
+            found = parse_definition(source, self._kinds)
+            self.put(key, found)
         return found
+
+    def parse_source(self, source: Mapping[str, Any]) -> Definition:
+        """Validate a stored version afresh; the cache is not touched."""
+        return parse_definition(source, self._kinds)
+
+    def get(self, key: Hashable) -> Definition | None:
+        """The cached parse of a text or stored version, if any (and mark it recently used)."""
+        if isinstance(key, str) and len(key) > self._max_text:
+            return None
+        found = self._parsed.pop(key, None)
+        if found is not None:
+            self._parsed[key] = found
+        return found
+
+    def put(self, key: Hashable, definition: Definition) -> None:
+        """Remember a successful parse; long texts are not kept."""
+        if isinstance(key, str) and len(key) > self._max_text:
+            return
+        self._parsed.pop(key, None)
+        if len(self._parsed) >= self._maxsize:
+            # Least recently used first: dicts keep insertion order and hits re-insert.
+            del self._parsed[next(iter(self._parsed))]
+        self._parsed[key] = definition
 
 
 def bind_inputs(definition: Definition, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -347,13 +385,17 @@ def _parse_input(
 
 
 def _parse_steps(
-    raw: Any, kinds: Mapping[str, ParamsParser], errors: list[FieldError]
+    raw: Any, kinds: Mapping[str, ParamsParser], max_steps: int | None, errors: list[FieldError]
 ) -> tuple[StepSpec, ...]:
     if raw is None:
         errors.append(FieldError("steps", "required"))
         return ()
     if not isinstance(raw, list) or not raw:
         errors.append(_wrong_type("steps", "a non-empty list of steps", raw))
+        return ()
+    if max_steps is not None and len(raw) > max_steps:
+        # Refused before each step is validated: that is the work the limit bounds.
+        errors.append(too_big("steps", max_steps, len(raw), "steps"))
         return ()
     steps: list[StepSpec] = []
     first_index: dict[str, int] = {}
@@ -708,6 +750,9 @@ def _load(text: str) -> Any:
         raise InvalidDefinition([FieldError("", f"invalid YAML: {problem}{where}")]) from error
     except (yaml.YAMLError, RecursionError) as error:
         raise InvalidDefinition([FieldError("", f"invalid definition text: {error}")]) from error
+    except ValueError as error:
+        # An integer of more than 4,300 digits: Python refuses to convert it (quadratic work).
+        raise InvalidDefinition([FieldError("", f"invalid definition text: {error}")]) from error
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -760,13 +805,20 @@ def _json_data(value: Any, errors: list[FieldError]) -> Any:
         if isinstance(value, Mapping):
             plain = {}
             for key, item in value.items():
-                if isinstance(key, str):
-                    plain[key] = copy(item, _join(path, key))
-                else:
+                if not isinstance(key, str):
                     errors.append(FieldError(_join(path, str(key)), "keys must be strings"))
+                elif problem := unstorable(key):
+                    errors.append(FieldError(_join(path, printable(key)), f"the key {problem}"))
+                else:
+                    plain[key] = copy(item, _join(path, key))
             return plain
         if isinstance(value, list | tuple):
             return [copy(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        # YAML's "\0" and "\ud800" escapes and JSON's "\u0000" make strings no store keeps.
+        # Reported here, and repaired so the rest of the check does not report them again.
+        if isinstance(value, str) and (problem := unstorable(value)):
+            errors.append(FieldError(path, problem))
+            return storable(value)
         # A bad value becomes null, so it is reported here and not again as a wrong type.
         if isinstance(value, float) and not math.isfinite(value):
             errors.append(FieldError(path, "must be a finite number"))

@@ -16,6 +16,7 @@ from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartExecutionInput, json_object
 from runwire.graphql.schema.secrets import SecretMutations
+from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.types import Execution, Scenario
 
 
@@ -207,5 +208,7 @@ async def _save(info: Info, definition: str, *, must_exist: bool) -> ScenarioRes
     return ScenarioSuccess(scenario=Scenario.of(saved))
 
 
-# Every mutation is audited, the ones Mutation inherits included; done once, at import.
+# Every mutation is audited, the ones Mutation inherits included; done once, at import. The
+# audit comes first, so it wraps (and records) a refusal of unstorable arguments too.
 audit_every_field(Mutation)
+check_every_argument(Mutation, mutation=True)

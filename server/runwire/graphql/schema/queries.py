@@ -21,6 +21,7 @@ from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
 from runwire.graphql.schema.secrets import SecretQueries
+from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.types import (
     Execution,
     ExecutionConnection,
@@ -30,6 +31,7 @@ from runwire.graphql.schema.types import (
     Scenario,
     ScenarioActiveCount,
 )
+from runwire.scenarios.limits import unstorable
 
 MAX_PAGE = 200
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
@@ -156,6 +158,14 @@ def decode_cursor(cursor: str) -> queries.Cursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         queued_at, execution_id = json.loads(raw)
+        # Its id goes to the database: text no database can store is no cursor of ours.
+        if unstorable(str(execution_id)):
+            raise ValueError("unstorable id")
         return queries.Cursor(datetime.fromisoformat(queued_at), str(execution_id))
     except (binascii.Error, ValueError, TypeError) as error:
         raise Invalid([FieldError("after", "not a cursor from this API")]) from error
+
+
+# A string no database can store is refused before it reaches a query's SQL (as a parameter
+# Postgres would reject with a driver error).
+check_every_argument(Query)

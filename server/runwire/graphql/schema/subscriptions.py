@@ -15,6 +15,7 @@ from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core, services
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.queries import _filter as domain_filter
+from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
@@ -94,3 +95,7 @@ class Subscription:
         async with aclosing(core(info).hub.watch(where)) as updates:
             async for update in updates:
                 yield ExecutionUpdate.of(update)
+
+
+# An unstorable string in an argument is refused before it reaches the database's lookup.
+check_every_argument(Subscription)
