@@ -37,6 +37,7 @@ from runwire.domain.models import (
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.runner.output import OutputCoalescer
+from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
 from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
@@ -87,10 +88,11 @@ class _StepContext:
     attempt: int
     grace_seconds: float
     coalescer: OutputCoalescer
+    output_budget: OutputBudget
     secrets: Mapping[str, str] = field(default_factory=dict)
 
     def output(self, stream: OutputStream, text: str) -> None:
-        self.coalescer.write(stream, text)
+        self.output_budget.write(stream, text)  # on to the coalescer, within the budgets
 
     def backlogged(self) -> bool:
         return self.run.log.backlogged(self.execution_id)
@@ -138,6 +140,7 @@ class ExecutionRun:
         coalesce_seconds: float,
         ownership: Ownership | None = None,
         lost_runner: str | None = None,
+        output_limits: OutputLimits | None = None,
     ) -> None:
         self.execution = execution
         self.ownership = ownership
@@ -148,6 +151,8 @@ class ExecutionRun:
         self._kinds = kinds
         self._grace = grace_seconds
         self._coalesce_seconds = coalesce_seconds
+        self._output_limits = output_limits or OutputLimits()
+        self._output = ExecutionOutput()
         self._seq = execution.last_seq
         self.stop_reason: str | None = None
         self._pause_reason: str | None = None
@@ -529,7 +534,15 @@ class ExecutionRun:
             self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt, at)
 
         coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
-        context = _StepContext(self, self.execution.id, key, attempt, self._grace, coalescer)
+
+        def truncated(data: Mapping[str, Any]) -> None:
+            coalescer.flush()  # what was kept goes out before the mark
+            self.emit(EventType.OUTPUT_TRUNCATED, data, key, attempt)
+
+        budget = OutputBudget(self._output_limits, self._output, coalescer.write, truncated)
+        context = _StepContext(
+            self, self.execution.id, key, attempt, self._grace, coalescer, budget
+        )
         active.context = context
         status = StepStatus.FAILED
         result = StepResult(error="step ended without a result")
@@ -567,6 +580,7 @@ class ExecutionRun:
             active.kind_task = None
             coalescer.flush()
             if not active.killed:
+                budget.close()
                 self.emit(
                     EventType.STEP_STATUS,
                     _step_end_data(
