@@ -108,6 +108,8 @@ async def test_a_flood_ends_truncated_within_the_budget(server: Server) -> None:
     assert last_output < marks[0]["seq"] < marks[1]["seq"] < ended[0]["seq"]
     # What is stored is bounded by the budget: ~32 KiB chunks, not one event per read.
     assert len(events) < 100
+    # A late joiner reads it all back in messages a websockets client accepts (1 MiB by default).
+    assert await _follow(server, execution_id) == events
     # The flood was read and dropped, not held: the server's memory is back near its start.
     rss_after = _rss_kib(server.process.pid)
     assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
