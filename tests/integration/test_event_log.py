@@ -158,11 +158,13 @@ async def test_a_flooding_execution_shares_each_batch_and_is_held_back_by_bytes(
                 log.append(flood(seq))
             assert log.backlogged("flood")  # by bytes: its producer would wait now
             assert not log.backlogged("quiet")
-            log.append(_output("quiet", 1))
+            for seq in range(1, 51):
+                log.append(_output("quiet", seq))
             await log.persisted()
             assert not log.backlogged("flood")
-    # The quiet execution's event went out with the first batch, not behind 9 MiB of output.
-    assert [e.execution_id for e in published.calls[0]].count("quiet") == 1
+    # The quiet execution's events went out with the first batch, not behind 9 MiB of output
+    # (nor one per batch, which a steady trickle would outrun).
+    assert [e.execution_id for e in published.calls[0]].count("quiet") == 50
     for call in published.calls:
         text = sum(len(e.data["text"]) for e in call if e.execution_id == "flood")
         assert text <= MAX_BATCH_BYTES + len(chunk)

@@ -259,19 +259,29 @@ class EventLog:
         ]
         batch: dict[str, list[Event]] = {}
         room, room_bytes = MAX_BATCH, MAX_BATCH_BYTES
-        # Each due execution gets an equal share first, so one that floods cannot crowd the
-        # others out of the batch; what is left over goes to whoever has more. Every one gets
-        # its first event in even when others' output filled the bytes.
+        # Each due execution gets an equal share of the events and of the output text first
+        # (and at least one event), so one that floods cannot crowd the others out of the
+        # batch; what is left over goes to whoever has more.
         share = max(1, MAX_BATCH // len(due)) if due else 0
-        for most in (share, MAX_BATCH):
-            for execution_id in due:
-                events = self._outboxes[execution_id].events
-                taken = batch.setdefault(execution_id, [])
-                while events and room and len(taken) < most and (room_bytes > 0 or not taken):
-                    event = events.popleft()
-                    taken.append(event)
-                    room -= 1
-                    room_bytes -= _text_size(event)
+        share_bytes = MAX_BATCH_BYTES // len(due) if due else 0
+        for execution_id in due:
+            events = self._outboxes[execution_id].events
+            taken = batch[execution_id] = []
+            size = 0
+            while events and len(taken) < share and (size < share_bytes or not taken):
+                event = events.popleft()
+                taken.append(event)
+                size += _text_size(event)
+            room -= len(taken)
+            room_bytes -= size
+        for execution_id in due:
+            events = self._outboxes[execution_id].events
+            taken = batch[execution_id]
+            while events and room > 0 and room_bytes > 0:
+                event = events.popleft()
+                taken.append(event)
+                room -= 1
+                room_bytes -= _text_size(event)
         return {execution_id: events for execution_id, events in batch.items() if events}
 
     async def _write(self, batch: dict[str, list[Event]]) -> None:
