@@ -35,6 +35,15 @@ class Settings:
     flush_interval_ms: float = 2.0
     subscriber_buffer: int = 256
     output_coalesce_ms: float = 5.0
+    # Output budgets (0 = off). Past one, a step's output is dropped (its pipe still drained) and
+    # an OUTPUT_TRUNCATED event says how much. Far above a normal CI log: a verbose build or test
+    # run prints a few MB and bursts of a few thousand lines/s, while a runaway loop fills any
+    # budget within seconds. Bytes per step attempt, per run of an execution, and a line rate
+    # per step attempt (sustained lines/s, with a burst allowed at once).
+    output_step_bytes: int = 10 * 1024 * 1024
+    output_execution_bytes: int = 50 * 1024 * 1024
+    output_lines_per_second: float = 5000.0
+    output_line_burst: int = 50_000
     graphiql: bool = True
     # The GraphQL edge: what one document, request and connection may ask of the server.
     introspection: bool = True
@@ -152,6 +161,14 @@ class Settings:
             flush_interval_ms=number("FLUSH_INTERVAL_MS", defaults.flush_interval_ms),
             subscriber_buffer=int(number("SUBSCRIBER_BUFFER", defaults.subscriber_buffer)),
             output_coalesce_ms=number("OUTPUT_COALESCE_MS", defaults.output_coalesce_ms),
+            output_step_bytes=int(number("OUTPUT_STEP_BYTES", defaults.output_step_bytes)),
+            output_execution_bytes=int(
+                number("OUTPUT_EXECUTION_BYTES", defaults.output_execution_bytes)
+            ),
+            output_lines_per_second=number(
+                "OUTPUT_LINES_PER_SECOND", defaults.output_lines_per_second
+            ),
+            output_line_burst=int(number("OUTPUT_LINE_BURST", defaults.output_line_burst)),
             graphiql=flag("GRAPHIQL", defaults.graphiql),
             introspection=flag("INTROSPECTION", defaults.introspection),
             max_query_depth=int(number("MAX_QUERY_DEPTH", defaults.max_query_depth)),

@@ -12,7 +12,7 @@ from runwire.db.engine import Database
 from runwire.db.events import EventRepository
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
-from runwire.events.log import EventLog
+from runwire.events.log import MAX_BATCH_BYTES, EventLog
 
 
 class Published:
@@ -129,3 +129,44 @@ async def test_events_of_a_lease_taken_over_are_refused_and_reported(
     assert "2 events of execution fenced (seq 3-4) not written: its lease is held by another" in (
         caplog.text
     )
+
+
+class Publishes:
+    """Each publish call's events: one per stored batch."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Event]] = []
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.calls.append(list(events))
+
+
+async def test_a_flooding_execution_shares_each_batch_and_is_held_back_by_bytes(
+    postgres_url: str,
+) -> None:
+    published = Publishes()
+    chunk = "x" * (32 * 1024 - 1) + "\n"
+
+    def flood(seq: int) -> Event:
+        data = {"stream": "stdout", "text": chunk}
+        return Event("flood", seq, utc_now(), EventType.OUTPUT, data, "s", 1)
+
+    async with Database.open(postgres_url, migrate=True) as database:
+        events = EventRepository(database)
+        async with asyncio.timeout(30), EventLog.running(events, published, 0.002) as log:
+            for seq in range(1, 301):  # 9.4 MiB in 300 events: far under the count limit
+                log.append(flood(seq))
+            assert log.backlogged("flood")  # by bytes: its producer would wait now
+            assert not log.backlogged("quiet")
+            for seq in range(1, 51):
+                log.append(_output("quiet", seq))
+            await log.persisted()
+            assert not log.backlogged("flood")
+    # The quiet execution's events went out with the first batch, not behind 9 MiB of output
+    # (nor one per batch, which a steady trickle would outrun).
+    assert [e.execution_id for e in published.calls[0]].count("quiet") == 50
+    for call in published.calls:
+        text = sum(len(e.data["text"]) for e in call if e.execution_id == "flood")
+        assert text <= MAX_BATCH_BYTES + len(chunk)
+    flooded = [e.seq for call in published.calls for e in call if e.execution_id == "flood"]
+    assert flooded == list(range(1, 301))

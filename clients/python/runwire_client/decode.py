@@ -17,6 +17,8 @@ from runwire_client.models import (
     ExecutionUpdate,
     HistoryPage,
     OutputChunk,
+    OutputLimit,
+    OutputTruncated,
     ScenarioRef,
     Span,
     SpanReported,
@@ -165,6 +167,16 @@ def event(data: Data) -> Event:
             status=ExecutionStatus(data["executionStatus"]),
             error=data.get("error"),
             reason=data.get("reason"),
+            **common,
+        )
+    if typename == "OutputTruncated":
+        return OutputTruncated(
+            limit=OutputLimit(data["limit"]),
+            allowed=float(data["allowed"]),
+            dropped_bytes=int(data["droppedBytes"]),
+            dropped_lines=int(data["droppedLines"]),
+            final=bool(data["final"]),
+            message=str(data["message"]),
             **common,
         )
     if typename == "SpanReported":

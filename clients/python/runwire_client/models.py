@@ -278,6 +278,36 @@ class OutputChunk:
         return False
 
 
+class OutputLimit(StrEnum):
+    """Which output budget a step went over."""
+
+    STEP_BYTES = "STEP_BYTES"
+    EXECUTION_BYTES = "EXECUTION_BYTES"
+    LINE_RATE = "LINE_RATE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputTruncated:
+    """A step's output went over a budget: dropped from here on (`final` False), or the attempt
+    ended and these are the totals dropped (`final` True)."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    limit: OutputLimit
+    allowed: float  # bytes, or lines per second for LINE_RATE
+    dropped_bytes: int
+    dropped_lines: int
+    final: bool
+    message: str
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpanReported:
     """A step reported a finished sub-operation (an HTTP phase, an LLM or tool call)."""
@@ -294,4 +324,4 @@ class SpanReported:
         return False
 
 
-Event = ExecutionStatusChanged | StepStatusChanged | OutputChunk | SpanReported
+Event = ExecutionStatusChanged | StepStatusChanged | OutputChunk | OutputTruncated | SpanReported

@@ -25,6 +25,7 @@ from runwire_client import (
     ExecutionStatus,
     ExecutionStatusChanged,
     OutputChunk,
+    OutputTruncated,
     SpanReported,
     StepRun,
     StepStatus,
@@ -45,6 +46,7 @@ EVENT_TYPES: Mapping[type, str] = {
     ExecutionStatusChanged: "EXECUTION_STATUS",
     StepStatusChanged: "STEP_STATUS",
     OutputChunk: "OUTPUT",
+    OutputTruncated: "OUTPUT_TRUNCATED",
     SpanReported: "SPAN",
 }
 STATUS_STYLES: Mapping[str, str] = {
@@ -467,6 +469,8 @@ class PlainView:
             case OutputChunk():
                 for line in lines:
                     self._line(line.seq, _output_line(line))
+            case OutputTruncated():
+                self._line(event.seq, f"{event.step_key} | … {event.message}")
             case SpanReported():
                 span = event.span
                 took = "" if span.duration_ms is None else f" in {format_ms(span.duration_ms)}"

@@ -54,6 +54,7 @@ class EventType(StrEnum):
     EXECUTION_STATUS = "EXECUTION_STATUS"
     STEP_STATUS = "STEP_STATUS"
     OUTPUT = "OUTPUT"
+    OUTPUT_TRUNCATED = "OUTPUT_TRUNCATED"
     SPAN = "SPAN"
 
 
@@ -69,6 +70,14 @@ class OutputStream(StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
     LOG = "log"
+
+
+class OutputLimit(StrEnum):
+    """Which output budget a step went over (see runner/output_budget.py)."""
+
+    STEP_BYTES = "STEP_BYTES"
+    EXECUTION_BYTES = "EXECUTION_BYTES"
+    LINE_RATE = "LINE_RATE"
 
 
 @dataclass(frozen=True, slots=True)

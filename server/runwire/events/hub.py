@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,6 +30,10 @@ from runwire.faults import report
 logger = logging.getLogger(__name__)
 
 _PAGE = 1000
+_BATCH_TEXT = 512 * 1024
+"""Output text in one batch read from the database at most (one event more if it alone is
+larger): a late joiner of a step that printed megabytes gets them in messages of this size, each
+rendered and sent on its own, not one message that holds the loop (and others' events) up."""
 _SEEN_EXECUTIONS = 10_000
 """How many executions' last status-bearing seq the hub remembers, to skip its own notices."""
 _PENDING_WORK = 1_000
@@ -55,6 +59,22 @@ class EventBatch(list[Event]):
     def __init__(self, events: Iterable[Event] = ()) -> None:
         super().__init__(events)
         self.views: dict[object, object] = {}
+
+
+def _by_text_size(page: list[Event]) -> Iterator[list[Event]]:
+    """`page` cut into runs of at most _BATCH_TEXT of output text (usually the whole page)."""
+    batch: list[Event] = []
+    size = 0
+    for event in page:
+        text = event.data.get("text") if event.type is EventType.OUTPUT else None
+        length = len(text) if isinstance(text, str) else 0
+        if batch and size + length > _BATCH_TEXT:
+            yield batch
+            batch, size = [], 0
+        batch.append(event)
+        size += length
+    if batch:
+        yield batch
 
 
 class _Reread:
@@ -398,7 +418,8 @@ class Hub:
             )
             if not page:
                 return
-            yield page
+            for batch in _by_text_size(page):
+                yield batch
             after_seq = page[-1].seq
             if len(page) < _PAGE:
                 return

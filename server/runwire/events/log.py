@@ -12,7 +12,12 @@ reach the execution's events wait in its outbox and are retried with backoff; th
 once, and again when it recovers. The database can also refuse an execution's events for good:
 its lease was taken over by another runner (the events are not this runner's to write), or a
 value could not be stored. Those events are not retried; `Ownership.lost` tells the run, which
-stops. Each execution may have at most `limit` events unwritten: its producer waits in `room()`.
+stops. Each execution may have at most `limit` events (or UNWRITTEN_BYTES of output) unwritten:
+its producer waits in `room()`.
+
+Fairness: a batch shares MAX_BATCH events and MAX_BATCH_BYTES of output out between the
+executions with events due, every one of them getting at least one event in, so an execution that
+floods cannot make another's events wait behind megabytes of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from runwire.db.events import EventRepository
-from runwire.domain.models import Event, Lease
+from runwire.domain.models import Event, EventType, Lease
 from runwire.domain.ports import EventPublisher
 from runwire.errors import LeaseLost
 from runwire.faults import is_refusal, report
@@ -35,8 +40,17 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
 """Events written in one transaction at most."""
+MAX_BATCH_BYTES = 512 * 1024
+"""Output text written in one transaction at most (an execution with events due gets one in
+anyway): a write takes a few ms, so a quiet execution's event waits for no more than that. It
+also bounds a live subscription message, under the 1 MiB a websockets client accepts by default."""
 UNWRITTEN_LIMIT = 20_000
 """Events of one execution the log holds unwritten before its producer must wait."""
+UNWRITTEN_BYTES = 8 * 1024 * 1024
+"""Output text of one execution the log holds unwritten before its producer must wait: with 32 KiB
+chunks, 20,000 events would be 640 MB of memory."""
+_EVENT_OVERHEAD = 200
+"""What an event weighs besides its output text, for the byte bounds above."""
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 2.0
 
@@ -81,11 +95,13 @@ class EventLog:
         publisher: EventPublisher,
         flush_interval: float,
         limit: int = UNWRITTEN_LIMIT,
+        limit_bytes: int = UNWRITTEN_BYTES,
     ) -> None:
         self._events = events
         self._publisher = publisher
         self._flush_interval = flush_interval
         self._limit = limit
+        self._limit_bytes = limit_bytes
         self._intake: list[Event] = []
         self._outboxes: dict[str, _Outbox] = {}
         self._owners: dict[str, Ownership] = {}
@@ -95,6 +111,7 @@ class EventLog:
         self._refused_later: dict[str, int] = {}
         # Per execution: events accepted and neither stored nor refused yet.
         self._unwritten: dict[str, int] = {}
+        self._unwritten_bytes: dict[str, int] = {}
         self._drained: dict[str | None, list[asyncio.Future[None]]] = {}
         self._room: dict[str, list[asyncio.Future[None]]] = {}
         self._wakeup = asyncio.Event()
@@ -108,9 +125,10 @@ class EventLog:
         publisher: EventPublisher,
         flush_interval: float,
         limit: int = UNWRITTEN_LIMIT,
+        limit_bytes: int = UNWRITTEN_BYTES,
     ) -> AsyncIterator[EventLog]:
         """The writer task lives for the block; leaving it flushes everything appended."""
-        log = cls(events, publisher, flush_interval, limit)
+        log = cls(events, publisher, flush_interval, limit, limit_bytes)
         task = asyncio.create_task(log._write_forever(), name="runwire-event-log")
         try:
             yield log
@@ -164,12 +182,19 @@ class EventLog:
                 return
             del self._refused[event.execution_id]
         self._intake.append(event)
-        self._unwritten[event.execution_id] = self._unwritten.get(event.execution_id, 0) + 1
+        execution_id = event.execution_id
+        self._unwritten[execution_id] = self._unwritten.get(execution_id, 0) + 1
+        self._unwritten_bytes[execution_id] = self._unwritten_bytes.get(execution_id, 0) + _weight(
+            event
+        )
         self._wakeup.set()
 
     def backlogged(self, execution_id: str) -> bool:
-        """Whether the execution has `limit` or more events unwritten (its producer should wait)."""
-        return self._unwritten.get(execution_id, 0) >= self._limit
+        """Whether the execution has too much unwritten (its producer should wait)."""
+        return (
+            self._unwritten.get(execution_id, 0) >= self._limit
+            or self._unwritten_bytes.get(execution_id, 0) >= self._limit_bytes
+        )
 
     async def room(self, execution_id: str) -> None:
         """Wait while the execution is backlogged."""
@@ -233,17 +258,30 @@ class EventLog:
             if box.events and (not box.failing or box.retry_at <= now)
         ]
         batch: dict[str, list[Event]] = {}
-        room = MAX_BATCH
-        # Each due execution gets an equal share first, so one that floods cannot crowd the
-        # others out of the batch; what is left over goes to whoever has more.
+        room, room_bytes = MAX_BATCH, MAX_BATCH_BYTES
+        # Each due execution gets an equal share of the events and of the output text first
+        # (and at least one event), so one that floods cannot crowd the others out of the
+        # batch; what is left over goes to whoever has more.
         share = max(1, MAX_BATCH // len(due)) if due else 0
-        for most in (share, MAX_BATCH):
-            for execution_id in due:
-                events = self._outboxes[execution_id].events
-                taken = batch.setdefault(execution_id, [])
-                while events and room and len(taken) < most:
-                    taken.append(events.popleft())
-                    room -= 1
+        share_bytes = MAX_BATCH_BYTES // len(due) if due else 0
+        for execution_id in due:
+            events = self._outboxes[execution_id].events
+            taken = batch[execution_id] = []
+            size = 0
+            while events and len(taken) < share and (size < share_bytes or not taken):
+                event = events.popleft()
+                taken.append(event)
+                size += _text_size(event)
+            room -= len(taken)
+            room_bytes -= size
+        for execution_id in due:
+            events = self._outboxes[execution_id].events
+            taken = batch[execution_id]
+            while events and room > 0 and room_bytes > 0:
+                event = events.popleft()
+                taken.append(event)
+                room -= 1
+                room_bytes -= _text_size(event)
         return {execution_id: events for execution_id, events in batch.items() if events}
 
     async def _write(self, batch: dict[str, list[Event]]) -> None:
@@ -287,7 +325,7 @@ class EventLog:
                 box.failing, box.delay = False, _FIRST_RETRY_SECONDS
             if box is not None and not box.events:
                 del self._outboxes[execution_id]
-            self._settle(execution_id, len(stored))
+            self._settle(execution_id, stored)
 
     async def _failed(self, batch: dict[str, list[Event]], error: Exception) -> None:
         """One execution's events were not written: refused for good, or back to retry later."""
@@ -368,19 +406,22 @@ class EventLog:
         ownership = self._owners.get(execution_id)
         if ownership is not None:
             ownership.lose(reason, refused[0].seq, lease_lost=lease_lost)
-        self._settle(execution_id, len(refused))
+        self._settle(execution_id, refused)
 
-    def _settle(self, execution_id: str, count: int) -> None:
-        """`count` of the execution's events left the log: wake who waits for that."""
-        left = self._unwritten.get(execution_id, 0) - count
+    def _settle(self, execution_id: str, events: Sequence[Event]) -> None:
+        """`events` of the execution left the log: wake who waits for that."""
+        left = self._unwritten.get(execution_id, 0) - len(events)
+        left_bytes = self._unwritten_bytes.get(execution_id, 0) - sum(map(_weight, events))
         if left > 0:
             self._unwritten[execution_id] = left
+            self._unwritten_bytes[execution_id] = left_bytes
         else:
             self._unwritten.pop(execution_id, None)
+            self._unwritten_bytes.pop(execution_id, None)
             _release(self._drained.pop(execution_id, []))
             if not self._unwritten:
                 _release(self._drained.pop(None, []))
-        if left < self._limit:
+        if not self.backlogged(execution_id):
             _release(self._room.pop(execution_id, []))
 
     def _report_unwritten(self) -> None:
@@ -393,6 +434,16 @@ class EventLog:
                     box.events[0].seq,
                     box.events[-1].seq,
                 )
+
+
+def _text_size(event: Event) -> int:
+    text = event.data.get("text") if event.type is EventType.OUTPUT else None
+    return len(text) if isinstance(text, str) else 0
+
+
+def _weight(event: Event) -> int:
+    """About what the event costs in memory: its output text and the rest."""
+    return _EVENT_OVERHEAD + _text_size(event)
 
 
 _K = TypeVar("_K", str, str | None)

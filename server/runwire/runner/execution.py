@@ -39,6 +39,7 @@ from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
 from runwire.runner.output import OutputCoalescer
+from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits
 from runwire.runner.redaction import Redactor, StreamRedactor
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
@@ -95,18 +96,19 @@ class _StepContext:
     grace_seconds: float
     coalescer: OutputCoalescer
     redaction: StreamRedactor
+    output_budget: OutputBudget
     secrets: Mapping[str, str] = field(default_factory=dict)
 
     def output(self, stream: OutputStream, text: str) -> None:
-        # Redaction first: whatever comes after (coalescing, budgets) sees no secret value.
+        # Redaction first: whatever comes after (budgets, coalescing) sees no secret value.
         text = self.redaction.feed(stream, text)
         if text:
-            self.coalescer.write(stream, text)
+            self.output_budget.write(stream, text)  # on to the coalescer, within the budgets
 
     def end_output(self) -> None:
         """The step ended: let go of what redaction held back, then of the coalesced rest."""
         for stream, text in self.redaction.flush():
-            self.coalescer.write(stream, text)
+            self.output_budget.write(stream, text)
         self.coalescer.flush()
 
     def backlogged(self) -> bool:
@@ -157,6 +159,7 @@ class ExecutionRun:
         ownership: Ownership | None = None,
         lost_runner: str | None = None,
         load_secrets: LoadSecrets | None = None,
+        output_limits: OutputLimits | None = None,
     ) -> None:
         self.execution = execution
         self._load_secrets = load_secrets
@@ -170,6 +173,8 @@ class ExecutionRun:
         self._kinds = kinds
         self._grace = grace_seconds
         self._coalesce_seconds = coalesce_seconds
+        self._output_limits = output_limits or OutputLimits()
+        self._output = ExecutionOutput()
         self._seq = execution.last_seq
         self.stop_reason: str | None = None
         self._pause_reason: str | None = None
@@ -551,6 +556,12 @@ class ExecutionRun:
             self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt, at)
 
         coalescer = OutputCoalescer(write_output, self._coalesce_seconds)
+
+        def truncated(data: Mapping[str, Any]) -> None:
+            coalescer.flush()  # what was kept goes out before the mark
+            self.emit(EventType.OUTPUT_TRUNCATED, data, key, attempt)
+
+        budget = OutputBudget(self._output_limits, self._output, coalescer.write, truncated)
         context = _StepContext(
             self,
             self.execution.id,
@@ -559,6 +570,7 @@ class ExecutionRun:
             self._grace,
             coalescer,
             StreamRedactor(self.redactor),
+            budget,
         )
         active.context = context
         status = StepStatus.FAILED
@@ -607,6 +619,7 @@ class ExecutionRun:
             result = self.redactor.result(result)
             assertions = self.redactor.value(assertions)
             if not active.killed:
+                budget.close()
                 self.emit(
                     EventType.STEP_STATUS,
                     _step_end_data(

@@ -44,6 +44,7 @@ from runwire.faults import is_outage
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun, LoadSecrets
+from runwire.runner.output_budget import OutputLimits
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.definition import parse_definition
 from runwire.settings import Settings
@@ -251,6 +252,7 @@ class Runner:
             if execution.grace_seconds is not None
             else self._settings.grace_seconds,
             coalesce_seconds=self._settings.output_coalesce_ms / 1000,
+            output_limits=OutputLimits.of(self._settings),
             ownership=ownership,
             lost_runner=lost_runner,
             load_secrets=self._load_secrets,

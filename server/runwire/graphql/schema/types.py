@@ -23,6 +23,11 @@ from runwire.graphql.schema.trace import Span, Trace
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
 ExecutionMode = strawberry.enum(models.ExecutionMode, name="ExecutionMode")
+OutputLimit = strawberry.enum(
+    models.OutputLimit,
+    name="OutputLimit",
+    description="An output budget: bytes per step attempt, per execution, or a line rate.",
+)
 
 
 @strawberry.enum
@@ -30,6 +35,7 @@ class EventType(Enum):
     EXECUTION_STATUS = "EXECUTION_STATUS"
     STEP_STATUS = "STEP_STATUS"
     OUTPUT = "OUTPUT"
+    OUTPUT_TRUNCATED = "OUTPUT_TRUNCATED"
     SPAN = "SPAN"
 
 
@@ -169,12 +175,34 @@ class OutputChunk(ExecutionEvent):
     text: str
 
 
+@strawberry.type(
+    description="A step's output went over a budget: it is dropped from here (`final` false), or"
+    " the attempt ended and these are the totals dropped (`final` true)."
+)
+class OutputTruncated(ExecutionEvent):
+    limit: OutputLimit  # type: ignore[valid-type]
+    allowed: float = strawberry.field(
+        description="The budget: bytes, or lines per second for LINE_RATE."
+    )
+    # Float: GraphQL's Int is 32 bits, and a flood drops more than 2 GiB in under a minute.
+    dropped_bytes: float = strawberry.field(description="Bytes dropped so far (a whole number).")
+    dropped_lines: float = strawberry.field(description="Line breaks dropped so far.")
+    final: bool
+    message: str
+
+
 @strawberry.type(description="A step reported a finished sub-operation: a span of the trace.")
 class SpanReported(ExecutionEvent):
     span: Span
 
 
-EVENT_TYPES = (ExecutionStatusChanged, StepStatusChanged, OutputChunk, SpanReported)
+EVENT_TYPES = (
+    ExecutionStatusChanged,
+    StepStatusChanged,
+    OutputChunk,
+    OutputTruncated,
+    SpanReported,
+)
 
 
 # Looked up, not converted, once per event: EnumType.__call__ showed in event delivery (P1).
@@ -192,6 +220,16 @@ def event_of(event: models.Event) -> ExecutionEvent:
     data = event.data
     if event.type is models.EventType.OUTPUT:
         return OutputChunk(stream=str(data["stream"]), text=str(data["text"]), **common)
+    if event.type is models.EventType.OUTPUT_TRUNCATED:
+        return OutputTruncated(
+            limit=models.OutputLimit(data["limit"]),
+            allowed=float(data["allowed"]),
+            dropped_bytes=float(data["dropped_bytes"]),
+            dropped_lines=float(data["dropped_lines"]),
+            final=bool(data["final"]),
+            message=str(data["message"]),
+            **common,
+        )
     if event.type is models.EventType.SPAN:
         return SpanReported(span=Span.reported(event), **common)
     if event.type is models.EventType.STEP_STATUS:
