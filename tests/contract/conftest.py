@@ -16,7 +16,8 @@ from runwire.settings import Settings
 @pytest.fixture
 async def runwire(tmp_path: Path) -> AsyncIterator[Served]:
     """The real app (SQLite, memory bus, runner) served in the test's loop, its state in reach."""
-    settings = Settings(data_dir=tmp_path / "data", load_examples=False)
+    # Steps as the test's user, as on every test server: see OWN_USER_STEPS.
+    settings = Settings(data_dir=tmp_path / "data", load_examples=False, step_user="")
     with warnings.catch_warnings():
         # Litestar 2.2x deprecates parameter forms that Strawberry's controller and the SSE route
         # use; `runwire serve` only prints that, and these tests are not about it.
