@@ -23,7 +23,11 @@ from tests.support.steps import RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import STEP_KINDS, StepResult
-from runwire.runner.steps.containment import MARKER_VARIABLE, end_leftovers_of_dead_servers
+from runwire.runner.steps.containment import (
+    MARKER_VARIABLE,
+    Supervision,
+    end_leftovers_of_dead_servers,
+)
 from runwire.runner.steps.processes import pid_namespace, process_ref
 from runwire.runner.steps.shell import DRAIN_SECONDS
 
@@ -191,3 +195,39 @@ def test_startup_ends_what_dead_servers_left_and_no_live_ones(sleeps: str) -> No
         for process in processes:
             process.kill()
             process.wait()
+
+
+class _Output(asyncio.SubprocessProtocol):
+    def __init__(self) -> None:
+        self.stdout = b""
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.stdout += data if fd == 1 else b""
+
+    def process_exited(self) -> None:
+        self.exited.set_result(None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+async def test_a_command_run_as_another_user_cannot_kill_its_reaper(sleeps: str) -> None:
+    # How a server running as root runs a step as an unprivileged user (here nobody, 65534).
+    command = escapees(sleeps) + f"id -u; kill -9 $PPID 2>/dev/null; echo $?; sleep {sleeps}"
+    async with Supervision.opened() as reaper:
+        transport, output = await asyncio.get_running_loop().subprocess_exec(
+            _Output,
+            *reaper.wrap(["sh", "-c", command], run_as=(65534, 65534)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=reaper.pass_fds,
+            start_new_session=True,
+        )
+        reaper.spawned(transport, output.exited)
+        await until(lambda: len(survivors(sleeps)) == ESCAPEES + 1, 5, "escapees running")
+        await until(lambda: output.stdout == b"65534\n1\n", 5, "the command's output")
+        reaper.end()
+        async with asyncio.timeout(5):
+            await reaper.ended
+        assert await reaper.reports.outcome == -signal.SIGKILL
+    assert survivors(sleeps) == []

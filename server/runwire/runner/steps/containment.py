@@ -132,12 +132,18 @@ class Supervision:
         finally:
             supervision._release()
 
-    def wrap(self, argv: Sequence[str]) -> list[str]:
-        """The argv that runs `argv` under a reaper, to spawn with `pass_fds`."""
+    def wrap(self, argv: Sequence[str], run_as: tuple[int, int] | None = None) -> list[str]:
+        """The argv that runs `argv` under a reaper, to spawn with `pass_fds`.
+
+        With `run_as` (uid, gid) the reaper keeps the server's credentials and runs the command
+        as that user: the command can then neither signal its reaper nor escape it.
+        """
         script = str(Path(reaper.__file__))
-        # -I -S: no site-packages, no user paths, no PYTHON* variables; a fast start.
         status, parent = str(self._status_write), str(os.getpid())
-        return [sys.executable, "-I", "-S", script, self.marker, status, parent, "--", *argv]
+        credentials = f"{run_as[0]}:{run_as[1]}" if run_as else "-"
+        # -I -S: no site-packages, no user paths, no PYTHON* variables; a fast start.
+        python = [sys.executable, "-I", "-S", script]
+        return [*python, self.marker, status, parent, credentials, "--", *argv]
 
     @property
     def pass_fds(self) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """The step reaper: runs one step's command and ends with every process the command started.
 
 The shell step starts this file, not the command, as
-`python -I -S reaper.py MARKER STATUS_FD PARENT_PID -- ARGV...`: standard library only and no
+`python -I -S reaper.py MARKER STATUS_FD PARENT_PID CREDENTIALS -- ARGV...`: standard library
+only and no
 `site`, so it starts in a few milliseconds, and it imports nothing of Runwire. It
 
 - makes itself a child subreaper, so every descendant that is orphaned (`setsid`, a double fork,
@@ -9,7 +10,8 @@ The shell step starts this file, not the command, as
 - asks for SIGTERM when its parent (the server) dies, even by SIGKILL, and checks the parent is
   still there after asking (the setting is lost on a change of credentials, so it is made here,
   after the exec, whichever user the server started this as);
-- forks and execs ARGV in a session and process group of its own, with stdin, stdout and stderr
+- forks and execs ARGV in a session and process group of its own (as CREDENTIALS, `UID:GID`,
+  if not `-`: then the command cannot signal its reaper), with stdin, stdout and stderr
   inherited (output goes straight to the server's pipes) and MARKER (`RUNWIRE_STEP=…`) added to
   its environment, so a server can find what a dead predecessor's steps left;
 - writes one line per event to STATUS_FD: `started PID`, `error HEXTEXT` (the exec failed,
@@ -21,9 +23,7 @@ The shell step starts this file, not the command, as
   the step's, where a failure of this script would show.
 """
 
-from __future__ import annotations
-
-import contextlib
+# No `from __future__` and no contextlib: each import is milliseconds of every step's start.
 import ctypes
 import os
 import select
@@ -94,6 +94,23 @@ def _kill(pid: int, start_time: int) -> None:
             os.close(fd)
 
 
+def _exec(argv: list[str], env: dict[str, str]) -> None:
+    """os.execvpe without its lazy `import warnings`, which a user changed to may not read."""
+    if os.sep in argv[0]:
+        os.execve(argv[0], argv, env)
+    last: OSError = FileNotFoundError(2, "No such file or directory")
+    first_other: OSError | None = None
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(directory, argv[0]), argv, env)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            last = error
+        except OSError as error:  # as execvp: report a found file that cannot run first
+            last = error
+            first_other = first_other or error
+    raise first_other or last
+
+
 def _describe_start_error(error: BaseException, executable: str) -> str:
     """Why the exec failed, worded as subprocess's error for the same failure would be."""
     if isinstance(error, OSError) and error.errno:
@@ -128,7 +145,7 @@ class Reaper:
         except BlockingIOError:
             return b""
 
-    def start(self, marker: str, argv: list[str]) -> None:
+    def start(self, marker: str, credentials: str, argv: list[str]) -> None:
         error_read, error_write = os.pipe()  # close-on-exec: EOF alone means the exec worked
         pid = os.fork()
         if pid == 0:
@@ -140,8 +157,13 @@ class Reaper:
                 # Python ignores these; a command expects the defaults, as subprocess gives.
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+                if credentials != "-":
+                    uid, gid = (int(part) for part in credentials.split(":"))
+                    os.setgroups([])  # none of the reaper's supplementary groups
+                    os.setgid(gid)
+                    os.setuid(uid)
                 name, _, value = marker.partition("=")
-                os.execvpe(argv[0], argv, {**os.environ, name: value})
+                _exec(argv, {**os.environ, name: value})
             except BaseException as error:  # all of it goes to the server, then _exit
                 os.write(error_write, _describe_start_error(error, argv[0]).encode())
             finally:
@@ -186,16 +208,19 @@ class Reaper:
                     self.ending = True
                 elif signum == signal.SIGINT and not self.leader_ended:
                     # The leader is not reaped yet, so its pid (the group's id) is not reused.
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                    try:  # noqa: SIM105 - contextlib costs milliseconds to import
                         os.killpg(self.leader, signal.SIGINT)
+                    except (ProcessLookupError, PermissionError):
+                        pass
             if os.getppid() != self.parent:
                 self.ending = True
 
 
 def main(args: list[str]) -> int:
-    marker, status_fd, parent, separator, *argv = args
+    marker, status_fd, parent, credentials, separator, *argv = args
     if separator != "--" or not argv:
-        print(f"usage: {sys.argv[0]} MARKER STATUS_FD PARENT_PID -- ARGV...", file=sys.stderr)
+        usage = "MARKER STATUS_FD PARENT_PID CREDENTIALS -- ARGV..."
+        print(f"usage: {sys.argv[0]} {usage}", file=sys.stderr)
         return 2
     reaper = Reaper(int(status_fd), int(parent))
     os.set_inheritable(reaper.status_fd, False)  # the command must not hold the status pipe
@@ -206,7 +231,7 @@ def main(args: list[str]) -> int:
     if signal.SIGTERM in reaper.signals():
         reaper.report(f"exited {-signal.SIGTERM}")  # ended before the command started
         return 0
-    reaper.start(marker, argv)
+    reaper.start(marker, credentials, argv)
     # The command has its own copies; these would only keep an input pipe from ending.
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
@@ -217,4 +242,6 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Nothing is buffered (reports are os.write): skip the interpreter's finalization.
+    os._exit(code)
