@@ -66,20 +66,34 @@ class StartFailed:
     reason: str
 
 
-class _Reports(asyncio.Protocol):
+class _Reports:
     """Reads the reaper's status lines (reaper.py) into futures."""
 
-    def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        # The command runs, or it never will: from then on the reaper can take signals.
-        self.started: asyncio.Future[None] = loop.create_future()
-        # The leader's exit code, why it could not start, or None: the reaper ended first.
-        self.outcome: asyncio.Future[int | StartFailed | None] = loop.create_future()
-        # The status pipe closed: the reaper has exited (or was killed).
-        self.ended: asyncio.Future[None] = loop.create_future()
-        self._pending = b""
+    # Read with add_reader and os.read, not connect_read_pipe: uvloop closes a pipe given as a
+    # file object twice (libuv, then the file object), and the second close can hit a
+    # descriptor another thread has just opened (SQLite's: seen as "file is not a database").
 
-    def data_received(self, data: bytes) -> None:
+    def __init__(self, fd: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        # The command runs, or it never will: from then on the reaper can take signals.
+        self.started: asyncio.Future[None] = self._loop.create_future()
+        # The leader's exit code, why it could not start, or None: the reaper ended first.
+        self.outcome: asyncio.Future[int | StartFailed | None] = self._loop.create_future()
+        # The status pipe closed: the reaper has exited (or was killed).
+        self.ended: asyncio.Future[None] = self._loop.create_future()
+        self._fd = fd
+        self._pending = b""
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close()
+            return
         *lines, self._pending = (self._pending + data).split(b"\n")
         for line in lines:
             word, _, rest = line.decode(errors="replace").partition(" ")
@@ -93,7 +107,12 @@ class _Reports(asyncio.Protocol):
                 reason = bytes.fromhex(rest).decode(errors="replace")
                 self.outcome.set_result(StartFailed(reason))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        """Stop reading (at the end of the pipe, or when let go of)."""
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
         for future in (self.started, self.outcome, self.ended):
             if not future.done():
                 future.set_result(None)
@@ -102,10 +121,9 @@ class _Reports(asyncio.Protocol):
 class Supervision:
     """One step's reaper: the argv that starts it, what it reports, and telling it to stop."""
 
-    def __init__(self, status_write: int, status: asyncio.BaseTransport, reports: _Reports) -> None:
+    def __init__(self, status_write: int, reports: _Reports) -> None:
         self.marker = f"{MARKER_VARIABLE}={_owner()}:{next(_steps)}"
         self._status_write = status_write
-        self._status = status
         self.reports = reports
         self._process: asyncio.SubprocessTransport | None = None
         # Its reports read to the end, and its exit seen by the loop: only then may its
@@ -118,15 +136,12 @@ class Supervision:
         """A status pipe to read the reaper's reports from, for the block."""
         status_read, status_write = os.pipe()
         try:
-            reports = _Reports()
-            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-                lambda: reports, os.fdopen(status_read, "rb", buffering=0)
-            )
+            reports = _Reports(status_read)
         except BaseException:
             os.close(status_read)
             os.close(status_write)
             raise
-        supervision = cls(status_write, transport, reports)
+        supervision = cls(status_write, reports)
         try:
             yield supervision
         finally:
@@ -188,7 +203,7 @@ class Supervision:
     def _close(self) -> None:
         if self._process is not None:
             self._process.close()
-        self._status.close()
+        self.reports.close()
 
     async def end_leftovers(self) -> int:
         """SIGKILL what this step left after its reaper was killed; how many processes."""
