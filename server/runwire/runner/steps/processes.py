@@ -1,14 +1,11 @@
-"""Stopping a process together with everything it started, without signalling a reused pid."""
+"""Finding processes through /proc and signalling them without hitting a reused pid."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +16,8 @@ class ProcessRef:
     start_time: int
 
 
-def _read_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time) from /proc/<pid>/stat, or None if there is no such process."""
+def _read_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time) from /proc/<pid>/stat; None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             stat = file.read()
@@ -28,27 +25,57 @@ def _read_stat(pid: int) -> tuple[int, int] | None:
         return None
     # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
     fields = stat.rpartition(b")")[2].split()
-    return int(fields[1]), int(fields[19])
+    return fields[0].decode(), int(fields[1]), int(fields[19])
 
 
 def process_ref(pid: int) -> ProcessRef | None:
     """The process that has `pid` now, or None (also where there is no /proc)."""
     stat = _read_stat(pid)
-    return ProcessRef(pid, stat[1]) if stat else None
+    return ProcessRef(pid, stat[2]) if stat else None
+
+
+def is_running(ref: ProcessRef) -> bool:
+    """Whether the recorded process still runs: same start time, and not a zombie."""
+    stat = _read_stat(ref.pid)
+    return stat is not None and stat[2] == ref.start_time and stat[0] != "Z"
+
+
+def all_pids() -> list[int]:
+    """Every pid in /proc (empty where there is no /proc)."""
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def pid_namespace() -> int:
+    """An id of this process's pid namespace (0 if unknown): pids mean something only inside it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def strings_of(pid: int) -> list[bytes]:
+    """The command line and the initial environment of a process, item by item."""
+    items: list[bytes] = []
+    for name in ("cmdline", "environ"):
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as file:
+                items += file.read().split(b"\0")
+        except OSError:
+            pass  # gone, or not ours to read
+    return items
 
 
 def collect(roots: Iterable[ProcessRef]) -> set[ProcessRef]:
     """The roots that still exist and all their descendants, found through /proc parent links."""
-    try:
-        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return set()  # no /proc: the caller still has the process group to signal
     children: dict[int, list[ProcessRef]] = {}
     start_times: dict[int, int] = {}
-    for pid in pids:
+    for pid in all_pids():
         if stat := _read_stat(pid):
-            children.setdefault(stat[0], []).append(ProcessRef(pid, stat[1]))
-            start_times[pid] = stat[1]
+            children.setdefault(stat[1], []).append(ProcessRef(pid, stat[2]))
+            start_times[pid] = stat[2]
     found = {root for root in roots if start_times.get(root.pid) == root.start_time}
     pending = list(found)
     while pending:
@@ -57,13 +84,6 @@ def collect(roots: Iterable[ProcessRef]) -> set[ProcessRef]:
                 found.add(child)
                 pending.append(child)
     return found
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    """Signal a process group if it still has members."""
-    # A pgid stays reserved while any member lives, so this reaches only our group's processes.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def signal_each(processes: Iterable[ProcessRef], sig: signal.Signals) -> None:
@@ -88,22 +108,3 @@ def signal_each(processes: Iterable[ProcessRef], sig: signal.Signals) -> None:
         finally:
             if fd >= 0:
                 os.close(fd)
-
-
-async def stop_group(
-    pid: int, leader: ProcessRef | None, exited: asyncio.Future[Any], grace: float
-) -> bool:
-    """Stop a process group and every descendant that left it; True if SIGINT was not enough."""
-    # SIGINT first so the step can clean up; after `grace`, SIGKILL whatever is left.
-    # Record descendants before signalling: once a parent exits, its children are reparented
-    # to init and can no longer be found by walking down from the leader.
-    tracked = await asyncio.to_thread(collect, [leader] if leader else [])
-    signal_group(pid, signal.SIGINT)
-    await asyncio.wait({exited}, timeout=grace)
-    # Walk again from everything recorded: processes may have forked during the grace period.
-    tracked |= await asyncio.to_thread(collect, tracked)
-    killed = not exited.done()
-    signal_group(pid, signal.SIGKILL)
-    signal_each(tracked, signal.SIGKILL)
-    await asyncio.shield(exited)
-    return killed

@@ -6,7 +6,6 @@ import asyncio
 import codecs
 import contextlib
 import os
-import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from typing import Any, cast
 from runwire.domain.models import OutputStream
 from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.confinement import Confinement, Spawn
+from runwire.runner.steps.containment import END_SECONDS, START_SECONDS, StartFailed, Supervision
 from runwire.runner.steps.params import Fields
-from runwire.runner.steps.processes import process_ref, signal_group, stop_group
 from runwire.scenarios.results import describe_exit
 from runwire.settings import Settings
 
@@ -72,7 +71,7 @@ class _Capture:
 
 
 class _Pipes(asyncio.SubprocessProtocol):
-    """Forwards output as the loop reads it; tells when the process exits and the pipes close."""
+    """Forwards output as the loop reads it; tells when the reaper exits and the pipes close."""
 
     # asyncio's Process.wait() also waits for the pipes to close, which never happens while a
     # background child holds them open; this protocol reports the two moments separately.
@@ -85,6 +84,7 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.open = set(captures)
         self.transport: asyncio.SubprocessTransport | None = None
         self.resuming: asyncio.Future[None] | None = None
+        self.finished = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's process transport (what uvicorn runs on) is not a subclass of asyncio's
@@ -92,6 +92,8 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if self.finished:
+            return
         capture = self.captures[fd]
         capture.feed(data.encode() if isinstance(data, str) else data)
         if self.resuming is None and capture.context.backlogged():
@@ -134,7 +136,7 @@ async def _within(future: asyncio.Future[Any], seconds: float) -> bool:
 
 
 class ShellStep:
-    """Run a command in its own process group; on stop, SIGINT it, then SIGKILL what is left."""
+    """Run a command under a reaper; on stop, SIGINT its group, then SIGKILL all it started."""
 
     name = "shell"
 
@@ -184,80 +186,115 @@ class ShellStep:
         }
         spawn: Spawn | None = None
         try:
-            # Its own directory, a clean environment, the step user (confinement.py).
-            spawn = self.confinement.prepare(context, params.env, params.cwd, params.network)
-            transport, pipes = await asyncio.get_running_loop().subprocess_exec(
-                lambda: _Pipes(captures),
-                *spawn.argv_prefix,
-                *argv,
-                stdin=subprocess.DEVNULL if params.stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spawn.cwd,
-                env=spawn.env,
-                # The child leads its own session and process group, so one killpg reaches
-                # everything it starts, and a Ctrl-C on the server's terminal does not.
-                start_new_session=True,
-            )
-        except (OSError, ValueError) as error:
-            if spawn is not None:
-                spawn.remove()
-            return StepResult(error=f"cannot start: {_describe_start_error(error)}")
-        pid = transport.get_pid()
-        # Pin the leader now: its pid cannot have been reused yet.
-        leader = process_ref(pid)
-        try:
-            stdin = transport.get_pipe_transport(0)
-            if params.stdin is not None and isinstance(stdin, asyncio.WriteTransport):
-                stdin.write(params.stdin.encode())
-                stdin.close()  # flushes, then closes: the child sees EOF after the text
-            try:
-                # Shielded: cancelling a task cancels the future it awaits, and `exited` must
-                # still report the real exit while stopping.
-                code = await asyncio.shield(pipes.exited)
-                # Background children inherit the pipes and keep them open after the leader
-                # exits: let them flush briefly, then kill the rest of the group.
-                if not await _within(pipes.closed, DRAIN_SECONDS):
-                    signal_group(pid, signal.SIGKILL)
-                    context.output(
-                        OutputStream.LOG, "killed processes left running in the background"
+            async with Supervision.opened() as reaper:
+                try:
+                    # Its own directory, a clean environment, the step user (confinement.py).
+                    spawn = self.confinement.prepare(
+                        context, params.env, params.cwd, params.network
                     )
-                    # A child that left the group may still hold the pipes: stop reading then.
-                    await _within(pipes.closed, DRAIN_SECONDS)
-            except asyncio.CancelledError:
-                if pipes.exited.done():
-                    # The command had ended on its own before the stop came: it did its work,
-                    # and reporting it as stopped would run it again. Leave nothing behind, and
-                    # answer with how it ended.
-                    signal_group(pid, signal.SIGKILL)
-                    await _within(pipes.closed, DRAIN_SECONDS)
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
-                    code = pipes.exited.result()
-                else:
-                    killed = await stop_group(pid, leader, pipes.exited, context.grace_seconds)
-                    context.output(
-                        OutputStream.LOG,
-                        f"killed after a grace period of {context.grace_seconds:g} s"
-                        if killed
-                        else f"stopped: {describe_exit(pipes.exited.result())}",
+                    transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                        lambda: _Pipes(captures),
+                        # The reaper keeps the server's user (a command run as the step user
+                        # cannot signal it) and ends every process the step starts, whenever
+                        # and however the step ends (containment.py); the confined command,
+                        # switched to the step user, runs below it.
+                        *reaper.wrap((*spawn.argv_prefix, *argv)),
+                        stdin=subprocess.DEVNULL if params.stdin is None else subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        cwd=spawn.cwd,
+                        env=spawn.env,
+                        pass_fds=reaper.pass_fds,
+                        # The reaper, and the command in a session of its own below it, are out
+                        # of reach of a Ctrl-C on the server's terminal.
+                        start_new_session=True,
                     )
-                    await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
-                    raise
+                except (OSError, ValueError) as error:
+                    return StepResult(error=f"cannot start: {_describe_start_error(error)}")
+                reaper.spawned(transport, pipes.exited)
+                try:
+                    stdin = transport.get_pipe_transport(0)
+                    if params.stdin is not None and isinstance(stdin, asyncio.WriteTransport):
+                        stdin.write(params.stdin.encode())
+                        stdin.close()  # flushes, then closes: the child sees EOF after the text
+                    finish = await _supervise(reaper, pipes, context)
+                finally:
+                    pipes.finished = True  # what a process killed late writes is not the step's
         finally:
-            transport.close()  # closes the pipes; kills the leader only if it is somehow alive
-            await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+            if spawn is not None:
+                await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+        if isinstance(finish, StepResult):
+            return finish
         for capture in captures.values():
             capture.feed(b"", final=True)
         stdout = captures[1].text()
         # Any exit code is a completed run: whether it passed is for the step's `expect:`
         # (exit_code 0 unless it says otherwise) to decide.
         return StepResult(
-            output={"exit_code": code, "stdout": stdout, "stderr": captures[2].text()},
-            exit_code=code,
-            observed=Observed(exit_code=code, text=stdout),
+            output={"exit_code": finish, "stdout": stdout, "stderr": captures[2].text()},
+            exit_code=finish,
+            observed=Observed(exit_code=finish, text=stdout),
         )
+
+
+async def _supervise(reaper: Supervision, pipes: _Pipes, context: StepContext) -> int | StepResult:
+    """Wait for the command and end what it leaves; its exit code, or the result if it has none."""
+    reports = reaper.reports
+    try:
+        # Shielded: cancelling a task cancels the future it awaits, and `outcome` must still
+        # report the real exit while stopping.
+        outcome = await asyncio.shield(reports.outcome)
+        if isinstance(outcome, int):
+            # Background children may still write: let them flush briefly, then end them all.
+            if not await _within(reaper.ended, DRAIN_SECONDS):
+                reaper.end()
+                context.output(OutputStream.LOG, "killed processes left running in the background")
+                await _within(reaper.ended, END_SECONDS)
+            await _within(pipes.closed, DRAIN_SECONDS)
+    except asyncio.CancelledError:
+        if reports.outcome.done():
+            # The command had ended on its own before the stop came: it did its work, and
+            # reporting it as stopped would run it again. Leave nothing behind, and answer with
+            # how it ended.
+            reaper.end()
+            await _within(reaper.ended, END_SECONDS)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome = reports.outcome.result()
+        else:
+            # SIGINT first so the step can clean up; after the grace period the reaper SIGKILLs
+            # whatever is left, in the group or not.
+            await _within(reports.started, START_SECONDS)  # before, SIGINT would hit the reaper
+            reaper.interrupt()
+            await _within(reports.outcome, context.grace_seconds)
+            killed = not reports.outcome.done()
+            reaper.end()
+            await _within(reaper.ended, END_SECONDS)
+            code = reports.outcome.result() if reports.outcome.done() else None
+            if reports.outcome.done() and code is None:
+                await reaper.end_leftovers()  # the reaper was killed (see below)
+            context.output(
+                OutputStream.LOG,
+                f"killed after a grace period of {context.grace_seconds:g} s"
+                if killed or not isinstance(code, int)
+                else f"stopped: {describe_exit(code)}",
+            )
+            await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
+            raise
+    if isinstance(outcome, StartFailed):
+        await _within(reaper.ended, END_SECONDS)
+        return StepResult(error=f"cannot start: {outcome.reason}")
+    if outcome is None:
+        # The reaper itself was killed (only SIGKILL can do that) before the command ended:
+        # its processes went to init. End them here, by their marker.
+        code = await asyncio.shield(pipes.exited)
+        left = await reaper.end_leftovers()
+        return StepResult(
+            error=f"the step's reaper ended before its command ({describe_exit(code)});"
+            f" {left} processes it left were killed"
+        )
+    return outcome
 
 
 def _describe_start_error(error: OSError | ValueError) -> str:
