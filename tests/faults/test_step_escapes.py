@@ -20,9 +20,7 @@ from tests.support.escapes import ESCAPEES, escapees, kill_all, survivors, token
 from tests.support.faults import FAULT_SETTINGS
 from tests.support.graphql import definition, start
 from tests.support.server import Server, running_server
-from tests.support.steps import RecordingContext
-
-from runwire.runner.steps import STEP_KINDS
+from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 EXECUTIONS = 4
 # Each step's leader runs `sleep <token>` too, after starting the escapees.
@@ -94,7 +92,7 @@ async def test_no_step_process_outlives_a_killed_server(tmp_path: Path) -> None:
         assert len(survivors(crashed)) == EXECUTIONS * PER_STEP  # orphans: nobody ends them
 
         # A live server's step on the same host (this test process's) must be left alone.
-        shell, context = STEP_KINDS["shell"], RecordingContext()
+        shell, context = OWN_USER_KINDS["shell"], RecordingContext()
         params = shell.parse({"shell": True, "command": escapees(live) + f"sleep {live}"}, "w")
         step = asyncio.create_task(shell.run(params, context))
         try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from tests.support.escapes import ESCAPEES, escapees, kill_all, survivors, token, wait_until
-from tests.support.steps import RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 from runwire.domain.models import OutputStream
-from runwire.runner.steps import STEP_KINDS, StepResult
+from runwire.runner.steps import StepResult, step_kinds
 from runwire.runner.steps.containment import (
     MARKER_VARIABLE,
     Supervision,
@@ -30,6 +32,7 @@ from runwire.runner.steps.containment import (
 )
 from runwire.runner.steps.processes import pid_namespace, process_ref
 from runwire.runner.steps.shell import DRAIN_SECONDS
+from runwire.settings import Settings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -45,12 +48,21 @@ def sleeps() -> Iterator[str]:
     kill_all(mark)
 
 
+@pytest.fixture
+def traversable() -> Iterator[Path]:
+    """A directory any user may pass through (pytest's tmp is the test user's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="runwire-containment-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 async def until(predicate: object, seconds: float, what: str) -> None:
     await asyncio.to_thread(wait_until, predicate, seconds, what)
 
 
 def started(context: RecordingContext, params: dict[str, object]) -> asyncio.Task[StepResult]:
-    shell = STEP_KINDS["shell"]
+    shell = OWN_USER_KINDS["shell"]
     return asyncio.create_task(shell.run(shell.parse(params, "with"), context))
 
 
@@ -146,8 +158,8 @@ def test_a_reaper_ends_its_step_when_its_server_is_killed(sleeps: str, tmp_path:
     server = textwrap.dedent(f"""
         import asyncio
         from tests.support.steps import RecordingContext
-        from runwire.runner.steps import STEP_KINDS
-        shell = STEP_KINDS["shell"]
+        from tests.support.steps import OWN_USER_KINDS
+        shell = OWN_USER_KINDS["shell"]
         params = shell.parse({{"shell": True, "command": {command!r}}}, "w")
         asyncio.run(shell.run(params, RecordingContext()))
     """)
@@ -231,3 +243,25 @@ async def test_a_command_run_as_another_user_cannot_kill_its_reaper(sleeps: str)
             await reaper.ended
         assert await reaper.reports.outcome == -signal.SIGKILL
     assert survivors(sleeps) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching the step's user needs root")
+async def test_a_step_confined_to_another_user_neither_escapes_nor_kills_its_reaper(
+    sleeps: str, traversable: Path
+) -> None:
+    # The shell step as a root server runs it by default: the reaper as root, the command as
+    # `nobody` through setpriv, in its own directory (under one that user may traverse).
+    root = traversable
+    shell = step_kinds(Settings(step_user="nobody", step_dir=root / "steps"))["shell"]
+    command = escapees(sleeps) + f"id -u; kill -9 $PPID 2>/dev/null; echo $?; sleep {sleeps}"
+    context = RecordingContext(grace_seconds=GRACE)
+    step = asyncio.create_task(
+        shell.run(shell.parse({"shell": True, "command": command}, "w"), context)
+    )
+    await until(lambda: len(survivors(sleeps)) == ESCAPEES + 1, 10, f"escapees {context.calls}")
+    await until(lambda: context.text(OutputStream.STDOUT) == "65534\n1\n", 5, "its output")
+    step.cancel()  # a stop
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert survivors(sleeps) == []
+    assert not any((root / "steps").iterdir())  # its directory went with it
