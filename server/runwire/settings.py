@@ -43,6 +43,11 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_subscriptions_per_connection: int = 100
     connection_init_timeout_seconds: float = 10.0
+    # A subscriber (WebSocket or SSE) whose client has not read what it was sent for this long
+    # (the server holds more than 64 KiB for it past the kernel's socket buffer) is cut: close
+    # code 4100, or the SSE stream ended; it resumes with afterSeq / Last-Event-ID. Its sends
+    # never hold up another subscriber meanwhile (graphql/fanout/slow_clients.py).
+    subscriber_stall_seconds: float = 10.0
     # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
     # compresses every message once per subscriber: off unless operators want the bandwidth.
     ws_deflate: bool = False
@@ -64,6 +69,8 @@ class Settings:
                 "RUNWIRE_LEASE_SECONDS must be at least 3 x RUNWIRE_HEARTBEAT_SECONDS (a runner"
                 " gives up 2 heartbeats before its lease ends)"
             )
+        if self.subscriber_stall_seconds <= 0:
+            raise ValueError("RUNWIRE_SUBSCRIBER_STALL_SECONDS must be positive")
         if self.drain_seconds < 0:
             raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
 
@@ -137,6 +144,9 @@ class Settings:
             ),
             connection_init_timeout_seconds=number(
                 "CONNECTION_INIT_TIMEOUT_SECONDS", defaults.connection_init_timeout_seconds
+            ),
+            subscriber_stall_seconds=number(
+                "SUBSCRIBER_STALL_SECONDS", defaults.subscriber_stall_seconds
             ),
             ws_deflate=flag("WS_DEFLATE", defaults.ws_deflate),
             access_log=flag("ACCESS_LOG", defaults.access_log),
