@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 from tests.support.contract import Contract
-from tests.support.graphql import definition, gated_step, start
+from tests.support.graphql import definition, gated_step, start, wait_for_status
 from tests.support.inprocess import Served
 
 from runwire.graphql.fanout.compat.uvicorn import Transport
@@ -84,6 +84,7 @@ async def test_subscriptions_and_sse_streams_are_watched_and_a_websocket_can_be_
                         pass
             await _watched(slow_clients, 0)
     (tmp_path / "g").touch()
+    await wait_for_status(runwire, execution_id, {"SUCCEEDED"})  # nothing left for the teardown
 
 
 def test_uvloop_transports_offer_what_is_used() -> None:
