@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import platform
+import re
 import socket
 import struct
 import sys
@@ -43,6 +44,7 @@ SUBSCRIBERS: Final = 50
 LINE_BYTES: Final = 2000
 INTERVAL: Final = 0.005
 CUT_LINE: Final = "cut a subscriber connection"
+STAMP: Final = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
 
 
 def emitter_definition(lines: int, go_file: Path, name: str) -> str:
@@ -155,9 +157,9 @@ def cut_times(log: Path) -> list[float]:
     """When the server logged each cut (its log's local time), as Unix times."""
     times: list[float] = []
     for line in log.read_text(errors="replace").splitlines():
-        if CUT_LINE in line:
-            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-            times.append(stamp.timestamp())
+        found = STAMP.search(line) if CUT_LINE in line else None
+        if found is not None:
+            times.append(datetime.strptime(found[0], "%Y-%m-%d %H:%M:%S,%f").timestamp())
     return times
 
 
