@@ -104,17 +104,28 @@ class StalledReader:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
         self.sock.sendall(header + mask + masked)
 
-    def close_code(self) -> int | None:
-        """Read what is left (after the run): the code of the server's close frame, if any."""
+    def ending(self) -> str:
+        """How the connection ended, read after the run: a close frame's code, or a reset.
+
+        A client that reads nothing cannot reach the close frame queued after what it did not
+        read: the server drops the connection (a reset) when the grace after the cut is over.
+        """
         self.sock.settimeout(5)
         data = b""
         try:
             while chunk := self.sock.recv(1 << 20):
                 data += chunk
-        except OSError:
-            pass  # reset: the server dropped the connection after the close frame's grace
+        except ConnectionResetError:
+            return "connection reset"
+        except OSError as error:
+            return f"{type(error).__name__}"
         finally:
             self.sock.close()
+        code = self._close_code(data)
+        return "closed without a close frame" if code is None else f"close code {code}"
+
+    @staticmethod
+    def _close_code(data: bytes) -> int | None:
         at = 0
         while at + 2 <= len(data):
             opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
@@ -189,6 +200,8 @@ def one_run(
             server.process.pid,
         )
     finally:
+        # Created at go (by measure), or now so that no emitter is left waiting.
+        go = go_file.stat().st_mtime if go_file.exists() else time.time()
         go_file.touch()
         counts.stop.set()
     finished = graphql(server, FINISHED, {"id": execution_id})["execution"]
@@ -198,13 +211,13 @@ def one_run(
         raise BenchmarkFailed(f"{label}: subscribers ended at {set(last_seqs)}; {finished}")
     if reader is None:
         return figure, ""
-    code = reader.close_code()
+    ending = reader.ending()
     cuts = cut_times(server.log)[cuts_before:]
     if not cuts:
-        return figure, f"stalled reader NOT CUT; close code {code}"
-    go, cut = go_file.stat().st_mtime, cuts[0]
+        return figure, f"stalled reader NOT CUT; {ending}"
+    cut = cuts[0]
     return figure, (
-        f"stalled reader cut {cut - go:.2f} s after go, close code {code}; /health followers"
+        f"stalled reader cut {cut - go:.2f} s after go, then {ending}; /health followers"
         f" {stall_seconds / 2:g} s before the cut: {counts.at(cut - stall_seconds / 2)},"
         f" 1 s after: {counts.at(cut + 1)}"
     )
