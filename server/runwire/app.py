@@ -11,9 +11,9 @@ from litestar.datastructures import State
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from runwire.core import Core
+from runwire.events.slow_clients import SlowClients, keep_server_send
 from runwire.graphql.controller import graphql_controller
 from runwire.graphql.fanout.send_groups import SendGroups
-from runwire.graphql.fanout.slow_clients import SlowClients, keep_server_send
 from runwire.graphql.schema.context import Services
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_static_router
@@ -73,7 +73,7 @@ class _App(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         # Slow clients are found by the server's own connection objects (before any wrapper
-        # of Litestar's): see graphql/fanout/slow_clients.py.
+        # of Litestar's): see events/slow_clients.py.
         keep_server_send(scope, send)
         await super().__call__(scope, receive, send)
 

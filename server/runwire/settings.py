@@ -46,7 +46,7 @@ class Settings:
     # A subscriber (WebSocket or SSE) whose client has not read what it was sent for this long
     # (the server holds more than 64 KiB for it past the kernel's socket buffer) is cut: close
     # code 4100, or the SSE stream ended; it resumes with afterSeq / Last-Event-ID. Its sends
-    # never hold up another subscriber meanwhile (graphql/fanout/slow_clients.py).
+    # never hold up another subscriber meanwhile (events/slow_clients.py).
     subscriber_stall_seconds: float = 10.0
     # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
     # compresses every message once per subscriber: off unless operators want the bandwidth.

@@ -20,7 +20,7 @@ from tests.support.graphql import FOLLOW, definition, start, wait_for_status
 from tests.support.server import Server
 from websockets.asyncio.client import ClientConnection, connect
 
-from runwire.graphql.fanout.slow_clients import CUT_CLOSE_CODE
+from runwire.events.slow_clients import CUT_CLOSE_CODE
 
 STALL_SECONDS = 2.0
 SERVER_SETTINGS = {"RUNWIRE_SUBSCRIBER_STALL_SECONDS": str(STALL_SECONDS)}

@@ -13,7 +13,7 @@ from tests.support.graphql import definition
 from tests.support.inprocess import Served, serving
 
 from runwire.app import create_app
-from runwire.graphql.fanout.slow_clients import SlowClients
+from runwire.events.slow_clients import SlowClients
 from runwire.settings import Settings
 
 LINES = 30

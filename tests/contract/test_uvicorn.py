@@ -1,4 +1,4 @@
-"""uvicorn's connections as compat/uvicorn.py uses them, on the app as `runwire serve` serves it.
+"""uvicorn's connections as events/compat/uvicorn.py uses them, on the app `runwire serve` serves.
 
 Slow clients are found and cut through these; when one breaks, nobody is cut (the engine still
 never waits on a client for another), so each is checked here.
@@ -18,10 +18,10 @@ from tests.support.contract import Contract
 from tests.support.graphql import definition, gated_step, start, wait_for_status
 from tests.support.inprocess import Served
 
-from runwire.graphql.fanout.compat.uvicorn import Transport
-from runwire.graphql.fanout.slow_clients import CUT_CLOSE_CODE, CUT_REASON, SlowClients
+from runwire.events.compat.uvicorn import Transport
+from runwire.events.slow_clients import CUT_CLOSE_CODE, CUT_REASON, SlowClients
 
-UVICORN = Contract("uvicorn", "uvicorn")
+UVICORN = Contract("uvicorn", "uvicorn", place="server/runwire/events/compat")
 FOLLOW = "subscription($id: ID!) { executionEvents(executionId: $id) { lastSeq } }"
 
 

@@ -22,10 +22,10 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event, EventType
 from runwire.events.hub import EventBatch
+from runwire.events.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout import send_groups
 from runwire.graphql.fanout.send_groups import Seat, SendGroups
 from runwire.graphql.fanout.sharing import SharedCompletion, SharedSource
-from runwire.graphql.fanout.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 NODE = FieldNode(name=NameNode(value="executionEvents"))

@@ -29,8 +29,8 @@ from runwire.core import Core
 from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
 from runwire.errors import Unavailable
+from runwire.events.slow_clients import SlowClients
 from runwire.faults import is_outage
-from runwire.graphql.fanout.slow_clients import SlowClients
 from runwire.http.bearer import bearer_credential
 
 T = TypeVar("T")
@@ -127,7 +127,7 @@ async def execution_events(
 
         stop_watching = core.sessions.register(actor, end, lambda: False)
         # A client that stops reading is cut after a while (the stream ends; it resumes with
-        # Last-Event-ID), not waited for (graphql/fanout/slow_clients.py).
+        # Last-Event-ID), not waited for (events/slow_clients.py).
         slow_clients: SlowClients | None = state.get("slow_clients")
         watching = (
             contextlib.nullcontext() if slow_clients is None else slow_clients.stream(request.scope)

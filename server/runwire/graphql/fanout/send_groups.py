@@ -18,11 +18,11 @@ reading what it missed from the database like any late joiner. Parked members ar
 when the last sender leaves (one of them takes over), when a send to them would have to wait for
 a slow client (they finish it in their own task, so no member ever waits for another's socket),
 and when no sender has sent anything for `PATIENCE` while the hub holds newer events (a sender
-stuck behind its own slow client). A member whose client is behind (slow_clients.py) sends for
-nobody: it is no sender, so the others never park relying on it, and a sender that falls behind
-hands its parked members over at once (the longest parked follows the hub and sends). Members
-sent their execution's terminal batch are ended in the background, a slice at a time: ending a
-subscription costs more than sending it a batch.
+stuck behind its own slow client). A member whose client is behind (events/slow_clients.py)
+sends for nobody: it is no sender, so the others never park relying on it, and a sender that
+falls behind hands its parked members over at once (the longest parked follows the hub and
+sends). Members sent their execution's terminal batch are ended in the background, a slice at a
+time: ending a subscription costs more than sending it a batch.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
+from runwire.events.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout.compat.litestar import PendingSend, finish_send, send_without_waiting
 from runwire.graphql.fanout.compat.strawberry import operation_is_open
 from runwire.graphql.fanout.sharing import (
@@ -47,7 +48,6 @@ from runwire.graphql.fanout.sharing import (
     SharedSource,
     next_message_head,
 )
-from runwire.graphql.fanout.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout.sockets import SubscriptionSocket
 
 PATIENCE = 0.5

@@ -4,7 +4,8 @@ A subscriber's messages go out through its connection's asyncio transport: the k
 buffer first, then the transport's own buffer, and past the transport's high-water mark (64 KiB)
 its protocol's sends wait for the client to read. A client that stopped reading (or reads slower
 than its events come) leaves its sends waiting for ever, holds a follower of the hub and its
-buffers, and, in a send group, the other members' batches (send_groups.py asks `behind()`).
+buffers, and, in a send group, the other members' batches (graphql/fanout/send_groups.py asks
+`behind()`).
 
 So each subscription's connection is *watched*: it is *behind* while its transport holds more
 than the high-water mark, and a connection behind for `stall_seconds` is *cut*: a WebSocket is
@@ -24,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from runwire.graphql.fanout.compat.uvicorn import (
+from runwire.events.compat.uvicorn import (
     Transport,
     close_websocket_now,
     drop_after,

@@ -2,7 +2,7 @@
 
 ASGI gives an application no way to see whether a client reads what it is sent, nor to close a
 socket whose client stopped reading (a close is sent like data, after what is queued). Runwire
-needs both to cut slow clients (slow_clients.py), so it reaches past ASGI here:
+needs both to cut slow clients (events/slow_clients.py), so it reaches past ASGI here:
 
 - The ASGI `send` uvicorn hands the app, through Litestar (which keeps it as a connection's
   `send`), is a bound method of the object that owns the connection's asyncio transport, as
