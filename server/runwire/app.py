@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from runwire.core import Core
+from runwire.events.slow_clients import SlowClients, keep_server_send
 from runwire.graphql.controller import graphql_controller
 from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.schema.context import Services
@@ -25,12 +27,22 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with Core.running(settings) as core:
-            send_groups = SendGroups()
+        async with (
+            Core.running(settings) as core,
+            SlowClients.running(settings.subscriber_stall_seconds) as slow_clients,
+        ):
+            send_groups = SendGroups(slow_clients)
             app.state.core = core
+            app.state.slow_clients = slow_clients
             app.state.services = Services(core=core, send_groups=send_groups)
-            # Live followers: the hub's, and subscriptions whose batches a sender sends for them.
-            app.state.followers = lambda: core.hub.follower_count + send_groups.parked_count
+            # Live followers: the hub's, and subscriptions whose batches a sender sends for them,
+            # less those whose clients do not read (behind, or cut and not gone yet).
+            app.state.followers = lambda: max(
+                0,
+                core.hub.follower_count
+                + send_groups.parked_count
+                - slow_clients.stalled_subscriptions,
+            )
             _settle_garbage_collector()
             try:
                 yield
@@ -38,7 +50,7 @@ def create_app(settings: Settings) -> Litestar:
                 app.state.services = None
                 app.state.core = None
 
-    return Litestar(
+    return _App(
         route_handlers=[
             graphql_controller(settings),
             graphiql_static_router(),
@@ -47,10 +59,23 @@ def create_app(settings: Settings) -> Litestar:
             execution_events,
         ],
         lifespan=[lifespan],
-        state=State({"services": None, "core": None}),
+        state=State({"services": None, "core": None, "slow_clients": None}),
         request_max_body_size=settings.max_body_bytes,
         before_request=refuse_deeply_nested_json("/graphql"),
     )
+
+
+class _App(Litestar):
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        # Slow clients are found by the server's own connection objects (before any wrapper
+        # of Litestar's): see events/slow_clients.py.
+        keep_server_send(scope, send)
+        await super().__call__(scope, receive, send)
 
 
 # Allocations (net of frees) between young collections. With the default 700, full collections

@@ -63,6 +63,11 @@ class Settings:
     max_inputs_bytes: int = 100_000  # encoded JSON of one execution's inputs
     max_inputs_depth: int = 32  # nesting of lists and objects in inputs and upstream
     max_reason_chars: int = 1_000  # a stop or pause reason, shown in events and the UI
+    # A subscriber (WebSocket or SSE) whose client has not read what it was sent for this long
+    # (the server holds more than 64 KiB for it past the kernel's socket buffer) is cut: close
+    # code 4100, or the SSE stream ended; it resumes with afterSeq / Last-Event-ID. Its sends
+    # never hold up another subscriber meanwhile (events/slow_clients.py).
+    subscriber_stall_seconds: float = 10.0
     # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
     # compresses every message once per subscriber: off unless operators want the bandwidth.
     ws_deflate: bool = False
@@ -95,6 +100,8 @@ class Settings:
                 "RUNWIRE_LEASE_SECONDS must be at least 3 x RUNWIRE_HEARTBEAT_SECONDS (a runner"
                 " gives up 2 heartbeats before its lease ends)"
             )
+        if self.subscriber_stall_seconds <= 0:
+            raise ValueError("RUNWIRE_SUBSCRIBER_STALL_SECONDS must be positive")
         if self.drain_seconds < 0:
             raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
         if self.step_sandbox not in {"", "bubblewrap"}:
@@ -189,6 +196,9 @@ class Settings:
             max_inputs_bytes=int(number("MAX_INPUTS_BYTES", defaults.max_inputs_bytes)),
             max_inputs_depth=int(number("MAX_INPUTS_DEPTH", defaults.max_inputs_depth)),
             max_reason_chars=int(number("MAX_REASON_CHARS", defaults.max_reason_chars)),
+            subscriber_stall_seconds=number(
+                "SUBSCRIBER_STALL_SECONDS", defaults.subscriber_stall_seconds
+            ),
             ws_deflate=flag("WS_DEFLATE", defaults.ws_deflate),
             access_log=flag("ACCESS_LOG", defaults.access_log),
             session_check_seconds=number("SESSION_CHECK_SECONDS", defaults.session_check_seconds),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import ExitStack
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event, EventType
 from runwire.events.hub import EventBatch
+from runwire.events.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout import send_groups
 from runwire.graphql.fanout.send_groups import Seat, SendGroups
 from runwire.graphql.fanout.sharing import SharedCompletion, SharedSource
@@ -34,6 +36,8 @@ class Socket:
     """A client socket as a sender sees it: sends land in `sent`, or wait while `full` is clear."""
 
     def __init__(self) -> None:
+        # No ASGI server's own send in it: not watched for slowness (slow_clients.py).
+        self.scope: dict[str, Any] = {}
         self.sent: list[dict[str, Any]] = []
         self.room = asyncio.Event()
         self.room.set()
@@ -88,7 +92,7 @@ class Members:
     """Subscriptions seated in one group as the resolver seats them, and the hub's last seq."""
 
     def __init__(self) -> None:
-        self.groups = SendGroups()
+        self.groups = SendGroups(SlowClients(stall_seconds=10))
         self.hub_seq = 0
         self._exits: dict[str, ExitStack] = {}
 
@@ -258,3 +262,45 @@ async def test_a_database_page_is_not_sent_to_parked_peers(group: Members) -> No
     group.deliver(lead, 4, 4)  # ... and a hub batch past what the peer has releases it to read
     assert await parked is False
     assert peer.last_seq == 1
+
+
+@asynccontextmanager
+async def unread_transport() -> AsyncIterator[Any]:
+    """A real socket transport whose peer reads nothing, written past its high-water mark."""
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=ours)
+    try:
+        transport.write(b"x" * (16 << 20))  # more than the kernel's buffers take
+        yield transport
+    finally:
+        transport.abort()
+        theirs.close()
+
+
+async def test_a_member_whose_client_is_behind_is_no_sender_for_the_others(
+    group: Members,
+) -> None:
+    stuck, lead, peer = group.seat("stuck"), group.seat("lead"), group.seat("peer")
+    async with unread_transport() as transport:
+        stuck.watched = Watched(transport, lambda: None)
+        assert stuck.behind()
+        for seat in (stuck, lead, peer):
+            group.deliver(seat, 1, 3)
+        # Counting the stuck one, lead would park too and leave the peer waiting on a client
+        # that reads nothing.
+        assert peer.may_park(group.hub_seq)
+        parked = asyncio.create_task(peer.park())
+        await asyncio.sleep(0)
+        assert not lead.may_park(group.hub_seq)
+        group.deliver(lead, 4, 4, terminal=True)
+        assert await parked is True
+
+
+async def test_a_sender_that_falls_behind_hands_its_parked_members_over(group: Members) -> None:
+    lead, peer = group.seat("lead"), group.seat("peer")
+    (parked,) = await group.parked(lead, peer, through=3)
+    async with unread_transport() as transport:
+        lead.watched = Watched(transport, lambda: None)
+        group.deliver(lead, 4, 5)  # its write of these left its client behind
+        # Released at once to follow the hub and send, not after PATIENCE.
+        assert await asyncio.wait_for(parked, 0.1) is False

@@ -40,9 +40,10 @@ SOCKET_LOGGER = "runwire_client.websocket"
 _SENDING_LOGGERS = ("gql.transport.common.base", "gql.transport.httpx", SOCKET_LOGGER)
 # graphql-transport-ws close codes: 4401 (no connection_ack yet) and 4403 (the server refused
 # or revoked the credential) are about the token; other 44xx codes are protocol mistakes,
-# except 4408 (connection_init timed out), which is worth another try.
+# except 4408 (connection_init timed out), which is worth another try. Runwire's own 4100: the
+# client read too slowly and was cut; subscriptions resume from the last seq they yielded.
 _AUTH_CLOSE_CODES = frozenset({4401, 4403})
-_RETRYABLE_4XXX = frozenset({4408})
+_RETRYABLE_4XXX = frozenset({4408, 4100})
 
 
 @dataclass(frozen=True)

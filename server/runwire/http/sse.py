@@ -29,6 +29,7 @@ from runwire.core import Core
 from runwire.domain.access import Actor, Forbidden, Permission, Unauthenticated
 from runwire.domain.models import Event
 from runwire.errors import Unavailable
+from runwire.events.slow_clients import SlowClients
 from runwire.faults import is_outage
 from runwire.http.bearer import bearer_credential
 
@@ -125,16 +126,24 @@ async def execution_events(
             revoked.set()
 
         stop_watching = core.sessions.register(actor, end, lambda: False)
+        # A client that stops reading is cut after a while (the stream ends; it resumes with
+        # Last-Event-ID), not waited for (events/slow_clients.py).
+        slow_clients: SlowClients | None = state.get("slow_clients")
+        watching = (
+            contextlib.nullcontext() if slow_clients is None else slow_clients.stream(request.scope)
+        )
         try:
-            async with contextlib.aclosing(_until(revoked, follow)) as batches:
-                async for batch in batches:
-                    for event in batch:
-                        yield _message(event)
-            if revoked.is_set():
-                yield ServerSentEventMessage(
-                    event="error",
-                    data="the credential was revoked, expired or its role changed; stream closed",
-                )
+            with watching:
+                async with contextlib.aclosing(_until(revoked, follow)) as batches:
+                    async for batch in batches:
+                        for event in batch:
+                            yield _message(event)
+                if revoked.is_set():
+                    yield ServerSentEventMessage(
+                        event="error",
+                        data="the credential was revoked, expired or its role changed;"
+                        " stream closed",
+                    )
         finally:
             stop_watching()
             await follow.aclose()
@@ -145,6 +154,7 @@ async def execution_events(
 async def _until(stop: asyncio.Event, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
     """`items` until they end or `stop` is set, whichever comes first."""
     stopped = asyncio.ensure_future(stop.wait())
+    following: asyncio.Future[T] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(items))
@@ -160,3 +170,9 @@ async def _until(stop: asyncio.Event, items: AsyncIterator[T]) -> AsyncGenerator
                 return
     finally:
         stopped.cancel()
+        # Closed while waiting (the client went away, or was cut): `items` is still running
+        # in `following`, and could not be closed after this.
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following

@@ -18,8 +18,11 @@ reading what it missed from the database like any late joiner. Parked members ar
 when the last sender leaves (one of them takes over), when a send to them would have to wait for
 a slow client (they finish it in their own task, so no member ever waits for another's socket),
 and when no sender has sent anything for `PATIENCE` while the hub holds newer events (a sender
-stuck behind its own slow client). Members sent their execution's terminal batch are ended in
-the background, a slice at a time: ending a subscription costs more than sending it a batch.
+stuck behind its own slow client). A member whose client is behind (events/slow_clients.py)
+sends for nobody: it is no sender, so the others never park relying on it, and a sender that
+falls behind hands its parked members over at once (the longest parked follows the hub and
+sends). Members sent their execution's terminal batch are ended in the background, a slice at a
+time: ending a subscription costs more than sending it a batch.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from runwire.domain.models import Event
 from runwire.events.hub import EventBatch
+from runwire.events.slow_clients import SlowClients, Watched
 from runwire.graphql.fanout.compat.litestar import PendingSend, finish_send, send_without_waiting
 from runwire.graphql.fanout.compat.strawberry import operation_is_open
 from runwire.graphql.fanout.sharing import (
@@ -71,11 +75,14 @@ _FINISHED = _Release(finished=True)
 class Seat:
     """One subscription in its send group: following the hub (a sender once memoised), or parked."""
 
-    __slots__ = ("_group", "_waiter", "last_seq", "prefix", "sending", "socket")
+    __slots__ = ("_group", "_waiter", "last_seq", "prefix", "sending", "socket", "watched")
 
-    def __init__(self, group: _SendGroup, socket: SubscriptionSocket) -> None:
+    def __init__(
+        self, group: _SendGroup, socket: SubscriptionSocket, watched: Watched | None
+    ) -> None:
         self._group = group
         self.socket = socket
+        self.watched = watched
         # The `next` message up to the data's value: only the batch's JSON differs per batch.
         self.prefix = next_message_head(socket.operation_id, socket.response_key)
         self._waiter: asyncio.Future[_Release] | None = None
@@ -89,7 +96,8 @@ class Seat:
         # variables, or one that completed with errors, never is); only a batch the hub handed
         # out is sent on, since parked members wait for the hub's batches, not database pages.
         shared = payload.completion(self.socket.node)
-        sending = shared is not None
+        # One whose own client is behind would make its parked members wait on that client.
+        sending = shared is not None and not self.behind()
         if sending != self.sending:
             self.sending = sending
             self._group.set_sending(self, sending)
@@ -103,7 +111,15 @@ class Seat:
         right after, or overlaps, and overlaps are caught when sent on), and another member
         follows the hub to send.
         """
-        return self.sending and hub_seq <= self.last_seq and len(self._group.senders) > 1
+        return (
+            self.sending
+            and hub_seq <= self.last_seq
+            and any(s is not self and not s.behind() for s in self._group.senders)
+        )
+
+    def behind(self) -> bool:
+        """Whether this subscription's client is not reading what it is sent."""
+        return self.watched is not None and self.watched.behind()
 
     async def park(self) -> bool:
         """Wait while senders send this subscription's batches; True once the terminal was sent."""
@@ -154,8 +170,9 @@ class _SendGroup:
             self.senders.add(seat)
             return
         self.senders.discard(seat)
-        if not self.senders and self.parked:
-            # Nobody left to send: the longest parked follows the hub again, and sends.
+        if self.parked and all(sender.behind() for sender in self.senders):
+            # Nobody left to send (or only members whose clients are not reading): the
+            # longest parked follows the hub again, and sends.
             next(iter(self.parked)).release(_FOLLOW)
 
     def send_to_parked(self, batch: list[Event], shared: SharedCompletion) -> None:
@@ -213,7 +230,8 @@ class _SendGroup:
 class SendGroups:
     """This process's groups of subscriptions, by execution and document field."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_clients: SlowClients) -> None:
+        self._slow_clients = slow_clients
         self._groups: dict[tuple[str, int], _SendGroup] = {}
         self._finishing: deque[Seat] = deque()
         self._finisher: asyncio.Task[None] | None = None
@@ -258,13 +276,14 @@ class SendGroups:
         if group is None or group.node is not socket.node:
             group = self._groups[key] = _SendGroup(socket.node, hub_seq, self._finish)
         group.members += 1
-        seat = Seat(group, socket)
-        try:
-            yield seat
-        finally:
-            group.parked.pop(seat, None)
-            group.set_sending(seat, False)
-            group.members -= 1
-            if not group.members and self._groups.get(key) is group:
-                group.close()
-                del self._groups[key]
+        with self._slow_clients.websocket(socket.websocket.scope) as watched:
+            seat = Seat(group, socket, watched)
+            try:
+                yield seat
+            finally:
+                group.parked.pop(seat, None)
+                group.set_sending(seat, False)
+                group.members -= 1
+                if not group.members and self._groups.get(key) is group:
+                    group.close()
+                    del self._groups[key]
