@@ -246,3 +246,16 @@ async def test_a_step_printing_nul_is_stored_and_read_back(server: Server) -> No
     assert "a\x00b" in "".join(e["text"] for e in found["events"] if e.get("stepKey") == "a")
     assert steps["b"]["status"] == "FAILED"
     assert steps["b"]["error"] == 'expect.json[$.x]: expected "y", got "\ufffd"'
+
+
+@pytest.mark.parametrize("execution_id", ["%00", "a%ED%A0%80b"])
+async def test_an_sse_stream_of_an_unstorable_id_is_not_found(
+    server: Server, execution_id: str
+) -> None:
+    # No execution has an id with a NUL or a lone surrogate; Postgres refused the lookup (500).
+    async with httpx.AsyncClient() as client:
+        response = await client.get(
+            f"{server.url}/executions/{execution_id}/events", headers=server.headers
+        )
+    assert response.status_code == 404, response.text
+    assert "Traceback" not in response.text

@@ -32,6 +32,7 @@ from runwire.errors import Unavailable
 from runwire.events.slow_clients import SlowClients
 from runwire.faults import is_outage
 from runwire.http.bearer import bearer_credential
+from runwire.scenarios.limits import unstorable
 
 T = TypeVar("T")
 
@@ -101,6 +102,9 @@ async def execution_events(
     ticket: Annotated[str | None, Parameter(query="ticket")] = None,
 ) -> ServerSentEvent:
     core: Core = state.core
+    if unstorable(execution_id):
+        # No execution has such an id, and the database would refuse the lookup (Postgres).
+        raise NotFoundException("execution not found")
     try:
         actor = await _actor(request, core, execution_id, ticket)
         start = _after_seq(request, after_seq)
