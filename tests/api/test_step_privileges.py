@@ -116,7 +116,8 @@ async def test_a_step_runs_as_nobody_in_its_own_directory_outside_the_data(
     assert read == [f"read={_public(server)}"], lines
     workdir = Path(next(line for line in lines if line.startswith("pwd="))[4:])
     assert probe["env"]["HOME"] == probe["env"]["TMPDIR"] == str(workdir)
-    assert workdir.parent == Path(tempfile.gettempdir()) / "runwire-steps"
+    assert workdir.parent.parent == Path(tempfile.gettempdir()) / "runwire-steps"
+    assert workdir.parent.name.startswith("server-")  # the directory of the server's steps
     assert not await asyncio.to_thread(workdir.exists)  # removed when the step ended
 
 

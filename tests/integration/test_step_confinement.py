@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,9 @@ import pytest
 from tests.support.steps import RecordingContext
 
 from runwire.runner.steps import ShellStep, StepResult
-from runwire.runner.steps.confinement import Confinement
+from runwire.runner.steps.confinement import Confinement, remove_directories_of_dead_servers
+from runwire.runner.steps.containment import server_identity
+from runwire.runner.steps.processes import pid_namespace, process_ref
 from runwire.settings import Settings
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
@@ -72,13 +76,37 @@ async def test_each_attempt_has_its_own_directory_removed_when_it_ends(step_root
     first = lines(await run(step_root, {"argv": argv}))
     second = lines(await run(step_root, {"argv": argv}))
     assert first[0] != second[0]
+    ours = step_root / "server-{}-{}-{}".format(*server_identity().split(":"))
     for found in (first, second):
         directory = Path(found[0])
-        assert directory.parent == step_root
+        assert directory.parent == ours  # under this server's directory
         assert found[1] == f"{directory} {directory}"
         assert _gone(directory)
-    assert stat.S_IMODE(os.stat(step_root).st_mode) == 0o711  # reach your own, list none
-    assert os.listdir(step_root) == []
+    for level in (step_root, ours):
+        assert stat.S_IMODE(os.stat(level).st_mode) == 0o711  # reach your own, list none
+    assert os.listdir(step_root) == [ours.name]
+    assert os.listdir(ours) == []
+
+
+def test_a_dead_servers_step_directories_are_removed_and_no_one_elses(step_root: Path) -> None:
+    # What `kill -9` of a server leaves: its steps' directories, one read-only inside.
+    exited = subprocess.Popen(["true"])
+    gone = process_ref(exited.pid)
+    exited.wait()
+    assert gone is not None
+    namespace = pid_namespace()
+    dead = step_root / f"server-{namespace}-{gone.pid}-{gone.start_time}"
+    (dead / "ex-a-1-x" / "locked").mkdir(parents=True)
+    (dead / "ex-a-1-x" / "locked" / "file").write_text("left")
+    (dead / "ex-a-1-x" / "locked").chmod(0o500)
+    live = step_root / "server-{}-{}-{}".format(*server_identity().split(":"))
+    elsewhere = step_root / f"server-{namespace + 1}-{gone.pid}-{gone.start_time}"
+    other = step_root / "not-a-server"
+    for kept in (live, elsewhere, other):
+        (kept / "ex-b-1-y").mkdir(parents=True)
+    assert remove_directories_of_dead_servers(step_root) == 1
+    assert sorted(os.listdir(step_root)) == sorted([live.name, elsewhere.name, other.name])
+    assert remove_directories_of_dead_servers(step_root / "missing") == 0
 
 
 async def test_cwd_relative_is_inside_the_step_directory_absolute_is_as_given(
@@ -92,7 +120,7 @@ async def test_cwd_relative_is_inside_the_step_directory_absolute_is_as_given(
     assert absolute == [str(tmp_path)]
     missing = await run(step_root, {"argv": ["true"], "cwd": "/nonexistent/dir"})
     assert str(missing.error).startswith("cannot start:")
-    assert os.listdir(step_root) == []  # not even a failed start leaves its directory
+    assert not glob.glob(f"{step_root}/*/*")  # not even a failed start leaves its directory
 
 
 @needs_root
@@ -142,7 +170,7 @@ async def test_names_a_shell_cannot_set_are_refused_when_switching_users(
 ) -> None:
     result = await run(step_root, {"argv": ["true"], "env": {"A-B": "1"}}, step_user=None)
     assert result.error == "cannot start: environment names must be letters, digits and _: ['A-B']"
-    assert os.listdir(step_root) == []
+    assert not glob.glob(f"{step_root}/*/*")  # no attempt's directory left, in any server's
 
 
 async def test_cwd_may_not_be_the_data_directory_nor_a_link_to_it(step_root: Path) -> None:

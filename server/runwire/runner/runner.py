@@ -46,6 +46,7 @@ from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun, LoadSecrets
 from runwire.runner.output_budget import OutputLimits
 from runwire.runner.steps.base import StepKind
+from runwire.runner.steps.confinement import remove_directories_of_dead_servers
 from runwire.runner.steps.containment import end_leftovers_of_dead_servers
 from runwire.scenarios.definition import parse_definition
 from runwire.settings import Settings
@@ -116,6 +117,8 @@ class Runner:
         # (both SIGKILLed) still run on this host; only a new runner can end them.
         if killed := await asyncio.to_thread(end_leftovers_of_dead_servers):
             logger.warning("killed %d processes left by steps of servers that died", killed)
+        # Then their steps' directories (removed by the step's end, which never came).
+        await asyncio.to_thread(remove_directories_of_dead_servers, settings.step_dir)
         runner = cls(queue, executions, log, kinds, settings, load_secrets)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")

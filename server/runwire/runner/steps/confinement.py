@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runwire.runner.steps.base import StepContext
+from runwire.runner.steps.containment import server_identity, server_is_gone
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -200,9 +201,14 @@ class Confinement:
 
     def _attempt_directory(self, context: StepContext) -> Path:
         self._ensure_root()
+        # Under a directory of this server's, so that a server killed with `kill -9` leaves
+        # its steps' directories where the next one can tell whose they were.
+        owner = self.root / _SERVER_DIRECTORY.format(*server_identity().split(":"))
+        with contextlib.suppress(FileExistsError):
+            owner.mkdir(mode=0o711)
         safe_key = "".join(c if c.isalnum() or c in "-_" else "_" for c in context.step_key)
         prefix = f"{context.execution_id[:36]}-{safe_key[:40]}-{context.attempt}-"
-        directory = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))  # 0700, ours
+        directory = Path(tempfile.mkdtemp(prefix=prefix, dir=owner))  # 0700, ours
         if self.user is not None:
             os.chown(directory, self.user.uid, self.user.gid)
         return directory
@@ -327,6 +333,32 @@ def _user_by_uid(uid: int) -> StepUser:
     except KeyError:  # a container's arbitrary uid has no passwd entry
         return StepUser(str(uid), uid, os.getegid())
     return StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+_SERVER_DIRECTORY = "server-{}-{}-{}"
+_SERVER_DIRECTORY_NAME = re.compile(r"server-(\d+)-(\d+)-(\d+)")
+
+
+def remove_directories_of_dead_servers(root: Path) -> int:
+    """Remove the step directories of servers no longer running; how many servers' there were.
+
+    A server killed before its steps ended leaves them. Live servers' and other entries stay.
+    """
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0  # no root yet: no step ran here
+    removed = 0
+    for entry in entries:
+        named = _SERVER_DIRECTORY_NAME.fullmatch(entry.name)
+        if (
+            named
+            and entry.is_dir(follow_symlinks=False)
+            and server_is_gone(":".join(named.groups()))
+        ):
+            _remove_tree(Path(entry.path))
+            removed += 1
+    return removed
 
 
 def _remove_tree(directory: Path) -> None:

@@ -231,16 +231,25 @@ def end_marked(chosen: Callable[[str], bool], rounds: int = 50) -> int:
     return len(killed)
 
 
-def _owner_is_gone(marker: str) -> bool:
-    """Whether the server a marker names is no longer running (in this pid namespace only)."""
+def server_identity() -> str:
+    """This server process as its steps' markers name it: `pid namespace:pid:start time`."""
+    return _owner()
+
+
+def server_is_gone(identity: str) -> bool:
+    """Whether the server an identity names is no longer running (in this pid namespace only)."""
     try:
-        namespace, pid, start_time = marker.partition("=")[2].split(":")[:3]
+        namespace, pid, start_time = identity.split(":")[:3]
         if int(namespace) != pid_namespace():
             return False  # another namespace's pids: nothing can be said about its servers
         owner = ProcessRef(int(pid), int(start_time))
     except ValueError:
         return False  # not ours to judge
     return not is_running(owner)
+
+
+def _owner_is_gone(marker: str) -> bool:
+    return server_is_gone(marker.partition("=")[2])
 
 
 def end_leftovers_of_dead_servers() -> int:
