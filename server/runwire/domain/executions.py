@@ -23,7 +23,7 @@ from runwire.domain.ports import EventPublisher, ExecutionStore, SecretStore, Wo
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
-from runwire.scenarios.definition import Definition, bind_inputs
+from runwire.scenarios.definition import MAX_SECONDS, Definition, bind_inputs
 from runwire.scenarios.limits import DEFAULT_LIMITS, LABEL_CHARS, InputLimits, json_size_errors
 from runwire.scenarios.templating import TemplateError, render
 
@@ -209,8 +209,11 @@ def runs_processes(kind: object) -> bool:
 
 def _option_errors(request: StartRequest, limits: InputLimits) -> list[FieldError]:
     errors = priority_errors(request.priority, "priority")
-    if request.timeout_seconds is not None and request.timeout_seconds <= 0:
-        errors.append(FieldError("timeout_seconds", "expected a positive number of seconds"))
+    if request.timeout_seconds is not None and not 0 < request.timeout_seconds <= MAX_SECONDS:
+        # As a definition's `timeout`: a huge one (1e308) would overflow the runner's timer.
+        errors.append(
+            FieldError("timeout_seconds", f"expected more than 0 and at most {MAX_SECONDS} seconds")
+        )
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:
         errors.append(FieldError("grace_seconds", "expected 0..3600 seconds"))
     errors.extend(label_errors(request.labels, "labels", limits.labels))

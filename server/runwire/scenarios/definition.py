@@ -47,7 +47,7 @@ _MAX_RETRIES = 100
 _MAX_PARALLELISM = 64
 DEFAULT_PARALLELISM = 4
 _MAX_VALUES = 100_000  # YAML aliases can expand a small text into billions of values
-_MAX_SECONDS = 10**9  # keeps timeouts finite floats; about 31 years
+MAX_SECONDS = 10**9  # keeps timeouts finite floats (timers overflow); about 31 years
 
 
 class InputType(StrEnum):
@@ -657,8 +657,8 @@ def _parse_count(
 def _parse_seconds(raw: Any, path: str, default: float, errors: list[FieldError]) -> float:
     if raw is None:
         return default
-    if not _is_number(raw) or not 0 <= raw <= _MAX_SECONDS:
-        errors.append(FieldError(path, f"must be a number of seconds from 0 to {_MAX_SECONDS}"))
+    if not _is_number(raw) or not 0 <= raw <= MAX_SECONDS:
+        errors.append(FieldError(path, f"must be a number of seconds from 0 to {MAX_SECONDS}"))
         return default
     return float(raw)
 
@@ -668,8 +668,8 @@ def _parse_timeout(raw: Any, path: str, errors: list[FieldError]) -> float | Non
         return None
     if not _is_number(raw):
         errors.append(_wrong_type(path, "a positive number of seconds", raw))
-    elif not 0 < raw <= _MAX_SECONDS:
-        errors.append(FieldError(path, f"must be more than 0 and at most {_MAX_SECONDS} seconds"))
+    elif not 0 < raw <= MAX_SECONDS:
+        errors.append(FieldError(path, f"must be more than 0 and at most {MAX_SECONDS} seconds"))
     else:
         return float(raw)
     return None
