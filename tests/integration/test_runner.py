@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from runwire.domain.access import Actor, Role
 from runwire.domain.clock import utc_now
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.runner import runner as runner_module
 from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.settings import Settings
@@ -99,6 +101,30 @@ async def test_a_crashing_step_fails_its_execution_and_the_runner_goes_on(
             ACTOR,
         )
         assert (await _final(core, healthy.id)).status is ExecutionStatus.SUCCEEDED
+
+
+async def test_a_large_definition_is_parsed_in_a_thread_and_runs(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past _ON_LOOP_STEPS steps the runner parses a claimed definition off the event loop.
+    threads: list[str] = []
+    parse = runner_module.parse_definition
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return parse(*args)
+
+    monkeypatch.setattr(runner_module, "parse_definition", recording)
+    steps = ", ".join(f"{{key: s{n}, kind: sleep, with: {{seconds: 0}}}}" for n in range(60))
+    async with _core(url, tmp_path) as core:
+        started = await core.executions.start(
+            StartRequest(definition=f"name: large\nsteps: [{steps}]"), ACTOR
+        )
+        final = await _final(core, started.id)
+    assert final.status is ExecutionStatus.SUCCEEDED
+    assert len(final.steps) == 60
+    assert threads
+    assert threading.main_thread().name not in threads
 
 
 async def _orphan(core: Core, kind: str, with_: dict[str, Any], **step: Any) -> str:

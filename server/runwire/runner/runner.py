@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -52,6 +53,9 @@ from runwire.scenarios.definition import parse_definition
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Definitions with at least this many steps are parsed off the event loop when claimed.
+_ON_LOOP_STEPS = 50
 
 _RELEASE_RETRY_SECONDS = 0.5
 
@@ -245,7 +249,11 @@ class Runner:
         # A resumed or retried execution continues from its stored step attempts.
         execution = replace(execution, steps=await self._executions.steps(execution.id))
         try:
-            definition = parse_definition(execution.definition, self._kinds)
+            parse = functools.partial(parse_definition, execution.definition, self._kinds)
+            # About 1 ms per 40 steps: a large definition parses in a thread, not on the loop
+            # every other execution's events and requests share.
+            large = len(execution.definition.get("steps") or ()) >= _ON_LOOP_STEPS
+            definition = await asyncio.to_thread(parse) if large else parse()
         except RunwireError as error:
             # Stored definitions were valid when started; a kind removed since is the
             # likely cause. The execution fails with the reason instead of blocking a slot.
