@@ -174,14 +174,14 @@ async def test_background_children_do_not_keep_the_step_running() -> None:
     ],
 )
 async def test_stop_lets_a_process_exit_on_sigint(argv: list[str], message: str) -> None:
-    context = RecordingContext(grace_seconds=GRACE)
+    # A grace period it cannot run out of on a loaded machine: the log line, not a clock, says
+    # the process ended on SIGINT ("killed after a grace period" had it been killed).
+    context = RecordingContext(grace_seconds=30)
     task = asyncio.create_task(run({"argv": argv}, context))
     await wait_for(lambda: "ready" in context.text(OutputStream.STDOUT))
-    started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < GRACE
     assert (OutputStream.LOG, f"stopped: {message}") in context.calls
     if argv[0] == "sh":  # what the handler printed while stopping still arrives
         assert context.text(OutputStream.STDOUT) == "ready\nbye\n"

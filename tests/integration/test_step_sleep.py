@@ -35,4 +35,5 @@ async def test_cancellation_propagates_at_once() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 0.1
+    # Far below the 30 s it would sleep, with room for a loaded machine's slow loop.
+    assert time.monotonic() - started < 5
