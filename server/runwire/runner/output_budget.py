@@ -89,8 +89,9 @@ class OutputBudget:
         kept, reason = self._within_rate(text)
         kept, full = self._within_bytes(kept)
         if kept:
-            self.kept_bytes += _size(kept)
-            self._execution.kept_bytes += _size(kept)
+            size = _size(kept)
+            self.kept_bytes += size
+            self._execution.kept_bytes += size
             self._write(stream, kept)
         if len(kept) < len(text):
             self._drop(text[len(kept) :])
