@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +16,29 @@ pytest_plugins = ["tests.support.fixtures"]
 # not depend on the backend. A module whose behaviour does (Postgres-only SQL, a real bus, claims
 # and races that SQLite's single writer cannot have) names its backends, with why, in
 # SERVER_BACKENDS; whatever runs across processes has its own fixtures (running_pair).
+
+
+# A hang ends the run red, with every thread's stack on stderr, instead of holding CI until its own
+# limit: the session gets RUNWIRE_TEST_RUN_LIMIT_SECONDS, and the interpreter's exit after it (a
+# thread that never ends keeps a process from exiting) another minute.
+RUN_LIMIT_ENV = "RUNWIRE_TEST_RUN_LIMIT_SECONDS"
+EXIT_LIMIT_SECONDS = 60
+_watchdog_stderr: int | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _watchdog_stderr
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    # Captured, stderr is a temporary file that is lost when the watchdog ends the process.
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        _watchdog_stderr = os.dup(2)
+    limit = float(os.environ.get(RUN_LIMIT_ENV, "1800"))
+    faulthandler.dump_traceback_later(limit, exit=True, file=_watchdog_stderr)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _watchdog_stderr is not None:
+        faulthandler.dump_traceback_later(EXIT_LIMIT_SECONDS, exit=True, file=_watchdog_stderr)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

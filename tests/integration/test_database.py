@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosqlite.core import _connection_worker_thread
 
 from runwire.core import Stores
 from runwire.db.engine import Database, DatabaseNotMigrated, DatabaseUrlInvalid, engine_for
@@ -49,3 +52,72 @@ async def test_concurrent_saves_of_one_scenario_make_one_version(postgres_url: s
             )
         )
     assert {version.version for version in saved} == {1}
+
+
+def _sqlite_worker_threads() -> int:
+    """aiosqlite's worker threads alive now: one per connection not yet closed."""
+    return sum(
+        1
+        for thread in threading.enumerate()
+        if getattr(thread, "_target", None) is _connection_worker_thread
+    )
+
+
+async def _threads_ended(expected: int) -> bool:
+    for _ in range(200):
+        if _sqlite_worker_threads() == expected:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_sqlite_writer_cancelled_while_it_waits_for_the_lock_leaves_nothing_open(
+    tmp_path: Path,
+) -> None:
+    """A cancelled writer must not keep a connection: its thread would keep the process alive
+    at exit and, once BEGIN IMMEDIATE got the lock, hold the database's write lock for good."""
+    async with Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=True) as database:
+        before = _sqlite_worker_threads()
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold_the_write_lock() -> None:
+            async with database.write():
+                holding.set()
+                await release.wait()
+
+        async def write_after_it() -> None:
+            async with database.write():
+                pass
+
+        holder = asyncio.create_task(hold_the_write_lock())
+        await holding.wait()
+        waiter = asyncio.create_task(write_after_it())
+        await asyncio.sleep(0.2)  # long enough to reach BEGIN IMMEDIATE; any point is a fault
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await holder
+        assert await _threads_ended(before)
+        # Nothing holds the write lock: a new writer gets it at once.
+        async with asyncio.timeout(5), database.write():
+            pass
+
+
+async def test_a_sqlite_transaction_whose_block_fails_closes_its_connection(
+    tmp_path: Path,
+) -> None:
+    async with Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=True) as database:
+        before = _sqlite_worker_threads()
+
+        async def fail_in(transaction: Any, error: BaseException) -> None:
+            async with transaction:
+                await database.fetch("SELECT 1")
+                raise error
+
+        with pytest.raises(RuntimeError, match="the block failed"):
+            await fail_in(database.write(), RuntimeError("the block failed"))
+        with pytest.raises(asyncio.CancelledError):
+            await fail_in(database.snapshot(), asyncio.CancelledError())
+        assert await _threads_ended(before)

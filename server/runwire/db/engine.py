@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiosqlite
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
@@ -76,7 +77,7 @@ class Database:
     def write(self) -> Any:
         """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
         if isinstance(self.engine, SQLiteEngine):
-            return self.engine.transaction(transaction_type=TransactionType.immediate)
+            return SQLiteTransaction(self.engine, TransactionType.immediate)
         assert isinstance(self.engine, PostgresEngine)
         return PostgresTransaction(self.engine)
 
@@ -85,7 +86,7 @@ class Database:
         if isinstance(self.engine, SQLiteEngine):
             # In WAL mode a deferred transaction reads one snapshot from its first read to its
             # end, and takes no write lock, so the event log keeps writing meanwhile.
-            return self.engine.transaction(transaction_type=TransactionType.deferred)
+            return SQLiteTransaction(self.engine, TransactionType.deferred)
         assert isinstance(self.engine, PostgresEngine)
         return PostgresTransaction(self.engine, isolation="repeatable_read", readonly=True)
 
@@ -202,6 +203,60 @@ class PostgresTransaction:
         finally:
             self._engine.current_transaction.reset(self._token)
             await _give_back(pool, self.connection)
+
+
+class SQLiteTransaction:
+    """One transaction on a connection of its own, closed whatever becomes of the transaction.
+
+    Piccolo's SQLite transaction leaves its connection open when BEGIN fails or is cancelled (a
+    writer cancelled while BEGIN IMMEDIATE waits for the lock) and when ROLLBACK fails. Such a
+    connection keeps aiosqlite's worker thread, which keeps the process from exiting, and once
+    its BEGIN IMMEDIATE gets the lock it holds the database's write lock until the process ends.
+    This one closes the connection on every path, and, like Piccolo's, is the engine's current
+    transaction for the block (Piccolo's queries inside it use its `connection`). Inside another,
+    it joins that one.
+    """
+
+    def __init__(self, engine: SQLiteEngine, transaction_type: TransactionType) -> None:
+        self._engine = engine
+        self._transaction_type = transaction_type
+        self._joined = False
+        self.connection: Any = None
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        outer = self._engine.current_transaction.get()
+        if outer is not None:
+            self._joined = True
+            self.connection = outer.connection
+            return self
+        # aiosqlite stops the connection's thread itself if opening it fails or is cancelled.
+        self.connection = await aiosqlite.connect(**self._engine.connection_kwargs)
+        try:
+            self.connection.row_factory = dict_factory
+            await self.connection.execute("PRAGMA foreign_keys = 1")
+            await self.connection.execute(f"BEGIN {self._transaction_type.value}")
+        except BaseException:
+            # Queued behind the BEGIN in the connection's thread, without waiting for it: a
+            # BEGIN IMMEDIATE still waiting for the lock may get it later, and is then rolled back
+            # as the connection closes. (Waiting here could wait out the whole busy timeout.)
+            self.connection.stop()
+            raise
+        self._token = self._engine.current_transaction.set(self)  # type: ignore[arg-type]
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> None:
+        if self._joined:
+            return
+        try:
+            if exception is None:
+                await self.connection.execute("COMMIT")
+            else:
+                with contextlib.suppress(Exception):  # closing rolls back whatever is left
+                    await self.connection.execute("ROLLBACK")
+        finally:
+            self._engine.current_transaction.reset(self._token)
+            # aiosqlite's close stops the thread in its own `finally`, cancelled or not.
+            await self.connection.close()
 
 
 async def _give_back(pool: Any, connection: Any) -> None:
