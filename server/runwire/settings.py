@@ -93,6 +93,8 @@ class Settings:
     # "bubblewrap": run each process step in a bwrap sandbox (no network unless the step says
     # `network: true`, read-only system, only its own directory writable, data dir hidden).
     step_sandbox: str = ""
+    # A price table replacing the shipped one (runner/prices.yaml has the format).
+    prices_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -218,6 +220,9 @@ class Settings:
                 name.strip() for name in text("STEP_PASS_ENV", "").split(",") if name.strip()
             ),
             step_sandbox=text("STEP_SANDBOX", defaults.step_sandbox).strip().lower(),
+            prices_file=Path(env["RUNWIRE_PRICES_FILE"])
+            if env.get("RUNWIRE_PRICES_FILE")
+            else None,
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -235,8 +235,8 @@ def test_a_yaml_alias_bomb_is_refused() -> None:
         (
             minimal(wiht=1),
             "wiht",
-            "unknown field; expected one of concurrency, description, inputs, name, parallelism,"
-            " steps, timeout",
+            "unknown field; expected one of budget, concurrency, description, inputs, name,"
+            " parallelism, steps, timeout",
         ),
         (minimal(steps=None), "steps", "required"),
         (minimal(steps=[]), "steps", "must be a non-empty list of steps, got array"),
@@ -349,7 +349,7 @@ def test_an_input_spec_must_be_a_mapping() -> None:
         (
             {"wiht": {}},
             "steps[0].wiht",
-            "unknown field; expected one of continue_on_failure, expect, key",
+            "unknown field; expected one of budget, continue_on_failure, expect, key",
         ),
         ({"needs": ["b"]}, "steps[0].needs[0]", 'unknown step "b"'),
         ({"needs": "b"}, "steps[0].needs", "must be a list of step keys, got string"),

@@ -19,7 +19,9 @@ from runwire.scenarios.expectations import (
 )
 from runwire.scenarios.results import Observed, StepResult
 
-SHELL = "expected one of exit_code, json, output_contains, output_matches"
+SHELL = (
+    "expected one of exit_code, json, output_contains, output_matches, cost_usd_below, tokens_below"
+)
 HTTP = "expected one of json, latency_ms_below, output_contains, output_matches, status"
 STATUS = "expected a status code (100 to 599) or a non-empty list of them"
 EXIT = "expected an exit code (-128 to 255) or a non-empty list of them"

@@ -56,6 +56,10 @@ class EventType(StrEnum):
     OUTPUT = "OUTPUT"
     OUTPUT_TRUNCATED = "OUTPUT_TRUNCATED"
     SPAN = "SPAN"
+    # An agent's transcript entry (domain/agents.AgentEntry.event_data).
+    AGENT_ENTRY = "AGENT_ENTRY"
+    # A model call's or agent run's tokens and cost, with the step's and execution's totals.
+    USAGE = "USAGE"
 
 
 class ExecutionMode(StrEnum):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Event,
@@ -40,9 +43,11 @@ from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
 from runwire.runner.output import OutputCoalescer
 from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits
+from runwire.runner.pricing import PriceTable
 from runwire.runner.redaction import Redactor, StreamRedactor
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps.base import StepKind, StepResult
+from runwire.runner.usage import UsageLedger, attributes_of
 from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, StepSpec
 from runwire.scenarios.expectations import assess
 from runwire.scenarios.limits import storable_result
@@ -85,6 +90,8 @@ class _Active:
     cancelled_because: str | None = None
     # Set on cancel, so a wait between retries ends at once instead of sleeping on.
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # The budget it (or the execution) crossed: it fails with this, and is not retried.
+    over_budget: str | None = None
 
 
 @dataclass(slots=True)
@@ -97,7 +104,10 @@ class _StepContext:
     coalescer: OutputCoalescer
     redaction: StreamRedactor
     output_budget: OutputBudget
+    active: _Active
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # What this attempt's model calls and agent runs consumed so far.
+    usage_so_far: UsageTotals = field(default_factory=UsageTotals)
 
     def output(self, stream: OutputStream, text: str) -> None:
         # Redaction first: whatever comes after (budgets, coalescing) sees no secret value.
@@ -110,6 +120,15 @@ class _StepContext:
         for stream, text in self.redaction.flush():
             self.output_budget.write(stream, text)
         self.coalescer.flush()
+
+    def entry(self, entry: AgentEntry) -> None:
+        # Output recorded before the entry stays before it: the coalescer lets go of it now.
+        self.coalescer.flush()
+        data = self.run.redactor.value(bounded_entry(entry.event_data()))
+        self.run.emit(EventType.AGENT_ENTRY, data, self.step_key, self.attempt)
+
+    def usage(self, usage: Usage) -> Priced:
+        return self.run.record_usage(self, usage)
 
     def backlogged(self) -> bool:
         return self.run.log.backlogged(self.execution_id)
@@ -160,6 +179,7 @@ class ExecutionRun:
         lost_runner: str | None = None,
         load_secrets: LoadSecrets | None = None,
         output_limits: OutputLimits | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.execution = execution
         self._load_secrets = load_secrets
@@ -175,6 +195,9 @@ class ExecutionRun:
         self._coalesce_seconds = coalesce_seconds
         self._output_limits = output_limits or OutputLimits()
         self._output = ExecutionOutput()
+        self.usage = UsageLedger(prices or PriceTable.load(), definition.budget, execution.steps)
+        # The definition's budget, once the execution crossed it: it fails with this.
+        self._over_budget: str | None = None
         self._seq = execution.last_seq
         self.stop_reason: str | None = None
         self._pause_reason: str | None = None
@@ -301,6 +324,25 @@ class ExecutionRun:
         self._changed.set()
         return True
 
+    def record_usage(self, context: _StepContext, usage: Usage) -> Priced:
+        """Price and add what a step reported; stop whatever crossed a budget."""
+        active = context.active
+        context.usage_so_far, recorded = self.usage.record(
+            context.step_key, active.step.budget, context.usage_so_far, usage
+        )
+        context.coalescer.flush()
+        self.emit(EventType.USAGE, recorded.event_data, context.step_key, context.attempt)
+        if recorded.step_over_budget is not None and active.over_budget is None:
+            active.over_budget = recorded.step_over_budget
+            self._cancel(active, recorded.step_over_budget)
+        if recorded.execution_over_budget is not None and self._over_budget is None:
+            self._over_budget = recorded.execution_over_budget
+            for other in self._active.values():
+                other.over_budget = other.over_budget or recorded.execution_over_budget
+                self._cancel(other, recorded.execution_over_budget)
+            self._changed.set()
+        return recorded.priced
+
     # ---- the run -----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -405,6 +447,7 @@ class ExecutionRun:
                     and self._pause_reason is None
                     and self._handover_reason is None
                     and self.abandoned is None
+                    and self._over_budget is None
                     and not (failure or paused_on)
                 ):
                     self._launch_ready(tasks)
@@ -428,6 +471,8 @@ class ExecutionRun:
                 await self._abort(tasks)
         if self.stop_reason is not None:
             return _Ended(ExecutionStatus.CANCELLED, f"stopped: {self.stop_reason}")
+        if self._over_budget is not None:
+            return _Ended(ExecutionStatus.FAILED, self._over_budget)
         if failure is not None:
             return failure
         if paused_on is not None:
@@ -526,7 +571,7 @@ class ExecutionRun:
             if step.retries is not None and attempt - first < step.retries.max:
                 retry_in = step.retries.delay_before(attempt - first + 2)
             outcome, result = await self._attempt(active, attempt, retry_in)
-            if outcome.status in _FAILED and retry_in is not None:
+            if outcome.status in _FAILED and retry_in is not None and active.over_budget is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(retry_in):
                         await active.cancelled.wait()
@@ -571,6 +616,7 @@ class ExecutionRun:
             coalescer,
             StreamRedactor(self.redactor),
             budget,
+            active,
         )
         active.context = context
         status = StepStatus.FAILED
@@ -586,10 +632,13 @@ class ExecutionRun:
                 result = await self._await_kind(active)
             # It completed, even if abandoning the run asked it to stop: its end is recorded.
             active.killed = False
-            result, assertions = assess(step.expect, step.kind, result)
+            result, assertions = assess(step.expect, step.kind, _with_usage(result, context))
             status = StepStatus.SUCCEEDED if result.error is None else StepStatus.FAILED
         except _Cancelled:
-            status, result = StepStatus.CANCELLED, StepResult(error=active.cancelled_because)
+            if active.over_budget is not None:
+                status, result = StepStatus.FAILED, StepResult(error=active.over_budget)
+            else:
+                status, result = StepStatus.CANCELLED, StepResult(error=active.cancelled_because)
         except TimeoutError:
             status = StepStatus.TIMED_OUT
             result = StepResult(error=f"step timed out after {step.timeout:g}s")
@@ -613,6 +662,8 @@ class ExecutionRun:
             )
             result = StepResult(error=f"internal error in step kind {step.kind}: {error!r}")
         finally:
+            if usage := attributes_of(context.usage_so_far):
+                result = dataclasses.replace(result, attributes={**result.attributes, **usage})
             result = storable_result(result)  # its error goes to a text column (Postgres)
             active.kind_task = None
             context.end_output()
@@ -623,7 +674,11 @@ class ExecutionRun:
                 self.emit(
                     EventType.STEP_STATUS,
                     _step_end_data(
-                        step, status, result, assertions, retry_in if status in _FAILED else None
+                        step,
+                        status,
+                        result,
+                        assertions,
+                        retry_in if status in _FAILED and active.over_budget is None else None,
                     ),
                     key,
                     attempt,
@@ -736,3 +791,34 @@ def _step_end_data(
     if retry_in is not None:
         data["retry_in"] = retry_in
     return data
+
+
+_ENTRY_TEXT_CHARS = 64_000  # of one entry's text; an agent's whole transcript is output-sized
+
+
+def bounded_entry(data: dict[str, Any]) -> dict[str, Any]:
+    """An entry's data with its text and details cut to a size one event can carry."""
+    text = data.get("text")
+    if isinstance(text, str) and len(text) > _ENTRY_TEXT_CHARS:
+        dropped = len(text) - _ENTRY_TEXT_CHARS
+        data = {**data, "text": f"{text[:_ENTRY_TEXT_CHARS]}… [{dropped} characters dropped]"}
+    details = data.get("data")
+    if details is not None:
+        size = len(json.dumps(details, default=str))
+        if size > _ENTRY_TEXT_CHARS:
+            data = {**data, "data": {"dropped": f"{size} characters of details, over the limit"}}
+    return data
+
+
+def _with_usage(result: StepResult, context: _StepContext) -> StepResult:
+    """The result with the attempt's tokens and cost, for cost_usd_below and tokens_below."""
+    totals = context.usage_so_far
+    if result.observed is None or not totals.calls:
+        return result
+    unpriced = None
+    if totals.unpriced:
+        unpriced = f"{totals.unpriced} of {totals.calls} usage report(s) could not be priced"
+    observed = dataclasses.replace(
+        result.observed, tokens=totals.tokens, cost_usd=totals.cost_known, unpriced=unpriced
+    )
+    return dataclasses.replace(result, observed=observed)

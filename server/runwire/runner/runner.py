@@ -46,6 +46,7 @@ from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun, LoadSecrets
 from runwire.runner.output_budget import OutputLimits
+from runwire.runner.pricing import PriceTable
 from runwire.runner.steps.base import StepKind
 from runwire.runner.steps.confinement import remove_directories_of_dead_servers
 from runwire.runner.steps.containment import end_leftovers_of_dead_servers
@@ -78,6 +79,7 @@ class Runner:
         self._log = log
         self._kinds = kinds
         self._settings = settings
+        self._prices = PriceTable.load(settings.prices_file)
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, ExecutionRun] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -272,6 +274,7 @@ class Runner:
             ownership=ownership,
             lost_runner=lost_runner,
             load_secrets=self._load_secrets,
+            prices=self._prices,
         )
         self._runs[execution.id] = run
         self._track(execution.id, self._run(run, lease, ownership))

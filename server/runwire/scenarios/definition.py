@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import yaml
 
 from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFound
+from runwire.scenarios.budgets import NO_BUDGET, Budget
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
 from runwire.scenarios.limits import printable, storable, too_big, unstorable
 from runwire.scenarios.templating import check_syntax
@@ -26,9 +27,19 @@ SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 SECRET_NAME_RULE = "upper-case letters, digits and '_', not starting with a digit, 1..128"
 _MAX_STEP_SECRETS = 50
 
-_TOP_FIELDS = ("concurrency", "description", "inputs", "name", "parallelism", "steps", "timeout")
+_TOP_FIELDS = (
+    "budget",
+    "concurrency",
+    "description",
+    "inputs",
+    "name",
+    "parallelism",
+    "steps",
+    "timeout",
+)
 _INPUT_FIELDS = ("default", "description", "enum", "required", "type")
 _STEP_FIELDS = (
+    "budget",
     "continue_on_failure",
     "expect",
     "key",
@@ -41,6 +52,9 @@ _STEP_FIELDS = (
     "timeout",
     "with",
 )
+_BUDGET_FIELDS = ("max_cost_usd", "max_tokens")
+_MAX_BUDGET_USD = 1_000_000.0
+_MAX_BUDGET_TOKENS = 10**12
 _RETRY_FIELDS = ("backoff", "delay", "max", "max_delay")
 _CONCURRENCY_FIELDS = ("key", "limit")
 _MAX_RETRIES = 100
@@ -145,6 +159,8 @@ class StepSpec:
     on_runner_lost: OnRunnerLost = OnRunnerLost.FAIL
     # Names of workspace secrets the step receives (see domain/secrets.py).
     secrets: tuple[str, ...] = ()
+    # What the step's model calls and agent runs may spend, over all its attempts.
+    budget: Budget = NO_BUDGET
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +175,8 @@ class Definition:
     source: Mapping[str, Any]
     parallelism: int = DEFAULT_PARALLELISM
     concurrency: ConcurrencyLimit | None = None
+    # What the whole execution's model calls and agent runs may spend.
+    budget: Budget = NO_BUDGET
 
     def step(self, key: str) -> StepSpec:
         """The step called `key`."""
@@ -219,6 +237,7 @@ def parse_definition(
         )
         or DEFAULT_PARALLELISM,
         concurrency=_parse_concurrency(source.get("concurrency"), errors),
+        budget=_parse_budget(source.get("budget"), "budget", errors),
     )
     if errors:
         raise InvalidDefinition(errors)
@@ -476,6 +495,7 @@ def _parse_steps(
             step.get("on_runner_lost"), idempotent, f"{path}.on_runner_lost", errors
         )
         secrets = _parse_secrets(step.get("secrets"), f"{path}.secrets", errors)
+        budget = _parse_budget(step.get("budget"), f"{path}.budget", errors)
         if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
             steps.append(
                 StepSpec(
@@ -491,6 +511,7 @@ def _parse_steps(
                     expect=expect,
                     on_runner_lost=on_runner_lost,
                     secrets=secrets,
+                    budget=budget,
                 )
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
@@ -639,6 +660,41 @@ def _parse_concurrency(raw: Any, errors: list[FieldError]) -> ConcurrencyLimit |
     if key is None or limit is None:
         return None
     return ConcurrencyLimit(key, limit)
+
+
+def _parse_budget(raw: Any, path: str, errors: list[FieldError]) -> Budget:
+    """`budget: {max_cost_usd: 0.5, max_tokens: 20000}`; either limit may be left out."""
+    if raw is None:
+        return NO_BUDGET
+    if not isinstance(raw, dict):
+        errors.append(_wrong_type(path, "a mapping with max_cost_usd and/or max_tokens", raw))
+        return NO_BUDGET
+    _check_fields(raw, path, _BUDGET_FIELDS, errors)
+    if not raw:
+        errors.append(FieldError(path, "set max_cost_usd, max_tokens or both"))
+    cost = raw.get("max_cost_usd")
+    if cost is not None and (not _is_number(cost) or not 0 < cost <= _MAX_BUDGET_USD):
+        errors.append(
+            FieldError(
+                f"{path}.max_cost_usd", f"must be more than 0 and at most {_MAX_BUDGET_USD:g}"
+            )
+        )
+        cost = None
+    tokens = raw.get("max_tokens")
+    if tokens is not None and (
+        not isinstance(tokens, int)
+        or isinstance(tokens, bool)
+        or not 0 < tokens <= _MAX_BUDGET_TOKENS
+    ):
+        errors.append(
+            FieldError(
+                f"{path}.max_tokens", f"must be a whole number from 1 to {_MAX_BUDGET_TOKENS}"
+            )
+        )
+        tokens = None
+    if cost is None and tokens is None:
+        return NO_BUDGET
+    return Budget(max_cost_usd=None if cost is None else float(cost), max_tokens=tokens)
 
 
 def _parse_count(

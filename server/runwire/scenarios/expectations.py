@@ -10,6 +10,8 @@
     output_matches: '^status=\\w+'  # a Python regex, searched; ^ and $ match at line breaks
     json: {"$.status": "ok"}       # RFC 9535 JSONPath -> the JSON value it must select
     latency_ms_below: 500          # http
+    cost_usd_below: 0.05           # llm, agent, and steps that report usage: the attempt's cost
+    tokens_below: 20000            # input + output tokens of the attempt
 ```
 
 A kind's default applies when its aspect is not asserted: a shell step must exit with 0, an
@@ -32,11 +34,24 @@ from typing import Any
 from jsonpath import JSONPath, JSONPathEnvironment, JSONPathError
 
 from runwire.errors import FieldError
+from runwire.scenarios.budgets import usd as _usd
 from runwire.scenarios.results import Observed, StepResult, describe_exit
 
-_ORDER = ("exit_code", "status", "latency_ms_below", "output_contains", "output_matches", "json")
+_ORDER = (
+    "exit_code",
+    "status",
+    "latency_ms_below",
+    "output_contains",
+    "output_matches",
+    "json",
+    "cost_usd_below",
+    "tokens_below",
+)
+_USAGE = ("cost_usd_below", "tokens_below")
 SUPPORTED: Mapping[str, tuple[str, ...]] = {
-    "shell": ("exit_code", "json", "output_contains", "output_matches"),
+    "shell": ("exit_code", "json", "output_contains", "output_matches", *_USAGE),
+    "agent": ("exit_code", "json", "output_contains", "output_matches", *_USAGE),
+    "llm": ("json", "latency_ms_below", "output_contains", "output_matches", *_USAGE),
     "http": ("json", "latency_ms_below", "output_contains", "output_matches", "status"),
     "sleep": (),
 }
@@ -68,6 +83,8 @@ class Expectations:
     output_matches: str | None = None
     json: tuple[JsonExpectation, ...] = ()
     latency_ms_below: float | None = None
+    cost_usd_below: float | None = None
+    tokens_below: int | None = None
 
 
 NO_EXPECTATIONS = Expectations()
@@ -169,6 +186,22 @@ def _check(expectations: Expectations, kind: str, observed: Observed) -> list[di
         records.append(_record("output_matches", pattern, actual, found is not None, message))
     if expectations.json:
         records.extend(_check_json(expectations.json, text, source))
+    if (bound := expectations.cost_usd_below) is not None:
+        cost = observed.cost_usd
+        passed = cost is not None and cost < bound
+        message = (
+            f"expected below ${bound:g}, cost {_usd(cost)}"
+            if cost is not None
+            else f"expected below ${bound:g}, but the cost is unknown: {observed.unpriced}"
+        )
+        records.append(_record("cost_usd_below", bound, cost, passed, message))
+    if (limit := expectations.tokens_below) is not None:
+        tokens = observed.tokens
+        passed = tokens is not None and tokens < limit
+        message = (
+            f"expected below {limit} tokens, used {'none reported' if tokens is None else tokens}"
+        )
+        records.append(_record("tokens_below", limit, tokens, passed, message))
     return records
 
 
@@ -320,6 +353,20 @@ def _parse_latency(value: Any, path: str, errors: list[FieldError]) -> float | N
     return float(value)
 
 
+def _parse_cost(value: Any, path: str, errors: list[FieldError]) -> float | None:
+    if not _is_number(value) or not 0 < value <= 1e6:
+        errors.append(FieldError(path, "expected US dollars above 0, up to 1000000"))
+        return None
+    return float(value)
+
+
+def _parse_tokens(value: Any, path: str, errors: list[FieldError]) -> int | None:
+    if not _is_int(value) or not 0 < value <= 10**12:
+        errors.append(FieldError(path, "expected a whole number of tokens above 0"))
+        return None
+    return int(value)
+
+
 _PARSERS: Mapping[str, Callable[[Any, str, list[FieldError]], Any]] = {
     "exit_code": _parse_exit_code,
     "status": _parse_status,
@@ -327,6 +374,8 @@ _PARSERS: Mapping[str, Callable[[Any, str, list[FieldError]], Any]] = {
     "output_matches": _parse_pattern,
     "json": _parse_json,
     "latency_ms_below": _parse_latency,
+    "cost_usd_below": _parse_cost,
+    "tokens_below": _parse_tokens,
 }
 
 

@@ -21,6 +21,11 @@ class Observed:
     latency_ms: float | None = None
     text: str | None = None
     """What output_contains, output_matches and json check: stdout, or the response body."""
+    # Filled in by the runner from the attempt's reported usage (cost_usd_below, tokens_below).
+    tokens: int | None = None
+    cost_usd: float | None = None
+    unpriced: str | None = None
+    """Why `cost_usd` is None although usage was reported (a model with no price)."""
 
 
 @dataclass(frozen=True, slots=True)

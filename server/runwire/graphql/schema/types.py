@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import models, queries
+from runwire.domain import agents, models, queries
 from runwire.domain.access import Permission
 from runwire.domain.trace import build_trace
 from runwire.errors import NotFound
@@ -37,6 +37,16 @@ class EventType(Enum):
     OUTPUT = "OUTPUT"
     OUTPUT_TRUNCATED = "OUTPUT_TRUNCATED"
     SPAN = "SPAN"
+    AGENT_ENTRY = "AGENT_ENTRY"
+    USAGE = "USAGE"
+
+
+AgentEntryType = strawberry.enum(
+    agents.EntryType,
+    name="AgentEntryType",
+    description="What an agent transcript entry is: its start, assistant text, a tool call, the"
+    " tool's result, the final result, or a line of a shape Runwire does not know (kept raw).",
+)
 
 
 @strawberry.type
@@ -196,12 +206,82 @@ class SpanReported(ExecutionEvent):
     span: Span
 
 
+@strawberry.type(
+    description="One entry of an agent's transcript, typed, so a client renders it without"
+    " parsing text. Which fields are set depends on `entry`: TOOL_CALL has tool, callId and"
+    " data.input; TOOL_RESULT has callId, text and isError; RESULT has text, isError and data"
+    " (outcome, turns, duration_ms); UNKNOWN has data.raw."
+)
+class AgentEntryReported(ExecutionEvent):
+    entry: AgentEntryType  # type: ignore[valid-type]
+    text: str | None
+    tool: str | None
+    call_id: str | None
+    is_error: bool
+    data: JSON | None
+
+
+@strawberry.type(description="Usage summed over a step's attempts or a whole execution.")
+class UsageTotals:
+    calls: int = strawberry.field(description="Usage reports (model calls, agent runs) summed.")
+    # Float: GraphQL's Int is 32 bits; these are whole numbers.
+    tokens_input: float
+    tokens_output: float
+    tokens_cached: float
+    tokens_reasoning: float
+    cost_usd: float | None = strawberry.field(
+        description="US dollars; null while any report in the sum has no price (see unpriced)."
+    )
+    unpriced: int = strawberry.field(description="Reports whose model has no price.")
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> UsageTotals:
+        return cls(
+            calls=int(data["calls"]),
+            tokens_input=float(data["tokens_input"]),
+            tokens_output=float(data["tokens_output"]),
+            tokens_cached=float(data["tokens_cached"]),
+            tokens_reasoning=float(data["tokens_reasoning"]),
+            cost_usd=data.get("cost_usd"),
+            unpriced=int(data["unpriced"]),
+        )
+
+
+@strawberry.type(
+    description="A model call or an agent run reported what it consumed; with the step's and"
+    " the execution's totals so far, so a client shows live cost without adding anything up."
+)
+class UsageReported(ExecutionEvent):
+    model: str | None
+    # Float: GraphQL's Int is 32 bits; these are whole numbers.
+    tokens_input: float
+    tokens_output: float
+    tokens_cached: float
+    tokens_reasoning: float
+    cost_usd: float | None = strawberry.field(
+        description="US dollars; null when the model has no price (`unpriced` says why), never 0."
+    )
+    unpriced: str | None
+    price_source: str | None = strawberry.field(
+        description="Where the price came from: the price table's source and date, or the step."
+    )
+    ttft_ms: float | None = strawberry.field(description="Time to the first token.")
+    duration_ms: float | None
+    tokens_per_second: float | None = strawberry.field(
+        description="Output tokens per second after the first token."
+    )
+    step_totals: UsageTotals
+    execution_totals: UsageTotals
+
+
 EVENT_TYPES = (
     ExecutionStatusChanged,
     StepStatusChanged,
     OutputChunk,
     OutputTruncated,
     SpanReported,
+    AgentEntryReported,
+    UsageReported,
 )
 
 
@@ -232,6 +312,33 @@ def event_of(event: models.Event) -> ExecutionEvent:
         )
     if event.type is models.EventType.SPAN:
         return SpanReported(span=Span.reported(event), **common)
+    if event.type is models.EventType.AGENT_ENTRY:
+        return AgentEntryReported(
+            entry=agents.EntryType(data["entry"]),
+            text=data.get("text"),
+            tool=data.get("tool"),
+            call_id=data.get("call_id"),
+            is_error=bool(data.get("is_error", False)),
+            data=data.get("data"),
+            **common,
+        )
+    if event.type is models.EventType.USAGE:
+        return UsageReported(
+            model=data.get("model"),
+            tokens_input=float(data["tokens_input"]),
+            tokens_output=float(data["tokens_output"]),
+            tokens_cached=float(data["tokens_cached"]),
+            tokens_reasoning=float(data["tokens_reasoning"]),
+            cost_usd=data.get("cost_usd"),
+            unpriced=data.get("unpriced"),
+            price_source=data.get("price_source"),
+            ttft_ms=data.get("ttft_ms"),
+            duration_ms=data.get("duration_ms"),
+            tokens_per_second=data.get("tokens_per_second"),
+            step_totals=UsageTotals.of(data["step_totals"]),
+            execution_totals=UsageTotals.of(data["execution_totals"]),
+            **common,
+        )
     if event.type is models.EventType.STEP_STATUS:
         return StepStatusChanged(
             step_status=models.StepStatus(data["status"]),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from runwire.domain.agents import AgentEntry, Priced, Usage
 from runwire.domain.models import OutputStream
 from runwire.scenarios.results import Observed, StepResult
 
@@ -40,6 +41,18 @@ class StepContext(Protocol):
 
     def output(self, stream: OutputStream, text: str) -> None:
         """Record a piece of output; the runner coalesces pieces into chunk events."""
+        ...
+
+    def entry(self, entry: AgentEntry) -> None:
+        """Record one typed transcript entry (an AGENT_ENTRY event, after the output so far)."""
+        ...
+
+    def usage(self, usage: Usage) -> Priced:
+        """Record what a model call or agent run consumed; its cost as priced.
+
+        The runner adds it to the step's and the execution's totals (a USAGE event carries both)
+        and, when a budget is crossed, cancels the step, which then fails with the figures.
+        """
         ...
 
     def backlogged(self) -> bool:
