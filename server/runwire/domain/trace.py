@@ -19,6 +19,9 @@ from runwire.domain.models import Execution, Span, StepRun, duration_between
 TOKENS_INPUT = "tokens_input"
 TOKENS_OUTPUT = "tokens_output"
 COST_USD = "cost_usd"
+# Model calls of a step attempt that could not be priced: the trace's cost is then unknown (None)
+# rather than the sum of what was priced, which would read as the whole cost.
+USAGE_UNPRICED = "usage_unpriced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ def build_trace(execution: Execution, steps: Iterable[StepRun], spans: Iterable[
         spans=tuple(ordered),
         total_duration_ms=duration,
         tokens=tokens,
-        cost_usd=_outermost_sum(ordered, parent_of, COST_USD),
+        cost_usd=None if _any_unpriced(ordered) else _outermost_sum(ordered, parent_of, COST_USD),
     )
 
 
@@ -205,6 +208,10 @@ def _outermost_sum(
         if ancestor is None:
             values.append(value)
     return math.fsum(values) if values else None
+
+
+def _any_unpriced(ordered: list[TraceSpan]) -> bool:
+    return any((_number(node.attributes.get(USAGE_UNPRICED)) or 0) > 0 for node in ordered)
 
 
 def _count(value: float | None) -> int | None:
