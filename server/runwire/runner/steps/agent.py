@@ -191,8 +191,10 @@ class Transcript:
 
     def step_result(self, exit_code: int, stderr: str) -> StepResult:
         result = self.result
-        text = result.text if result is not None and result.text is not None else self.last_text
         is_error = result is not None and result.is_error
+        text = result.text if result is not None else None
+        if text is None and not is_error:
+            text = self.last_text  # Codex's result has no text of its own: its last message
         data = result.data if result is not None else {}
         outcome, turns = _text(data.get("outcome")), data.get("turns")
         usage = None
