@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import textwrap
 import uuid
@@ -25,6 +26,7 @@ from runwire.domain.access import Actor, Role
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.runner.steps import step_kinds
+from runwire.scenarios.catalog import examples_directory
 from runwire.settings import Settings
 
 WORKSPACE = "workspace-a"
@@ -183,3 +185,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_the_shipped_example_runs_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `make run` and the image have it: `runwire` on the PATH steps get.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    example = examples_directory() / "coding-agent.yaml"
+    url = f"sqlite:///{tmp_path / 'runner.sqlite'}"
+    config = Settings(
+        database_url=url,
+        bus_url=f"memory://{uuid.uuid4().hex}",
+        data_dir=tmp_path / "data",
+        load_examples=False,
+        poll_seconds=0.05,
+        step_user="",
+    )
+    async with Core.running(config, step_kinds(config)) as core:
+        started = await core.executions.start(StartRequest(definition=example.read_text()), ACTOR)
+        done = await final(core, started.id)
+        assert done.status is ExecutionStatus.SUCCEEDED, done.error
+        [step_run] = done.steps
+        assert step_run.output["result"].endswith("all 14 tests pass.")
+        entries = await events(core, started.id, EventType.AGENT_ENTRY)
+        assert entries[1].data["text"] == "I'll look at the project for: check that the tests pass"
