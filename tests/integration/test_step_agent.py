@@ -19,6 +19,8 @@ from tests.support.steps import OWN_USER_KINDS, RecordingContext
 from runwire.domain.agents import EntryType
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import StepResult
+from runwire.scenarios.definition import parse_definition
+from runwire.scenarios.expectations import assess
 
 FAKE_AGENT = [sys.executable, "-m", "runwire.fakes.cli_agent"]
 
@@ -248,3 +250,25 @@ async def test_an_agent_that_cannot_start_is_a_failed_result() -> None:
     result = await run({"command": ["/nonexistent/agent"], "format": "ndjson"}, RecordingContext())
     assert result.error is not None
     assert result.error.startswith("cannot start: No such file or directory")
+
+
+@pytest.mark.parametrize(
+    ("needle", "error"),
+    [
+        ("all 14 tests pass", None),
+        ("all failed", 'expect.output_contains: "all failed" not found in the agent\'s result'),
+    ],
+)
+async def test_expect_checks_the_agents_result_text(needle: str, error: str | None) -> None:
+    step = {
+        "key": "s",
+        "kind": "agent",
+        "with": {
+            "command": fake("claude-stream-json", "success", "x"),
+            "format": "claude-stream-json",
+        },
+        "expect": {"output_contains": needle},
+    }
+    spec = parse_definition({"name": "t", "steps": [step]}, OWN_USER_KINDS).steps[0]
+    result = await run(spec.with_, RecordingContext())
+    assert assess(spec.expect, "agent", result)[0].error == error
