@@ -23,7 +23,9 @@ class AnyParamsForTests:
         return True
 
 
-KINDS: dict[str, ParamsParser] = {kind: AnyParamsForTests() for kind in ("shell", "http", "sleep")}
+KINDS: dict[str, ParamsParser] = {
+    kind: AnyParamsForTests() for kind in ("shell", "agent", "http", "sleep")
+}
 STEP = "steps: [{key: a, kind: sleep}]\n"
 
 
@@ -56,7 +58,7 @@ def test_errors_in_every_bad_file_are_prefixed_with_its_name(tmp_path: Path) -> 
         ),
         FieldError(
             "checkout.yaml: steps[0].kind",
-            'unknown kind "shel"; expected one of http, shell, sleep',
+            'unknown kind "shel"; expected one of agent, http, shell, sleep',
         ),
     )
     assert str(caught.value).startswith("binary.yaml: not UTF-8 text; broken.yaml: invalid YAML")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from runwire.runner.steps.agent import AgentParams, AgentStep
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
@@ -15,6 +16,8 @@ from runwire.settings import Settings
 
 __all__ = [
     "STEP_KINDS",
+    "AgentParams",
+    "AgentStep",
     "HttpParams",
     "HttpStep",
     "ShellParams",
@@ -34,7 +37,12 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
     Without settings, the default ones are resolved when a process step first runs.
     """
     confinement = None if settings is None else Confinement.from_settings(settings)
-    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), SleepStep())
+    kinds: tuple[StepKind[Any], ...] = (
+        ShellStep(confinement),
+        AgentStep(confinement),
+        HttpStep(),
+        SleepStep(),
+    )
     return MappingProxyType({kind.name: kind for kind in kinds})
 
 
