@@ -599,7 +599,9 @@ ExecutionUpdateKind = strawberry.enum(
     hub.UpdateKind,
     name="ExecutionUpdateKind",
     description=(
-        "CHANGED: the execution changed to the update's status at its time. CURRENT: restated"
+        "CHANGED: the execution changed to the update's status at its time, or, with the status"
+        " it already had, its usage totals (execution.usage) changed: sent at most every half"
+        " second per execution while usage streams in, never after it ended. CURRENT: restated"
         " as read at the update's time, because changes may have been missed (the server lost"
         " its event bus for a moment, or this subscriber fell behind)."
     ),
@@ -608,9 +610,9 @@ ExecutionUpdateKind = strawberry.enum(
 
 @strawberry.type(
     description=(
-        "One message of the live list: an execution changed status (or is restated). Apply"
-        " updates of one execution in order of execution.lastSeq; a lower lastSeq than one"
-        " already applied is stale."
+        "One message of the live list: an execution changed status or usage totals (or is"
+        " restated). Apply updates of one execution in order of execution.lastSeq; a lower"
+        " lastSeq than one already applied is stale."
     )
 )
 class ExecutionUpdate:
@@ -624,7 +626,8 @@ class ExecutionUpdate:
         description="The status the execution changed to (CHANGED) or has (CURRENT)."
     )
     at: datetime = strawberry.field(
-        description="When it changed to status (CHANGED), or when it was read (CURRENT)."
+        description="When it changed to status (CHANGED), or when it was read (CURRENT, and"
+        " CHANGED for a change of usage totals)."
     )
     kind: ExecutionUpdateKind  # type: ignore[valid-type]
 
