@@ -40,7 +40,7 @@ class Notice:
 
 class _WireNotice(msgspec.Struct, array_like=True):
     """A notice as sent: [execution_id, first_seq, last_seq], [..., true] when status changed,
-    [..., status_changed, true] when usage changed."""
+    [..., status_changed, false, true] when usage changed."""
 
     execution_id: str
     first_seq: int
@@ -48,7 +48,10 @@ class _WireNotice(msgspec.Struct, array_like=True):
     # Trailing and optional: unflagged notices keep the three-element form and size, and a
     # decoder ignores elements after the ones it knows.
     status_changed: bool = False
-    # After status_changed for the same reason: a process that predates it reads the rest.
+    # Processes of an earlier version sent `true` here for control wake-ups: it means nothing
+    # now, and is sent as false.
+    retired: bool = False
+    # Last, for the same reason as status_changed: a process that predates it reads the rest.
     usage_changed: bool = False
 
 
@@ -105,7 +108,7 @@ def encode_notices(notices: Sequence[Notice]) -> list[str]:
 def _wire(n: Notice) -> tuple[str | int | bool, ...]:
     """The shortest list that says it: the flags only when set, each after the one before."""
     if n.usage_changed:
-        return (n.execution_id, n.first_seq, n.last_seq, n.status_changed, True)
+        return (n.execution_id, n.first_seq, n.last_seq, n.status_changed, False, True)
     if n.status_changed:
         return (n.execution_id, n.first_seq, n.last_seq, True)
     return (n.execution_id, n.first_seq, n.last_seq)
