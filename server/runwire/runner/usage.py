@@ -46,9 +46,9 @@ class UsageLedger:
         self._steps: dict[str, UsageTotals] = {}
         self.total = UsageTotals()
         for attempt in stored_attempts:
-            # The row's running totals, not the attributes its end wrote: an attempt whose
-            # runner was lost mid-call never wrote them, and what it consumed still counts.
-            stored = attempt.usage
+            # The row's running totals first: an attempt whose runner was lost mid-call never
+            # wrote the attributes of its end, and what it consumed still counts.
+            stored = attempt.usage if attempt.usage.calls else totals_of(attempt.attributes or {})
             if stored.calls:
                 self._steps[attempt.key] = _plus(self._steps.get(attempt.key), stored)
                 self.total = _plus(self.total, stored)
