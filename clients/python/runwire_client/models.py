@@ -59,7 +59,8 @@ class ExecutionMode(StrEnum):
 
 
 class UpdateKind(StrEnum):
-    """CHANGED: a status change; CURRENT: restated because changes may have been missed."""
+    """CHANGED: a status change, or (the same status) a change of usage totals; CURRENT: restated
+    because changes may have been missed."""
 
     CHANGED = "CHANGED"
     CURRENT = "CURRENT"
@@ -209,7 +210,7 @@ class Trace:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionUpdate:
-    """One message of the live list: an execution changed status (or is restated)."""
+    """One message of the live list: an execution changed status or usage (or is restated)."""
 
     kind: UpdateKind
     status: ExecutionStatus
