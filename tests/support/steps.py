@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runwire.domain.agents import AgentEntry, Priced, Usage
 from runwire.domain.models import OutputStream
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps import step_kinds
@@ -21,7 +22,7 @@ OWN_USER_KINDS = step_kinds(Settings(step_user=""))
 
 @dataclass
 class RecordingContext:
-    """A StepContext that records every output call and the data of every span reported."""
+    """A StepContext that records every output call, entry, usage and span data reported."""
 
     grace_seconds: float = 0.5
     execution_id: str = "ex-1"
@@ -30,11 +31,20 @@ class RecordingContext:
     secrets: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[AgentEntry] = field(default_factory=list)
+    usages: list[Usage] = field(default_factory=list)
     # Set while the step must not read on (its events are behind): see `backlogged`, `room`.
     backlog: asyncio.Event = field(default_factory=asyncio.Event)
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.calls.append((stream, text))
+
+    def entry(self, entry: AgentEntry) -> None:
+        self.entries.append(entry)
+
+    def usage(self, usage: Usage) -> Priced:
+        self.usages.append(usage)
+        return Priced(usage, usage.cost_usd)  # no price table here: as the source said
 
     def backlogged(self) -> bool:
         return self.backlog.is_set()

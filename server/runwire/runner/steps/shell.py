@@ -17,11 +17,15 @@ from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.confinement import Confinement, Spawn
 from runwire.runner.steps.containment import END_SECONDS, START_SECONDS, StartFailed, Supervision
 from runwire.runner.steps.params import Fields
+from runwire.runner.steps.report_channel import ReportChannel
 from runwire.scenarios.results import describe_exit
 from runwire.settings import Settings
 
 CAPTURE_BYTES = 64 * 1024
 """How much of the end of stdout and of stderr the step's output keeps."""
+
+SHELL_OUTPUT = ("exit_code", "stdout", "stderr")
+"""The keys of a shell step's output; the command's named outputs join them."""
 
 DRAIN_SECONDS = 0.5
 """How long output may keep arriving after the process exited (background children)."""
@@ -186,11 +190,15 @@ class ShellStep:
         }
         spawn: Spawn | None = None
         try:
-            async with Supervision.opened() as reaper:
+            # The report channel (report_channel.py): records the command writes to fd 3.
+            async with (
+                Supervision.opened() as reaper,
+                ReportChannel(context, SHELL_OUTPUT) as channel,
+            ):
                 try:
                     # Its own directory, a clean environment, the step user (confinement.py).
                     spawn = self.confinement.prepare(
-                        context, params.env, params.cwd, params.network
+                        context, channel.environment(params.env), params.cwd, params.network
                     )
                     transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                         lambda: _Pipes(captures),
@@ -198,7 +206,7 @@ class ShellStep:
                         # cannot signal it) and ends every process the step starts, whenever
                         # and however the step ends (containment.py); the confined command,
                         # switched to the step user, runs below it.
-                        *reaper.wrap((*spawn.argv_prefix, *argv)),
+                        *reaper.wrap((*spawn.argv_prefix, *argv), give=channel.descriptors),
                         stdin=subprocess.DEVNULL if params.stdin is None else subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
@@ -218,6 +226,7 @@ class ShellStep:
                         stdin.write(params.stdin.encode())
                         stdin.close()  # flushes, then closes: the child sees EOF after the text
                     finish = await _supervise(reaper, pipes, context)
+                    reported = channel.finish()  # named outputs, beside (never over) our keys
                 finally:
                     pipes.finished = True  # what a process killed late writes is not the step's
         finally:
@@ -231,7 +240,12 @@ class ShellStep:
         # Any exit code is a completed run: whether it passed is for the step's `expect:`
         # (exit_code 0 unless it says otherwise) to decide.
         return StepResult(
-            output={"exit_code": finish, "stdout": stdout, "stderr": captures[2].text()},
+            output={
+                "exit_code": finish,
+                "stdout": stdout,
+                "stderr": captures[2].text(),
+                **reported,
+            },
             exit_code=finish,
             observed=Observed(exit_code=finish, text=stdout),
         )
