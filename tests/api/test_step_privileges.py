@@ -24,6 +24,7 @@ from tests.support.server import Server, running_server
 
 from runwire.runner.steps.confinement import PASSED_ENV
 from runwire.runner.steps.containment import MARKER_VARIABLE
+from runwire.runner.steps.report_channel import REPORT_FD_VARIABLE
 
 SERVER_BACKENDS = ("sqlite", "postgres")
 CANARY = "canary-4c1d9e"
@@ -92,15 +93,19 @@ async def _run_probe(server: Server) -> dict[str, Any]:
 async def test_a_step_sees_only_the_allowlist_and_what_it_declared(server: Server) -> None:
     probe = await _run_probe(server)
     env = probe["env"]
-    # Of RUNWIRE_* only the reaper's marker (which server's step it is; no secret) is there.
-    assert [name for name in env if name.startswith("RUNWIRE_")] == [MARKER_VARIABLE]
+    # Of RUNWIRE_* only the reaper's marker (which server's step it is; no secret) and the
+    # report channel's descriptor number are there.
+    assert sorted(name for name in env if name.startswith("RUNWIRE_")) == sorted(
+        [MARKER_VARIABLE, REPORT_FD_VARIABLE]
+    )
+    assert env[REPORT_FD_VARIABLE] == "3"
     assert "RW_SERVER_CANARY" not in env
     assert CANARY not in probe["stdout"]
     database_url = server.env.get("RUNWIRE_DATABASE_URL")
     if database_url:  # Postgres: the URL the step used with psql
         assert database_url not in probe["stdout"]
     extra = set(env) - PASSED_ENV - {"HOME", "TMPDIR", "USER", "LOGNAME", "DATA", "PUBLIC", "PWD"}
-    extra.discard(MARKER_VARIABLE)
+    extra -= {MARKER_VARIABLE, REPORT_FD_VARIABLE}
     assert not [name for name in extra if not name.startswith("LC_")], extra
     assert env["DATA"] == str(_data_dir(server))  # declared env reaches the step
     assert env["USER"] == "nobody"

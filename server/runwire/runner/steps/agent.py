@@ -27,6 +27,19 @@ from runwire.runner.steps.commands import Command, ProcessKind, run_command
 from runwire.runner.steps.params import Fields
 
 MAX_LINE_CHARS = 8 * 1024 * 1024
+AGENT_OUTPUT = (
+    "result",
+    "is_error",
+    "outcome",
+    "turns",
+    "session_id",
+    "usage",
+    "cost_usd",
+    "unknown_lines",
+    "exit_code",
+    "stderr",
+)
+"""The keys of an agent step's output; named outputs from the report channel join them."""
 """A line longer than this is not read as a record: it goes to the output as it is."""
 
 
@@ -78,13 +91,17 @@ class AgentStep(ProcessKind):
         transcript = Transcript(params.format, context, params.model)
         command = Command(params.command, params.env, params.cwd, params.stdin, params.network)
         try:
-            finished = await run_command(self.confinement, command, context, transcript.feed)
+            finished = await run_command(
+                self.confinement, command, context, transcript.feed, AGENT_OUTPUT
+            )
         finally:
             transcript.unanswered()
         if isinstance(finished, StepResult):
             return finished
         transcript.close()
-        return transcript.step_result(finished.exit_code, finished.stderr)
+        result = transcript.step_result(finished.exit_code, finished.stderr)
+        # What a wrapper script wrote to the report channel joins the agent's own output.
+        return dataclasses.replace(result, output={**result.output, **finished.reported})
 
 
 class Transcript:

@@ -12,14 +12,15 @@ import asyncio
 import codecs
 import contextlib
 import subprocess
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps.base import StepContext, StepResult
 from runwire.runner.steps.confinement import Confinement, Spawn
 from runwire.runner.steps.containment import END_SECONDS, START_SECONDS, StartFailed, Supervision
+from runwire.runner.steps.report_channel import ReportChannel
 from runwire.scenarios.results import describe_exit
 from runwire.settings import Settings
 
@@ -44,11 +45,13 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A command that ran to its end: its exit code and the kept ends of its output."""
+    """A command that ran to its end: its exit code, the kept ends of its output, and the named
+    outputs it wrote to its report channel (report_channel.py)."""
 
     exit_code: int
     stdout: str
     stderr: str
+    reported: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ProcessKind:
@@ -171,11 +174,14 @@ async def run_command(
     command: Command,
     context: StepContext,
     stdout: Callable[[str], None] | None = None,
+    reserved_outputs: Collection[str] = (),
 ) -> Finished | StepResult:
     """Run `command` under a reaper; how it finished, or the failed result if it never could.
 
     Its output goes to the step's output as it arrives; stdout to `stdout` instead when given
-    (decoded text, in pieces as read). On cancellation the command is stopped, then it re-raises.
+    (decoded text, in pieces as read). It gets a report channel (fd 3) whose named outputs may
+    not take the names in `reserved_outputs` (the kind's own output keys). On cancellation the
+    command is stopped, then it re-raises.
     """
     captures = {
         1: _Capture(OutputStream.STDOUT, context, stdout),
@@ -183,17 +189,23 @@ async def run_command(
     }
     spawn: Spawn | None = None
     try:
-        async with Supervision.opened() as reaper:
+        # The report channel (report_channel.py): records the command writes to fd 3.
+        async with (
+            Supervision.opened() as reaper,
+            ReportChannel(context, reserved_outputs) as channel,
+        ):
             try:
                 # Its own directory, a clean environment, the step user (confinement.py).
-                spawn = confinement.prepare(context, command.env, command.cwd, command.network)
+                spawn = confinement.prepare(
+                    context, channel.environment(command.env), command.cwd, command.network
+                )
                 transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                     lambda: _Pipes(captures),
                     # The reaper keeps the server's user (a command run as the step user cannot
                     # signal it) and ends every process the step starts, whenever and however
                     # the step ends (containment.py); the confined command, switched to the
                     # step user, runs below it.
-                    *reaper.wrap((*spawn.argv_prefix, *command.argv)),
+                    *reaper.wrap((*spawn.argv_prefix, *command.argv), give=channel.descriptors),
                     stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -213,6 +225,7 @@ async def run_command(
                     stdin.write(command.stdin.encode())
                     stdin.close()  # flushes, then closes: the child sees EOF after the text
                 finish = await _supervise(reaper, pipes, context)
+                reported = channel.finish()  # named outputs, beside (never over) the kind's own
             finally:
                 pipes.finished = True  # what a process killed late writes is not the step's
     finally:
@@ -222,7 +235,7 @@ async def run_command(
         return finish
     for capture in captures.values():
         capture.feed(b"", final=True)
-    return Finished(finish, captures[1].text(), captures[2].text())
+    return Finished(finish, captures[1].text(), captures[2].text(), reported)
 
 
 async def _supervise(reaper: Supervision, pipes: _Pipes, context: StepContext) -> int | StepResult:

@@ -190,7 +190,8 @@ class Confinement:
             os.fchown(file.fileno(), self.user.uid, self.user.gid)
             file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
         # Opened and unlinked before it is read, so no program (rm) runs with the step's env.
-        trampoline = 'exec 3<"$0" && rm -f -- "$0" && set -a && . /dev/fd/3 && exec 3<&- "$@"'
+        # Descriptor 9, not 3: low ones may be the step's own (the report channel's is 3).
+        trampoline = 'exec 9<"$0" && rm -f -- "$0" && set -a && . /dev/fd/9 && exec 9<&- "$@"'
         return (
             *_switch_to(self.setpriv, self.user),
             "/bin/sh",

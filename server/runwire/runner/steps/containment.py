@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ class Supervision:
         self._status_write = status_write
         self.reports = reports
         self._process: asyncio.SubprocessTransport | None = None
+        self._given: tuple[int, ...] = ()
         # Its reports read to the end, and its exit seen by the loop: only then may its
         # transport close without SIGKILLing it.
         self.ended: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -147,22 +148,31 @@ class Supervision:
         finally:
             supervision._release()
 
-    def wrap(self, argv: Sequence[str], run_as: tuple[int, int] | None = None) -> list[str]:
+    def wrap(
+        self,
+        argv: Sequence[str],
+        run_as: tuple[int, int] | None = None,
+        give: Mapping[int, int] | None = None,
+    ) -> list[str]:
         """The argv that runs `argv` under a reaper, to spawn with `pass_fds`.
 
         With `run_as` (uid, gid) the reaper keeps the server's credentials and runs the command
-        as that user: the command can then neither signal its reaper nor escape it.
+        as that user: the command can then neither signal its reaper nor escape it. `give` maps
+        a descriptor number the command gets to one of ours (kept open by the caller until the
+        spawn) that it is a copy of.
         """
         script = str(Path(reaper.__file__))
         status, parent = str(self._status_write), str(os.getpid())
         credentials = f"{run_as[0]}:{run_as[1]}" if run_as else "-"
+        self._given = tuple((give or {}).values())
+        given = [f"{target}={source}" for target, source in (give or {}).items()]
         # -I -S: no site-packages, no user paths, no PYTHON* variables; a fast start.
         python = [sys.executable, "-I", "-S", script]
-        return [*python, self.marker, status, parent, credentials, "--", *argv]
+        return [*python, self.marker, status, parent, credentials, *given, "--", *argv]
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
-        return (self._status_write,)
+        return (self._status_write, *self._given)
 
     def spawned(self, process: asyncio.SubprocessTransport, exited: asyncio.Future[Any]) -> None:
         """The reaper runs as `process`, whose protocol resolves `exited` when it exits."""

@@ -1,8 +1,8 @@
 """The step reaper: runs one step's command and ends with every process the command started.
 
 The shell step starts this file, not the command, as
-`python -I -S reaper.py MARKER STATUS_FD PARENT_PID CREDENTIALS -- ARGV...`: standard library
-only and no
+`python -I -S reaper.py MARKER STATUS_FD PARENT_PID CREDENTIALS [TARGET=SOURCE...] -- ARGV...`:
+standard library only and no
 `site`, so it starts in a few milliseconds, and it imports nothing of Runwire. It
 
 - makes itself a child subreaper, so every descendant that is orphaned (`setsid`, a double fork,
@@ -13,7 +13,9 @@ only and no
 - forks and execs ARGV in a session and process group of its own (as CREDENTIALS, `UID:GID`,
   if not `-`: then the command cannot signal its reaper), with stdin, stdout and stderr
   inherited (output goes straight to the server's pipes) and MARKER (`RUNWIRE_STEP=…`) added to
-  its environment, so a server can find what a dead predecessor's steps left;
+  its environment, so a server can find what a dead predecessor's steps left; each descriptor
+  SOURCE it was given is the command's descriptor TARGET (a small, fixed number that `sh` can
+  name, as in `>&3`), and the reaper keeps no copy of it;
 - writes one line per event to STATUS_FD: `started PID`, `error HEXTEXT` (the exec failed,
   and why), `exited CODE` (the command's leader ended: its code, or minus the signal that killed
   it); then waits for the leader's descendants, and exits once none is left;
@@ -119,9 +121,10 @@ def _describe_start_error(error: BaseException, executable: str) -> str:
 
 
 class Reaper:
-    def __init__(self, status_fd: int, parent: int) -> None:
+    def __init__(self, status_fd: int, parent: int, given: list[int]) -> None:
         self.status_fd = status_fd
         self.parent = parent
+        self.given = given
         self.leader = 0
         self.leader_ended = False
         self.ending = False
@@ -162,6 +165,8 @@ class Reaper:
                     os.setgroups([])  # none of the reaper's supplementary groups
                     os.setgid(gid)
                     os.setuid(uid)
+                for target in self.given:
+                    os.set_inheritable(target, True)
                 name, _, value = marker.partition("=")
                 _exec(argv, {**os.environ, name: value})
             except BaseException as error:  # all of it goes to the server, then _exit
@@ -169,6 +174,10 @@ class Reaper:
             finally:
                 os._exit(127)
         os.close(error_write)
+        for target in self.given:
+            # The command has its own copy: when it (and all it started) closes it, the reader
+            # sees the end, and a reaper waiting for stragglers keeps nothing open for them.
+            os.close(target)
         self.leader = pid
         failed = b""
         while chunk := os.read(error_read, 64):
@@ -216,13 +225,42 @@ class Reaper:
                 self.ending = True
 
 
+def _give(status_fd: int, given: list[str]) -> tuple[int, list[int]]:
+    """Move each given SOURCE descriptor to its TARGET; the status descriptor, and the targets.
+
+    The targets stay close-on-exec here, so only the command (see `start`) inherits them.
+    """
+    pairs = [tuple(int(fd) for fd in item.split("=")) for item in given]
+    targets = [target for target, _ in pairs]
+    sources = {source for _, source in pairs}
+    if status_fd in targets:
+        status_fd = os.dup(status_fd)  # above every descriptor in use, so never a target
+    for target, source in pairs:
+        if target in sources and target != source:
+            # A later source sits where this target goes: move it out of the way first.
+            moved = os.dup(target)
+            pairs = [(t, moved if s == target else s) for t, s in pairs]
+            sources = {s for _, s in pairs}
+    for target, source in pairs:
+        if source != target:
+            os.dup2(source, target, inheritable=False)
+    for source in sources - set(targets):
+        os.close(source)
+    for target in targets:
+        os.set_inheritable(target, False)
+    return status_fd, targets
+
+
 def main(args: list[str]) -> int:
-    marker, status_fd, parent, credentials, separator, *argv = args
-    if separator != "--" or not argv:
-        usage = "MARKER STATUS_FD PARENT_PID CREDENTIALS -- ARGV..."
+    marker, status_fd, parent, credentials, *rest = args
+    given = rest[: rest.index("--")] if "--" in rest else []
+    argv = rest[len(given) + 1 :]
+    if "--" not in rest or not argv or not all("=" in item for item in given):
+        usage = "MARKER STATUS_FD PARENT_PID CREDENTIALS [TARGET=SOURCE...] -- ARGV..."
         print(f"usage: {sys.argv[0]} {usage}", file=sys.stderr)
         return 2
-    reaper = Reaper(int(status_fd), int(parent))
+    status, targets = _give(int(status_fd), given)
+    reaper = Reaper(status, int(parent), targets)
     os.set_inheritable(reaper.status_fd, False)  # the command must not hold the status pipe
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

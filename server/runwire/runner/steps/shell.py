@@ -12,6 +12,9 @@ from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.commands import Command, ProcessKind, run_command
 from runwire.runner.steps.params import Fields
 
+SHELL_OUTPUT = ("exit_code", "stdout", "stderr")
+"""The keys of a shell step's output; the command's named outputs join them."""
+
 
 @dataclass(frozen=True, slots=True)
 class ShellParams:
@@ -63,14 +66,21 @@ class ShellStep(ProcessKind):
     async def run(self, params: ShellParams, context: StepContext) -> StepResult:
         argv = ("/bin/sh", "-c", params.command or "") if params.shell else params.argv
         command = Command(argv, params.env, params.cwd, params.stdin, params.network)
-        finished = await run_command(self.confinement, command, context)
+        finished = await run_command(
+            self.confinement, command, context, reserved_outputs=SHELL_OUTPUT
+        )
         if isinstance(finished, StepResult):
             return finished
         # Any exit code is a completed run: whether it passed is for the step's `expect:`
         # (exit_code 0 unless it says otherwise) to decide.
         code = finished.exit_code
         return StepResult(
-            output={"exit_code": code, "stdout": finished.stdout, "stderr": finished.stderr},
+            output={
+                "exit_code": code,
+                "stdout": finished.stdout,
+                "stderr": finished.stderr,
+                **finished.reported,
+            },
             exit_code=code,
             observed=Observed(exit_code=code, text=finished.stdout),
         )
