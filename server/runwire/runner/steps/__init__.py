@@ -9,6 +9,7 @@ from typing import Any
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
+from runwire.runner.steps.llm import LlmParams, LlmStep
 from runwire.runner.steps.shell import ShellParams, ShellStep
 from runwire.runner.steps.sleep import SleepParams, SleepStep
 from runwire.settings import Settings
@@ -17,6 +18,8 @@ __all__ = [
     "STEP_KINDS",
     "HttpParams",
     "HttpStep",
+    "LlmParams",
+    "LlmStep",
     "ShellParams",
     "ShellStep",
     "SleepParams",
@@ -34,7 +37,9 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
     Without settings, the default ones are resolved when a process step first runs.
     """
     confinement = None if settings is None else Confinement.from_settings(settings)
-    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), SleepStep())
+    # Without settings, an llm step may name no server variable for its key.
+    llm = LlmStep() if settings is None else LlmStep(settings.llm_key_vars, settings.llm_keys)
+    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), llm, SleepStep())
     return MappingProxyType({kind.name: kind for kind in kinds})
 
 
