@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
     ("app", "worker"),  # worker: the runner-only process's app
+    ("fakes",),  # fakes of external systems (`runwire fake-llm`): nothing of the server uses them
     ("cli",),
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

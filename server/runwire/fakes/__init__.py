@@ -1,0 +1,1 @@
+"""Fakes of external systems, for offline tests and examples (`runwire fake-llm`)."""
