@@ -221,6 +221,18 @@ def test_a_figure_reported_above_covers_the_same_figure_below() -> None:
     assert trace.cost_usd == pytest.approx(0.01)
 
 
+def test_the_cost_is_null_when_any_usage_had_no_price() -> None:
+    # Step b's model had no price: the execution's cost is unknown, not step a's alone.
+    steps = [
+        step("a", attributes={"tokens_input": 10, "cost_usd": 0.25, "usage_unpriced": 0}),
+        step("b", start=100, end=200, attributes={"tokens_input": 5, "usage_unpriced": 1}),
+    ]
+    trace = build_trace(execution(), steps, [])
+    assert trace.tokens is not None
+    assert trace.tokens.input == 15
+    assert trace.cost_usd is None
+
+
 def test_totals_are_null_when_nothing_reported_them() -> None:
     steps = [step("a", attributes={"latency_ms": 5, "status": 200})]
     trace = build_trace(execution(), steps, [span("s", tokens_input=True, cost_usd="free")])

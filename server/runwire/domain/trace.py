@@ -19,6 +19,8 @@ from runwire.domain.models import Execution, Span, StepRun, duration_between
 TOKENS_INPUT = "tokens_input"
 TOKENS_OUTPUT = "tokens_output"
 COST_USD = "cost_usd"
+# How many of a step attempt's usage reports had no price (then it reports no cost_usd).
+USAGE_UNPRICED = "usage_unpriced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +140,13 @@ def build_trace(execution: Execution, steps: Iterable[StepRun], spans: Iterable[
     tokens = None
     if tokens_input is not None or tokens_output is not None:
         tokens = TokenUsage(input=_count(tokens_input), output=_count(tokens_output))
+    # Part of the spending has no price: the total is unknown, not the sum of the rest.
+    unpriced = any(_number(node.attributes.get(USAGE_UNPRICED)) for node in ordered)
     return Trace(
         spans=tuple(ordered),
         total_duration_ms=duration,
         tokens=tokens,
-        cost_usd=_outermost_sum(ordered, parent_of, COST_USD),
+        cost_usd=None if unpriced else _outermost_sum(ordered, parent_of, COST_USD),
     )
 
 

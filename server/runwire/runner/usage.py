@@ -14,7 +14,7 @@ from typing import Any
 
 from runwire.domain.agents import Priced, Usage, UsageTotals
 from runwire.domain.models import StepRun
-from runwire.domain.trace import COST_USD, TOKENS_INPUT, TOKENS_OUTPUT
+from runwire.domain.trace import COST_USD, TOKENS_INPUT, TOKENS_OUTPUT, USAGE_UNPRICED
 from runwire.runner.pricing import PriceTable
 from runwire.scenarios.budgets import Budget
 
@@ -23,7 +23,6 @@ from runwire.scenarios.budgets import Budget
 TOKENS_CACHED = "tokens_cached"
 TOKENS_REASONING = "tokens_reasoning"
 USAGE_CALLS = "usage_calls"
-USAGE_UNPRICED = "usage_unpriced"
 USAGE_PRICED_USD = "usage_priced_usd"  # the cost of what was priced, complete or not
 
 
