@@ -16,7 +16,8 @@ object when not streaming), `POST /v1/messages` (Anthropic's named events), `GET
 Faults are asked for in the model name, after a colon, several joined by colons:
 `runwire-fake-chat:error=503:retry-after=1:times=2`.
 
-- `error=<status>`: answer that status with the dialect's error body;
+- `error=<status>`: answer that status with the dialect's error body (a 401 quotes the key sent
+  back, as real providers do, so tests see that the step masks it);
 - `retry-after=<seconds>`: send Retry-After (with a 429 unless `error=` says otherwise);
 - `times=<n>`: the fault holds for the first n requests naming this exact model, then it answers;
 - `cut=<n>`: drop the connection after n content chunks (mid-stream);
@@ -154,12 +155,15 @@ class FakeLlmProvider:
             except ValueError as error:
                 await _error(send, 400, f"invalid request: {error}", anthropic)
                 return
-            await self._complete(request, anthropic, receive, send)
+            key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix(
+                "Bearer "
+            )
+            await self._complete(request, anthropic, key, receive, send)
         else:
             await _error(send, 404, f"no route {method} {path}", path.startswith("/v1/messages"))
 
     async def _complete(
-        self, request: dict[str, Any], anthropic: bool, receive: Receive, send: Send
+        self, request: dict[str, Any], anthropic: bool, key: str, receive: Receive, send: Send
     ) -> None:
         self.requests += 1
         model: str = request["model"]
@@ -171,6 +175,9 @@ class FakeLlmProvider:
         if faults.error is not None and faulty:
             extra = [] if faults.retry_after is None else [(b"retry-after", faults.retry_after)]
             message = f"fake provider: {faults.error} asked for by the model name {model}"
+            if faults.error == 401:
+                # As real providers do: the refused key quoted back (a client must mask it).
+                message = f"Incorrect API key provided: {key or '(none)'}"
             await _error(send, faults.error, message, anthropic, extra)
             return
         answer = answer_to(request, anthropic, faults.words)
