@@ -20,8 +20,10 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 
 install: $(BIN)/runwire
 
+# The venv's bin on PATH: steps find `runwire fake-agent` (the agent examples) as they would in
+# the image, where it is on PATH too.
 run: install
-	$(BIN)/runwire serve
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/runwire serve
 
 test: install tests/node/node_modules/.package-lock.json
 	$(BIN)/pytest

@@ -568,7 +568,7 @@ FULL: Final = Plan(
     0.001,
     CLIENT_PROCESSES,
 )
-QUICK: Final = Plan((FanoutRun(20, 0.010),), 2, 2.0, 2.0, 0.001, 2)
+QUICK: Final = Plan((FanoutRun(20, 0.010),), 2, 1.0, 1.0, 0.001, 2)
 
 
 def run(plan: Plan, bus: str, keep_server: bool) -> None:

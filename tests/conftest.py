@@ -28,6 +28,8 @@ _watchdog_stderr: int | None = None
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _watchdog_stderr
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return  # a worker outlives its own session until its controller ends it
     capture = session.config.pluginmanager.getplugin("capturemanager")
     # Captured, stderr is a temporary file that is lost when the watchdog ends the process.
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -19,16 +20,20 @@ from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_static_router
 from runwire.http.health import health, ready
 from runwire.http.sse import execution_events
+from runwire.runner.steps.base import StepKind
 from runwire.settings import Settings
 
 
-def create_app(settings: Settings) -> Litestar:
-    """A Litestar app whose lifespan runs the process's core (see core.py) for its lifetime."""
+def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = None) -> Litestar:
+    """A Litestar app whose lifespan runs the process's core (see core.py) for its lifetime.
+
+    `kinds` replaces the shipped step kinds (as `Core.running` takes them), for embedding.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with (
-            Core.running(settings) as core,
+            Core.running(settings, kinds) as core,
             SlowClients.running(settings.subscriber_stall_seconds) as slow_clients,
         ):
             send_groups = SendGroups(slow_clients)

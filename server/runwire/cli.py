@@ -152,6 +152,19 @@ def export_schema() -> None:
     sys.stdout.write(build_schema().as_str() + "\n")
 
 
+@main.command(
+    "fake-agent",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fake_agent(args: tuple[str, ...]) -> None:
+    """Replay a recorded CLI-agent transcript, standing in for Claude Code or Codex (--help)."""
+    from runwire.fakes.cli_agent import main as replay
+
+    sys.exit(replay(list(args)))
+
+
 @main.group()
 def workspace() -> None:
     """Create and list workspaces (on the configured database)."""

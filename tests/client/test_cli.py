@@ -758,7 +758,9 @@ def test_summary_shows_cost_and_tokens_per_step_counting_each_figure_once() -> N
     assert write.cost_usd == pytest.approx(0.5)
     assert write.tokens == 1100
     lines = summary_lines(summary)
-    assert lines[0] == "agents SUCCEEDED in 3.00s, cost $0.5300, tokens 1,460 (execution e1)"
+    assert lines[0] == (
+        "agents SUCCEEDED in 3.00s, cost $0.5300, tokens 1,460 (1,300 in / 160 out) (execution e1)"
+    )
     assert lines[1].split() == ["step", "status", "duration", "attempts", "cost", "tokens"]
     assert lines[2].split() == ["plan", "SUCCEEDED", "2.00s", "2", "$0.0300", "360"]
     assert lines[3].split() == ["write", "SUCCEEDED", "1.00s", "1", "$0.5000", "1,100"]

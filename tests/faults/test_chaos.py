@@ -28,7 +28,7 @@ from tests.support.faults import (
 )
 from tests.support.graphql import definition, start
 
-SECONDS = float(os.environ.get("RUNWIRE_CHAOS_SECONDS", "12"))  # 4 kills: the short run
+SECONDS = float(os.environ.get("RUNWIRE_CHAOS_SECONDS", "8"))  # 2-3 kills: the short run
 KILL_EVERY = 3.0
 START_EVERY = 0.25
 RUNNERS = 3

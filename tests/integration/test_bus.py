@@ -88,7 +88,12 @@ async def test_namespaces_keep_buses_apart(url: str, namespace: str) -> None:
 
 
 async def test_notices_survive_the_wire(url: str, namespace: str) -> None:
-    sent = [Notice("e1", 1, 3, status_changed=True), Notice("e2", 4, 4), Notice("e3", 5, 6)]
+    sent = [
+        Notice("e1", 1, 3, status_changed=True),
+        Notice("e2", 4, 4),
+        Notice("e3", 5, 6),
+        Notice("e4", 7, 9, usage_changed=True),
+    ]
     async with (
         asyncio.timeout(10),
         Bus.connect(url, namespace) as rx,

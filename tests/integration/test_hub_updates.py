@@ -76,9 +76,14 @@ class Process:
     def output(self, execution_id: str, text: str) -> None:
         self._event(execution_id, EventType.OUTPUT, {"stream": "stdout", "text": text})
 
+    def usage(self, execution_id: str, tokens_input: int, cost_usd: float | None) -> None:
+        """A USAGE event as the runner writes it (only what the projection sums)."""
+        data = {"tokens_input": tokens_input, "tokens_output": 1, "cost_usd": cost_usd}
+        self._event(execution_id, EventType.USAGE, data)
+
     def _event(self, execution_id: str, kind: EventType, data: dict[str, Any]) -> None:
         seq = self._seqs[execution_id] = self._seqs[execution_id] + 1
-        step = ("s", 1) if kind is EventType.OUTPUT else (None, None)
+        step = ("s", 1) if kind in (EventType.OUTPUT, EventType.USAGE) else (None, None)
         self.log.append(Event(execution_id, seq, utc_now(), kind, data, *step))
 
 
@@ -219,6 +224,46 @@ async def test_changes_reach_watchers_in_every_process_once(
         assert by_execution(seen) == {blue: [RUNNING, SUCCEEDED], red: [RUNNING, FAILED]}
         reader.status(from_reader, RUNNING)
         assert await until(running, lambda u: True) == [(from_reader, RUNNING, UpdateKind.CHANGED)]
+
+
+async def test_usage_changes_reach_watchers_in_every_process_coalesced(
+    stores: Stores, bus_url: str, namespace: str
+) -> None:
+    async with (
+        asyncio.timeout(20),
+        process(stores, bus_url, namespace) as writer,
+        process(stores, bus_url, namespace) as reader,
+        watching(writer.hub, ExecutionFilter(workspace=WORKSPACE)) as local,
+        watching(reader.hub, ExecutionFilter(workspace=WORKSPACE, statuses=(RUNNING,))) as remote,
+    ):
+        execution_id = await writer.queue()
+        writer.status(execution_id, RUNNING)
+        await writer.log.persisted()
+        for _ in range(50):
+            writer.usage(execution_id, 10, 0.001)
+        await writer.log.persisted()
+
+        for updates in (local, remote):
+            spent: list[ExecutionUpdate] = []
+            while not spent or spent[-1].execution.usage.calls < 50:
+                update = await anext(updates)
+                if update.execution.usage.calls:
+                    spent.append(update)
+            # 50 reports are one or two usage updates (by the interval), not 50; each a CHANGED
+            # update with the status the execution already had.
+            assert 1 <= len(spent) <= 2
+            assert {(u.kind, u.status) for u in spent} == {(UpdateKind.CHANGED, RUNNING)}
+            usage = spent[-1].execution.usage
+            assert (usage.input, usage.output, usage.unpriced) == (500, 50, 0)
+            assert usage.cost_known == pytest.approx(0.05)
+
+        # One report without a price: the stored total's cost is unknown from then on.
+        writer.usage(execution_id, 10, None)
+        writer.status(execution_id, SUCCEEDED)
+        update = await anext(remote)  # leaving the RUNNING filter
+        assert update.status is SUCCEEDED
+        assert update.execution.usage.calls == 51
+        assert update.execution.usage.cost_known is None
 
 
 async def test_update_carries_the_stored_execution(

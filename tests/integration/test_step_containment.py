@@ -25,13 +25,13 @@ from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import StepResult, step_kinds
+from runwire.runner.steps.commands import DRAIN_SECONDS
 from runwire.runner.steps.containment import (
     MARKER_VARIABLE,
     Supervision,
     end_leftovers_of_dead_servers,
 )
 from runwire.runner.steps.processes import pid_namespace, process_ref
-from runwire.runner.steps.shell import DRAIN_SECONDS
 from runwire.settings import Settings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

@@ -24,6 +24,7 @@ from tests.support.memory_store import DuplicateKey, MemoryStore
 from runwire.core import Stores
 from runwire.db.engine import Database
 from runwire.domain.access import Role
+from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Batch,
     Event,
@@ -502,6 +503,63 @@ async def test_step_fields_are_folded_per_batch_and_coalesced_across_batches(
                 output="kept",
                 error="late",
             ),
+        ),
+    )
+
+
+def used(key: str, attempt: int, tokens: int, cost: float | None) -> EventDraft:
+    """A USAGE event of a step attempt (the fields the projection sums)."""
+    data = {"tokens_input": tokens, "tokens_output": 2, "tokens_cached": 1, "cost_usd": cost}
+    return EventDraft(EventType.USAGE, data, key, attempt)
+
+
+async def test_usage_is_added_to_attempt_and_execution_rows_across_batches(
+    backend: Backend,
+) -> None:
+    created = await create(backend, "e-used")
+    await write(
+        backend,
+        "e-used",
+        2,
+        at(1),
+        status_changed(S.RUNNING),
+        step_changed("a", StepStatus.RUNNING, 1),
+        used("a", 1, 100, 0.25),
+        used("a", 1, 50, 0.5),
+    )
+    await write(
+        backend,
+        "e-used",
+        6,
+        at(2),
+        used("a", 1, 10, None),
+        # The end's attributes are a step kind's; they neither add nor replace the totals.
+        step_changed("a", StepStatus.FAILED, 1, attributes={"usage_calls": 99}),
+        step_changed("a", StepStatus.RUNNING, 2),
+        used("a", 2, 1, 0.125),
+    )
+    attempt_1 = UsageTotals(calls=3, input=160, output=6, cached=3, cost_usd=0.75, unpriced=1)
+    attempt_2 = UsageTotals(calls=1, input=1, output=2, cached=1, cost_usd=0.125)
+    assert await read(backend, "e-used") == replace(
+        created,
+        status=S.RUNNING,
+        started_at=at(1),
+        last_seq=9,
+        usage=attempt_1.plus(attempt_2),
+        steps=(
+            StepRun(
+                "e-used",
+                "a",
+                "shell",
+                1,
+                0,
+                StepStatus.FAILED,
+                at(1),
+                at(2),
+                attributes={"usage_calls": 99},
+                usage=attempt_1,
+            ),
+            StepRun("e-used", "a", "shell", 2, 0, StepStatus.RUNNING, at(2), usage=attempt_2),
         ),
     )
 

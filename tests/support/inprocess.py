@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,33 @@ async def serving(app: Litestar, token_file: Path | None = None) -> AsyncIterato
         await task
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+@contextlib.contextmanager
+def serving_in_thread(app: Litestar, token_file: Path | None = None) -> Iterator[Served]:
+    """`serving(app)` on an event loop of its own thread, for synchronous tests (a subprocess
+    such as `rw` waited for) and for async tests whose loop must not be the server's."""
+    started: queue.Queue[tuple[Served, Callable[[], None]] | BaseException] = queue.Queue()
+
+    async def serve() -> None:
+        loop, stop = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            async with serving(app, token_file) as served:
+                started.put((served, lambda: loop.call_soon_threadsafe(stop.set)))
+                await stop.wait()
+        except BaseException as error:
+            started.put(error)
+            raise
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="in-process server")
+    thread.start()
+    found = started.get(timeout=60)
+    if isinstance(found, BaseException):
+        thread.join(timeout=30)
+        raise RuntimeError("the in-process server did not start") from found
+    served, stop = found
+    try:
+        yield served
+    finally:
+        stop()
+        thread.join(timeout=30)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from runwire.db.rows import (
     scenario_of,
     step_run_of,
 )
+from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Batch,
@@ -415,6 +416,7 @@ class MemoryStore:
         """Fold a batch of events into rows exactly as runwire.db.projection's SQL does."""
         changes: dict[str, _ExecutionChange] = {}
         steps: dict[tuple[str, str, int], Row] = {}
+        step_usage: list[tuple[str, str, int, UsageTotals]] = []
         for event in events:
             change = changes.setdefault(event.execution_id, _ExecutionChange())
             change.last_seq = max(change.last_seq, event.seq)
@@ -422,6 +424,11 @@ class MemoryStore:
                 change.apply(event)
             elif event.type is EventType.STEP_STATUS:
                 _fold_step(event, steps)
+            elif event.type is EventType.USAGE:
+                usage = reported(event.data)
+                change.usage = change.usage.plus(usage)
+                if event.step_key is not None and event.attempt is not None:
+                    step_usage.append((event.execution_id, event.step_key, event.attempt, usage))
         for execution_id, change in changes.items():
             row = self._executions.get(execution_id)
             if row is not None:  # an UPDATE of no row changes nothing
@@ -438,6 +445,40 @@ class MemoryStore:
             for column in _COALESCED_STEP_COLUMNS:
                 if step[column] is not None:
                     stored[column] = step[column]
+        # After the upsert, as projection's UPDATE: an attempt with no row yet gets nothing.
+        for execution_id, key, attempt, usage in step_usage:
+            found = self._step_runs.get(execution_id, {}).get((key, attempt))
+            if found is not None:
+                _add_usage(found, usage)
+
+
+_NO_USAGE: Row = {
+    "usage_calls": 0,
+    "usage_input": 0,
+    "usage_output": 0,
+    "usage_cached": 0,
+    "usage_reasoning": 0,
+    "usage_cost_usd": 0.0,
+    "usage_unpriced": 0,
+}
+
+
+def _add_usage(row: Row, usage: UsageTotals) -> None:
+    """What projection's `usage_x = usage_x + ?` does to a row."""
+    for column, value in zip(
+        _NO_USAGE,
+        (
+            usage.calls,
+            usage.input,
+            usage.output,
+            usage.cached,
+            usage.reasoning,
+            usage.cost_usd,
+            usage.unpriced,
+        ),
+        strict=True,
+    ):
+        row[column] += value
 
 
 _COALESCED_STEP_COLUMNS = (
@@ -461,6 +502,7 @@ class _ExecutionChange:
     started: datetime | None = None
     finished: datetime | None = None
     duration: int | None = None
+    usage: UsageTotals = field(default_factory=UsageTotals)
 
     def apply(self, event: Event) -> None:
         # The latest status event decides error, end and duration; the first RUNNING the start.
@@ -474,6 +516,7 @@ class _ExecutionChange:
 
     def update(self, row: Row) -> None:
         row["last_seq"] = self.last_seq
+        _add_usage(row, self.usage)
         if row["started_at"] is None:
             row["started_at"] = self.started
         if self.status is not None:
@@ -497,6 +540,7 @@ def _fold_step(event: Event, steps: dict[tuple[str, str, int], Row]) -> None:
             "kind": data.get("kind", ""),
             "position": data.get("position", 0),
             **dict.fromkeys(_COALESCED_STEP_COLUMNS),
+            **_NO_USAGE,
         },
     )
     status = StepStatus(data["status"])
@@ -568,6 +612,7 @@ def _execution_row(execution: Execution, first_event: Event, fingerprint: str | 
         "batch_id": execution.batch_id,
         "batch_limit": execution.batch_limit,
         "duration_ms": None,
+        **_NO_USAGE,
     }
 
 

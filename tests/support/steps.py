@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runwire.domain.agents import AgentEntry, Priced, Usage
 from runwire.domain.models import OutputStream
+from runwire.runner.pricing import PriceTable
 from runwire.runner.spans import span_event_data
 from runwire.runner.steps import step_kinds
 from runwire.settings import Settings
@@ -17,11 +19,16 @@ from runwire.settings import Settings
 # could not read pytest's tmp_path (0700) or run this venv's Python. Why, and where the default
 # is tested: OWN_USER_STEPS in tests/support/server.py.
 OWN_USER_KINDS = step_kinds(Settings(step_user=""))
+PRICES = PriceTable.load()
 
 
 @dataclass
 class RecordingContext:
-    """A StepContext that records every output call and the data of every span reported."""
+    """A StepContext that records every output call, entry, usage and span reported.
+
+    `timeline` holds them all in the order the step reported them: ("output", stream, text),
+    ("entry", AgentEntry), ("usage", Priced), ("span", data).
+    """
 
     grace_seconds: float = 0.5
     execution_id: str = "ex-1"
@@ -30,11 +37,29 @@ class RecordingContext:
     secrets: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[tuple[Any, ...]] = field(default_factory=list)
     # Set while the step must not read on (its events are behind): see `backlogged`, `room`.
     backlog: asyncio.Event = field(default_factory=asyncio.Event)
 
     def output(self, stream: OutputStream, text: str) -> None:
         self.calls.append((stream, text))
+        self.timeline.append(("output", stream, text))
+
+    def entry(self, entry: AgentEntry) -> None:
+        self.timeline.append(("entry", entry))
+
+    def usage(self, usage: Usage) -> Priced:
+        priced = PRICES.price(usage)
+        self.timeline.append(("usage", priced))
+        return priced
+
+    @property
+    def entries(self) -> list[AgentEntry]:
+        return [item[1] for item in self.timeline if item[0] == "entry"]
+
+    @property
+    def usages(self) -> list[Priced]:
+        return [item[1] for item in self.timeline if item[0] == "usage"]
 
     def backlogged(self) -> bool:
         return self.backlog.is_set()
@@ -58,6 +83,7 @@ class RecordingContext:
             name, kind, started_at, finished_at, status, attributes, parent_id, span_id
         )
         self.spans.append(data)
+        self.timeline.append(("span", data))
         return str(data["span_id"])
 
     def text(self, stream: OutputStream) -> str:

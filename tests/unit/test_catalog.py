@@ -25,7 +25,7 @@ class AnyParamsForTests:
 
 
 KINDS: dict[str, ParamsParser] = {
-    kind: AnyParamsForTests() for kind in ("shell", "http", "llm", "sleep")
+    kind: AnyParamsForTests() for kind in ("shell", "agent", "http", "llm", "sleep")
 }
 STEP = "steps: [{key: a, kind: sleep}]\n"
 
@@ -59,7 +59,7 @@ def test_errors_in_every_bad_file_are_prefixed_with_its_name(tmp_path: Path) -> 
         ),
         FieldError(
             "checkout.yaml: steps[0].kind",
-            'unknown kind "shel"; expected one of http, llm, shell, sleep',
+            'unknown kind "shel"; expected one of agent, http, llm, shell, sleep',
         ),
     )
     assert str(caught.value).startswith("binary.yaml: not UTF-8 text; broken.yaml: invalid YAML")

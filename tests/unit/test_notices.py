@@ -1,4 +1,4 @@
-"""Notices on the wire: the optional status-change flag, splitting, and notices from a batch."""
+"""Notices on the wire: the optional status and usage flags, splitting, and notices from a batch."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ def test_the_flag_round_trips_and_unflagged_notices_keep_their_form() -> None:
     notices = [Notice("a", 1, 3, status_changed=True), Notice("b", 2, 2)]
     [message] = encode_notices(notices)
     assert message == '[["a",1,3,true],["b",2,2]]'
+    assert decode_notices(message) == notices
+
+
+def test_the_usage_flag_comes_sixth_and_round_trips() -> None:
+    notices = [
+        Notice("a", 1, 3, usage_changed=True),
+        Notice("b", 4, 4, status_changed=True, usage_changed=True),
+    ]
+    [message] = encode_notices(notices)
+    # The fifth element was another flag once; it stays false, so no process misreads it.
+    assert message == '[["a",1,3,false,false,true],["b",4,4,true,false,true]]'
     assert decode_notices(message) == notices
 
 
@@ -42,6 +53,15 @@ def test_notices_flag_the_executions_whose_status_changed() -> None:
         event("busy", 2, EventType.OUTPUT),
     ]
     assert notices_of(batch) == [Notice("quiet", 4, 5), Notice("busy", 1, 2, status_changed=True)]
+
+
+def test_notices_flag_the_executions_whose_usage_changed() -> None:
+    batch = [
+        Event("spent", 7, AT, EventType.USAGE, {"tokens_input": 1}, "s", 1),
+        Event("idle", 3, AT, EventType.OUTPUT, {"text": "x"}, "s", 1),
+        Event("spent", 8, AT, EventType.OUTPUT, {"text": "y"}, "s", 1),
+    ]
+    assert notices_of(batch) == [Notice("spent", 7, 8, usage_changed=True), Notice("idle", 3, 3)]
 
 
 def test_a_long_list_is_split_into_messages_under_the_bus_limit() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from runwire.errors import FieldError, InvalidDefinition
-from runwire.runner.steps import STEP_KINDS, HttpParams, ShellParams, SleepParams
+from runwire.runner.steps import STEP_KINDS, AgentParams, HttpParams, ShellParams, SleepParams
 
 SHELL_FIELDS = "argv, command, cwd, env, network, shell, stdin"
 HTTP_FIELDS = "body, headers, json, method, timeout, url"
@@ -24,7 +24,7 @@ def errors(kind: str, params: Any) -> list[tuple[str, str]]:
     return [(error.path, error.message) for error in caught.value.errors]
 
 
-@pytest.mark.parametrize("kind", ["shell", "http", "sleep"])
+@pytest.mark.parametrize("kind", ["shell", "agent", "http", "sleep"])
 @pytest.mark.parametrize("params", [None, [], "argv", 3])
 def test_params_must_be_a_mapping(kind: str, params: Any) -> None:
     assert errors(kind, params)[0] == ("w", "expected a mapping")
@@ -181,3 +181,41 @@ def test_header_values_never_appear_in_errors() -> None:
     assert caught.value.errors == (
         FieldError("w.headers.a", "must not contain line breaks or NUL"),
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, [("w.command", "required"), ("w.format", "required")]),
+        (
+            {"command": [], "format": "jsonl"},
+            [
+                ("w.command", "must not be empty"),
+                ("w.format", "expected one of: claude-stream-json, codex-jsonl, ndjson"),
+            ],
+        ),
+        (
+            {"command": "claude -p", "format": "ndjson", "cwd": "../up", "prompt": "x"},
+            [
+                (
+                    "w.prompt",
+                    "unknown field; expected one of: command, cwd, env, format, model, network,"
+                    " stdin",
+                ),
+                ("w.command", "expected a list of strings"),
+                ("w.cwd", "a relative cwd is inside the step's directory: no '..'"),
+            ],
+        ),
+    ],
+)
+def test_agent_params_errors_name_their_field(
+    params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert errors("agent", params) == expected
+
+
+def test_agent_params() -> None:
+    parsed = STEP_KINDS["agent"].parse(
+        {"command": ["codex", "exec", "--json", "-"], "format": "codex-jsonl", "stdin": "hi"}, "w"
+    )
+    assert parsed == AgentParams(("codex", "exec", "--json", "-"), "codex-jsonl", stdin="hi")

@@ -221,18 +221,6 @@ def test_a_figure_reported_above_covers_the_same_figure_below() -> None:
     assert trace.cost_usd == pytest.approx(0.01)
 
 
-def test_the_cost_is_null_when_any_usage_had_no_price() -> None:
-    # Step b's model had no price: the execution's cost is unknown, not step a's alone.
-    steps = [
-        step("a", attributes={"tokens_input": 10, "cost_usd": 0.25, "usage_unpriced": 0}),
-        step("b", start=100, end=200, attributes={"tokens_input": 5, "usage_unpriced": 1}),
-    ]
-    trace = build_trace(execution(), steps, [])
-    assert trace.tokens is not None
-    assert trace.tokens.input == 15
-    assert trace.cost_usd is None
-
-
 def test_totals_are_null_when_nothing_reported_them() -> None:
     steps = [step("a", attributes={"latency_ms": 5, "status": 200})]
     trace = build_trace(execution(), steps, [span("s", tokens_input=True, cost_usd="free")])
@@ -243,3 +231,34 @@ def test_only_one_side_of_tokens_known() -> None:
     trace = build_trace(execution(), [step("a", attributes={"tokens_output": 9.0})], [])
     assert trace.tokens is not None
     assert (trace.tokens.input, trace.tokens.output, trace.tokens.total) == (None, 9, 9)
+
+
+def test_the_cost_is_unknown_when_any_model_call_had_no_price() -> None:
+    steps = [
+        StepRun(
+            "ex-1",
+            "a",
+            "llm",
+            1,
+            0,
+            StepStatus.SUCCEEDED,
+            at(0),
+            at(10),
+            attributes={"tokens_input": 5, "cost_usd": 0.5, "usage_unpriced": 0},
+        ),
+        StepRun(
+            "ex-1",
+            "b",
+            "llm",
+            1,
+            1,
+            StepStatus.SUCCEEDED,
+            at(10),
+            at(20),
+            attributes={"tokens_input": 5, "usage_priced_usd": 0.1, "usage_unpriced": 1},
+        ),
+    ]
+    found = build_trace(execution(), steps, [])
+    assert found.cost_usd is None
+    assert found.tokens is not None
+    assert found.tokens.input == 10

@@ -17,6 +17,8 @@ from runwire_client.errors import (
 )
 from runwire_client.models import (
     TERMINAL_STATUSES,
+    AgentEntryReported,
+    AgentEntryType,
     AssertionResult,
     Event,
     Execution,
@@ -37,7 +39,10 @@ from runwire_client.models import (
     StepStatusChanged,
     TokenUsage,
     Trace,
+    UnknownEvent,
     UpdateKind,
+    UsageReported,
+    UsageTotals,
 )
 from runwire_client.sync import SyncRunwireClient
 from runwire_client.version import SCHEMA_SHA256, __version__
@@ -45,6 +50,8 @@ from runwire_client.version import SCHEMA_SHA256, __version__
 __all__ = [
     "SCHEMA_SHA256",
     "TERMINAL_STATUSES",
+    "AgentEntryReported",
+    "AgentEntryType",
     "AssertionResult",
     "AuthenticationError",
     "ConnectionFailedError",
@@ -76,7 +83,10 @@ __all__ = [
     "TokenUsage",
     "Trace",
     "UnexpectedResponseError",
+    "UnknownEvent",
     "UpdateKind",
+    "UsageReported",
+    "UsageTotals",
     "ValidationError",
     "__version__",
 ]

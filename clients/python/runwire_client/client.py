@@ -251,7 +251,9 @@ class RunwireClient:
     async def live(
         self, filter: ExecutionFilter | None = None
     ) -> AsyncGenerator[ExecutionUpdate, None]:
-        """Status changes of executions matching `filter`, from now on; never ends by itself.
+        """Status changes of executions matching `filter`, from now on, and (as CHANGED updates
+        with the same status, at most every half second) changes of a running one's usage
+        totals; never ends by itself.
 
         Not resumed after a dropped connection (ConnectionFailedError): read the list again
         (history) and call live again.

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from runwire_client.errors import UnexpectedResponseError
 from runwire_client.models import (
+    AgentEntryReported,
+    AgentEntryType,
     AssertionResult,
     Event,
     Execution,
@@ -27,7 +29,10 @@ from runwire_client.models import (
     StepStatusChanged,
     TokenUsage,
     Trace,
+    UnknownEvent,
     UpdateKind,
+    UsageReported,
+    UsageTotals,
 )
 
 T = TypeVar("T")
@@ -181,7 +186,57 @@ def event(data: Data) -> Event:
         )
     if typename == "SpanReported":
         return SpanReported(span=span(data["span"]), **common)
-    raise ValueError(f"unknown event type {typename!r}")
+    if typename == "AgentEntryReported":
+        return agent_entry(data, common)
+    if typename == "UsageReported":
+        return usage(data, common)
+    # A server newer than this client sends types it does not know: keep following.
+    return UnknownEvent(typename=str(typename), type=data.get("type"), **common)
+
+
+def agent_entry(data: Data, common: dict[str, Any]) -> AgentEntryReported:
+    entry = str(data["entry"])
+    details = data.get("data")
+    return AgentEntryReported(
+        entry=AgentEntryType(entry) if entry in AgentEntryType.__members__ else entry,
+        text=data.get("entryText"),  # aliased in the operation: see FollowExecutionEvents
+        tool=data.get("tool"),
+        call_id=data.get("callId"),
+        is_error=bool(data["isError"]),
+        data=None if details is None else dict(details),
+        **common,
+    )
+
+
+def usage(data: Data, common: dict[str, Any]) -> UsageReported:
+    return UsageReported(
+        model=data.get("model"),
+        tokens_input=_whole(data["tokensInput"]),
+        tokens_output=_whole(data["tokensOutput"]),
+        tokens_cached=_whole(data["tokensCached"]),
+        tokens_reasoning=_whole(data["tokensReasoning"]),
+        cost_usd=_optional_float(data.get("costUsd")),
+        unpriced=data.get("unpriced"),
+        price_source=data.get("priceSource"),
+        ttft_ms=_optional_float(data.get("ttftMs")),
+        duration_ms=_optional_float(data.get("durationMs")),
+        tokens_per_second=_optional_float(data.get("tokensPerSecond")),
+        step_totals=usage_totals(data["stepTotals"]),
+        execution_totals=usage_totals(data["executionTotals"]),
+        **common,
+    )
+
+
+def usage_totals(data: Data) -> UsageTotals:
+    return UsageTotals(
+        calls=int(data["calls"]),
+        tokens_input=_whole(data["tokensInput"]),
+        tokens_output=_whole(data["tokensOutput"]),
+        tokens_cached=_whole(data["tokensCached"]),
+        tokens_reasoning=_whole(data["tokensReasoning"]),
+        cost_usd=_optional_float(data.get("costUsd")),
+        unpriced=int(data["unpriced"]),
+    )
 
 
 def event_batch(data: Data) -> list[Event]:
@@ -196,6 +251,21 @@ def execution_update(data: Data) -> ExecutionUpdate:
         at=_time(data["at"]),
         execution=execution(data["execution"]),
     )
+
+
+def _whole(value: Any) -> int:
+    """A token count: the schema sends Float (GraphQL's Int is 32 bits), the value is whole."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
 
 
 def _time(value: Any) -> datetime:

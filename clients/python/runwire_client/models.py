@@ -59,7 +59,8 @@ class ExecutionMode(StrEnum):
 
 
 class UpdateKind(StrEnum):
-    """CHANGED: a status change; CURRENT: restated because changes may have been missed."""
+    """CHANGED: a status change, or (the same status) a change of usage totals; CURRENT: restated
+    because changes may have been missed."""
 
     CHANGED = "CHANGED"
     CURRENT = "CURRENT"
@@ -209,7 +210,7 @@ class Trace:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionUpdate:
-    """One message of the live list: an execution changed status (or is restated)."""
+    """One message of the live list: an execution changed status or usage (or is restated)."""
 
     kind: UpdateKind
     status: ExecutionStatus
@@ -324,4 +325,121 @@ class SpanReported:
         return False
 
 
-Event = ExecutionStatusChanged | StepStatusChanged | OutputChunk | OutputTruncated | SpanReported
+class AgentEntryType(StrEnum):
+    """What an agent transcript entry is."""
+
+    INIT = "INIT"
+    ASSISTANT_TEXT = "ASSISTANT_TEXT"
+    TOOL_CALL = "TOOL_CALL"
+    TOOL_RESULT = "TOOL_RESULT"
+    RESULT = "RESULT"
+    UNKNOWN = "UNKNOWN"  # a line of a shape the server does not know, kept in data["raw"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentEntryReported:
+    """One typed entry of an agent's transcript; which fields are set depends on `entry`.
+
+    INIT: `data` has the session, model and tools. ASSISTANT_TEXT: `text`. TOOL_CALL: `tool`,
+    `call_id`, `data["input"]`. TOOL_RESULT: `call_id`, `text` (the tool's output), `is_error`.
+    RESULT: `text` (the final answer), `is_error`, `data` (outcome, turns, duration_ms).
+    UNKNOWN: `data["raw"]`. `entry` is a plain str when the server names a kind of entry this
+    client does not know yet.
+    """
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    entry: AgentEntryType | str
+    text: str | None
+    tool: str | None
+    call_id: str | None
+    is_error: bool
+    data: dict[str, Any] | None
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """Usage summed over a step's attempts or a whole execution.
+
+    `cost_usd` is None while any report in the sum has no price (`unpriced` counts them): a
+    partial sum is never shown as the cost.
+    """
+
+    calls: int
+    tokens_input: int
+    tokens_output: int
+    tokens_cached: int
+    tokens_reasoning: int
+    cost_usd: float | None
+    unpriced: int
+
+    @property
+    def tokens(self) -> int:
+        """Input and output tokens (cached and reasoning ones are counted in these)."""
+        return self.tokens_input + self.tokens_output
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageReported:
+    """A model call or agent run reported what it consumed, with the step's and execution's
+    totals so far. `cost_usd` is None when the model has no price (`unpriced` says why)."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    model: str | None
+    tokens_input: int
+    tokens_output: int
+    tokens_cached: int
+    tokens_reasoning: int
+    cost_usd: float | None
+    unpriced: str | None
+    price_source: str | None
+    ttft_ms: float | None
+    duration_ms: float | None
+    tokens_per_second: float | None
+    step_totals: UsageTotals
+    execution_totals: UsageTotals
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownEvent:
+    """An event of a type this client does not know (the server is newer): its common fields,
+    its GraphQL `typename` and its `type`, so a consumer can skip it or show that it came."""
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    typename: str
+    type: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """Never: the terminal event is an ExecutionStatusChanged, a type every client knows."""
+        return False
+
+
+Event = (
+    ExecutionStatusChanged
+    | StepStatusChanged
+    | OutputChunk
+    | OutputTruncated
+    | SpanReported
+    | AgentEntryReported
+    | UsageReported
+    | UnknownEvent
+)

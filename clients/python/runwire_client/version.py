@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # sha256 of the schema/schema.graphql this version's operations and types were written against;
 # a test compares it with the current file, so a schema change cannot pass unnoticed here.
-SCHEMA_SHA256 = "db73b5d8d75e3552e62a115286af3211d4a462f3ba9b3a7519067ad1f3bfbc59"
+SCHEMA_SHA256 = "56f11720877c77870a35d91baaa09bbd2cce4b9f9ffbdd7dd78f3a09fec479ed"

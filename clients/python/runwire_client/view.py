@@ -20,6 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from runwire_client import (
+    AgentEntryReported,
+    AgentEntryType,
     Event,
     Execution,
     ExecutionStatus,
@@ -31,6 +33,9 @@ from runwire_client import (
     StepStatus,
     StepStatusChanged,
     Trace,
+    UnknownEvent,
+    UsageReported,
+    UsageTotals,
 )
 
 STEP_ENDED = frozenset(
@@ -48,6 +53,8 @@ EVENT_TYPES: Mapping[type, str] = {
     OutputChunk: "OUTPUT",
     OutputTruncated: "OUTPUT_TRUNCATED",
     SpanReported: "SPAN",
+    AgentEntryReported: "AGENT_ENTRY",
+    UsageReported: "USAGE",
 }
 STATUS_STYLES: Mapping[str, str] = {
     "SUCCEEDED": "bold green",
@@ -63,6 +70,10 @@ STATUS_STYLES: Mapping[str, str] = {
     "STOPPING": "yellow",
 }
 TOKENS_INPUT, TOKENS_OUTPUT, COST_USD = "tokens_input", "tokens_output", "cost_usd"
+# Step attempt attributes the server stores with reported usage (besides the three above).
+USAGE_CALLS, USAGE_UNPRICED = "usage_calls", "usage_unpriced"
+# Where transcript entries and usage go among a step's output lines.
+AGENT, USAGE = "agent", "usage"
 
 
 # --- the state the views draw -------------------------------------------------------------------
@@ -94,8 +105,9 @@ class OutputLine:
 
     seq: int
     step_key: str
-    stream: str
+    stream: str  # stdout, stderr; or AGENT (a transcript entry) and USAGE (a usage report)
     text: str
+    error: bool = False  # a failed tool call or an agent's error result
 
 
 @dataclass
@@ -110,6 +122,11 @@ class RunState:
     last_seq: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The latest usage totals: the execution's, and each step's (over its attempts).
+    usage: UsageTotals | None = None
+    step_usage: dict[str, UsageTotals] = field(default_factory=dict)
+    # Tool names by call id, so a tool's result names the tool it answers.
+    _tools: dict[str, str] = field(default_factory=dict)
     # Output arrives in chunks that need not end at a line break: the unfinished line waits here
     # per (step, attempt, stream) until its break arrives or the step ends.
     _partial: dict[tuple[str, int | None, str], str] = field(default_factory=dict)
@@ -185,6 +202,19 @@ class RunState:
                 self.steps[key] = step
             case OutputChunk(step_key=str(key)):
                 completed = self._lines(event, key)
+            case AgentEntryReported(step_key=str(key)):
+                if event.entry is AgentEntryType.TOOL_CALL and event.call_id and event.tool:
+                    self._tools[event.call_id] = event.tool
+                tool = self._tools.get(event.call_id or "")
+                failed = event.is_error
+                completed = [
+                    OutputLine(event.seq, key, AGENT, line, failed)
+                    for line in entry_lines(event, tool)
+                ]
+            case UsageReported(step_key=str(key)):
+                self.usage = event.execution_totals
+                self.step_usage[key] = event.step_totals
+                completed = [OutputLine(event.seq, key, USAGE, usage_line(event))]
             case _:
                 pass
         self.tail.extend(completed)
@@ -218,6 +248,8 @@ class StepSummary:
     error: str | None = None
     cost_usd: float | None = None
     tokens: int | None = None
+    # Usage reports whose model had no price: the cost is unknown, not the priced part's sum.
+    unpriced: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +264,14 @@ class Summary:
     steps: tuple[StepSummary, ...]
     cost_usd: float | None = None
     tokens: int | None = None
+    tokens_input: int | None = None
+    tokens_output: int | None = None
+    unpriced: int = 0
 
     @property
     def reports_spending(self) -> bool:
         """True when a step reported cost or tokens: only then are those columns shown."""
-        return self.cost_usd is not None or self.tokens is not None
+        return self.cost_usd is not None or self.tokens is not None or self.unpriced > 0
 
 
 def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
@@ -246,6 +281,7 @@ def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
         latest[run.key] = run
     costs = _per_step(trace, (COST_USD,))
     tokens = _per_step(trace, (TOKENS_INPUT, TOKENS_OUTPUT))
+    unpriced = _per_step(trace, (USAGE_UNPRICED,))
     rows = tuple(
         StepSummary(
             key=run.key,
@@ -255,12 +291,11 @@ def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
             error=run.error,
             cost_usd=costs.get(run.key),
             tokens=None if run.key not in tokens else int(tokens[run.key]),
+            unpriced=int(unpriced.get(run.key, 0)),
         )
         for run in latest.values()
     )
-    total_tokens = None
-    if trace is not None and trace.tokens is not None:
-        total_tokens = trace.tokens.total
+    found = None if trace is None else trace.tokens
     return Summary(
         execution_id=execution.id,
         name=execution.name,
@@ -269,7 +304,10 @@ def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
         error=execution.error,
         steps=rows,
         cost_usd=None if trace is None else trace.cost,
-        tokens=total_tokens,
+        tokens=None if found is None else found.total,
+        tokens_input=None if found is None else found.input,
+        tokens_output=None if found is None else found.output,
+        unpriced=sum(row.unpriced for row in rows),
     )
 
 
@@ -331,11 +369,122 @@ def format_ms(ms: int | None) -> str:
 
 
 def format_cost(cost: float | None) -> str:
-    return "-" if cost is None else f"${cost:.4f}"
+    """$0.5300; a cost under a cent keeps its significant digits ($0.000042), so a small cost
+    never reads as $0."""
+    if cost is None:
+        return "-"
+    if 0 < abs(cost) < 0.01:
+        return f"${cost:.6f}".rstrip("0")
+    return f"${cost:.4f}"
 
 
 def format_tokens(tokens: int | None) -> str:
     return "-" if tokens is None else f"{tokens:,}"
+
+
+# --- agent transcripts and usage ----------------------------------------------------------------
+
+SUMMARY_CHARS = 100  # of a tool's input or result on its one line
+
+
+def entry_lines(event: AgentEntryReported, tool: str | None = None) -> list[str]:
+    """A transcript entry as readable lines; `tool` names the call a TOOL_RESULT answers."""
+    data = event.data or {}
+    text = event.text or ""
+    match event.entry:
+        case AgentEntryType.INIT:
+            details = [str(data["model"])] if data.get("model") else []
+            tools = data.get("tools")
+            if isinstance(tools, list):
+                details.append(f"{len(tools)} tools")
+            return ["agent started" + (f" ({', '.join(details)})" if details else "")]
+        case AgentEntryType.ASSISTANT_TEXT:
+            first, *rest = text.splitlines() or [""]
+            return [f"assistant: {first}", *(f"  {line}" for line in rest)]
+        case AgentEntryType.TOOL_CALL:
+            return [f"→ {event.tool or 'tool'}({input_summary(data.get('input'))})"]
+        case AgentEntryType.TOOL_RESULT:
+            name = tool or event.tool or "tool"
+            head = f"✗ {name} failed" if event.is_error else f"← {name}"
+            return [f"{head}: {_one_line(text)}" if text else head]
+        case AgentEntryType.RESULT:
+            outcome = data.get("outcome") or ("error" if event.is_error else "done")
+            facts = []
+            if isinstance(data.get("turns"), int):
+                facts.append(f"{data['turns']} turns")
+            duration = data.get("duration_ms")
+            if isinstance(duration, int | float) and not isinstance(duration, bool):
+                facts.append(format_seconds(duration / 1000))
+            head = f"result {outcome}" + (f" ({', '.join(facts)})" if facts else "")
+            first, *rest = text.splitlines() or [""]
+            return [f"{head}: {first}" if first else head, *(f"  {line}" for line in rest)]
+        case AgentEntryType.UNKNOWN:
+            return [f"? {_one_line(str(data.get('raw', text)))}"]
+        case _:  # a kind of entry this client does not know yet
+            return [f"{str(event.entry).lower()}: {_one_line(text)}" if text else str(event.entry)]
+
+
+def input_summary(value: Any) -> str:
+    """A tool's input on one short line: `command='ls -la', timeout=5`."""
+    if isinstance(value, Mapping):
+        shown = ", ".join(f"{key}={_short(item)}" for key, item in value.items())
+    elif value is None:
+        shown = ""
+    else:
+        shown = _short(value)
+    return _cut(shown)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(_cut(_one_line(value), 60))
+    return _cut(json.dumps(value, default=str, ensure_ascii=False), 60)
+
+
+def _one_line(text: str) -> str:
+    """The first line, cut to fit, saying how many more there were."""
+    lines = text.splitlines() or [""]
+    more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+    return _cut(lines[0]) + more
+
+
+def _cut(text: str, limit: int = SUMMARY_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cost_text(cost: float | None, unpriced: str | None) -> str:
+    """A usage's cost, or why there is none: never $0 for a model without a price."""
+    if cost is not None:
+        return format_cost(cost)
+    return f"cost unknown ({unpriced})" if unpriced else "cost unknown"
+
+
+def totals_text(totals: UsageTotals) -> str:
+    """`$0.0123, 1,540 tokens`; the cost is unknown while any report in it has no price."""
+    if totals.cost_usd is not None:
+        cost = format_cost(totals.cost_usd)
+    else:
+        cost = f"cost unknown ({totals.unpriced} of {totals.calls} unpriced)"
+    return f"{cost}, {format_tokens(totals.tokens)} tokens"
+
+
+def usage_line(event: UsageReported) -> str:
+    """One usage report: model, tokens, cost, speed, and the step's and execution's totals."""
+    tokens = f"{event.tokens_input:,} in / {event.tokens_output:,} out tokens"
+    if event.tokens_cached:
+        tokens += f", {event.tokens_cached:,} cached"
+    if event.tokens_reasoning:
+        tokens += f", {event.tokens_reasoning:,} reasoning"
+    parts = [tokens, cost_text(event.cost_usd, event.unpriced)]
+    if event.ttft_ms is not None:
+        parts.append(f"TTFT {format_seconds(event.ttft_ms / 1000)}")
+    if event.tokens_per_second is not None:
+        parts.append(f"{event.tokens_per_second:,.1f} tokens/s")
+    return (
+        f"{event.model or '(no model)'}: {', '.join(parts)}"
+        f"; step {totals_text(event.step_totals)}"
+        f"; execution {totals_text(event.execution_totals)}"
+    )
 
 
 def _summary_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
@@ -346,7 +495,8 @@ def _summary_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
     for step in summary.steps:
         row = [step.key, step.status.value, format_ms(step.duration_ms), str(step.attempts)]
         if summary.reports_spending:
-            row += [format_cost(step.cost_usd), format_tokens(step.tokens)]
+            cost = "unknown" if step.unpriced else format_cost(step.cost_usd)
+            row += [cost, format_tokens(step.tokens)]
         rows.append(row)
     return header, rows
 
@@ -354,8 +504,21 @@ def _summary_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
 def _summary_headline(summary: Summary) -> str:
     line = f"{summary.name} {summary.status.value} in {format_ms(summary.duration_ms)}"
     if summary.reports_spending:
-        line += f", cost {format_cost(summary.cost_usd)}, tokens {format_tokens(summary.tokens)}"
+        line += f", {_summary_cost(summary)}, tokens {format_tokens(summary.tokens)}"
+        if summary.tokens_input is not None or summary.tokens_output is not None:
+            line += (
+                f" ({format_tokens(summary.tokens_input or 0)} in"
+                f" / {format_tokens(summary.tokens_output or 0)} out)"
+            )
     return f"{line} (execution {summary.execution_id})"
+
+
+def _summary_cost(summary: Summary) -> str:
+    """The total cost; unknown (never the priced part alone) when some usage had no price."""
+    if not summary.unpriced:
+        return f"cost {format_cost(summary.cost_usd)}"
+    priced = "" if summary.cost_usd is None else f"; {format_cost(summary.cost_usd)} priced"
+    return f"cost unknown ({summary.unpriced} usage report(s) without a price{priced})"
 
 
 def summary_lines(summary: Summary) -> list[str]:
@@ -415,7 +578,11 @@ def to_jsonable(value: Any) -> Any:
 
 def event_json(event: Event) -> str:
     """One event as one line of JSON: `type` (as the server names it) and the event's fields."""
-    return json.dumps({"type": EVENT_TYPES[type(event)], **to_jsonable(event)})
+    if isinstance(event, UnknownEvent):
+        name = event.type or event.typename
+    else:
+        name = EVENT_TYPES[type(event)]
+    return json.dumps({"type": name, **to_jsonable(event)})
 
 
 # --- the three ways to show events --------------------------------------------------------------
@@ -466,9 +633,11 @@ class PlainView:
                 for line in lines:
                     self._line(line.seq, _output_line(line))
                 self._line(event.seq, _step_line(event, key, before))
-            case OutputChunk():
+            case OutputChunk() | AgentEntryReported() | UsageReported():
                 for line in lines:
                     self._line(line.seq, _output_line(line))
+            case UnknownEvent():
+                self._line(event.seq, _unknown_line(event))
             case OutputTruncated():
                 self._line(event.seq, f"{event.step_key} | … {event.message}")
             case SpanReported():
@@ -523,6 +692,14 @@ def _step_line(event: StepStatusChanged, key: str, before: StepProgress | None) 
 def _output_line(line: OutputLine) -> str:
     stream = "" if line.stream == "stdout" else f" ({line.stream})"
     return f"{line.step_key}{stream} | {line.text}"
+
+
+def _unknown_line(event: UnknownEvent) -> str:
+    where = f"{event.step_key} " if event.step_key else ""
+    return (
+        f"{where}event {event.type or event.typename}"
+        " (a type this rw does not know: upgrade runwire-client to see it)"
+    )
 
 
 class JsonView:
@@ -607,6 +784,8 @@ class LiveView:
         if state.started_at is not None:
             until = state.finished_at or now
             headline.append(f"  {format_seconds((until - state.started_at).total_seconds())}")
+        if state.usage is not None:
+            headline.append(f"  {totals_text(state.usage)}", style="yellow")
         progress = Table.grid(padding=(0, 1))
         progress.add_row(
             ProgressBar(total=max(total, 1), completed=done, width=40),
@@ -642,6 +821,8 @@ class LiveView:
             f"  attempt {step.attempt}  ",
             (format_seconds((now - started).total_seconds()), "cyan"),
         )
+        if (usage := self.state.step_usage.get(step.key)) is not None:
+            label.append(f"  {totals_text(usage)}", style="yellow")
         spinner = self._spinners.setdefault(step.key, Spinner("dots", style="cyan"))
         spinner.update(text=label)
         return spinner
@@ -656,8 +837,13 @@ def _tail_line(line: OutputLine, width: int) -> Text:
     # Output may carry colour codes (shown) and other escape sequences (dropped, so a step's
     # output cannot move the cursor or retitle the terminal); a bare \r rewrites a line.
     shown = Text.from_ansi(line.text.rsplit("\r", 1)[-1])
-    if line.stream == "stderr":
+    if line.stream == "stderr" or line.error:
         shown.stylize("red")
+    elif line.stream == AGENT:
+        shown.stylize("cyan")
+    elif line.stream == USAGE:
+        shown = Text("$ ", style="yellow").append_text(shown)
+        shown.stylize("yellow")
     text.append_text(shown)
     text.no_wrap = True
     text.overflow = "ellipsis"

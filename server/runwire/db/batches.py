@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from runwire.db import tables
 from runwire.db.engine import Database, marks
 from runwire.db.executions import insert_execution
-from runwire.db.rows import batch_of
+from runwire.db.rows import USAGE_SUMS, batch_of, usage_of
+from runwire.domain.agents import UsageTotals
 from runwire.domain.clock import utc_now
 from runwire.domain.models import EXECUTION_TERMINAL, Batch, Event, Execution, ExecutionStatus
 
@@ -52,6 +53,13 @@ class BatchRepository:
             batch_id,
         )
         return {ExecutionStatus(row["status"]): int(row["n"]) for row in rows}
+
+    async def batch_usage(self, batch_id: str) -> UsageTotals:
+        """Tokens and cost summed over the batch's executions (their rows keep the totals)."""
+        rows = await self._database.fetch(
+            f"SELECT {USAGE_SUMS} FROM runwire_execution WHERE batch_id = {{}}", batch_id
+        )
+        return usage_of(rows[0])
 
     async def unfinished_in_batch(self, batch_id: str) -> list[str]:
         terminal = [status.value for status in EXECUTION_TERMINAL]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from runwire.db.engine import Database
+from runwire.db.rows import USAGE_SUMS, usage_of
+from runwire.domain.agents import UsageTotals
 from runwire.domain.models import ExecutionStatus
 from runwire.domain.queries import (
     PERCENTILES,
@@ -29,7 +31,7 @@ class MetricsRepository:
         async with self._database.snapshot():
             rows = await self._database.fetch(
                 "SELECT status, COUNT(*) AS n, COUNT(duration_ms) AS measured,"
-                " MAX(duration_ms) AS max_ms FROM runwire_execution"
+                f" MAX(duration_ms) AS max_ms, {USAGE_SUMS} FROM runwire_execution"
                 f" WHERE {where} GROUP BY status",
                 *args,
             )
@@ -38,6 +40,9 @@ class MetricsRepository:
                 counts[ExecutionStatus(row["status"])] = int(row["n"])
             measured = sum(int(row["measured"]) for row in rows)
             maxima = [int(row["max_ms"]) for row in rows if row["max_ms"] is not None]
+            usage = UsageTotals()
+            for row in rows:
+                usage = usage.plus(usage_of(row))
             percentiles = {
                 p: await self._ranked(where, args, nearest_rank(p, measured), measured)
                 for p in PERCENTILES
@@ -48,6 +53,7 @@ class MetricsRepository:
             measured=measured,
             percentiles_ms=percentiles,
             max_ms=max(maxima, default=None),
+            usage=usage,
         )
 
     async def _ranked(self, where: str, args: list[Any], rank: int, measured: int) -> int | None:

@@ -17,6 +17,7 @@ from runwire.db.engine import (
     stored_datetime,
 )
 from runwire.db.rows import dump
+from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.models import Event, EventType, ExecutionStatus, Lease, StepStatus
 from runwire.errors import LeaseLost
 
@@ -27,7 +28,11 @@ _EXECUTION_SQL = (
     " error = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN error ELSE ? END,"
     " finished_at = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN finished_at ELSE ? END,"
     " duration_ms = CASE WHEN CAST(? AS VARCHAR) IS NULL THEN duration_ms ELSE ? END,"
-    " started_at = COALESCE(started_at, ?) WHERE id = ?"
+    " started_at = COALESCE(started_at, ?),"
+    " usage_calls = usage_calls + ?, usage_input = usage_input + ?,"
+    " usage_output = usage_output + ?, usage_cached = usage_cached + ?,"
+    " usage_reasoning = usage_reasoning + ?, usage_cost_usd = usage_cost_usd + ?,"
+    " usage_unpriced = usage_unpriced + ? WHERE id = ?"
 )
 # The same update for a whole batch on Postgres, which is also the lease check: a row whose
 # execution is given an owner (and generation) is updated only while it has that lease, and
@@ -36,8 +41,11 @@ _EXECUTION_POSTGRES_SQL = """
 WITH batch AS (
     SELECT * FROM unnest(
         $1::varchar[], $2::integer[], $3::varchar[], $4::text[], $5::timestamptz[],
-        $6::bigint[], $7::timestamptz[], $8::varchar[], $9::integer[]
-    ) AS b(id, last_seq, status, error, finished_at, duration_ms, started_at, owner, generation)
+        $6::bigint[], $7::timestamptz[], $8::varchar[], $9::integer[], $10::integer[],
+        $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::float8[], $16::integer[]
+    ) AS b(id, last_seq, status, error, finished_at, duration_ms, started_at, owner, generation,
+        usage_calls, usage_input, usage_output, usage_cached, usage_reasoning, usage_cost_usd,
+        usage_unpriced)
 ), held AS MATERIALIZED (
     SELECT e.id FROM runwire_execution AS e JOIN batch AS b ON b.id = e.id
     WHERE b.owner IS NULL OR (e.owner = b.owner AND e.lease_generation = b.generation)
@@ -47,7 +55,13 @@ UPDATE runwire_execution AS e SET last_seq = b.last_seq, status = COALESCE(b.sta
     error = CASE WHEN b.status IS NULL THEN e.error ELSE b.error END,
     finished_at = CASE WHEN b.status IS NULL THEN e.finished_at ELSE b.finished_at END,
     duration_ms = CASE WHEN b.status IS NULL THEN e.duration_ms ELSE b.duration_ms END,
-    started_at = COALESCE(e.started_at, b.started_at)
+    started_at = COALESCE(e.started_at, b.started_at),
+    usage_calls = e.usage_calls + b.usage_calls, usage_input = e.usage_input + b.usage_input,
+    usage_output = e.usage_output + b.usage_output,
+    usage_cached = e.usage_cached + b.usage_cached,
+    usage_reasoning = e.usage_reasoning + b.usage_reasoning,
+    usage_cost_usd = e.usage_cost_usd + b.usage_cost_usd,
+    usage_unpriced = e.usage_unpriced + b.usage_unpriced
 FROM batch AS b JOIN held AS h ON h.id = b.id
 WHERE e.id = b.id
 RETURNING e.id
@@ -64,6 +78,14 @@ _STEP_SQL = (
     " error = COALESCE(excluded.error, runwire_step_run.error),"
     " assertions = COALESCE(excluded.assertions, runwire_step_run.assertions),"
     " attributes = COALESCE(excluded.attributes, runwire_step_run.attributes)"
+)
+# A USAGE event adds to its attempt's row, which its RUNNING status event wrote before it (in
+# this batch or an earlier one: the upsert above runs first).
+_STEP_USAGE_SQL = (
+    "UPDATE runwire_step_run SET usage_calls = usage_calls + ?, usage_input = usage_input + ?,"
+    " usage_output = usage_output + ?, usage_cached = usage_cached + ?,"
+    " usage_reasoning = usage_reasoning + ?, usage_cost_usd = usage_cost_usd + ?,"
+    " usage_unpriced = usage_unpriced + ? WHERE execution_id = ? AND key = ? AND attempt = ?"
 )
 _SPAN_SQL = (
     "INSERT INTO runwire_span (execution_id, span_id, parent_id, step_key, attempt, name,"
@@ -83,11 +105,11 @@ async def write_events(
     that are not, raised before any event is inserted (the caller's transaction rolls back).
     The execution rows are updated first because that statement is also the lease check.
     """
-    executions, steps, spans = _fold(events)
+    executions, steps, usage, spans = _fold(events)
     await _update_executions(database, executions, leases or {})
     await insert_events(database, events)
     connection = database.connection()
-    for sql, rows in ((_STEP_SQL, steps), (_SPAN_SQL, spans)):
+    for sql, rows in ((_STEP_SQL, steps), (_STEP_USAGE_SQL, usage), (_SPAN_SQL, spans)):
         if rows:
             await connection.executemany(numbered(sql) if database.is_postgres else sql, rows)
 
@@ -113,10 +135,14 @@ async def insert_events(database: Database, events: Sequence[Event]) -> None:
 
 def _fold(
     events: Sequence[Event],
-) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Fold a batch of events into what changes per execution, and step and span rows."""
+) -> tuple[
+    dict[str, dict[str, Any]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
+]:
+    """Fold a batch of events into what changes per execution, step rows, the usage to add to
+    step rows, and span rows."""
     executions: dict[str, dict[str, Any]] = {}
     steps: dict[tuple[str, str, int], dict[str, Any]] = {}
+    step_usage: dict[tuple[str, str, int], UsageTotals] = {}
     spans: dict[tuple[str, str], tuple[Any, ...]] = {}
     for event in events:
         row = executions.setdefault(
@@ -128,6 +154,7 @@ def _fold(
                 "started": None,
                 "finished": None,
                 "duration": None,
+                "usage": UsageTotals(),
             },
         )
         row["last_seq"] = max(row["last_seq"], event.seq)
@@ -143,6 +170,12 @@ def _fold(
             row["duration"] = event.data.get("duration_ms") if status.is_terminal else None
         elif event.type is EventType.STEP_STATUS:
             _project_step(event, steps)
+        elif event.type is EventType.USAGE:
+            usage = reported(event.data)
+            row["usage"] = row["usage"].plus(usage)
+            if event.step_key is not None and event.attempt is not None:
+                key = (event.execution_id, event.step_key, event.attempt)
+                step_usage[key] = step_usage.get(key, UsageTotals()).plus(usage)
         elif event.type is EventType.SPAN:
             assert event.step_key is not None
             assert event.attempt is not None
@@ -178,7 +211,24 @@ def _fold(
         )
         for (execution_id, key, attempt), s in steps.items()
     ]
-    return executions, step_rows, list(spans.values())
+    usage_rows = [
+        (*_usage_values(usage), execution_id, key, attempt)
+        for (execution_id, key, attempt), usage in step_usage.items()
+    ]
+    return executions, step_rows, usage_rows, list(spans.values())
+
+
+def _usage_values(usage: UsageTotals) -> tuple[int, int, int, int, int, float, int]:
+    """What a batch adds to the usage_* columns, in their order."""
+    return (
+        usage.calls,
+        usage.input,
+        usage.output,
+        usage.cached,
+        usage.reasoning,
+        usage.cost_usd,
+        usage.unpriced,
+    )
 
 
 async def _update_executions(
@@ -196,6 +246,7 @@ async def _update_executions(
         ids = sorted(executions)
         rows = [executions[execution_id] for execution_id in ids]
         held_by = [leases.get(execution_id) for execution_id in ids]
+        usage = [_usage_values(r["usage"]) for r in rows]
         updated = await connection.fetch(
             _EXECUTION_POSTGRES_SQL,
             ids,
@@ -207,6 +258,8 @@ async def _update_executions(
             [r["started"] for r in rows],
             [lease.owner if lease else None for lease in held_by],
             [lease.generation if lease else None for lease in held_by],
+            # The usage_* arrays: one per column, in _usage_values's order.
+            *(list(column) for column in zip(*usage, strict=True)),
         )
         _require_held(leases, {row["id"] for row in updated})
         return
@@ -238,6 +291,7 @@ async def _update_executions(
                 r["status"],
                 r["duration"],
                 r["started"],
+                *_usage_values(r["usage"]),
                 execution_id,
             )
             for execution_id, r in executions.items()

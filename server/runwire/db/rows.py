@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from runwire.db.engine import optional_stored_datetime, stored_datetime
+from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Activity,
     Batch,
@@ -102,6 +103,7 @@ def execution_of(row: Mapping[str, Any], steps: Iterable[StepRun] = ()) -> Execu
         batch_limit=row["batch_limit"],
         triggered_by=row["created_by"],
         duration_ms=row["duration_ms"],
+        usage=usage_of(row),
     )
 
 
@@ -120,7 +122,40 @@ def step_run_of(row: Mapping[str, Any]) -> StepRun:
         error=row["error"],
         assertions=tuple(load(row["assertions"]) or ()),
         attributes=load(row["attributes"]),
+        usage=usage_of(row),
     )
+
+
+def usage_of(row: Mapping[str, Any]) -> UsageTotals:
+    """The usage_* columns of an execution or step attempt row (or of a sum over rows)."""
+    calls = row["usage_calls"]
+    if not calls:
+        return UsageTotals()
+    # int() and float(): Postgres sums BIGINT columns as NUMERIC (Decimal).
+    return UsageTotals(
+        calls=int(calls),
+        input=int(row["usage_input"]),
+        output=int(row["usage_output"]),
+        cached=int(row["usage_cached"]),
+        reasoning=int(row["usage_reasoning"]),
+        cost_usd=float(row["usage_cost_usd"]),
+        unpriced=int(row["usage_unpriced"]),
+    )
+
+
+# The usage_* columns summed over rows, named as usage_of reads them (COALESCE: no rows).
+USAGE_SUMS = ", ".join(
+    f"COALESCE(SUM({column}), 0) AS {column}"
+    for column in (
+        "usage_calls",
+        "usage_input",
+        "usage_output",
+        "usage_cached",
+        "usage_reasoning",
+        "usage_cost_usd",
+        "usage_unpriced",
+    )
+)
 
 
 def span_of(row: Mapping[str, Any]) -> Span:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from piccolo.columns import (
     JSON,
     BigInt,
+    DoublePrecision,
     Float,
     Integer,
     Serial,
@@ -129,6 +130,14 @@ class Execution(Table, tablename="runwire_execution"):
     batch_id = Varchar(length=36, null=True, default=None)
     batch_limit = Integer(null=True, default=None)
     duration_ms = BigInt(null=True, default=None)
+    # Usage totals (see migration 2026-12-03): kept up to date from USAGE events.
+    usage_calls = Integer(default=0)
+    usage_input = BigInt(default=0)
+    usage_output = BigInt(default=0)
+    usage_cached = BigInt(default=0)
+    usage_reasoning = BigInt(default=0)
+    usage_cost_usd = DoublePrecision(default=0.0)
+    usage_unpriced = Integer(default=0)
 
 
 class ExecutionLabel(Table, tablename="runwire_execution_label"):
@@ -157,6 +166,14 @@ class StepRun(Table, tablename="runwire_step_run"):
     # Assertion results of `expect:` and what the step reported (latency, tokens, cost, ...).
     assertions = JSON(null=True, default=None)
     attributes = JSON(null=True, default=None)
+    # Usage totals (see migration 2026-12-03): kept up to date from USAGE events.
+    usage_calls = Integer(default=0)
+    usage_input = BigInt(default=0)
+    usage_output = BigInt(default=0)
+    usage_cached = BigInt(default=0)
+    usage_reasoning = BigInt(default=0)
+    usage_cost_usd = DoublePrecision(default=0.0)
+    usage_unpriced = Integer(default=0)
 
 
 class Span(Table, tablename="runwire_span"):

@@ -135,6 +135,18 @@ class UsageTotals:
             unpriced=self.unpriced + (priced.cost_usd is None),
         )
 
+    def plus(self, other: UsageTotals) -> UsageTotals:
+        """Two sums as one (a step's attempts, an execution's steps)."""
+        return UsageTotals(
+            calls=self.calls + other.calls,
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cached=self.cached + other.cached,
+            reasoning=self.reasoning + other.reasoning,
+            cost_usd=math.fsum((self.cost_usd, other.cost_usd)),
+            unpriced=self.unpriced + other.unpriced,
+        )
+
     def as_data(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
@@ -145,3 +157,24 @@ class UsageTotals:
             "cost_usd": self.cost_known,
             "unpriced": self.unpriced,
         }
+
+
+def reported(data: Mapping[str, Any]) -> UsageTotals:
+    """The usage one USAGE event reports, as totals of one call (its cost null: unpriced)."""
+    cost = data.get("cost_usd")
+    if isinstance(cost, bool) or not isinstance(cost, int | float):
+        cost = None
+    return UsageTotals(
+        calls=1,
+        input=_count(data.get("tokens_input")),
+        output=_count(data.get("tokens_output")),
+        cached=_count(data.get("tokens_cached")),
+        reasoning=_count(data.get("tokens_reasoning")),
+        cost_usd=0.0 if cost is None else float(cost),
+        unpriced=int(cost is None),
+    )
+
+
+def _count(value: Any) -> int:
+    """A token count as stored; anything but a whole number (a defect upstream) counts 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

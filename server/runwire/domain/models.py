@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from runwire.domain.agents import UsageTotals
+
 
 class ExecutionStatus(StrEnum):
     QUEUED = "QUEUED"
@@ -143,6 +145,8 @@ class StepRun:
     error: str | None = None
     assertions: tuple[Mapping[str, Any], ...] = ()
     attributes: Mapping[str, Any] | None = None
+    # What its model calls and agent runs consumed so far: kept up to date while it runs.
+    usage: UsageTotals = field(default_factory=UsageTotals)
 
     @property
     def duration_ms(self) -> int | None:
@@ -217,6 +221,8 @@ class Execution:
     # Wall time from the first start to the end, pauses included; set when it ends.
     duration_ms: int | None = None
     workspace_id: str = ""
+    # Summed over every step attempt as usage is reported, so lists read it from the row.
+    usage: UsageTotals = field(default_factory=UsageTotals)
 
     @property
     def name(self) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar, overload
 
+from runwire.domain.agents import UsageTotals
 from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus
 from runwire.errors import FieldError, Invalid
 
@@ -129,6 +130,8 @@ class ExecutionMetrics:
     measured: int
     percentiles_ms: Mapping[int, int | None]
     max_ms: int | None
+    # Tokens and cost over the same executions.
+    usage: UsageTotals = field(default_factory=UsageTotals)
 
     @property
     def finished(self) -> int:

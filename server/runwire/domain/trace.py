@@ -19,7 +19,8 @@ from runwire.domain.models import Execution, Span, StepRun, duration_between
 TOKENS_INPUT = "tokens_input"
 TOKENS_OUTPUT = "tokens_output"
 COST_USD = "cost_usd"
-# How many of a step attempt's usage reports had no price (then it reports no cost_usd).
+# Model calls of a step attempt that could not be priced: the trace's cost is then unknown (None)
+# rather than the sum of what was priced, which would read as the whole cost.
 USAGE_UNPRICED = "usage_unpriced"
 
 
@@ -140,13 +141,11 @@ def build_trace(execution: Execution, steps: Iterable[StepRun], spans: Iterable[
     tokens = None
     if tokens_input is not None or tokens_output is not None:
         tokens = TokenUsage(input=_count(tokens_input), output=_count(tokens_output))
-    # Part of the spending has no price: the total is unknown, not the sum of the rest.
-    unpriced = any(_number(node.attributes.get(USAGE_UNPRICED)) for node in ordered)
     return Trace(
         spans=tuple(ordered),
         total_duration_ms=duration,
         tokens=tokens,
-        cost_usd=None if unpriced else _outermost_sum(ordered, parent_of, COST_USD),
+        cost_usd=None if _any_unpriced(ordered) else _outermost_sum(ordered, parent_of, COST_USD),
     )
 
 
@@ -209,6 +208,10 @@ def _outermost_sum(
         if ancestor is None:
             values.append(value)
     return math.fsum(values) if values else None
+
+
+def _any_unpriced(ordered: list[TraceSpan]) -> bool:
+    return any((_number(node.attributes.get(USAGE_UNPRICED)) or 0) > 0 for node in ordered)
 
 
 def _count(value: float | None) -> int | None:

@@ -1,7 +1,7 @@
 """In-process fan-out: one bus subscription feeds every local follower through bounded buffers.
 
 Two kinds of local subscriber: followers of one execution's events (`Hub.follow`), and watchers
-of every execution's status changes (`Hub.watch`, the live list of executions).
+of every execution's status and usage changes (`Hub.watch`, the live list of executions).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ _REFRESH_LIMIT = 5_000
 # A refresh also restates executions that ended this long before the possible loss: events
 # carry their writer's clock and are committed (and announced) a little after they happen.
 _REFRESH_MARGIN = timedelta(seconds=10)
+_USAGE_SECONDS = 0.5
+"""Usage changes of an execution reach watchers at most this often: a model streaming many small
+usage reports is one update per interval in a list, with the totals as stored at its end."""
 _FIRST_RETRY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 5.0
 
@@ -125,13 +128,16 @@ class _Topic:
 class UpdateKind(StrEnum):
     """Why a watcher is told about an execution."""
 
-    CHANGED = "CHANGED"  # it changed to the update's status at the update's time
+    # It changed to the update's status at the update's time, or (the same status) its usage
+    # totals changed: a client that applies updates by status stays correct.
+    CHANGED = "CHANGED"
     CURRENT = "CURRENT"  # restated as read at the update's time: updates may have been missed
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionUpdate:
-    """An execution's status changed (or is restated); `execution` is its row read afterwards."""
+    """An execution's status or usage changed (or it is restated); `execution` is its row read
+    afterwards."""
 
     execution: Execution
     status: ExecutionStatus
@@ -243,6 +249,14 @@ class _RemoteChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class _UsageChanges:
+    """Executions whose usage totals changed (in any process) during the last interval."""
+
+    execution_ids: tuple[str, ...]
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Refresh:
     """Updates may be missing: restate executions not ended, or ended since `since`.
 
@@ -253,7 +267,7 @@ class _Refresh:
     watcher: _Watcher | None = None
 
 
-_Work = _LocalChanges | _RemoteChanges | _Refresh
+_Work = _LocalChanges | _RemoteChanges | _UsageChanges | _Refresh
 
 
 class Hub:
@@ -275,6 +289,10 @@ class Hub:
         # Status changes this process delivered or queued, so their bus notices coming back
         # (every backend echoes to the publisher) are not read and shown a second time.
         self._seen = _SeenSeqs(_SEEN_EXECUTIONS)
+        # The same for usage changes; and those waiting for the interval's end, from when.
+        self._usage_seen = _SeenSeqs(_SEEN_EXECUTIONS)
+        self._usage_due: dict[str, datetime] = {}
+        self._usage_noted = asyncio.Event()
         self._work: deque[_Work] = deque()
         self._work_ready = asyncio.Event()
         # The last moment the bus was known to be complete: a resync restates from here.
@@ -293,16 +311,16 @@ class Hub:
         """Consume the process's notices from the bus, and publish status updates, for the block."""
         hub = cls(executions, events, history, buffer_batches)
         updates = asyncio.create_task(hub._publish_updates(), name="runwire-hub-updates")
+        usage = asyncio.create_task(hub._release_usage(), name="runwire-hub-usage")
         task = asyncio.create_task(hub._consume(bus), name="runwire-hub")
         try:
             yield hub
         finally:
-            updates.cancel()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await updates
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (updates, usage, task):
+                running.cancel()
+            for running in (updates, usage, task):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
 
     @property
     def follower_count(self) -> int:
@@ -332,8 +350,10 @@ class Hub:
     async def watch(self, where: ExecutionFilter) -> AsyncGenerator[ExecutionUpdate, None]:
         """Each status change of an execution matching `where` from now on, until closed.
 
-        Also the change that takes a shown execution out of the filter. Where changes may have
-        been missed (a bus resync, a full buffer), executions are restated as CURRENT updates.
+        Also the change that takes a shown execution out of the filter, and, at most once per
+        _USAGE_SECONDS, a CHANGED update with the same status when an unfinished execution's
+        usage totals changed. Where changes may have been missed (a bus resync, a full buffer),
+        executions are restated as CURRENT updates.
         """
         watcher = _Watcher(where, self._buffer_batches)
         self._watchers.add(watcher)
@@ -480,6 +500,17 @@ class Hub:
     # ---- status updates for watchers ---------------------------------------------------
 
     def _note_local_changes(self, events: Sequence[Event]) -> None:
+        usage: dict[str, Event] = {}
+        for event in events:
+            if event.type is EventType.USAGE:
+                usage[event.execution_id] = event
+        if usage:
+            # As for status below: the notice of this batch is recognised when it comes back.
+            for event in events:
+                if event.execution_id in usage:
+                    self._usage_seen.record(event.execution_id, event.seq)
+            for execution_id, event in usage.items():
+                self._note_usage(execution_id, event.at)
         changes = tuple(event for event in events if event.type is EventType.EXECUTION_STATUS)
         if not changes:
             return
@@ -498,6 +529,9 @@ class Hub:
             return
         ranges: list[tuple[str, int, int]] = []
         for notice in notices:
+            if notice.usage_changed and notice.last_seq > self._usage_seen.get(notice.execution_id):
+                self._usage_seen.record(notice.execution_id, notice.last_seq)
+                self._note_usage(notice.execution_id, utc_now())
             if not notice.status_changed:
                 continue
             after = max(self._seen.get(notice.execution_id), notice.first_seq - 1)
@@ -507,6 +541,21 @@ class Hub:
             ranges.append((notice.execution_id, after, notice.last_seq))
         if ranges:
             self._enqueue(_RemoteChanges(tuple(ranges), utc_now()))
+
+    def _note_usage(self, execution_id: str, at: datetime) -> None:
+        self._usage_due.setdefault(execution_id, at)
+        self._usage_noted.set()
+
+    async def _release_usage(self) -> None:
+        """Hand the usage changes noted in each interval on as one piece of work."""
+        while True:
+            await self._usage_noted.wait()
+            # The interval starts with its first change; the ones after it wait for its end.
+            await asyncio.sleep(_USAGE_SECONDS)
+            self._usage_noted.clear()
+            due, self._usage_due = self._usage_due, {}
+            if due and self._watchers:
+                self._enqueue(_UsageChanges(tuple(due), min(due.values())))
 
     def _restate(self, since: datetime) -> None:
         if self._watchers:
@@ -582,6 +631,16 @@ class Hub:
                 )
                 for event in work.events
                 if event.execution_id in rows
+            ]
+        if isinstance(work, _UsageChanges):
+            rows = await self._history.executions_by_id(work.execution_ids)
+            now = utc_now()
+            # An ended execution's last status update read its row after its last usage was
+            # stored (the end is its last event): that update carries the final totals.
+            return [
+                ExecutionUpdate(row, row.status, now, UpdateKind.CHANGED)
+                for row in rows.values()
+                if not row.status.is_terminal
             ]
         if isinstance(work, _RemoteChanges):
             changes = await self._history.status_changes(work.ranges)

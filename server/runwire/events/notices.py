@@ -22,14 +22,16 @@ logger = logging.getLogger(__name__)
 class Notice:
     """Events first_seq..last_seq of one execution were committed to the database.
 
-    `status_changed` says the range holds an EXECUTION_STATUS event, so a process can refresh its
-    live list of executions without reading the events of every notice.
+    `status_changed` says the range holds an EXECUTION_STATUS event and `usage_changed` a USAGE
+    event, so a process can refresh its live list of executions without reading the events of
+    every notice.
     """
 
     execution_id: str
     first_seq: int
     last_seq: int
     status_changed: bool = False
+    usage_changed: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.first_seq <= self.last_seq:
@@ -37,7 +39,8 @@ class Notice:
 
 
 class _WireNotice(msgspec.Struct, array_like=True):
-    """A notice as sent: [execution_id, first_seq, last_seq] or [..., true] when status changed."""
+    """A notice as sent: [execution_id, first_seq, last_seq], [..., true] when status changed,
+    [..., status_changed, false, true] when usage changed."""
 
     execution_id: str
     first_seq: int
@@ -45,6 +48,11 @@ class _WireNotice(msgspec.Struct, array_like=True):
     # Trailing and optional: unflagged notices keep the three-element form and size, and a
     # decoder ignores elements after the ones it knows.
     status_changed: bool = False
+    # Processes of an earlier version sent `true` here for control wake-ups: it means nothing
+    # now, and is sent as false.
+    retired: bool = False
+    # Last, for the same reason as status_changed: a process that predates it reads the rest.
+    usage_changed: bool = False
 
 
 _encode = msgspec.json.Encoder().encode
@@ -55,6 +63,7 @@ def notices_of(events: Sequence[Event]) -> list[Notice]:
     """One notice per execution in `events` (each range from its first to its last seq)."""
     ranges: dict[str, list[int]] = {}
     status_changed: set[str] = set()
+    usage_changed: set[str] = set()
     for event in events:
         bounds = ranges.get(event.execution_id)
         if bounds is None:
@@ -63,22 +72,23 @@ def notices_of(events: Sequence[Event]) -> list[Notice]:
             bounds[1] = event.seq
         if event.type is EventType.EXECUTION_STATUS:
             status_changed.add(event.execution_id)
+        elif event.type is EventType.USAGE:
+            usage_changed.add(event.execution_id)
     return [
-        Notice(execution_id, first, last, execution_id in status_changed)
+        Notice(
+            execution_id,
+            first,
+            last,
+            execution_id in status_changed,
+            execution_id in usage_changed,
+        )
         for execution_id, (first, last) in ranges.items()
     ]
 
 
 def encode_notices(notices: Sequence[Notice]) -> list[str]:
     """Wire messages under the bus's limit: JSON lists of [execution_id, first_seq, last_seq]."""
-    parts = [
-        _encode(
-            (n.execution_id, n.first_seq, n.last_seq, True)
-            if n.status_changed
-            else (n.execution_id, n.first_seq, n.last_seq)
-        )
-        for n in notices
-    ]
+    parts = [_encode(_wire(n)) for n in notices]
     messages: list[str] = []
     batch: list[bytes] = []
     size = 1  # "[" now; each part then adds its length plus one "," or the closing "]"
@@ -95,11 +105,26 @@ def encode_notices(notices: Sequence[Notice]) -> list[str]:
     return messages
 
 
+def _wire(n: Notice) -> tuple[str | int | bool, ...]:
+    """The shortest list that says it: the flags only when set, each after the one before."""
+    if n.usage_changed:
+        return (n.execution_id, n.first_seq, n.last_seq, n.status_changed, False, True)
+    if n.status_changed:
+        return (n.execution_id, n.first_seq, n.last_seq, True)
+    return (n.execution_id, n.first_seq, n.last_seq)
+
+
 def decode_notices(message: str) -> list[Notice]:
     """The notices in one wire message; ValueError if it is malformed."""
     try:
         return [
-            Notice(wire.execution_id, wire.first_seq, wire.last_seq, wire.status_changed)
+            Notice(
+                wire.execution_id,
+                wire.first_seq,
+                wire.last_seq,
+                wire.status_changed,
+                wire.usage_changed,
+            )
             for wire in _decode(message)
         ]
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError

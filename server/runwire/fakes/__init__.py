@@ -1,1 +1,1 @@
-"""Fakes of external systems, for offline tests and examples (`runwire fake-llm`)."""
+"""Stand-ins for external systems, so examples and tests run offline; each named as what it is."""

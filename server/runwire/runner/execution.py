@@ -635,6 +635,10 @@ class ExecutionRun:
             # It completed, even if abandoning the run asked it to stop: its end is recorded.
             active.killed = False
             result, assertions = assess(step.expect, step.kind, _with_usage(result, context))
+            if active.over_budget is not None:
+                # The usage that crossed a budget came as the step ended, before the cancel could
+                # reach it (an agent's result, then its exit): it fails all the same, output kept.
+                result = dataclasses.replace(result, error=active.over_budget)
             status = StepStatus.SUCCEEDED if result.error is None else StepStatus.FAILED
         except _Cancelled:
             if active.over_budget is not None:

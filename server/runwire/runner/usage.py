@@ -2,8 +2,9 @@
 
 The runner records each usage a step reports here: it is priced, added to the step's attempt, the
 step and the execution, and checked against the step's and the definition's budgets. A run that
-resumes (after a pause, a takeover) starts from the totals its stored step attempts carry, so a
-budget holds across runners.
+resumes (after a pause, a takeover) starts from the totals its stored step attempts carry (kept
+up to date from USAGE events as they are stored, see db/projection.py), so a budget holds across
+runners.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class UsageLedger:
         self._steps: dict[str, UsageTotals] = {}
         self.total = UsageTotals()
         for attempt in stored_attempts:
-            stored = totals_of(attempt.attributes or {})
+            # The row's running totals first: an attempt whose runner was lost mid-call never
+            # wrote the attributes of its end, and what it consumed still counts.
+            stored = attempt.usage if attempt.usage.calls else totals_of(attempt.attributes or {})
             if stored.calls:
                 self._steps[attempt.key] = _plus(self._steps.get(attempt.key), stored)
                 self.total = _plus(self.total, stored)

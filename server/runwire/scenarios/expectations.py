@@ -57,7 +57,7 @@ SUPPORTED: Mapping[str, tuple[str, ...]] = {
 }
 """The assertions each step kind can be checked with; a kind not listed supports none."""
 
-_TEXT_NAMES = {"shell": "stdout", "http": "the body"}
+_TEXT_NAMES = {"shell": "stdout", "http": "the body", "agent": "the agent's result"}
 _EXIT_CODES = (-128, 255)  # negative: killed by that signal, as subprocess reports it
 _MAX_MS = 10**12
 _EXCERPT = 200  # characters of a checked text or value kept in a record or message

@@ -15,7 +15,7 @@ from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartBatchInput, json_object
-from runwire.graphql.schema.types import Execution, ExecutionStatus
+from runwire.graphql.schema.types import Execution, ExecutionStatus, UsageTotals
 
 
 @strawberry.type(description="Executions started together; at most `concurrency` run at once.")
@@ -59,6 +59,13 @@ class Batch:
             None,
         )
         return [Execution.of(item) for item in page.items]
+
+    @strawberry.field(
+        description="Tokens and cost over the batch's executions so far; the cost is null while"
+        " any report has no price."
+    )
+    async def usage(self, info: Info) -> UsageTotals:
+        return UsageTotals.of_totals(await core(info).store.batches.batch_usage(str(self.id)))
 
     @classmethod
     async def load(cls, info: Info, batch_id: str, workspace: str) -> Batch | None:

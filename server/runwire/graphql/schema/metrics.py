@@ -11,7 +11,7 @@ from runwire.domain import queries
 from runwire.domain.access import Permission
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
-from runwire.graphql.schema.types import ExecutionStatus
+from runwire.graphql.schema.types import ExecutionStatus, UsageTotals
 
 _SCOPE = "Executions that finished (finishedAt) in [since, until)"
 
@@ -55,6 +55,10 @@ class ExecutionMetrics:
     max_duration_ms: int | None = strawberry.field(
         description="Longest duration in ms; null when nothing was measured."
     )
+    usage: UsageTotals = strawberry.field(
+        description=f"{_SCOPE}: their tokens and cost summed; the cost is null while any"
+        " report has no price."
+    )
 
     @classmethod
     def of(cls, found: queries.ExecutionMetrics) -> ExecutionMetrics:
@@ -69,6 +73,7 @@ class ExecutionMetrics:
             p50_duration_ms=found.percentiles_ms[50],
             p95_duration_ms=found.percentiles_ms[95],
             max_duration_ms=found.max_ms,
+            usage=UsageTotals.of_totals(found.usage),
         )
 
 

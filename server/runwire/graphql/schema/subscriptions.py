@@ -84,7 +84,9 @@ class Subscription:
             "One message whenever an execution matching the filter changes status, from now on"
             " (read the current list with executions or activeExecutions after subscribing)."
             " Also the change that takes a listed execution out of the filter's statuses, so a"
-            " live list can drop it. Never completes."
+            " live list can drop it; and, while an execution runs, a CHANGED message with the"
+            " same status when its usage totals (tokens, cost) change, coalesced to at most one"
+            " every half second per execution. Never completes."
         )
     )
     async def execution_updates(

@@ -108,7 +108,8 @@ class Trace:
         )
     )
     cost: float | None = strawberry.field(
-        description="US dollars, from cost_usd attributes, summed alike; null when none reported."
+        description="US dollars, from cost_usd attributes, summed alike; null when none reported,"
+        " and null when any model call of the execution had no price (never a partial sum)."
     )
 
     @classmethod

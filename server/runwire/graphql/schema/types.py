@@ -145,6 +145,10 @@ class StepRun:
     assertions: list[AssertionResult] = strawberry.field(
         description="The assertions checked on this attempt, failed or not; empty until it ends."
     )
+    usage: UsageTotals = strawberry.field(
+        description="What this attempt's model calls and agent runs consumed; kept up to date"
+        " while it runs (calls 0 when it reported none)."
+    )
 
 
 @strawberry.interface(description="A change in an execution; seq is 1, 2, 3, … with no gaps.")
@@ -221,7 +225,10 @@ class AgentEntryReported(ExecutionEvent):
     data: JSON | None
 
 
-@strawberry.type(description="Usage summed over a step's attempts or a whole execution.")
+@strawberry.type(
+    description="Usage summed: over a step attempt, a step's attempts, an execution, a batch or"
+    " a metrics window."
+)
 class UsageTotals:
     calls: int = strawberry.field(description="Usage reports (model calls, agent runs) summed.")
     # Float: GraphQL's Int is 32 bits; these are whole numbers.
@@ -244,6 +251,18 @@ class UsageTotals:
             tokens_reasoning=float(data["tokens_reasoning"]),
             cost_usd=data.get("cost_usd"),
             unpriced=int(data["unpriced"]),
+        )
+
+    @classmethod
+    def of_totals(cls, totals: agents.UsageTotals) -> UsageTotals:
+        return cls(
+            calls=totals.calls,
+            tokens_input=float(totals.input),
+            tokens_output=float(totals.output),
+            tokens_cached=float(totals.cached),
+            tokens_reasoning=float(totals.reasoning),
+            cost_usd=totals.cost_known,
+            unpriced=totals.unpriced,
         )
 
 
@@ -422,6 +441,11 @@ class Execution:
     concurrency_key: str | None = strawberry.field(
         description="Executions with the same key share the definition's concurrency limit."
     )
+    usage: UsageTotals = strawberry.field(
+        description="Tokens and cost over every step attempt, kept up to date as usage is"
+        " reported (executionUpdates sends it live); the cost is null while any report has no"
+        " price, never 0."
+    )
 
     @strawberry.field(description="Every attempt of every step, then steps not yet run.")
     async def steps(self, info: Info) -> list[StepRun]:
@@ -491,6 +515,7 @@ class Execution:
             triggered_by=execution.triggered_by,
             idempotency_key=execution.idempotency_key,
             concurrency_key=execution.concurrency_key,
+            usage=UsageTotals.of_totals(execution.usage),
         )
 
 
@@ -515,6 +540,7 @@ def steps_of(
             output=run.output,
             error=run.error,
             assertions=assertion_results(run.assertions),
+            usage=UsageTotals.of_totals(run.usage),
         )
         for run in runs
     ]
@@ -537,6 +563,7 @@ def steps_of(
                     output=None,
                     error=None,
                     assertions=[],
+                    usage=UsageTotals.of_totals(agents.UsageTotals()),
                 )
             )
     result.sort(key=lambda run: (run.position, run.attempt))
@@ -572,7 +599,9 @@ ExecutionUpdateKind = strawberry.enum(
     hub.UpdateKind,
     name="ExecutionUpdateKind",
     description=(
-        "CHANGED: the execution changed to the update's status at its time. CURRENT: restated"
+        "CHANGED: the execution changed to the update's status at its time, or, with the status"
+        " it already had, its usage totals (execution.usage) changed: sent at most every half"
+        " second per execution while usage streams in, never after it ended. CURRENT: restated"
         " as read at the update's time, because changes may have been missed (the server lost"
         " its event bus for a moment, or this subscriber fell behind)."
     ),
@@ -581,9 +610,9 @@ ExecutionUpdateKind = strawberry.enum(
 
 @strawberry.type(
     description=(
-        "One message of the live list: an execution changed status (or is restated). Apply"
-        " updates of one execution in order of execution.lastSeq; a lower lastSeq than one"
-        " already applied is stale."
+        "One message of the live list: an execution changed status or usage totals (or is"
+        " restated). Apply updates of one execution in order of execution.lastSeq; a lower"
+        " lastSeq than one already applied is stale."
     )
 )
 class ExecutionUpdate:
@@ -597,7 +626,8 @@ class ExecutionUpdate:
         description="The status the execution changed to (CHANGED) or has (CURRENT)."
     )
     at: datetime = strawberry.field(
-        description="When it changed to status (CHANGED), or when it was read (CURRENT)."
+        description="When it changed to status (CHANGED), or when it was read (CURRENT, and"
+        " CHANGED for a change of usage totals)."
     )
     kind: ExecutionUpdateKind  # type: ignore[valid-type]
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from runwire.runner.steps.agent import AgentParams, AgentStep
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
@@ -16,6 +17,8 @@ from runwire.settings import Settings
 
 __all__ = [
     "STEP_KINDS",
+    "AgentParams",
+    "AgentStep",
     "HttpParams",
     "HttpStep",
     "LlmParams",
@@ -39,7 +42,13 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
     confinement = None if settings is None else Confinement.from_settings(settings)
     # Without settings, an llm step may name no server variable for its key.
     llm = LlmStep() if settings is None else LlmStep(settings.llm_key_vars, settings.llm_keys)
-    kinds: tuple[StepKind[Any], ...] = (ShellStep(confinement), HttpStep(), llm, SleepStep())
+    kinds: tuple[StepKind[Any], ...] = (
+        ShellStep(confinement),
+        AgentStep(confinement),
+        HttpStep(),
+        llm,
+        SleepStep(),
+    )
     return MappingProxyType({kind.name: kind for kind in kinds})
 
 

@@ -1,0 +1,291 @@
+"""Running one command confined and contained: streaming its output, stopping its whole tree.
+
+What every process step shares (`shell`, `agent`): the attempt's directory, clean environment,
+step user and sandbox (confinement.py), the reaper that ends every process the command starts
+(containment.py), back-pressure while the execution's events are behind, and the stop: SIGINT to
+the command, then, after the grace period, SIGKILL to all that is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from runwire.domain.models import OutputStream
+from runwire.runner.steps.base import StepContext, StepResult
+from runwire.runner.steps.confinement import Confinement, Spawn
+from runwire.runner.steps.containment import END_SECONDS, START_SECONDS, StartFailed, Supervision
+from runwire.scenarios.results import describe_exit
+from runwire.settings import Settings
+
+CAPTURE_BYTES = 64 * 1024
+"""How much of the end of stdout and of stderr the step's output keeps."""
+
+DRAIN_SECONDS = 0.5
+"""How long output may keep arriving after the process exited (background children)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One process to start: argv (no shell), its declared env, cwd, stdin text, network."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    stdin: str | None = None
+    # Whether a sandboxed step may use the network (RUNWIRE_STEP_SANDBOX); ignored without one.
+    network: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A command that ran to its end: its exit code and the kept ends of its output."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class ProcessKind:
+    """A step kind that runs commands, confined as its settings say."""
+
+    def __init__(self, confinement: Confinement | None = None) -> None:
+        self._confinement = confinement
+
+    @property
+    def confinement(self) -> Confinement:
+        """As given, or the default settings' on first use (parsing alone never needs one)."""
+        if self._confinement is None:
+            self._confinement = Confinement.from_settings(Settings())
+        return self._confinement
+
+
+class _Capture:
+    """One output stream: forwarded as decoded text as it arrives, its last bytes kept."""
+
+    def __init__(
+        self,
+        stream: OutputStream,
+        context: StepContext,
+        forward: Callable[[str], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.context = context
+        # Where decoded text goes: the step's output as it is, unless the kind reads it itself.
+        self.forward = forward or (lambda text: context.output(stream, text))
+        # Incremental, so a character split across two reads is decoded whole.
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        self.total += len(data)
+        self.tail += data
+        del self.tail[:-CAPTURE_BYTES]
+        if text := self.decoder.decode(data, final):
+            self.forward(text)
+
+    def text(self) -> str:
+        dropped = self.total - len(self.tail)
+        if not dropped:
+            return self.tail.decode(errors="replace")
+        # Skip the continuation bytes of a character cut in half by the cap.
+        start = next((i for i in range(4) if self.tail[i] & 0xC0 != 0x80), 0)
+        return f"…[truncated {dropped + start} bytes]\n" + self.tail[start:].decode(
+            errors="replace"
+        )
+
+
+class _Pipes(asyncio.SubprocessProtocol):
+    """Forwards output as the loop reads it; tells when the reaper exits and the pipes close."""
+
+    # asyncio's Process.wait() also waits for the pipes to close, which never happens while a
+    # background child holds them open; this protocol reports the two moments separately.
+
+    def __init__(self, captures: Mapping[int, _Capture]) -> None:
+        loop = asyncio.get_running_loop()
+        self.captures = captures
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.open = set(captures)
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.resuming: asyncio.Future[None] | None = None
+        self.finished = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport (what uvicorn runs on) is not a subclass of asyncio's
+        # SubprocessTransport, so an isinstance check would lose every exit code there.
+        self.transport = cast(asyncio.SubprocessTransport, transport)
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if self.finished:
+            return
+        capture = self.captures[fd]
+        capture.feed(data.encode() if isinstance(data, str) else data)
+        if self.resuming is None and capture.context.backlogged():
+            # Back-pressure: the database is behind (or away). Stop reading; the command blocks
+            # on its full pipe instead of the server holding its output in memory.
+            for reading in self._pipes():
+                reading.pause_reading()
+            self.resuming = asyncio.ensure_future(self._resume_when_room(capture.context))
+
+    async def _resume_when_room(self, context: StepContext) -> None:
+        try:
+            await context.room()
+        finally:
+            self.resuming = None
+            for reading in self._pipes():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    reading.resume_reading()
+
+    def _pipes(self) -> list[Any]:
+        """The output pipes' transports (uvloop's are not asyncio's subclasses: duck-typed)."""
+        if self.transport is None:
+            return []
+        found = (self.transport.get_pipe_transport(fd) for fd in self.captures)
+        return [pipe for pipe in found if hasattr(pipe, "pause_reading")]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.open.discard(fd)
+        if not self.open and not self.closed.done():
+            self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        code = self.transport.get_returncode() if self.transport else None
+        if not self.exited.done():
+            self.exited.set_result(-1 if code is None else code)
+
+
+async def _within(future: asyncio.Future[Any], seconds: float) -> bool:
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    return bool(done)
+
+
+async def run_command(
+    confinement: Confinement,
+    command: Command,
+    context: StepContext,
+    stdout: Callable[[str], None] | None = None,
+) -> Finished | StepResult:
+    """Run `command` under a reaper; how it finished, or the failed result if it never could.
+
+    Its output goes to the step's output as it arrives; stdout to `stdout` instead when given
+    (decoded text, in pieces as read). On cancellation the command is stopped, then it re-raises.
+    """
+    captures = {
+        1: _Capture(OutputStream.STDOUT, context, stdout),
+        2: _Capture(OutputStream.STDERR, context),
+    }
+    spawn: Spawn | None = None
+    try:
+        async with Supervision.opened() as reaper:
+            try:
+                # Its own directory, a clean environment, the step user (confinement.py).
+                spawn = confinement.prepare(context, command.env, command.cwd, command.network)
+                transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                    lambda: _Pipes(captures),
+                    # The reaper keeps the server's user (a command run as the step user cannot
+                    # signal it) and ends every process the step starts, whenever and however
+                    # the step ends (containment.py); the confined command, switched to the
+                    # step user, runs below it.
+                    *reaper.wrap((*spawn.argv_prefix, *command.argv)),
+                    stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=spawn.cwd,
+                    env=spawn.env,
+                    pass_fds=reaper.pass_fds,
+                    # The reaper, and the command in a session of its own below it, are out of
+                    # reach of a Ctrl-C on the server's terminal.
+                    start_new_session=True,
+                )
+            except (OSError, ValueError) as error:
+                return StepResult(error=f"cannot start: {_describe_start_error(error)}")
+            reaper.spawned(transport, pipes.exited)
+            try:
+                stdin = transport.get_pipe_transport(0)
+                if command.stdin is not None and isinstance(stdin, asyncio.WriteTransport):
+                    stdin.write(command.stdin.encode())
+                    stdin.close()  # flushes, then closes: the child sees EOF after the text
+                finish = await _supervise(reaper, pipes, context)
+            finally:
+                pipes.finished = True  # what a process killed late writes is not the step's
+    finally:
+        if spawn is not None:
+            await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+    if isinstance(finish, StepResult):
+        return finish
+    for capture in captures.values():
+        capture.feed(b"", final=True)
+    return Finished(finish, captures[1].text(), captures[2].text())
+
+
+async def _supervise(reaper: Supervision, pipes: _Pipes, context: StepContext) -> int | StepResult:
+    """Wait for the command and end what it leaves; its exit code, or the result if it has none."""
+    reports = reaper.reports
+    try:
+        # Shielded: cancelling a task cancels the future it awaits, and `outcome` must still
+        # report the real exit while stopping.
+        outcome = await asyncio.shield(reports.outcome)
+        if isinstance(outcome, int):
+            # Background children may still write: let them flush briefly, then end them all.
+            if not await _within(reaper.ended, DRAIN_SECONDS):
+                reaper.end()
+                context.output(OutputStream.LOG, "killed processes left running in the background")
+                await _within(reaper.ended, END_SECONDS)
+            await _within(pipes.closed, DRAIN_SECONDS)
+    except asyncio.CancelledError:
+        if reports.outcome.done():
+            # The command had ended on its own before the stop came: it did its work, and
+            # reporting it as stopped would run it again. Leave nothing behind, and answer with
+            # how it ended.
+            reaper.end()
+            await _within(reaper.ended, END_SECONDS)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome = reports.outcome.result()
+        else:
+            # SIGINT first so the step can clean up; after the grace period the reaper SIGKILLs
+            # whatever is left, in the group or not.
+            await _within(reports.started, START_SECONDS)  # before, SIGINT would hit the reaper
+            reaper.interrupt()
+            await _within(reports.outcome, context.grace_seconds)
+            killed = not reports.outcome.done()
+            reaper.end()
+            await _within(reaper.ended, END_SECONDS)
+            code = reports.outcome.result() if reports.outcome.done() else None
+            if reports.outcome.done() and code is None:
+                await reaper.end_leftovers()  # the reaper was killed (see below)
+            context.output(
+                OutputStream.LOG,
+                f"killed after a grace period of {context.grace_seconds:g} s"
+                if killed or not isinstance(code, int)
+                else f"stopped: {describe_exit(code)}",
+            )
+            await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
+            raise
+    if isinstance(outcome, StartFailed):
+        await _within(reaper.ended, END_SECONDS)
+        return StepResult(error=f"cannot start: {outcome.reason}")
+    if outcome is None:
+        # The reaper itself was killed (only SIGKILL can do that) before the command ended:
+        # its processes went to init. End them here, by their marker.
+        code = await asyncio.shield(pipes.exited)
+        left = await reaper.end_leftovers()
+        return StepResult(
+            error=f"the step's reaper ended before its command ({describe_exit(code)});"
+            f" {left} processes it left were killed"
+        )
+    return outcome
+
+
+def _describe_start_error(error: OSError | ValueError) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
