@@ -1,4 +1,4 @@
-"""`runwire serve | worker | migrate | export-schema | workspace | token | secret`."""
+"""`runwire serve | worker | migrate | export-schema | workspace | token | secret | fake-llm`."""
 
 from __future__ import annotations
 
@@ -95,6 +95,40 @@ def _serve_http(app: Litestar, settings: Settings, *, websockets: bool) -> None:
 def _drop_socket_access_lines(record: logging.LogRecord) -> bool:
     """False for uvicorn's per-socket `"WebSocket /path" [accepted]`-style lines."""
     return not str(record.msg).startswith('%s - "WebSocket %s"')
+
+
+@main.command("fake-llm")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8089, show_default=True, type=int, help="Port.")
+@click.option(
+    "--tokens-per-second",
+    default=20.0,
+    show_default=True,
+    type=float,
+    help="How fast answers stream (0: as fast as possible).",
+)
+def fake_llm(host: str, port: int, tokens_per_second: float) -> None:
+    """Serve a fake LLM provider for offline tests and examples (not a model).
+
+    OpenAI-compatible POST /v1/chat/completions, Anthropic-style POST /v1/messages, GET
+    /v1/models, and GET /tools/weather?city=... (a tool endpoint for the agent example). Answers
+    are deterministic: "You said: <last user message>"; with tools offered, a call of one; after
+    a tool result, "The <tool> tool returned: <result>".
+
+    \b
+    Faults, asked for in the model name after colons (runwire-fake-chat:error=503:times=1):
+      error=STATUS        answer STATUS with an OpenAI-style (or Anthropic) error body
+      retry-after=SECONDS send Retry-After (a 429 unless error= says otherwise)
+      times=N             the fault holds for the first N requests of that model name
+      cut=N               drop the connection after N streamed chunks
+      stall=N             after N chunks, send nothing until the client hangs up
+      delay=MS            wait before answering
+      tps=N               N chunks per second for this request
+      words=N             answer N words instead of echoing
+    """
+    from runwire.fakes.llm_provider import run_forever
+
+    asyncio.run(run_forever(host, port, tokens_per_second or None))
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -95,6 +95,11 @@ class Settings:
     step_sandbox: str = ""
     # A price table replacing the shipped one (runner/prices.yaml has the format).
     prices_file: Path | None = None
+    # The server's variables an `llm` step may name as `api_key_env` (RUNWIRE_LLM_KEY_VARS, e.g.
+    # OPENAI_API_KEY): only these, so a definition cannot send any other variable to its own
+    # base_url. `llm_keys` holds the values of those that are set; never shown or compared.
+    llm_key_vars: tuple[str, ...] = ()
+    llm_keys: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -112,6 +117,8 @@ class Settings:
             )
         if leaked := [name for name in self.step_pass_env if name.startswith("RUNWIRE_")]:
             raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
+        if leaked := [name for name in self.llm_key_vars if name.startswith("RUNWIRE_")]:
+            raise ValueError(f"RUNWIRE_LLM_KEY_VARS: server settings stay private: {leaked}")
 
     @property
     def effective_database_url(self) -> str:
@@ -152,6 +159,9 @@ class Settings:
                 raise ValueError(f"RUNWIRE_{name}: expected a number, got {raw!r}") from None
 
         scenarios_dir = env.get("RUNWIRE_SCENARIOS_DIR")
+        llm_key_vars = tuple(
+            name.strip() for name in text("LLM_KEY_VARS", "").split(",") if name.strip()
+        )
         return cls(
             data_dir=Path(text("DATA_DIR", str(defaults.data_dir))),
             database_url=env.get("RUNWIRE_DATABASE_URL") or None,
@@ -223,6 +233,8 @@ class Settings:
             prices_file=Path(env["RUNWIRE_PRICES_FILE"])
             if env.get("RUNWIRE_PRICES_FILE")
             else None,
+            llm_key_vars=llm_key_vars,
+            llm_keys={name: env[name] for name in llm_key_vars if env.get(name)},
         )
 
     def with_overrides(self, **changes: object) -> Settings:

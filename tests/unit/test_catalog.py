@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from runwire.errors import FieldError, InvalidDefinition
+from runwire.runner.steps import STEP_KINDS
 from runwire.scenarios.catalog import examples_directory, load_directory
 from runwire.scenarios.definition import ParamsParser, bind_inputs
 from runwire.scenarios.templating import render
@@ -24,7 +25,7 @@ class AnyParamsForTests:
 
 
 KINDS: dict[str, ParamsParser] = {
-    kind: AnyParamsForTests() for kind in ("shell", "agent", "http", "sleep")
+    kind: AnyParamsForTests() for kind in ("shell", "agent", "http", "llm", "sleep")
 }
 STEP = "steps: [{key: a, kind: sleep}]\n"
 
@@ -58,7 +59,7 @@ def test_errors_in_every_bad_file_are_prefixed_with_its_name(tmp_path: Path) -> 
         ),
         FieldError(
             "checkout.yaml: steps[0].kind",
-            'unknown kind "shel"; expected one of agent, http, shell, sleep',
+            'unknown kind "shel"; expected one of agent, http, llm, shell, sleep',
         ),
     )
     assert str(caught.value).startswith("binary.yaml: not UTF-8 text; broken.yaml: invalid YAML")
@@ -75,17 +76,31 @@ def test_two_files_with_one_scenario_name_are_an_error(tmp_path: Path) -> None:
         load_directory(tmp_path, KINDS)
 
 
+# What the examples' later steps read from earlier ones (the llm-agent example's tool call).
+UPSTREAM = {
+    "plan": {
+        "output": {
+            "message": {"role": "assistant", "content": None, "tool_calls": []},
+            "tool_calls": [{"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}],
+        }
+    },
+    "weather": {"output": {"status": 200, "body": {"forecast": "sunny"}}},
+}
+
+
 def test_the_packaged_examples_all_parse_and_render_with_their_defaults() -> None:
-    definitions = load_directory(examples_directory(), KINDS)
+    definitions = load_directory(examples_directory(), STEP_KINDS)
 
     assert {definition.name for definition in definitions} >= {
         "hello",
         "countdown",
         "health-check",
         "failing",
+        "llm-chat",
+        "llm-agent",
     }
     for definition in definitions:
-        context = {"inputs": bind_inputs(definition, None)}
+        context = {"inputs": bind_inputs(definition, None), "steps": UPSTREAM}
         for step in definition.steps:
             render(step.with_, context, f"steps[{step.position}].with")
 

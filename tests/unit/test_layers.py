@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
     ("app", "worker"),  # worker: the runner-only process's app
-    ("fakes",),  # stand-ins for external systems (a CLI agent's replayer), started by the CLI
+    ("fakes",),  # stand-ins for external systems (a CLI agent's replayer, `runwire fake-llm`)
     ("cli",),
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

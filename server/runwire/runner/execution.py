@@ -76,6 +76,8 @@ class _Ended:
 class _Outcome:
     status: StepStatus
     error: str | None
+    # Seconds until the next attempt, when the step failed and will be retried.
+    retry_in: float | None = None
 
 
 @dataclass(slots=True)
@@ -571,9 +573,9 @@ class ExecutionRun:
             if step.retries is not None and attempt - first < step.retries.max:
                 retry_in = step.retries.delay_before(attempt - first + 2)
             outcome, result = await self._attempt(active, attempt, retry_in)
-            if outcome.status in _FAILED and retry_in is not None and active.over_budget is None:
+            if outcome.retry_in is not None:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(retry_in):
+                    async with asyncio.timeout(outcome.retry_in):
                         await active.cancelled.wait()
                 if active.cancelled_because is not None or self.abandoned is not None:
                     break
@@ -673,21 +675,19 @@ class ExecutionRun:
             context.end_output()
             result = self.redactor.result(result)
             assertions = self.redactor.value(assertions)
+            if status not in _FAILED or active.over_budget is not None:
+                retry_in = None
+            elif retry_in is not None and step.retries is not None:
+                retry_in = _retry_wait(retry_in, result.retry_after, step.retries.max_delay)
             if not active.killed:
                 budget.close()
                 self.emit(
                     EventType.STEP_STATUS,
-                    _step_end_data(
-                        step,
-                        status,
-                        result,
-                        assertions,
-                        retry_in if status in _FAILED and active.over_budget is None else None,
-                    ),
+                    _step_end_data(step, status, result, assertions, retry_in),
                     key,
                     attempt,
                 )
-        return _Outcome(status, result.error), result
+        return _Outcome(status, result.error, retry_in), result
 
     async def _secrets_of(self, step: StepSpec) -> dict[str, str]:
         """The values of the secrets the step names, read now (a set since the start counts)."""
@@ -812,6 +812,14 @@ def bounded_entry(data: dict[str, Any]) -> dict[str, Any]:
         if size > _ENTRY_TEXT_CHARS:
             data = {**data, "data": {"dropped": f"{size} characters of details, over the limit"}}
     return data
+
+
+def _retry_wait(policy_delay: float, retry_after: float | None, max_delay: float) -> float:
+    """The wait before a retry: the policy's, or longer when the far end asked (Retry-After),
+    never past max_delay (a provider asking for an hour does not hold the step for one)."""
+    if retry_after is None or retry_after <= policy_delay:
+        return policy_delay
+    return min(retry_after, max_delay)
 
 
 def _with_usage(result: StepResult, context: _StepContext) -> StepResult:

@@ -463,6 +463,7 @@ def _parse_steps(
         if not isinstance(with_, dict):
             errors.append(_wrong_type(f"{path}.with", "a mapping", with_))
         idempotent = False
+        secrets_used: tuple[tuple[str, str], ...] = ()
         if isinstance(with_, dict):
             errors.extend(check_syntax(with_, f"{path}.with"))
             if isinstance(kind, str) and kind in kinds:
@@ -472,6 +473,7 @@ def _parse_steps(
                     errors.extend(error.errors)
                 else:
                     idempotent = kinds[kind].idempotent(params)
+                    secrets_used = _secrets_used(kinds[kind], params)
 
         expect = NO_EXPECTATIONS
         if isinstance(kind, str) and kind in kinds:  # else the kind's own error says it all
@@ -495,6 +497,11 @@ def _parse_steps(
             step.get("on_runner_lost"), idempotent, f"{path}.on_runner_lost", errors
         )
         secrets = _parse_secrets(step.get("secrets"), f"{path}.secrets", errors)
+        for field_name, name in secrets_used:
+            if name not in secrets:
+                errors.append(
+                    FieldError(f"{path}.with.{field_name}", f"list {name} in {path}.secrets too")
+                )
         budget = _parse_budget(step.get("budget"), f"{path}.budget", errors)
         if isinstance(key, str) and isinstance(kind, str) and isinstance(with_, dict):
             steps.append(
@@ -516,6 +523,12 @@ def _parse_steps(
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
     return tuple(steps)
+
+
+def _secrets_used(kind: ParamsParser, params: Any) -> tuple[tuple[str, str], ...]:
+    """(field, secret) pairs a kind's params name (an llm step's api_key_secret), if it says."""
+    used = getattr(kind, "secrets_used", None)
+    return tuple(used(params)) if used is not None else ()
 
 
 def _parse_needs(

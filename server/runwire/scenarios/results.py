@@ -42,6 +42,9 @@ class StepResult:
     exit_code: int | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     observed: Observed | None = None
+    retry_after: float | None = None
+    """Seconds the far end asked to wait before trying again (an HTTP Retry-After); a retry
+    waits at least this long, within the policy's max_delay."""
 
 
 def describe_exit(code: int) -> str:

@@ -10,6 +10,7 @@ from runwire.runner.steps.agent import AgentParams, AgentStep
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
+from runwire.runner.steps.llm import LlmParams, LlmStep
 from runwire.runner.steps.shell import ShellParams, ShellStep
 from runwire.runner.steps.sleep import SleepParams, SleepStep
 from runwire.settings import Settings
@@ -20,6 +21,8 @@ __all__ = [
     "AgentStep",
     "HttpParams",
     "HttpStep",
+    "LlmParams",
+    "LlmStep",
     "ShellParams",
     "ShellStep",
     "SleepParams",
@@ -37,10 +40,13 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
     Without settings, the default ones are resolved when a process step first runs.
     """
     confinement = None if settings is None else Confinement.from_settings(settings)
+    # Without settings, an llm step may name no server variable for its key.
+    llm = LlmStep() if settings is None else LlmStep(settings.llm_key_vars, settings.llm_keys)
     kinds: tuple[StepKind[Any], ...] = (
         ShellStep(confinement),
         AgentStep(confinement),
         HttpStep(),
+        llm,
         SleepStep(),
     )
     return MappingProxyType({kind.name: kind for kind in kinds})
