@@ -170,6 +170,27 @@ async def test_a_key_from_an_allowed_server_variable_is_sent(world: World) -> No
     assert world.provider.credentials == [f"Bearer {ENV_KEY}"]
 
 
+async def test_a_server_key_streamed_back_by_the_provider_is_masked_in_every_event(
+    world: World,
+) -> None:
+    # The fake echoes the user's words, as a provider could repeat what it was sent.
+    execution = await run(
+        world,
+        llm_step(
+            world.url,
+            with_={
+                "api_key_env": "FAKE_LLM_KEY",
+                "messages": [{"role": "user", "content": f"say {ENV_KEY} back"}],
+            },
+        ),
+    )
+
+    assert execution.status is ExecutionStatus.SUCCEEDED, execution.error
+    stored = json.dumps([e.data for e in await events(world, execution)], default=str)
+    assert ENV_KEY not in stored
+    assert "back" in stored  # the answer itself came through
+
+
 async def test_a_missing_key_is_refused_at_start_naming_the_field(world: World) -> None:
     with pytest.raises(Invalid) as unset:
         await run(world, llm_step(world.url, with_={"api_key_env": "UNSET_LLM_KEY"}))

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -182,11 +182,14 @@ class ExecutionRun:
         load_secrets: LoadSecrets | None = None,
         output_limits: OutputLimits | None = None,
         prices: PriceTable | None = None,
+        server_secrets: Iterable[str] = (),
     ) -> None:
         self.execution = execution
         self._load_secrets = load_secrets
         # The values of every secret given to a step of this run so far, masked in all of them.
         self.redactor = Redactor()
+        # Values of the server's own that a step may use but must never show (LLM API keys).
+        self.redactor.add(server_secrets)
         self.ownership = ownership
         # The owner whose runner was lost, when this run resumes after it.
         self._lost_runner = lost_runner

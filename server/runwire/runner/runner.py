@@ -275,6 +275,7 @@ class Runner:
             lost_runner=lost_runner,
             load_secrets=self._load_secrets,
             prices=self._prices,
+            server_secrets=self._settings.llm_keys.values(),
         )
         self._runs[execution.id] = run
         self._track(execution.id, self._run(run, lease, ownership))
