@@ -220,8 +220,11 @@ async def run_command(
                 return StepResult(error=f"cannot start: {_describe_start_error(error)}")
             reaper.spawned(transport, pipes.exited)
             try:
-                stdin = transport.get_pipe_transport(0)
-                if command.stdin is not None and isinstance(stdin, asyncio.WriteTransport):
+                if command.stdin is not None:
+                    # Duck-typed: uvloop's pipe transport (what a server runs on) is no subclass
+                    # of asyncio.WriteTransport, and an isinstance check skipped it, leaving the
+                    # child waiting for text and an EOF that never came.
+                    stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
                     stdin.write(command.stdin.encode())
                     stdin.close()  # flushes, then closes: the child sees EOF after the text
                 finish = await _supervise(reaper, pipes, context)
