@@ -454,3 +454,40 @@ def test_records_are_json_data() -> None:
     )
     _, records = assess(wanted, "http", http(404, '{"a": [1, null]}'))
     assert json.loads(json.dumps(records, allow_nan=False)) == records
+
+
+@pytest.mark.parametrize(
+    ("observed", "passed", "message"),
+    [
+        (
+            Observed(text="", tokens=10, cost_usd=0.004),
+            True,
+            "expected below $0.01, cost $0.004000",
+        ),
+        (Observed(text="", tokens=10, cost_usd=0.02), False, "expected below $0.01, cost $0.02"),
+        (
+            Observed(text="", tokens=10, unpriced="1 of 1 usage report(s) could not be priced"),
+            False,
+            "expected below $0.01, but the cost is unknown: 1 of 1 usage report(s) could not be"
+            " priced",
+        ),
+        (Observed(text=""), False, "expected below $0.01, but no usage was reported"),
+    ],
+)
+def test_cost_below_says_the_cost_or_why_there_is_none(
+    observed: Observed, passed: bool, message: str | None
+) -> None:
+    result, records = assess(
+        Expectations(cost_usd_below=0.01), "llm", StepResult(observed=observed)
+    )
+    cost = [record for record in records if record["assertion"] == "cost_usd_below"]
+    assert [(record["passed"], record["message"]) for record in cost] == [(passed, message)]
+    assert (result.error is None) is passed
+
+
+def test_tokens_below_counts_input_and_output() -> None:
+    observed = Observed(text="", tokens=120)
+    _, records = assess(Expectations(tokens_below=100), "agent", StepResult(observed=observed))
+    assert [(r["passed"], r["message"]) for r in records if r["assertion"] == "tokens_below"] == [
+        (False, "expected below 100 tokens, used 120")
+    ]

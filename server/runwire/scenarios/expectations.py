@@ -189,11 +189,12 @@ def _check(expectations: Expectations, kind: str, observed: Observed) -> list[di
     if (bound := expectations.cost_usd_below) is not None:
         cost = observed.cost_usd
         passed = cost is not None and cost < bound
-        message = (
-            f"expected below ${bound:g}, cost {_usd(cost)}"
-            if cost is not None
-            else f"expected below ${bound:g}, but the cost is unknown: {observed.unpriced}"
-        )
+        if cost is not None:
+            message = f"expected below ${bound:g}, cost {_usd(cost)}"
+        elif observed.unpriced is not None:
+            message = f"expected below ${bound:g}, but the cost is unknown: {observed.unpriced}"
+        else:
+            message = f"expected below ${bound:g}, but no usage was reported"
         records.append(_record("cost_usd_below", bound, cost, passed, message))
     if (limit := expectations.tokens_below) is not None:
         tokens = observed.tokens
