@@ -462,7 +462,7 @@ def test_records_are_json_data() -> None:
         (
             Observed(text="", tokens=10, cost_usd=0.004),
             True,
-            "expected below $0.01, cost $0.004000",
+            None,  # a passed assertion has no message
         ),
         (Observed(text="", tokens=10, cost_usd=0.02), False, "expected below $0.01, cost $0.02"),
         (
