@@ -227,6 +227,11 @@ class FakeLlmProvider:
             )
             rate = faults.tokens_per_second or self.tokens_per_second
             interval = 1 / rate if rate else 0.0
+            loop = asyncio.get_running_loop()
+            # Chunks are due on a schedule, not `interval` after the last one was sent: the
+            # loop's timers are coarser than 1 ms, so waiting out each interval in turn would
+            # stream well below the rate asked for at hundreds of chunks a second.
+            due = loop.time()
             sent = 0
             for event, content in events:
                 if content:
@@ -235,9 +240,11 @@ class FakeLlmProvider:
                     if faults.stall is not None and sent >= faults.stall:
                         await left.wait()
                     if interval:
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(interval):
-                                await left.wait()
+                        due += interval
+                        if due > loop.time():
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout_at(due):
+                                    await left.wait()
                     sent += 1
                 if left.is_set():
                     self.disconnects += 1
