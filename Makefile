@@ -33,12 +33,13 @@ lint: install
 	$(BIN)/ruff format --check server clients tests bench
 	$(BIN)/mypy
 
-# P1-P7 in one run, each next to its baselines (bench/README.md); about 20 minutes.
+# P1-P7 and L1-L2 in one run, each next to its baselines (bench/README.md); about 22 minutes.
 bench: install
 	$(BIN)/python bench/event_path.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/llm.py
 
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
