@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tests.support.bench import QUICK
 from tests.support.server import BACKENDS, DEFAULT_BACKEND, Server, running_server
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -36,6 +37,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _watchdog_stderr = os.dup(2)
     limit = float(os.environ.get(RUN_LIMIT_ENV, "1800"))
     faulthandler.dump_traceback_later(limit, exit=True, file=_watchdog_stderr)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The benchmarks' smoke runs this session selects start together (tests/support/bench.py).
+    QUICK.select(item.path.name for item in session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    QUICK.close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-from tests.support import postgres
 from tests.support.bench import run_quick
 
 # (variant, count printed in quick mode) for P4 (servers with Runwire's default: no deflate)
@@ -21,7 +20,7 @@ ROWS = (
 
 
 async def test_capacity_quick_prints_every_variant() -> None:
-    text = await run_quick("capacity.py", "--server", postgres.POSTGRES_SERVER, timeout=100)
+    text = await run_quick("capacity.py", timeout=100)
     for variant, count in ROWS:
         # variant, count, setup s, RSS before MB, RSS after MB, KB each, x baseline
         row = (
