@@ -145,9 +145,9 @@ def _fold(
     step_usage: dict[tuple[str, str, int], UsageTotals] = {}
     spans: dict[tuple[str, str], tuple[Any, ...]] = {}
     for event in events:
-        row = executions.setdefault(
-            event.execution_id,
-            {
+        row = executions.get(event.execution_id)
+        if row is None:  # not setdefault: its default would be built for every event (P1)
+            row = executions[event.execution_id] = {
                 "last_seq": 0,
                 "status": None,
                 "error": None,
@@ -155,8 +155,7 @@ def _fold(
                 "finished": None,
                 "duration": None,
                 "usage": UsageTotals(),
-            },
-        )
+            }
         row["last_seq"] = max(row["last_seq"], event.seq)
         if event.type is EventType.EXECUTION_STATUS:
             # The latest status event decides error, end and duration: a resumed or retried
