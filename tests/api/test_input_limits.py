@@ -259,3 +259,21 @@ async def test_an_sse_stream_of_an_unstorable_id_is_not_found(
         )
     assert response.status_code == 404, response.text
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "queued_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2030-01-01T00:00:00"],
+)
+async def test_a_cursor_whose_time_no_database_can_take_is_not_a_cursor(
+    server: Server, queued_at: str
+) -> None:
+    # Ours carry an aware time that UTC can hold: at the calendar's edges an offset overflows.
+    cursor = base64.urlsafe_b64encode(json.dumps([queued_at, "x"]).encode())
+    found = await _post(
+        server,
+        "query($after: String) { executions(after: $after) { edges { cursor } } }",
+        {"after": cursor.decode()},
+    )
+    assert found.get("errors"), found
+    assert found["errors"][0]["message"] == "after: not a cursor from this API"

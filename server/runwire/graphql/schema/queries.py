@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 import strawberry
 
@@ -161,8 +161,12 @@ def decode_cursor(cursor: str) -> queries.Cursor:
         # Its id goes to the database: text no database can store is no cursor of ours.
         if unstorable(str(execution_id)):
             raise ValueError("unstorable id")
-        return queries.Cursor(datetime.fromisoformat(queued_at), str(execution_id))
-    except (binascii.Error, ValueError, TypeError) as error:
+        queued = datetime.fromisoformat(queued_at)
+        if queued.tzinfo is None:
+            raise ValueError("a time without its offset")  # ours always carry one
+        # In UTC, as the databases compare it: at the calendar's edges an offset overflows.
+        return queries.Cursor(queued.astimezone(UTC), str(execution_id))
+    except (binascii.Error, ValueError, TypeError, OverflowError) as error:
         raise Invalid([FieldError("after", "not a cursor from this API")]) from error
 
 
