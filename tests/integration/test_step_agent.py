@@ -9,12 +9,11 @@ import asyncio
 import json
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.steps import OWN_USER_KINDS, RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext, running, wait_for
 
 from runwire.domain.agents import EntryType
 from runwire.domain.models import OutputStream
@@ -32,21 +31,6 @@ def fake(format_name: str, transcript: str = "success", *extra: str) -> list[str
 async def run(params: dict[str, Any], context: RecordingContext) -> StepResult:
     agent = OWN_USER_KINDS["agent"]
     return await agent.run(agent.parse(params, "with"), context)
-
-
-async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 async def test_claude_success_entries_usage_spans_and_output() -> None:
@@ -225,7 +209,7 @@ async def test_stop_interrupts_the_agent_and_kills_what_it_started() -> None:
     task = asyncio.create_task(
         run({"command": [sys.executable, "-c", script], "format": "ndjson"}, context)
     )
-    await wait_for(lambda: bool(context.entries))
+    await wait_for(lambda: bool(context.entries), seconds=10.0)
     pids = [int(pid) for pid in context.entries[0].data["session_id"].split()]
     assert all(running(pid) for pid in pids)
     task.cancel()

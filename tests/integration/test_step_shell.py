@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.steps import OWN_USER_KINDS, RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext, running, wait_for
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import StepResult
@@ -29,22 +29,6 @@ async def run(params: dict[str, Any], context: RecordingContext | None = None) -
 
 def python(source: str) -> list[str]:
     return [PY, "-c", textwrap.dedent(source)]
-
-
-async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` is a live process; zombies awaiting a reaper count as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

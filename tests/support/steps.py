@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage
@@ -88,3 +90,20 @@ class RecordingContext:
 
     def text(self, stream: OutputStream) -> str:
         return "".join(text for s, text in self.calls if s is stream)
+
+
+async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
+    """Until `predicate()` holds; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process; zombies awaiting a reaper count as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

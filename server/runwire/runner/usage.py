@@ -50,8 +50,8 @@ class UsageLedger:
             # wrote the attributes of its end, and what it consumed still counts.
             stored = attempt.usage if attempt.usage.calls else totals_of(attempt.attributes or {})
             if stored.calls:
-                self._steps[attempt.key] = _plus(self._steps.get(attempt.key), stored)
-                self.total = _plus(self.total, stored)
+                self._steps[attempt.key] = self.step(attempt.key).plus(stored)
+                self.total = self.total.plus(stored)
 
     def step(self, key: str) -> UsageTotals:
         return self._steps.get(key, UsageTotals())
@@ -122,19 +122,6 @@ def totals_of(attributes: Mapping[str, Any]) -> UsageTotals:
         reasoning=_whole(attributes.get(TOKENS_REASONING)),
         cost_usd=priced,
         unpriced=_whole(attributes.get(USAGE_UNPRICED)),
-    )
-
-
-def _plus(left: UsageTotals | None, right: UsageTotals) -> UsageTotals:
-    left = left or UsageTotals()
-    return UsageTotals(
-        calls=left.calls + right.calls,
-        input=left.input + right.input,
-        output=left.output + right.output,
-        cached=left.cached + right.cached,
-        reasoning=left.reasoning + right.reasoning,
-        cost_usd=left.cost_usd + right.cost_usd,
-        unpriced=left.unpriced + right.unpriced,
     )
 
 
