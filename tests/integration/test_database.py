@@ -54,18 +54,20 @@ async def test_concurrent_saves_of_one_scenario_make_one_version(postgres_url: s
     assert {version.version for version in saved} == {1}
 
 
-def _sqlite_worker_threads() -> int:
+def _sqlite_worker_threads() -> set[threading.Thread]:
     """aiosqlite's worker threads alive now: one per connection not yet closed."""
-    return sum(
-        1
+    return {
+        thread
         for thread in threading.enumerate()
         if getattr(thread, "_target", None) is _connection_worker_thread
-    )
+    }
 
 
-async def _threads_ended(expected: int) -> bool:
+async def _threads_ended(before: set[threading.Thread]) -> bool:
+    """Whether every connection thread started since `before` has ended; threads of earlier
+    tests may end meanwhile, so these are compared by identity, not counted."""
     for _ in range(200):
-        if _sqlite_worker_threads() == expected:
+        if _sqlite_worker_threads() <= before:
             return True
         await asyncio.sleep(0.05)
     return False
