@@ -197,13 +197,19 @@ async def test_entries_and_plain_output_keep_their_order() -> None:
 
 
 async def test_stop_interrupts_the_agent_and_kills_what_it_started() -> None:
-    # The agent starts a tool process that outlives SIGINT, reports both pids, then waits.
-    script = textwrap.dedent(f"""
-        import json, os, subprocess, sys
-        tool = subprocess.Popen(["sleep", "60"])
-        print(json.dumps({{"type": "init", "session_id": "%d %d" % (os.getpid(), tool.pid)}}))
+    # The agent starts a tool process that outlives SIGINT, then reports both pids. It reports
+    # only once its SIGINT handler is set, so the stop cannot land in the interpreter's start-up
+    # (where Python exits 1 with a KeyboardInterrupt traceback instead of running the handler).
+    script = textwrap.dedent("""
+        import json, os, signal, subprocess, sys, time
+        def interrupted(signum, frame):
+            print("agent: interrupted", file=sys.stderr)
+            os._exit(130)
+        signal.signal(signal.SIGINT, interrupted)
+        tool = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        print(json.dumps({"type": "init", "session_id": "%d %d" % (os.getpid(), tool.pid)}))
         sys.stdout.flush()
-        os.execv(sys.executable, {FAKE_AGENT!r} + ["--format", "ndjson", "--delay-ms", "60000"])
+        time.sleep(60)
     """)
     context = RecordingContext(grace_seconds=30)
     task = asyncio.create_task(
@@ -215,11 +221,10 @@ async def test_stop_interrupts_the_agent_and_kills_what_it_started() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # The replayer ended on SIGINT within the grace period (130 from its handler, or the signal
-    # itself when it came before the handler was set, with Python's KeyboardInterrupt on its
-    # stderr); the reaper killed its tool.
+    # The agent ended on SIGINT within the grace period; its tool, in a session of its own so
+    # SIGINT to the agent's group never reached it, was killed by the reaper.
     [ended] = [text for stream, text in context.calls if stream is OutputStream.LOG]
-    assert ended in ("stopped: exited with code 130", "stopped: killed by signal SIGINT")
+    assert ended == "stopped: exited with code 130"
     await wait_for(lambda: not any(running(pid) for pid in pids), seconds=5)
 
 
