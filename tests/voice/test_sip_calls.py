@@ -1,4 +1,4 @@
-"""Our SIP UAC calling our SIP UAS over loopback UDP: answer, media both ways, hang-ups, failures."""
+"""Our SIP UAC calling our SIP UAS over loopback UDP: media both ways, hang-ups and failures."""
 
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ DEADLINE_S = 5.0
 
 
 def tone(hz: float, ms: int, amplitude: int = 8000) -> bytes:
-    count = 8 * ms
-    return struct.pack(
-        f"<{count}h", *(int(amplitude * math.sin(2 * math.pi * hz * n / 8000)) for n in range(count))
-    )
+    samples = [int(amplitude * math.sin(2 * math.pi * hz * n / 8000)) for n in range(8 * ms)]
+    return struct.pack(f"<{len(samples)}h", *samples)
 
 
 async def take(
@@ -42,6 +40,10 @@ async def take(
 
 def digits_of(items: list[Inbound], method: DigitMethod) -> str:
     return "".join(i.digit for i in items if isinstance(i, DigitHeard) and i.method is method)
+
+
+def digits(method: DigitMethod, count: int) -> Callable[[list[Inbound]], bool]:
+    return lambda items: len(digits_of(items, method)) >= count
 
 
 def voiced(items: list[Inbound]) -> bytes:
@@ -119,19 +121,21 @@ async def test_answered_call_carries_audio_and_digits_both_ways() -> None:
                 call.media.send_digits("12#", DigitMethod.RFC4733, tone_ms=60, gap_ms=40),
                 far.media.send_digits("9*", DigitMethod.RFC4733, tone_ms=60, gap_ms=40),
             )
-            got = await take(far_heard, lambda items: len(digits_of(items, DigitMethod.RFC4733)) == 3)
+            got = await take(far_heard, digits(DigitMethod.RFC4733, 3))
             assert digits_of(got, DigitMethod.RFC4733) == "12#"
-            got = await take(near_heard, lambda items: len(digits_of(items, DigitMethod.RFC4733)) == 2)
+            got = await take(near_heard, digits(DigitMethod.RFC4733, 2))
             assert digits_of(got, DigitMethod.RFC4733) == "9*"
 
             far_heard = far.media.heard()
             await call.media.send_digits("159", DigitMethod.INBAND, tone_ms=80, gap_ms=60)
-            got = await take(far_heard, lambda items: len(digits_of(items, DigitMethod.INBAND)) == 3)
+            got = await take(far_heard, digits(DigitMethod.INBAND, 3))
             assert digits_of(got, DigitMethod.INBAND) == "159"
 
             sent, heard = call.media.recording()
-            assert len(sent) == len(heard) and len(sent) % FRAME_BYTES == 0
-            assert pattern in sent and ulaw_decode(ulaw_encode(tone(700, 60))) in heard
+            assert len(sent) == len(heard)
+            assert len(sent) % FRAME_BYTES == 0
+            assert pattern in sent
+            assert ulaw_decode(ulaw_encode(tone(700, 60))) in heard
         assert call.ended == calls.Ended(calls.HungUpBy.US, "BYE")
         await eventually(lambda: far.ended is not None)
         assert far.ended == calls.Ended(calls.HungUpBy.FAR_END, "BYE")
@@ -211,11 +215,10 @@ async def test_a_port_nobody_listens_on_fails_at_once_with_503() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with SipUserAgent.bound() as client:
+    async with SipUserAgent.bound() as client, asyncio.timeout(2):
         with pytest.raises(calls.CallFailed) as failed:
-            async with asyncio.timeout(2):
-                async with client.dial(calls.DialRequest(f"sip:x@127.0.0.1:{port}"), print):
-                    pytest.fail("answered")
+            async with client.dial(calls.DialRequest(f"sip:x@127.0.0.1:{port}"), print):
+                pytest.fail("answered")
     assert failed.value.status == 503
     assert failed.value.reason == f"nothing answers SIP at 127.0.0.1:{port}"
 
