@@ -217,7 +217,7 @@ async def test_a_port_nobody_listens_on_fails_at_once_with_503() -> None:
         port = probe.getsockname()[1]
     async with SipUserAgent.bound() as client, asyncio.timeout(2):
         with pytest.raises(calls.CallFailed) as failed:
-            async with client.dial(calls.DialRequest(f"sip:x@127.0.0.1:{port}"), print):
+            async with client.dial(calls.DialRequest(f"sip:x@127.0.0.1:{port}"), lambda _: None):
                 pytest.fail("answered")
     assert failed.value.status == 503
     assert failed.value.reason == f"nothing answers SIP at 127.0.0.1:{port}"
