@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,10 +14,15 @@ from pathlib import Path
 import pytest
 
 from runwire.voice import calls
+from runwire.voice.codecs import ulaw_decode, ulaw_encode
+from runwire.voice.media import AudioFrame, DigitHeard, DigitMethod
 from runwire.voice.sip.agent import IncomingCall, SipUserAgent
 
 SIPP = shutil.which("sipp")
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed")
+
+PATTERN = struct.pack("<800h", *(int(8000 * math.sin(math.pi * n / 4)) for n in range(800)))
+"""100 ms of a 1 kHz tone."""
 
 BUSY_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="busy">
@@ -90,9 +97,10 @@ async def until_listening(port: int) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_we_call_sipps_uas_and_hang_up(tmp_path: Path) -> None:
-    port = free_port()
-    async with sipp(tmp_path, "-sn", "uas", "-i", "127.0.0.1", "-p", str(port)) as process:
+async def test_we_call_sipps_uas_hear_our_audio_echoed_and_hang_up(tmp_path: Path) -> None:
+    port, media_port = free_port(), free_port()
+    args = ("-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mp", str(media_port), "-rtp_echo")
+    async with sipp(tmp_path, *args) as process:
         await until_listening(port)
         seen: list[calls.Progress] = []
         async with SipUserAgent.bound() as agent:
@@ -103,6 +111,20 @@ async def test_we_call_sipps_uas_and_hang_up(tmp_path: Path) -> None:
                     calls.Progress.RINGING,
                     calls.Progress.ANSWERED,
                 ]
+                heard = call.media.heard()
+                await call.media.play(PATTERN)
+                # SIPp's answer has no telephone-event, so digits go in-band (and come back).
+                await call.media.send_digits("4", DigitMethod.RFC4733, tone_ms=80, gap_ms=40)
+                voiced, digits = b"", ""
+                async with asyncio.timeout(5):
+                    async for item in heard:
+                        if isinstance(item, AudioFrame) and any(item.pcm):
+                            voiced += item.pcm
+                        elif isinstance(item, DigitHeard):
+                            digits += item.digit
+                            break
+                assert voiced[: len(PATTERN)] == ulaw_decode(ulaw_encode(PATTERN))
+                assert digits == "4"
                 assert call.ended is None
             assert call.ended == calls.Ended(calls.HungUpBy.US, "BYE")
         # SIPp's uas scenario only succeeds once it has answered our BYE (then waits 4 s).

@@ -631,6 +631,13 @@ class SipUserAgent:
         media.connect(
             chosen.host, chosen.port, chosen.payload_type, chosen.codec, chosen.event_payload_type
         )
+        # What a re-INVITE from the far end gets: the session as negotiated, unchanged.
+        dialog.answer_sdp = sdp.describe(
+            self.public_host,
+            media.address[1],
+            (chosen.codec,),
+            event_payload_type=chosen.event_payload_type,
+        )
         return dialog
 
     def _ack_failure(
