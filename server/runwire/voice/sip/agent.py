@@ -109,7 +109,7 @@ class _Dialog:
         self.ack: bytes | None = None
         """The ACK we sent to the 2xx (UAC), resent if the 2xx is retransmitted."""
         self.confirmed = asyncio.Event()
-        """The far end's ACK to our 2xx arrived (UAS)."""
+        """The far end's ACK to our 2xx arrived, or the call ended (UAS)."""
         self.answer_sdp = b""
 
     @property
@@ -258,17 +258,22 @@ class IncomingCall:
             body=body,
         )
         remote_target = uri_of(self.request.header("Contact") or self.request.need("From"))
+        destination = await ua._destination(remote_target, fallback=self._transaction.source)
+        if self._transaction.final:  # a CANCEL came while we resolved the caller's address
+            raise calls.CallFailed(487, "Request Terminated")
         dialog = _Dialog(
             ua,
             call_id=self.call_id,
             local=response.need("To"),
             remote=self.request.need("From"),
             remote_target=remote_target,
-            destination=await ua._destination(remote_target, fallback=self._transaction.source),
+            destination=destination,
             cseq=0,
             media=self._media,
         )
         dialog.answer_sdp = body
+        # One event: the ACK (or our own hang-up) stops the 200's retransmissions.
+        dialog.confirmed = self._transaction.acked
         ua._add_dialog(dialog)
         self._dialog = dialog
         self._media.connect(
