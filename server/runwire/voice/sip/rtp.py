@@ -77,6 +77,8 @@ class _Event:
     duration: int
     first: bool
     end: bool
+    pcm: bytes
+    """The digit's tone for this tick, for the recording (the wire carries only the event)."""
 
 
 _Out = _Audio | _Event
@@ -239,8 +241,16 @@ class RtpSession:
         gap = max(1, math.ceil(gap_ms / FRAME_MS))
         for digit in digits.upper():
             code = _EVENT_CODES.index(digit)
+            tone = dtmf.tones(digit, tone_ms=ticks * FRAME_MS, gap_ms=0)
             self._outbox.extend(
-                _Event(job, code, (tick + 1) * FRAME_SAMPLES, tick == 0, tick == ticks - 1)
+                _Event(
+                    job,
+                    code,
+                    (tick + 1) * FRAME_SAMPLES,
+                    tick == 0,
+                    tick == ticks - 1,
+                    tone[tick * FRAME_BYTES : (tick + 1) * FRAME_BYTES],
+                )
                 for tick in range(ticks)
             )
             self._outbox.extend(_Audio(job, SILENT_FRAME) for _ in range(gap))
@@ -297,7 +307,7 @@ class RtpSession:
             )
             for _ in range(_END_PACKETS if item.end else 1):
                 self._send(self._event_payload_type, self._event_timestamp, payload, item.first)
-            self._sent += SILENT_FRAME
+            self._sent += item.pcm
             self._marker = True  # the audio after an event starts a new talkspurt
         else:
             pcm = item.pcm if isinstance(item, _Audio) else SILENT_FRAME
