@@ -13,7 +13,7 @@ from runwire.voice.codecs import ulaw_encode
 from runwire.voice.media import FRAME_BYTES, AudioFrame, DigitHeard, DigitMethod, Inbound
 from runwire.voice.sip import sdp
 from runwire.voice.sip.agent import IncomingCall, SipUserAgent
-from runwire.voice.sip.message import SipRequest, SipResponse, parse
+from runwire.voice.sip.message import SipRequest, SipResponse, parse, response_to
 from runwire.voice.sip.rtp import RtpSession
 
 DEADLINE_S = 5.0
@@ -229,3 +229,44 @@ async def test_the_uas_resends_its_last_response_and_repeats_200_until_the_ack()
         assert (bye_ok.status, bye_ok.cseq) == (200, (2, "BYE"))
         call = await answered
         assert call.ended == calls.Ended(calls.HungUpBy.FAR_END, "BYE")
+
+
+async def test_in_dialog_requests_follow_the_record_route() -> None:
+    async with peer() as far, peer() as proxy, SipUserAgent.bound() as agent:
+
+        async def answer() -> None:
+            invite = parse((await far.receive())[0])
+            assert isinstance(invite, SipRequest)
+            # The proxy nearest us is the last Record-Route entry: we route through it first.
+            record_route = f"<sip:10.9.9.9;lr>, <sip:127.0.0.1:{proxy.port};lr>"
+            ok = response_to(
+                invite,
+                200,
+                to_tag="far",
+                extra=(
+                    ("Record-Route", record_route),
+                    ("Contact", f"<sip:ivr@127.0.0.1:{far.port}>"),
+                    ("Content-Type", "application/sdp"),
+                ),
+                body=sdp.describe("127.0.0.1", 40000, ("PCMU",)),
+            )
+            far.send(ok.encode(), agent.address[1])
+
+        async def relay() -> list[SipRequest]:
+            got = []
+            while not got or got[-1].method != "BYE":
+                message = parse((await proxy.receive())[0])
+                assert isinstance(message, SipRequest)
+                got.append(message)
+            proxy.send(response_to(got[-1], 200).encode(), agent.address[1])
+            return got
+
+        answering, relaying = asyncio.create_task(answer()), asyncio.create_task(relay())
+        request = calls.DialRequest(f"sip:ivr@127.0.0.1:{far.port}")
+        async with agent.dial(request, lambda _: None):
+            await answering
+        ack, bye = await relaying
+    assert (ack.method, ack.uri) == ("ACK", f"sip:ivr@127.0.0.1:{far.port}")
+    assert (bye.method, bye.uri) == ("BYE", f"sip:ivr@127.0.0.1:{far.port}")
+    route = [f"<sip:127.0.0.1:{proxy.port};lr>", "<sip:10.9.9.9;lr>"]
+    assert ack.headers_named("Route") == bye.headers_named("Route") == route
