@@ -430,6 +430,12 @@ class SipUserAgent:
         except MalformedMessage as error:
             raise calls.CallFailed(400, f"not a SIP address: {request.target}") from error
         destination = await self._resolve(*target.address)
+        if self.public_host in ("0.0.0.0", ""):
+            # Bound to every interface with no public address given: tell the far end the
+            # address our packets to it leave from (connecting a UDP socket sends nothing).
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(destination)
+                self.public_host = str(probe.getsockname()[0])
         progress(calls.Progress.DIALING)
         if request.account is not None and request.account.register:
             await self.register(request.account, destination)
