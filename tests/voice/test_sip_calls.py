@@ -257,6 +257,7 @@ async def test_the_driver_frees_every_port_when_the_call_ends() -> None:
             rtp_port = call.media.address[1]  # type: ignore[attr-defined]
             far = await answerer.call
             far_rtp_port = far.media.address[1]  # type: ignore[attr-defined]
+        assert rtp_port % 2 == far_rtp_port % 2 == 0  # RTP on even ports (RFC 3550 11)
         await eventually(lambda: far.ended is not None)
         await eventually(lambda: answerer.call.done() and not server._handlers)
         for port in (rtp_port, far_rtp_port):

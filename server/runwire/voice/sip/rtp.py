@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import secrets
+import socket
 import struct
 import time
 import weakref
@@ -155,9 +156,14 @@ class RtpSession:
         """A session on its own UDP socket; exit stops sending and closes the socket."""
         loop = asyncio.get_running_loop()
         session = cls(host, detector if detector is not None else _default_detector())
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Protocol(session), local_addr=(host, port)
-        )
+        sock = _bind(host, port)
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Protocol(session), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         session._transport = transport
         try:
             yield session
@@ -381,6 +387,23 @@ class RtpSession:
     def _publish(self, item: Inbound) -> None:
         for listener in self._listeners:
             listener.queue.put_nowait(item)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A UDP socket on `port`, or (port 0) on an even free port: RFC 3550 keeps RTP on even
+    ports (RTCP on the odd one above), and some PBXes expect it."""
+    for _ in range(64):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        if port or sock.getsockname()[1] % 2 == 0:
+            return sock
+        sock.close()
+    raise OSError(f"no even UDP port free on {host}")
 
 
 def _default_detector() -> DigitDetector:
