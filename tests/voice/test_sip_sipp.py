@@ -59,13 +59,12 @@ def listening(port: int) -> bool:
 
 @asynccontextmanager
 async def sipp(tmp_path: Path, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """SIPp in the foreground for one call; killed on exit if it has not finished by then."""
+    """SIPp in the foreground (one call unless `-m` says); killed on exit if still running."""
     assert SIPP is not None
     process = await asyncio.create_subprocess_exec(
         SIPP,
         *args,
-        "-m",
-        "1",
+        *(() if "-m" in args else ("-m", "1")),
         "-nostdin",
         "-trace_err",
         "-error_file",
@@ -131,24 +130,25 @@ async def test_we_call_sipps_uas_hear_our_audio_echoed_and_hang_up(tmp_path: Pat
         await finished(process, tmp_path)
 
 
-async def test_sipps_uac_calls_us_and_hangs_up(tmp_path: Path) -> None:
-    answered: asyncio.Future[calls.Call] = asyncio.get_running_loop().create_future()
+async def test_sipps_uac_calls_us_five_at_once_and_hangs_up(tmp_path: Path) -> None:
+    answered: list[calls.Call] = []
 
     async def answer(incoming: IncomingCall) -> None:
         assert incoming.request_uri.startswith("sip:service@127.0.0.1:")
         await incoming.ring()
         call = await incoming.answer()
-        answered.set_result(call)
+        answered.append(call)
         async for _ in call.media.heard():
             pass  # until SIPp's BYE ends the media
 
     async with SipUserAgent.bound() as agent, agent.serving(answer):
         host, port = agent.address
         args = ("-sn", "uac", f"{host}:{port}", "-s", "service", "-i", "127.0.0.1")
-        async with sipp(tmp_path, *args, "-p", str(free_port())) as process:
+        concurrently = ("-m", "5", "-l", "5", "-r", "50", "-d", "200")
+        async with sipp(tmp_path, *args, *concurrently, "-p", str(free_port())) as process:
             await finished(process, tmp_path)
-        call = await answered
-        assert call.ended == calls.Ended(calls.HungUpBy.FAR_END, "BYE")
+        assert len(answered) == 5
+        assert {call.ended for call in answered} == {calls.Ended(calls.HungUpBy.FAR_END, "BYE")}
 
 
 async def test_a_sipp_that_answers_busy_fails_the_call_with_486(tmp_path: Path) -> None:
