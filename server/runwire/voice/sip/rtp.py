@@ -146,6 +146,7 @@ class RtpSession:
         self._in_buffer = b""
         self._event_timestamp = 0
         self._events_seen: deque[tuple[int, int]] = deque(maxlen=64)
+        self._event_open: tuple[tuple[int, int], int] | None = None
         self._marker = True
 
     @classmethod
@@ -360,14 +361,24 @@ class RtpSession:
             self._received_audio(_DECODERS[_STATIC[payload_type]](payload), now)
 
     def _received_event(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> None:
-        if len(payload) < 4 or not payload[1] & 0x80:
+        if len(payload) < 4 or payload[0] >= len(_EVENT_CODES):
             return
-        # Only the end packet reports the digit, and only once: it is sent three times.
+        # An event is reported once, at its end; its end packet comes three times.
         key = (ssrc, timestamp)
-        if key in self._events_seen or payload[0] >= len(_EVENT_CODES):
+        if key in self._events_seen:
             return
+        if self._event_open is not None and self._event_open[0] != key:
+            # A new event started but the last never ended: its end packets were all lost.
+            self._report_event(*self._event_open, now)
+        if payload[1] & 0x80:
+            self._report_event(key, payload[0], now)
+        else:
+            self._event_open = (key, payload[0])
+
+    def _report_event(self, key: tuple[int, int], code: int, now: float) -> None:
+        self._event_open = None
         self._events_seen.append(key)
-        self._publish(DigitHeard(_EVENT_CODES[payload[0]], DigitMethod.RFC4733, now))
+        self._publish(DigitHeard(_EVENT_CODES[code], DigitMethod.RFC4733, now))
 
     def _received_audio(self, pcm: bytes, now: float) -> None:
         self._in_buffer += pcm
