@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from runwire.voice.listening import hear
 
 from runwire.voice.calls import CallFailed, DialRequest, HungUpBy, Progress
 from runwire.voice.ivr.menu import Menu, parse_menu
 from runwire.voice.ivr.simulator import EventKind, HeardKind, IvrSimulator, Prompts
+from runwire.voice.listening import hear
 from runwire.voice.media import DigitMethod, MediaLeg
 from runwire.voice.pipe import MediaPipe
 from runwire.voice.simulated import SimulatedDriver
@@ -30,7 +30,7 @@ MENU: dict[str, Any] = {
     "start": "hello",
     "nodes": {
         "hello": {
-            "say": "Press 1, or say agent.",
+            "say": "Press 1.",
             "menu": {"dtmf": {"1": "bye", "2": "hello"}, "keywords": {"agent": "agent"}},
             "no_input": {"retries": 1, "reprompt": "Sorry.", "goto": "bye"},
             "invalid": "bye",
@@ -92,7 +92,7 @@ async def test_navigates_by_dtmf_and_hangs_up(method: DigitMethod) -> None:
         "1",
     )
     assert kinds(simulator) == [
-        (EventKind.PROMPT, "Press 1, or say agent."),
+        (EventKind.PROMPT, "Press 1."),
         (EventKind.HEARD, ""),
         (EventKind.PROMPT, "Goodbye."),
         (EventKind.HUNG_UP, "ivr"),
@@ -132,10 +132,10 @@ async def test_reprompts_on_no_input_then_gives_up() -> None:
         assert await finished(task) is HungUpBy.US
     assert simulator.heard == []
     assert kinds(simulator) == [
-        (EventKind.PROMPT, "Press 1, or say agent."),
+        (EventKind.PROMPT, "Press 1."),
         (EventKind.NO_INPUT, ""),
         (EventKind.PROMPT, "Sorry."),
-        (EventKind.PROMPT, "Press 1, or say agent."),
+        (EventKind.PROMPT, "Press 1."),
         (EventKind.NO_INPUT, ""),
         (EventKind.PROMPT, "Goodbye."),
         (EventKind.HUNG_UP, "ivr"),

@@ -109,13 +109,13 @@ class IvrServer:
             details["by"] = who.value
         self._log(number, event.kind.value, event.describe(), **details)
 
-    def _log(self, number: int, kind: str, text: str, **details: object) -> None:
+    def _log(self, number: int, kind: str, line: str, **details: object) -> None:
         if self._json:
             record = {"time": round(time.time(), 3), "call": number, "event": kind, **details}
             self._lines(json.dumps(record, default=str))
         else:
             stamp = time.strftime("%H:%M:%S")
-            self._lines(f"{stamp} call {number}: {text}")
+            self._lines(f"{stamp} call {number}: {line}")
 
 
 @asynccontextmanager
