@@ -184,6 +184,8 @@ class _Inbox:
         self._arrived = asyncio.Event()
         self._listening = False
         self.ended = asyncio.Event()
+        self.digit_times: list[float] = []
+        """When each digit `hear` has read since `listen()` was pressed."""
 
     async def pump(self) -> None:
         async for item in self._media.heard():
@@ -198,6 +200,7 @@ class _Inbox:
         self._items.clear()
         self._items.extend(kept)
         self._listening = True
+        self.digit_times: list[float] = []
         return self
 
     def stop_listening(self) -> None:
@@ -213,7 +216,10 @@ class _Inbox:
                 raise StopAsyncIteration
             self._arrived.clear()
             await self._arrived.wait()
-        return self._items.popleft()
+        item = self._items.popleft()
+        if isinstance(item, DigitHeard):
+            self.digit_times.append(item.at)
+        return item
 
 
 class _CallerHungUp(Exception):
@@ -335,8 +341,16 @@ class IvrSimulator:
         if utterance.digits:
             digits = utterance.digits[: max(1, choices.digits)]
             choice = digits if digits in choices.dtmf else None
+            times = self._inbox.digit_times[: len(digits)]
             self._record(
-                Heard(node.id, HeardKind.DTMF, digits=digits, choice=choice, ended=self._now())
+                Heard(
+                    node.id,
+                    HeardKind.DTMF,
+                    digits=digits,
+                    choice=choice,
+                    started=self._since(times[0] if times else None),
+                    ended=self._since(times[-1] if times else None),
+                )
             )
             return (choices.dtmf[digits], None) if choice is not None else (None, EventKind.INVALID)
         if utterance.speech_started is None or not utterance.pcm:
