@@ -245,6 +245,7 @@ class IvrSimulator:
         self.events: list[IvrEvent] = []
         self._answered = time.monotonic()
         self._inbox = _Inbox(media)
+        self._node = menu.start
 
     async def run(self) -> HungUpBy:
         """Run the menu; returns who hung up: US (the IVR, at a hangup node) or FAR_END (the
@@ -273,8 +274,6 @@ class IvrSimulator:
     def _hung_up(self, by: HungUpBy) -> HungUpBy:
         self._event(EventKind.HUNG_UP, self._node, "ivr" if by is HungUpBy.US else "caller")
         return by
-
-    _node = ""
 
     async def _flow(self) -> None:
         node_id: str | None = self.menu.start
