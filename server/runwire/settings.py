@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+# The default of RUNWIRE_ARTIFACT_MAX_BYTES: a 10-minute two-channel 8 kHz call recording is
+# about 19 MB, and an artifact's content is read whole to serve it.
+DEFAULT_ARTIFACT_MAX_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -100,6 +104,11 @@ class Settings:
     # base_url. `llm_keys` holds the values of those that are set; never shown or compared.
     llm_key_vars: tuple[str, ...] = ()
     llm_keys: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Artifacts of step attempts (domain/artifacts.py): the largest one a step may store (its
+    # content is a database row, read whole to serve it), and how many days they are kept
+    # (0: for ever).
+    artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES
+    artifact_retention_days: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -119,6 +128,11 @@ class Settings:
             raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
         if leaked := [name for name in self.llm_key_vars if name.startswith("RUNWIRE_")]:
             raise ValueError(f"RUNWIRE_LLM_KEY_VARS: server settings stay private: {leaked}")
+        if not 0 < self.artifact_max_bytes <= _ARTIFACT_BYTES_CEILING:
+            raise ValueError(
+                f"RUNWIRE_ARTIFACT_MAX_BYTES must be from 1 to {_ARTIFACT_BYTES_CEILING}"
+                " (a Postgres bytea value holds at most 1 GB)"
+            )
 
     @property
     def effective_database_url(self) -> str:
@@ -235,11 +249,18 @@ class Settings:
             else None,
             llm_key_vars=llm_key_vars,
             llm_keys={name: env[name] for name in llm_key_vars if env.get(name)},
+            artifact_max_bytes=int(number("ARTIFACT_MAX_BYTES", defaults.artifact_max_bytes)),
+            artifact_retention_days=number(
+                "ARTIFACT_RETENTION_DAYS", defaults.artifact_retention_days
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (CLI flags win over the environment)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ARTIFACT_BYTES_CEILING = 1_000_000_000
 
 
 def _file_or_value(raw: str | None) -> str | None:

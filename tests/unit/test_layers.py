@@ -16,12 +16,14 @@ SERVER = Path(__file__).parents[2] / "server" / "runwire"
 # Bottom first. A package may import its own modules and any package of a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "faults", "settings"),
+    ("voice",),  # calls: audio, speech, DTMF, SIP/RTP, the IVR simulator, call drivers
     ("scenarios",),  # definitions, templating, step results, expectations
     ("domain",),  # values, rules, services and their ports
     ("db",),  # the stores
     ("events",),  # event log, publisher, hub, bus
     ("queue",),  # claims, leases, control requests, the queue's signals on the bus
-    ("runner", "health"),  # health: is the database, is the bus reachable now
+    # health: is the database, is the bus reachable now; retention: deletes old artifacts
+    ("runner", "health", "retention"),
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
