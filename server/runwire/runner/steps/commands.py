@@ -188,53 +188,66 @@ async def run_command(
         2: _Capture(OutputStream.STDERR, context),
     }
     spawn: Spawn | None = None
+    channel: ReportChannel | None = None
+    finish: int | StepResult | None = None  # how it ended, once it has
     try:
-        # The report channel (report_channel.py): records the command writes to fd 3.
-        async with (
-            Supervision.opened() as reaper,
-            ReportChannel(context, reserved_outputs) as channel,
-        ):
-            try:
-                # Its own directory, a clean environment, the step user (confinement.py).
-                spawn = confinement.prepare(
-                    context, channel.environment(command.env), command.cwd, command.network
-                )
-                transport, pipes = await asyncio.get_running_loop().subprocess_exec(
-                    lambda: _Pipes(captures),
-                    # The reaper keeps the server's user (a command run as the step user cannot
-                    # signal it) and ends every process the step starts, whenever and however
-                    # the step ends (containment.py); the confined command, switched to the
-                    # step user, runs below it.
-                    *reaper.wrap((*spawn.argv_prefix, *command.argv), give=channel.descriptors),
-                    stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=spawn.cwd,
-                    env=spawn.env,
-                    pass_fds=reaper.pass_fds,
-                    # The reaper, and the command in a session of its own below it, are out of
-                    # reach of a Ctrl-C on the server's terminal.
-                    start_new_session=True,
-                )
-            except (OSError, ValueError) as error:
-                return StepResult(error=f"cannot start: {_describe_start_error(error)}")
-            reaper.spawned(transport, pipes.exited)
-            try:
-                if command.stdin is not None:
-                    # Duck-typed: uvloop's pipe transport (what a server runs on) is no subclass
-                    # of asyncio.WriteTransport, and an isinstance check skipped it, leaving the
-                    # child waiting for text and an EOF that never came.
-                    stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
-                    stdin.write(command.stdin.encode())
-                    stdin.close()  # flushes, then closes: the child sees EOF after the text
-                finish = await _supervise(reaper, pipes, context)
-                # Named outputs, beside (never over) the kind's own; artifacts stored by now.
-                reported = await channel.finish()
-            finally:
-                pipes.finished = True  # what a process killed late writes is not the step's
-    finally:
-        if spawn is not None:
-            await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+        try:
+            # The report channel (report_channel.py): records the command writes to fd 3.
+            async with (
+                Supervision.opened() as reaper,
+                ReportChannel(context, reserved_outputs) as channel,
+            ):
+                try:
+                    # Its own directory, a clean environment, the step user (confinement.py).
+                    spawn = confinement.prepare(
+                        context, channel.environment(command.env), command.cwd, command.network
+                    )
+                    transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                        lambda: _Pipes(captures),
+                        # The reaper keeps the server's user (a command run as the step user cannot
+                        # signal it) and ends every process the step starts, whenever and however
+                        # the step ends (containment.py); the confined command, switched to the
+                        # step user, runs below it.
+                        *reaper.wrap((*spawn.argv_prefix, *command.argv), give=channel.descriptors),
+                        stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        cwd=spawn.cwd,
+                        env=spawn.env,
+                        pass_fds=reaper.pass_fds,
+                        # The reaper, and the command in a session of its own below it, are out of
+                        # reach of a Ctrl-C on the server's terminal.
+                        start_new_session=True,
+                    )
+                except (OSError, ValueError) as error:
+                    return StepResult(error=f"cannot start: {_describe_start_error(error)}")
+                reaper.spawned(transport, pipes.exited)
+                try:
+                    if command.stdin is not None:
+                        # Duck-typed: uvloop's pipe transport (what a server runs on) is no subclass
+                        # of asyncio.WriteTransport, and an isinstance check skipped it, leaving the
+                        # child waiting for text and an EOF that never came.
+                        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+                        stdin.write(command.stdin.encode())
+                        stdin.close()  # flushes, then closes: the child sees EOF after the text
+                    finish = await _supervise(reaper, pipes, context)
+                    # Named outputs, beside (never over) the kind's own; artifacts stored by now.
+                    reported = await channel.finish()
+                finally:
+                    pipes.finished = True  # what a process killed late writes is not the step's
+        finally:
+            if spawn is not None:
+                await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+    except asyncio.CancelledError:
+        if finish is None or channel is None:
+            raise
+        # Stopped after the command ended on its own, while its reports were collected or its
+        # directory removed: as in `_supervise`, it answers with how it ended (an artifact still
+        # being stored is not stored).
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        reported = await channel.finish()  # finished already: the named outputs it read
     if isinstance(finish, StepResult):
         return finish
     for capture in captures.values():
@@ -277,16 +290,24 @@ async def _supervise(reaper: Supervision, pipes: _Pipes, context: StepContext) -
             reaper.end()
             await _within(reaper.ended, END_SECONDS)
             code = reports.outcome.result() if reports.outcome.done() else None
-            if reports.outcome.done() and code is None:
-                await reaper.end_leftovers()  # the reaper was killed (see below)
-            context.output(
-                OutputStream.LOG,
-                f"killed after a grace period of {context.grace_seconds:g} s"
-                if killed or not isinstance(code, int)
-                else f"stopped: {describe_exit(code)}",
-            )
-            await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
-            raise
+            if not isinstance(code, int) or reports.stopped:
+                if reports.outcome.done() and code is None:
+                    await reaper.end_leftovers()  # the reaper was killed (see below)
+                context.output(
+                    OutputStream.LOG,
+                    f"killed after a grace period of {context.grace_seconds:g} s"
+                    if killed or not isinstance(code, int)
+                    else f"stopped: {describe_exit(code)}",
+                )
+                await _within(pipes.closed, DRAIN_SECONDS)  # what it printed while stopping
+                raise
+            # Its exit was on its way (the reaper had not said so, or not been read) when the
+            # stop came, and the reaper says the stop never reached it: as above, it answers
+            # with how it ended.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome = code
     if isinstance(outcome, StartFailed):
         await _within(reaper.ended, END_SECONDS)
         return StepResult(error=f"cannot start: {outcome.reason}")

@@ -79,6 +79,8 @@ class _Reports:
         self.started: asyncio.Future[None] = self._loop.create_future()
         # The leader's exit code, why it could not start, or None: the reaper ended first.
         self.outcome: asyncio.Future[int | StartFailed | None] = self._loop.create_future()
+        # A stop reached the leader while it ran (before that, it ended on its own).
+        self.stopped = False
         # The status pipe closed: the reaper has exited (or was killed).
         self.ended: asyncio.Future[None] = self._loop.create_future()
         self._fd = fd
@@ -101,7 +103,9 @@ class _Reports:
                 self.started.set_result(None)
             if self.outcome.done():
                 continue
-            if word == "exited":
+            if word == "stopping":
+                self.stopped = True
+            elif word == "exited":
                 self.outcome.set_result(int(rest))
             elif word == "error":
                 reason = bytes.fromhex(rest).decode(errors="replace")

@@ -17,8 +17,10 @@ standard library only and no
   SOURCE it was given is the command's descriptor TARGET (a small, fixed number that `sh` can
   name, as in `>&3`), and the reaper keeps no copy of it;
 - writes one line per event to STATUS_FD: `started PID`, `error HEXTEXT` (the exec failed,
-  and why), `exited CODE` (the command's leader ended: its code, or minus the signal that killed
-  it); then waits for the leader's descendants, and exits once none is left;
+  and why), `stopping` (a stop, SIGINT or SIGTERM, came while the leader still ran), `exited
+  CODE` (the command's leader ended: its code, or minus the signal that killed it); then waits
+  for the leader's descendants, and exits once none is left. A leader that exited before a stop
+  came is reported as exited, without `stopping`: it ended on its own;
 - on SIGINT passes SIGINT to the command's process group (the polite stop); on SIGTERM (the
   server's "end it now", or the server's death) SIGKILLs every descendant, over and over until
   none is left, and exits. Its stdin and stdout are /dev/null once the command runs; stderr stays
@@ -127,6 +129,7 @@ class Reaper:
         self.given = given
         self.leader = 0
         self.leader_ended = False
+        self.stopping = False
         self.ending = False
         # Signals arrive as bytes on this pipe, so the loop waits on one descriptor.
         self.wakeup, wakeup_write = os.pipe()
@@ -213,6 +216,13 @@ class Reaper:
             timeout = KILL_ROUND_SECONDS if self.ending else PARENT_CHECK_SECONDS
             select.select([self.wakeup], [], [], timeout)
             for signum in self.signals():
+                if signum in (signal.SIGINT, signal.SIGTERM) and not self.stopping:
+                    # Reaped first: a leader that has exited, its SIGCHLD come with the stop,
+                    # ended on its own, and the server must hear so (or it runs it again).
+                    self.reap()
+                    if not self.leader_ended:
+                        self.stopping = True
+                        self.report("stopping")
                 if signum == signal.SIGTERM:
                     self.ending = True
                 elif signum == signal.SIGINT and not self.leader_ended:
@@ -267,7 +277,8 @@ def main(args: list[str]) -> int:
     if os.getppid() != reaper.parent:
         return 0  # the server died before the parent-death signal was set: start nothing
     if signal.SIGTERM in reaper.signals():
-        reaper.report(f"exited {-signal.SIGTERM}")  # ended before the command started
+        reaper.report("stopping")  # ended before the command started
+        reaper.report(f"exited {-signal.SIGTERM}")
         return 0
     reaper.start(marker, credentials, argv)
     # The command has its own copies; these would only keep an input pipe from ending.
