@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
+from runwire.domain.calls import CallEvent
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Event,
@@ -128,6 +129,11 @@ class _StepContext:
         self.coalescer.flush()
         data = self.run.redactor.value(bounded_entry(entry.event_data()))
         self.run.emit(EventType.AGENT_ENTRY, data, self.step_key, self.attempt)
+
+    def call(self, event: CallEvent) -> None:
+        self.coalescer.flush()
+        data = self.run.redactor.value(event.event_data())
+        self.run.emit(EventType.CALL, data, self.step_key, self.attempt)
 
     def usage(self, usage: Usage) -> Priced:
         return self.run.record_usage(self, usage)
