@@ -358,20 +358,16 @@ def _expect(
     if intent is not None and not is_template(intent) and intent not in intents:
         known = ", ".join(intents) or "none (declare them in with.intents)"
         fields.error("intent_is", f"unknown intent {intent}; declared: {known}")
-    latency = fields.number("latency_below_ms", 0.0, positive=True)
-    confidence = fields.number("confidence_above", 0.0)
-    if isinstance(confidence, float) and confidence > 1:
-        fields.error("confidence_above", "a confidence: a fraction from 0 to 1")
+    latency = confidence = None
+    if fields.has("latency_below_ms"):
+        latency = fields.number("latency_below_ms", 0.0, positive=True)
+    if fields.has("confidence_above"):
+        confidence = fields.number("confidence_above", 0.0)
+        if isinstance(confidence, float) and confidence > 1:
+            fields.error("confidence_above", "a confidence: a fraction from 0 to 1")
     if not isinstance(raw, Mapping):
         return None
-    return Expect(
-        contains,
-        matches,
-        wer,
-        intent,
-        latency if fields.has("latency_below_ms") else None,
-        confidence if fields.has("confidence_above") else None,
-    )
+    return Expect(contains, matches, wer, intent, latency, confidence)
 
 
 def _press(raw: Any, path: str, errors: list[FieldError]) -> Press | None:
