@@ -16,6 +16,7 @@ from runwire.events.slow_clients import SlowClients, keep_server_send
 from runwire.graphql.controller import graphql_controller
 from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.schema.context import Services
+from runwire.http.artifacts import artifact_download
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_static_router
 from runwire.http.health import health, ready
@@ -62,6 +63,7 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
             health,
             ready,
             execution_events,
+            artifact_download,
         ],
         lifespan=[lifespan],
         state=State({"services": None, "core": None, "slow_clients": None}),

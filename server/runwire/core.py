@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runwire.db.access import AccessRepository
+from runwire.db.artifacts import ArtifactRepository
 from runwire.db.audit import AuditRepository
 from runwire.db.batches import BatchRepository
 from runwire.db.engine import Database
@@ -42,6 +43,7 @@ from runwire.events.publisher import Publisher
 from runwire.health import Health
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
+from runwire.retention import ArtifactRetention
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
@@ -69,6 +71,7 @@ class Stores:
     metrics: MetricsRepository
     access: AccessRepository
     secrets: SecretRepository
+    artifacts: ArtifactRepository
     queue: ExecutionQueue
 
     @classmethod
@@ -83,6 +86,7 @@ class Stores:
             metrics=MetricsRepository(database),
             access=AccessRepository(database),
             secrets=SecretRepository(database),
+            artifacts=ArtifactRepository(database),
             queue=ExecutionQueue(database),
         )
 
@@ -163,6 +167,9 @@ class Core:
                 EventLog.running(store.events, publisher, settings.flush_interval_ms / 1000)
             )
             signals = await stack.enter_async_context(QueueSignals.running(bus))
+            await stack.enter_async_context(
+                ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
+            )
             runner = None
             if settings.runner_enabled:
                 runner = await stack.enter_async_context(
@@ -174,6 +181,7 @@ class Core:
                         kinds,
                         settings,
                         store.secrets.secret_values,
+                        store.artifacts,
                     )
                 )
             limits = InputLimits.of(settings)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from runwire.domain.artifacts import DEFAULT_MAX_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -106,6 +108,11 @@ class Settings:
     call_driver: str = "sip"
     sip_local_host: str = "127.0.0.1"
     sip_public_host: str | None = None
+    # Artifacts of step attempts (domain/artifacts.py): the largest one a step may store (its
+    # content is a database row, read whole to serve it), and how many days they are kept
+    # (0: for ever).
+    artifact_max_bytes: int = DEFAULT_MAX_BYTES
+    artifact_retention_days: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -128,6 +135,11 @@ class Settings:
         if self.call_driver not in {"sip", "simulated"}:
             raise ValueError(
                 f"RUNWIRE_CALL_DRIVER: expected sip or simulated, got {self.call_driver!r}"
+            )
+        if not 0 < self.artifact_max_bytes <= _ARTIFACT_BYTES_CEILING:
+            raise ValueError(
+                f"RUNWIRE_ARTIFACT_MAX_BYTES must be from 1 to {_ARTIFACT_BYTES_CEILING}"
+                " (a Postgres bytea value holds at most 1 GB)"
             )
 
     @property
@@ -248,11 +260,18 @@ class Settings:
             call_driver=text("CALL_DRIVER", defaults.call_driver).strip().lower(),
             sip_local_host=text("SIP_LOCAL_HOST", defaults.sip_local_host),
             sip_public_host=env.get("RUNWIRE_SIP_PUBLIC_HOST") or None,
+            artifact_max_bytes=int(number("ARTIFACT_MAX_BYTES", defaults.artifact_max_bytes)),
+            artifact_retention_days=number(
+                "ARTIFACT_RETENTION_DAYS", defaults.artifact_retention_days
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (CLI flags win over the environment)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ARTIFACT_BYTES_CEILING = 1_000_000_000
 
 
 def _file_or_value(raw: str | None) -> str | None:

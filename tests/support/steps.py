@@ -41,6 +41,8 @@ class RecordingContext:
     calls: list[tuple[OutputStream, str]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[tuple[Any, ...]] = field(default_factory=list)
+    # name -> (media type, content), as last stored.
+    artifacts: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     # Set while the step must not read on (its events are behind): see `backlogged`, `room`.
     backlog: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -70,6 +72,10 @@ class RecordingContext:
     @property
     def usages(self) -> list[Priced]:
         return [item[1] for item in self.timeline if item[0] == "usage"]
+
+    async def artifact(self, name: str, media_type: str, content: bytes) -> None:
+        self.artifacts[name] = (media_type, content)
+        self.timeline.append(("artifact", name, media_type, content))
 
     def backlogged(self) -> bool:
         return self.backlog.is_set()

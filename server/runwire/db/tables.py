@@ -5,6 +5,7 @@ from __future__ import annotations
 from piccolo.columns import (
     JSON,
     BigInt,
+    Bytea,
     DoublePrecision,
     Float,
     Integer,
@@ -193,6 +194,21 @@ class Span(Table, tablename="runwire_span"):
     attributes = JSON(null=True, default=None)
 
 
+class Artifact(Table, tablename="runwire_artifact"):
+    """A file a step attempt kept; (execution_id, step_key, attempt, name) is unique."""
+
+    id = Varchar(length=36, primary_key=True)
+    workspace_id = Varchar(length=36)
+    execution_id = Varchar(length=36)
+    step_key = Varchar(length=100)
+    attempt = Integer()
+    name = Varchar(length=128)
+    media_type = Varchar(length=100)
+    bytes = BigInt()
+    content = Bytea()
+    created_at = Timestamptz()
+
+
 class Batch(Table, tablename="runwire_batch"):
     """Executions started together, at most `concurrency` running at a time."""
 
@@ -260,6 +276,7 @@ ALL_TABLES: list[type[Table]] = [
     ExecutionLabel,
     StepRun,
     Span,
+    Artifact,
     Batch,
     Event,
     ControlRequest,

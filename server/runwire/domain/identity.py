@@ -16,12 +16,17 @@ import jwt
 from runwire.domain.access import Actor, Role, Unauthenticated
 from runwire.domain.clock import utc_now
 from runwire.domain.tokens import TokenService, Workspace, looks_like_api_token
+from runwire.errors import RunwireError
 
 # Asymmetric algorithms only for identity providers: a shared secret would let anyone who holds
 # it mint tokens for any workspace, and mixing families invites algorithm confusion.
 IDP_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 TICKET_AUDIENCE = "runwire:event-stream"
 TICKET_SECONDS = 60
+ARTIFACT_TICKET_AUDIENCE = "runwire:artifact"
+# Long enough to follow a link from a page rendered a while ago, short enough that a URL left in
+# a log or a history is useless soon after.
+ARTIFACT_TICKET_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,10 @@ class JwtSettings:
                 f"JWT algorithms {sorted(unknown) or '(none)'} not allowed;"
                 f" use some of {sorted(IDP_ALGORITHMS)}"
             )
+
+
+class TicketMismatch(RunwireError):
+    """The ticket is valid but for something else."""
 
 
 class Authenticator:
@@ -95,14 +104,39 @@ class Authenticator:
 
     def issue_ticket(self, actor: Actor, execution_id: str) -> tuple[str, datetime]:
         """A short-lived signed ticket to open one execution's event stream (for EventSource)."""
-        expires_at = utc_now() + timedelta(seconds=TICKET_SECONDS)
+        return self._issue(actor, TICKET_AUDIENCE, TICKET_SECONDS, {"exe": execution_id})
+
+    async def redeem_ticket(self, ticket: str, execution_id: str) -> Actor:
+        """The actor a ticket was issued to, if it is for this execution and still valid."""
+        claims = self._decode(ticket, TICKET_AUDIENCE, "exe")
+        if claims["exe"] != execution_id:
+            raise Unauthenticated("the ticket is for another execution")
+        return await self._ticket_actor(claims)
+
+    def issue_artifact_ticket(self, actor: Actor, artifact_id: str) -> tuple[str, datetime]:
+        """A short-lived signed ticket to download one artifact (a link, without a header)."""
+        return self._issue(
+            actor, ARTIFACT_TICKET_AUDIENCE, ARTIFACT_TICKET_SECONDS, {"art": artifact_id}
+        )
+
+    async def redeem_artifact_ticket(self, ticket: str, artifact_id: str) -> Actor:
+        """The actor an artifact ticket was issued to; TicketMismatch if another artifact's."""
+        claims = self._decode(ticket, ARTIFACT_TICKET_AUDIENCE, "art")
+        if claims["art"] != artifact_id:
+            raise TicketMismatch("the ticket is for another artifact")
+        return await self._ticket_actor(claims)
+
+    def _issue(
+        self, actor: Actor, audience: str, seconds: float, scope: dict[str, str]
+    ) -> tuple[str, datetime]:
+        expires_at = utc_now() + timedelta(seconds=seconds)
         claims: dict[str, Any] = {
-            "aud": TICKET_AUDIENCE,
+            "aud": audience,
             "exp": expires_at,
             "sub": actor.label,
             "wsp": actor.workspace_id,
             "rol": actor.role.value,
-            "exe": execution_id,
+            **scope,
         }
         if actor.token_id is not None:
             claims["tid"] = actor.token_id
@@ -112,20 +146,20 @@ class Authenticator:
             claims["msb"] = actor.member_subject
         return jwt.encode(claims, self._ticket_key, algorithm="HS256"), expires_at
 
-    async def redeem_ticket(self, ticket: str, execution_id: str) -> Actor:
-        """The actor a ticket was issued to, if it is for this execution and still valid."""
+    def _decode(self, ticket: str, audience: str, scope: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 ticket,
                 self._ticket_key,
                 algorithms=["HS256"],
-                audience=TICKET_AUDIENCE,
-                options={"require": ["exp", "aud", "sub", "wsp", "rol", "exe"]},
+                audience=audience,
+                options={"require": ["exp", "aud", "sub", "wsp", "rol", scope]},
             )
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"invalid ticket: {error}") from None
-        if claims["exe"] != execution_id:
-            raise Unauthenticated("the ticket is for another execution")
+        return claims
+
+    async def _ticket_actor(self, claims: dict[str, Any]) -> Actor:
         credential_expiry = claims.get("cre")
         actor = Actor(
             workspace_id=str(claims["wsp"]),

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
+from runwire.domain.artifacts import DEFAULT_MAX_BYTES, ArtifactStore, check_artifact, is_text
 from runwire.domain.calls import CallEvent
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_REASON = "server shutting down"
 RUNNER_LOST = "runner lost"
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
+# A text artifact at least this large is redacted in a worker thread.
+_ON_LOOP_REDACTION_BYTES = 1024 * 1024
 
 LoadSecrets = Callable[[str, Sequence[str]], Awaitable[dict[str, str]]]
 """(workspace, names) -> the values of those secrets the workspace has."""
@@ -138,6 +141,9 @@ class _StepContext:
     def usage(self, usage: Usage) -> Priced:
         return self.run.record_usage(self, usage)
 
+    async def artifact(self, name: str, media_type: str, content: bytes) -> None:
+        await self.run.store_artifact(self, name, media_type, content)
+
     def backlogged(self) -> bool:
         return self.run.log.backlogged(self.execution_id)
 
@@ -189,8 +195,12 @@ class ExecutionRun:
         output_limits: OutputLimits | None = None,
         prices: PriceTable | None = None,
         server_secrets: Iterable[str] = (),
+        artifacts: ArtifactStore | None = None,
+        artifact_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.execution = execution
+        self._artifacts = artifacts
+        self._artifact_max_bytes = artifact_max_bytes
         self._load_secrets = load_secrets
         # The values of every secret given to a step of this run so far, masked in all of them.
         self.redactor = Redactor()
@@ -353,6 +363,34 @@ class ExecutionRun:
                 self._cancel(other, recorded.execution_over_budget)
             self._changed.set()
         return recorded.priced
+
+    async def store_artifact(
+        self, context: _StepContext, name: str, media_type: str, content: bytes
+    ) -> None:
+        """Check and store an artifact of the step's attempt, its text redacted, now."""
+        check_artifact(name, media_type, len(content), self._artifact_max_bytes)
+        if self._artifacts is None:
+            raise RunwireError("artifacts are not stored by this runner")
+        if self.redactor and is_text(media_type):
+            # A large text is scanned off the event loop, which every execution shares.
+            large = len(content) >= _ON_LOOP_REDACTION_BYTES
+            redact = self.redactor.content
+            content = await asyncio.to_thread(redact, content) if large else redact(content)
+        generation = None if self.ownership is None else self.ownership.lease.generation
+        # Straight to the database, not through the event log: content may be megabytes, and
+        # the step learns here, not later, whether it was kept.
+        stored = await self._artifacts.put_artifact(
+            self.execution.id,
+            context.step_key,
+            context.attempt,
+            name,
+            media_type,
+            content,
+            utc_now(),
+            generation,
+        )
+        if stored is None:
+            raise RunwireError(f"artifact {name} not stored: this runner no longer holds the run")
 
     # ---- the run -----------------------------------------------------------------------
 

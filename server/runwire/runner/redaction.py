@@ -46,6 +46,14 @@ class Redactor:
                 text = text.replace(value, MASK)
         return text
 
+    def content(self, content: bytes) -> bytes:
+        """Text content (UTF-8, as bytes) with every value masked, such as a text artifact."""
+        for value in self._values:
+            encoded = value.encode()
+            if encoded in content:
+                content = content.replace(encoded, MASK.encode())
+        return content
+
     def value(self, value: Any) -> Any:
         """`value` with every string in it (keys too) redacted: JSON-like data, spans, events."""
         if not self._values:

@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from runwire.db.executions import ExecutionRepository
+from runwire.domain.artifacts import ArtifactStore
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus, Lease
 from runwire.errors import RunwireError
@@ -72,9 +73,11 @@ class Runner:
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
         load_secrets: LoadSecrets | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self._queue = queue
         self._load_secrets = load_secrets
+        self._artifacts = artifacts
         self._executions = executions
         self._log = log
         self._kinds = kinds
@@ -117,6 +120,7 @@ class Runner:
         kinds: Mapping[str, StepKind[Any]],
         settings: Settings,
         load_secrets: LoadSecrets | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> AsyncIterator[Runner]:
         """Claim and run, woken by queue signals, for the block; leaving it drains."""
         # Before running anything: processes of steps whose server died with their reapers
@@ -125,7 +129,7 @@ class Runner:
             logger.warning("killed %d processes left by steps of servers that died", killed)
         # Then their steps' directories (removed by the step's end, which never came).
         await asyncio.to_thread(remove_directories_of_dead_servers, settings.step_dir)
-        runner = cls(queue, executions, log, kinds, settings, load_secrets)
+        runner = cls(queue, executions, log, kinds, settings, load_secrets, artifacts)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")
         heartbeat = asyncio.create_task(runner._heartbeat(), name="runwire-runner-heartbeat")
@@ -276,6 +280,8 @@ class Runner:
             load_secrets=self._load_secrets,
             prices=self._prices,
             server_secrets=self._settings.llm_keys.values(),
+            artifacts=self._artifacts,
+            artifact_max_bytes=self._settings.artifact_max_bytes,
         )
         self._runs[execution.id] = run
         self._track(execution.id, self._run(run, lease, ownership))

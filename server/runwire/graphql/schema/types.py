@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import agents, calls, models, queries
+from runwire.domain import agents, artifacts, calls, models, queries
 from runwire.domain.access import Permission
 from runwire.domain.trace import build_trace
 from runwire.errors import NotFound
@@ -19,6 +19,7 @@ from runwire.graphql.fanout.sharing import SharedSource
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.trace import Span, Trace
+from runwire.http.artifacts import artifact_path
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
@@ -140,6 +141,32 @@ def assertion_results(records: Iterable[Mapping[str, Any]]) -> list[AssertionRes
     ]
 
 
+@strawberry.type(
+    description="A file a step attempt kept: a call's recording, a transcript, a report."
+)
+class Artifact:
+    id: strawberry.ID
+    name: str = strawberry.field(description="Unique per attempt; the download's file name.")
+    media_type: str
+    bytes: int = strawberry.field(description="The content's size.")
+    created_at: datetime = strawberry.field(description="When it was last stored.")
+    url: str = strawberry.field(
+        description="Where to GET the content (a path on this server): it carries a ticket for"
+        " this artifact alone, valid for 5 minutes; ask again for a fresh one."
+    )
+
+    @classmethod
+    def of(cls, artifact: artifacts.Artifact, ticket: str) -> Artifact:
+        return cls(
+            id=strawberry.ID(artifact.id),
+            name=artifact.name,
+            media_type=artifact.media_type,
+            bytes=artifact.bytes,
+            created_at=artifact.created_at,
+            url=artifact_path(artifact.id, ticket),
+        )
+
+
 @strawberry.type(description="One attempt of one step, or a step that has not run yet (PENDING).")
 class StepRun:
     key: str
@@ -160,6 +187,24 @@ class StepRun:
         description="What this attempt's model calls and agent runs consumed; kept up to date"
         " while it runs (calls 0 when it reported none)."
     )
+    execution_id: strawberry.Private[str]
+
+    @strawberry.field(
+        description="The files this attempt kept (RUNWIRE_ARTIFACT_RETENTION_DAYS long), by name."
+    )
+    async def artifacts(self, info: Info) -> list[Artifact]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        if self.attempt == 0:
+            return []  # not run yet
+        found = core(info)
+        stored = await found.store.artifacts.artifacts(self.execution_id, self.key, self.attempt)
+        return [
+            Artifact.of(artifact, found.authenticator.issue_artifact_ticket(actor, artifact.id)[0])
+            for artifact in stored
+            # The step run was reached through an execution of the caller's workspace; this
+            # keeps it so should that ever change.
+            if artifact.workspace_id == actor.workspace_id
+        ]
 
 
 @strawberry.interface(description="A change in an execution; seq is 1, 2, 3, … with no gaps.")
@@ -510,7 +555,7 @@ class Execution:
     @strawberry.field(description="Every attempt of every step, then steps not yet run.")
     async def steps(self, info: Info) -> list[StepRun]:
         runs = await core(info).store.executions.steps(str(self.id))
-        return steps_of(self.definition, runs, self.step_key)
+        return steps_of(str(self.id), self.definition, runs, self.step_key)
 
     @strawberry.field(description="Stored events with seq > afterSeq, oldest first.")
     async def events(
@@ -580,7 +625,7 @@ class Execution:
 
 
 def steps_of(
-    definition: Any, runs: Iterable[models.StepRun], only: str | None = None
+    execution_id: str, definition: Any, runs: Iterable[models.StepRun], only: str | None = None
 ) -> list[StepRun]:
     """Step attempts that ran, plus a PENDING entry for each defined step that has not.
 
@@ -601,6 +646,7 @@ def steps_of(
             error=run.error,
             assertions=assertion_results(run.assertions),
             usage=UsageTotals.of_totals(run.usage),
+            execution_id=execution_id,
         )
         for run in runs
     ]
@@ -624,6 +670,7 @@ def steps_of(
                     error=None,
                     assertions=[],
                     usage=UsageTotals.of_totals(agents.UsageTotals()),
+                    execution_id=execution_id,
                 )
             )
     result.sort(key=lambda run: (run.position, run.attempt))

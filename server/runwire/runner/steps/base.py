@@ -60,6 +60,14 @@ class StepContext(Protocol):
         """
         ...
 
+    async def artifact(self, name: str, media_type: str, content: bytes) -> None:
+        """Keep a file of this attempt (a recording, a transcript, a report), stored when this
+        returns; the same name again replaces it. InvalidArtifact for a bad name or media type,
+        or content over RUNWIRE_ARTIFACT_MAX_BYTES (domain/artifacts.py). Text content has the
+        step's secret values masked, as its output does.
+        """
+        ...
+
     def backlogged(self) -> bool:
         """Whether this execution's events are too far ahead of the database: stop reading."""
         ...

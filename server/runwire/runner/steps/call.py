@@ -14,7 +14,7 @@ import json
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from runwire.domain.calls import CallEvent, CallEventType
 from runwire.domain.clock import utc_now
 from runwire.domain.models import OutputStream
-from runwire.errors import InvalidDefinition
+from runwire.errors import InvalidDefinition, RunwireError
 from runwire.runner import spans
 from runwire.runner.steps.base import Observed, StepContext, StepResult
 from runwire.runner.steps.call_script import (
@@ -47,6 +47,7 @@ from runwire.voice.calls import (
     HungUpBy,
     Progress,
 )
+from runwire.voice.codecs import wav_bytes
 from runwire.voice.media import DigitMethod, Inbound
 
 SPAN_KIND = "call"
@@ -537,22 +538,18 @@ class _Session:
 
     async def store(self) -> None:
         """The recording and the transcript, as artifacts of the attempt."""
-        store: Callable[..., Any] | None = getattr(self.context, "artifact", None)
-        if store is None:
-            return
-        if self.call is not None:
-            from runwire.voice.codecs import wav_bytes
-
-            sent, heard = self.call.media.recording()
-            await _maybe_await(store("call.wav", "audio/wav", wav_bytes([sent, heard])))
-        if self.lines:
-            text = "\n".join(self.lines) + "\n"
-            await _maybe_await(store("transcript.txt", "text/plain", text.encode()))
-
-
-async def _maybe_await(value: Any) -> None:
-    if asyncio.iscoroutine(value):
-        await value
+        try:
+            if self.call is not None:
+                sent, heard = self.call.media.recording()
+                await self.context.artifact("call.wav", "audio/wav", wav_bytes([sent, heard]))
+            if self.lines:
+                text = "\n".join(self.lines) + "\n"
+                await self.context.artifact(
+                    "transcript.txt", "text/plain; charset=utf-8", text.encode()
+                )
+        except RunwireError as error:
+            # The call's result stands without its files; say why they are missing.
+            self.context.output(OutputStream.LOG, f"recording not stored: {error.message}\n")
 
 
 def _intent_of(transcript: str, intents: Mapping[str, tuple[str, ...]]) -> str | None:

@@ -228,7 +228,8 @@ async def run_command(
                     stdin.write(command.stdin.encode())
                     stdin.close()  # flushes, then closes: the child sees EOF after the text
                 finish = await _supervise(reaper, pipes, context)
-                reported = channel.finish()  # named outputs, beside (never over) the kind's own
+                # Named outputs, beside (never over) the kind's own; artifacts stored by now.
+                reported = await channel.finish()
             finally:
                 pipes.finished = True  # what a process killed late writes is not the step's
     finally:

@@ -2,19 +2,21 @@
 
 A process step's command finds the write end of a pipe at descriptor `REPORT_FD` (named by
 `RUNWIRE_REPORT_FD` in its environment) and may write records to it, one JSON object a line
-(report_records.py, docs/report-channel.md): usage, spans, named outputs, transcript entries. The
-server reads them as they come and reports them through the step's context, like a built-in kind
-would. A record it cannot use is counted, never fatal; the step's log says once what was ignored.
+(report_records.py, docs/report-channel.md): usage, spans, named outputs, transcript entries,
+artifacts. The server reads them as they come and reports them through the step's context, like a
+built-in kind would. A record it cannot use is counted, never fatal; the step's log says once what
+was ignored.
 
 One channel is one attempt's: open it around the spawn, give the reaper `descriptors`, put
-`environment(...)` in the command's environment, and take `finish()` (the named outputs) once the
-command has ended. The command only ever holds a write end: there is nothing of the server's it
-could read through it.
+`environment(...)` in the command's environment, and await `finish()` (the named outputs) once
+the command has ended. The command only ever holds a write end: there is nothing of the server's
+it could read through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Collection, Mapping
 from types import TracebackType
@@ -24,18 +26,26 @@ import msgspec
 
 from runwire.domain.agents import AgentEntry, Usage
 from runwire.domain.models import OutputStream
+from runwire.errors import RunwireError
+from runwire.faults import is_outage
 from runwire.runner.spans import new_span_id
 from runwire.runner.steps.base import StepContext
 from runwire.runner.steps.report_records import (
     BAD_FIELD,
     RECORD_BYTES,
     TOO_LARGE,
+    ArtifactRecord,
     BadRecord,
     OutputRecord,
     Record,
     SpanRecord,
     parse_record,
 )
+
+logger = logging.getLogger(__name__)
+
+# An artifact the database did not take (out of reach, or refused it).
+NOT_STORED = "not stored"
 
 REPORT_FD = 3
 """The command's descriptor number: one digit, so `sh` can write `>&3` (dash takes no more)."""
@@ -72,6 +82,7 @@ class ReportChannel:
         self._outputs: dict[str, Any] = {}
         self._output_bytes: dict[str, int] = {}
         self._finished = False
+        self._saving: asyncio.Future[None] | None = None  # the last artifact being stored
 
     async def __aenter__(self) -> ReportChannel:
         self._loop = asyncio.get_running_loop()
@@ -90,7 +101,7 @@ class ReportChannel:
         traceback: TracebackType | None,
     ) -> None:
         try:
-            self.finish()
+            await self.finish()
         finally:
             self._close()
 
@@ -103,11 +114,22 @@ class ReportChannel:
         """The step's declared environment, with the variable that names the descriptor."""
         return {**(declared or {}), REPORT_FD_VARIABLE: str(REPORT_FD)}
 
-    def finish(self) -> dict[str, Any]:
-        """Read what is left (the command has ended), say what was ignored; the named outputs."""
+    async def finish(self) -> dict[str, Any]:
+        """Read what is left (the command has ended), store the artifacts reported, say what
+        was ignored; the named outputs."""
         if self._finished:
             return dict(self._outputs)
         self._finished = True
+        try:
+            self._drain()
+        finally:
+            # Every artifact reported is stored (or counted as ignored) before the step ends.
+            if self._saving is not None:
+                await self._saving
+        self._report_ignored()
+        return dict(self._outputs)
+
+    def _drain(self) -> None:
         self._stop_reading()
         if self._resuming is not None:
             self._resuming.cancel()
@@ -129,8 +151,6 @@ class ReportChannel:
         elif self._skipping:
             self._skipped(self._skipping, " and no end of line")
         self._pending.clear()
-        self._report_ignored()
-        return dict(self._outputs)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -220,6 +240,10 @@ class ReportChannel:
             context.entry(record)
         elif isinstance(record, SpanRecord):
             self._span(record)
+        elif isinstance(record, ArtifactRecord):
+            # Stored in order, one at a time (the same name twice: the last one wins), while
+            # the channel reads on; `finish` waits for the last.
+            self._saving = asyncio.ensure_future(self._save(record, self._records, self._saving))
         else:
             self._output(record)
 
@@ -241,6 +265,20 @@ class ReportChannel:
             parent_id=parent_id,
             span_id=span_id,
         )
+
+    async def _save(
+        self, record: ArtifactRecord, number: int, previous: asyncio.Future[None] | None
+    ) -> None:
+        if previous is not None:
+            await previous  # it never raises but CancelledError: failures are counted
+        try:
+            await self._context.artifact(record.name, record.media_type, record.content)
+        except RunwireError as error:
+            self._count(BAD_FIELD, f"artifact: {error.message}", number)
+        except Exception as error:
+            if not is_outage(error):
+                logger.exception("artifact %s of a step not stored", record.name)
+            self._count(NOT_STORED, f"artifact {record.name}: {error!r}", number)
 
     def _our_span_id(self, theirs: str) -> str:
         """A fresh id per reporter id: unique in the execution, whatever the reporter chose.
@@ -273,10 +311,10 @@ class ReportChannel:
         self._records += 1
         self._count(TOO_LARGE, f"{size:,} bytes{reason}, over the {RECORD_BYTES:,}-byte limit")
 
-    def _count(self, problem: str, reason: str) -> None:
+    def _count(self, problem: str, reason: str, number: int | None = None) -> None:
         self._ignored[problem] = self._ignored.get(problem, 0) + 1
         if self._first_problem is None:
-            self._first_problem = f"record {self._records}: {problem}: {reason}"
+            self._first_problem = f"record {number or self._records}: {problem}: {reason}"
 
     def _report_ignored(self) -> None:
         ignored = sum(self._ignored.values())

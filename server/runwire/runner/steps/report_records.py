@@ -7,6 +7,8 @@ are ignored, so a reporter written for a later Runwire still works here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ _SPAN_KIND_CHARS = 50
 _ID_CHARS = 64
 _MODEL_CHARS = 200
 _OUTPUT_NAME_CHARS = 64
+_ARTIFACT_TEXT_CHARS = 200
 _STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 
 
@@ -73,7 +76,16 @@ class OutputRecord:
     value: Any
 
 
-Record = Usage | SpanRecord | OutputRecord | AgentEntry
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A file of the step attempt (domain/artifacts.py), its content in the record."""
+
+    name: str
+    media_type: str
+    content: bytes
+
+
+Record = Usage | SpanRecord | OutputRecord | AgentEntry | ArtifactRecord
 
 
 def parse_record(line: bytes) -> Record:
@@ -232,11 +244,32 @@ def _entry(fields: _Fields) -> AgentEntry:
     )
 
 
+def _artifact(fields: _Fields) -> ArtifactRecord:
+    # Name and media type are checked where every artifact is (StepContext.artifact).
+    name = fields.required_text("name", _ARTIFACT_TEXT_CHARS)
+    media_type = fields.text("media_type", _ARTIFACT_TEXT_CHARS)
+    text, encoded = fields.values.get("text"), fields.values.get("content_base64")
+    if (text is None) == (encoded is None):
+        raise fields.fail("text", "give the content as text or as content_base64 (one of them)")
+    if text is not None:
+        if not isinstance(text, str):
+            raise fields.fail("text", f"must be a string, not {_json_type(text)}")
+        return ArtifactRecord(name, media_type or "text/plain; charset=utf-8", text.encode())
+    if not isinstance(encoded, str):
+        raise fields.fail("content_base64", f"must be a string, not {_json_type(encoded)}")
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise fields.fail("content_base64", f"is not base64: {error}") from None
+    return ArtifactRecord(name, media_type or "application/octet-stream", content)
+
+
 _PARSERS: dict[str, Callable[[_Fields], Record]] = {
     "usage": _usage,
     "span": _span,
     "output": _output,
     "entry": _entry,
+    "artifact": _artifact,
 }
 
 
