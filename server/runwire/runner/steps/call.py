@@ -211,8 +211,8 @@ class _Session:
     def line(self, text: str) -> None:
         at = self.ms(time.monotonic())
         stamp = f"[{(at or 0) / 1000:7.2f}s] "
+        # Only for the transcript artifact: the CALL events are the live view.
         self.lines.append(stamp + text)
-        self.context.output(OutputStream.LOG, text + "\n")
 
     def progress(self, progress: Progress) -> None:
         if progress is Progress.ANSWERED and self.answered_at is None:

@@ -231,7 +231,8 @@ def parse_menu(data: Any, source: str = "") -> Menu:
     )
     if errors:
         raise InvalidDefinition(
-            errors, "; ".join(str(error) for error in errors) + (f" (in {source})" if source else "")
+            errors,
+            "; ".join(str(error) for error in errors) + (f" (in {source})" if source else ""),
         )
     return menu
 
@@ -255,7 +256,9 @@ def _reject(top: _Fields) -> Reject | None:
     return Reject(status, fields.string("reason") or REASONS.get(status, "Rejected"))
 
 
-def _node(node_id: str, raw: Any, default_no_input_ms: int, errors: list[FieldError]) -> Node | None:
+def _node(
+    node_id: str, raw: Any, default_no_input_ms: int, errors: list[FieldError]
+) -> Node | None:
     fields = _Fields(
         raw,
         f"nodes.{node_id}",
@@ -386,8 +389,10 @@ def _check_targets(nodes: Mapping[str, Node], errors: list[FieldError]) -> None:
             for keyword, target in node.menu.keywords.items():
                 check(f"{path}.menu.keywords.{keyword}", target)
         for name, fallback in (("no_input", node.no_input), ("invalid", node.invalid)):
-            check(f"{path}.{name}" + (".goto" if fallback.retries or fallback.reprompt else ""),
-                  fallback.goto)
+            check(
+                f"{path}.{name}" + (".goto" if fallback.retries or fallback.reprompt else ""),
+                fallback.goto,
+            )
         if node.transfer is not None:
             check(f"{path}.transfer.goto", node.transfer.goto)
 
@@ -395,9 +400,7 @@ def _check_targets(nodes: Mapping[str, Node], errors: list[FieldError]) -> None:
 class _Fields:
     """One mapping being checked; each getter records errors instead of raising."""
 
-    def __init__(
-        self, raw: Any, path: str, allowed: set[str], errors: list[FieldError]
-    ) -> None:
+    def __init__(self, raw: Any, path: str, allowed: set[str], errors: list[FieldError]) -> None:
         self.path = path
         self.errors = errors
         self.values: Mapping[Any, Any] = {}
