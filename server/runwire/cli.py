@@ -1,4 +1,5 @@
-"""`runwire serve | worker | migrate | export-schema | workspace | token | secret | fake-llm`."""
+"""`runwire serve | worker | migrate | export-schema | workspace | token | secret | fake-llm |
+ivr-sim`."""
 
 from __future__ import annotations
 
@@ -163,6 +164,45 @@ def fake_agent(args: tuple[str, ...]) -> None:
     from runwire.fakes.cli_agent import main as replay
 
     sys.exit(replay(list(args)))
+
+
+@main.command("ivr-sim")
+@click.option(
+    "--menu",
+    "menu_name",
+    required=True,
+    help="A menu YAML file, or a shipped menu's name (bank, broken-bank).",
+)
+@click.option("--port", default=5070, show_default=True, type=int, help="SIP (UDP) port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--json", "json_lines", is_flag=True, help="Log one JSON object per event.")
+def ivr_sim(menu_name: str, port: int, host: str, json_lines: bool) -> None:
+    """Answer SIP calls with an IVR menu: TTS prompts, DTMF and spoken-keyword branches.
+
+    Calls to another extension than the menu's get 404; each call's prompts, what it heard
+    (digits, or the transcript and its confidence), transfers and hang-ups are logged one line
+    an event. Ctrl-C hangs up live calls (BYE) and exits. See docs/ivr-simulator.md.
+    """
+    from runwire.errors import InvalidDefinition
+    from runwire.voice.calls import EngineMissing
+    from runwire.voice.ivr.menu import find_menu, load_menu
+    from runwire.voice.ivr.server import run_until_stopped
+
+    try:
+        menu = load_menu(find_menu(menu_name))
+    except (FileNotFoundError, InvalidDefinition) as error:
+        raise click.ClickException(str(error)) from error
+
+    def line(text: str) -> None:
+        click.echo(text)
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run_until_stopped(menu, host, port, line, json_lines=json_lines))
+    except EngineMissing as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {error}") from error
 
 
 @main.group()

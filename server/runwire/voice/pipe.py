@@ -37,7 +37,7 @@ class _Playing:
     done: asyncio.Future[None]
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class _Hearing:
     """One `heard()` iterator's queue; None marks the end of the media."""
 

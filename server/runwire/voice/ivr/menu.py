@@ -125,8 +125,19 @@ class Menu:
     """How much silence after speech ends a spoken answer."""
     max_input_ms: int = 8000
     """The longest spoken answer heard before it is cut off and recognized."""
+    words_per_minute: int = 170
+    """How fast the prompts are spoken."""
+    min_confidence: float = 0.0
+    """A keyword recognized with less confidence than this counts as an invalid answer."""
     source: str = field(default="", compare=False)
     """Where the menu was read from, for messages."""
+
+    def refusal(self, extension: str | None) -> Reject | None:
+        """The final status a call to `extension` gets instead of an answer, if any: 404 for
+        another extension than the menu's (None dials the menu itself), else the menu's reject."""
+        if extension is not None and self.extension is not None and extension != self.extension:
+            return Reject(404, REASONS[404])
+        return self.reject
 
     def prompts(self) -> frozenset[str]:
         """Every text the menu can speak, to synthesize ahead of the first call."""
@@ -191,6 +202,8 @@ def parse_menu(data: Any, source: str = "") -> Menu:
             "end_silence_ms",
             "max_input_ms",
             "no_input_ms",
+            "words_per_minute",
+            "min_confidence",
         },
         errors,
     )
@@ -211,12 +224,18 @@ def parse_menu(data: Any, source: str = "") -> Menu:
             if not isinstance(node_id, str) or not node_id:
                 top.error(f"nodes.{node_id}", "a node id must be a non-empty string")
                 continue
-            node = _node(node_id, raw, no_input_ms, errors)
+            node = _node(
+                _Fields(raw, f"nodes.{node_id}", _NODE_FIELDS, errors, top.refs),
+                node_id,
+                no_input_ms,
+            )
             if node is not None:
                 nodes[node_id] = node
-        if start and isinstance(raw_nodes, Mapping) and start not in raw_nodes:
-            top.error("start", f"unknown node {start!r}")
-        _check_targets(nodes, errors)
+        if start:
+            top.ref("start", start)
+        for path, target in top.refs:
+            if target not in raw_nodes:
+                errors.append(FieldError(path, f"unknown node {target!r}"))
     menu = Menu(
         name=name,
         start=start,
@@ -227,6 +246,8 @@ def parse_menu(data: Any, source: str = "") -> Menu:
         reject=reject,
         end_silence_ms=top.milliseconds("end_silence_ms", 600, positive=True),
         max_input_ms=top.milliseconds("max_input_ms", 8000, positive=True),
+        words_per_minute=_words_per_minute(top),
+        min_confidence=_min_confidence(top),
         source=source,
     )
     if errors:
@@ -237,13 +258,29 @@ def parse_menu(data: Any, source: str = "") -> Menu:
     return menu
 
 
+def _words_per_minute(top: _Fields) -> int:
+    value = top.values.get("words_per_minute", 170)
+    if isinstance(value, bool) or not isinstance(value, int) or not 80 <= value <= 450:
+        top.error("words_per_minute", "expected a whole number from 80 to 450")
+        return 170
+    return value
+
+
+def _min_confidence(top: _Fields) -> float:
+    value = top.values.get("min_confidence", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        top.error("min_confidence", "expected a number from 0 to 1")
+        return 0.0
+    return float(value)
+
+
 def _reject(top: _Fields) -> Reject | None:
     busy = top.boolean("busy", False)
     if not top.has("reject"):
         return Reject(486, REASONS[486]) if busy else None
     if busy:
         top.error("busy", "give busy or reject, not both")
-    fields = _Fields(top.values["reject"], top.child("reject"), {"status", "reason"}, top.errors)
+    fields = top.sub("reject", {"status", "reason"})
     fields.require("status")
     status = fields.values.get("status")
     if "status" in fields.values and not (
@@ -256,16 +293,11 @@ def _reject(top: _Fields) -> Reject | None:
     return Reject(status, fields.string("reason") or REASONS.get(status, "Rejected"))
 
 
-def _node(
-    node_id: str, raw: Any, default_no_input_ms: int, errors: list[FieldError]
-) -> Node | None:
-    fields = _Fields(
-        raw,
-        f"nodes.{node_id}",
-        {"say", "menu", "no_input", "invalid", "transfer", "goto", "hangup"},
-        errors,
-    )
-    if not fields.values:
+_NODE_FIELDS = {"say", "menu", "no_input", "invalid", "transfer", "goto", "hangup"}
+
+
+def _node(fields: _Fields, node_id: str, default_no_input_ms: int) -> Node | None:
+    if not fields.is_mapping:
         return None
     fields.require("say")
     say = fields.string("say") or ""
@@ -292,15 +324,13 @@ def _node(
         no_input=_fallback(fields, "no_input"),
         invalid=_fallback(fields, "invalid"),
         transfer=_transfer(fields) if fields.has("transfer") else None,
-        goto=fields.string("goto"),
+        goto=fields.ref("goto", fields.values.get("goto")),
         hangup=bool(hangup),
     )
 
 
 def _choices(node: _Fields, default_no_input_ms: int) -> Choices:
-    fields = _Fields(
-        node.values["menu"], node.child("menu"), {"dtmf", "keywords", "no_input_ms"}, node.errors
-    )
+    fields = node.sub("menu", {"dtmf", "keywords", "no_input_ms"})
     dtmf: dict[str, str] = {}
     raw_dtmf = fields.values.get("dtmf", {})
     if not isinstance(raw_dtmf, Mapping):
@@ -311,10 +341,8 @@ def _choices(node: _Fields, default_no_input_ms: int) -> Choices:
             digits = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
             if not isinstance(digits, str) or not digits or set(digits) - DIGITS:
                 fields.error(f"dtmf.{key}", "expected digits from 0-9 * # A-D")
-            elif not isinstance(target, str):
-                fields.error(f"dtmf.{key}", "expected a node id")
-            else:
-                dtmf[digits.upper()] = target
+            elif (node_id := fields.ref(f"dtmf.{key}", target)) is not None:
+                dtmf[digits.upper()] = node_id
         if len({len(digits) for digits in dtmf}) > 1:
             fields.error("dtmf", "every choice needs the same number of digits")
     keywords: dict[str, str] = {}
@@ -326,11 +354,9 @@ def _choices(node: _Fields, default_no_input_ms: int) -> Choices:
             phrase = " ".join(str(key).lower().split())
             if not isinstance(key, str) or not _KEYWORD.fullmatch(phrase):
                 fields.error(f"keywords.{key}", "expected words of letters (a keyword to say)")
-            elif not isinstance(target, str):
-                fields.error(f"keywords.{key}", "expected a node id")
-            else:
-                keywords[phrase] = target
-    if fields.values and not dtmf and not keywords and not fields.errors_under(""):
+            elif (node_id := fields.ref(f"keywords.{key}", target)) is not None:
+                keywords[phrase] = node_id
+    if fields.is_mapping and not dtmf and not keywords and not fields.errors_under(""):
         fields.error("", "needs at least one dtmf or keywords choice")
     return Choices(
         dtmf=dtmf,
@@ -344,22 +370,21 @@ def _fallback(node: _Fields, name: str) -> Fallback:
     if raw is None:
         return Fallback()
     if isinstance(raw, str):
-        return Fallback(goto=raw)
-    fields = _Fields(raw, node.child(name), {"retries", "reprompt", "goto"}, node.errors)
+        return Fallback(goto=node.ref(name, raw))
+    fields = node.sub(name, {"retries", "reprompt", "goto"})
     retries = fields.values.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         fields.error("retries", "expected a whole number from 0 to 10")
         retries = 0
-    return Fallback(retries=retries, reprompt=fields.string("reprompt"), goto=fields.string("goto"))
+    return Fallback(
+        retries=retries,
+        reprompt=fields.string("reprompt"),
+        goto=fields.ref("goto", fields.values.get("goto")),
+    )
 
 
 def _transfer(node: _Fields) -> Transfer:
-    fields = _Fields(
-        node.values["transfer"],
-        node.child("transfer"),
-        {"queue", "hold_ms", "hold", "connected", "goto"},
-        node.errors,
-    )
+    fields = node.sub("transfer", {"queue", "hold_ms", "hold", "connected", "goto"})
     hold = fields.string("hold") or Hold.MUSIC.value
     if hold not in set(Hold):
         fields.error("hold", f"expected one of: {', '.join(Hold)}")
@@ -369,41 +394,26 @@ def _transfer(node: _Fields) -> Transfer:
         hold_ms=fields.milliseconds("hold_ms", 2000),
         hold=Hold(hold),
         connected=fields.string("connected"),
-        goto=fields.string("goto"),
+        goto=fields.ref("goto", fields.values.get("goto")),
     )
-
-
-def _check_targets(nodes: Mapping[str, Node], errors: list[FieldError]) -> None:
-    """Every branch names a node that exists."""
-
-    def check(path: str, target: str | None) -> None:
-        if target is not None and target not in nodes:
-            errors.append(FieldError(path, f"unknown node {target!r}"))
-
-    for node_id, node in nodes.items():
-        path = f"nodes.{node_id}"
-        check(f"{path}.goto", node.goto)
-        if node.menu is not None:
-            for digits, target in node.menu.dtmf.items():
-                check(f"{path}.menu.dtmf.{digits}", target)
-            for keyword, target in node.menu.keywords.items():
-                check(f"{path}.menu.keywords.{keyword}", target)
-        for name, fallback in (("no_input", node.no_input), ("invalid", node.invalid)):
-            check(
-                f"{path}.{name}" + (".goto" if fallback.retries or fallback.reprompt else ""),
-                fallback.goto,
-            )
-        if node.transfer is not None:
-            check(f"{path}.transfer.goto", node.transfer.goto)
 
 
 class _Fields:
     """One mapping being checked; each getter records errors instead of raising."""
 
-    def __init__(self, raw: Any, path: str, allowed: set[str], errors: list[FieldError]) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        path: str,
+        allowed: set[str],
+        errors: list[FieldError],
+        refs: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.path = path
         self.errors = errors
+        self.refs: list[tuple[str, str]] = [] if refs is None else refs
         self.values: Mapping[Any, Any] = {}
+        self.is_mapping = isinstance(raw, Mapping)
         if not isinstance(raw, Mapping):
             errors.append(FieldError(path, "expected a mapping"))
             return
@@ -412,6 +422,20 @@ class _Fields:
         for key in raw:
             if key not in allowed:
                 self.error(str(key), f"unknown field; expected one of: {names}")
+
+    def sub(self, name: str, allowed: set[str]) -> _Fields:
+        """The mapping at `name`, checked into the same errors and references."""
+        return _Fields(self.values.get(name), self.child(name), allowed, self.errors, self.refs)
+
+    def ref(self, name: str, target: Any) -> str | None:
+        """A node id at `name`, checked against the nodes once all are read."""
+        if target is None:
+            return None
+        if not isinstance(target, str):
+            self.error(name, "expected a node id")
+            return None
+        self.refs.append((self.child(name) if name else self.path, target))
+        return target
 
     def child(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
