@@ -4,11 +4,14 @@ log (a late joiner sees the whole call), the call's spans in `trace`, its artifa
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from tests.support.graphql import definition, execute, start, wait_for_status
 from tests.support.server import Server
+
+from runwire.domain.clock import utc_now
 
 SERVER_BACKENDS = ("sqlite", "postgres")
 
@@ -26,6 +29,20 @@ query($id: ID!) {
     events(first: 1000) {
       type stepKey
       ... on CallEventReported { call action digits method by cause atMs }
+    }
+  }
+}
+"""
+
+
+METRICS = """
+query($since: DateTime!, $until: DateTime!, $scenario: String) {
+  executionMetrics(since: $since, until: $until, scenario: $scenario) {
+    calls {
+      attempts answered
+      timeToAnswerMs { count p50 p95 min max }
+      durationMs { count p50 }
+      turnLatencyMs { count }
     }
   }
 }
@@ -55,7 +72,8 @@ async def sse_events(server: Server, execution_id: str) -> list[dict[str, Any]]:
 
 async def test_a_call_is_seen_as_typed_events_spans_and_artifacts(server: Server) -> None:
     step = f"{{key: call, kind: call, with: {json.dumps(CALL)}}}"
-    execution_id = await start(server, definition=definition(step))
+    since = utc_now() - timedelta(seconds=1)
+    execution_id = await start(server, definition=definition(step, name="ivr-press"))
     await wait_for_status(server, execution_id, {"SUCCEEDED", "FAILED"})
     found = (await execute(server, QUERY, {"id": execution_id}))["execution"]
     assert found["status"] == "SUCCEEDED", found
@@ -98,3 +116,15 @@ async def test_a_call_is_seen_as_typed_events_spans_and_artifacts(server: Server
     assert step_span["name"] == "call"
     assert step_span["attributes"]["call_time_to_answer_ms"] >= 150
     assert [span["name"] for span in actions] == ["dial", "press", "wait", "press"]
+
+    # executionMetrics: the window's call figures, as percentiles.
+    window = {"since": since.isoformat(), "until": (utc_now() + timedelta(seconds=1)).isoformat()}
+    metrics = await execute(server, METRICS, window)
+    calls_measured = metrics["executionMetrics"]["calls"]
+    assert (calls_measured["attempts"], calls_measured["answered"]) == (1, 1)
+    answer = calls_measured["timeToAnswerMs"]
+    assert answer["count"] == 1
+    assert answer["p50"] == answer["p95"] == answer["min"] == answer["max"]
+    assert answer["p50"] == run["output"]["call"]["time_to_answer_ms"]
+    assert calls_measured["durationMs"]["count"] == 1
+    assert calls_measured["turnLatencyMs"]["count"] == 0  # no listen: no turn measured

@@ -529,12 +529,15 @@ class _Session:
         }
 
     def attributes(self) -> dict[str, Any]:
-        """The call's figures for the attempt's span (numbers only)."""
-        return {
+        """The call's figures, on the attempt's span and row; executionMetrics reads them."""
+        figures: dict[str, Any] = {
             f"call_{name}": value
             for name, value in self.metrics().items()
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
+        figures["call_turn_latency_ms"] = list(self.latencies)
+        figures["call_confidences"] = list(self.confidences)
+        return figures
 
     async def store(self) -> None:
         """The recording and the transcript, as artifacts of the attempt."""
