@@ -68,7 +68,7 @@ class CallStep:
     def __init__(
         self,
         default_driver: str = "sip",
-        sip_local_host: str | None = None,
+        sip_local_host: str = "127.0.0.1",
         sip_public_host: str | None = None,
     ) -> None:
         self._default_driver = default_driver
