@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
-from runwire.voice.calls import CallFailed, HungUpBy
+from runwire.voice.calls import CallFailed
 from runwire.voice.ivr.menu import Menu
 from runwire.voice.ivr.simulator import IvrEvent, IvrSimulator, Prompts, Recognizers
 from runwire.voice.sip.agent import IncomingCall, SipUserAgent
@@ -104,18 +104,15 @@ class IvrServer:
     def _event(self, number: int, event: IvrEvent) -> None:
         details = asdict(event)
         details.pop("kind")
-        if event.kind.value == "HUNG_UP":
-            who = HungUpBy.US if event.text == "ivr" else HungUpBy.FAR_END
-            details["by"] = who.value
         self._log(number, event.kind.value, event.describe(), **details)
 
-    def _log(self, number: int, kind: str, text: str, **details: object) -> None:
+    def _log(self, number: int, kind: str, line: str, **details: object) -> None:
         if self._json:
             record = {"time": round(time.time(), 3), "call": number, "event": kind, **details}
             self._lines(json.dumps(record, default=str))
         else:
             stamp = time.strftime("%H:%M:%S")
-            self._lines(f"{stamp} call {number}: {text}")
+            self._lines(f"{stamp} call {number}: {line}")
 
 
 @asynccontextmanager

@@ -22,6 +22,9 @@ import numpy as np
 from runwire.voice.calls import HungUpBy
 from runwire.voice.ivr.menu import Hold, Menu, Node
 from runwire.voice.media import SAMPLE_RATE, DigitHeard, Inbound, MediaLeg
+from runwire.voice.tts import Speaker
+
+DEFAULT_WORDS_PER_MINUTE = 170
 
 
 class HeardKind(StrEnum):
@@ -98,7 +101,7 @@ class Prompts:
     def __init__(self, voice: str | None = None, words_per_minute: int | None = None) -> None:
         self._voice = voice
         self._words_per_minute = words_per_minute
-        self._speaker: object | None = None
+        self._speaker: Speaker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, bytes] = {}
         self._pending: dict[str, asyncio.Future[bytes]] = {}
@@ -130,18 +133,12 @@ class Prompts:
         await asyncio.gather(*(self.audio(text) for text in sorted(texts)))
 
     def _speak(self, text: str) -> bytes:
-        from runwire.voice.tts import Speaker
-
         with self._lock:
             if self._speaker is None:
-                options: dict[str, object] = {}
-                if self._voice:
-                    options["voice"] = self._voice
-                if self._words_per_minute:
-                    options["words_per_minute"] = self._words_per_minute
-                self._speaker = Speaker(**options)  # type: ignore[arg-type]
+                self._speaker = Speaker(
+                    self._voice or "en-us", self._words_per_minute or DEFAULT_WORDS_PER_MINUTE
+                )
             speaker = self._speaker
-        assert isinstance(speaker, Speaker)
         pcm = speaker.speak(text)
         self._done[text] = pcm
         return pcm
@@ -187,6 +184,8 @@ class _Inbox:
         self._arrived = asyncio.Event()
         self._listening = False
         self.ended = asyncio.Event()
+        self.digit_times: list[float] = []
+        """When each digit `hear` has read since `listen()` was pressed."""
 
     async def pump(self) -> None:
         async for item in self._media.heard():
@@ -201,19 +200,26 @@ class _Inbox:
         self._items.clear()
         self._items.extend(kept)
         self._listening = True
-        return self._read()
+        self.digit_times: list[float] = []
+        return self
 
     def stop_listening(self) -> None:
         self._listening = False
 
-    async def _read(self) -> AsyncIterator[Inbound]:
-        while True:
-            while self._items:
-                yield self._items.popleft()
+    def __aiter__(self) -> _Inbox:
+        return self
+
+    async def __anext__(self) -> Inbound:
+        # A plain iterator, not a generator: `hear` may cancel a wait (a timeout) and go on.
+        while not self._items:
             if self.ended.is_set():
-                return
+                raise StopAsyncIteration
             self._arrived.clear()
             await self._arrived.wait()
+        item = self._items.popleft()
+        if isinstance(item, DigitHeard):
+            self.digit_times.append(item.at)
+        return item
 
 
 class _CallerHungUp(Exception):
@@ -335,8 +341,16 @@ class IvrSimulator:
         if utterance.digits:
             digits = utterance.digits[: max(1, choices.digits)]
             choice = digits if digits in choices.dtmf else None
+            times = self._inbox.digit_times[: len(digits)]
             self._record(
-                Heard(node.id, HeardKind.DTMF, digits=digits, choice=choice, ended=self._now())
+                Heard(
+                    node.id,
+                    HeardKind.DTMF,
+                    digits=digits,
+                    choice=choice,
+                    started=self._since(times[0] if times else None),
+                    ended=self._since(times[-1] if times else None),
+                )
             )
             return (choices.dtmf[digits], None) if choice is not None else (None, EventKind.INVALID)
         if utterance.speech_started is None or not utterance.pcm:
