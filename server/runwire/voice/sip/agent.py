@@ -139,7 +139,10 @@ class _Dialog:
             to_value=self.remote,
             cseq=self.cseq,
         )
-        response = await self._ua._non_invite(bye, self.destination, BYE_WAIT_SECONDS)
+        try:
+            response = await self._ua._non_invite(bye, self.destination, BYE_WAIT_SECONDS)
+        except _Refused:
+            response = None  # the far end is gone already: the call is over either way
         if response is None:
             log.info("no answer to our BYE for call %s", self.call_id)
 
@@ -371,7 +374,13 @@ class SipUserAgent:
             sock.close()
             raise
         ua = cls(sock, user=user, display_name=display_name, public_host=public_host)
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(ua), sock=sock)
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Protocol(ua), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         ua._transport = transport
         try:
             yield ua
@@ -675,6 +684,11 @@ class SipUserAgent:
             incoming = IncomingCall(transaction, media)
             try:
                 await on_call(incoming)
+            except calls.CallFailed as error:
+                # answer() after the caller's CANCEL: the call is simply gone.
+                log.debug(
+                    "incoming call %s ended before it was answered: %s", incoming.call_id, error
+                )
             except Exception:
                 log.exception("the call handler for %s failed", incoming.call_id)
                 transaction.respond(incoming._response(500))

@@ -197,7 +197,7 @@ def parse(data: bytes) -> SipMessage:
     for line in header_lines:
         if line[:1] in (" ", "\t") and headers:  # a folded continuation line
             key, value = headers[-1]
-            headers[-1] = (key, f"{value} {line.strip()}")
+            headers[-1] = (key, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
         if not colon or not name.strip() or " " in name.strip():
