@@ -14,7 +14,7 @@ import json
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -48,7 +48,7 @@ from runwire.voice.calls import (
     Progress,
 )
 from runwire.voice.codecs import wav_bytes
-from runwire.voice.media import DigitMethod, Inbound
+from runwire.voice.media import DigitMethod, Inbound, MediaLeg
 
 SPAN_KIND = "call"
 _WORD = re.compile(r"[\w']+")
@@ -145,6 +145,39 @@ class _Heard:
     confidence: float | None
     intent: str | None
     latency_ms: float | None
+
+
+class _Ear:
+    """What the far end sends, pumped from the media for the whole call into a queue.
+
+    `hear` may cancel a wait for the next frame (its start timeout) and go on: a queue loses
+    nothing when a get is cancelled, where a driver's generator would be closed by it. What
+    arrives between listens (during a press, a say, a wait) waits for the next listen.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Inbound | None] = asyncio.Queue()
+        self._ended = False
+
+    async def pump(self, media: MediaLeg, ended: Callable[[], None]) -> None:
+        try:
+            async for item in media.heard():
+                self._queue.put_nowait(item)
+            ended()
+        finally:
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> _Ear:
+        return self
+
+    async def __anext__(self) -> Inbound:
+        if self._ended:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is None:
+            self._ended = True
+            raise StopAsyncIteration
+        return item
 
 
 class _Failed(Exception):
@@ -280,8 +313,10 @@ class _Session:
         )
 
     async def converse(self, call: Call) -> None:
-        heard = call.media.heard()
-        self.heard = heard
+        ear = _Ear()
+        self.heard = ear
+        # When the media ends (the far end's BYE), HUNG_UP goes out at once, not at the next action.
+        pump = asyncio.create_task(ear.pump(call.media, self.note_end), name="call-step-ear")
         try:
             for index, action in enumerate(self.script.actions):
                 if isinstance(action.step, Hangup):
@@ -315,9 +350,8 @@ class _Session:
                     raise
                 self.span(action.name, started, spans.SUCCEEDED, {"action": index, **attributes})
         finally:
-            close = getattr(heard, "aclose", None)
-            if close is not None:
-                await close()
+            pump.cancel()
+            await asyncio.wait((pump,))
 
     async def hangup_within_grace(self, call: Call) -> None:
         """On a stop: BYE now, bounded by the grace period (the driver's exit frees the rest)."""
