@@ -37,7 +37,7 @@ def test_a_full_script_parses_to_its_actions() -> None:
             "timeout": 30,
             "intents": {"balance": ["balance", "check my balance"], "agent": "agent"},
             "actions": [
-                {"listen": {"timeout": 3, "silence_ms": 500}},
+                {"listen": {"timeout": 3, "silence_ms": 500, "phrases": ["welcome"]}},
                 {"expect": {"transcript_contains": "welcome", "confidence_above": 0.2}},
                 {"press": "1"},
                 {"press": {"digits": "12#", "method": "inband"}, "timeout": 5},
@@ -55,7 +55,7 @@ def test_a_full_script_parses_to_its_actions() -> None:
     assert script.intents == {"balance": ("balance", "check my balance"), "agent": ("agent",)}
     steps = [action.step for action in script.actions]
     assert steps == [
-        Listen(3, 500, 30.0),
+        Listen(3, 500, 30.0, ("welcome",)),
         Expect(transcript_contains="welcome", confidence_above=0.2),
         Press("1"),
         Press("12#", "inband"),
@@ -67,7 +67,7 @@ def test_a_full_script_parses_to_its_actions() -> None:
     ]
     assert script.actions[3].timeout == 5
     # A listen is recognised against the phrases of the expects that check it.
-    assert script.phrases_for(0) == ("welcome",)
+    assert script.phrases_for(0) == ("welcome",)  # its own, and the expect's, once
     assert script.phrases_for(5) == ("balance", "check my balance", "agent")
     check(script)
 
@@ -90,7 +90,7 @@ def test_an_unknown_action_or_field_names_its_path() -> None:
         "with.dial.nubmer": "unknown field; expected one of: account, answer_timeout, caller_id,"
         " codec, driver, target",
         "with.actions[0].listen.timout": "unknown field; expected one of: max_seconds,"
-        " silence_ms, timeout",
+        " phrases, silence_ms, timeout",
         "with.actions[1].expect.transcript_has": "unknown field; expected one of:"
         " confidence_above, intent_is, latency_below_ms, matches, transcript_contains, wer_below",
         "with.actions[2].prss": "unknown action; expected one of: listen, expect, press, say,"

@@ -219,9 +219,10 @@ class _Session:
         names = {type(action.step) for action in script.actions}
         recognizer = speaker = None
         if Listen in names:
-            from runwire.voice.asr import Recognizer
+            from runwire.voice.asr import default_recognizer
 
-            recognizer = await asyncio.to_thread(Recognizer)
+            # Shared by the process's calls: loading a model takes ~0.5 s.
+            recognizer = await asyncio.to_thread(default_recognizer)
         if Say in names:
             from runwire.voice.tts import Speaker
 

@@ -74,6 +74,8 @@ class Listen:
     timeout: Number = LISTEN_START_TIMEOUT
     silence_ms: Number = 700.0
     max_seconds: Number = 30.0
+    phrases: tuple[str, ...] = ()
+    """Phrases to listen for besides those of the expects that follow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +153,10 @@ class CallScript:
     intents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def phrases_for(self, index: int) -> tuple[str, ...]:
-        """The phrases of the expects that follow the listen at `index`, until the next listen
-        or input; empty (free-form recognition) when none of them names one."""
-        found: list[str] = []
+        """The listen's own phrases and those of the expects that follow it, until the next
+        listen or input; empty (free-form recognition) when none names one."""
+        listen = self.actions[index].step
+        found: list[str] = list(listen.phrases) if isinstance(listen, Listen) else []
         for action in self.actions[index + 1 :]:
             if isinstance(action.step, Listen | Press | Say):
                 break
@@ -170,7 +173,7 @@ class CallScript:
 _WITH = ("dial", "timeout", "actions", "intents")
 _DIAL = ("target", "caller_id", "driver", "account", "codec", "answer_timeout")
 _ACCOUNT = ("username_secret", "password_secret", "domain", "register")
-_LISTEN = ("timeout", "silence_ms", "max_seconds")
+_LISTEN = ("timeout", "silence_ms", "max_seconds", "phrases")
 _PRESS = ("digits", "method")
 _WER = ("text", "max")
 
@@ -326,7 +329,10 @@ def _listen(raw: Any, path: str, errors: list[FieldError]) -> Listen | None:
     timeout = fields.number("timeout", LISTEN_START_TIMEOUT, positive=True)
     silence_ms = fields.number("silence_ms", 700.0, positive=True)
     max_seconds = fields.number("max_seconds", 30.0, positive=True)
-    return Listen(timeout, silence_ms, max_seconds)
+    phrases = fields.strings("phrases")
+    if any(not phrase.strip() for phrase in phrases):
+        fields.error("phrases", "must not hold an empty phrase")
+    return Listen(timeout, silence_ms, max_seconds, phrases)
 
 
 def _expect(
