@@ -106,29 +106,24 @@ async def test_a_menu_path_is_heard_pressed_matched_and_recorded() -> None:
     assert "IVR: " in transcript
 
 
-async def test_in_band_digits_speech_and_wait_reach_the_ivr() -> None:
+async def test_speech_reaches_the_ivr_and_its_answer_matches_an_intent() -> None:
     context = RecordingContext()
     result = await call(
         script(
             "bank",
-            {"listen": {"timeout": 3}},
-            {"press": {"digits": "2", "method": "inband"}},
-            {"listen": {"timeout": 3}},
-            {"expect": {"transcript_contains": "lost card"}},
-            {"press": "9"},
-            {"wait": 0.2},
-            {"listen": {"timeout": 3}},
+            {"listen": {"timeout": 3, "phrases": ["say agent"]}},
             {"say": "agent"},
             {"listen": {"timeout": 3}},
-            {"expect": {"matches": "hold for an? agent"}},
+            {"expect": {"intent_is": "agent", "confidence_above": 0.25}},
+            {"wait": 0.2},
+            intents={"agent": ["hold for an agent"], "balance": ["your balance is"]},
         ),
         context,
     )
     assert result.error is None, result.error
-    methods = [event.method for event in of_type(context, CallEventType.DTMF_SENT)]
-    assert methods == ["inband", "rfc4733"]
     [said] = of_type(context, CallEventType.SPEECH_SENT)
-    assert said.text == "agent"
+    assert (said.text, said.action) == ("agent", 1)
+    assert of_type(context, CallEventType.PROMPT)[1].intent == "agent"
     # The script ended without a hangup: the step hung up.
     assert of_type(context, CallEventType.HUNG_UP)[0].by == "US"
 
@@ -138,9 +133,9 @@ async def test_an_expect_that_fails_names_the_action_and_what_was_heard() -> Non
     result = await call(
         script(
             "broken-bank",
-            {"listen": {"timeout": 3}},
-            {"press": "2"},
-            {"listen": {"timeout": 3}},
+            {"listen": {"timeout": 3, "phrases": ["cards"]}},
+            {"press": {"digits": "2", "method": "inband"}},
+            {"listen": {"timeout": 3, "phrases": ["your balance is"]}},
             {"expect": {"transcript_contains": "lost card"}},
             {"hangup": True},
         ),
@@ -150,8 +145,9 @@ async def test_an_expect_that_fails_names_the_action_and_what_was_heard() -> Non
     assert result.error.startswith(
         "actions[3] expect: transcript does not contain 'lost card'; heard at actions[2]: '"
     )
-    assert "balance" in result.error
+    assert "'your balance is' (confidence 0." in result.error
     assert "MATCHED" not in moments(context)
+    assert of_type(context, CallEventType.DTMF_SENT)[0].method == "inband"
     assert moments(context)[-1] == "HUNG_UP"  # hung up all the same
     assert "call.wav" in context.artifacts
 
@@ -215,7 +211,7 @@ async def test_an_action_timeout_fails_the_step_naming_the_action() -> None:
 
 async def test_the_far_end_hanging_up_is_reported() -> None:
     context = RecordingContext()
-    listen = {"listen": {"timeout": 5}}
+    listen = {"listen": {"timeout": 5, "phrases": ["goodbye"]}}
     # 1 for balances, then 2 for goodbye: the IVR says goodbye and hangs up.
     result = await call(script("bank", {"press": "12"}, listen, listen, listen, {"press": "1"}))
     assert result.error is not None

@@ -67,7 +67,8 @@ def test_a_full_script_parses_to_its_actions() -> None:
     ]
     assert script.actions[3].timeout == 5
     # A listen is recognised against the phrases of the expects that check it.
-    assert script.phrases_for(0) == ("welcome",)  # its own, and the expect's, once
+    # Its own, the expect's (once), and the intents'.
+    assert script.phrases_for(0) == ("welcome", "balance", "check my balance", "agent")
     assert script.phrases_for(5) == ("balance", "check my balance", "agent")
     check(script)
 
