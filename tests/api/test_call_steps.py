@@ -3,12 +3,13 @@ log (a late joiner sees the whole call), the call's spans in `trace`, its artifa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from tests.support.graphql import definition, execute, start, wait_for_status
+from tests.support.graphql import STOP, definition, execute, start, wait_for_status
 from tests.support.server import Server
 
 from runwire.domain.clock import utc_now
@@ -128,3 +129,32 @@ async def test_a_call_is_seen_as_typed_events_spans_and_artifacts(server: Server
     assert answer["p50"] == run["output"]["call"]["time_to_answer_ms"]
     assert calls_measured["durationMs"]["count"] == 1
     assert calls_measured["turnLatencyMs"]["count"] == 0  # no listen: no turn measured
+
+
+async def test_a_stop_mid_call_hangs_up_and_keeps_the_recording(server: Server) -> None:
+    held = {"dial": {"target": "bank", "driver": "simulated"}, "actions": [{"wait": 30}]}
+    execution_id = await start(
+        server, definition=definition(f"{{key: call, kind: call, with: {json.dumps(held)}}}")
+    )
+    moments = """query($id: ID!) {
+      execution(id: $id) { events(first: 100) { ... on CallEventReported { call } } }
+    }"""
+    async with asyncio.timeout(10):
+        while True:
+            found = (await execute(server, moments, {"id": execution_id}))["execution"]
+            if any(event.get("call") == "ANSWERED" for event in found["events"]):
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # 0.3 s of the call to record, at least
+    stopped = await execute(server, STOP, {"id": execution_id, "reason": "enough"})
+    assert stopped["stopExecution"]["__typename"] == "StopExecutionSuccess"
+    await wait_for_status(server, execution_id, {"CANCELLED"}, timeout=10)
+
+    found = (await execute(server, QUERY, {"id": execution_id}))["execution"]
+    calls = [event for event in found["events"] if event["type"] == "CALL"]
+    assert [event["call"] for event in calls][-1] == "HUNG_UP"
+    assert (calls[-1]["by"], calls[-1]["cause"]) == ("US", "BYE")
+    [run] = found["steps"]
+    assert run["status"] == "CANCELLED"
+    [wav] = [artifact for artifact in run["artifacts"] if artifact["name"] == "call.wav"]
+    assert wav["bytes"] > 8000 * 2 * 2 * 0.3
