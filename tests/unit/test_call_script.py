@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,3 +234,24 @@ def test_the_kind_is_registered_runs_no_process_and_is_not_idempotent() -> None:
     script = kind.parse({"dial": DIAL, "actions": ["hangup"]}, "with")
     assert isinstance(script, CallScript)
     assert kind.idempotent(script) is False
+
+
+def test_a_call_step_s_expect_checks_its_result() -> None:
+    step = {
+        "key": "call",
+        "kind": "call",
+        "with": {"dial": DIAL, "actions": ["hangup"]},
+        "expect": {"latency_ms_below": 2000, "json": {"$.call.hung_up_by": "FAR_END"}},
+    }
+    parsed = parse_definition({"name": "x", "steps": [step]}, STEP_KINDS)
+    assert parsed.steps[0].expect.latency_ms_below == 2000
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_definition({"name": "x", "steps": [{**step, "expect": {"status": 200}}]}, STEP_KINDS)
+    assert [e.path for e in caught.value.errors] == ["steps[0].expect.status"]
+
+
+@pytest.mark.parametrize("name", ["ivr-bank", "ivr-broken-bank"])
+def test_the_example_ivr_scenarios_parse(name: str) -> None:
+    text = (Path(__file__).resolve().parents[2] / "examples" / f"{name}.yaml").read_text()
+    definition = parse_definition(text, STEP_KINDS)
+    assert {step.kind for step in definition.steps} == {"call"}
