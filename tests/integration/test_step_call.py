@@ -7,6 +7,7 @@ and recognizes what it hears offline; prompts are short so a call takes a few se
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.support.steps import RecordingContext, wait_for
 
 from runwire.domain.calls import CallEvent, CallEventType
 from runwire.runner.steps import STEP_KINDS, StepResult
+from runwire.voice.ivr.menu import find_menu, load_menu
+from runwire.voice.ivr.server import serving_menu
 
 # Phrases the offline recognizer finds reliably in the bank menu's synthetic prompts: short
 # single words do poorly, two or three words well (runwire/voice/asr.py).
@@ -237,3 +240,41 @@ async def test_the_far_end_hanging_up_is_reported(tmp_path: Path) -> None:
     assert (hung_up.by, hung_up.cause) == ("FAR_END", "BYE")
     assert result.output["call"]["hung_up_by"] == "FAR_END"
     assert "hung up by far end" in context.artifacts["transcript.txt"][1].decode()
+
+
+async def test_the_sip_driver_calls_the_ivr_simulator_over_loopback() -> None:
+    # The same menu behind `runwire ivr-sim`: real SIP and RTP on 127.0.0.1.
+    port = free_udp_port()
+    async with serving_menu(load_menu(find_menu("bank")), "127.0.0.1", port, lambda _: None):
+        context = RecordingContext()
+        result = await call(
+            {
+                "dial": {"target": f"sip:bank@127.0.0.1:{port}", "driver": "sip"},
+                "actions": [
+                    {"listen": {"timeout": 3}},
+                    {"expect": WELCOME},
+                    {"press": "1"},
+                    {"hangup": True},
+                ],
+            },
+            context,
+        )
+        refused = await call(script_for_sip(port, "nobody"), RecordingContext())
+    assert result.error is None, result.error
+    assert moments(context)[:3] == ["DIALING", "RINGING", "ANSWERED"]
+    assert moments(context)[-1] == "HUNG_UP"
+    assert of_type(context, CallEventType.PROMPT)[0].transcript == "for balances"
+    assert context.artifacts["call.wav"][1][:4] == b"RIFF"
+    assert refused.error is not None
+    assert refused.error.startswith("the call failed: 404 ")
+
+
+def script_for_sip(port: int, extension: str) -> dict[str, Any]:
+    target = f"sip:{extension}@127.0.0.1:{port}"
+    return {"dial": {"target": target, "driver": "sip"}, "actions": [{"hangup": True}]}
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

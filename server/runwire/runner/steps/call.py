@@ -309,7 +309,7 @@ class _Session:
             attributes=self.attributes(),
             observed=Observed(
                 latency_ms=max(self.latencies) if self.latencies else None,
-                text=json.dumps(output),
+                text=json.dumps(output, ensure_ascii=False),
             ),
         )
 
