@@ -112,15 +112,21 @@ async def test_a_menu_path_is_heard_pressed_matched_and_recorded() -> None:
     assert "IVR: " in transcript
 
 
-async def test_speech_is_sent_into_the_call_and_the_ivr_answers_it() -> None:
+async def test_speech_is_sent_into_the_call_and_the_ivr_answers_it(tmp_path: Path) -> None:
+    # A menu that answers whatever it hears (here: not an option) with goodbye.
+    menu = tmp_path / "ask.yaml"
+    menu.write_text(
+        "name: ask\nanswer_after_ms: 0\nstart: ask\nnodes:\n"
+        "  ask: {say: Say something., menu: {dtmf: {'1': bye}}, invalid: bye, no_input: bye}\n"
+        "  bye: {say: Goodbye., hangup: true}\n"
+    )
     context = RecordingContext()
     result = await call(
         script(
-            "bank",
-            {"listen": {"timeout": 3, "phrases": ["for balances"]}},
+            str(menu),
+            {"listen": {"timeout": 3, "phrases": ["say something"]}},
             {"say": "agent please"},
-            {"listen": {"timeout": 3, "max_seconds": 1.5, "phrases": ["option", "agent"]}},
-            {"wait": 0.2},
+            {"listen": {"timeout": 3, "phrases": ["goodbye"]}},
         ),
         context,
     )
@@ -141,8 +147,7 @@ async def test_speech_is_sent_into_the_call_and_the_ivr_answers_it() -> None:
     start, end = int(said.at_ms / 1000 * 8000) - 4000, int(said.at_ms / 1000 * 8000)
     assert np.sqrt(np.mean(sent[start:end] ** 2)) > 100
     assert np.sqrt(np.mean(sent[:4000] ** 2)) < 10  # before it: silence
-    # The script ended without a hangup: the step hung up.
-    assert of_type(context, CallEventType.HUNG_UP)[0].by == "US"
+    assert of_type(context, CallEventType.HUNG_UP)[0].by == "FAR_END"  # after its goodbye
 
 
 async def test_an_expect_that_fails_names_the_action_and_what_was_heard() -> None:
