@@ -32,13 +32,18 @@ CASES = [
 ]
 
 
+REPEATS = 3
+
+
 def main() -> None:
     speaker, recognizer = Speaker(), Recognizer(max_workers=1)
     audio_seconds = cpu_free = cpu_constrained = 0.0
     free_errors: list[float] = []
     hits = misses = false = 0
     said_confidence: list[float] = []
-    for text, phrases in CASES:
+    free_confidence: list[float] = []
+    # espeak-ng varies its output a little from run to run: each case is spoken REPEATS times.
+    for text, phrases in [case for case in CASES for _ in range(REPEATS)]:
         pcm = ulaw_decode(ulaw_encode(speaker.speak(text)))
         audio_seconds += len(pcm) / 16000
         started = time.process_time()
@@ -59,8 +64,11 @@ def main() -> None:
         print(f"{text!r}")
         print(f"  free-form   WER {free_errors[-1]:.2f} conf {free.confidence:.2f}: {free.text!r}")
         print(f"  constrained conf {constrained.confidence:.2f}: {constrained.phrases}")
+        free_confidence.append(free.confidence)
     print(f"free-form mean WER {sum(free_errors) / len(free_errors):.2f}")
+    print(f"free-form confidence {min(free_confidence):.2f}-{max(free_confidence):.2f}")
     print(f"constrained: {hits} phrases found, {misses} missed, {false} false")
+    print(f"constrained confidence {min(said_confidence):.2f}-{max(said_confidence):.2f}")
     print(f"CPU per audio second: free-form {cpu_free / audio_seconds:.3f},")
     print(f"  constrained {cpu_constrained / audio_seconds:.3f} ({audio_seconds:.1f} s of audio)")
 
