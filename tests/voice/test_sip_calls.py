@@ -13,6 +13,7 @@ import pytest
 
 from runwire.voice import calls
 from runwire.voice.codecs import ulaw_decode, ulaw_encode
+from runwire.voice.dtmf import DtmfDetector
 from runwire.voice.media import FRAME_BYTES, AudioFrame, DigitHeard, DigitMethod, Inbound
 from runwire.voice.sip.agent import IncomingCall, SipUserAgent
 from runwire.voice.sip.driver import SipDriver
@@ -135,6 +136,8 @@ async def test_answered_call_carries_audio_and_digits_both_ways() -> None:
             assert len(sent) == len(heard)
             assert len(sent) % FRAME_BYTES == 0
             assert pattern in sent
+            # RFC 4733 digits travel as events but are recorded as the tones they stand for.
+            assert "".join(DtmfDetector().feed(sent)) == "12#159"
             assert ulaw_decode(ulaw_encode(tone(700, 60))) in heard
         assert call.ended == calls.Ended(calls.HungUpBy.US, "BYE")
         await eventually(lambda: far.ended is not None)
@@ -254,6 +257,7 @@ async def test_the_driver_frees_every_port_when_the_call_ends() -> None:
             rtp_port = call.media.address[1]  # type: ignore[attr-defined]
             far = await answerer.call
             far_rtp_port = far.media.address[1]  # type: ignore[attr-defined]
+        assert rtp_port % 2 == far_rtp_port % 2 == 0  # RTP on even ports (RFC 3550 11)
         await eventually(lambda: far.ended is not None)
         await eventually(lambda: answerer.call.done() and not server._handlers)
         for port in (rtp_port, far_rtp_port):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,10 +14,15 @@ from pathlib import Path
 import pytest
 
 from runwire.voice import calls
+from runwire.voice.codecs import ulaw_decode, ulaw_encode
+from runwire.voice.media import AudioFrame, DigitHeard, DigitMethod
 from runwire.voice.sip.agent import IncomingCall, SipUserAgent
 
 SIPP = shutil.which("sipp")
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed")
+
+PATTERN = struct.pack("<800h", *(int(8000 * math.sin(math.pi * n / 4)) for n in range(800)))
+"""100 ms of a 1 kHz tone."""
 
 BUSY_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="busy">
@@ -52,13 +59,12 @@ def listening(port: int) -> bool:
 
 @asynccontextmanager
 async def sipp(tmp_path: Path, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """SIPp in the foreground for one call; killed on exit if it has not finished by then."""
+    """SIPp in the foreground (one call unless `-m` says); killed on exit if still running."""
     assert SIPP is not None
     process = await asyncio.create_subprocess_exec(
         SIPP,
         *args,
-        "-m",
-        "1",
+        *(() if "-m" in args else ("-m", "1")),
         "-nostdin",
         "-trace_err",
         "-error_file",
@@ -90,9 +96,10 @@ async def until_listening(port: int) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_we_call_sipps_uas_and_hang_up(tmp_path: Path) -> None:
-    port = free_port()
-    async with sipp(tmp_path, "-sn", "uas", "-i", "127.0.0.1", "-p", str(port)) as process:
+async def test_we_call_sipps_uas_hear_our_audio_echoed_and_hang_up(tmp_path: Path) -> None:
+    port, media_port = free_port(), free_port()
+    args = ("-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mp", str(media_port), "-rtp_echo")
+    async with sipp(tmp_path, *args) as process:
         await until_listening(port)
         seen: list[calls.Progress] = []
         async with SipUserAgent.bound() as agent:
@@ -103,30 +110,45 @@ async def test_we_call_sipps_uas_and_hang_up(tmp_path: Path) -> None:
                     calls.Progress.RINGING,
                     calls.Progress.ANSWERED,
                 ]
+                heard = call.media.heard()
+                await call.media.play(PATTERN)
+                # SIPp's answer has no telephone-event, so digits go in-band (and come back).
+                await call.media.send_digits("4", DigitMethod.RFC4733, tone_ms=80, gap_ms=40)
+                voiced, digits = b"", ""
+                async with asyncio.timeout(5):
+                    async for item in heard:
+                        if isinstance(item, AudioFrame) and any(item.pcm):
+                            voiced += item.pcm
+                        elif isinstance(item, DigitHeard):
+                            digits += item.digit
+                            break
+                assert voiced[: len(PATTERN)] == ulaw_decode(ulaw_encode(PATTERN))
+                assert digits == "4"
                 assert call.ended is None
             assert call.ended == calls.Ended(calls.HungUpBy.US, "BYE")
         # SIPp's uas scenario only succeeds once it has answered our BYE (then waits 4 s).
         await finished(process, tmp_path)
 
 
-async def test_sipps_uac_calls_us_and_hangs_up(tmp_path: Path) -> None:
-    answered: asyncio.Future[calls.Call] = asyncio.get_running_loop().create_future()
+async def test_sipps_uac_calls_us_five_at_once_and_hangs_up(tmp_path: Path) -> None:
+    answered: list[calls.Call] = []
 
     async def answer(incoming: IncomingCall) -> None:
         assert incoming.request_uri.startswith("sip:service@127.0.0.1:")
         await incoming.ring()
         call = await incoming.answer()
-        answered.set_result(call)
+        answered.append(call)
         async for _ in call.media.heard():
             pass  # until SIPp's BYE ends the media
 
     async with SipUserAgent.bound() as agent, agent.serving(answer):
         host, port = agent.address
         args = ("-sn", "uac", f"{host}:{port}", "-s", "service", "-i", "127.0.0.1")
-        async with sipp(tmp_path, *args, "-p", str(free_port())) as process:
+        concurrently = ("-m", "5", "-l", "5", "-r", "50", "-d", "200")
+        async with sipp(tmp_path, *args, *concurrently, "-p", str(free_port())) as process:
             await finished(process, tmp_path)
-        call = await answered
-        assert call.ended == calls.Ended(calls.HungUpBy.FAR_END, "BYE")
+        assert len(answered) == 5
+        assert {call.ended for call in answered} == {calls.Ended(calls.HungUpBy.FAR_END, "BYE")}
 
 
 async def test_a_sipp_that_answers_busy_fails_the_call_with_486(tmp_path: Path) -> None:

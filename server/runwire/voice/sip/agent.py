@@ -6,8 +6,8 @@ is global: two agents in one process are two independent endpoints.
 
 Transactions are kept small: a client transaction retransmits its request (Timer A/E) until a
 response comes; an INVITE server transaction resends its last response when the INVITE is
-retransmitted and retransmits a final response (Timer G) until the ACK. Route sets
-(Record-Route) and TCP/TLS transports are not supported yet.
+retransmitted and retransmits a final response (Timer G) until the ACK. In-dialog requests
+follow the Record-Route set (loose routing). UDP only: TCP and TLS transports are not done yet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -35,6 +35,7 @@ from runwire.voice.sip.message import (
     param,
     parse,
     response_to,
+    split_commas,
     uri_of,
 )
 from runwire.voice.sip.rtp import RtpSession
@@ -95,8 +96,11 @@ class _Dialog:
         destination: tuple[str, int],
         cseq: int,
         media: RtpSession,
+        route: tuple[str, ...] = (),
     ) -> None:
         self._ua = ua
+        self.route = route
+        """The proxies that asked to stay on the path (Record-Route), as Route headers."""
         self.call_id = call_id
         self.local = local
         """Our From (UAC) or To (UAS) value, with our tag."""
@@ -109,7 +113,7 @@ class _Dialog:
         self.ack: bytes | None = None
         """The ACK we sent to the 2xx (UAC), resent if the 2xx is retransmitted."""
         self.confirmed = asyncio.Event()
-        """The far end's ACK to our 2xx arrived (UAS)."""
+        """The far end's ACK to our 2xx arrived, or the call ended (UAS)."""
         self.answer_sdp = b""
 
     @property
@@ -138,6 +142,7 @@ class _Dialog:
             from_value=self.local,
             to_value=self.remote,
             cseq=self.cseq,
+            route=self.route,
         )
         try:
             response = await self._ua._non_invite(bye, self.destination, BYE_WAIT_SECONDS)
@@ -258,17 +263,26 @@ class IncomingCall:
             body=body,
         )
         remote_target = uri_of(self.request.header("Contact") or self.request.need("From"))
+        route = _route_set(self.request.headers_named("Record-Route"))
+        destination = await ua._destination(
+            uri_of(route[0]) if route else remote_target, fallback=self._transaction.source
+        )
+        if self._transaction.final:  # a CANCEL came while we resolved the caller's address
+            raise calls.CallFailed(487, "Request Terminated")
         dialog = _Dialog(
             ua,
             call_id=self.call_id,
             local=response.need("To"),
             remote=self.request.need("From"),
             remote_target=remote_target,
-            destination=await ua._destination(remote_target, fallback=self._transaction.source),
+            destination=destination,
             cseq=0,
             media=self._media,
+            route=route,
         )
         dialog.answer_sdp = body
+        # One event: the ACK (or our own hang-up) stops the 200's retransmissions.
+        dialog.confirmed = self._transaction.acked
         ua._add_dialog(dialog)
         self._dialog = dialog
         self._media.connect(
@@ -416,6 +430,12 @@ class SipUserAgent:
         except MalformedMessage as error:
             raise calls.CallFailed(400, f"not a SIP address: {request.target}") from error
         destination = await self._resolve(*target.address)
+        if self.public_host in ("0.0.0.0", ""):
+            # Bound to every interface with no public address given: tell the far end the
+            # address our packets to it leave from (connecting a UDP socket sends nothing).
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(destination)
+                self.public_host = str(probe.getsockname()[0])
         progress(calls.Progress.DIALING)
         if request.account is not None and request.account.register:
             await self.register(request.account, destination)
@@ -602,15 +622,20 @@ class SipUserAgent:
         preferred: tuple[str, ...],
     ) -> _Dialog:
         remote_target = uri_of(response.header("Contact") or invite.uri)
+        # The UAC's route set is the 2xx's Record-Route in reverse (RFC 3261 12.1.2).
+        route = _route_set(response.headers_named("Record-Route"))[::-1]
         dialog = _Dialog(
             self,
             call_id=invite.call_id,
             local=invite.need("From"),
             remote=response.need("To"),
             remote_target=remote_target,
-            destination=await self._destination(remote_target, fallback=destination),
+            destination=await self._destination(
+                uri_of(route[0]) if route else remote_target, fallback=destination
+            ),
             cseq=invite.cseq[0],
             media=media,
+            route=route,
         )
         ack = self._request(
             "ACK",
@@ -619,6 +644,7 @@ class SipUserAgent:
             from_value=dialog.local,
             to_value=dialog.remote,
             cseq=invite.cseq[0],
+            route=route,
         )
         dialog.ack = ack.encode()
         self._add_dialog(dialog)
@@ -630,6 +656,13 @@ class SipUserAgent:
             raise calls.CallFailed(488, f"the answer's SDP is unusable: {error}") from error
         media.connect(
             chosen.host, chosen.port, chosen.payload_type, chosen.codec, chosen.event_payload_type
+        )
+        # What a re-INVITE from the far end gets: the session as negotiated, unchanged.
+        dialog.answer_sdp = sdp.describe(
+            self.public_host,
+            media.address[1],
+            (chosen.codec,),
+            event_payload_type=chosen.event_payload_type,
         )
         return dialog
 
@@ -890,6 +923,7 @@ class SipUserAgent:
         cseq: int,
         extra: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
+        route: Sequence[str] = (),
     ) -> SipRequest:
         headers = [
             ("Via", f"SIP/2.0/UDP {self.public_host}:{self.port};branch={new_branch()};rport"),
@@ -898,6 +932,7 @@ class SipUserAgent:
             ("To", to_value),
             ("Call-ID", call_id),
             ("CSeq", f"{cseq} {method}"),
+            *(("Route", hop) for hop in route),
         ]
         if method in ("INVITE", "REGISTER"):
             headers.append(("Contact", self.contact))
@@ -992,6 +1027,11 @@ class SipUserAgent:
             return await self._resolve(*SipUri.parse(uri).address)
         except (MalformedMessage, calls.CallFailed):
             return fallback
+
+
+def _route_set(record_routes: Iterable[str]) -> tuple[str, ...]:
+    """Record-Route values, one hop each (loose routing, RFC 3261 16.12; strict is not done)."""
+    return tuple(hop for value in record_routes for hop in split_commas(value))
 
 
 def _authorize(

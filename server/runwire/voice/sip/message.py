@@ -229,23 +229,26 @@ def _split_vias(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for key, value in headers:
         if key == "Via" and "," in value:
-            out += [(key, part.strip()) for part in _split_commas(value)]
+            out += [(key, part.strip()) for part in split_commas(value)]
         else:
             out.append((key, value))
     return out
 
 
-def _split_commas(value: str) -> list[str]:
-    parts, current, quoted = [], "", False
+def split_commas(value: str) -> list[str]:
+    """The values of a comma-joined header (commas in quotes or <URIs> do not split)."""
+    parts, current, quoted, bracketed = [], "", False, False
     for char in value:
         if char == '"':
             quoted = not quoted
-        if char == "," and not quoted:
+        elif char in "<>" and not quoted:
+            bracketed = char == "<"
+        if char == "," and not quoted and not bracketed:
             parts.append(current)
             current = ""
         else:
             current += char
-    return [*parts, current]
+    return [part.strip() for part in (*parts, current) if part.strip()]
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

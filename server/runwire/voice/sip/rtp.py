@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import secrets
+import socket
 import struct
 import time
 import weakref
@@ -77,6 +78,8 @@ class _Event:
     duration: int
     first: bool
     end: bool
+    pcm: bytes
+    """The digit's tone for this tick, for the recording (the wire carries only the event)."""
 
 
 _Out = _Audio | _Event
@@ -143,6 +146,7 @@ class RtpSession:
         self._in_buffer = b""
         self._event_timestamp = 0
         self._events_seen: deque[tuple[int, int]] = deque(maxlen=64)
+        self._event_open: tuple[tuple[int, int], int] | None = None
         self._marker = True
 
     @classmethod
@@ -153,9 +157,14 @@ class RtpSession:
         """A session on its own UDP socket; exit stops sending and closes the socket."""
         loop = asyncio.get_running_loop()
         session = cls(host, detector if detector is not None else _default_detector())
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Protocol(session), local_addr=(host, port)
-        )
+        sock = _bind(host, port)
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Protocol(session), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         session._transport = transport
         try:
             yield session
@@ -239,8 +248,16 @@ class RtpSession:
         gap = max(1, math.ceil(gap_ms / FRAME_MS))
         for digit in digits.upper():
             code = _EVENT_CODES.index(digit)
+            tone = dtmf.tones(digit, tone_ms=ticks * FRAME_MS, gap_ms=0)
             self._outbox.extend(
-                _Event(job, code, (tick + 1) * FRAME_SAMPLES, tick == 0, tick == ticks - 1)
+                _Event(
+                    job,
+                    code,
+                    (tick + 1) * FRAME_SAMPLES,
+                    tick == 0,
+                    tick == ticks - 1,
+                    tone[tick * FRAME_BYTES : (tick + 1) * FRAME_BYTES],
+                )
                 for tick in range(ticks)
             )
             self._outbox.extend(_Audio(job, SILENT_FRAME) for _ in range(gap))
@@ -297,7 +314,7 @@ class RtpSession:
             )
             for _ in range(_END_PACKETS if item.end else 1):
                 self._send(self._event_payload_type, self._event_timestamp, payload, item.first)
-            self._sent += SILENT_FRAME
+            self._sent += item.pcm
             self._marker = True  # the audio after an event starts a new talkspurt
         else:
             pcm = item.pcm if isinstance(item, _Audio) else SILENT_FRAME
@@ -344,14 +361,24 @@ class RtpSession:
             self._received_audio(_DECODERS[_STATIC[payload_type]](payload), now)
 
     def _received_event(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> None:
-        if len(payload) < 4 or not payload[1] & 0x80:
+        if len(payload) < 4 or payload[0] >= len(_EVENT_CODES):
             return
-        # Only the end packet reports the digit, and only once: it is sent three times.
+        # An event is reported once, at its end; its end packet comes three times.
         key = (ssrc, timestamp)
-        if key in self._events_seen or payload[0] >= len(_EVENT_CODES):
+        if key in self._events_seen:
             return
+        if self._event_open is not None and self._event_open[0] != key:
+            # A new event started but the last never ended: its end packets were all lost.
+            self._report_event(*self._event_open, now)
+        if payload[1] & 0x80:
+            self._report_event(key, payload[0], now)
+        else:
+            self._event_open = (key, payload[0])
+
+    def _report_event(self, key: tuple[int, int], code: int, now: float) -> None:
+        self._event_open = None
         self._events_seen.append(key)
-        self._publish(DigitHeard(_EVENT_CODES[payload[0]], DigitMethod.RFC4733, now))
+        self._publish(DigitHeard(_EVENT_CODES[code], DigitMethod.RFC4733, now))
 
     def _received_audio(self, pcm: bytes, now: float) -> None:
         self._in_buffer += pcm
@@ -371,6 +398,23 @@ class RtpSession:
     def _publish(self, item: Inbound) -> None:
         for listener in self._listeners:
             listener.queue.put_nowait(item)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A UDP socket on `port`, or (port 0) on an even free port: RFC 3550 keeps RTP on even
+    ports (RTCP on the odd one above), and some PBXes expect it."""
+    for _ in range(64):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        if port or sock.getsockname()[1] % 2 == 0:
+            return sock
+        sock.close()
+    raise OSError(f"no even UDP port free on {host}")
 
 
 def _default_detector() -> DigitDetector:
