@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runwire.domain.artifacts import DEFAULT_MAX_BYTES
+# The default of RUNWIRE_ARTIFACT_MAX_BYTES: a 10-minute two-channel 8 kHz call recording is
+# about 19 MB, and an artifact's content is read whole to serve it.
+DEFAULT_ARTIFACT_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class Settings:
     # Artifacts of step attempts (domain/artifacts.py): the largest one a step may store (its
     # content is a database row, read whole to serve it), and how many days they are kept
     # (0: for ever).
-    artifact_max_bytes: int = DEFAULT_MAX_BYTES
+    artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES
     artifact_retention_days: float = 30.0
 
     def __post_init__(self) -> None:

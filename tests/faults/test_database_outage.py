@@ -123,7 +123,11 @@ async def test_an_outage_longer_than_the_lease_loses_nothing(tmp_path: Path) -> 
                         for e in await events_of(found.database_url, execution_id)
                         if e["type"] != "OUTPUT"
                     ]
-                    raise AssertionError(f"{tag}.{key} completed {completions!r}: {events}")
+                    said = [line for line in logs.splitlines() if "runner:" in line]
+                    raise AssertionError(
+                        f"{tag}.{key} completed {completions!r}: {events}; the runners said:\n"
+                        + "\n".join(said[-40:])
+                    )
 
     assert {settled_rows[i]["status"] for i in ids} == {"SUCCEEDED"}
     assert settled_rows[failing]["status"] == "FAILED"

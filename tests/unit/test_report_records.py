@@ -15,6 +15,7 @@ from runwire.runner.steps.report_records import (
     RECORD_BYTES,
     TOO_LARGE,
     UNKNOWN_TYPE,
+    ArtifactRecord,
     BadRecord,
     OutputRecord,
     SpanRecord,
@@ -187,6 +188,35 @@ def test_a_bad_output_field_is_named(fields: dict[str, Any], named: str) -> None
     assert str(bad).startswith(f"{named}: ")
 
 
+def test_artifact_of_text_or_of_base64_content() -> None:
+    assert parse({"type": "artifact", "name": "t.txt", "text": "héllo"}) == ArtifactRecord(
+        "t.txt", "text/plain; charset=utf-8", "héllo".encode()
+    )
+    assert parse(
+        {"type": "artifact", "name": "a.wav", "media_type": "audio/wav", "content_base64": "AAH/"}
+    ) == ArtifactRecord("a.wav", "audio/wav", b"\x00\x01\xff")
+    assert parse({"type": "artifact", "name": "b", "content_base64": ""}) == ArtifactRecord(
+        "b", "application/octet-stream", b""
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"text": "x"}, "artifact.name"),
+        ({"name": "a"}, "artifact.text"),
+        ({"name": "a", "text": "x", "content_base64": "AA=="}, "artifact.text"),
+        ({"name": "a", "text": 3}, "artifact.text"),
+        ({"name": "a", "content_base64": "not base64!"}, "artifact.content_base64"),
+        ({"name": "a", "text": "x", "media_type": 5}, "artifact.media_type"),
+    ],
+)
+def test_a_bad_artifact_field_is_named(fields: dict[str, Any], named: str) -> None:
+    bad = refused({"type": "artifact", **fields})
+    assert bad.problem == BAD_FIELD
+    assert str(bad).startswith(f"{named}: ")
+
+
 def test_entry_of_each_typed_field() -> None:
     found = parse(
         {
@@ -232,7 +262,7 @@ def test_unusable_lines_each_say_why() -> None:
     unknown = refused({"type": "metrics"})
     assert (unknown.problem, str(unknown)) == (
         UNKNOWN_TYPE,
-        "type 'metrics' is not one of usage, span, output, entry",
+        "type 'metrics' is not one of usage, span, output, entry, artifact",
     )
     assert refused({"name": "no type"}).problem == UNKNOWN_TYPE
     big = refused({"type": "output", "name": "x", "value": "y" * RECORD_BYTES})

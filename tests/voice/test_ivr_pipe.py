@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from runwire.voice.codecs import alaw_decode, alaw_encode
 from runwire.voice.media import FRAME_BYTES, AudioFrame, DigitHeard, DigitMethod, Inbound
 from runwire.voice.pipe import MediaPipe
 
@@ -15,7 +16,7 @@ async def collect(items: list[Inbound], stream: object) -> None:
 
 
 async def test_audio_is_paced_in_real_time_and_recorded_on_both_sides() -> None:
-    async with MediaPipe.open() as pipe:
+    async with MediaPipe.open("L16") as pipe:
         heard: list[Inbound] = []
         listener = asyncio.create_task(collect(heard, pipe.far.heard()))
         sound = bytes(range(256)) * (FRAME_BYTES * 10 // 256)  # 10 frames
@@ -76,3 +77,13 @@ async def test_a_cancelled_play_stops_sending() -> None:
     frames = [sent[at : at + FRAME_BYTES] for at in range(0, len(sent), FRAME_BYTES)]
     assert frames[-1] == bytes(FRAME_BYTES)
     assert 3 <= sum(frame != bytes(FRAME_BYTES) for frame in frames) <= 8
+
+
+async def test_audio_goes_through_g711_on_its_way() -> None:
+    tone = (b"\x34\x12" * (FRAME_BYTES // 2)) * 3
+    async with MediaPipe.open("PCMA") as pipe:
+        await pipe.near.play(tone)
+        await pipe.ticks(1)
+    _, heard = pipe.far.recording()
+    assert alaw_decode(alaw_encode(tone)) in heard
+    assert tone not in heard

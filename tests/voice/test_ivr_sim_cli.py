@@ -170,3 +170,22 @@ async def test_sigint_hangs_up_a_live_call_with_bye(menu_file: Path) -> None:
             assert call.ended is not None
             assert call.ended.by is HungUpBy.FAR_END
         await sim.line("hanging up: the simulator is stopping")
+
+
+async def test_a_menu_that_does_not_check_stops_it_before_it_answers(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**MENU, "start": "nowhere"}))
+    runwire = str(Path(sys.executable).parent / "runwire")
+    process = await asyncio.create_subprocess_exec(
+        runwire,
+        "ivr-sim",
+        "--menu",
+        str(path),
+        "--port",
+        str(free_udp_port()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 1
+    assert "start: unknown node 'nowhere'" in stderr.decode()

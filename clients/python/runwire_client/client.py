@@ -6,7 +6,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, suppress
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urljoin
 
+import httpx
 from gql import Client
 from gql.client import AsyncClientSession
 from gql.transport.exceptions import TransportQueryError
@@ -14,13 +16,16 @@ from gql.transport.exceptions import TransportQueryError
 from runwire_client import decode, documents
 from runwire_client.decode import decoded
 from runwire_client.errors import (
+    AuthenticationError,
     ConnectionFailedError,
     NotFoundError,
+    PermissionDeniedError,
     QueryError,
     RunwireError,
     from_result,
 )
 from runwire_client.models import (
+    Artifact,
     Event,
     Execution,
     ExecutionFilter,
@@ -191,6 +196,25 @@ class RunwireClient:
                 return
             after = page.end_cursor
 
+    async def download(self, artifact: Artifact) -> bytes:
+        """An artifact's content, by the ticket its `url` carries (the token stays out of it)."""
+        url = urljoin(self._endpoint.http, artifact.url)
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.get(url)
+        except httpx.HTTPError as error:
+            raise ConnectionFailedError(f"could not download {artifact.name}: {error}") from error
+        if response.status_code == 200:
+            return response.content
+        detail = _detail(response)
+        if response.status_code == 401:
+            raise AuthenticationError(f"{artifact.name}: {detail} (get the execution again)")
+        if response.status_code == 403:
+            raise PermissionDeniedError(detail, "execution:read")
+        if response.status_code == 404:
+            raise NotFoundError(f"{artifact.name}: {detail}")
+        raise QueryError(f"{artifact.name}: HTTP {response.status_code}: {detail}")
+
     async def trace(self, execution_id: str) -> Trace:
         """The execution as a tree of timed spans; NotFoundError if there is no such one."""
         found = (await self._execute("ExecutionTrace", {"id": execution_id})).get("execution")
@@ -326,3 +350,11 @@ class RunwireClient:
             except NotFoundError:
                 return NotFoundError(refused.message)
         return refused
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's message in an error answer (Litestar's `detail`), else its text."""
+    try:
+        return str(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

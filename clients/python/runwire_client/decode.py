@@ -10,6 +10,7 @@ from runwire_client.errors import UnexpectedResponseError
 from runwire_client.models import (
     AgentEntryReported,
     AgentEntryType,
+    Artifact,
     AssertionResult,
     CallEventReported,
     CallEventType,
@@ -102,6 +103,17 @@ def step_run(data: Data) -> StepRun:
                 message=item.get("message"),
             )
             for item in data.get("assertions") or ()
+        ),
+        artifacts=tuple(
+            Artifact(
+                id=str(item["id"]),
+                name=str(item["name"]),
+                media_type=str(item["mediaType"]),
+                bytes=int(item["bytes"]),
+                created_at=_time(item["createdAt"]),
+                url=str(item["url"]),
+            )
+            for item in data.get("artifacts") or ()
         ),
     )
 

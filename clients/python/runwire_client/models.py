@@ -87,6 +87,22 @@ class AssertionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Artifact:
+    """A file a step attempt kept; `RunwireClient.download(artifact)` reads its content.
+
+    `url` is a path on the server with a ticket valid for 5 minutes: get the execution again
+    for a fresh one.
+    """
+
+    id: str
+    name: str
+    media_type: str
+    bytes: int
+    created_at: datetime
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class StepRun:
     """One attempt of one step, or a step that has not run yet (PENDING, attempt 0)."""
 
@@ -102,6 +118,7 @@ class StepRun:
     output: Any
     error: str | None
     assertions: tuple[AssertionResult, ...]
+    artifacts: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any, Self, TypeVar
 
 from runwire_client.client import RunwireClient
 from runwire_client.models import (
+    Artifact,
     Event,
     Execution,
     ExecutionFilter,
@@ -153,6 +154,9 @@ class SyncRunwireClient:
     ) -> Generator[Execution, None, None]:
         """Every execution matching `filter`, newest first, a page fetched when needed."""
         return self._iterate(self._client.history(filter, page_size=page_size))
+
+    def download(self, artifact: Artifact) -> bytes:
+        return self._call(self._client.download(artifact))
 
     def trace(self, execution_id: str) -> Trace:
         """The execution as a tree of timed spans; NotFoundError if there is no such one."""

@@ -16,9 +16,6 @@ from typing import Protocol
 
 from runwire.errors import RunwireError
 
-# The default of RUNWIRE_ARTIFACT_MAX_BYTES: a 10-minute two-channel 8 kHz call recording is
-# about 19 MB, and the content is read whole to serve it.
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 NAME_CHARS = 128
 MEDIA_TYPE_CHARS = 100
 # A file name that is the same on every system and safe in a Content-Disposition header: no
@@ -66,6 +63,11 @@ def check_artifact(name: str, media_type: str, size: int, max_bytes: int) -> Non
             f"artifact {name}: {size:,} bytes, over the {max_bytes:,}-byte limit"
             " (RUNWIRE_ARTIFACT_MAX_BYTES)"
         )
+
+
+def download_path(artifact_id: str, ticket: str) -> str:
+    """The download URL (path and query) of an artifact, with a ticket for it."""
+    return f"/artifacts/{artifact_id}?ticket={ticket}"
 
 
 def is_text(media_type: str) -> bool:

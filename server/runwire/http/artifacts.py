@@ -28,11 +28,6 @@ from runwire.http.bearer import bearer_credential
 from runwire.scenarios.limits import unstorable
 
 
-def artifact_path(artifact_id: str, ticket: str) -> str:
-    """The download URL (path and query) of an artifact with its ticket."""
-    return f"/artifacts/{artifact_id}?ticket={ticket}"
-
-
 async def _actor(
     request: Request[object, object, State], core: Core, artifact_id: str, ticket: str | None
 ) -> Actor:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
-from runwire.domain.artifacts import DEFAULT_MAX_BYTES, ArtifactStore, check_artifact, is_text
+from runwire.domain.artifacts import ArtifactStore, check_artifact, is_text
 from runwire.domain.calls import CallEvent
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
@@ -54,6 +54,7 @@ from runwire.scenarios.definition import Definition, OnFailure, OnRunnerLost, St
 from runwire.scenarios.expectations import assess
 from runwire.scenarios.limits import storable_result
 from runwire.scenarios.templating import render
+from runwire.settings import DEFAULT_ARTIFACT_MAX_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class ExecutionRun:
         prices: PriceTable | None = None,
         server_secrets: Iterable[str] = (),
         artifacts: ArtifactStore | None = None,
-        artifact_max_bytes: int = DEFAULT_MAX_BYTES,
+        artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES,
     ) -> None:
         self.execution = execution
         self._artifacts = artifacts

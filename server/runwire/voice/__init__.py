@@ -12,4 +12,6 @@ Nothing here imports the server, the runner or a web framework: the `call` step 
 - `listening.py` hearing one prompt: speech start and end by energy, then recognition
 - `sip/`        a SIP user agent (UAC and UAS) and RTP sessions on asyncio
 - `ivr/`        the IVR simulator: YAML menus, the menu engine, the SIP server of `ivr-sim`
+- `pipe.py`     `MediaPipe`: two `MediaLeg`s joined in memory, paced like RTP
+- `simulated.py` the `simulated` driver: the IVR simulator over a `MediaPipe`, no network
 """

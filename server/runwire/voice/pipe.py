@@ -12,10 +12,11 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from runwire.voice.codecs import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from runwire.voice.dtmf import DtmfDetector, tones
 from runwire.voice.media import (
     DIGITS,
@@ -144,10 +145,24 @@ class PipeLeg:
         self._hearing = weakref.WeakSet()
 
 
-class MediaPipe:
-    """Two legs, `near` (the caller's) and `far` (what answered), joined by one 20 ms clock."""
+_CODECS: dict[str, Callable[[bytes], bytes]] = {
+    "PCMU": lambda pcm: ulaw_decode(ulaw_encode(pcm)),
+    "PCMA": lambda pcm: alaw_decode(alaw_encode(pcm)),
+    "L16": lambda pcm: pcm,
+}
 
-    def __init__(self) -> None:
+
+class MediaPipe:
+    """Two legs, `near` (the caller's) and `far` (what answered), joined by one 20 ms clock.
+
+    Each frame goes through `codec` (G.711 µ-law by default) on its way, so what a leg hears
+    has lost what it would have lost on a phone line; `L16` passes it untouched.
+    """
+
+    def __init__(self, codec: str = "PCMU") -> None:
+        if codec not in _CODECS:
+            raise ValueError(f"unknown codec {codec!r}; expected one of: {', '.join(_CODECS)}")
+        self._carry = _CODECS[codec]
         self.near = PipeLeg(self)
         self.far = PipeLeg(self)
         self.near.other, self.far.other = self.far, self.near
@@ -157,9 +172,9 @@ class MediaPipe:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls) -> AsyncIterator[MediaPipe]:
+    async def open(cls, codec: str = "PCMU") -> AsyncIterator[MediaPipe]:
         """Run the clock until exit (or `end()`); exit ends the media on both legs."""
-        pipe = cls()
+        pipe = cls(codec)
         clock = asyncio.create_task(pipe._run(), name="media-pipe-clock")
         try:
             yield pipe
@@ -210,8 +225,8 @@ class MediaPipe:
             self._tick += 1
             near, far = self.near._next_frame(), self.far._next_frame()
             at = time.monotonic()
-            self.far._hear_frame(near, at)
-            self.near._hear_frame(far, at)
+            self.far._hear_frame(self._carry(near), at)
+            self.near._hear_frame(self._carry(far), at)
             due = [waiter for tick, waiter in self._waiting if tick <= self._tick]
             self._waiting = [(tick, waiter) for tick, waiter in self._waiting if tick > self._tick]
             for waiter in due:

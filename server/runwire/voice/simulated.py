@@ -98,6 +98,8 @@ class SimulatedDriver:
         self, request: DialRequest, progress: Callable[[Progress], None]
     ) -> AsyncIterator[Call]:
         progress(Progress.DIALING)
+        if request.codec not in ("PCMU", "PCMA"):
+            raise CallFailed(488, f"Not Acceptable Here (no codec {request.codec!r})")
         extension, menu, prompts = self._menu(request.target)
         refusal = menu.refusal(extension)
         if refusal is not None:
@@ -112,7 +114,7 @@ class SimulatedDriver:
         # The first prompt is synthesized while it rings, so a missing TTS engine fails the
         # dial with its install hint instead of answering with silence.
         await asyncio.gather(asyncio.sleep(ring), prompts.audio(menu.nodes[menu.start].say))
-        async with MediaPipe.open() as pipe:
+        async with MediaPipe.open(request.codec) as pipe:
             simulator = IvrSimulator(
                 menu,
                 pipe.far,

@@ -19,7 +19,6 @@ from runwire.graphql.fanout.sharing import SharedSource
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.trace import Span, Trace
-from runwire.http.artifacts import artifact_path
 
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
@@ -163,7 +162,7 @@ class Artifact:
             media_type=artifact.media_type,
             bytes=artifact.bytes,
             created_at=artifact.created_at,
-            url=artifact_path(artifact.id, ticket),
+            url=artifacts.download_path(artifact.id, ticket),
         )
 
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from runwire.voice.asr import Recognition, Recognizer, default_recognizer
 from runwire.voice.calls import HungUpBy
 from runwire.voice.ivr.menu import Hold, Menu, Node
 from runwire.voice.media import SAMPLE_RATE, DigitHeard, Inbound, MediaLeg
@@ -145,30 +146,23 @@ class Prompts:
 
 
 class Recognizers:
-    """Recognizers reused across calls, one per recognition at a time (a decoder is not shared
-    between threads), so concurrent calls recognize in parallel."""
+    """Recognition in a worker thread, on a Recognizer loaded on first use (it takes ~0.5 s) and
+    shared by every call (it keeps a decoder per concurrent recognition)."""
 
-    def __init__(self) -> None:
-        self._idle: list[object] = []
+    def __init__(self, recognizer: Recognizer | None = None) -> None:
+        self._recognizer = recognizer
         self._lock = threading.Lock()
 
-    async def recognize(self, pcm: bytes, phrases: tuple[str, ...]) -> tuple[str, float]:
-        """The transcript of `pcm`, constrained to `phrases`, and its confidence (0-1)."""
+    async def recognize(self, pcm: bytes, phrases: tuple[str, ...]) -> Recognition:
+        """What `pcm` says, constrained to `phrases`; raises EngineMissing without PocketSphinx."""
         return await asyncio.to_thread(self._recognize, pcm, phrases)
 
-    def _recognize(self, pcm: bytes, phrases: tuple[str, ...]) -> tuple[str, float]:
-        from runwire.voice.asr import Recognizer
-
+    def _recognize(self, pcm: bytes, phrases: tuple[str, ...]) -> Recognition:
         with self._lock:
-            recognizer = self._idle.pop() if self._idle else None
-        if not isinstance(recognizer, Recognizer):
-            recognizer = Recognizer()
-        try:
-            recognition = recognizer.recognize(pcm, phrases=phrases)
-        finally:
-            with self._lock:
-                self._idle.append(recognizer)
-        return recognition.text, recognition.confidence
+            if self._recognizer is None:
+                self._recognizer = default_recognizer()
+            recognizer = self._recognizer
+        return recognizer.recognize(pcm, phrases=phrases)
 
 
 class _Inbox:
@@ -200,7 +194,7 @@ class _Inbox:
         self._items.clear()
         self._items.extend(kept)
         self._listening = True
-        self.digit_times: list[float] = []
+        self.digit_times = []
         return self
 
     def stop_listening(self) -> None:
@@ -251,6 +245,7 @@ class IvrSimulator:
         self.events: list[IvrEvent] = []
         self._answered = time.monotonic()
         self._inbox = _Inbox(media)
+        self._node = menu.start
 
     async def run(self) -> HungUpBy:
         """Run the menu; returns who hung up: US (the IVR, at a hangup node) or FAR_END (the
@@ -279,8 +274,6 @@ class IvrSimulator:
     def _hung_up(self, by: HungUpBy) -> HungUpBy:
         self._event(EventKind.HUNG_UP, self._node, "ivr" if by is HungUpBy.US else "caller")
         return by
-
-    _node = ""
 
     async def _flow(self) -> None:
         node_id: str | None = self.menu.start
@@ -357,7 +350,8 @@ class IvrSimulator:
             return None, EventKind.NO_INPUT
         phrases = tuple(choices.keywords)
         began = time.monotonic()
-        transcript, confidence = await self.recognizers.recognize(utterance.pcm, phrases)
+        recognition = await self.recognizers.recognize(utterance.pcm, phrases)
+        transcript, confidence = recognition.text, recognition.confidence
         recognition_ms = (time.monotonic() - began) * 1000
         keyword = match_keyword(transcript, phrases)
         if keyword is not None and confidence < self.menu.min_confidence:
