@@ -22,7 +22,7 @@ from runwire.voice.ivr.server import serving_menu
 
 # Phrases the offline recognizer finds reliably in the bank menu's synthetic prompts: short
 # single words do poorly, two or three words well (runwire/voice/asr.py).
-WELCOME = {"transcript_contains": "for balances"}
+WELCOME = {"transcript_contains": "press one for balances"}
 
 
 def script(target: str, *actions: Any, **extra: Any) -> dict[str, Any]:
@@ -70,7 +70,7 @@ async def test_a_menu_path_is_heard_pressed_matched_and_recorded() -> None:
         "HUNG_UP",
     ]
     first, second = of_type(context, CallEventType.PROMPT)
-    assert first.transcript == "for balances"
+    assert first.transcript == "press one for balances"
     assert first.confidence is not None
     assert 0 < first.confidence <= 1
     assert first.audio_started_ms is not None
@@ -155,19 +155,19 @@ async def test_an_expect_that_fails_names_the_action_and_what_was_heard() -> Non
     result = await call(
         script(
             "broken-bank",
-            {"listen": {"timeout": 3, "phrases": ["for balances"]}},
+            {"listen": {"timeout": 3, "phrases": ["press one for balances"]}},
             {"press": {"digits": "2", "method": "inband"}},
-            {"listen": {"timeout": 3, "phrases": ["anything else"]}},
-            {"expect": {"transcript_contains": "lost card"}},
+            {"listen": {"timeout": 3, "phrases": ["anything else", "say yes or no"]}},
+            {"expect": {"transcript_contains": "for a lost card"}},
             {"hangup": True},
         ),
         context,
     )
     assert result.error is not None
     assert result.error.startswith(
-        "actions[3] expect: transcript does not contain 'lost card'; heard at actions[2]: '"
+        "actions[3] expect: transcript does not contain 'for a lost card'; heard at actions[2]: '"
     )
-    assert "'anything else' (confidence 0." in result.error
+    assert "'anything else say yes or no' (confidence 0." in result.error
     assert "MATCHED" not in moments(context)
     assert of_type(context, CallEventType.DTMF_SENT)[0].method == "inband"
     assert moments(context)[-1] == "HUNG_UP"  # hung up all the same
@@ -268,7 +268,7 @@ async def test_the_sip_driver_calls_the_ivr_simulator_over_loopback() -> None:
     assert result.error is None, result.error
     assert moments(context)[:3] == ["DIALING", "RINGING", "ANSWERED"]
     assert moments(context)[-1] == "HUNG_UP"
-    assert of_type(context, CallEventType.PROMPT)[0].transcript == "for balances"
+    assert of_type(context, CallEventType.PROMPT)[0].transcript == "press one for balances"
     assert context.artifacts["call.wav"][1][:4] == b"RIFF"
     assert refused.error is not None
     assert refused.error.startswith("the call failed: 404 ")
