@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runwire.domain.calls import CallEvent, CallEventType
 from runwire.domain.clock import utc_now
@@ -49,6 +49,10 @@ from runwire.voice.calls import (
 )
 from runwire.voice.codecs import wav_bytes
 from runwire.voice.media import DigitMethod, Inbound, MediaLeg
+
+if TYPE_CHECKING:  # imported when a call needs them: numpy, PocketSphinx, espeak-ng
+    from runwire.voice.asr import Recognizer
+    from runwire.voice.tts import Speaker
 
 SPAN_KIND = "call"
 _WORD = re.compile(r"[\w']+")
@@ -191,8 +195,8 @@ class _Session:
         self,
         script: CallScript,
         context: StepContext,
-        recognizer: Any,
-        speaker: Any,
+        recognizer: Recognizer | None,
+        speaker: Speaker | None,
     ) -> None:
         self.script = script
         self.context = context
@@ -217,7 +221,8 @@ class _Session:
     async def prepare(cls, script: CallScript, context: StepContext) -> _Session:
         """Load the engines the script needs before dialing: missing ones fail the step at once."""
         names = {type(action.step) for action in script.actions}
-        recognizer = speaker = None
+        recognizer: Recognizer | None = None
+        speaker: Speaker | None = None
         if Listen in names:
             from runwire.voice.asr import default_recognizer
 
@@ -380,6 +385,7 @@ class _Session:
                 self.line(f"→ pressed {step.digits} ({method.value})")
                 return {"digits": step.digits, "method": method.value}
             case Say():
+                assert self.speaker is not None  # loaded by prepare: the script says
                 pcm = await asyncio.to_thread(self.speaker.speak, step.text)
                 await call.media.play(pcm)
                 self.input_ended_at = time.monotonic()
@@ -412,6 +418,7 @@ class _Session:
                 self.note_end()
             return {"no_input": True}
         phrases = self.script.phrases_for(index)
+        assert self.recognizer is not None  # loaded by prepare: the script listens
         recognition = await asyncio.to_thread(self.recognizer.recognize, utterance.pcm, phrases)
         transcript = str(recognition.text)
         confidence = round(float(recognition.confidence), 3)
