@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 
@@ -99,3 +100,22 @@ def test_a_missing_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "pocketsphinx", None)
     with pytest.raises(EngineMissing, match="pip install pocketsphinx"):
         Recognizer()
+
+
+async def test_concurrent_recognitions_match_one_at_a_time(speaker: Speaker) -> None:
+    recognizer = Recognizer(max_workers=2)
+    calls = [
+        (on_the_line(speaker, "I want to check my balance"), ["check my balance", "agent"]),
+        (on_the_line(speaker, "operator please"), ["operator", "main menu"]),
+    ] * 2
+    alone = [recognizer.recognize(pcm, phrases) for pcm, phrases in calls]
+    together = await asyncio.gather(
+        *(asyncio.to_thread(recognizer.recognize, pcm, phrases) for pcm, phrases in calls)
+    )
+    # Each worker's decoders carry a little history (their noise and cepstral mean estimates),
+    # so a confidence differs in its second decimal from one worker to another.
+    assert [heard.phrases for heard in together] == [heard.phrases for heard in alone]
+    assert all(
+        abs(a.confidence - b.confidence) < 0.05 for a, b in zip(together, alone, strict=True)
+    )
+    assert [heard.phrases for heard in alone[:2]] == [("check my balance",), ("operator",)]

@@ -38,7 +38,7 @@ def test_the_shipped_menus_load_and_differ_in_one_branch() -> None:
     welcome = bank.nodes["welcome"]
     assert welcome.menu is not None
     assert welcome.menu.dtmf["2"] == "cards"
-    assert welcome.menu.keywords["operator"] == "agent"
+    assert welcome.menu.keywords["agent"] == "agent"
     assert welcome.no_input == Fallback(2, "Sorry, I did not hear you.", "goodbye")
     agent = bank.nodes["agent"].transfer
     assert agent is not None

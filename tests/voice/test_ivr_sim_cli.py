@@ -189,3 +189,11 @@ async def test_a_menu_that_does_not_check_stops_it_before_it_answers(tmp_path: P
     _, stderr = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 1
     assert "start: unknown node 'nowhere'" in stderr.decode()
+
+
+async def test_the_caller_hanging_up_ends_the_ivr_call(menu_file: Path) -> None:
+    async with ivr_sim(menu_file) as sim, SipUserAgent.bound() as agent:
+        request = DialRequest(target=f"sip:tiny@127.0.0.1:{sim.port}", answer_timeout_seconds=5)
+        async with agent.dial(request, lambda _: None):
+            await sim.line('hello: said "Press 1."')
+        await sim.line("hello: hung up by caller")

@@ -33,7 +33,7 @@ MENU: dict[str, Any] = {
             "say": "Press 1.",
             "menu": {
                 "dtmf": {"1": "bye", "2": "hello"},
-                "keywords": {"operator": "agent", "balance": "bye"},
+                "keywords": {"agent": "agent", "balance": "bye"},
             },
             "no_input": {"retries": 1, "reprompt": "Sorry.", "goto": "bye"},
             "invalid": "bye",
@@ -105,15 +105,15 @@ async def test_navigates_by_dtmf_and_hangs_up(method: DigitMethod) -> None:
 
 
 async def test_a_spoken_keyword_transfers_to_the_queue() -> None:
-    said = await asyncio.to_thread(Speaker().speak, "operator")
+    said = await asyncio.to_thread(Speaker().speak, "agent")
     async with running(parse_menu(MENU)) as (pipe, simulator, task):
         await prompt(pipe.near)
         await pipe.near.play(said)
         assert await finished(task) is HungUpBy.US
     [heard] = simulator.heard
     assert heard.kind is HeardKind.SPEECH
-    assert heard.transcript == "operator"
-    assert heard.choice == "operator"
+    assert heard.transcript == "agent"
+    assert heard.choice == "agent"
     assert heard.confidence is not None
     assert heard.started is not None
     assert heard.ended is not None

@@ -1,21 +1,23 @@
 """Offline speech recognition with PocketSphinx 5 and the en-US model its wheel carries.
 
-Measured on espeak-ng prompts through µ-law (tests/voice/asr_eval.py): free-form transcription
-with the bundled language model is close to useless on synthetic 8 kHz speech (WER ~1.0), so a
-`listen` that names the phrases it expects decodes *constrained*: a JSGF grammar of any number
-of those phrases, where PocketSphinx's filler models (silence, [NOISE], [SPEECH]) absorb
-everything else, so audio that holds none of them comes back empty instead of forced onto one.
+Measured with bench/voice_asr.py (13 espeak-ng prompts and answers, each spoken 3 times, through
+µ-law): free-form transcription with the bundled language model is close to useless on synthetic
+8 kHz speech (mean WER 0.83-0.91), so a `listen` that names the phrases it expects decodes
+*constrained*: a JSGF grammar of any number of those phrases, where PocketSphinx's filler models
+(silence, [NOISE], [SPEECH]) absorb everything else, so audio holding none of them comes back
+empty instead of forced onto one. That found 40-42 of the 42 phrases said, with 4-5 false (a
+one-word phrase, "goodbye", in speech that did not say it).
 
-Audio is upsampled to the model's 16 kHz (measured better than running the 16 kHz model's
-filterbank at 8 kHz: WER 1.0 against 1.04-1.08 free-form, and far worse for grammars).
+Audio is upsampled to the model's 16 kHz: running the 16 kHz model's filterbank at 8 kHz
+(`samprate=8000`, `upperf` 3500 or 4000) measured worse (free-form WER 1.04-1.08 against 0.98
+before dithering).
 
-Confidence is an acoustic likelihood ratio: each recognised word's acoustic score against the
+Confidence is an acoustic likelihood ratio: the recognised words' acoustic score against the
 best unconstrained phone sequence (a phone loop) over the same frames, per frame,
-`exp(ratio / 3)`. 1.0 means no phone sequence explains those frames better than the words;
-free-form transcripts of espeak-ng speech score 0.1-0.37 (they are wrong), constrained phrases
-that were said 0.30-0.74, and a phrase the grammar forced onto other words 0.29-0.32: the
-ranges overlap, so a phrase under `MIN_PHRASE_CONFIDENCE` is dropped, and an `expect` should
-look at the confidence too.
+`exp(ratio / 3)`, clipped to 0..1. 1.0 means no phone sequence explains those frames better;
+measured, free-form transcripts (mostly wrong) score 0.10-0.39, phrases that were said 0.33-0.77,
+and a phrase forced onto other speech 0.14-0.32: the ranges touch, so a phrase under
+`MIN_PHRASE_CONFIDENCE` is dropped, and an `expect` can demand more.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ _GRAMMAR_RETRY_CONFIG = {
     "wbeam": 1e-40,
     "pbeam": 1e-60,
 }
+
+
+# Free-form: narrower beams and no second pass, measured 0.2 x real time and WER 0.87 on the
+# cases of bench/voice_asr.py, against 0.5 x and 0.83 with the defaults; it is wrong either way.
+_FREE_CONFIG = {"fwdflat": False, "beam": 1e-40, "wbeam": 1e-24}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +137,7 @@ class _Worker:
 
     def __init__(self, ps: Any) -> None:
         model = ps.get_model_path()
-        self.free = ps.Decoder(loglevel="FATAL")
+        self.free = ps.Decoder(loglevel="FATAL", **_FREE_CONFIG)
         self.free.add_allphone_file("loop", os.path.join(model, "en-us", "en-us-phone.lm.bin"))
         self.grammars = [
             ps.Decoder(loglevel="FATAL", lm=None, **config)

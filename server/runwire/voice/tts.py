@@ -63,7 +63,8 @@ class _Engine:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0)
+        path = data_path.encode() if data_path else None
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path, 0)
         if rate <= 0:
             raise EngineMissing(f"espeak-ng did not start (data at {data_path}); {_INSTALL}")
         self.rate = rate
@@ -93,17 +94,17 @@ class _Engine:
         return pcm
 
 
-def _load() -> tuple[ctypes.CDLL, str]:
+def _load() -> tuple[ctypes.CDLL, str | None]:
     try:
         import espeakng_loader
 
         return ctypes.CDLL(espeakng_loader.get_library_path()), espeakng_loader.get_data_path()
     except (ImportError, OSError, RuntimeError):
         pass
-    # Debian's espeak-ng package: the system library finds its own data.
+    # Debian's espeak-ng package: with no path the system library finds its own data.
     for name in ("libespeak-ng.so.1", "libespeak-ng.so"):
         try:
-            return ctypes.CDLL(name), "/usr/lib/x86_64-linux-gnu/espeak-ng-data"
+            return ctypes.CDLL(name), None
         except OSError:
             continue
     raise EngineMissing(_INSTALL)

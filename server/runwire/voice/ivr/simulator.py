@@ -22,6 +22,7 @@ import numpy as np
 from runwire.voice.asr import Recognition, Recognizer, default_recognizer
 from runwire.voice.calls import HungUpBy
 from runwire.voice.ivr.menu import Hold, Menu, Node
+from runwire.voice.listening import hear
 from runwire.voice.media import SAMPLE_RATE, DigitHeard, Inbound, MediaLeg
 from runwire.voice.tts import Speaker
 
@@ -314,8 +315,6 @@ class IvrSimulator:
 
     async def _answer(self, node: Node) -> tuple[str | None, EventKind | None]:
         """Hear one answer: (the branch's node id, None), or (None, NO_INPUT or INVALID)."""
-        from runwire.voice.listening import hear
-
         choices = node.menu
         assert choices is not None
         try:
