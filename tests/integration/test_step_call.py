@@ -250,7 +250,8 @@ async def test_the_far_end_hanging_up_is_reported(tmp_path: Path) -> None:
 async def test_the_sip_driver_calls_the_ivr_simulator_over_loopback() -> None:
     # The same menu behind `runwire ivr-sim`: real SIP and RTP on 127.0.0.1.
     port = free_udp_port()
-    async with serving_menu(load_menu(find_menu("bank")), "127.0.0.1", port, lambda _: None):
+    log: list[str] = []
+    async with serving_menu(load_menu(find_menu("bank")), "127.0.0.1", port, log.append):
         context = RecordingContext()
         result = await call(
             {
@@ -265,6 +266,17 @@ async def test_the_sip_driver_calls_the_ivr_simulator_over_loopback() -> None:
             context,
         )
         refused = await call(script_for_sip(port, "nobody"), RecordingContext())
+        # A stop mid-call: our BYE reaches the IVR, and the recording so far is kept.
+        stopped = RecordingContext()
+        held = {"dial": {"target": f"sip:bank@127.0.0.1:{port}", "driver": "sip"}}
+        task = asyncio.create_task(call({**held, "actions": [{"wait": 10}]}, stopped))
+        await wait_for(lambda: "ANSWERED" in moments(stopped), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_for(lambda: any(line.endswith("hung up by caller") for line in log), 5)
+    assert of_type(stopped, CallEventType.HUNG_UP)[0].by == "US"
+    assert "call.wav" in stopped.artifacts
     assert result.error is None, result.error
     assert moments(context)[:3] == ["DIALING", "RINGING", "ANSWERED"]
     assert moments(context)[-1] == "HUNG_UP"
