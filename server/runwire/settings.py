@@ -104,6 +104,12 @@ class Settings:
     # base_url. `llm_keys` holds the values of those that are set; never shown or compared.
     llm_key_vars: tuple[str, ...] = ()
     llm_keys: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The driver a `call` step uses when its dial names none (RUNWIRE_CALL_DRIVER): sip or
+    # simulated. The sip driver binds SIP and RTP on `sip_local_host` and puts `sip_public_host`
+    # (the address a far end can reach, e.g. behind NAT) in its Contact and SDP.
+    call_driver: str = "sip"
+    sip_local_host: str = "127.0.0.1"
+    sip_public_host: str | None = None
     # Artifacts of step attempts (domain/artifacts.py): the largest one a step may store (its
     # content is a database row, read whole to serve it), and how many days they are kept
     # (0: for ever).
@@ -128,6 +134,10 @@ class Settings:
             raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
         if leaked := [name for name in self.llm_key_vars if name.startswith("RUNWIRE_")]:
             raise ValueError(f"RUNWIRE_LLM_KEY_VARS: server settings stay private: {leaked}")
+        if self.call_driver not in {"sip", "simulated"}:
+            raise ValueError(
+                f"RUNWIRE_CALL_DRIVER: expected sip or simulated, got {self.call_driver!r}"
+            )
         if not 0 < self.artifact_max_bytes <= _ARTIFACT_BYTES_CEILING:
             raise ValueError(
                 f"RUNWIRE_ARTIFACT_MAX_BYTES must be from 1 to {_ARTIFACT_BYTES_CEILING}"
@@ -249,6 +259,9 @@ class Settings:
             else None,
             llm_key_vars=llm_key_vars,
             llm_keys={name: env[name] for name in llm_key_vars if env.get(name)},
+            call_driver=text("CALL_DRIVER", defaults.call_driver).strip().lower(),
+            sip_local_host=text("SIP_LOCAL_HOST", defaults.sip_local_host),
+            sip_public_host=env.get("RUNWIRE_SIP_PUBLIC_HOST") or None,
             artifact_max_bytes=int(number("ARTIFACT_MAX_BYTES", defaults.artifact_max_bytes)),
             artifact_retention_days=number(
                 "ARTIFACT_RETENTION_DAYS", defaults.artifact_retention_days

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage
+from runwire.domain.calls import CallEvent
 from runwire.domain.models import OutputStream
 from runwire.runner.pricing import PriceTable
 from runwire.runner.spans import span_event_data
@@ -29,7 +30,7 @@ class RecordingContext:
     """A StepContext that records every output call, entry, usage and span reported.
 
     `timeline` holds them all in the order the step reported them: ("output", stream, text),
-    ("entry", AgentEntry), ("usage", Priced), ("span", data).
+    ("entry", AgentEntry), ("usage", Priced), ("span", data), ("call", CallEvent).
     """
 
     grace_seconds: float = 0.5
@@ -51,6 +52,13 @@ class RecordingContext:
 
     def entry(self, entry: AgentEntry) -> None:
         self.timeline.append(("entry", entry))
+
+    def call(self, event: CallEvent) -> None:
+        self.timeline.append(("call", event))
+
+    @property
+    def call_events(self) -> list[CallEvent]:
+        return [item[1] for item in self.timeline if item[0] == "call"]
 
     def usage(self, usage: Usage) -> Priced:
         priced = PRICES.price(usage)

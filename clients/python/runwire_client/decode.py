@@ -12,6 +12,8 @@ from runwire_client.models import (
     AgentEntryType,
     Artifact,
     AssertionResult,
+    CallEventReported,
+    CallEventType,
     Event,
     Execution,
     ExecutionMode,
@@ -202,6 +204,8 @@ def event(data: Data) -> Event:
         return agent_entry(data, common)
     if typename == "UsageReported":
         return usage(data, common)
+    if typename == "CallEventReported":
+        return call_event(data, common)
     # A server newer than this client sends types it does not know: keep following.
     return UnknownEvent(typename=str(typename), type=data.get("type"), **common)
 
@@ -216,6 +220,30 @@ def agent_entry(data: Data, common: dict[str, Any]) -> AgentEntryReported:
         call_id=data.get("callId"),
         is_error=bool(data["isError"]),
         data=None if details is None else dict(details),
+        **common,
+    )
+
+
+def call_event(data: Data, common: dict[str, Any]) -> CallEventReported:
+    moment = str(data["call"])
+    return CallEventReported(
+        call=CallEventType(moment) if moment in CallEventType.__members__ else moment,
+        action=data.get("action"),
+        at_ms=_optional_float(data.get("atMs")),
+        transcript=data.get("transcript"),
+        confidence=_optional_float(data.get("confidence")),
+        audio_started_ms=_optional_float(data.get("audioStartedMs")),
+        audio_ended_ms=_optional_float(data.get("audioEndedMs")),
+        latency_ms=_optional_float(data.get("latencyMs")),
+        digits=data.get("digits"),
+        method=data.get("method"),
+        text=data.get("callText"),  # aliased in the operation: see FollowExecutionEvents
+        matched=data.get("matched"),
+        intent=data.get("intent"),
+        by=data.get("by"),
+        cause=data.get("cause"),
+        sip_status=data.get("sipStatus"),
+        reason=data.get("reason"),
         **common,
     )
 

@@ -432,6 +432,60 @@ class UsageReported:
         return False
 
 
+class CallEventType(StrEnum):
+    """A moment of a `call` step's phone call."""
+
+    DIALING = "DIALING"
+    RINGING = "RINGING"
+    ANSWERED = "ANSWERED"
+    PROMPT = "PROMPT"
+    DTMF_SENT = "DTMF_SENT"
+    SPEECH_SENT = "SPEECH_SENT"
+    MATCHED = "MATCHED"
+    NO_INPUT = "NO_INPUT"
+    TRANSFERRED = "TRANSFERRED"
+    HUNG_UP = "HUNG_UP"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEventReported:
+    """One moment of a phone call; which fields are set depends on `call`.
+
+    PROMPT: transcript, confidence, audio_started_ms, audio_ended_ms, latency_ms, intent.
+    DTMF_SENT: digits, method. SPEECH_SENT: text. MATCHED: matched, intent. HUNG_UP: by (US or
+    FAR_END), cause. FAILED: sip_status, reason. Times are ms from the answer. `call` is a plain
+    str when the server names a moment this client does not know yet.
+    """
+
+    seq: int
+    at: datetime
+    step_key: str | None
+    attempt: int | None
+    call: CallEventType | str
+    action: int | None = None
+    at_ms: float | None = None
+    transcript: str | None = None
+    confidence: float | None = None
+    audio_started_ms: float | None = None
+    audio_ended_ms: float | None = None
+    latency_ms: float | None = None
+    digits: str | None = None
+    method: str | None = None
+    text: str | None = None
+    matched: str | None = None
+    intent: str | None = None
+    by: str | None = None
+    cause: str | None = None
+    sip_status: int | None = None
+    reason: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Never: only an execution status ends the stream."""
+        return False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownEvent:
     """An event of a type this client does not know (the server is newer): its common fields,
@@ -458,5 +512,6 @@ Event = (
     | SpanReported
     | AgentEntryReported
     | UsageReported
+    | CallEventReported
     | UnknownEvent
 )

@@ -22,6 +22,8 @@ from rich.text import Text
 from runwire_client import (
     AgentEntryReported,
     AgentEntryType,
+    CallEventReported,
+    CallEventType,
     Event,
     Execution,
     ExecutionStatus,
@@ -55,6 +57,7 @@ EVENT_TYPES: Mapping[type, str] = {
     SpanReported: "SPAN",
     AgentEntryReported: "AGENT_ENTRY",
     UsageReported: "USAGE",
+    CallEventReported: "CALL",
 }
 STATUS_STYLES: Mapping[str, str] = {
     "SUCCEEDED": "bold green",
@@ -73,7 +76,7 @@ TOKENS_INPUT, TOKENS_OUTPUT, COST_USD = "tokens_input", "tokens_output", "cost_u
 # Step attempt attributes the server stores with reported usage (besides the three above).
 USAGE_CALLS, USAGE_UNPRICED = "usage_calls", "usage_unpriced"
 # Where transcript entries and usage go among a step's output lines.
-AGENT, USAGE = "agent", "usage"
+AGENT, USAGE, CALL = "agent", "usage", "call"
 
 
 # --- the state the views draw -------------------------------------------------------------------
@@ -105,7 +108,8 @@ class OutputLine:
 
     seq: int
     step_key: str
-    stream: str  # stdout, stderr; or AGENT (a transcript entry) and USAGE (a usage report)
+    # stdout, stderr; or AGENT (a transcript entry), USAGE (a usage report), CALL (a call's moment)
+    stream: str
     text: str
     error: bool = False  # a failed tool call or an agent's error result
 
@@ -211,6 +215,9 @@ class RunState:
                     OutputLine(event.seq, key, AGENT, line, failed)
                     for line in entry_lines(event, tool)
                 ]
+            case CallEventReported(step_key=str(key)):
+                failed = event.call is CallEventType.FAILED
+                completed = [OutputLine(event.seq, key, CALL, call_line(event), failed)]
             case UsageReported(step_key=str(key)):
                 self.usage = event.execution_totals
                 self.step_usage[key] = event.step_totals
@@ -424,6 +431,37 @@ def entry_lines(event: AgentEntryReported, tool: str | None = None) -> list[str]
             return [f"{str(event.entry).lower()}: {_one_line(text)}" if text else str(event.entry)]
 
 
+def call_line(event: CallEventReported) -> str:
+    """A moment of a call as one transcript line: `IVR: Welcome to … (0.82)`, `→ pressed 1`."""
+    match event.call:
+        case CallEventType.PROMPT:
+            confidence = "" if event.confidence is None else f" ({event.confidence:.2f})"
+            latency = (
+                "" if event.latency_ms is None else f" after {format_ms(round(event.latency_ms))}"
+            )
+            return f"IVR: {event.transcript or ''}{confidence}{latency}"
+        case CallEventType.DTMF_SENT:
+            method = " (in-band)" if event.method == "inband" else ""
+            return f"→ pressed {event.digits}{method}"
+        case CallEventType.SPEECH_SENT:
+            return f"→ said: {event.text}"
+        case CallEventType.MATCHED:
+            if event.intent and event.matched == f"intent {event.intent}":
+                return f"✓ matched intent {event.intent}"
+            return f"✓ matched {event.matched}"
+        case CallEventType.NO_INPUT:
+            return "IVR: (silence: no input)"
+        case CallEventType.HUNG_UP:
+            who = "us" if event.by == "US" else "far end"
+            return f"hung up by {who}" + (f" ({event.cause})" if event.cause else "")
+        case CallEventType.FAILED:
+            return f"call failed: {event.sip_status} {event.reason}"
+        case CallEventType.TRANSFERRED:
+            return "transferred" + (f": {event.text}" if event.text else "")
+        case _:  # DIALING, RINGING, ANSWERED, and moments this client does not know yet
+            return str(event.call).lower().replace("_", " ")
+
+
 def input_summary(value: Any) -> str:
     """A tool's input on one short line: `command='ls -la', timeout=5`."""
     if isinstance(value, Mapping):
@@ -633,7 +671,7 @@ class PlainView:
                 for line in lines:
                     self._line(line.seq, _output_line(line))
                 self._line(event.seq, _step_line(event, key, before))
-            case OutputChunk() | AgentEntryReported() | UsageReported():
+            case OutputChunk() | AgentEntryReported() | UsageReported() | CallEventReported():
                 for line in lines:
                     self._line(line.seq, _output_line(line))
             case UnknownEvent():
@@ -841,6 +879,8 @@ def _tail_line(line: OutputLine, width: int) -> Text:
         shown.stylize("red")
     elif line.stream == AGENT:
         shown.stylize("cyan")
+    elif line.stream == CALL:
+        shown.stylize("magenta")
     elif line.stream == USAGE:
         shown = Text("$ ", style="yellow").append_text(shown)
         shown.stylize("yellow")

@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from runwire.db.engine import Database
-from runwire.db.rows import USAGE_SUMS, usage_of
+from runwire.db.rows import USAGE_SUMS, load, usage_of
 from runwire.domain.agents import UsageTotals
 from runwire.domain.models import ExecutionStatus
 from runwire.domain.queries import (
     PERCENTILES,
+    CallMetrics,
     ExecutionMetrics,
     MetricsQuery,
     nearest_rank,
     terminal_statuses,
 )
+
+CALL_ATTEMPTS_READ = 10_000
+"""The most recent call attempts a window's call figures are computed from."""
 
 
 class MetricsRepository:
@@ -47,6 +51,16 @@ class MetricsRepository:
                 p: await self._ranked(where, args, nearest_rank(p, measured), measured)
                 for p in PERCENTILES
             }
+            # Calls are few and slow (each holds a phone line for seconds): their figures are
+            # read whole and ranked here, not in SQL over JSON that SQLite and Postgres read
+            # differently. The cap bounds one answer.
+            call_rows = await self._database.fetch(
+                "SELECT attributes FROM runwire_step_run WHERE kind = {} AND attributes IS NOT"
+                f" NULL AND execution_id IN (SELECT id FROM runwire_execution WHERE {where})"
+                f" ORDER BY id DESC LIMIT {CALL_ATTEMPTS_READ}",
+                "call",
+                *args,
+            )
         return ExecutionMetrics(
             query=query,
             counts=counts,
@@ -54,6 +68,9 @@ class MetricsRepository:
             percentiles_ms=percentiles,
             max_ms=max(maxima, default=None),
             usage=usage,
+            calls=CallMetrics.of(load(row["attributes"]) for row in call_rows)
+            if call_rows
+            else None,
         )
 
     async def _ranked(self, where: str, args: list[Any], rank: int, measured: int) -> int | None:

@@ -62,6 +62,8 @@ class EventType(StrEnum):
     AGENT_ENTRY = "AGENT_ENTRY"
     # A model call's or agent run's tokens and cost, with the step's and execution's totals.
     USAGE = "USAGE"
+    # A moment of a `call` step's phone call (domain/calls.CallEvent.event_data).
+    CALL = "CALL"
 
 
 class ExecutionMode(StrEnum):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from runwire.domain.agents import UsageTotals
 from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus
@@ -132,6 +132,8 @@ class ExecutionMetrics:
     max_ms: int | None
     # Tokens and cost over the same executions.
     usage: UsageTotals = field(default_factory=UsageTotals)
+    # The `call` step attempts of the same executions; None when there were none.
+    calls: CallMetrics | None = None
 
     @property
     def finished(self) -> int:
@@ -148,6 +150,70 @@ class ExecutionMetrics:
         """Finished executions per minute of the whole window."""
         minutes = (self.query.until - self.query.since).total_seconds() / 60
         return self.finished / minutes
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Nearest-rank percentiles, minimum and maximum of some measured values."""
+
+    count: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Distribution:
+        ordered = sorted(values)
+        if not ordered:
+            return cls()
+        n = len(ordered)
+        return cls(
+            n,
+            ordered[nearest_rank(50, n) - 1],
+            ordered[nearest_rank(95, n) - 1],
+            ordered[0],
+            ordered[-1],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallMetrics:
+    """What the `call` step attempts of a window's executions measured (runner/steps/call.py)."""
+
+    attempts: int
+    answered: int
+    time_to_answer_ms: Distribution
+    time_to_first_prompt_ms: Distribution
+    turn_latency_ms: Distribution
+    """Each turn's: from our input's end (or the answer) to the far end's next audio."""
+    duration_ms: Distribution
+    confidence: Distribution
+    """Each recognized prompt's."""
+
+    @classmethod
+    def of(cls, attributes: Iterable[Mapping[str, Any]]) -> CallMetrics:
+        """From the call attempts' stored attributes (`call_*`, see CallStep)."""
+        found = list(attributes)
+
+        def values(name: str) -> list[float]:
+            picked: list[float] = []
+            for item in found:
+                value = item.get(name)
+                for one in value if isinstance(value, list) else [value]:
+                    if isinstance(one, int | float) and not isinstance(one, bool):
+                        picked.append(float(one))
+            return picked
+
+        return cls(
+            attempts=len(found),
+            answered=sum(1 for item in found if "call_time_to_answer_ms" in item),
+            time_to_answer_ms=Distribution.of(values("call_time_to_answer_ms")),
+            time_to_first_prompt_ms=Distribution.of(values("call_time_to_first_prompt_ms")),
+            turn_latency_ms=Distribution.of(values("call_turn_latency_ms")),
+            duration_ms=Distribution.of(values("call_duration_ms")),
+            confidence=Distribution.of(values("call_confidences")),
+        )
 
 
 def nearest_rank(percent: int, count: int) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
 from runwire.domain.artifacts import ArtifactStore, check_artifact, is_text
+from runwire.domain.calls import CallEvent
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Event,
@@ -132,6 +133,11 @@ class _StepContext:
         self.coalescer.flush()
         data = self.run.redactor.value(bounded_entry(entry.event_data()))
         self.run.emit(EventType.AGENT_ENTRY, data, self.step_key, self.attempt)
+
+    def call(self, event: CallEvent) -> None:
+        self.coalescer.flush()
+        data = self.run.redactor.value(event.event_data())
+        self.run.emit(EventType.CALL, data, self.step_key, self.attempt)
 
     def usage(self, usage: Usage) -> Priced:
         return self.run.record_usage(self, usage)

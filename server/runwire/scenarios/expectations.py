@@ -54,10 +54,17 @@ SUPPORTED: Mapping[str, tuple[str, ...]] = {
     "llm": ("json", "latency_ms_below", "output_contains", "output_matches", *_USAGE),
     "http": ("json", "latency_ms_below", "output_contains", "output_matches", "status"),
     "sleep": (),
+    # The call's result as JSON (output.call has its figures); latency_ms_below is the slowest turn.
+    "call": ("json", "latency_ms_below", "output_contains", "output_matches"),
 }
 """The assertions each step kind can be checked with; a kind not listed supports none."""
 
-_TEXT_NAMES = {"shell": "stdout", "http": "the body", "agent": "the agent's result"}
+_TEXT_NAMES = {
+    "shell": "stdout",
+    "http": "the body",
+    "agent": "the agent's result",
+    "call": "the call's result",
+}
 _EXIT_CODES = (-128, 255)  # negative: killed by that signal, as subprocess reports it
 _MAX_MS = 10**12
 _EXCERPT = 200  # characters of a checked text or value kept in a record or message

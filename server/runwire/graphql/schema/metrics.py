@@ -23,6 +23,49 @@ class StatusCount:
 
 
 @strawberry.type(
+    description="Nearest-rank percentiles, minimum and maximum of measured values; null when"
+    " none was measured."
+)
+class Distribution:
+    count: int
+    p50: float | None
+    p95: float | None
+    min: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, found: queries.Distribution) -> Distribution:
+        return cls(count=found.count, p50=found.p50, p95=found.p95, min=found.min, max=found.max)
+
+
+@strawberry.type(
+    description="What the `call` step attempts of the executions measured: time to answer and"
+    " to the first prompt's audio, each turn's latency (from our input's end to the far end's"
+    " next audio), the answered calls' durations (ms) and each prompt's recognition confidence."
+)
+class CallMetrics:
+    attempts: int = strawberry.field(description="Call step attempts (the latest 10000 at most).")
+    answered: int
+    time_to_answer_ms: Distribution
+    time_to_first_prompt_ms: Distribution
+    turn_latency_ms: Distribution
+    duration_ms: Distribution
+    confidence: Distribution
+
+    @classmethod
+    def of(cls, found: queries.CallMetrics) -> CallMetrics:
+        return cls(
+            attempts=found.attempts,
+            answered=found.answered,
+            time_to_answer_ms=Distribution.of(found.time_to_answer_ms),
+            time_to_first_prompt_ms=Distribution.of(found.time_to_first_prompt_ms),
+            turn_latency_ms=Distribution.of(found.turn_latency_ms),
+            duration_ms=Distribution.of(found.duration_ms),
+            confidence=Distribution.of(found.confidence),
+        )
+
+
+@strawberry.type(
     description=(
         f"{_SCOPE}, computed in the database. Percentiles are nearest-rank over the executions"
         " with a stored duration: the p-th percentile of N durations is the ceil(p*N/100)-th"
@@ -59,6 +102,9 @@ class ExecutionMetrics:
         description=f"{_SCOPE}: their tokens and cost summed; the cost is null while any"
         " report has no price."
     )
+    calls: CallMetrics | None = strawberry.field(
+        description=f"{_SCOPE}: their `call` steps' figures; null when they placed no call."
+    )
 
     @classmethod
     def of(cls, found: queries.ExecutionMetrics) -> ExecutionMetrics:
@@ -74,6 +120,7 @@ class ExecutionMetrics:
             p95_duration_ms=found.percentiles_ms[95],
             max_duration_ms=found.max_ms,
             usage=UsageTotals.of_totals(found.usage),
+            calls=None if found.calls is None else CallMetrics.of(found.calls),
         )
 
 

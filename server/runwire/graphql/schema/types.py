@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import agents, artifacts, models, queries
+from runwire.domain import agents, artifacts, calls, models, queries
 from runwire.domain.access import Permission
 from runwire.domain.trace import build_trace
 from runwire.errors import NotFound
@@ -39,6 +39,7 @@ class EventType(Enum):
     SPAN = "SPAN"
     AGENT_ENTRY = "AGENT_ENTRY"
     USAGE = "USAGE"
+    CALL = "CALL"
 
 
 AgentEntryType = strawberry.enum(
@@ -46,6 +47,16 @@ AgentEntryType = strawberry.enum(
     name="AgentEntryType",
     description="What an agent transcript entry is: its start, assistant text, a tool call, the"
     " tool's result, the final result, or a line of a shape Runwire does not know (kept raw).",
+)
+
+
+CallEventType = strawberry.enum(
+    calls.CallEventType,
+    name="CallEventType",
+    description="A moment of a `call` step's phone call: its setup (DIALING, RINGING,"
+    " ANSWERED), what the far end said (PROMPT), what we sent (DTMF_SENT, SPEECH_SENT), an"
+    " `expect` that held (MATCHED), a listen that heard nothing (NO_INPUT), and its end"
+    " (TRANSFERRED, HUNG_UP, FAILED).",
 )
 
 
@@ -270,6 +281,33 @@ class AgentEntryReported(ExecutionEvent):
 
 
 @strawberry.type(
+    description="One moment of a `call` step's phone call, typed; which fields are set depends"
+    " on `call`. PROMPT: transcript, confidence, audioStartedMs, audioEndedMs, latencyMs (from"
+    " our last input's end to the prompt's start), intent. DTMF_SENT: digits, method."
+    " SPEECH_SENT: text. MATCHED: matched, intent. HUNG_UP: by (US or FAR_END), cause."
+    " FAILED: sipStatus, reason. Times are ms from the answer."
+)
+class CallEventReported(ExecutionEvent):
+    call: CallEventType  # type: ignore[valid-type]
+    action: int | None = strawberry.field(description="The index of the script action.")
+    at_ms: float | None
+    transcript: str | None
+    confidence: float | None
+    audio_started_ms: float | None
+    audio_ended_ms: float | None
+    latency_ms: float | None
+    digits: str | None
+    method: str | None = strawberry.field(description="How digits went: rfc4733 or inband.")
+    text: str | None
+    matched: str | None
+    intent: str | None
+    by: str | None
+    cause: str | None
+    sip_status: int | None
+    reason: str | None
+
+
+@strawberry.type(
     description="Usage summed: over a step attempt, a step's attempts, an execution, a batch or"
     " a metrics window."
 )
@@ -345,6 +383,7 @@ EVENT_TYPES = (
     SpanReported,
     AgentEntryReported,
     UsageReported,
+    CallEventReported,
 )
 
 
@@ -383,6 +422,27 @@ def event_of(event: models.Event) -> ExecutionEvent:
             call_id=data.get("call_id"),
             is_error=bool(data.get("is_error", False)),
             data=data.get("data"),
+            **common,
+        )
+    if event.type is models.EventType.CALL:
+        return CallEventReported(
+            call=calls.CallEventType(data["call"]),
+            action=data.get("action"),
+            at_ms=data.get("at_ms"),
+            transcript=data.get("transcript"),
+            confidence=data.get("confidence"),
+            audio_started_ms=data.get("audio_started_ms"),
+            audio_ended_ms=data.get("audio_ended_ms"),
+            latency_ms=data.get("latency_ms"),
+            digits=data.get("digits"),
+            method=data.get("method"),
+            text=data.get("text"),
+            matched=data.get("matched"),
+            intent=data.get("intent"),
+            by=data.get("by"),
+            cause=data.get("cause"),
+            sip_status=data.get("sip_status"),
+            reason=data.get("reason"),
             **common,
         )
     if event.type is models.EventType.USAGE:

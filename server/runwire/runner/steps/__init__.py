@@ -8,6 +8,8 @@ from typing import Any
 
 from runwire.runner.steps.agent import AgentParams, AgentStep
 from runwire.runner.steps.base import StepContext, StepKind, StepResult
+from runwire.runner.steps.call import CallStep
+from runwire.runner.steps.call_script import CallScript
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
 from runwire.runner.steps.llm import LlmParams, LlmStep
@@ -19,6 +21,8 @@ __all__ = [
     "STEP_KINDS",
     "AgentParams",
     "AgentStep",
+    "CallScript",
+    "CallStep",
     "HttpParams",
     "HttpStep",
     "LlmParams",
@@ -48,6 +52,9 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
         HttpStep(),
         llm,
         SleepStep(),
+        CallStep()
+        if settings is None
+        else CallStep(settings.call_driver, settings.sip_local_host, settings.sip_public_host),
     )
     return MappingProxyType({kind.name: kind for kind in kinds})
 

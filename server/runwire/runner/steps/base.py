@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from runwire.domain.agents import AgentEntry, Priced, Usage
+from runwire.domain.calls import CallEvent
 from runwire.domain.models import OutputStream
 from runwire.scenarios.results import Observed, StepResult
 
@@ -45,6 +46,10 @@ class StepContext(Protocol):
 
     def entry(self, entry: AgentEntry) -> None:
         """Record one typed transcript entry (an AGENT_ENTRY event, after the output so far)."""
+        ...
+
+    def call(self, event: CallEvent) -> None:
+        """Record one moment of a phone call (a CALL event, after the output so far)."""
         ...
 
     def usage(self, usage: Usage) -> Priced:
