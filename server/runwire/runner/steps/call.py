@@ -63,6 +63,10 @@ _PROGRESS = {
 }
 
 
+# A pressed digit's tone and the silence after it (RFC 4733 event or in-band), as phones send.
+_TONE_MS = 100
+_DIGIT_GAP_MS = 70
+
 class CallStep:
     """Dial, run the script, hang up; each `expect` that does not hold fails the step."""
 
@@ -375,8 +379,12 @@ class _Session:
                 return self.expect(index, step)
             case Press():
                 method = DigitMethod(step.method)
-                await call.media.send_digits(step.digits, method)
-                self.input_ended_at = time.monotonic()
+                await call.media.send_digits(
+                    step.digits, method, tone_ms=_TONE_MS, gap_ms=_DIGIT_GAP_MS
+                )
+                # Our input ended with the last tone, not with the silent gap after it: an IVR
+                # that answers within that gap has a latency, not a zero.
+                self.input_ended_at = time.monotonic() - _DIGIT_GAP_MS / 1000
                 self.emit(
                     CallEvent(
                         CallEventType.DTMF_SENT, index, digits=step.digits, method=method.value
