@@ -86,13 +86,17 @@ class ExecutionQueue:
             chosen = _within_limits(candidates, limit)
             if not chosen:
                 return []
+            # The candidates were read unlocked: a pause or stop of a queued execution may have
+            # committed since. The update sees each row as it is now and takes only the ones
+            # still queued and unowned (else a paused execution would run, a stopped one start).
             rows = await self._database.fetch(
                 "UPDATE runwire_execution SET owner = {}, lease_expires_at = {},"
                 " lease_generation = lease_generation + 1"
-                f" WHERE id IN ({marks(chosen)}) RETURNING *",
+                f" WHERE id IN ({marks(chosen)}) AND status = {{}} AND owner IS NULL RETURNING *",
                 owner,
                 utc_now() + timedelta(seconds=lease_seconds),
                 *chosen,
+                ExecutionStatus.QUEUED.value,
             )
         executions = [execution_of(row) for row in rows]
         executions.sort(key=lambda e: (-e.priority, e.queued_at, e.id))
