@@ -67,6 +67,7 @@ _PROGRESS = {
 _TONE_MS = 100
 _DIGIT_GAP_MS = 70
 
+
 class CallStep:
     """Dial, run the script, hang up; each `expect` that does not hold fails the step."""
 
