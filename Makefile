@@ -33,13 +33,14 @@ lint: install
 	$(BIN)/ruff format --check server clients tests bench
 	$(BIN)/mypy
 
-# P1-P7 and L1-L2 in one run, each next to its baselines (bench/README.md); about 22 minutes.
+# P1-P7, L1-L2 and V1 in one run, each next to its baselines (bench/README.md); about 24 minutes.
 bench: install
 	$(BIN)/python bench/event_path.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/calls.py
 
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
