@@ -7,6 +7,8 @@ import asyncio
 from tests.voice.test_sip_wire import peer
 
 from runwire.voice import calls
+from runwire.voice.ivr.menu import parse_menu
+from runwire.voice.ivr.server import serving_menu
 from runwire.voice.sip import sdp
 from runwire.voice.sip.agent import IncomingCall, SipCall, SipUserAgent
 from runwire.voice.sip.message import SipRequest, SipResponse, parse, response_to
@@ -109,3 +111,20 @@ async def test_the_caller_answers_refer_with_202_and_a_terminating_notify() -> N
     assert notify.header("Content-Type") == "message/sipfrag;version=2.0"
     assert notify.body == b"SIP/2.0 200 OK\r\n"
     assert (bye_ok.status, bye_ok.cseq) == (200, (2, "BYE"))
+
+
+async def test_the_ivr_simulator_refers_a_sip_caller() -> None:
+    node = {"say": "Hold.", "transfer": {"hold_ms": 100, "refer": AGENTS}}
+    menu = parse_menu({"name": "refer", "start": "hold", "nodes": {"hold": node}})
+    lines: list[str] = []
+    async with (
+        serving_menu(menu, "127.0.0.1", 0, lines.append) as (_, server),
+        SipUserAgent.bound() as client,
+    ):
+        request = calls.DialRequest(f"sip:ivr@127.0.0.1:{server.port}")
+        async with client.dial(request, lambda _: None) as call:
+            async with asyncio.timeout(DEADLINE_S):
+                async for _ in call.media.heard():  # ends with the IVR's BYE
+                    pass
+            assert call.ended == calls.Ended(calls.HungUpBy.FAR_END, "REFER", AGENTS)
+    assert any(line.endswith(f"hold: transferred to {AGENTS}") for line in lines), lines
