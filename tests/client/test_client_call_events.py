@@ -116,6 +116,8 @@ def test_each_moment_reads_as_one_line() -> None:
     assert call_line(moment(CallEventType.NO_INPUT)) == "IVR: (silence: no input)"
     far_end = moment(CallEventType.HUNG_UP, by="FAR_END", cause="BYE")
     assert call_line(far_end) == "hung up by far end (BYE)"
+    transferred = moment(CallEventType.TRANSFERRED, target="sip:agents@example.com")
+    assert call_line(transferred) == "↪ transferred to sip:agents@example.com"
     failed = moment(CallEventType.FAILED, sip_status=486, reason="Busy Here")
     assert call_line(failed) == "call failed: 486 Busy Here"
     # A moment a newer server sends: its name, not an error.

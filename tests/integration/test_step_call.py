@@ -247,6 +247,35 @@ async def test_the_far_end_hanging_up_is_reported(tmp_path: Path) -> None:
     assert "hung up by far end" in context.artifacts["transcript.txt"][1].decode()
 
 
+async def test_a_transfer_is_reported_before_the_hang_up_and_can_be_expected(
+    tmp_path: Path,
+) -> None:
+    agents = "sip:agents@example.com"
+    menu = tmp_path / "refer.yaml"
+    menu.write_text(
+        "name: refer\nanswer_after_ms: 0\nstart: hold\nnodes:\n"
+        f"  hold: {{say: Hold., transfer: {{hold_ms: 100, refer: '{agents}'}}}}\n"
+    )
+    context = RecordingContext()
+    result = await call(script(str(menu), {"expect": {"transferred_to": agents}}), context)
+    assert result.error is None, result.error
+    assert moments(context)[3:] == ["TRANSFERRED", "HUNG_UP", "MATCHED"]
+    [transferred] = of_type(context, CallEventType.TRANSFERRED)
+    assert transferred.target == agents
+    [hung_up] = of_type(context, CallEventType.HUNG_UP)
+    assert (hung_up.by, hung_up.cause) == ("FAR_END", "REFER")
+    [matched] = of_type(context, CallEventType.MATCHED)
+    assert matched.matched == f"transferred to {agents}"
+    assert result.output["call"]["transferred_to"] == agents
+    assert f"↪ transferred to {agents}" in context.artifacts["transcript.txt"][1].decode()
+
+    elsewhere = {"expect": {"transferred_to": "sip:sales@example.com"}}
+    result = await call(script(str(menu), elsewhere))
+    assert result.error == (
+        f"actions[0] expect: the call was transferred to {agents}, not sip:sales@example.com"
+    )
+
+
 async def test_the_sip_driver_calls_the_ivr_simulator_over_loopback() -> None:
     # The same menu behind `runwire ivr-sim`: real SIP and RTP on 127.0.0.1.
     port = free_udp_port()

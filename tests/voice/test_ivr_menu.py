@@ -137,3 +137,17 @@ def test_dtmf_choices_of_one_length_only() -> None:
     }
     data["nodes"]["hello"]["menu"] = {}
     assert errors_of(data) == {"nodes.hello.menu": "needs at least one dtmf or keywords choice"}
+
+
+def test_a_transfer_may_refer_to_a_sip_uri_and_nothing_follows_it() -> None:
+    data = minimal()
+    data["nodes"]["hello"] = {"say": "Hold.", "transfer": {"refer": "sip:agents@example.com"}}
+    transfer = parse_menu(data).nodes["hello"].transfer
+    assert transfer is not None
+    assert transfer.refer == "sip:agents@example.com"
+    data["nodes"]["hello"]["transfer"] = {"refer": "agents", "goto": "bye", "connected": "Hi."}
+    assert errors_of(data) == {
+        "nodes.hello.transfer.refer": "expected a SIP URI such as sip:agents@example.com",
+        "nodes.hello.transfer.goto": "a refer hands the caller over: nothing follows it",
+        "nodes.hello.transfer.connected": "a refer hands the caller over: nothing follows it",
+    }

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from runwire.voice.calls import CallFailed, DialRequest, HungUpBy, Progress
+from runwire.voice.calls import CallFailed, DialRequest, Ended, HungUpBy, Progress
 from runwire.voice.ivr.menu import Menu, parse_menu
-from runwire.voice.ivr.simulator import EventKind, HeardKind, IvrSimulator, Prompts
+from runwire.voice.ivr.simulator import EventKind, HeardKind, IvrEvent, IvrSimulator, Prompts
 from runwire.voice.listening import hear
 from runwire.voice.media import DigitMethod, MediaLeg
 from runwire.voice.pipe import MediaPipe
@@ -233,3 +233,25 @@ async def test_the_simulated_driver_fails_like_the_sip_server(
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({**MENU, "start": "nowhere"}))
     assert await status(str(broken)) == 500
+
+
+async def test_a_refer_transfers_the_simulated_call_and_hangs_up(tmp_path: Path) -> None:
+    path = tmp_path / "refer.yaml"
+    agents = "sip:agents@example.com"
+    node = {"say": "Hold.", "transfer": {"hold_ms": 100, "refer": agents}}
+    path.write_text(yaml.safe_dump({"name": "refer", "start": "hold", "nodes": {"hold": node}}))
+    events: list[IvrEvent] = []
+    async with SimulatedDriver(on_event=events.append).dial(
+        DialRequest(str(path)), lambda _: None
+    ) as call:
+        deadline = time.monotonic() + 5
+        while call.ended is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert call.ended == Ended(HungUpBy.FAR_END, "REFER", agents)
+    assert [(event.kind, event.text) for event in events] == [
+        (EventKind.PROMPT, "Hold."),
+        (EventKind.HOLD, "agents"),
+        (EventKind.TRANSFERRED, agents),
+        (EventKind.HUNG_UP, "ivr"),
+    ]

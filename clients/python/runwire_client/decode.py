@@ -244,6 +244,7 @@ def call_event(data: Data, common: dict[str, Any]) -> CallEventReported:
         cause=data.get("cause"),
         sip_status=data.get("sipStatus"),
         reason=data.get("reason"),
+        target=data.get("target"),
         **common,
     )
 

@@ -453,9 +453,9 @@ class CallEventReported:
     """One moment of a phone call; which fields are set depends on `call`.
 
     PROMPT: transcript, confidence, audio_started_ms, audio_ended_ms, latency_ms, intent.
-    DTMF_SENT: digits, method. SPEECH_SENT: text. MATCHED: matched, intent. HUNG_UP: by (US or
-    FAR_END), cause. FAILED: sip_status, reason. Times are ms from the answer. `call` is a plain
-    str when the server names a moment this client does not know yet.
+    DTMF_SENT: digits, method. SPEECH_SENT: text. MATCHED: matched, intent. TRANSFERRED: target.
+    HUNG_UP: by (US or FAR_END), cause. FAILED: sip_status, reason. Times are ms from the answer.
+    `call` is a plain str when the server names a moment this client does not know yet.
     """
 
     seq: int
@@ -479,6 +479,7 @@ class CallEventReported:
     cause: str | None = None
     sip_status: int | None = None
     reason: str | None = None
+    target: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -457,7 +457,7 @@ def call_line(event: CallEventReported) -> str:
         case CallEventType.FAILED:
             return f"call failed: {event.sip_status} {event.reason}"
         case CallEventType.TRANSFERRED:
-            return "transferred" + (f": {event.text}" if event.text else "")
+            return "↪ transferred" + (f" to {event.target}" if event.target else "")
         case _:  # DIALING, RINGING, ANSWERED, and moments this client does not know yet
             return str(event.call).lower().replace("_", " ")
 

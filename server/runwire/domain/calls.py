@@ -3,7 +3,8 @@
 DIALING, RINGING and ANSWERED follow the call's setup; PROMPT is what the far end said (its
 transcript, recognition confidence, and when its audio started and ended, in ms from the answer);
 DTMF_SENT and SPEECH_SENT are what we sent; MATCHED is an `expect` that held; NO_INPUT a `listen`
-that heard nothing; HUNG_UP says by whom and why; FAILED carries the SIP status of a call that was
+that heard nothing; TRANSFERRED says where the far end sent the call (a REFER), just before its
+HUNG_UP; HUNG_UP says by whom and why; FAILED carries the SIP status of a call that was
 never answered. Events are the live view; a late joiner reads them from the event log.
 """
 
@@ -35,8 +36,9 @@ class CallEvent:
     `action` is the index of the script action that caused it (None for the call's own setup and
     end). PROMPT: transcript, confidence, audio_started_ms, audio_ended_ms, latency_ms (from our
     last input's end, or the answer, to the prompt's start). DTMF_SENT: digits, method.
-    SPEECH_SENT: text. MATCHED: matched (the expectation, readable), intent. HUNG_UP: by (US or
-    FAR_END), cause. FAILED: sip_status, reason. `at_ms` is when it happened, from the answer.
+    SPEECH_SENT: text. MATCHED: matched (the expectation, readable), intent. TRANSFERRED: target
+    (the URI). HUNG_UP: by (US or FAR_END), cause. FAILED: sip_status, reason. `at_ms` is when it
+    happened, from the answer.
     """
 
     call: CallEventType
@@ -56,6 +58,7 @@ class CallEvent:
     cause: str | None = None
     sip_status: int | None = None
     reason: str | None = None
+    target: str | None = None
 
     def event_data(self) -> dict[str, Any]:
         """The CALL event's data: `call` and the fields that are set."""

@@ -68,7 +68,11 @@ class Ended:
 
     by: HungUpBy
     cause: str
-    """`BYE`, or the SIP status or transport error that ended it."""
+    """`BYE`, `REFER` (the far end transferred the call, then hung up), or the SIP status or
+    transport error that ended it."""
+    transferred_to: str | None = None
+    """Where the far end transferred the call (a REFER's Refer-To), if it did. Set when the
+    call ends, not at the REFER: the media runs until the far end's BYE."""
 
 
 class Call(Protocol):

@@ -32,6 +32,9 @@ class SimulatedCall:
         self.simulator = simulator
         self._ended: Ended | None = None
         self._task: asyncio.Task[None] | None = None
+        self.transferred_to: str | None = None
+        """Where the IVR transferred the call (its refer), as a SIP REFER would tell us."""
+        simulator.transfer = self._refer
 
     @property
     def media(self) -> MediaLeg:
@@ -41,9 +44,13 @@ class SimulatedCall:
     def ended(self) -> Ended | None:
         return self._ended
 
+    async def _refer(self, target: str) -> None:
+        # What our SIP agent does with a REFER: accept it and report it, without calling target.
+        self.transferred_to = target
+
     async def hangup(self) -> None:
         if self._ended is None:
-            self._ended = Ended(HungUpBy.US, "BYE")
+            self._ended = Ended(HungUpBy.US, "BYE", self.transferred_to)
         self._pipe.end()
         if self._task is not None:
             # The IVR sees its media end and returns at its next step.
@@ -59,13 +66,20 @@ class SimulatedCall:
         except Exception as exc:  # the IVR failing ends the call, as it would on a network
             by, cause = HungUpBy.US, f"IVR failed: {exc}"
         if self._ended is None:
-            # The simulator's US is the far end of our call.
-            self._ended = Ended(HungUpBy.FAR_END if by is HungUpBy.US else HungUpBy.US, cause)
+            # The simulator's US is the far end of our call; after a refer its BYE completes
+            # the transfer, as over SIP.
+            if by is HungUpBy.US and cause == "BYE" and self.transferred_to is not None:
+                cause = "REFER"
+            self._ended = Ended(
+                HungUpBy.FAR_END if by is HungUpBy.US else HungUpBy.US,
+                cause,
+                self.transferred_to,
+            )
         self._pipe.end()
 
     async def _stop(self) -> None:
         if self._ended is None:
-            self._ended = Ended(HungUpBy.US, "BYE")
+            self._ended = Ended(HungUpBy.US, "BYE", self.transferred_to)
         self._pipe.end()
         if self._task is not None:
             self._task.cancel()

@@ -284,8 +284,8 @@ class AgentEntryReported(ExecutionEvent):
     description="One moment of a `call` step's phone call, typed; which fields are set depends"
     " on `call`. PROMPT: transcript, confidence, audioStartedMs, audioEndedMs, latencyMs (from"
     " our last input's end to the prompt's start), intent. DTMF_SENT: digits, method."
-    " SPEECH_SENT: text. MATCHED: matched, intent. HUNG_UP: by (US or FAR_END), cause."
-    " FAILED: sipStatus, reason. Times are ms from the answer."
+    " SPEECH_SENT: text. MATCHED: matched, intent. TRANSFERRED: target. HUNG_UP: by (US or"
+    " FAR_END), cause. FAILED: sipStatus, reason. Times are ms from the answer."
 )
 class CallEventReported(ExecutionEvent):
     call: CallEventType  # type: ignore[valid-type]
@@ -305,6 +305,9 @@ class CallEventReported(ExecutionEvent):
     cause: str | None
     sip_status: int | None
     reason: str | None
+    target: str | None = strawberry.field(
+        description="Where the far end transferred the call (TRANSFERRED): a SIP URI."
+    )
 
 
 @strawberry.type(
@@ -443,6 +446,7 @@ def event_of(event: models.Event) -> ExecutionEvent:
             cause=data.get("cause"),
             sip_status=data.get("sip_status"),
             reason=data.get("reason"),
+            target=data.get("target"),
             **common,
         )
     if event.type is models.EventType.USAGE:

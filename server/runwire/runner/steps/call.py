@@ -220,6 +220,9 @@ class _Session:
         self.turns: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.hung_up: tuple[str, str] | None = None
+        self.transferred_to: str | None = None
+        self.over = asyncio.Event()
+        """Set once the call's end is reported (HUNG_UP)."""
         self.failed: tuple[int, str] | None = None
 
     @classmethod
@@ -377,6 +380,10 @@ class _Session:
             case Listen():
                 return await self.listen(call, index, step)
             case Expect():
+                if step.transferred_to is not None:
+                    # Where the call went is known once it has ended: wait for that (the
+                    # action's timeout, or the whole call's, bounds the wait).
+                    await self.over.wait()
                 return self.expect(index, step)
             case Press():
                 method = DigitMethod(step.method)
@@ -471,12 +478,21 @@ class _Session:
     def expect(self, index: int, expect: Expect) -> dict[str, Any]:
         from runwire.voice.asr import word_error_rate
 
-        last = self.last
-        if last is None:
-            raise _Failed(f"actions[{index}] expect: nothing was heard yet (listen first)")
-        heard = last.transcript
         problems: list[str] = []
         matched: list[str] = []
+        if (uri := expect.transferred_to) is not None:
+            if self.transferred_to == uri:
+                matched.append(f"transferred to {uri}")
+            elif self.transferred_to is None:
+                problems.append(f"the call was not transferred (to {uri})")
+            else:
+                problems.append(f"the call was transferred to {self.transferred_to}, not {uri}")
+        last = self.last
+        if last is None and expect.about_prompt:
+            raise _Failed(f"actions[{index}] expect: nothing was heard yet (listen first)")
+        if last is None:
+            last = _Heard(index, "", None, None, None)
+        heard = last.transcript
         if (needle := expect.transcript_contains) is not None:
             if needle.lower() in heard.lower():
                 matched.append(f"transcript contains {needle!r}")
@@ -515,8 +531,10 @@ class _Session:
                     f"confidence {last.confidence or 0:.2f} is not above {float(floor):g}"
                 )
         if problems:
-            said = f"{heard!r} (confidence {last.confidence:.2f})" if heard else "nothing"
             self.line(f"✗ {'; '.join(problems)}")
+            if not expect.about_prompt:
+                raise _Failed(f"actions[{index}] expect: {'; '.join(problems)}")
+            said = f"{heard!r} (confidence {last.confidence or 0:.2f})" if heard else "nothing"
             raise _Failed(
                 f"actions[{index}] expect: {'; '.join(problems)}; heard at"
                 f" actions[{last.action}]: {said}"
@@ -539,10 +557,15 @@ class _Session:
         ended = self.call.ended
         if ended is None:
             return
+        if ended.transferred_to is not None:
+            self.transferred_to = ended.transferred_to
+            self.emit(CallEvent(CallEventType.TRANSFERRED, target=ended.transferred_to))
+            self.line(f"↪ transferred to {ended.transferred_to}")
         self.hung_up = (ended.by.value, ended.cause)
         self.emit(CallEvent(CallEventType.HUNG_UP, by=ended.by.value, cause=ended.cause))
         who = "us" if ended.by is HungUpBy.US else "far end"
         self.line(f"hung up by {who} ({ended.cause})")
+        self.over.set()
 
     # -- results --
 
@@ -565,6 +588,7 @@ class _Session:
             if self.confidences
             else None,
             "confidence_min": min(self.confidences) if self.confidences else None,
+            "transferred_to": self.transferred_to,
         }
         if self.hung_up is not None:
             metrics["hung_up_by"], metrics["hangup_cause"] = self.hung_up

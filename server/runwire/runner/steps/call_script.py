@@ -8,6 +8,7 @@ with:
   actions:
     - listen: {timeout: 5, silence_ms: 700}          # the prompt's transcript and confidence
     - expect: {transcript_contains: "welcome"}       # or matches, wer_below, intent_is, …
+    - expect: {transferred_to: "sip:agents@example.com"}  # waits for the call to end
     - press: "1"                                     # or {digits: "12#", method: inband}
     - say: "check my balance"
     - wait: 0.5
@@ -41,6 +42,7 @@ EXPECTATIONS = (
     "intent_is",
     "latency_below_ms",
     "confidence_above",
+    "transferred_to",
 )
 LISTEN_START_TIMEOUT = 5.0
 """Seconds a `listen` waits for the far end to start speaking before it reports NO_INPUT."""
@@ -86,7 +88,11 @@ class WerBelow:
 
 @dataclass(frozen=True, slots=True)
 class Expect:
-    """What the last prompt heard must show; every field set must hold."""
+    """What the last prompt heard must show; every field set must hold.
+
+    `transferred_to` is about the call, not a prompt: it waits for the call to end and holds
+    when the far end transferred it (a REFER) to exactly that URI.
+    """
 
     transcript_contains: str | None = None
     matches: str | None = None
@@ -94,6 +100,22 @@ class Expect:
     intent_is: str | None = None
     latency_below_ms: Number | None = None
     confidence_above: Number | None = None
+    transferred_to: str | None = None
+
+    @property
+    def about_prompt(self) -> bool:
+        """Whether it checks the last prompt heard (anything but `transferred_to`)."""
+        return any(
+            value is not None
+            for value in (
+                self.transcript_contains,
+                self.matches,
+                self.wer_below,
+                self.intent_is,
+                self.latency_below_ms,
+                self.confidence_above,
+            )
+        )
 
     def phrases(self, intents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
         """What recognition may be constrained to for the prompt this checks (may be empty)."""
@@ -375,9 +397,12 @@ def _expect(
         confidence = fields.number("confidence_above", 0.0)
         if isinstance(confidence, float) and confidence > 1:
             fields.error("confidence_above", "a confidence: a fraction from 0 to 1")
+    transferred_to = fields.string("transferred_to")
+    if transferred_to is not None and not transferred_to.strip():
+        fields.error("transferred_to", "must not be empty")
     if not isinstance(raw, Mapping):
         return None
-    return Expect(contains, matches, wer, intent, latency, confidence)
+    return Expect(contains, matches, wer, intent, latency, confidence, transferred_to)
 
 
 def _press(raw: Any, path: str, errors: list[FieldError]) -> Press | None:

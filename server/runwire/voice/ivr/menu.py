@@ -18,6 +18,7 @@ import yaml
 
 from runwire.errors import FieldError, InvalidDefinition
 from runwire.voice.media import DIGITS
+from runwire.voice.sip.message import MalformedMessage, SipUri
 
 MENUS_DIR = Path(__file__).parent / "menus"
 """Where the shipped menus (`bank`, `broken-bank`) live."""
@@ -77,13 +78,15 @@ class Choices:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Put the caller on hold in `queue`, then say `connected` and hang up or go to `goto`."""
+    """Put the caller on hold in `queue`, then say `connected` and hang up or go to `goto`;
+    or, with `refer`, hand the caller to that SIP URI (a blind transfer) and hang up."""
 
     queue: str
     hold_ms: int
     hold: Hold
     connected: str | None
     goto: str | None
+    refer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,17 +387,28 @@ def _fallback(node: _Fields, name: str) -> Fallback:
 
 
 def _transfer(node: _Fields) -> Transfer:
-    fields = node.sub("transfer", {"queue", "hold_ms", "hold", "connected", "goto"})
+    fields = node.sub("transfer", {"queue", "hold_ms", "hold", "connected", "goto", "refer"})
     hold = fields.string("hold") or Hold.MUSIC.value
     if hold not in set(Hold):
         fields.error("hold", f"expected one of: {', '.join(Hold)}")
         hold = Hold.MUSIC.value
+    refer = fields.string("refer")
+    if refer is not None:
+        try:
+            SipUri.parse(refer)
+        except MalformedMessage:
+            fields.error("refer", "expected a SIP URI such as sip:agents@example.com")
+            refer = None
+        for name in ("connected", "goto"):
+            if fields.has(name):
+                fields.error(name, "a refer hands the caller over: nothing follows it")
     return Transfer(
         queue=fields.string("queue") or "agents",
         hold_ms=fields.milliseconds("hold_ms", 2000),
         hold=Hold(hold),
         connected=fields.string("connected"),
         goto=fields.ref("goto", fields.values.get("goto")),
+        refer=refer,
     )
 
 

@@ -81,13 +81,14 @@ class IvrServer:
             prompts=self.prompts,
             recognizers=self.recognizers,
             on_event=lambda event: self._event(number, event),
+            transfer=call.refer,
         )
         try:
             await simulator.run()
         except asyncio.CancelledError:
             self._log(number, "STOPPING", "hanging up: the simulator is stopping")
             raise
-        # Returning hangs up (BYE) a call the caller has not already ended.
+        # Returning hangs up (BYE) a call the caller has not already ended (after a refer too).
 
     async def _rang(self, incoming: IncomingCall) -> bool:
         """Ring for the menu's `answer_after_ms`; False when the caller cancelled meanwhile."""

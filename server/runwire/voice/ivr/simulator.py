@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -71,7 +71,8 @@ class IvrEvent:
     node: str
     at: float
     text: str = ""
-    """The prompt spoken (PROMPT), the queue (HOLD, TRANSFERRED), who hung up (HUNG_UP)."""
+    """The prompt spoken (PROMPT), the queue (HOLD, TRANSFERRED) or the URI a refer sent the
+    caller to (TRANSFERRED), who hung up (HUNG_UP)."""
     heard: Heard | None = None
 
     def describe(self) -> str:
@@ -226,6 +227,8 @@ class IvrSimulator:
 
     `prompts` and `recognizers` are shared between calls of one server or driver; `on_event`
     sees every step as it happens. `heard` and `events` hold the whole call afterwards.
+    `transfer` hands the caller to a transfer node's `refer` URI (a SIP REFER, or its in-process
+    equivalent); the simulator hangs up once it returns. Without it a refer just hangs up.
     """
 
     def __init__(
@@ -236,8 +239,10 @@ class IvrSimulator:
         prompts: Prompts | None = None,
         recognizers: Recognizers | None = None,
         on_event: Callable[[IvrEvent], None] | None = None,
+        transfer: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.menu = menu
+        self.transfer = transfer
         self.media = media
         self.prompts = prompts or Prompts.of(menu)
         self.recognizers = recognizers or Recognizers()
@@ -294,6 +299,11 @@ class IvrSimulator:
             self._event(EventKind.HOLD, node.id, transfer.queue)
             await self.media.play(hold_audio(transfer.hold, transfer.hold_ms))
             self._check_caller()
+            if transfer.refer is not None:
+                self._event(EventKind.TRANSFERRED, node.id, transfer.refer)
+                if self.transfer is not None:
+                    await self.transfer(transfer.refer)
+                return None
             self._event(EventKind.TRANSFERRED, node.id, transfer.queue)
             if transfer.connected:
                 await self._say(node, transfer.connected)

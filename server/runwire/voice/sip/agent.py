@@ -8,6 +8,9 @@ Transactions are kept small: a client transaction retransmits its request (Timer
 response comes; an INVITE server transaction resends its last response when the INVITE is
 retransmitted and retransmits a final response (Timer G) until the ACK. In-dialog requests
 follow the Record-Route set (loose routing). UDP only: TCP and TLS transports are not done yet.
+
+Blind transfer (RFC 3515): the answering side can `SipCall.transfer()` a call (REFER, then BYE);
+the calling side accepts a REFER and reports where it was sent, without calling the target.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ BYE_WAIT_SECONDS = 2.0
 """How long hanging up waits for the far end's 200 to our BYE."""
 CANCEL_WAIT_SECONDS = 2.0
 """How long a cancelled INVITE waits for its 487 (to ACK it) before giving up."""
+REFER_WAIT_SECONDS = 2.0
+"""How long a transfer waits for the 202 to its REFER, then again for the NOTIFY after it."""
 _DIALOG_LINGER_SECONDS = 32.0
-_ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+_ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY"
 _USER_AGENT = "runwire"
 
 
@@ -82,8 +87,8 @@ class _ClientTransaction:
 # Dialogs: an answered call, from either side
 
 
-class _Dialog:
-    """An answered call (`calls.Call`): BYE either way, and its media."""
+class SipCall:
+    """An answered call (`calls.Call`), either side: BYE either way, its media, and transfer."""
 
     def __init__(
         self,
@@ -115,6 +120,12 @@ class _Dialog:
         self.confirmed = asyncio.Event()
         """The far end's ACK to our 2xx arrived, or the call ended (UAS)."""
         self.answer_sdp = b""
+        self.transferred_to: str | None = None
+        """The Refer-To of the REFER we accepted (the calling side), if one came."""
+        self._refer_cseq: int | None = None
+        self.transfer_result: str | None = None
+        """The status line the far end's NOTIFY reported for our REFER (the answering side)."""
+        self._notified = asyncio.Event()
 
     @property
     def local_tag(self) -> str:
@@ -131,7 +142,7 @@ class _Dialog:
     async def hangup(self) -> None:
         if self._ended is not None:
             return
-        self._ended = calls.Ended(calls.HungUpBy.US, "BYE")
+        self._ended = calls.Ended(calls.HungUpBy.US, "BYE", self.transferred_to)
         self._media.stop()
         self.confirmed.set()  # no more 2xx retransmissions once we hang up
         self.cseq += 1
@@ -153,9 +164,106 @@ class _Dialog:
 
     def far_end_hung_up(self, cause: str) -> None:
         if self._ended is None:
-            self._ended = calls.Ended(calls.HungUpBy.FAR_END, cause)
+            if self.transferred_to is not None and cause == "BYE":
+                cause = "REFER"  # the BYE that completes a blind transfer
+            self._ended = calls.Ended(calls.HungUpBy.FAR_END, cause, self.transferred_to)
         self._media.stop()
         self.confirmed.set()
+        self._notified.set()  # a transfer waiting for its NOTIFY stops waiting
+
+    async def transfer(self, target: str) -> bool:
+        """Blind transfer: REFER the far end to `target` (a SIP URI), then hang up (BYE).
+
+        True when the far end accepted the REFER (2xx); the BYE goes either way.
+        """
+        try:
+            return await self.refer(target)
+        finally:
+            await self.hangup()
+
+    async def refer(self, target: str) -> bool:
+        """REFER the far end to `target`; True when it accepted (2xx). Waits for its NOTIFY (the
+        new call's outcome, in `transfer_result`) up to REFER_WAIT_SECONDS; does not hang up."""
+        SipUri.parse(target)  # MalformedMessage for a target that is not a SIP URI
+        if self._ended is not None:
+            return False
+        self._notified.clear()
+        self.transfer_result = None
+        self.cseq += 1
+        refer = self._ua._request(
+            "REFER",
+            self.remote_target,
+            call_id=self.call_id,
+            from_value=self.local,
+            to_value=self.remote,
+            cseq=self.cseq,
+            route=self.route,
+            extra=(
+                ("Refer-To", f"<{target}>"),
+                ("Referred-By", f"<{uri_of(self.local)}>"),
+                ("Contact", self._ua.contact),
+            ),
+        )
+        try:
+            response = await self._ua._non_invite(refer, self.destination, REFER_WAIT_SECONDS)
+        except _Refused:
+            response = None
+        if response is None or not 200 <= response.status < 300:
+            refusal = "no answer" if response is None else f"{response.status} {response.reason}"
+            log.info("REFER to %s for call %s refused: %s", target, self.call_id, refusal)
+            return False
+        # The NOTIFY may have come before the 202 (UDP does not keep order): the event holds it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFER_WAIT_SECONDS):
+                await self._notified.wait()
+        return True
+
+    def referred(self, request: SipRequest, source: tuple[str, int]) -> None:
+        """A REFER from the far end: 202, then a NOTIFY that the transfer succeeded.
+
+        We only report the transfer (`transferred_to`, then `Ended.transferred_to`) and never
+        call the target: a test wants to know where the IVR sent the caller, not to ring it.
+        The far end then hangs up, as a transferor does.
+        """
+        ua = self._ua
+        refer_to = request.headers_named("Refer-To")
+        if len(refer_to) != 1:
+            ua._send(response_to(request, 400, "Exactly one Refer-To, please"), source)
+            return
+        if self._ended is not None:
+            ua._send(response_to(request, 481), source)
+            return
+        ua._send(response_to(request, 202, extra=(("Contact", ua.contact),)), source)
+        if self._refer_cseq == request.cseq[0]:
+            return  # a retransmission: its NOTIFY has gone already
+        self._refer_cseq = request.cseq[0]
+        self.transferred_to = uri_of(refer_to[0])
+        self.cseq += 1
+        notify = ua._request(
+            "NOTIFY",
+            self.remote_target,
+            call_id=self.call_id,
+            from_value=self.local,
+            to_value=self.remote,
+            cseq=self.cseq,
+            route=self.route,
+            extra=(
+                ("Event", "refer"),
+                # Terminated at once: there is no new call whose progress could follow.
+                ("Subscription-State", "terminated;reason=noresource"),
+                ("Contact", ua.contact),
+                ("Content-Type", "message/sipfrag;version=2.0"),
+            ),
+            body=b"SIP/2.0 200 OK\r\n",
+        )
+        ua._spawn(ua._non_invite_quietly(notify, self.destination), "sip-notify")
+
+    def notified(self, request: SipRequest) -> None:
+        """A NOTIFY for our REFER: the sipfrag's status line is the transfer's outcome."""
+        if (request.header("Event") or "").split(";")[0].strip().lower() != "refer":
+            return
+        self.transfer_result = request.body.decode("utf-8", "replace").split("\r\n")[0].strip()
+        self._notified.set()
 
 
 # The UAS side: an INVITE on its way to being answered
@@ -208,7 +316,7 @@ class IncomingCall:
     def __init__(self, transaction: _ServerInvite, media: RtpSession) -> None:
         self._transaction = transaction
         self._media = media
-        self._dialog: _Dialog | None = None
+        self._dialog: SipCall | None = None
         request = transaction.request
         self.request = request
         self.request_uri = request.uri
@@ -225,7 +333,7 @@ class IncomingCall:
         await self._transaction.cancelled.wait()
 
     @property
-    def call(self) -> calls.Call | None:
+    def call(self) -> SipCall | None:
         return self._dialog
 
     async def ring(self) -> None:
@@ -238,7 +346,7 @@ class IncomingCall:
             raise ValueError(f"{status} is not a failure status")
         self._transaction.respond(self._response(status, reason))
 
-    async def answer(self) -> calls.Call:
+    async def answer(self) -> SipCall:
         """200 OK with our SDP answer; the media starts now. Raises CallFailed if cancelled."""
         if self.cancelled:
             raise calls.CallFailed(487, "Request Terminated")
@@ -269,7 +377,7 @@ class IncomingCall:
         )
         if self._transaction.final:  # a CANCEL came while we resolved the caller's address
             raise calls.CallFailed(487, "Request Terminated")
-        dialog = _Dialog(
+        dialog = SipCall(
             ua,
             call_id=self.call_id,
             local=response.need("To"),
@@ -355,7 +463,7 @@ class SipUserAgent:
         self._transport: asyncio.DatagramTransport | None = None
         self._clients: dict[tuple[str, str], _ClientTransaction] = {}
         self._servers: dict[str, _ServerInvite] = {}
-        self._dialogs: dict[tuple[str, str], _Dialog] = {}
+        self._dialogs: dict[tuple[str, str], SipCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._serving: _Serving | None = None
@@ -489,7 +597,7 @@ class SipUserAgent:
         destination: tuple[str, int],
         media: RtpSession,
         progress: Callable[[calls.Progress], None],
-    ) -> _Dialog:
+    ) -> SipCall:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.answer_timeout_seconds
         preferred = (request.codec, *(c for c in sdp.CODECS if c != request.codec))
@@ -620,11 +728,11 @@ class SipUserAgent:
         destination: tuple[str, int],
         media: RtpSession,
         preferred: tuple[str, ...],
-    ) -> _Dialog:
+    ) -> SipCall:
         remote_target = uri_of(response.header("Contact") or invite.uri)
         # The UAC's route set is the 2xx's Record-Route in reverse (RFC 3261 12.1.2).
         route = _route_set(response.headers_named("Record-Route"))[::-1]
-        dialog = _Dialog(
+        dialog = SipCall(
             self,
             call_id=invite.call_id,
             local=invite.need("From"),
@@ -882,8 +990,12 @@ class SipUserAgent:
             extra = (("Contact", self.contact), ("Content-Type", "application/sdp"))
             body = dialog.answer_sdp or sdp.describe(self.public_host, dialog.media.address[1])
             self._send(response_to(request, 200, extra=extra, body=body), source)
+        elif request.method == "REFER":
+            dialog.referred(request, source)
         elif request.method in ("OPTIONS", "INFO", "UPDATE", "NOTIFY"):
             self._send(response_to(request, 200), source)
+            if request.method == "NOTIFY":
+                dialog.notified(request)
         else:
             self._send(response_to(request, 501, extra=(("Allow", _ALLOW),)), source)
 
@@ -998,10 +1110,10 @@ class SipUserAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _add_dialog(self, dialog: _Dialog) -> None:
+    def _add_dialog(self, dialog: SipCall) -> None:
         self._dialogs[(dialog.call_id, dialog.local_tag)] = dialog
 
-    def _forget_later(self, dialog: _Dialog) -> None:
+    def _forget_later(self, dialog: SipCall) -> None:
         # Kept a while after it ends so a retransmitted BYE still finds it and gets its 200.
         key = (dialog.call_id, dialog.local_tag)
         asyncio.get_running_loop().call_later(_DIALOG_LINGER_SECONDS, self._dialogs.pop, key, None)

@@ -60,6 +60,8 @@ REASONS = {
     180: "Ringing",
     183: "Session Progress",
     200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
