@@ -40,8 +40,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # The benchmarks' smoke runs this session selects start together (tests/support/bench.py).
+    # The benchmarks' smoke runs this session selects start now, together, beside the tests
+    # (tests/support/bench.py).
     QUICK.select(item.path.name for item in session.items)
+    if not session.config.option.collectonly:
+        QUICK.start()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -1,9 +1,11 @@
 """Run the benchmarks' quick modes as the suite does: smoke runs that must exit 0, never timed.
 
 The quick runs are mostly waiting (servers starting, client processes spawning, a few seconds of
-streaming each), so the ones a session selects start together when the first of their tests
-runs, and each test then reads its own run's output: the suite waits for the slowest of them
-rather than for their sum. Nothing here measures speed, so running them side by side is safe.
+streaming each), so the ones a session selects start together as soon as the session has
+collected its tests, at a low CPU priority (nice 10) so the tests running meanwhile keep the CPU
+they need, and each test then reads its own run's output: by the time the suite reaches them the
+runs have mostly ended, in time the other tests spent waiting. Nothing here measures speed, so
+running them beside the tests is safe.
 """
 
 from __future__ import annotations
@@ -40,14 +42,17 @@ class _QuickRuns:
     def select(self, test_files: Iterable[str]) -> None:
         self.selected = {QUICK_RUNS[name][0] for name in test_files if name in QUICK_RUNS}
 
-    def start(self, script: str) -> None:
-        """Start `script`'s run, and every other selected one not started yet."""
+    def start(self, script: str | None = None) -> None:
+        """Start `script`'s run (if given), and every other selected one not started yet."""
         for name, arguments in QUICK_RUNS.values():
             if (name == script or name in self.selected) and name not in self._runs:
                 # Closed in close(), after the run: it outlives this call on purpose.
                 output = tempfile.TemporaryFile()  # noqa: SIM115
                 process = subprocess.Popen(
                     [
+                        "nice",
+                        "-n",
+                        "10",
                         sys.executable,
                         "-W",
                         "error",

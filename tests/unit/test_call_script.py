@@ -94,7 +94,8 @@ def test_an_unknown_action_or_field_names_its_path() -> None:
         "with.actions[0].listen.timout": "unknown field; expected one of: max_seconds,"
         " phrases, silence_ms, timeout",
         "with.actions[1].expect.transcript_has": "unknown field; expected one of:"
-        " confidence_above, intent_is, latency_below_ms, matches, transcript_contains, wer_below",
+        " confidence_above, intent_is, latency_below_ms, matches, transcript_contains,"
+        " transferred_to, wer_below",
         "with.actions[2].prss": "unknown action; expected one of: listen, expect, press, say,"
         " wait, hangup",
         "with.actions[3]": "one action per item, found: press, say",
@@ -162,7 +163,7 @@ def test_bad_values_are_named() -> None:
         "with.actions[2].expect.wer_below.max": "a word error rate: a fraction from 0 to 1",
         "with.actions[2].expect.confidence_above": "a confidence: a fraction from 0 to 1",
         "with.actions[3].expect": "expected at least one of: transcript_contains, matches,"
-        " wer_below, intent_is, latency_below_ms, confidence_above",
+        " wer_below, intent_is, latency_below_ms, confidence_above, transferred_to",
         "with.actions[4].say": "expected the text to speak",
         "with.actions[5].wait": "must not be negative",
         "with.actions[6].hangup": "expected true",

@@ -5,8 +5,9 @@ Measured with bench/voice_asr.py (13 espeak-ng prompts and answers, each spoken 
 8 kHz speech (mean WER 0.83-0.91), so a `listen` that names the phrases it expects decodes
 *constrained*: a JSGF grammar of any number of those phrases, where PocketSphinx's filler models
 (silence, [NOISE], [SPEECH]) absorb everything else, so audio holding none of them comes back
-empty instead of forced onto one. That found 40-42 of the 42 phrases said, with 4-5 false (a
-one-word phrase, "goodbye", in speech that did not say it).
+empty instead of forced onto one. That found all 42 phrases said, with 6 false (a one-word
+phrase, "goodbye", in speech that did not say it); without the second, wider search below it
+missed 2 and found 4 false.
 
 Audio is upsampled to the model's 16 kHz: running the 16 kHz model's filterbank at 8 kHz
 (`samprate=8000`, `upperf` 3500 or 4000) measured worse (free-form WER 1.04-1.08 against 0.98
@@ -52,16 +53,14 @@ MIN_PHRASE_CONFIDENCE = 0.25
 # Grammar decoding: a low language weight and a phone insertion bonus, or the filler models win
 # over real words on synthetic speech (measured over 3 syntheses of 13 cases: 38 of 42 phrases
 # found and 6 false, against 22 and 1 with the defaults). Now and then no path reaches the
-# grammar's end within these beams (no hypothesis at all): then wider beams, with a larger word
+# grammar's end within these beams (no hypothesis at all, about 1 synthesis in 40 of a bank
+# prompt): then the same weights with wider beams, which found the phrase alone where the
+# last resort below also found a false one. Still no whole path: wider beams with a larger word
 # bonus to make up for the fillers the wider search finds (36 and 6 when used for everything).
 _GRAMMAR_CONFIG = {"lw": 2.0, "wip": 1.0, "pip": 10.0}
-_GRAMMAR_RETRY_CONFIG = {
-    **_GRAMMAR_CONFIG,
-    "wip": 10.0,
-    "beam": 1e-60,
-    "wbeam": 1e-40,
-    "pbeam": 1e-60,
-}
+_WIDE_BEAMS = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60}
+_GRAMMAR_WIDE_CONFIG = {**_GRAMMAR_CONFIG, **_WIDE_BEAMS}
+_GRAMMAR_RETRY_CONFIG = {**_GRAMMAR_CONFIG, **_WIDE_BEAMS, "wip": 10.0}
 
 
 # Free-form: narrower beams and no second pass, measured 0.2 x real time and WER 0.87 on the
@@ -141,7 +140,7 @@ class _Worker:
         self.free.add_allphone_file("loop", os.path.join(model, "en-us", "en-us-phone.lm.bin"))
         self.grammars = [
             ps.Decoder(loglevel="FATAL", lm=None, **config)
-            for config in (_GRAMMAR_CONFIG, _GRAMMAR_RETRY_CONFIG)
+            for config in (_GRAMMAR_CONFIG, _GRAMMAR_WIDE_CONFIG, _GRAMMAR_RETRY_CONFIG)
         ]
         self._searches = 0
 
@@ -168,13 +167,14 @@ class _Worker:
             try:
                 decoder.activate_search(name)
                 _decode(decoder, pcm)
+                found = decoder.hyp() is not None
                 words = _words(decoder)
             finally:
                 decoder.remove_search(name)
             heard, complete = _parse(words, phrases)
             # Incomplete: no path reached the grammar's end, and PocketSphinx gave the best
-            # partial one (a phrase cut short); the wider search usually finds a whole one.
-            if complete:
+            # partial one (a phrase cut short) or none at all; a wider search usually finds one.
+            if found and complete:
                 break
         return heard
 
