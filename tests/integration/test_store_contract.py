@@ -34,6 +34,7 @@ from runwire.domain.models import (
     ExecutionMode,
     ExecutionStatus,
     ScenarioVersion,
+    SecretInfo,
     StepRun,
     StepStatus,
 )
@@ -44,7 +45,6 @@ from runwire.domain.ports import (
     ScenarioStore,
     SecretStore,
 )
-from runwire.domain.secrets import SecretInfo
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
 from runwire.errors import NotFound
 from runwire.queue.store import ControlRequest

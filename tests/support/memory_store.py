@@ -39,11 +39,11 @@ from runwire.domain.models import (
     Execution,
     ExecutionStatus,
     ScenarioVersion,
+    SecretInfo,
     StepRun,
     StepStatus,
 )
 from runwire.domain.ports import Decide
-from runwire.domain.secrets import SecretInfo
 from runwire.domain.tokens import ApiToken, Member, Workspace
 from runwire.errors import FieldError, Invalid, NotFound
 from runwire.queue.store import ControlRequest

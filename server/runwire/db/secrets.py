@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from runwire.db.engine import Database, stored_datetime
-from runwire.domain.secrets import SecretInfo
+from runwire.domain.models import SecretInfo
 
 
 class SecretRepository:

@@ -269,6 +269,16 @@ class Activity:
     workspace_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """What may be shown about a secret: never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+
+
 def duration_between(start: datetime | None, end: datetime | None) -> int | None:
     """Whole milliseconds from start to end, or None if either is unknown."""
     if start is None or end is None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from runwire.domain.models import Batch, Event, EventDraft, Execution, ScenarioVersion
-
-if TYPE_CHECKING:
-    from runwire.domain.secrets import SecretInfo
+from runwire.domain.models import (
+    Batch,
+    Event,
+    EventDraft,
+    Execution,
+    ScenarioVersion,
+    SecretInfo,
+)
 
 Decide = Callable[[Execution], Sequence[EventDraft]]
 """Given an execution as stored (locked, with its step attempts), the events to append to it."""

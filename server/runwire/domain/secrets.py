@@ -8,26 +8,15 @@ steps must read them, so a key would sit beside the database URL; see README "Se
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 
 from runwire.domain.access import Actor, Permission
 from runwire.domain.clock import utc_now
+from runwire.domain.models import SecretInfo
 from runwire.domain.ports import SecretStore
 from runwire.errors import FieldError, Invalid, NotFound
 from runwire.scenarios.definition import SECRET_NAME, SECRET_NAME_RULE, Definition
 
 MAX_SECRET_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SecretInfo:
-    """What may be shown about a secret: never its value."""
-
-    name: str
-    created_at: datetime
-    updated_at: datetime
-    updated_by: str
 
 
 def name_errors(name: str, path: str = "name") -> list[FieldError]:

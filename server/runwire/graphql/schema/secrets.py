@@ -7,8 +7,8 @@ from typing import Annotated
 
 import strawberry
 
-from runwire.domain import secrets
 from runwire.domain.access import Permission
+from runwire.domain.models import SecretInfo
 from runwire.errors import RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
@@ -23,7 +23,7 @@ class Secret:
     updated_by: str
 
     @classmethod
-    def of(cls, info: secrets.SecretInfo) -> Secret:
+    def of(cls, info: SecretInfo) -> Secret:
         return cls(
             name=info.name,
             created_at=info.created_at,
