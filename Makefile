@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench schema install
+.PHONY: run test test-long lint bench schema install
 
 # The server with its test tools, and the client (runwire-client, the rw command) beside it.
 $(BIN)/runwire: pyproject.toml clients/python/pyproject.toml
@@ -27,6 +27,10 @@ run: install
 
 test: install tests/node/node_modules/.package-lock.json
 	$(BIN)/pytest
+
+# The tests marked `long` (a few minutes each), which `make test` leaves out; CI runs both.
+test-long: install
+	$(BIN)/pytest -m long
 
 lint: install
 	$(BIN)/ruff check server clients tests bench

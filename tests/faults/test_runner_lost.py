@@ -1,6 +1,8 @@
 """Runners lost two ways, with two runner processes on Postgres: killed (SIGKILL), or stopped
 for a deploy (SIGTERM). Their executions are resumed by the other runner at the interrupted step;
-no event is lost, nothing stays owned, no finished step runs again.
+no event is lost, nothing stays owned, no finished step runs again. A subscription on the stopped
+server ends with a close a client resumes from (1012, before any terminal event), and resuming it
+with afterSeq on another server misses nothing.
 
 The seconds from the signal to the resumption are printed: the figures the lease settings give
 (tests/support/faults.py: lease 3 s, heartbeat 0.5 s, drain 1 s).
@@ -9,6 +11,8 @@ The seconds from the signal to the resumption are printed: the figures the lease
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 import time
 from datetime import datetime
@@ -17,6 +21,7 @@ from pathlib import Path
 import asyncpg
 from tests.support.faults import (
     FAULT_SETTINGS,
+    TERMINAL,
     Cluster,
     Follower,
     check_no_success_repeated,
@@ -26,7 +31,9 @@ from tests.support.faults import (
     settled,
     stop,
 )
-from tests.support.graphql import definition, start
+from tests.support.graphql import FOLLOW, acknowledged, definition, follow, start
+from tests.support.server import Server
+from websockets.exceptions import ConnectionClosed
 
 WORK = definition(
     "{key: a, kind: sleep, with: {seconds: 2}}",
@@ -56,6 +63,27 @@ async def _running_on_one_runner(found: Cluster, ids: list[str]) -> tuple[int, l
                 owner = rows[0]["owner"]
                 return victim, [row["id"] for row in rows if row["owner"] == owner]
             await asyncio.sleep(0.05)
+
+
+async def _followed_until_closed(
+    server: Server, execution_id: str, subscribed: asyncio.Event
+) -> tuple[list[int], list[str], int | None]:
+    """Follow on `server` until it closes the socket: the seqs and statuses got, the close code."""
+    seqs: list[int] = []
+    statuses: list[str] = []
+    async with acknowledged(server) as ws:
+        payload = {"query": FOLLOW, "variables": {"id": execution_id, "after": 0}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                message = json.loads(raw)
+                assert message["type"] == "next", message  # complete: it ended on this server
+                for event in message["payload"]["data"]["executionEvents"]["events"]:
+                    seqs.append(event["seq"])
+                    if event.get("status"):
+                        statuses.append(event["status"])
+                subscribed.set()
+        return seqs, statuses, ws.close_code
 
 
 async def _resumed_at(url: str, execution_id: str, reason: str) -> datetime:
@@ -98,6 +126,13 @@ async def test_a_runner_stopped_for_a_deploy_hands_its_executions_over(tmp_path:
         ids = [await start(found.api, definition=WORK) for _ in range(4)]
         followers = [Follower(found.api, execution_id) for execution_id in ids]
         victim, held = await _running_on_one_runner(found, ids)
+        # A client of the stopped server itself, following one of the executions it runs.
+        subscribed = asyncio.Event()
+        on_victim = asyncio.ensure_future(
+            _followed_until_closed(found.runners[victim], held[0], subscribed)
+        )
+        async with asyncio.timeout(10):
+            await subscribed.wait()
 
         stopped_at = time.time()
         exit_seconds = await asyncio.to_thread(stop, found.runners[victim], signal.SIGTERM)
@@ -106,6 +141,12 @@ async def test_a_runner_stopped_for_a_deploy_hands_its_executions_over(tmp_path:
         assert {row["status"] for row in rows.values()} == {"SUCCEEDED"}
         await check_nothing_lost(found.database_url, followers)
         await check_no_success_repeated(found.database_url, ids)
+        got, statuses, close_code = await on_victim
+        assert close_code == 1012, close_code  # "service restart": try again, elsewhere
+        assert not TERMINAL & set(statuses), statuses
+        rest = await follow(found.api, held[0], after_seq=got[-1])
+        stored = [e["seq"] for e in await events_of(found.database_url, held[0])]
+        assert got + [e["seq"] for e in rest] == stored
         resumed = []
         for execution_id in held:
             statuses = [
