@@ -48,6 +48,9 @@ class Settings:
     output_execution_bytes: int = 50 * 1024 * 1024
     output_lines_per_second: float = 5000.0
     output_line_burst: int = 50_000
+    # Keep the whole output of a step attempt that a budget truncated as its artifact
+    # `output.log` (up to artifact_max_bytes), spooled to a temporary file while it runs.
+    output_artifact: bool = False
     graphiql: bool = True
     # The GraphQL edge: what one document, request and connection may ask of the server.
     introspection: bool = True
@@ -212,6 +215,7 @@ class Settings:
                 "OUTPUT_LINES_PER_SECOND", defaults.output_lines_per_second
             ),
             output_line_burst=int(number("OUTPUT_LINE_BURST", defaults.output_line_burst)),
+            output_artifact=flag("OUTPUT_ARTIFACT", defaults.output_artifact),
             graphiql=flag("GRAPHIQL", defaults.graphiql),
             introspection=flag("INTROSPECTION", defaults.introspection),
             max_query_depth=int(number("MAX_QUERY_DEPTH", defaults.max_query_depth)),

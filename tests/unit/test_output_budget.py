@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runwire.domain.models import OutputLimit, OutputStream
-from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits
+from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits, OutputSpool
 
 OUT, LOG = OutputStream.STDOUT, OutputStream.LOG
 
@@ -107,3 +107,31 @@ def test_nothing_dropped_reports_nothing() -> None:
     budget.close()
     assert seen.marks == []
     assert "".join(seen.written) == "hello\n" * 1000
+
+
+def test_a_spool_keeps_output_up_to_its_limit_and_says_how_much_more_came() -> None:
+    spool = OutputSpool(1000)  # 800 bytes of room: 200 are kept for the last line
+    try:
+        spool.write(OUT, "a" * 500)
+        spool.write(LOG, "the runner's own line is not output\n")
+        spool.write(OutputStream.STDERR, "é" * 200)  # 400 bytes: 300 fit
+        spool.write(OUT, "b" * 50)
+        content = spool.content()
+    finally:
+        spool.close()
+    assert (spool.kept_bytes, spool.over_bytes) == (800, 150)
+    assert content.startswith(b"a" * 500 + "é".encode() * 150)
+    assert content.endswith(
+        b"\n[runwire: 150 more bytes not kept: over RUNWIRE_ARTIFACT_MAX_BYTES]\n"
+    )
+
+
+def test_a_spool_cuts_between_characters() -> None:
+    spool = OutputSpool(203)  # 3 bytes of room: one 2-byte character fits, not two
+    try:
+        spool.write(OUT, "éé")
+        content = spool.content()
+    finally:
+        spool.close()
+    assert (spool.kept_bytes, spool.over_bytes) == (2, 2)
+    assert content.decode().startswith("é\n[runwire: 2 more bytes")

@@ -44,7 +44,13 @@ from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
 from runwire.runner.output import OutputCoalescer
-from runwire.runner.output_budget import ExecutionOutput, OutputBudget, OutputLimits
+from runwire.runner.output_budget import (
+    OUTPUT_ARTIFACT,
+    ExecutionOutput,
+    OutputBudget,
+    OutputLimits,
+    OutputSpool,
+)
 from runwire.runner.pricing import PriceTable
 from runwire.runner.redaction import Redactor, StreamRedactor
 from runwire.runner.spans import span_event_data
@@ -115,18 +121,25 @@ class _StepContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     # What this attempt's model calls and agent runs consumed so far.
     usage_so_far: UsageTotals = field(default_factory=UsageTotals)
+    # The whole output, kept as an artifact if a budget truncates it (RUNWIRE_OUTPUT_ARTIFACT).
+    spool: OutputSpool | None = None
 
     def output(self, stream: OutputStream, text: str) -> None:
         # Redaction first: whatever comes after (budgets, coalescing) sees no secret value.
         text = self.redaction.feed(stream, text)
         if text:
-            self.output_budget.write(stream, text)  # on to the coalescer, within the budgets
+            self._pass(stream, text)
 
     def end_output(self) -> None:
         """The step ended: let go of what redaction held back, then of the coalesced rest."""
         for stream, text in self.redaction.flush():
-            self.output_budget.write(stream, text)
+            self._pass(stream, text)
         self.coalescer.flush()
+
+    def _pass(self, stream: OutputStream, text: str) -> None:
+        if self.spool is not None:
+            self.spool.write(stream, text)
+        self.output_budget.write(stream, text)  # on to the coalescer, within the budgets
 
     def entry(self, entry: AgentEntry) -> None:
         # Output recorded before the entry stays before it: the coalescer lets go of it now.
@@ -668,7 +681,10 @@ class ExecutionRun:
             budget,
             active,
         )
+        if self._output_limits.save_artifact and self._artifacts is not None:
+            context.spool = OutputSpool(self._artifact_max_bytes)
         active.context = context
+        interrupted = False
         status = StepStatus.FAILED
         result = StepResult(error="step ended without a result")
         assertions: list[dict[str, Any]] = []
@@ -702,6 +718,7 @@ class ExecutionRun:
                 StepStatus.TIMED_OUT if because == "execution timed out" else StepStatus.CANCELLED
             )
             result = StepResult(error=because)
+            interrupted = True
             raise
         except RunwireError as error:
             result = StepResult(error=error.message)
@@ -729,13 +746,35 @@ class ExecutionRun:
                 retry_in = _retry_wait(retry_in, result.retry_after, step.retries.max_delay)
             if not active.killed:
                 budget.close()
+                if budget.dropped_bytes and context.spool is not None and not interrupted:
+                    await self._keep_whole_output(context)
                 self.emit(
                     EventType.STEP_STATUS,
                     _step_end_data(step, status, result, assertions, retry_in),
                     key,
                     attempt,
                 )
+            if context.spool is not None:
+                context.spool.close()
         return _Outcome(status, result.error, retry_in), result
+
+    async def _keep_whole_output(self, context: _StepContext) -> None:
+        """Store what a budget truncated, whole, as the attempt's artifact OUTPUT_ARTIFACT."""
+        assert context.spool is not None
+        spool = context.spool
+        try:
+            content = await asyncio.to_thread(spool.content)
+            media_type = "text/plain; charset=utf-8"
+            await self.store_artifact(context, OUTPUT_ARTIFACT, media_type, content)
+        except Exception as error:  # the step's own result stands; the log says what was lost
+            message = error.message if isinstance(error, RunwireError) else repr(error)
+            said = f"whole output not kept as artifact {OUTPUT_ARTIFACT}: {message}"
+        else:
+            said = f"whole output ({spool.kept_bytes:,} bytes) kept as artifact {OUTPUT_ARTIFACT}"
+            if spool.over_bytes:
+                said += f", less its last {spool.over_bytes:,} bytes (over the artifact limit)"
+        log = {"stream": OutputStream.LOG, "text": said + "\n"}
+        self.emit(EventType.OUTPUT, log, context.step_key, context.attempt)
 
     async def _secrets_of(self, step: StepSpec) -> dict[str, str]:
         """The values of the secrets the step names, read now (a set since the start counts)."""

@@ -15,6 +15,7 @@ few, and they say why a step ended.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from runwire.settings import Settings
 
 _MiB = 1024 * 1024
 
+# The artifact a truncated attempt's whole output is kept as, with RUNWIRE_OUTPUT_ARTIFACT.
+OUTPUT_ARTIFACT = "output.log"
+# Room kept at the end of a spool for the line saying how much did not fit.
+_NOTE_BYTES = 200
+
 
 @dataclass(frozen=True, slots=True)
 class OutputLimits:
@@ -34,6 +40,8 @@ class OutputLimits:
     execution_bytes: int = 50 * _MiB
     lines_per_second: float = 5000.0
     line_burst: int = 50_000
+    # Keep a truncated attempt's whole output as its artifact OUTPUT_ARTIFACT (OutputSpool).
+    save_artifact: bool = False
 
     @classmethod
     def of(cls, settings: Settings) -> OutputLimits:
@@ -42,6 +50,7 @@ class OutputLimits:
             settings.output_execution_bytes,
             settings.output_lines_per_second,
             settings.output_line_burst,
+            settings.output_artifact,
         )
 
 
@@ -184,6 +193,44 @@ class OutputBudget:
             "final": final,
             "message": message,
         }
+
+
+class OutputSpool:
+    """A step attempt's whole output, stdout and stderr as they came (already redacted), in a
+    temporary file on disk rather than in memory, up to `limit` bytes; the rest is counted."""
+
+    def __init__(self, limit: int) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._room = max(limit - _NOTE_BYTES, 0)
+        self.kept_bytes = 0
+        self.over_bytes = 0
+
+    def write(self, stream: OutputStream, text: str) -> None:
+        if stream is OutputStream.LOG or not text:
+            return
+        data = text.encode("utf-8", "replace")
+        room = self._room - self.kept_bytes
+        if len(data) > room:
+            # Whole characters only: the file stays valid UTF-8.
+            data = data[: max(room, 0)].decode("utf-8", "ignore").encode()
+            self.over_bytes += len(text.encode("utf-8", "replace")) - len(data)
+        if data:
+            self._file.write(data)
+            self.kept_bytes += len(data)
+
+    def content(self) -> bytes:
+        """What was kept, with a last line saying how much did not fit (blocking: a thread's)."""
+        self._file.seek(0)
+        content = self._file.read()
+        if self.over_bytes:
+            content += (
+                f"\n[runwire: {self.over_bytes:,} more bytes not kept:"
+                " over RUNWIRE_ARTIFACT_MAX_BYTES]\n"
+            ).encode()
+        return content
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _size(text: str) -> int:
