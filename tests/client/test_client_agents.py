@@ -28,6 +28,7 @@ from runwire_client import (
     ExecutionStatus,
     OutputChunk,
     RunwireClient,
+    StepStatus,
     StepStatusChanged,
     UnknownEvent,
     UsageReported,
@@ -339,3 +340,52 @@ def test_an_entry_kind_the_client_does_not_know_stays_its_name() -> None:
     out = StringIO()
     PlainView(RunState("e1", "agent", ExecutionStatus.RUNNING, {}), out).show(found)
     assert out.getvalue() == "[4] dial (agent) | thinking: hmm\n"
+
+
+def test_the_live_view_draws_a_models_answer_as_it_streams() -> None:
+    """An llm step's text has no line break until it ends: the frame shows it growing."""
+    state = RunState(execution_id="e1", name="llm-chat", status=ExecutionStatus.RUNNING, steps={})
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    console = Console(file=StringIO(), width=100, height=30, force_terminal=True, record=True)
+    view = LiveView(state, console)
+    view.show(
+        StepStatusChanged(
+            seq=1,
+            at=at,
+            step_key="ask",
+            attempt=1,
+            status=StepStatus.RUNNING,
+            kind="llm",
+            exit_code=None,
+            error=None,
+            output=None,
+            retry_in_seconds=None,
+            reason=None,
+        )
+    )
+    for seq, text in enumerate(["You said: ", "hello ", "there"], start=2):
+        view.show(
+            OutputChunk(seq=seq, at=at, step_key="ask", attempt=1, stream="stdout", text=text)
+        )
+    console.print(view.render())
+    assert re.search(r"^ask │ You said: hello there$", console.export_text(), re.M)
+
+    # Its end completes the line: drawn once in the next frame, not twice.
+    view.show(
+        StepStatusChanged(
+            seq=5,
+            at=at,
+            step_key="ask",
+            attempt=1,
+            status=StepStatus.SUCCEEDED,
+            kind="llm",
+            exit_code=None,
+            error=None,
+            output=None,
+            retry_in_seconds=None,
+            reason=None,
+        )
+    )
+    console.print(view.render())
+    assert len(re.findall(r"^ask │ You said: hello there$", console.export_text(), re.M)) == 1
+    assert state.unfinished() == []

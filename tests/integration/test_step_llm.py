@@ -367,3 +367,49 @@ async def test_the_anthropic_dialect_streams_text_and_tool_calls(world: World) -
     assert (call["name"], call["arguments"]) == ("get_weather", {"city": "Oslo"})
     assert tool.output["message"]["content"][0]["type"] == "tool_use"
     assert len(of_type(await events(world, execution), EventType.USAGE)) == 2
+
+
+async def test_the_anthropic_dialect_fails_retries_and_keeps_partial_text_as_openais_does(
+    world: World,
+) -> None:
+    anthropic = {"dialect": "anthropic"}
+    execution = await run(
+        world,
+        llm_step(
+            world.url,
+            "runwire-fake-chat:error=401",
+            secrets=["LLM_KEY"],
+            with_={**anthropic, "api_key_secret": "LLM_KEY"},
+            continue_on_failure=True,
+        ),
+        llm_step(
+            world.url,
+            "runwire-fake-chat:retry-after=0.4:times=1",
+            with_=anthropic,
+            retries={"max": 1, "delay": 0.01, "max_delay": 5},
+        )
+        | {"key": "busy", "needs": []},
+        llm_step(
+            world.url,
+            "runwire-fake-chat:cut=2:times=1",
+            with_=anthropic,
+            retries={"max": 1, "delay": 0.01},
+        )
+        | {"key": "cut", "needs": []},
+        parallelism=3,
+    )
+    attempts = {(s.key, s.attempt): s for s in execution.steps}
+    assert world.provider.credentials.count(KEY) == 1  # as x-api-key, not a bearer token
+    refused = attempts["ask", 1]
+    assert refused.error == "the provider answered 401: Incorrect API key provided: [redacted]"
+    assert KEY not in json.dumps([e.data for e in await events(world, execution)], default=str)
+
+    assert "answered 429" in (attempts["busy", 1].error or "")
+    assert _retry_of(await events(world, execution), "busy")[0] == 0.4
+    assert attempts["busy", 2].status == "SUCCEEDED"
+
+    cut = attempts["cut", 1]
+    assert (cut.error or "").startswith("the stream was cut: ")
+    assert cut.output["partial"] is True
+    assert cut.output["text"] == "You said: "  # what arrived before the cut
+    assert attempts["cut", 2].output["text"] == "You said: hello there"

@@ -60,6 +60,19 @@ def test_required_fields_and_wrong_types_are_named() -> None:
     assert found["w.extra_body"] == "set by the step itself: stream"
 
 
+def test_a_base_url_with_a_query_is_refused_saying_why() -> None:
+    # Azure's deployment URLs carry ?api-version=...; a query may also carry a key.
+    azure = "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21"
+    found = errors_of(LlmStep(), {**BASE, "base_url": azure})
+    assert found == {
+        "w.base_url": "must not have a query (?...); for Azure OpenAI use its v1 API,"
+        " https://RESOURCE.openai.azure.com/openai/v1, which needs no api-version"
+    }
+    assert errors_of(LlmStep(), {**BASE, "base_url": "ftp://h/v1"}) == {
+        "w.base_url": "expected an http or https URL, e.g. http://127.0.0.1:8089/v1"
+    }
+
+
 def test_templates_are_left_for_the_run() -> None:
     params = STEP_KINDS["llm"].parse(
         {

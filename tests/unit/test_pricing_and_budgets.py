@@ -92,6 +92,9 @@ def test_a_missing_price_file_is_named() -> None:
 
 def test_budgets_say_which_limit_and_the_figures() -> None:
     assert Budget(max_cost_usd=0.5).exceeded(0.52, 10) == "budget exceeded: $0.52 > $0.50"
+    # Apart by less than a cent: places enough to tell them apart.
+    assert Budget(max_cost_usd=0.01).exceeded(0.013, 10) == "budget exceeded: $0.013 > $0.010"
+    assert Budget(max_cost_usd=0.5).exceeded(0.50004, 1) == "budget exceeded: $0.50004 > $0.50000"
     assert Budget(max_cost_usd=0.5).exceeded(0.5, 10) is None
     assert Budget(max_tokens=100).exceeded(0.0, 101) == "budget exceeded: 101 tokens > 100"
     assert Budget(max_cost_usd=0.001).exceeded(0.0012, 0) == (

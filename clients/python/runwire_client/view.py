@@ -235,6 +235,15 @@ class RunState:
             self._partial[slot] = rest
         return [OutputLine(chunk.seq, key, chunk.stream, line) for line in whole]
 
+    def unfinished(self) -> list[OutputLine]:
+        """Lines still being written (no line break yet), such as a model's answer as it
+        streams: shown below the complete lines until their break or their step's end."""
+        return [
+            OutputLine(self.last_seq, slot[0], slot[2], text)
+            for slot, text in self._partial.items()
+            if text
+        ]
+
     def _flush(self, key: str, seq: int) -> list[OutputLine]:
         """An ended step's unfinished lines: nothing more will complete them."""
         slots = [slot for slot in self._partial if slot[0] == key]
@@ -833,7 +842,7 @@ class LiveView:
         width = max((len(key) for key in state.steps), default=0)
         for step in state.running_steps:
             parts.append(self._running(step, now, width))
-        lines = list(state.tail)[-self._tail_size(len(parts)) :]
+        lines = [*state.tail, *state.unfinished()][-self._tail_size(len(parts)) :]
         if lines:
             parts.append(Text("output", style="dim"))
             parts.extend(_tail_line(line, width) for line in lines)

@@ -108,8 +108,18 @@ class LlmStep:
         fields = Fields(params, path, _FIELDS)
         fields.require("base_url", "model", "messages")
         base_url = fields.string("base_url")
-        if base_url is not None and not is_template(base_url) and not _is_http_url(base_url):
-            fields.error("base_url", "expected an http or https URL, e.g. http://127.0.0.1:8089/v1")
+        if base_url is not None and not is_template(base_url):
+            if not _is_http_url(base_url):
+                fields.error(
+                    "base_url", "expected an http or https URL, e.g. http://127.0.0.1:8089/v1"
+                )
+            elif httpx.URL(base_url).query:
+                # A query may carry a key, and errors and logs show the URL: none is sent.
+                fields.error(
+                    "base_url",
+                    "must not have a query (?...); for Azure OpenAI use its v1 API,"
+                    " https://RESOURCE.openai.azure.com/openai/v1, which needs no api-version",
+                )
         model = fields.string("model")
         if model is not None and not model.strip():
             fields.error("model", "must not be empty")
@@ -472,7 +482,7 @@ def _is_http_url(url: str) -> bool:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         return False
-    return parsed.scheme in ("http", "https") and bool(parsed.host) and not parsed.query
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def _origin(url: str) -> str:
