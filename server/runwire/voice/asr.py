@@ -1,24 +1,20 @@
 """Offline speech recognition with PocketSphinx 5 and the en-US model its wheel carries.
 
-Measured with bench/voice_asr.py (13 espeak-ng prompts and answers, each spoken 3 times, through
-µ-law): free-form transcription with the bundled language model is close to useless on synthetic
-8 kHz speech (mean WER 0.83-0.91), so a `listen` that names the phrases it expects decodes
-*constrained*: a JSGF grammar of any number of those phrases, where PocketSphinx's filler models
-(silence, [NOISE], [SPEECH]) absorb everything else, so audio holding none of them comes back
-empty instead of forced onto one. That found all 42 phrases said, with 6 false (a one-word
-phrase, "goodbye", in speech that did not say it); without the second, wider search below it
-missed 2 and found 4 false.
+Free-form transcription with the bundled language model is close to useless on synthetic 8 kHz
+speech (bench/voice_asr.py measures it; figures in bench/RESULTS.md), so a `listen` that names
+the phrases it expects decodes *constrained*: a JSGF grammar of any number of those phrases,
+where PocketSphinx's filler models (silence, [NOISE], [SPEECH]) absorb everything else, so audio
+holding none of them comes back empty instead of forced onto one. A search that finds no path
+at all is tried again with wider beams, then with a word insertion weight that favours words.
 
 Audio is upsampled to the model's 16 kHz: running the 16 kHz model's filterbank at 8 kHz
-(`samprate=8000`, `upperf` 3500 or 4000) measured worse (free-form WER 1.04-1.08 against 0.98
-before dithering).
+(`samprate=8000`, `upperf` 3500 or 4000) recognised worse.
 
 Confidence is an acoustic likelihood ratio: the recognised words' acoustic score against the
 best unconstrained phone sequence (a phone loop) over the same frames, per frame,
-`exp(ratio / 3)`, clipped to 0..1. 1.0 means no phone sequence explains those frames better;
-measured, free-form transcripts (mostly wrong) score 0.10-0.39, phrases that were said 0.33-0.77,
-and a phrase forced onto other speech 0.14-0.32: the ranges touch, so a phrase under
-`MIN_PHRASE_CONFIDENCE` is dropped, and an `expect` can demand more.
+`exp(ratio / 3)`, clipped to 0..1. 1.0 means no phone sequence explains those frames better.
+Phrases that were said score higher than a phrase forced onto other speech, but the ranges
+touch, so a phrase under `MIN_PHRASE_CONFIDENCE` is dropped, and an `expect` can demand more.
 """
 
 from __future__ import annotations
@@ -63,8 +59,8 @@ _GRAMMAR_WIDE_CONFIG = {**_GRAMMAR_CONFIG, **_WIDE_BEAMS}
 _GRAMMAR_RETRY_CONFIG = {**_GRAMMAR_CONFIG, **_WIDE_BEAMS, "wip": 10.0}
 
 
-# Free-form: narrower beams and no second pass, measured 0.2 x real time and WER 0.87 on the
-# cases of bench/voice_asr.py, against 0.5 x and 0.83 with the defaults; it is wrong either way.
+# Free-form: narrower beams and no second pass, which bench/voice_asr.py measured at less than
+# half the CPU of the defaults for the same (poor) accuracy.
 _FREE_CONFIG = {"fwdflat": False, "beam": 1e-40, "wbeam": 1e-24}
 
 
