@@ -31,7 +31,8 @@ from tests.support.faults import (
 from tests.support.graphql import definition, start
 
 SHORT_SECONDS = 5.0  # one kill: the smoke run; the long run is the test of it
-LONG_SECONDS = 120.0  # a kill every 3 s at most; 180 s made 13 kills and 77 executions on 2 busy cores
+# A kill every 3 s at most; 180 s made 13 kills and 77 executions on 2 busy cores.
+LONG_SECONDS = 120.0
 KILL_EVERY = 3.0
 START_EVERY = 0.25
 RUNNERS = 3
