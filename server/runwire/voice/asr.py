@@ -19,7 +19,6 @@ touch, so a phrase under `MIN_PHRASE_CONFIDENCE` is dropped, and an `expect` can
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import queue
@@ -28,7 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -71,6 +70,14 @@ class Recognition:
     """0..1, see the module docstring; 0.0 when nothing was recognised."""
     phrases: tuple[str, ...] = ()
     """For a constrained recognition, the expected phrases heard, in order (as normalised)."""
+
+
+class Recognizes(Protocol):
+    """What a call needs of a recognizer: `Recognizer`, or `RecognitionProcesses` around it."""
+
+    def recognize(self, pcm: bytes, phrases: Sequence[str] = ()) -> Recognition:
+        """Blocking: run it with `asyncio.to_thread`."""
+        ...
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -379,9 +386,3 @@ def _parse(words: list[_Word], phrases: list[_Phrase]) -> tuple[list[_Heard], bo
             complete = False
             at += 1
     return heard, complete
-
-
-@functools.cache
-def default_recognizer() -> Recognizer:
-    """The process's shared recognizer."""
-    return Recognizer()

@@ -51,7 +51,7 @@ from runwire.voice.codecs import wav_bytes
 from runwire.voice.media import DigitMethod, Inbound, MediaLeg
 
 if TYPE_CHECKING:  # imported when a call needs them: numpy, PocketSphinx, espeak-ng
-    from runwire.voice.asr import Recognizer
+    from runwire.voice.asr import Recognizes
     from runwire.voice.tts import Speaker
 
 SPAN_KIND = "call"
@@ -200,7 +200,7 @@ class _Session:
         self,
         script: CallScript,
         context: StepContext,
-        recognizer: Recognizer | None,
+        recognizer: Recognizes | None,
         speaker: Speaker | None,
     ) -> None:
         self.script = script
@@ -229,12 +229,13 @@ class _Session:
     async def prepare(cls, script: CallScript, context: StepContext) -> _Session:
         """Load the engines the script needs before dialing: missing ones fail the step at once."""
         names = {type(action.step) for action in script.actions}
-        recognizer: Recognizer | None = None
+        recognizer: Recognizes | None = None
         speaker: Speaker | None = None
         if Listen in names:
-            from runwire.voice.asr import default_recognizer
+            from runwire.voice.recognition_processes import default_recognizer
 
-            # Shared by the process's calls: loading a model takes ~0.5 s.
+            # Shared by the process's calls, in worker processes: loading a model takes ~0.5 s,
+            # and decoding holds the GIL (see recognition_processes).
             recognizer = await asyncio.to_thread(default_recognizer)
         if Say in names:
             from runwire.voice.tts import Speaker

@@ -19,11 +19,12 @@ from enum import StrEnum
 
 import numpy as np
 
-from runwire.voice.asr import Recognition, Recognizer, default_recognizer
+from runwire.voice.asr import Recognition, Recognizes
 from runwire.voice.calls import HungUpBy
 from runwire.voice.ivr.menu import Hold, Menu, Node
 from runwire.voice.listening import hear
 from runwire.voice.media import SAMPLE_RATE, DigitHeard, Inbound, MediaLeg
+from runwire.voice.recognition_processes import default_recognizer
 from runwire.voice.tts import Speaker
 
 DEFAULT_WORDS_PER_MINUTE = 170
@@ -148,10 +149,10 @@ class Prompts:
 
 
 class Recognizers:
-    """Recognition in a worker thread, on a Recognizer loaded on first use (it takes ~0.5 s) and
-    shared by every call (it keeps a decoder per concurrent recognition)."""
+    """Recognition off the event loop, by the process's shared recognizer (worker processes,
+    started on first use: loading takes ~0.5 s) unless one is given."""
 
-    def __init__(self, recognizer: Recognizer | None = None) -> None:
+    def __init__(self, recognizer: Recognizes | None = None) -> None:
         self._recognizer = recognizer
         self._lock = threading.Lock()
 
