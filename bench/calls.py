@@ -9,14 +9,15 @@ recognize it against "anything else", hang up.
   `runwire serve` (Postgres, runner slots N): the runner, the call step, its events, spans,
   recording and transcript artifacts.
 - `bare client`: the same calls from this process with the voice library alone (SipDriver,
-  listening.hear, the Recognizer): no server, no runner, no events, no artifacts.
+  listening.hear, the recognition workers): no server, no runner, no events, no artifacts.
 
 Figures per side: calls passed (both prompts recognized), calls held at once (answered ->
 hung up overlapping), turn latency p50/p95 (the end of our digit's tone -> the first audio of the
-IVR's answer), and CPU per call-minute of the caller's process (the server, or this process) and
-of the simulator. `added` is Runwire's turn latency minus the bare client's: what the server adds
-over the same call. The simulator's own reaction (its log: digit heard -> next prompt started) is
-printed beside them, so the latency is read against what the far end itself took.
+IVR's answer), and CPU per call-minute of the caller's processes (the server, or this process,
+with their recognition workers) and of the simulator. `added` is Runwire's turn latency minus
+the bare client's: what the server adds over the same call. The simulator's own reaction (its
+log: digit heard -> next prompt started) is printed beside them, so the latency is read against
+what the far end itself took.
 
 Usage: .venv/bin/python bench/calls.py [--calls N] [--quick]
 """
@@ -41,7 +42,7 @@ from typing import Any
 # Run from the repository root or from bench/: the test support package lives at the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import START, BenchmarkFailed, graphql, process_cpu_seconds
+from bench.common import START, BenchmarkFailed, graphql, process_tree_cpu_seconds
 from tests.support.server import Server, free_port, running_server
 
 IVR_SIM = (sys.executable, "-m", "runwire.cli", "ivr-sim", "--menu", "bank")
@@ -66,6 +67,8 @@ class CallFigure:
     latency_ms: float | None
     seconds: float
     """Answered -> hung up."""
+    failure: str | None = None
+    """Why the call did not pass, in the step's words."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Simulator:
         return f"sip:bank@127.0.0.1:{self.port}"
 
     def cpu(self) -> float:
-        return process_cpu_seconds(self.process.pid)
+        return process_tree_cpu_seconds(self.process.pid)
 
     def reactions_ms(self) -> list[float]:
         """Per call: the menu's digit heard -> the next prompt started, by its own clock."""
@@ -159,10 +162,10 @@ class Simulator:
 
 
 async def bare_call(target: str) -> CallFigure:
-    from runwire.voice.asr import default_recognizer
     from runwire.voice.calls import DialRequest
     from runwire.voice.listening import hear
     from runwire.voice.media import DigitMethod
+    from runwire.voice.recognition_processes import default_recognizer
     from runwire.voice.sip.driver import SipDriver
 
     recognizer = default_recognizer()
@@ -191,16 +194,20 @@ async def bare_call(target: str) -> CallFigure:
 
 
 def bench_bare(simulator: Simulator, calls: int) -> SideFigure:
-    from runwire.voice.asr import default_recognizer
+    from runwire.voice.recognition_processes import default_recognizer
 
     default_recognizer()  # loaded before the clock, as the server loads it before dialing
 
     async def all_calls() -> list[CallFigure]:
         return list(await asyncio.gather(*(bare_call(simulator.target) for _ in range(calls))))
 
-    cpu, sim_cpu = time.process_time(), simulator.cpu()
+    # This process and its recognition workers, as the server's side counts the server's.
+    def own_cpu() -> float:
+        return process_tree_cpu_seconds(os.getpid(), leave_out={simulator.process.pid})
+
+    cpu, sim_cpu = own_cpu(), simulator.cpu()
     figures = asyncio.run(all_calls())
-    return SideFigure("bare client", figures, time.process_time() - cpu, simulator.cpu() - sim_cpu)
+    return SideFigure("bare client", figures, own_cpu() - cpu, simulator.cpu() - sim_cpu)
 
 
 # ---- Runwire ----------------------------------------------------------------------------
@@ -233,7 +240,7 @@ def bench_runwire(server: Server, simulator: Simulator, calls: int) -> SideFigur
     # One call first, untimed: the server loads its recognizer and speaker on the first call.
     warm = graphql(server, START, {"definition": definition(simulator.target)})
     wait_finished(server, [warm["startExecution"]["execution"]["id"]])
-    cpu, sim_cpu = process_cpu_seconds(server.process.pid), simulator.cpu()
+    cpu, sim_cpu = process_tree_cpu_seconds(server.process.pid), simulator.cpu()
     ids = []
     for _ in range(calls):
         started = graphql(server, START, {"definition": definition(simulator.target)})
@@ -241,7 +248,7 @@ def bench_runwire(server: Server, simulator: Simulator, calls: int) -> SideFigur
             raise BenchmarkFailed(f"startExecution: {started}")
         ids.append(started["startExecution"]["execution"]["id"])
     results = wait_finished(server, ids)
-    server_cpu = process_cpu_seconds(server.process.pid) - cpu
+    server_cpu = process_tree_cpu_seconds(server.process.pid) - cpu
     figures = []
     for result in results:
         [step] = result["steps"]
@@ -257,6 +264,7 @@ def bench_runwire(server: Server, simulator: Simulator, calls: int) -> SideFigur
                 ended,
                 latencies[-1],
                 (metrics.get("duration_ms") or 0) / 1000,
+                None if result["status"] == "SUCCEEDED" else f"{result['status']}: {step['error']}",
             )
         )
     return SideFigure("runwire", figures, server_cpu, simulator.cpu() - sim_cpu)
@@ -307,6 +315,10 @@ def report(sides: list[SideFigure], reactions: list[float], calls: int) -> None:
         f" the simulator's own reaction p50 {percentile(reactions, 50):.0f} ms"
         f" (digit heard -> next prompt, {len(reactions)} turns)"
     )
+    for side in sides:
+        failures = [call.failure for call in side.calls if call.failure]
+        if failures:
+            print(f"{side.label}: {len(failures)} failed; the first: {failures[0]}")
 
 
 def main() -> None:
@@ -323,6 +335,10 @@ def main() -> None:
             with running_server("postgres", directory / "server", settings) as server:
                 print(f"server pid {server.process.pid}, ivr-sim pid {simulator.process.pid}")
                 runwire = bench_runwire(server, simulator, calls)
+                if os.environ.get("KEEPLOG"):
+                    import shutil
+
+                    shutil.copy(server.log, "/tmp/rw/server.log")
             bare = bench_bare(simulator, calls)
             reactions = simulator.reactions_ms()
         finally:

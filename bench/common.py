@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,6 +59,32 @@ def postgres_version() -> str:
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time the process itself has used so far (not its children; Linux)."""
-    # The fields after the command name, which is in parentheses and may contain spaces.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The fields after the command name, which is in parentheses and may contain spaces.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree_cpu_seconds(pid: int, leave_out: Collection[int] = ()) -> float:
+    """User + system CPU time of the process and its live descendants, except the trees under
+    `leave_out` (Linux): a server's recognition workers are its children, and their CPU is the
+    server's, but never reaped while it runs, so its own counters leave it out."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(
+                    int(entry.name)
+                )
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        if current in leave_out:
+            continue
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(current)
+        pending.extend(children.get(current, ()))
+    return total
