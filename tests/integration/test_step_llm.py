@@ -31,6 +31,11 @@ from runwire.settings import Settings
 
 KEY = "sk-test-0123456789abcdef"
 ENV_KEY = "sk-env-fedcba9876543210"
+# How a step fails when the fake refuses the key (masked) it was sent.
+REFUSED_KEY = (
+    "the provider answered 401 Unauthorized: Incorrect API key provided: [redacted]"
+    " (not retried: the same request gets the same 401)"
+)
 
 
 @dataclass
@@ -229,10 +234,10 @@ async def test_refusals_fail_with_the_providers_message_and_the_key_masked(world
     assert sorted(world.provider.credentials) == sorted([f"Bearer {KEY}", f"Bearer {ENV_KEY}"])
     errors = {step.key: step.error for step in execution.steps}
     assert errors == {
-        "ask": "the provider answered 401: Incorrect API key provided: [redacted]",
-        "env": "the provider answered 401: Incorrect API key provided: [redacted]",
-        "down": "the provider answered 503: fake provider: 503 asked for by the model name"
-        " runwire-fake-chat:error=503",
+        "ask": REFUSED_KEY,
+        "env": REFUSED_KEY,
+        "down": "the provider answered 503 Service Unavailable: fake provider: 503 asked for by"
+        " the model name runwire-fake-chat:error=503",
     }
     stored = json.dumps([e.data for e in await events(world, execution)], default=str)
     for key in (KEY, ENV_KEY):
@@ -285,6 +290,47 @@ async def test_429s_and_cut_streams_are_retried_as_the_provider_asks(world: Worl
     assert (cut.error or "").startswith("the stream was cut: ")
     assert cut.output == {**cut.output, "text": "You said: ", "partial": True}
     assert attempts["cut", 2].output["text"] == "You said: hello there"
+
+
+async def test_a_refusal_that_cannot_change_fails_at_once_and_one_that_can_is_retried(
+    world: World,
+) -> None:
+    # Side by side, each with retries to spare: only the refusals that can change spend them.
+    retries = {"retries": {"max": 3, "delay": 0.01}, "continue_on_failure": True, "needs": []}
+    execution = await run(
+        world,
+        llm_step(world.url, "runwire-fake-chat:error=401", **retries),
+        llm_step(world.url, "runwire-fake-chat:error=400", **retries) | {"key": "bad"},
+        llm_step(world.url, "runwire-fake-chat:error=503:times=2", **retries) | {"key": "down"},
+        llm_step(world.url, "runwire-fake-chat:error=429:times=1", **retries) | {"key": "busy"},
+        parallelism=4,
+    )
+    attempts: dict[str, list[str]] = {}
+    for step in execution.steps:
+        attempts.setdefault(step.key, []).append(step.status)
+    assert attempts == {
+        "ask": ["FAILED"],
+        "bad": ["FAILED"],
+        "down": ["FAILED", "FAILED", "SUCCEEDED"],
+        "busy": ["FAILED", "SUCCEEDED"],
+    }
+    errors = {(s.key, s.attempt): s.error or "" for s in execution.steps}
+    assert errors["ask", 1].startswith("the provider answered 401 Unauthorized: ")
+    assert errors["ask", 1].endswith(" (not retried: the same request gets the same 401)")
+    assert errors["bad", 1].startswith("the provider answered 400 Bad Request: fake provider")
+    assert errors["bad", 1].endswith(" (not retried: the same request gets the same 400)")
+    assert errors["down", 1].startswith("the provider answered 503 Service Unavailable: ")
+    assert errors["busy", 1].startswith("the provider answered 429 Too Many Requests: ")
+    assert "not retried" not in errors["down", 1] + errors["busy", 1]
+    # The refusals announced no retry; the retryable ones announced theirs.
+    stored = of_type(await events(world, execution), EventType.STEP_STATUS)
+    failed = {(e.step_key, e.attempt): e.data for e in stored if e.data["status"] == "FAILED"}
+    assert [failed[key, 1].get("retry_in") for key in ("ask", "bad", "down", "busy")] == [
+        None,
+        None,
+        0.01,
+        0.01,
+    ]
 
 
 async def test_a_budget_fails_with_the_figures_and_an_unknown_model_costs_null(
@@ -401,7 +447,7 @@ async def test_the_anthropic_dialect_fails_retries_and_keeps_partial_text_as_ope
     attempts = {(s.key, s.attempt): s for s in execution.steps}
     assert world.provider.credentials.count(KEY) == 1  # as x-api-key, not a bearer token
     refused = attempts["ask", 1]
-    assert refused.error == "the provider answered 401: Incorrect API key provided: [redacted]"
+    assert refused.error == REFUSED_KEY
     assert KEY not in json.dumps([e.data for e in await events(world, execution)], default=str)
 
     assert "answered 429" in (attempts["busy", 1].error or "")

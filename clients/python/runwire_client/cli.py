@@ -34,6 +34,7 @@ from runwire_client import (
     ConnectionFailedError,
     Execution,
     ExecutionFilter,
+    ExecutionMode,
     ExecutionStatus,
     InvalidTransitionError,
     RunwireClient,
@@ -204,6 +205,25 @@ def _parse_input(pair: str) -> tuple[str, Any]:
         return name, raw
 
 
+def _parse_upstream(pairs: tuple[str, ...], step: str | None) -> dict[str, Any] | None:
+    """`--upstream KEY=VALUE`: a needed step's output, VALUE read as `--input` reads it."""
+    if not pairs:
+        return None
+    if step is None:
+        raise click.UsageError(
+            "--upstream gives the outputs of the steps one step needs: it needs --step KEY"
+        )
+    upstream: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, _ = pair.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--upstream")
+        if key in upstream:
+            raise click.BadParameter(f"{key!r} given twice", param_hint="--upstream")
+        upstream[key] = _parse_input(pair)[1]
+    return upstream
+
+
 def _looks_like_path(target: str) -> bool:
     return os.sep in target or target.endswith((".yaml", ".yml", ".json"))
 
@@ -245,6 +265,21 @@ json_option = click.option(
     "otherwise as text. Repeatable.",
 )
 @click.option("--label", "labels", multiple=True, help="A label for the execution. Repeatable.")
+@click.option(
+    "--step",
+    "step",
+    metavar="KEY",
+    default=None,
+    help="Run only this step (the test panel's mode STEP): the steps it needs do not run.",
+)
+@click.option(
+    "--upstream",
+    "upstream_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --step: the output of step KEY that it needs, read as --input reads VALUE; "
+    "runs it in context (mode STEP_IN_CONTEXT). Give one for every step it needs. Repeatable.",
+)
 @click.option("--follow", "-f", is_flag=True, help="Show the execution live until it ends.")
 @json_option
 @interrupt_option
@@ -254,13 +289,24 @@ def run(
     target: str,
     inputs: tuple[str, ...],
     labels: tuple[str, ...],
+    step: str | None,
+    upstream_pairs: tuple[str, ...],
     follow: bool,
     as_json: bool,
     on_interrupt: str | None,
 ) -> None:
     """Start SCENARIO (a saved name) or FILE (a YAML/JSON definition); print its id, or with
-    --follow show it live and exit 0 only if it SUCCEEDED."""
+    --follow show it live and exit 0 only if it SUCCEEDED.
+
+    With --step KEY only that step runs; with --upstream too, it runs with the given outputs
+    of the steps it needs, which templates read as steps.<key>.output."""
     values = dict(_parse_input(pair) for pair in inputs)
+    upstream = _parse_upstream(upstream_pairs, step)
+    if step is not None and not step.strip():
+        raise click.BadParameter("must name a step", param_hint="--step")
+    mode = ExecutionMode.FULL
+    if step is not None:
+        mode = ExecutionMode.STEP if upstream is None else ExecutionMode.STEP_IN_CONTEXT
     connection = _connection(context)
     scenario, definition = _definition_or_scenario(target)
 
@@ -271,6 +317,9 @@ def run(
                 definition=definition,
                 inputs=values or None,
                 labels=list(labels) or None,
+                mode=mode,
+                step_key=step,
+                upstream=upstream,
             )
             if not follow:
                 if as_json:

@@ -942,6 +942,8 @@ def execution_details(execution: Execution) -> list[tuple[str, str]]:
         ("duration", format_ms(execution.duration_ms)),
         ("events", str(execution.last_seq)),
     ]
+    if execution.step_key is not None:  # a test-panel run (`rw run --step`): only this step
+        facts.insert(4, ("mode", f"{execution.mode.value}, step {execution.step_key}"))
     if execution.error:
         facts.append(("error", execution.error))
     return facts

@@ -740,7 +740,7 @@ class ExecutionRun:
             context.end_output()
             result = self.redactor.result(result)
             assertions = self.redactor.value(assertions)
-            if status not in _FAILED or active.over_budget is not None:
+            if status not in _FAILED or active.over_budget is not None or not result.retryable:
                 retry_in = None
             elif retry_in is not None and step.retries is not None:
                 retry_in = _retry_wait(retry_in, result.retry_after, step.retries.max_delay)

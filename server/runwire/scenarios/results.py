@@ -45,6 +45,9 @@ class StepResult:
     retry_after: float | None = None
     """Seconds the far end asked to wait before trying again (an HTTP Retry-After); a retry
     waits at least this long, within the policy's max_delay."""
+    retryable: bool = True
+    """False when another attempt cannot succeed (a request the far end refuses as it is: a bad
+    key, a bad request): the step fails at once, its `retries:` unspent; `error` says why."""
 
 
 def describe_exit(code: int) -> str:

@@ -41,6 +41,10 @@ ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_MAX_TOKENS = 1024  # the Messages API requires max_tokens; OpenAI's has a default
 ERROR_BODY_BYTES = 64 * 1024
 REDACTED = "[redacted]"
+# The 4xx worth another attempt: a timeout, a conflict, too early, too many requests. Any other
+# 4xx (bad request, bad key, no access, no such model, …) is refused again as it is sent, so it
+# fails at once and spends no retries and no waiting; every 5xx may pass on another try.
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
 # Sampling parameters passed through as written: name -> what each must be.
 _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -262,10 +266,14 @@ class _Call:
         retry_after = None
         if status == 429 or status >= 500:
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        error = f"the provider answered {status}: {message}"
+        retryable = status >= 500 or status in RETRYABLE_4XX
+        answered = f"{status} {httpx.codes.get_reason_phrase(status)}".rstrip()
+        error = f"the provider answered {answered}: {message}"
+        if not retryable:
+            error += f" (not retried: the same request gets the same {status})"
         self._context.output(OutputStream.LOG, f"POST {_origin(str(response.url))} → {status}")
         self._span(spans.FAILED, {"status": status, "error": error})
-        return StepResult(error=error, retry_after=retry_after)
+        return StepResult(error=error, retry_after=retry_after, retryable=retryable)
 
     async def _read(self, response: httpx.Response) -> None:
         parser = SseParser()
