@@ -38,6 +38,7 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve GraphQL, SSE and the runner (on the embedded SQLite default unless configured)."""
+    _keep_memory_private()
     from runwire.app import create_app
 
     settings = _settings(host, port)
@@ -49,10 +50,23 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def worker(host: str | None, port: int | None) -> None:
     """Run executions only, for API replicas without a runner; /health and /ready for probes."""
+    _keep_memory_private()
     from runwire.worker import create_worker_app
 
     settings = _settings(host, port)
     _serve_http(create_worker_app(settings), settings, websockets=False)
+
+
+def _keep_memory_private() -> None:
+    """Before anything runs a step: a step running as the server's user (a server that does not
+    run as root) must not read the server's environment (the database URL) through /proc."""
+    from runwire.nondumpable import keep_memory_private
+
+    if not keep_memory_private():
+        logging.getLogger(__name__).warning(
+            "could not make the server non-dumpable: steps running as its user can read its"
+            " environment"
+        )
 
 
 def _settings(host: str | None, port: int | None) -> Settings:

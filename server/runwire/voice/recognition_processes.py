@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from runwire.nondumpable import keep_memory_private
 from runwire.voice.asr import Recognition, Recognizer
 
 _ORPHAN_CHECK_SECONDS = 1.0
@@ -82,6 +83,8 @@ def default_recognizer() -> RecognitionProcesses:
 
 
 def _start_worker(parent: int) -> None:
+    # Spawned with the server's environment (the database URL): no step may read it here.
+    keep_memory_private()
     # A server killed with SIGKILL cannot stop its workers, and they would wait for work
     # forever (each holds the task queue's write end too, so it never reads an end of file).
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
