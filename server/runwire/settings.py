@@ -12,6 +12,12 @@ from pathlib import Path
 # about 19 MB, and an artifact's content is read whole to serve it.
 DEFAULT_ARTIFACT_MAX_BYTES = 64 * 1024 * 1024
 
+DEFAULT_STEP_UIDS = (0x7F00_0000, 0x7F00_FFFF)
+"""2130706432-2130771967: 65,536 uids in the block systemd documents as unused
+(1879048192-2147483647, above its container ranges and below the top 64K newer releases keep
+as the "foreign" range), below 2^31 (some tools take uids as signed 32-bit numbers), and
+64K-aligned so `ps` output shows them for what they are. The gid is the same number."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -89,9 +95,11 @@ class Settings:
     jwt_audience: str | None = None
     jwt_workspace_claim: str = "runwire_workspace"
     jwt_role_claim: str = "runwire_role"
-    # Process steps (runner/steps/confinement.py). Who they run as: None is `nobody` when the
-    # server runs as root and the server's own user otherwise; "" is always the server's user.
+    # Process steps (runner/steps/confinement.py). Who they run as: None is a uid of its own
+    # per attempt from `step_uids` when the server runs as root and the server's own user
+    # otherwise; a name (or number) is that account for every step; "" is the server's user.
     step_user: str | None = None
+    step_uids: tuple[int, int] = DEFAULT_STEP_UIDS
     # Each step attempt gets a directory of its own under this one, removed when it ends. Outside
     # the data directory (which steps must not read) and on the temp filesystem, cleared on boot.
     step_dir: Path = Path(tempfile.gettempdir()) / "runwire-steps"
@@ -132,6 +140,13 @@ class Settings:
         if self.step_sandbox not in {"", "bubblewrap"}:
             raise ValueError(
                 f"RUNWIRE_STEP_SANDBOX: expected bubblewrap or empty, got {self.step_sandbox!r}"
+            )
+        first, last = self.step_uids
+        # 0 is root; 65535 and 2^32-1 are (uid_t)-1 in 16 and 32 bits.
+        if not 0 < first <= last < 2**32 - 1 or first <= 65535 <= last:
+            raise ValueError(
+                f"RUNWIRE_STEP_UIDS={first}-{last}: FIRST <= LAST, from 1 to 4294967294,"
+                " without 65535"
             )
         if leaked := [name for name in self.step_pass_env if name.startswith("RUNWIRE_")]:
             raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
@@ -253,6 +268,9 @@ class Settings:
             jwt_workspace_claim=text("JWT_WORKSPACE_CLAIM", defaults.jwt_workspace_claim),
             jwt_role_claim=text("JWT_ROLE_CLAIM", defaults.jwt_role_claim),
             step_user=env.get("RUNWIRE_STEP_USER"),
+            step_uids=parse_uid_range(env["RUNWIRE_STEP_UIDS"])
+            if env.get("RUNWIRE_STEP_UIDS", "").strip()
+            else defaults.step_uids,
             step_dir=Path(text("STEP_DIR", str(defaults.step_dir))),
             step_pass_env=tuple(
                 name.strip() for name in text("STEP_PASS_ENV", "").split(",") if name.strip()
@@ -278,6 +296,16 @@ class Settings:
 
 
 _ARTIFACT_BYTES_CEILING = 1_000_000_000
+
+
+def parse_uid_range(text: str) -> tuple[int, int]:
+    """`FIRST-LAST` as two numbers (ValueError naming RUNWIRE_STEP_UIDS if it is not that)."""
+    first, separator, last = text.strip().partition("-")
+    if not (separator and first.strip().isdigit() and last.strip().isdigit()):
+        raise ValueError(
+            f"RUNWIRE_STEP_UIDS={text!r}: expected FIRST-LAST, e.g. 2130706432-2130771967"
+        )
+    return int(first), int(last)
 
 
 def _file_or_value(raw: str | None) -> str | None:

@@ -76,15 +76,30 @@ def databases(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str | 
         yield request.param, [stack.enter_context(database(request.param)) for _ in range(3)]
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("", id="server-user"),
+        pytest.param(
+            None,
+            id="own-uids",
+            marks=pytest.mark.skipif(os.geteuid() != 0, reason="a uid per step needs root"),
+        ),
+    ]
+)
+def settings(request: pytest.FixtureRequest) -> dict[str, str | None]:
+    """Steps as the server's user, or (a root server's default) each as a uid of its own."""
+    return {**FAULT_SETTINGS, "RUNWIRE_STEP_USER": request.param}
+
+
 # Embedded servers (a runner in each). Containment does not touch the database, but the issue
 # asks for both: a server on Postgres is killed and restarted the same way.
 async def test_no_step_process_outlives_a_killed_server(
-    tmp_path: Path, databases: tuple[str, list[str | None]]
+    tmp_path: Path, databases: tuple[str, list[str | None]], settings: dict[str, str | None]
 ) -> None:
     backend, (url_a, url_b, url_c) = databases
     with _tokens(3) as (killed, crashed, live):
         # 1. `kill -9` of the server: each reaper gets its parent-death signal and ends all.
-        with running_server(backend, tmp_path / "a", FAULT_SETTINGS, url_a) as server:
+        with running_server(backend, tmp_path / "a", settings, url_a) as server:
             await _running_steps(server, killed)
             await asyncio.to_thread(_killed, server)
             await asyncio.to_thread(
@@ -93,7 +108,7 @@ async def test_no_step_process_outlives_a_killed_server(
 
         # 2. A crash that kills the reapers too (server stopped, reapers and server SIGKILLed):
         # their processes go to init, and the next server to start on the host ends them.
-        with running_server(backend, tmp_path / "b", FAULT_SETTINGS, url_b) as server:
+        with running_server(backend, tmp_path / "b", settings, url_b) as server:
             await _running_steps(server, crashed)
             server.process.send_signal(signal.SIGSTOP)  # it must not see its reapers die
             reapers = _reapers_of(server)
@@ -111,7 +126,7 @@ async def test_no_step_process_outlives_a_killed_server(
             await asyncio.to_thread(
                 wait_until, lambda: len(survivors(live)) == PER_STEP, 10, "live step running"
             )
-            with running_server(backend, tmp_path / "c", FAULT_SETTINGS, url_c) as server:
+            with running_server(backend, tmp_path / "c", settings, url_c) as server:
                 await asyncio.to_thread(
                     wait_until, lambda: survivors(crashed) == [], 5, "leftovers ended on start"
                 )

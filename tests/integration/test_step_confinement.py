@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -13,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.steps import RecordingContext
+from tests.support.steps import RecordingContext, wait_for
 
+from runwire.domain.models import OutputStream
 from runwire.runner.steps import ShellStep, StepResult
 from runwire.runner.steps.confinement import Confinement, remove_directories_of_dead_servers
 from runwire.runner.steps.containment import server_identity
 from runwire.runner.steps.processes import pid_namespace, process_ref
-from runwire.settings import Settings
+from runwire.runner.steps.step_uids import LOCK_DIRECTORY
+from runwire.settings import DEFAULT_STEP_UIDS, Settings
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 
@@ -124,7 +127,7 @@ async def test_cwd_relative_is_inside_the_step_directory_absolute_is_as_given(
 
 
 @needs_root
-async def test_as_root_the_step_runs_as_nobody_and_cannot_read_the_servers_files(
+async def test_as_root_the_step_runs_as_a_uid_of_its_own_and_cannot_read_the_servers_files(
     step_root: Path,
 ) -> None:
     private = step_root.parent / "private"
@@ -136,17 +139,48 @@ async def test_as_root_the_step_runs_as_nobody_and_cannot_read_the_servers_files
     result = await run(
         step_root,
         {"argv": ["sh", "-c", script], "env": {"PRIVATE": str(private)}, "cwd": "sub"},
-        step_user=None,  # the default: nobody, for a server running as root
+        step_user=None,  # the default for a server running as root
     )
+    uid = lines(result)[0]
+    assert DEFAULT_STEP_UIDS[0] <= int(uid) <= DEFAULT_STEP_UIDS[1]
     assert lines(result) == [
-        "65534",
-        "65534",
-        "65534 700",
-        "65534",
+        uid,
+        uid,  # its group: the same number, and no other
+        f"{uid} 700",
+        uid,
         "denied",
         "NoNewPrivs:\t1",
         "sub",
     ]
+
+
+@needs_root
+async def test_as_a_named_step_user_the_step_runs_as_that_account(step_root: Path) -> None:
+    result = await run(step_root, {"argv": ["sh", "-c", "id -u; id -G"]}, step_user="nobody")
+    assert lines(result) == ["65534", "65534"]
+
+
+@needs_root
+async def test_steps_running_at_once_have_uids_of_their_own_given_back_after(
+    step_root: Path,
+) -> None:
+    gate = step_root.parent / "gate"
+    script = f'id -u; until [ -e "{gate}" ]; do sleep 0.02; done'
+    contexts = [RecordingContext() for _ in range(3)]
+    steps = [
+        asyncio.create_task(run(step_root, {"argv": ["sh", "-c", script]}, context, step_user=None))
+        for context in contexts
+    ]
+    try:
+        await wait_for(lambda: all(c.text(OutputStream.STDOUT) for c in contexts), 20)
+        uids = {context.text(OutputStream.STDOUT).strip() for context in contexts}
+        assert len(uids) == 3
+        assert uids <= set(os.listdir(LOCK_DIRECTORY))  # each held while its step runs
+    finally:
+        gate.touch()
+    for result in await asyncio.gather(*steps):
+        assert result.exit_code == 0, result
+    assert not uids & set(os.listdir(LOCK_DIRECTORY))  # given back: their locks are gone
 
 
 @needs_root

@@ -32,7 +32,7 @@ from runwire.runner.steps.containment import (
     end_leftovers_of_dead_servers,
 )
 from runwire.runner.steps.processes import pid_namespace, process_ref
-from runwire.settings import Settings
+from runwire.settings import DEFAULT_STEP_UIDS, Settings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -249,17 +249,19 @@ async def test_a_command_run_as_another_user_cannot_kill_its_reaper(sleeps: str)
 async def test_a_step_confined_to_another_user_neither_escapes_nor_kills_its_reaper(
     sleeps: str, traversable: Path
 ) -> None:
-    # The shell step as a root server runs it by default: the reaper as root, the command as
-    # `nobody` through setpriv, in its own directory (under one that user may traverse).
+    # The shell step as a root server runs it by default: the reaper as root, the command as a
+    # uid of its own through setpriv, in its own directory (under one that uid may traverse).
     root = traversable
-    shell = step_kinds(Settings(step_user="nobody", step_dir=root / "steps"))["shell"]
+    shell = step_kinds(Settings(step_dir=root / "steps"))["shell"]
     command = escapees(sleeps) + f"id -u; kill -9 $PPID 2>/dev/null; echo $?; sleep {sleeps}"
     context = RecordingContext(grace_seconds=GRACE)
     step = asyncio.create_task(
         shell.run(shell.parse({"shell": True, "command": command}, "w"), context)
     )
     await until(lambda: len(survivors(sleeps)) == ESCAPEES + 1, 10, f"escapees {context.calls}")
-    await until(lambda: context.text(OutputStream.STDOUT) == "65534\n1\n", 5, "its output")
+    await until(lambda: context.text(OutputStream.STDOUT).endswith("\n1\n"), 5, "its output")
+    uid = int(context.text(OutputStream.STDOUT).split()[0])
+    assert DEFAULT_STEP_UIDS[0] <= uid <= DEFAULT_STEP_UIDS[1]
     step.cancel()  # a stop
     with pytest.raises(asyncio.CancelledError):
         await step

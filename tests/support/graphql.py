@@ -106,13 +106,18 @@ async def follow(
 
 
 async def wait_for_status(
-    server: Server, execution_id: str, statuses: set[str], timeout: float = 30
+    server: Server,
+    execution_id: str,
+    statuses: set[str],
+    timeout: float = 30,
+    *,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Poll until the execution reaches one of `statuses`."""
     query = "query($id: ID!) { execution(id: $id) { id status error lastSeq } }"
     async with asyncio.timeout(timeout):
         while True:
-            found = (await execute(server, query, {"id": execution_id}))["execution"]
+            found = (await execute(server, query, {"id": execution_id}, token=token))["execution"]
             if found["status"] in statuses:
                 return dict(found)
             await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +52,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# Tests (and CI) run as root, so a server's steps would run as `nobody` by default: they could
-# not read the gate files tests leave in pytest's tmp_path (/tmp/pytest-of-root is 0700) nor run
-# this venv's Python (under /root). Test servers keep steps as the server's user; the default
-# user is checked by tests/api/test_step_privileges.py, which overrides this.
+# Tests (and CI) run as root, so a server's steps would each run as a uid of its own by default:
+# they could not read the gate files tests leave in pytest's tmp_path (/tmp/pytest-of-root is
+# 0700) nor run this venv's Python (under /root). Test servers keep steps as the server's user;
+# the default is checked by tests/api/test_step_privileges.py, which overrides this.
 OWN_USER_STEPS = {"RUNWIRE_STEP_USER": ""}
 
 
@@ -63,12 +63,14 @@ OWN_USER_STEPS = {"RUNWIRE_STEP_USER": ""}
 def running_server(
     backend: str,
     directory: Path,
-    settings: dict[str, str] | None = None,
+    settings: Mapping[str, str | None] | None = None,
     database_url: str | None = None,
     token: str | None = None,
     command: str = "serve",
 ) -> Iterator[Server]:
     """Start a server for `backend`, wait for /health, and stop it (SIGTERM) afterwards.
+
+    `settings` are variables of the server's environment; None leaves one out (unset).
 
     Given a `database_url` (from `database`: migrated already), several servers share one
     Postgres database; the ones after the first get the first one's admin `token`, since only
@@ -93,8 +95,12 @@ def running_server(
                 "redis": postgres.REDIS_URL,
             }[backend],
             **OWN_USER_STEPS,
-            **(settings or {}),
         }
+        for name, value in (settings or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"server-{port}.log"
         process = ForkServer.start_server(env, log, command)

@@ -9,7 +9,7 @@ import pytest
 from tests.support.steps import RecordingContext
 
 from runwire.runner.steps.confinement import Confinement
-from runwire.settings import Settings
+from runwire.settings import DEFAULT_STEP_UIDS, Settings
 
 SERVER_ENV = {
     "PATH": "/opt/tools/bin:/usr/bin",
@@ -72,13 +72,37 @@ def test_without_a_path_the_step_gets_the_system_one() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the default step user applies to root servers")
-def test_a_root_server_runs_steps_as_nobody_by_default() -> None:
+def test_a_root_server_runs_each_step_as_a_uid_of_its_own_by_default() -> None:
     found = Confinement.from_settings(Settings())
-    assert found.user is not None
-    assert found.user.name == "nobody"
-    assert found.runs_as.uid == 65534
+    assert found.user is None
+    assert found.uids is not None
+    assert (found.uids.first, found.uids.last) == DEFAULT_STEP_UIDS
+    # Named, it is that account for every step (shared); empty, the server's own user.
+    named = Confinement.from_settings(Settings(step_user="nobody"))
+    assert named.uids is None
+    assert named.user is not None
+    assert named.runs_as.uid == 65534
     assert Confinement.from_settings(Settings(step_user="")).user is None
+    assert Confinement.from_settings(Settings(step_user="")).uids is None
     assert Confinement.from_settings(Settings(step_user="root")).user is None  # its own
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the range applies to root servers")
+def test_a_uid_range_holding_an_account_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"RUNWIRE_STEP_UIDS=65000-65534: accounts .*nobody"):
+        Confinement.from_settings(Settings(step_uids=(65000, 65534)))
+
+
+def test_the_uid_range_setting_is_checked() -> None:
+    parsed = Settings.from_env({"RUNWIRE_STEP_UIDS": " 3000000000-3000000009 "}).step_uids
+    assert parsed == (3000000000, 3000000009)
+    assert Settings.from_env({}).step_uids == DEFAULT_STEP_UIDS == (2130706432, 2130771967)
+    for bad in ("1000", "a-b", "-5"):
+        with pytest.raises(ValueError, match=r"RUNWIRE_STEP_UIDS=.*expected FIRST-LAST"):
+            Settings.from_env({"RUNWIRE_STEP_UIDS": bad})
+    for first, last in ((0, 10), (20, 10), (60000, 70000), (1, 2**32 - 1)):
+        with pytest.raises(ValueError, match=f"RUNWIRE_STEP_UIDS={first}-{last}"):
+            Settings(step_uids=(first, last))
 
 
 def test_bad_step_settings_name_the_setting(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from runwire.runner.pricing import PriceTable
 from runwire.runner.steps.base import StepKind
 from runwire.runner.steps.confinement import remove_directories_of_dead_servers
 from runwire.runner.steps.containment import end_leftovers_of_dead_servers
+from runwire.runner.steps.step_uids import remove_stale_locks
 from runwire.scenarios.definition import parse_definition
 from runwire.settings import Settings
 
@@ -127,8 +128,10 @@ class Runner:
         # (both SIGKILLed) still run on this host; only a new runner can end them.
         if killed := await asyncio.to_thread(end_leftovers_of_dead_servers):
             logger.warning("killed %d processes left by steps of servers that died", killed)
-        # Then their steps' directories (removed by the step's end, which never came).
+        # Then their steps' directories (removed by the step's end, which never came), and the
+        # locks on their steps' uids, now that no process runs as those.
         await asyncio.to_thread(remove_directories_of_dead_servers, settings.step_dir)
+        await asyncio.to_thread(remove_stale_locks)
         runner = cls(queue, executions, log, kinds, settings, load_secrets, artifacts)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")

@@ -190,6 +190,8 @@ async def run_command(
     spawn: Spawn | None = None
     channel: ReportChannel | None = None
     finish: int | StepResult | None = None  # how it ended, once it has
+    # Whether a reaper may hold a copy of the lock on the attempt's uid (step_uids.py).
+    reaper_may_hold_uid = False
     try:
         try:
             # The report channel (report_channel.py): records the command writes to fd 3.
@@ -202,6 +204,7 @@ async def run_command(
                     spawn = confinement.prepare(
                         context, channel.environment(command.env), command.cwd, command.network
                     )
+                    reaper_may_hold_uid = True  # a stop during the spawn leaves it unknown
                     transport, pipes = await asyncio.get_running_loop().subprocess_exec(
                         lambda: _Pipes(captures),
                         # The reaper keeps the server's user (a command run as the step user cannot
@@ -214,12 +217,15 @@ async def run_command(
                         stderr=subprocess.PIPE,
                         cwd=spawn.cwd,
                         env=spawn.env,
-                        pass_fds=reaper.pass_fds,
+                        # With a uid of its own, the uid's lock too: the reaper holds it until
+                        # the step's last process is gone (step_uids.py).
+                        pass_fds=(*reaper.pass_fds, *spawn.pass_fds),
                         # The reaper, and the command in a session of its own below it, are out of
                         # reach of a Ctrl-C on the server's terminal.
                         start_new_session=True,
                     )
                 except (OSError, ValueError) as error:
+                    reaper_may_hold_uid = False  # no process was started
                     return StepResult(error=f"cannot start: {_describe_start_error(error)}")
                 reaper.spawned(transport, pipes.exited)
                 try:
@@ -237,7 +243,8 @@ async def run_command(
                     pipes.finished = True  # what a process killed late writes is not the step's
         finally:
             if spawn is not None:
-                await asyncio.to_thread(spawn.remove)  # in a thread: a step may leave many files
+                gone = not reaper_may_hold_uid or reaper.ended_with_its_processes()
+                await asyncio.to_thread(spawn.remove, gone)  # in a thread: it may be many files
     except asyncio.CancelledError:
         if finish is None or channel is None:
             raise

@@ -1,11 +1,13 @@
 """Least privilege for process steps: environment, working directory, user and sandbox.
 
 A step runs someone's command on our machine. It gets a clean environment (a short allowlist,
-what the step declares, the secrets it names), a directory of its own for the attempt, the
-unprivileged step user when the server runs as root, and, opted into, a bubblewrap sandbox with
-no network, a read-only system and the data directory hidden. `Confinement` is resolved from the
-settings once, at start (so a wrong user or a missing `bwrap` stops the server, not a step), and
-`prepare` gives the spawn of one attempt everything it needs.
+what the step declares, the secrets it names), a directory of its own for the attempt, when the
+server runs as root an unprivileged uid of its own (step_uids.py: no other step running can read
+its processes' environment, where its secrets are) or the account RUNWIRE_STEP_USER names, and,
+opted into, a bubblewrap sandbox with no network, a read-only system and the data directory
+hidden. `Confinement` is resolved from the settings once, at start (so a wrong user or range or a
+missing `bwrap` stops the server, not a step), and `prepare` gives the spawn of one attempt
+everything it needs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from runwire.runner.steps.base import StepContext
 from runwire.runner.steps.containment import server_identity, server_is_gone
+from runwire.runner.steps.step_uids import HeldUid, StepUids, accounts_in, mapped
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,9 +39,6 @@ PASSED_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM"})
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 """PATH when the server has none."""
-
-DEFAULT_STEP_USER = "nobody"
-"""Who steps run as when the server runs as root and RUNWIRE_STEP_USER is unset."""
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -62,10 +62,25 @@ class Spawn:
     env: dict[str, str]
     cwd: str
     directory: Path
+    held: HeldUid | None = None  # the attempt's own uid, while it has one
 
-    def remove(self) -> None:
-        """Delete the attempt's directory and whatever the step left in it."""
-        _remove_tree(self.directory)
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        """What the step's reaper must inherit: the uid's lock, which it holds until the step's
+        last process is gone (even if the server is gone before)."""
+        return (self.held.descriptor,) if self.held and self.held.descriptor >= 0 else ()
+
+    def remove(self, processes_gone: bool = True) -> None:
+        """Delete the attempt's directory and whatever the step left in it; let go of its uid.
+
+        `processes_gone`: the reaper said it ended with every process of the step (it exited,
+        not killed); only then is no other copy of the uid's lock held.
+        """
+        try:
+            _remove_tree(self.directory)
+        finally:
+            if self.held is not None:
+                self.held.release(unlink=processes_gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +88,14 @@ class Confinement:
     """How process steps are confined, resolved from the settings."""
 
     root: Path
-    user: StepUser | None  # None: the server's own user
+    user: StepUser | None  # one account for every step; None: the server's own user or `uids`
     own_user: StepUser
-    setpriv: str | None  # the program that drops to `user`
+    setpriv: str | None  # the program that drops to `user` or an attempt's uid
     pass_env: frozenset[str]
     bwrap: str | None  # the sandbox program, when RUNWIRE_STEP_SANDBOX=bubblewrap
     hidden: tuple[Path, ...]  # the data directory (and a SQLite file's elsewhere)
     server_env: Mapping[str, str]
+    uids: StepUids | None = None  # a uid of its own for each attempt, from this range
 
     @classmethod
     def from_settings(
@@ -88,8 +104,9 @@ class Confinement:
         """Resolve user, directory and sandbox; ValueError naming the setting when impossible."""
         own = _user_by_uid(os.geteuid())
         wanted = settings.step_user
-        if wanted is None:
-            wanted = DEFAULT_STEP_USER if os.geteuid() == 0 else ""
+        # Unset, as root: a uid of its own per attempt. A name: that account, shared by every
+        # step (they can read each other's environment). Empty: the server's own user.
+        uids = _step_uids(settings) if wanted is None and os.geteuid() == 0 else None
         user = _user_named(wanted) if wanted else None
         if user is not None and user.uid == own.uid:
             user = None
@@ -99,11 +116,12 @@ class Confinement:
                 " another user; leave it empty to run them as the server's user"
             )
         setpriv = None
-        if user is not None:
+        if user is not None or uids is not None:
             setpriv = shutil.which("setpriv")
             if setpriv is None:
+                setting = "RUNWIRE_STEP_UIDS" if wanted is None else f"RUNWIRE_STEP_USER={wanted!r}"
                 raise ValueError(
-                    f"RUNWIRE_STEP_USER={wanted!r} needs `setpriv` on PATH (Debian: util-linux);"
+                    f"{setting} needs `setpriv` on PATH (Debian: util-linux);"
                     " or set RUNWIRE_STEP_USER= to run steps as the server's user"
                 )
         root = Path(os.path.abspath(settings.step_dir))
@@ -113,7 +131,9 @@ class Confinement:
                 f"RUNWIRE_STEP_DIR={str(settings.step_dir)!r} must be outside the data directory,"
                 " which steps may not read"
             )
-        bwrap = _bubblewrap(setpriv, user) if settings.step_sandbox else None
+        # Probed as the first uid of the range: any other is alike (mapped, no account).
+        probe_user = _uid_user(uids.first) if uids is not None else user
+        bwrap = _bubblewrap(setpriv, probe_user) if settings.step_sandbox else None
         return cls(
             root=root,
             user=user,
@@ -123,14 +143,20 @@ class Confinement:
             bwrap=bwrap,
             hidden=_server_files(settings),
             server_env=dict(os.environ if server_env is None else server_env),
+            uids=uids,
         )
 
     @property
     def runs_as(self) -> StepUser:
+        """Who every step runs as, when that is one account (not a uid per attempt)."""
         return self.user or self.own_user
 
     def environment(
-        self, home: Path, declared: Mapping[str, str] | None, secrets: Mapping[str, str]
+        self,
+        home: Path,
+        declared: Mapping[str, str] | None,
+        secrets: Mapping[str, str],
+        user: StepUser | None = None,
     ) -> dict[str, str]:
         """The allowlisted server variables, the step's home, its declared env, its secrets."""
         env = {
@@ -139,7 +165,7 @@ class Confinement:
             if name in self.pass_env or name.startswith("LC_")
         }
         env.setdefault("PATH", DEFAULT_PATH)
-        runs_as = self.runs_as
+        runs_as = user or self.runs_as
         env |= {
             "HOME": str(home),
             "TMPDIR": str(home),
@@ -156,23 +182,33 @@ class Confinement:
         cwd: str | None = None,
         network: bool = False,
     ) -> Spawn:
-        """Create the attempt's directory and say how to start its process (OSError if not)."""
-        directory = self._attempt_directory(context)
+        """Create the attempt's directory and say how to start its process (OSError if not).
+
+        With a uid per attempt, the Spawn holds the uid until `remove`, and its reaper must
+        inherit `pass_fds`.
+        """
+        held = self.uids.take() if self.uids is not None else None
+        user = _uid_user(held.uid) if held is not None else self.user
+        directory: Path | None = None
         try:
-            workdir = self._working_directory(directory, cwd)
-            env = self.environment(directory, declared_env, context.secrets)
+            directory = self._attempt_directory(context, user)
+            workdir = self._working_directory(directory, cwd, user)
+            env = self.environment(directory, declared_env, context.secrets, user)
             prefix: tuple[str, ...] = ()
-            if self.user is not None:
-                prefix, env = self._switch_user(directory, env)
+            if user is not None:
+                prefix, env = self._switch_user(directory, env, user)
             if self.bwrap:
                 prefix += self._sandbox(directory, workdir, network)
         except BaseException:
-            _remove_tree(directory)
+            if directory is not None:
+                _remove_tree(directory)
+            if held is not None:
+                held.release()
             raise
-        return Spawn(argv_prefix=prefix, env=env, cwd=str(workdir), directory=directory)
+        return Spawn(argv_prefix=prefix, env=env, cwd=str(workdir), directory=directory, held=held)
 
     def _switch_user(
-        self, directory: Path, env: Mapping[str, str]
+        self, directory: Path, env: Mapping[str, str], user: StepUser
     ) -> tuple[tuple[str, ...], dict[str, str]]:
         """setpriv, then a shell that takes the step's environment from a file and execs.
 
@@ -181,26 +217,25 @@ class Confinement:
         is world-readable. So the file is written 0600 for the step user in its 0700
         directory, and deleted by the shell (already the step user) before the command runs.
         """
-        assert self.user is not None
         if bad := sorted(name for name in env if not _ENV_NAME.fullmatch(name)):
             raise ValueError(f"environment names must be letters, digits and _: {bad}")
         env_file = directory / ".runwire-env"
         descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "w") as file:
-            os.fchown(file.fileno(), self.user.uid, self.user.gid)
+            os.fchown(file.fileno(), user.uid, user.gid)
             file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
         # Opened and unlinked before it is read, so no program (rm) runs with the step's env.
         # Descriptor 9, not 3: low ones may be the step's own (the report channel's is 3).
         trampoline = 'exec 9<"$0" && rm -f -- "$0" && set -a && . /dev/fd/9 && exec 9<&- "$@"'
         return (
-            *_switch_to(self.setpriv, self.user),
+            *_switch_to(self.setpriv, user),
             "/bin/sh",
             "-c",
             trampoline,
             str(env_file),
         ), {"PATH": DEFAULT_PATH}
 
-    def _attempt_directory(self, context: StepContext) -> Path:
+    def _attempt_directory(self, context: StepContext, user: StepUser | None) -> Path:
         self._ensure_root()
         # Under a directory of this server's, so that a server killed with `kill -9` leaves
         # its steps' directories where the next one can tell whose they were.
@@ -210,8 +245,8 @@ class Confinement:
         safe_key = "".join(c if c.isalnum() or c in "-_" else "_" for c in context.step_key)
         prefix = f"{context.execution_id[:36]}-{safe_key[:40]}-{context.attempt}-"
         directory = Path(tempfile.mkdtemp(prefix=prefix, dir=owner))  # 0700, ours
-        if self.user is not None:
-            os.chown(directory, self.user.uid, self.user.gid)
+        if user is not None:
+            os.chown(directory, user.uid, user.gid)
         return directory
 
     def _ensure_root(self) -> None:
@@ -227,7 +262,7 @@ class Confinement:
         if stat.S_IMODE(found.st_mode) != 0o711:
             os.chmod(self.root, 0o711)
 
-    def _working_directory(self, directory: Path, cwd: str | None) -> Path:
+    def _working_directory(self, directory: Path, cwd: str | None, user: StepUser | None) -> Path:
         """No `cwd`: the attempt's directory; relative: created inside it; absolute: as given."""
         if cwd is None:
             return directory
@@ -244,8 +279,8 @@ class Confinement:
             workdir /= part
             with contextlib.suppress(FileExistsError):
                 workdir.mkdir(mode=0o700)
-            if self.user is not None:
-                os.chown(workdir, self.user.uid, self.user.gid)
+            if user is not None:
+                os.chown(workdir, user.uid, user.gid)
         return workdir
 
     def _sandbox(self, directory: Path, workdir: Path, network: bool) -> tuple[str, ...]:
@@ -318,6 +353,25 @@ def _bubblewrap(setpriv: str | None, user: StepUser | None) -> str:
             f" {detail.decode(errors='replace').strip() or error}"
         ) from None
     return bwrap
+
+
+def _step_uids(settings: Settings) -> StepUids:
+    """The range of per-attempt uids, checked: no account's, and usable in this namespace."""
+    first, last = settings.step_uids
+    described = f"RUNWIRE_STEP_UIDS={first}-{last}"
+    if taken := accounts_in(first, last):
+        raise ValueError(f"{described}: accounts have uids in it ({', '.join(taken[:5])})")
+    if not mapped(first, last):
+        raise ValueError(
+            f"{described}: not all of them exist in this user namespace (/proc/self/uid_map,"
+            " gid_map); choose a range inside it, or set RUNWIRE_STEP_USER"
+        )
+    return StepUids(first, last)
+
+
+def _uid_user(uid: int) -> StepUser:
+    """A per-attempt uid as a user: no account, its name the number, its group the same."""
+    return StepUser(str(uid), uid, uid)
 
 
 def _user_named(name: str) -> StepUser:

@@ -130,6 +130,7 @@ class Supervision:
         self._status_write = status_write
         self.reports = reports
         self._process: asyncio.SubprocessTransport | None = None
+        self._exited: asyncio.Future[Any] | None = None
         self._given: tuple[int, ...] = ()
         # Its reports read to the end, and its exit seen by the loop: only then may its
         # transport close without SIGKILLing it.
@@ -181,6 +182,7 @@ class Supervision:
     def spawned(self, process: asyncio.SubprocessTransport, exited: asyncio.Future[Any]) -> None:
         """The reaper runs as `process`, whose protocol resolves `exited` when it exits."""
         self._process = process
+        self._exited = exited
         self.ended = asyncio.gather(self.reports.ended, exited)
         self._close_status_write()
 
@@ -189,6 +191,18 @@ class Supervision:
         if self._status_write >= 0:
             os.close(self._status_write)
             self._status_write = -1
+
+    def ended_with_its_processes(self) -> bool:
+        """Whether the reaper has exited on its own, which it does only once every process of
+        the step is gone (not if it was killed, nor if it is not known to have started)."""
+        exited = self._exited
+        return (
+            self.ended.done()
+            and exited is not None
+            and not exited.cancelled()
+            and exited.exception() is None
+            and exited.result() == 0
+        )
 
     def interrupt(self) -> None:
         """Pass SIGINT to the command's process group (once it runs)."""

@@ -15,7 +15,9 @@ standard library only and no
   inherited (output goes straight to the server's pipes) and MARKER (`RUNWIRE_STEP=…`) added to
   its environment, so a server can find what a dead predecessor's steps left; each descriptor
   SOURCE it was given is the command's descriptor TARGET (a small, fixed number that `sh` can
-  name, as in `>&3`), and the reaper keeps no copy of it;
+  name, as in `>&3`), and the reaper keeps no copy of it; any other descriptor it inherited (the
+  lock on the step's own uid, step_uids.py) it keeps to itself until it exits, when no process
+  of the step is left: the command gets none;
 - writes one line per event to STATUS_FD: `started PID`, `error HEXTEXT` (the exec failed,
   and why), `stopping` (a stop, SIGINT or SIGTERM, came while the leader still ran), `exited
   CODE` (the command's leader ended: its code, or minus the signal that killed it); then waits
@@ -261,6 +263,20 @@ def _give(status_fd: int, given: list[str]) -> tuple[int, list[int]]:
     return status_fd, targets
 
 
+def _keep_to_itself(given: list[int]) -> None:
+    """Every inherited descriptor but stdin, stdout, stderr and the given: close-on-exec."""
+    try:
+        inherited = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return  # no /proc: nothing beyond the status pipe and the given is passed there
+    for fd in inherited:
+        if fd > 2 and fd not in given:
+            try:  # noqa: SIM105 - contextlib costs milliseconds to import
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, closed by now
+
+
 def main(args: list[str]) -> int:
     marker, status_fd, parent, credentials, *rest = args
     given = rest[: rest.index("--")] if "--" in rest else []
@@ -270,6 +286,7 @@ def main(args: list[str]) -> int:
         print(f"usage: {sys.argv[0]} {usage}", file=sys.stderr)
         return 2
     status, targets = _give(int(status_fd), given)
+    _keep_to_itself(targets)
     reaper = Reaper(status, int(parent), targets)
     os.set_inheritable(reaper.status_fd, False)  # the command must not hold the status pipe
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
