@@ -165,15 +165,21 @@ async def test_steps_running_at_once_have_uids_of_their_own_given_back_after(
     step_root: Path,
 ) -> None:
     gate = step_root.parent / "gate"
-    script = f'id -u; until [ -e "{gate}" ]; do sleep 0.02; done'
+    # Its uid's lock stays with its reaper: the step's own processes hold no copy.
+    holding = f"ls -l /proc/$$/fd | grep -c {LOCK_DIRECTORY}"
+    script = f'id -u; {holding}; until [ -e "{gate}" ]; do sleep 0.02; done'
     contexts = [RecordingContext() for _ in range(3)]
     steps = [
         asyncio.create_task(run(step_root, {"argv": ["sh", "-c", script]}, context, step_user=None))
         for context in contexts
     ]
     try:
-        await wait_for(lambda: all(c.text(OutputStream.STDOUT) for c in contexts), 20)
-        uids = {context.text(OutputStream.STDOUT).strip() for context in contexts}
+        await wait_for(
+            lambda: all(c.text(OutputStream.STDOUT).count("\n") == 2 for c in contexts), 20
+        )
+        outputs = [context.text(OutputStream.STDOUT).split() for context in contexts]
+        assert [held for _, held in outputs] == ["0", "0", "0"]
+        uids = {uid for uid, _ in outputs}
         assert len(uids) == 3
         assert uids <= set(os.listdir(LOCK_DIRECTORY))  # each held while its step runs
     finally:
