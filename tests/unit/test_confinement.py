@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tests.support.steps import RecordingContext
 
+from runwire.runner.steps import confinement as confinement_module
 from runwire.runner.steps.confinement import Confinement
 from runwire.settings import DEFAULT_STEP_UIDS, Settings
 
@@ -72,6 +73,7 @@ def test_without_a_path_the_step_gets_the_system_one() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the default step user applies to root servers")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the range applies to root servers")
 def test_a_root_server_runs_each_step_as_a_uid_of_its_own_by_default() -> None:
     found = Confinement.from_settings(Settings())
     assert found.user is None
@@ -91,6 +93,21 @@ def test_a_root_server_runs_each_step_as_a_uid_of_its_own_by_default() -> None:
 def test_a_uid_range_holding_an_account_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match=r"RUNWIRE_STEP_UIDS=65000-65534: accounts .*nobody"):
         Confinement.from_settings(Settings(step_uids=(65000, 65534)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the range applies to root servers")
+def test_where_the_default_range_does_not_exist_steps_share_nobody_and_the_log_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A container whose user namespace maps only some uids (/proc/self/uid_map): the server
+    # must still start on the defaults; a range chosen explicitly must exist.
+    monkeypatch.setattr(confinement_module, "mapped", lambda first, last: False)
+    found = Confinement.from_settings(Settings())
+    assert found.uids is None
+    assert found.runs_as.uid == 65534
+    assert "steps run as `nobody`" in caplog.text
+    with pytest.raises(ValueError, match=r"RUNWIRE_STEP_UIDS=3000000000-3000000009: not all"):
+        Confinement.from_settings(Settings(step_uids=(3000000000, 3000000009)))
 
 
 def test_the_uid_range_setting_is_checked() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from runwire.runner.steps.base import StepContext
 from runwire.runner.steps.containment import server_identity, server_is_gone
 from runwire.runner.steps.step_uids import HeldUid, StepUids, accounts_in, mapped
-from runwire.settings import Settings
+from runwire.settings import DEFAULT_STEP_UIDS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ class Confinement:
         # Unset, as root: a uid of its own per attempt. A name: that account, shared by every
         # step (they can read each other's environment). Empty: the server's own user.
         uids = _step_uids(settings) if wanted is None and os.geteuid() == 0 else None
+        if wanted is None and os.geteuid() == 0 and uids is None:
+            wanted = "nobody"  # the default range is unusable here: one shared account, as before
         user = _user_named(wanted) if wanted else None
         if user is not None and user.uid == own.uid:
             user = None
@@ -355,18 +357,32 @@ def _bubblewrap(setpriv: str | None, user: StepUser | None) -> str:
     return bwrap
 
 
-def _step_uids(settings: Settings) -> StepUids:
-    """The range of per-attempt uids, checked: no account's, and usable in this namespace."""
+def _step_uids(settings: Settings) -> StepUids | None:
+    """The range of per-attempt uids, checked: no account's, and usable in this namespace.
+
+    None when the default range is not (a container that maps only some uids): the server
+    still starts, as `make run` must on any machine, and says so; a range set explicitly that
+    is not usable stops it."""
     first, last = settings.step_uids
     described = f"RUNWIRE_STEP_UIDS={first}-{last}"
+    problem = None
     if taken := accounts_in(first, last):
-        raise ValueError(f"{described}: accounts have uids in it ({', '.join(taken[:5])})")
-    if not mapped(first, last):
-        raise ValueError(
+        problem = f"{described}: accounts have uids in it ({', '.join(taken[:5])})"
+    elif not mapped(first, last):
+        problem = (
             f"{described}: not all of them exist in this user namespace (/proc/self/uid_map,"
             " gid_map); choose a range inside it, or set RUNWIRE_STEP_USER"
         )
-    return StepUids(first, last)
+    if problem is None:
+        return StepUids(first, last)
+    if settings.step_uids != DEFAULT_STEP_UIDS:
+        raise ValueError(problem)
+    logger.warning(
+        "%s; steps run as `nobody`, one account shared by all of them, so a step can read a"
+        " concurrent step's environment (its secrets)",
+        problem,
+    )
+    return None
 
 
 def _uid_user(uid: int) -> StepUser:
