@@ -66,11 +66,13 @@ async def direct(runs: int) -> None:
     print(f"A  `echo hi` spawn to first output ({runs}x): {_ms(first)}")
 
 
-def executions(count: int) -> None:
+def executions(count: int, step_user: str | None) -> None:
     steps = [f"{{key: s{i}, kind: shell, with: {{argv: ['true']}}}}" for i in range(20)]
+    settings: dict[str, str | None] = {"RUNWIRE_LOAD_EXAMPLES": "false"}
+    settings["RUNWIRE_STEP_USER"] = step_user
     with (
         tempfile.TemporaryDirectory() as directory,
-        running_server("sqlite", Path(directory), {"RUNWIRE_LOAD_EXAMPLES": "false"}) as server,
+        running_server("sqlite", Path(directory), settings) as server,
     ):
         seconds = []
         for _ in range(count + 1):  # the first is a warm-up
@@ -97,9 +99,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--executions", type=int, default=5)
+    parser.add_argument(
+        "--step-user",
+        default="",
+        help="B's RUNWIRE_STEP_USER: empty (the default here) runs steps as the server's user;"
+        " `default` leaves the setting unset, as a server started by hand has it (as root: a uid"
+        " of its own per attempt)",
+    )
     options = parser.parse_args()
     asyncio.run(direct(options.runs))
-    executions(options.executions)
+    executions(options.executions, None if options.step_user == "default" else options.step_user)
 
 
 if __name__ == "__main__":
