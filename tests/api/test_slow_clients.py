@@ -135,7 +135,7 @@ async def test_a_websocket_that_stops_reading_is_cut_and_the_others_miss_nothing
         seen = [e["seq"] for e in first_message["payload"]["data"]["executionEvents"]["events"]]
         stalled.transport.pause_reading()  # the client reads nothing more from here
         # Behind (its client reads nothing), then cut: no live follower any more. (That it is
-        # not counted while behind, before the cut, is tests/unit/test_slow_clients.py's.)
+        # not counted while behind, before the cut, is tests/unit/test_slow_client_watch.py's.)
         await _until_followers(server, READERS)
         await _until_cut(server, cuts_before)
         # What reached the client before the cut, then the documented close code.

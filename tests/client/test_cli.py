@@ -663,7 +663,7 @@ def test_ctrl_c_in_a_terminal_continue_then_detach(
     assert rw(sqlite_server, "stop", execution_id).returncode == 0
 
 
-# --- cost and tokens: no step kind reports them yet, so the summary is checked on its own --------
+# --- cost and tokens: the summary is checked on its own, from spans built here -------------------
 
 
 def _at(second: int) -> datetime:

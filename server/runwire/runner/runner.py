@@ -259,8 +259,8 @@ class Runner:
         execution = replace(execution, steps=await self._executions.steps(execution.id))
         try:
             parse = functools.partial(parse_definition, execution.definition, self._kinds)
-            # About 1 ms per 40 steps: a large definition parses in a thread, not on the loop
-            # every other execution's events and requests share.
+            # A large definition parses in a thread, not on the loop every other execution's
+            # events and requests share.
             large = len(execution.definition.get("steps") or ()) >= _ON_LOOP_STEPS
             definition = await asyncio.to_thread(parse) if large else parse()
         except RunwireError as error:
