@@ -57,6 +57,8 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "batch": READ,
     "scenarios": READ,
     "scenario": READ,
+    "suites": READ,
+    "suite": READ,
     "apiTokens": ADMIN,
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
@@ -73,6 +75,8 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "stopBatch": WRITE,
     "createScenario": SCENARIO,
     "updateScenario": SCENARIO,
+    "createSuite": SCENARIO,
+    "updateSuite": SCENARIO,
     "createApiToken": ADMIN,
     "revokeApiToken": ADMIN,
     "setMemberRole": ADMIN,
@@ -512,6 +516,50 @@ async def arrange_update_scenario(world: World, tag: str) -> Prepared:
     return Prepared({"definition": scenario_text(name, seconds=0.01)}, untouched)
 
 
+def suite_text(name: str, who: str = "matrix") -> str:
+    return f"name: {name}\ncases: [{{scenario: hello, inputs: {{name: {who}}}}}]\n"
+
+
+def suite_mutation(field_name: str) -> str:
+    return mutation(
+        field_name,
+        "$definition: String!",
+        "definition: $definition",
+        "... on SuiteSuccess { suite { name version } }",
+    )
+
+
+async def latest_suite_version(world: World, name: str) -> int | None:
+    query = "query($n: String!) { suite(name: $n) { version } }"
+    found = (await data_of(world.admin, query, {"n": name}))["suite"]
+    return None if found is None else int(found["version"])
+
+
+async def arrange_create_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+
+    async def untouched() -> None:
+        assert await latest_suite_version(world, name) is None
+
+    return Prepared({"definition": suite_text(name)}, untouched)
+
+
+async def arrange_update_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+
+    async def untouched() -> None:
+        assert await latest_suite_version(world, name) == 1
+
+    return Prepared({"definition": suite_text(name, who="other")}, untouched)
+
+
+async def arrange_read_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+    return Prepared({"name": name})
+
+
 async def tokens_named(world: World, name: str) -> list[dict[str, Any]]:
     found = await data_of(world.admin, "{ apiTokens { id name revokedAt } }")
     return [token for token in found["apiTokens"] if token["name"] == name]
@@ -662,6 +710,10 @@ CASES: dict[str, Case] = {
     ),
     "scenarios": Case("{ scenarios { name version } }", nothing),
     "scenario": Case('{ scenario(name: "hello") { name version } }', nothing, check=check_hello),
+    "suites": Case("{ suites { name version cases { name } } }", nothing),
+    "suite": Case(
+        "query($name: String!) { suite(name: $name) { name cases { name } } }", arrange_read_suite
+    ),
     "apiTokens": Case("{ apiTokens { id name role } }", nothing, check=check_lists_tokens),
     "members": Case("{ members { subject role } }", nothing),
     "secrets": Case("{ secrets { name updatedAt } }", nothing),
@@ -730,6 +782,12 @@ CASES: dict[str, Case] = {
         ),
         arrange_update_scenario,
         success="ScenarioSuccess",
+    ),
+    "createSuite": Case(
+        suite_mutation("createSuite"), arrange_create_suite, success="SuiteSuccess"
+    ),
+    "updateSuite": Case(
+        suite_mutation("updateSuite"), arrange_update_suite, success="SuiteSuccess"
     ),
     "createApiToken": Case(CREATE_TOKEN, arrange_create_token, success="CreateApiTokenSuccess"),
     "revokeApiToken": Case(

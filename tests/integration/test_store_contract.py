@@ -37,6 +37,7 @@ from runwire.domain.models import (
     SecretInfo,
     StepRun,
     StepStatus,
+    SuiteVersion,
 )
 from runwire.domain.ports import (
     BatchStore,
@@ -44,6 +45,7 @@ from runwire.domain.ports import (
     ExecutionStore,
     ScenarioStore,
     SecretStore,
+    SuiteStore,
 )
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
 from runwire.errors import NotFound
@@ -76,6 +78,7 @@ class Backend:
     pending_controls: Callable[[str], Awaitable[list[ControlRequest]]]
     mark_controls_handled: Callable[[str], Awaitable[None]]
     own: Callable[[str, str], Awaitable[None]]
+    suites: SuiteStore
 
 
 def in_memory() -> Backend:
@@ -98,6 +101,7 @@ def in_memory() -> Backend:
         store.pending_controls,
         store.mark_controls_handled,
         own,
+        store,
     )
 
 
@@ -120,6 +124,7 @@ def in_database(name: str, stores: Stores) -> Backend:
         stores.queue.pending_controls,
         stores.queue.mark_controls_handled,
         claim,
+        stores.suites,
     )
 
 
@@ -226,6 +231,26 @@ async def test_scenario_versions_change_only_with_the_definition(backend: Backen
     elsewhere = await store.save_scenario(OTHER_WORKSPACE, "deploy", "", changed, "user:cy")
     assert (elsewhere.version, elsewhere.workspace_id) == (1, OTHER_WORKSPACE)
     assert await store.latest_scenario(WORKSPACE, "missing") is None
+
+
+async def test_suite_versions_change_only_with_the_definition(backend: Backend) -> None:
+    store = backend.suites
+    definition = {"name": "smoke", "cases": [{"scenario": "deploy", "inputs": {"n": 1}}]}
+    first = await store.save_suite(WORKSPACE, "smoke", "after deploys", ["a"], definition, "u:ann")
+    assert first == SuiteVersion(
+        "smoke", 1, "after deploys", ("a",), definition, first.created_at, "u:ann", WORKSPACE
+    )
+
+    reordered = {"cases": definition["cases"], "name": "smoke"}
+    assert await store.save_suite(WORKSPACE, "smoke", "", [], reordered, "u:bob") == first
+
+    changed = {**definition, "tags": ["b"]}
+    second = await store.save_suite(WORKSPACE, "smoke", "", ["b"], changed, "u:bob")
+    assert second == SuiteVersion(
+        "smoke", 2, "", ("b",), changed, second.created_at, "u:bob", WORKSPACE
+    )
+    assert await store.latest_suite(WORKSPACE, "smoke") == second
+    assert await store.latest_suite(OTHER_WORKSPACE, "smoke") is None
 
 
 # ---- executions --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from runwire.db.rows import (
     load,
     scenario_of,
     step_run_of,
+    suite_of,
 )
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
@@ -42,6 +43,7 @@ from runwire.domain.models import (
     SecretInfo,
     StepRun,
     StepStatus,
+    SuiteVersion,
 )
 from runwire.domain.ports import Decide
 from runwire.domain.tokens import ApiToken, Member, Workspace
@@ -66,6 +68,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._scenarios: dict[tuple[str, str], list[Row]] = {}
+        self._suites: dict[tuple[str, str], list[Row]] = {}
         self._executions: dict[str, Row] = {}
         self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
         self._events: dict[str, list[Event]] = {}
@@ -110,6 +113,38 @@ class MemoryStore:
     async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None:
         versions = self._scenarios.get((workspace, name))
         return scenario_of(versions[-1]) if versions else None
+
+    # ---- suites --------------------------------------------------------------------------
+
+    async def save_suite(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        tags: Sequence[str],
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> SuiteVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        versions = self._suites.setdefault((workspace, name), [])
+        if versions and canonical(load(versions[-1]["definition"])) == canonical(definition):
+            return suite_of(versions[-1])
+        row = {
+            "workspace_id": workspace,
+            "name": name,
+            "version": len(versions) + 1,
+            "description": description,
+            "tags": dump(list(tags)),
+            "definition": dump(definition),
+            "created_at": utc_now(),
+            "created_by": actor[:200],
+        }
+        versions.append(row)
+        return suite_of(row)
+
+    async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None:
+        versions = self._suites.get((workspace, name))
+        return suite_of(versions[-1]) if versions else None
 
     # ---- executions ----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from runwire.domain.models import (
     Span,
     StepRun,
     StepStatus,
+    SuiteVersion,
 )
 
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
@@ -68,6 +69,19 @@ def scenario_of(row: Mapping[str, Any]) -> ScenarioVersion:
         description=row["description"],
         definition=load(row["definition"]),
         created_at=stored_datetime(row["created_at"]),
+        workspace_id=row["workspace_id"],
+    )
+
+
+def suite_of(row: Mapping[str, Any]) -> SuiteVersion:
+    return SuiteVersion(
+        name=row["name"],
+        version=row["version"],
+        description=row["description"],
+        tags=tuple(load(row["tags"])),
+        definition=load(row["definition"]),
+        created_at=stored_datetime(row["created_at"]),
+        created_by=row["created_by"],
         workspace_id=row["workspace_id"],
     )
 

@@ -93,6 +93,20 @@ class Scenario(Table, tablename="runwire_scenario"):
     created_by = Varchar(length=200, default="")
 
 
+class Suite(Table, tablename="runwire_suite"):
+    """One version of a named suite; (workspace_id, name, version) is unique."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    name = Varchar(length=100)
+    version = Integer()
+    description = Text(default="")
+    tags = JSON()
+    definition = JSON()
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+
+
 class Execution(Table, tablename="runwire_execution"):
     """One execution; status and timing are projections of its events."""
 
@@ -272,6 +286,7 @@ ALL_TABLES: list[type[Table]] = [
     ServerSecret,
     WorkspaceSecret,
     Scenario,
+    Suite,
     Execution,
     ExecutionLabel,
     StepRun,

@@ -192,6 +192,20 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteVersion:
+    """One saved version of a named suite; editing creates the next version."""
+
+    name: str
+    version: int
+    description: str
+    tags: tuple[str, ...]
+    definition: Mapping[str, Any]
+    created_at: datetime
+    created_by: str = ""
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     id: str
     status: ExecutionStatus

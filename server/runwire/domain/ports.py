@@ -18,6 +18,7 @@ from runwire.domain.models import (
     Execution,
     ScenarioVersion,
     SecretInfo,
+    SuiteVersion,
 )
 
 Decide = Callable[[Execution], Sequence[EventDraft]]
@@ -39,6 +40,24 @@ class ScenarioStore(Protocol):
         ...
 
     async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None: ...
+
+
+class SuiteStore(Protocol):
+    """Saved suites, by workspace and name, each save a new version."""
+
+    async def save_suite(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        tags: Sequence[str],
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> SuiteVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        ...
+
+    async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None: ...
 
 
 class ExecutionStore(Protocol):
