@@ -28,7 +28,7 @@ from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
 from runwire.db.scenarios import ScenarioRepository
 from runwire.db.secrets import SecretRepository
-from runwire.db.suites import SuiteRepository
+from runwire.db.suites import SuiteRepository, SuiteRunRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
@@ -68,6 +68,7 @@ class Stores:
 
     scenarios: ScenarioRepository
     suites: SuiteRepository
+    suite_runs: SuiteRunRepository
     executions: ExecutionRepository
     events: EventRepository
     batches: BatchRepository
@@ -84,6 +85,7 @@ class Stores:
         return cls(
             scenarios=ScenarioRepository(database),
             suites=SuiteRepository(database),
+            suite_runs=SuiteRunRepository(database),
             executions=ExecutionRepository(database),
             events=EventRepository(database),
             batches=BatchRepository(database),
@@ -216,7 +218,16 @@ class Core:
                 batches=BatchService(
                     store.batches, scenarios, executions, control, publisher, signals, limits
                 ),
-                suites=SuiteService(store.suites, scenarios, limits),
+                suites=SuiteService(
+                    store.suites,
+                    store.suite_runs,
+                    scenarios,
+                    executions,
+                    store.secrets,
+                    publisher,
+                    signals,
+                    limits,
+                ),
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
                 authenticator=authenticator,

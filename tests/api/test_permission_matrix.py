@@ -59,6 +59,8 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "scenario": READ,
     "suites": READ,
     "suite": READ,
+    "suiteRun": READ,
+    "suiteRuns": READ,
     "apiTokens": ADMIN,
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
@@ -77,6 +79,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "updateScenario": SCENARIO,
     "createSuite": SCENARIO,
     "updateSuite": SCENARIO,
+    "startSuiteRun": WRITE,
     "createApiToken": ADMIN,
     "revokeApiToken": ADMIN,
     "setMemberRole": ADMIN,
@@ -560,6 +563,36 @@ async def arrange_read_suite(world: World, tag: str) -> Prepared:
     return Prepared({"name": name})
 
 
+START_SUITE_RUN = mutation(
+    "startSuiteRun",
+    "$input: StartSuiteRunInput!",
+    "input: $input",
+    "... on SuiteRunSuccess { run { id total } }",
+)
+
+
+async def suite_run_ids(world: World, suite: str) -> list[str]:
+    query = "query($s: String!) { suiteRuns(suite: $s) { id } }"
+    return [run["id"] for run in (await data_of(world.admin, query, {"s": suite}))["suiteRuns"]]
+
+
+async def arrange_start_suite_run(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+
+    async def untouched() -> None:
+        assert await suite_run_ids(world, name) == []
+
+    return Prepared({"input": {"suite": name}}, untouched)
+
+
+async def arrange_suite_run(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+    run = await succeed(world.admin, START_SUITE_RUN, {"input": {"suite": name}})
+    return Prepared({"id": run["run"]["id"], "suite": name})
+
+
 async def tokens_named(world: World, name: str) -> list[dict[str, Any]]:
     found = await data_of(world.admin, "{ apiTokens { id name revokedAt } }")
     return [token for token in found["apiTokens"] if token["name"] == name]
@@ -711,6 +744,13 @@ CASES: dict[str, Case] = {
     "scenarios": Case("{ scenarios { name version } }", nothing),
     "scenario": Case('{ scenario(name: "hello") { name version } }', nothing, check=check_hello),
     "suites": Case("{ suites { name version cases { name } } }", nothing),
+    "suiteRun": Case(
+        "query($id: ID!) { suiteRun(id: $id) { id total cases { name status } } }",
+        arrange_suite_run,
+    ),
+    "suiteRuns": Case(
+        "query($suite: String!) { suiteRuns(suite: $suite) { id total } }", arrange_suite_run
+    ),
     "suite": Case(
         "query($name: String!) { suite(name: $name) { name cases { name } } }", arrange_read_suite
     ),
@@ -789,6 +829,7 @@ CASES: dict[str, Case] = {
     "updateSuite": Case(
         suite_mutation("updateSuite"), arrange_update_suite, success="SuiteSuccess"
     ),
+    "startSuiteRun": Case(START_SUITE_RUN, arrange_start_suite_run, success="SuiteRunSuccess"),
     "createApiToken": Case(CREATE_TOKEN, arrange_create_token, success="CreateApiTokenSuccess"),
     "revokeApiToken": Case(
         mutation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,141 @@ def test_a_bad_suite_file_stops_the_server_naming_the_file(tmp_path: Path) -> No
         running_server("sqlite", tmp_path, settings),
     ):
         pass
+
+
+RUN_FIELDS = """
+  id suite suiteVersion repeat total ended progress complete passRate batchId
+  passedCases failedCases flakyCases pendingCases
+  batch { id total concurrency }
+  cases {
+    name scenario status passed failed pending passRate durationP50Ms durationMaxMs
+    repeats { repeat executionId status passed }
+    failures { repeat stepKey error failedAssertions { assertion expected actual passed } }
+    usage { calls }
+  }
+"""
+START_RUN = f"""
+mutation($input: StartSuiteRunInput!) {{
+  startSuiteRun(input: $input) {{
+    __typename
+    ... on Error {{ message }}
+    ... on ValidationError {{ fieldErrors {{ path message }} }}
+    ... on SuiteRunSuccess {{ run {{ {RUN_FIELDS} }} }}
+  }}
+}}
+"""
+READ_RUN = f"query($id: ID!) {{ suiteRun(id: $id) {{ {RUN_FIELDS} }} }}"
+CHECKED = """
+name: checked
+inputs:
+  code: {type: integer, default: 0}
+steps:
+  - key: check
+    kind: shell
+    with: {argv: [sh, -c, "exit {{ inputs.code }}"]}
+    expect: {exit_code: 0}
+"""
+CREATE_SCENARIO = """
+mutation($definition: String!) {
+  createScenario(definition: $definition) { __typename ... on Error { message } }
+}
+"""
+
+
+async def create_scenario(client: httpx.AsyncClient, text: str) -> None:
+    created = (await graphql(client, CREATE_SCENARIO, {"definition": text}))["createScenario"]
+    assert created["__typename"] == "ScenarioSuccess", created
+
+
+async def create_suite(client: httpx.AsyncClient, text: str) -> None:
+    created = (await graphql(client, CREATE, {"definition": text}))["createSuite"]
+    assert created["__typename"] == "SuiteSuccess", created
+
+
+async def start_run(client: httpx.AsyncClient, **input: Any) -> dict[str, Any]:
+    started = (await graphql(client, START_RUN, {"input": input}))["startSuiteRun"]
+    assert started["__typename"] == "SuiteRunSuccess", started
+    run: dict[str, Any] = started["run"]
+    return run
+
+
+async def finished_run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    """The run once every execution of it has ended."""
+    async with asyncio.timeout(60):
+        while not (run := (await graphql(client, READ_RUN, {"id": run_id}))["suiteRun"])[
+            "complete"
+        ]:
+            await asyncio.sleep(0.05)
+    found: dict[str, Any] = run
+    return found
+
+
+@MODULE_LOOP
+async def test_a_run_reports_each_case_over_its_repeats(client: httpx.AsyncClient) -> None:
+    await create_scenario(client, CHECKED)
+    await create_suite(
+        client,
+        """
+name: run-me
+cases:
+  - {name: passes, scenario: checked}
+  - {name: breaks, scenario: checked, inputs: {code: 3}}
+  - {name: meant-to-fail, scenario: checked, inputs: {code: 1}, expect: {status: FAILED}}
+""",
+    )
+
+    started = await start_run(client, suite="run-me", repeat=2, concurrency=2)
+
+    assert (started["suite"], started["suiteVersion"], started["repeat"]) == ("run-me", 1, 2)
+    assert (started["total"], started["batch"]["total"], started["batch"]["concurrency"]) == (
+        6,
+        6,
+        2,
+    )
+    run = await finished_run(client, started["id"])
+    assert (run["ended"], run["progress"], run["passRate"]) == (6, 1.0, 4 / 6)
+    assert (run["passedCases"], run["failedCases"], run["flakyCases"], run["pendingCases"]) == (
+        2,
+        1,
+        0,
+        0,
+    )
+    passes, breaks, meant = run["cases"]
+    assert (passes["name"], passes["status"], passes["passRate"]) == ("passes", "PASSED", 1.0)
+    assert passes["failures"] == []
+    assert passes["durationP50Ms"] is not None
+    assert (breaks["status"], breaks["passed"], breaks["failed"]) == ("FAILED", 0, 2)
+    assert [f["repeat"] for f in breaks["failures"]] == [1, 2]
+    assert breaks["failures"][0]["stepKey"] == "check"
+    assert breaks["failures"][0]["failedAssertions"] == [
+        {"assertion": "exit_code", "expected": 0, "actual": 3, "passed": False}
+    ]
+    assert [r["status"] for r in breaks["repeats"]] == ["FAILED", "FAILED"]
+    assert (meant["status"], meant["failures"]) == ("PASSED", [])
+    # The executions are real: each repeat links to one.
+    execution_id = breaks["repeats"][0]["executionId"]
+    found = await graphql(
+        client, "query($id: ID!) { execution(id: $id) { status batchId } }", {"id": execution_id}
+    )
+    assert found["execution"] == {"status": "FAILED", "batchId": run["batchId"]}
+
+
+@MODULE_LOOP
+async def test_run_limits_and_unknown_suites_are_typed_errors(client: httpx.AsyncClient) -> None:
+    await create_suite(client, "name: limits\ncases: [{scenario: hello, inputs: {name: x}}]\n")
+
+    refused = (
+        await graphql(
+            client, START_RUN, {"input": {"suite": "limits", "repeat": 0, "concurrency": 5000}}
+        )
+    )["startSuiteRun"]
+    missing = (await graphql(client, START_RUN, {"input": {"suite": "nope"}}))["startSuiteRun"]
+
+    assert refused["__typename"] == "ValidationError"
+    assert refused["fieldErrors"] == [
+        {"path": "repeat", "message": "expected 1..100"},
+        {"path": "concurrency", "message": "expected 1..1000"},
+    ]
+    assert missing == {"__typename": "NotFoundError", "message": "suite nope not found"}
+    listed = await graphql(client, '{ suiteRuns(suite: "limits") { id } }')
+    assert listed["suiteRuns"] == []

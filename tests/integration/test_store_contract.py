@@ -33,10 +33,15 @@ from runwire.domain.models import (
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunMember,
     SuiteVersion,
 )
 from runwire.domain.ports import (
@@ -45,6 +50,7 @@ from runwire.domain.ports import (
     ExecutionStore,
     ScenarioStore,
     SecretStore,
+    SuiteRunStore,
     SuiteStore,
 )
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
@@ -79,6 +85,7 @@ class Backend:
     mark_controls_handled: Callable[[str], Awaitable[None]]
     own: Callable[[str, str], Awaitable[None]]
     suites: SuiteStore
+    suite_runs: SuiteRunStore
 
 
 def in_memory() -> Backend:
@@ -101,6 +108,7 @@ def in_memory() -> Backend:
         store.pending_controls,
         store.mark_controls_handled,
         own,
+        store,
         store,
     )
 
@@ -125,6 +133,7 @@ def in_database(name: str, stores: Stores) -> Backend:
         stores.queue.mark_controls_handled,
         claim,
         stores.suites,
+        stores.suite_runs,
     )
 
 
@@ -251,6 +260,73 @@ async def test_suite_versions_change_only_with_the_definition(backend: Backend) 
     )
     assert await store.latest_suite(WORKSPACE, "smoke") == second
     assert await store.latest_suite(OTHER_WORKSPACE, "smoke") is None
+
+
+async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
+    backend: Backend,
+) -> None:
+    run = SuiteRun(
+        "r-1",
+        "smoke",
+        2,
+        "b-s",
+        2,
+        3,
+        ("ci",),
+        {"loud": True},
+        (SuiteRunCase("ann", "build", "SUCCEEDED"), SuiteRunCase("x", None, "FAILED")),
+        T0,
+        "token:ci",
+        WORKSPACE,
+    )
+    batch = Batch("b-s", "suite smoke", None, 3, 2, T0, "token:ci", workspace_id=WORKSPACE)
+    runs = [queued(f"e-s{n}", batch_id="b-s", batch_limit=3, queued_at=at(n)) for n in range(2)]
+    members = [
+        SuiteRunMember("e-s0", "r-1", 0, "ann", 1, 1, "SUCCEEDED"),
+        SuiteRunMember("e-s1", "r-1", 1, "x", 1, 1, "FAILED"),
+    ]
+    await backend.suite_runs.create_suite_run(run, batch, runs, members)
+
+    assert await backend.suite_runs.suite_run("r-1", workspace=WORKSPACE) == run
+    assert await backend.suite_runs.suite_run("r-1", workspace=OTHER_WORKSPACE) is None
+    assert await backend.batches.batch("b-s", workspace=WORKSPACE) == batch
+    failed = {"assertion": "exit_code", "expected": 0, "actual": 2, "passed": False}
+    await write(
+        backend,
+        "e-s1",
+        2,
+        at(5),
+        status_changed(S.RUNNING),
+        step_changed("c", StepStatus.RUNNING, 1),
+        step_changed(
+            "c",
+            StepStatus.FAILED,
+            1,
+            exit_code=2,
+            error="exit code 2",
+            assertions=[{"assertion": "status", "passed": True}, failed],
+        ),
+        status_changed(S.FAILED, duration_ms=40),
+    )
+
+    assert await backend.suite_runs.suite_run_outcomes("r-1") == [
+        RepeatOutcome(members[0], S.QUEUED, None, UsageTotals()),
+        RepeatOutcome(members[1], S.FAILED, 40, UsageTotals()),
+    ]
+    assert await backend.suite_runs.suite_run_failures("r-1") == [
+        StepFailure("e-s1", "c", 1, StepStatus.FAILED, "exit code 2", (failed,))
+    ]
+
+    # A member whose execution cannot be stored (its id is taken) stores nothing of the run.
+    again = replace(run, id="r-2", batch_id="b-t")
+    clash = [queued("e-t0", batch_id="b-t"), queued("e-s0", batch_id="b-t")]
+    clash_members = [replace(members[0], run_id="r-2", execution_id="e-t0"), members[0]]
+    with pytest.raises(DUPLICATE):
+        await backend.suite_runs.create_suite_run(
+            again, replace(batch, id="b-t"), clash, clash_members
+        )
+    assert await backend.suite_runs.suite_run("r-2", workspace=WORKSPACE) is None
+    assert await backend.executions.execution("e-t0", workspace=None) is None
 
 
 # ---- executions --------------------------------------------------------------------------

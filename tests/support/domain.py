@@ -64,7 +64,7 @@ class Domain:
             control=control,
             batches=BatchService(store, scenarios, executions, control, published, signals),
             tokens=TokenService(store),
-            suites=SuiteService(store, scenarios),
+            suites=SuiteService(store, store, scenarios, executions, store, published, signals),
         )
 
     def assert_nothing_queued(self) -> None:

@@ -26,9 +26,13 @@ from runwire.db.rows import (
     event_of,
     execution_of,
     load,
+    repeat_outcome_of,
     scenario_of,
+    step_failure_of,
     step_run_of,
     suite_of,
+    suite_run_cases_text,
+    suite_run_of,
 )
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
@@ -39,10 +43,14 @@ from runwire.domain.models import (
     EventType,
     Execution,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteRun,
+    SuiteRunMember,
     SuiteVersion,
 )
 from runwire.domain.ports import Decide
@@ -69,6 +77,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._scenarios: dict[tuple[str, str], list[Row]] = {}
         self._suites: dict[tuple[str, str], list[Row]] = {}
+        self._suite_runs: dict[str, Row] = {}
+        self._suite_run_members: dict[str, Row] = {}
         self._executions: dict[str, Row] = {}
         self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
         self._events: dict[str, list[Event]] = {}
@@ -145,6 +155,72 @@ class MemoryStore:
     async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None:
         versions = self._suites.get((workspace, name))
         return suite_of(versions[-1]) if versions else None
+
+    async def create_suite_run(
+        self,
+        run: SuiteRun,
+        batch: Batch,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """The run, its batch, every execution and member row: all or none."""
+        if run.id in self._suite_runs or any(
+            m.execution_id in self._suite_run_members for m in members
+        ):
+            raise DuplicateKey(f"suite run {run.id} or one of its executions exists")
+        await self.create_batch(batch, executions)
+        self._suite_runs[run.id] = {
+            "id": run.id,
+            "workspace_id": run.workspace_id,
+            "suite_name": run.suite_name,
+            "suite_version": run.suite_version,
+            "batch_id": run.batch_id,
+            "repeat": run.repeat,
+            "concurrency": run.concurrency,
+            "labels": dump(list(run.labels)),
+            "inputs": dump(run.inputs),
+            "cases": suite_run_cases_text(run.cases),
+            "created_at": run.created_at,
+            "created_by": run.created_by[:200],
+        }
+        for member in members:
+            self._suite_run_members[member.execution_id] = {
+                "execution_id": member.execution_id,
+                "run_id": member.run_id,
+                "case_index": member.case_index,
+                "case_name": member.case_name,
+                "repeat": member.repeat,
+                "attempt": member.attempt,
+                "expected_status": member.expected_status,
+            }
+
+    async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
+        row = self._suite_runs.get(run_id)
+        return suite_run_of(row) if row is not None and row["workspace_id"] == workspace else None
+
+    async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
+        rows = [
+            {**self._executions[m["execution_id"]], **m}
+            for m in self._suite_run_members.values()
+            if m["run_id"] == run_id
+        ]
+        rows.sort(key=lambda row: (row["case_index"], row["repeat"], row["attempt"]))
+        return [repeat_outcome_of(row) for row in rows]
+
+    async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
+        ids = sorted(
+            m["execution_id"] for m in self._suite_run_members.values() if m["run_id"] == run_id
+        )
+        rows = [
+            row
+            for execution_id in ids
+            for row in sorted(
+                self._step_runs.get(execution_id, {}).values(),
+                key=lambda row: (row["position"], row["attempt"]),
+            )
+            if row["status"] in ("FAILED", "TIMED_OUT")
+        ]
+        return [step_failure_of(row) for row in rows]
 
     # ---- executions ----------------------------------------------------------------------
 

@@ -22,10 +22,15 @@ from runwire.domain.models import (
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     Span,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunMember,
     SuiteVersion,
 )
 
@@ -83,6 +88,66 @@ def suite_of(row: Mapping[str, Any]) -> SuiteVersion:
         created_at=stored_datetime(row["created_at"]),
         created_by=row["created_by"],
         workspace_id=row["workspace_id"],
+    )
+
+
+def suite_run_of(row: Mapping[str, Any]) -> SuiteRun:
+    return SuiteRun(
+        id=row["id"],
+        suite_name=row["suite_name"],
+        suite_version=row["suite_version"],
+        batch_id=row["batch_id"],
+        repeat=row["repeat"],
+        concurrency=row["concurrency"],
+        labels=tuple(load(row["labels"])),
+        inputs=load(row["inputs"]),
+        cases=tuple(
+            SuiteRunCase(case["name"], case.get("scenario"), case["expected_status"])
+            for case in load(row["cases"])
+        ),
+        created_at=stored_datetime(row["created_at"]),
+        created_by=row["created_by"],
+        workspace_id=row["workspace_id"],
+    )
+
+
+def suite_run_cases_text(cases: Iterable[SuiteRunCase]) -> str:
+    """The `cases` column of a suite run."""
+    return dump(
+        [
+            {"name": case.name, "scenario": case.scenario, "expected_status": case.expected_status}
+            for case in cases
+        ]
+    )
+
+
+def repeat_outcome_of(row: Mapping[str, Any]) -> RepeatOutcome:
+    """A member row joined with its execution's status, duration and usage columns."""
+    return RepeatOutcome(
+        member=SuiteRunMember(
+            execution_id=row["execution_id"],
+            run_id=row["run_id"],
+            case_index=row["case_index"],
+            case_name=row["case_name"],
+            repeat=row["repeat"],
+            attempt=row["attempt"],
+            expected_status=row["expected_status"],
+        ),
+        status=ExecutionStatus(row["status"]),
+        duration_ms=row["duration_ms"],
+        usage=usage_of(row),
+    )
+
+
+def step_failure_of(row: Mapping[str, Any]) -> StepFailure:
+    records = load(row["assertions"]) or []
+    return StepFailure(
+        execution_id=row["execution_id"],
+        step_key=row["key"],
+        attempt=row["attempt"],
+        status=StepStatus(row["status"]),
+        error=row["error"],
+        assertions=tuple(record for record in records if not record.get("passed")),
     )
 
 

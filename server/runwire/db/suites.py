@@ -6,12 +6,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runwire.db import tables
+from runwire.db.batches import insert_batch
 from runwire.db.engine import Database
-from runwire.db.rows import canonical, dump, suite_of
+from runwire.db.rows import (
+    canonical,
+    dump,
+    repeat_outcome_of,
+    step_failure_of,
+    suite_of,
+    suite_run_cases_text,
+    suite_run_of,
+)
 from runwire.domain.clock import utc_now
-from runwire.domain.models import SuiteVersion
+from runwire.domain.models import (
+    Batch,
+    Event,
+    Execution,
+    RepeatOutcome,
+    StepFailure,
+    SuiteRun,
+    SuiteRunMember,
+    SuiteVersion,
+)
 
 _SUITE_LOCK = 0x52575355  # "RWSU": with a hash of workspace/name, one lock per suite
+# Member rows are inserted in chunks: SQLite allows 32,766 parameters per statement.
+_MEMBER_ROWS_PER_INSERT = 1_000
 
 
 class SuiteRepository:
@@ -84,3 +104,96 @@ class SuiteRepository:
         )
         found = [suite_of(row) for row in rows]
         return [suite for suite in found if tag is None or tag in suite.tags]
+
+
+class SuiteRunRepository:
+    """The only code that touches runwire_suite_run and runwire_suite_run_execution."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def create_suite_run(
+        self,
+        run: SuiteRun,
+        batch: Batch,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """The run, its batch, every execution with its first event and member row: one
+        transaction, so a run whose cases cannot all be queued queues none."""
+        async with self._database.write():
+            await insert_batch(self._database, batch, executions)
+            await tables.SuiteRun.insert(
+                tables.SuiteRun(
+                    id=run.id,
+                    workspace_id=run.workspace_id,
+                    suite_name=run.suite_name,
+                    suite_version=run.suite_version,
+                    batch_id=run.batch_id,
+                    repeat=run.repeat,
+                    concurrency=run.concurrency,
+                    labels=dump(list(run.labels)),
+                    inputs=dump(run.inputs),
+                    cases=suite_run_cases_text(run.cases),
+                    created_at=run.created_at,
+                    created_by=run.created_by[:200],
+                )
+            )
+            for start in range(0, len(members), _MEMBER_ROWS_PER_INSERT):
+                chunk = members[start : start + _MEMBER_ROWS_PER_INSERT]
+                await tables.SuiteRunExecution.insert(
+                    *(
+                        tables.SuiteRunExecution(
+                            execution_id=member.execution_id,
+                            run_id=member.run_id,
+                            case_index=member.case_index,
+                            case_name=member.case_name,
+                            repeat=member.repeat,
+                            attempt=member.attempt,
+                            expected_status=member.expected_status,
+                        )
+                        for member in chunk
+                    )
+                )
+
+    async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
+        """The run, if it is in `workspace` (another workspace's is None, like a missing one)."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_suite_run WHERE id = {} AND workspace_id = {}",
+            run_id,
+            workspace,
+        )
+        return suite_run_of(rows[0]) if rows else None
+
+    async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:
+        """The suite's runs, newest first."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_suite_run WHERE workspace_id = {} AND suite_name = {}"
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            workspace,
+            suite,
+            limit,
+        )
+        return [suite_run_of(row) for row in rows]
+
+    async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
+        rows = await self._database.fetch(
+            "SELECT m.*, e.status, e.duration_ms, e.usage_calls, e.usage_input, e.usage_output,"
+            " e.usage_cached, e.usage_reasoning, e.usage_cost_usd, e.usage_unpriced"
+            " FROM runwire_suite_run_execution m"
+            " JOIN runwire_execution e ON e.id = m.execution_id"
+            " WHERE m.run_id = {} ORDER BY m.case_index, m.repeat, m.attempt",
+            run_id,
+        )
+        return [repeat_outcome_of(row) for row in rows]
+
+    async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
+        rows = await self._database.fetch(
+            "SELECT s.execution_id, s.key, s.attempt, s.status, s.error, s.assertions"
+            " FROM runwire_step_run s"
+            " JOIN runwire_suite_run_execution m ON m.execution_id = s.execution_id"
+            " WHERE m.run_id = {} AND s.status IN ('FAILED', 'TIMED_OUT')"
+            " ORDER BY s.execution_id, s.position, s.attempt",
+            run_id,
+        )
+        return [step_failure_of(row) for row in rows]

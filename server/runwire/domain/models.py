@@ -206,6 +206,68 @@ class SuiteVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteRunCase:
+    """One case as a suite run was asked to run it."""
+
+    name: str
+    scenario: str | None
+    expected_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """Every case of one suite version, run `repeat` times as the executions of one batch."""
+
+    id: str
+    suite_name: str
+    suite_version: int
+    batch_id: str
+    repeat: int
+    concurrency: int
+    labels: tuple[str, ...]
+    inputs: Mapping[str, Any]
+    cases: tuple[SuiteRunCase, ...]
+    created_at: datetime
+    created_by: str
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRunMember:
+    """Which case (by index and name), repeat (1..N) and attempt of a run an execution is."""
+
+    execution_id: str
+    run_id: str
+    case_index: int
+    case_name: str
+    repeat: int
+    attempt: int
+    expected_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatOutcome:
+    """One execution of a suite run as it stands: its status, duration and usage."""
+
+    member: SuiteRunMember
+    status: ExecutionStatus
+    duration_ms: int | None
+    usage: UsageTotals = field(default_factory=UsageTotals)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    """A step attempt that failed or timed out, with the assertions of it that failed."""
+
+    execution_id: str
+    step_key: str
+    attempt: int
+    status: StepStatus
+    error: str | None
+    assertions: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     id: str
     status: ExecutionStatus

@@ -16,8 +16,12 @@ from runwire.domain.models import (
     Event,
     EventDraft,
     Execution,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
+    SuiteRun,
+    SuiteRunMember,
     SuiteVersion,
 )
 
@@ -58,6 +62,31 @@ class SuiteStore(Protocol):
         ...
 
     async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None: ...
+
+
+class SuiteRunStore(Protocol):
+    """Suite runs: a batch whose executions are tied to the cases and repeats they run."""
+
+    async def create_suite_run(
+        self,
+        run: SuiteRun,
+        batch: Batch,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """The run, its batch, every execution with its first event and its member row; all
+        or none."""
+        ...
+
+    async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None: ...
+
+    async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
+        """Every execution of the run, as it stands now."""
+        ...
+
+    async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
+        """The failed and timed-out step attempts of the run's executions."""
+        ...
 
 
 class ExecutionStore(Protocol):

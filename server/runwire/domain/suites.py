@@ -1,32 +1,86 @@
-"""Suites: save them as versions, each case checked against the scenario it runs."""
+"""Suites: save them as versions, each case checked against the scenario it runs; run every
+case N times as one batch; read what a run adds up to."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from runwire.domain.access import Actor
-from runwire.domain.executions import label_errors
-from runwire.domain.models import SuiteVersion
-from runwire.domain.ports import SuiteStore
+from runwire.domain.batches import MAX_CONCURRENCY
+from runwire.domain.clock import utc_now
+from runwire.domain.executions import (
+    ExecutionService,
+    StartRequest,
+    label_errors,
+    priority_errors,
+)
+from runwire.domain.models import (
+    Batch,
+    Event,
+    Execution,
+    ScenarioVersion,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunMember,
+    SuiteVersion,
+)
+from runwire.domain.ports import (
+    EventPublisher,
+    SecretStore,
+    SuiteRunStore,
+    SuiteStore,
+    WorkSignals,
+)
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.secrets import missing_secrets
+from runwire.domain.suite_results import SuiteRunResult, summarize
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import Definition, bind_inputs
 from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits, text_bytes, too_big
 from runwire.scenarios.suites import SuiteCase, SuiteDefinition, parse_suite
 
+MAX_REPEAT = 100
+# Executions one run may queue: 1,000 cases by 10 repeats. A run is one transaction; far beyond
+# this, queueing it would hold the database's write lock for many seconds.
+MAX_RUN_EXECUTIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRunRequest:
+    """What `startSuiteRun` asks for; `inputs` override the cases' own, where a case takes them."""
+
+    suite: str
+    repeat: int = 1
+    concurrency: int = 10
+    labels: Sequence[str] = field(default=())
+    inputs: Mapping[str, Any] | None = None
+    priority: int = 0
+
 
 class SuiteService:
-    """The only way suites are saved, and a saved suite's cases are read."""
+    """The only way suites are saved and run, and a run's results are read."""
 
     def __init__(
         self,
         store: SuiteStore,
+        runs: SuiteRunStore,
         scenarios: ScenarioService,
+        executions: ExecutionService,
+        secrets: SecretStore,
+        publisher: EventPublisher,
+        signals: WorkSignals,
         limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._store = store
+        self._runs = runs
         self._scenarios = scenarios
+        self._executions = executions
+        self._secrets = secrets
+        self._publisher = publisher
+        self._signals = signals
         self._limits = limits
         # A stored version never changes, so its parse is kept under its identity.
         self._parsed: dict[tuple[str, str, int], SuiteDefinition] = {}
@@ -77,6 +131,148 @@ class SuiteService:
         definition, _ = await self._scenarios.resolve(workspace, case.scenario, None)
         return definition
 
+    async def start_run(self, request: SuiteRunRequest, actor: Actor) -> SuiteRun:
+        """Queue every case `repeat` times as one batch: all of them, or none.
+
+        Repeats are queued round by round (every case once, then again), so the first results
+        cover every case. A case that no longer fits its scenario (changed since the suite was
+        saved) refuses the run, named by the case.
+        """
+        errors = _run_errors(request, self._limits.labels)
+        version = await self._store.latest_suite(actor.workspace_id, request.suite)
+        if version is None:
+            raise NotFound(f"suite {request.suite} not found")
+        suite = self.parsed(version)
+        total = len(suite.cases) * request.repeat
+        if total > MAX_RUN_EXECUTIONS:
+            errors.append(
+                FieldError(
+                    "repeat",
+                    f"{len(suite.cases):,} cases by {request.repeat} repeats is {total:,}"
+                    f" executions; at most {MAX_RUN_EXECUTIONS:,}",
+                )
+            )
+        if errors:
+            raise Invalid(errors)
+        run_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+        targets = await self._targets(suite, request, actor, batch_id)
+        prepared: list[tuple[Execution, Event]] = []
+        members: list[SuiteRunMember] = []
+        for repeat in range(1, request.repeat + 1):
+            for index, (case, start, definition, scenario) in enumerate(targets):
+                ready = self._executions.prepare(
+                    definition, scenario, start, actor, batch=(batch_id, request.concurrency)
+                )
+                prepared.append((ready.execution, ready.queued))
+                members.append(
+                    SuiteRunMember(
+                        ready.execution.id,
+                        run_id,
+                        index,
+                        case.name,
+                        repeat,
+                        1,
+                        case.expected_status,
+                    )
+                )
+        now = utc_now()
+        run = SuiteRun(
+            id=run_id,
+            suite_name=version.name,
+            suite_version=version.version,
+            batch_id=batch_id,
+            repeat=request.repeat,
+            concurrency=request.concurrency,
+            labels=tuple(dict.fromkeys(request.labels)),
+            inputs=dict(request.inputs or {}),
+            cases=tuple(
+                SuiteRunCase(case.name, case.scenario, case.expected_status) for case in suite.cases
+            ),
+            created_at=now,
+            created_by=actor.label,
+            workspace_id=actor.workspace_id,
+        )
+        batch = Batch(
+            id=batch_id,
+            name=f"suite {version.name}",
+            scenario_name=None,
+            concurrency=request.concurrency,
+            total=total,
+            created_at=now,
+            created_by=actor.label,
+            workspace_id=actor.workspace_id,
+        )
+        await self._runs.create_suite_run(run, batch, prepared, members)
+        await self._publisher.publish([queued for _, queued in prepared])
+        self._signals.queued()
+        return run
+
+    async def run_result(self, run_id: str, actor: Actor) -> SuiteRunResult:
+        """The run's per-case results as its executions stand now."""
+        run = await self._runs.suite_run(run_id, workspace=actor.workspace_id)
+        if run is None:
+            raise NotFound(f"suite run {run_id} not found")
+        outcomes = await self._runs.suite_run_outcomes(run_id)
+        failures = await self._runs.suite_run_failures(run_id)
+        return summarize(run, outcomes, failures)
+
+    async def _targets(
+        self, suite: SuiteDefinition, request: SuiteRunRequest, actor: Actor, batch_id: str
+    ) -> list[tuple[SuiteCase, StartRequest, Definition, ScenarioVersion | None]]:
+        """Each case with what it starts, checked once (its repeats start the same)."""
+        errors: dict[FieldError, None] = {}
+        overrides = dict(request.inputs or {})
+        taken: set[str] = set()
+        targets = []
+        resolved: dict[str, tuple[Definition, ScenarioVersion | None]] = {}
+        for case in suite.cases:
+            if case.definition is not None:
+                definition, scenario = case.definition, None
+            else:
+                assert case.scenario is not None
+                if case.scenario not in resolved:
+                    try:
+                        resolved[case.scenario] = await self._scenarios.resolve(
+                            actor.workspace_id, case.scenario, None
+                        )
+                    except NotFound as error:
+                        errors[FieldError(f"{case.path}.scenario", error.message)] = None
+                        continue
+                definition, scenario = resolved[case.scenario]
+            declared = {spec.name for spec in definition.inputs}
+            given = {name: value for name, value in overrides.items() if name in declared}
+            taken.update(given)
+            start = StartRequest(
+                inputs={**case.inputs, **given},
+                labels=tuple(dict.fromkeys([*request.labels, *case.labels])),
+                priority=request.priority,
+            )
+            # The suite was saved by an editor, so an inline case is authored work, as a saved
+            # scenario is: only the secrets it names must exist.
+            for missing in await missing_secrets(self._secrets, actor.workspace_id, definition):
+                errors[FieldError(f"{case.path}.{missing.path}", missing.message)] = None
+            try:
+                self._executions.prepare(
+                    definition, scenario, start, actor, batch=(batch_id, request.concurrency)
+                )
+            except Invalid as refusal:
+                for e in refusal.errors:
+                    if e.path.startswith("inputs."):
+                        # Named where the value came from: the run's override or the case.
+                        name = e.path.removeprefix("inputs.")
+                        path = e.path if name in given else case.input_path(name)
+                        errors[FieldError(path, e.message)] = None
+                    elif e.path != "priority":  # the run's priority is checked once, above
+                        errors[FieldError(f"{case.path}.{e.path}", e.message)] = None
+                continue
+            targets.append((case, start, definition, scenario))
+        for name in overrides:
+            if name not in taken:
+                errors[FieldError(f"inputs.{name}", "no case of the suite takes this input")] = None
+        if errors:
+            raise Invalid(list(errors))
+        return targets
+
     async def _check_cases(self, suite: SuiteDefinition, workspace: str) -> None:
         errors: dict[FieldError, None] = {}  # ordered and without repeats: a matrix repeats them
         definitions: dict[str, Definition | None] = {}
@@ -114,3 +310,13 @@ def input_errors(
             for e in error.errors
         ]
     return []
+
+
+def _run_errors(request: SuiteRunRequest, max_labels: int) -> list[FieldError]:
+    errors = priority_errors(request.priority, "priority")
+    errors.extend(label_errors(request.labels, "labels", max_labels))
+    if not 1 <= request.repeat <= MAX_REPEAT:
+        errors.append(FieldError("repeat", f"expected 1..{MAX_REPEAT}"))
+    if not 1 <= request.concurrency <= MAX_CONCURRENCY:
+        errors.append(FieldError("concurrency", f"expected 1..{MAX_CONCURRENCY}"))
+    return errors

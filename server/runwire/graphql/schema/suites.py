@@ -1,4 +1,4 @@
-"""Suites in the schema: define them, read them."""
+"""Suites in the schema: define them, run them, read a run's results per case."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
+from runwire.domain import suite_results
 from runwire.domain.access import Permission
-from runwire.domain.models import SuiteVersion
-from runwire.errors import RunwireError
+from runwire.domain.models import StepFailure, SuiteVersion
+from runwire.domain.suites import MAX_REPEAT, MAX_RUN_EXECUTIONS, SuiteRunRequest
+from runwire.errors import FieldError, Invalid, NotFound, RunwireError
 from runwire.graphql.schema.auth import authorized
+from runwire.graphql.schema.batches import Batch
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
+from runwire.graphql.schema.inputs import json_object
+from runwire.graphql.schema.types import AssertionResult, UsageTotals, assertion_results
 from runwire.scenarios.suites import SuiteCase as ParsedCase
+
+MAX_RUNS_LISTED = 50
 
 
 @strawberry.type(description="One case of a suite, after its matrix or rows were expanded.")
@@ -78,6 +85,187 @@ class SuiteSuccess:
 
 SuiteResult = Annotated[SuiteSuccess | ErrorType, strawberry.union("SuiteResult")]
 
+SuiteCaseStatus = strawberry.enum(
+    suite_results.CaseStatus,
+    name="SuiteCaseStatus",
+    description="PENDING: no repeat ended yet; PASSED: every ended repeat passed; FAILED: none"
+    " did; FLAKY: some did.",
+)
+
+
+@strawberry.type(description="A failed or timed-out step attempt of a repeat that did not pass.")
+class SuiteCaseFailure:
+    execution_id: strawberry.ID
+    repeat: int
+    step_key: str
+    attempt: int
+    status: str
+    error: str | None
+    failed_assertions: list[AssertionResult]
+
+    @classmethod
+    def of(cls, failure: StepFailure, repeat: int) -> SuiteCaseFailure:
+        return cls(
+            execution_id=strawberry.ID(failure.execution_id),
+            repeat=repeat,
+            step_key=failure.step_key,
+            attempt=failure.attempt,
+            status=failure.status.value,
+            error=failure.error,
+            failed_assertions=assertion_results(failure.assertions),
+        )
+
+
+@strawberry.type(description="One repeat of a case: its latest attempt's execution.")
+class SuiteCaseRepeat:
+    repeat: int
+    attempt: int
+    execution_id: strawberry.ID
+    status: str
+    passed: bool
+    duration_ms: int | None
+
+
+@strawberry.type(description="One case of a suite run, over its repeats.")
+class SuiteCaseResult:
+    name: str
+    scenario: str | None
+    expected_status: str
+    status: SuiteCaseStatus  # type: ignore[valid-type]
+    repeats: list[SuiteCaseRepeat]
+    passed: int
+    failed: int
+    pending: int
+    pass_rate: float | None = strawberry.field(
+        description="Passed over ended repeats, 0..1; null until one has ended."
+    )
+    duration_p50_ms: float | None
+    duration_max_ms: int | None
+    usage: UsageTotals
+    failures: list[SuiteCaseFailure]
+
+    @classmethod
+    def of(cls, case: suite_results.CaseResult) -> SuiteCaseResult:
+        repeat_of = {r.execution_id: r.repeat for r in case.repeats}
+        return cls(
+            name=case.name,
+            scenario=case.scenario,
+            expected_status=case.expected_status,
+            status=case.status,
+            repeats=[
+                SuiteCaseRepeat(
+                    repeat=r.repeat,
+                    attempt=r.attempt,
+                    execution_id=strawberry.ID(r.execution_id),
+                    status=r.status,
+                    passed=r.passed,
+                    duration_ms=r.duration_ms,
+                )
+                for r in case.repeats
+            ],
+            passed=case.passed,
+            failed=case.failed,
+            pending=case.pending,
+            pass_rate=case.pass_rate,
+            duration_p50_ms=case.duration_p50_ms,
+            duration_max_ms=case.duration_max_ms,
+            usage=UsageTotals.of_totals(case.usage),
+            failures=[SuiteCaseFailure.of(f, repeat_of[f.execution_id]) for f in case.failures],
+        )
+
+
+@strawberry.type(
+    description="Every case of a suite run `repeat` times as one batch; results as they stand."
+)
+class SuiteRun:
+    id: strawberry.ID
+    suite: str
+    suite_version: int
+    repeat: int
+    concurrency: int
+    labels: list[str]
+    inputs: JSON
+    created_at: datetime
+    triggered_by: str
+    batch_id: strawberry.ID = strawberry.field(
+        description="Its executions' batch: executions(filter: {batch}) and"
+        " executionUpdates(filter: {batch}) follow them live; stopBatch stops the run."
+    )
+    total: int = strawberry.field(description="Executions: cases times repeats.")
+    ended: int
+    progress: float = strawberry.field(description="The share of executions that ended, 0..1.")
+    complete: bool
+    pass_rate: float | None = strawberry.field(
+        description="Passed over ended repeats over every case; null until one ended."
+    )
+    passed_cases: int
+    failed_cases: int
+    flaky_cases: int
+    pending_cases: int
+    duration_p50_ms: float | None
+    usage: UsageTotals
+    cases: list[SuiteCaseResult]
+
+    @strawberry.field
+    async def batch(self, info: Info) -> Batch | None:
+        workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
+        return await Batch.load(info, str(self.batch_id), workspace)
+
+    @classmethod
+    def of(cls, result: suite_results.SuiteRunResult) -> SuiteRun:
+        run = result.run
+        CaseStatus = suite_results.CaseStatus
+        return cls(
+            id=strawberry.ID(run.id),
+            suite=run.suite_name,
+            suite_version=run.suite_version,
+            repeat=run.repeat,
+            concurrency=run.concurrency,
+            labels=list(run.labels),
+            inputs=JSON(dict(run.inputs)),
+            created_at=run.created_at,
+            triggered_by=run.created_by,
+            batch_id=strawberry.ID(run.batch_id),
+            total=result.total,
+            ended=result.ended,
+            progress=result.progress,
+            complete=result.complete,
+            pass_rate=result.pass_rate,
+            passed_cases=result.count(CaseStatus.PASSED),
+            failed_cases=result.count(CaseStatus.FAILED),
+            flaky_cases=result.count(CaseStatus.FLAKY),
+            pending_cases=result.count(CaseStatus.PENDING),
+            duration_p50_ms=result.duration_p50_ms,
+            usage=UsageTotals.of_totals(result.usage),
+            cases=[SuiteCaseResult.of(case) for case in result.cases],
+        )
+
+
+@strawberry.input(description="Run every case of the suite's latest version `repeat` times.")
+class StartSuiteRunInput:
+    suite: str
+    repeat: int = strawberry.field(default=1, description=f"1..{MAX_REPEAT}.")
+    concurrency: int = strawberry.field(
+        default=10, description="At most this many of the run's executions run at once."
+    )
+    labels: list[str] | None = strawberry.field(
+        default=None, description="Labels of every execution, besides each case's own."
+    )
+    inputs: JSON | None = strawberry.field(
+        default=None,
+        description="Override these inputs in every case whose scenario takes them; an input"
+        " no case takes is an error.",
+    )
+    priority: int = 0
+
+
+@strawberry.type
+class SuiteRunSuccess:
+    run: SuiteRun
+
+
+SuiteRunResult = Annotated[SuiteRunSuccess | ErrorType, strawberry.union("SuiteRunResult")]
+
 
 @strawberry.type
 class SuiteQueries:
@@ -97,6 +285,22 @@ class SuiteQueries:
         workspace = authorized(info, Permission.EXECUTION_READ).workspace_id
         return [Suite.of(found) for found in await core(info).store.suites.suites(workspace, tag)]
 
+    @strawberry.field(description="The suite run as it stands, or null if this workspace has none.")
+    async def suite_run(self, info: Info, id: strawberry.ID) -> SuiteRun | None:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        try:
+            return SuiteRun.of(await core(info).suites.run_result(str(id), actor))
+        except NotFound:
+            return None
+
+    @strawberry.field(description=f"The suite's runs, newest first (at most {MAX_RUNS_LISTED}).")
+    async def suite_runs(self, info: Info, suite: str, first: int = 10) -> list[SuiteRun]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        if not 0 <= first <= MAX_RUNS_LISTED:
+            raise Invalid([FieldError("first", f"expected 0..{MAX_RUNS_LISTED}")])
+        runs = await core(info).store.suite_runs.suite_runs(actor.workspace_id, suite, first)
+        return [SuiteRun.of(await core(info).suites.run_result(run.id, actor)) for run in runs]
+
 
 @strawberry.type
 class SuiteMutations:
@@ -109,6 +313,28 @@ class SuiteMutations:
     @strawberry.mutation(description="Save a suite document as the next version of its suite.")
     async def update_suite(self, info: Info, definition: str) -> SuiteResult:
         return await _save(info, definition, must_exist=True)
+
+    @strawberry.mutation(
+        description=f"Queue every case `repeat` times as one batch, all or none (at most"
+        f" {MAX_RUN_EXECUTIONS:,} executions); see docs/suites.md."
+    )
+    async def start_suite_run(self, info: Info, input: StartSuiteRunInput) -> SuiteRunResult:
+        try:
+            actor = authorized(info, Permission.EXECUTION_WRITE)
+            request = SuiteRunRequest(
+                suite=input.suite,
+                repeat=input.repeat,
+                concurrency=input.concurrency,
+                labels=tuple(input.labels or ()),
+                inputs=json_object(input.inputs, "inputs"),
+                priority=input.priority,
+            )
+            suites = core(info).suites
+            run = await suites.start_run(request, actor)
+            result = await suites.run_result(run.id, actor)
+        except RunwireError as error:
+            return to_error(error)
+        return SuiteRunSuccess(run=SuiteRun.of(result))
 
 
 async def _save(info: Info, definition: str, *, must_exist: bool) -> SuiteResult:
