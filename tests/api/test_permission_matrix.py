@@ -61,6 +61,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "suite": READ,
     "suiteRun": READ,
     "suiteRuns": READ,
+    "compareSuiteRuns": READ,
     "apiTokens": ADMIN,
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
@@ -80,6 +81,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "createSuite": SCENARIO,
     "updateSuite": SCENARIO,
     "startSuiteRun": WRITE,
+    "setSuiteBaseline": WRITE,
     "createApiToken": ADMIN,
     "revokeApiToken": ADMIN,
     "setMemberRole": ADMIN,
@@ -593,6 +595,29 @@ async def arrange_suite_run(world: World, tag: str) -> Prepared:
     return Prepared({"id": run["run"]["id"], "suite": name})
 
 
+async def arrange_compare(world: World, tag: str) -> Prepared:
+    prepared = await arrange_suite_run(world, tag)
+    return Prepared({"head": prepared.variables["id"], "base": prepared.variables["id"]})
+
+
+async def arrange_set_baseline(world: World, tag: str) -> Prepared:
+    prepared = await arrange_suite_run(world, tag)
+    name = prepared.variables["suite"]
+    query = "query($id: ID!) { suiteRun(id: $id) { complete } }"
+    async with asyncio.timeout(20):
+        while not (await data_of(world.admin, query, {"id": prepared.variables["id"]}))["suiteRun"][
+            "complete"
+        ]:
+            await asyncio.sleep(0.03)
+
+    async def untouched() -> None:
+        history = "query($n: String!) { suite(name: $n) { baselineHistory { runId } } }"
+        found = await data_of(world.admin, history, {"n": name})
+        assert found["suite"]["baselineHistory"] == []
+
+    return Prepared({"run": prepared.variables["id"]}, untouched)
+
+
 async def tokens_named(world: World, name: str) -> list[dict[str, Any]]:
     found = await data_of(world.admin, "{ apiTokens { id name revokedAt } }")
     return [token for token in found["apiTokens"] if token["name"] == name]
@@ -705,6 +730,10 @@ def check_lists_tokens(data: Any, role: str, world: World) -> None:
     assert {f"matrix-{role}" for role in ROLES} <= {token["name"] for token in data}
 
 
+def check_comparison(data: Any, role: str, world: World) -> None:
+    assert data["__typename"] == "SuiteComparison", data
+
+
 def check_metrics(data: Any, role: str, world: World) -> None:
     assert data["finished"] >= 1
 
@@ -750,6 +779,12 @@ CASES: dict[str, Case] = {
     ),
     "suiteRuns": Case(
         "query($suite: String!) { suiteRuns(suite: $suite) { id total } }", arrange_suite_run
+    ),
+    "compareSuiteRuns": Case(
+        "query($head: ID!, $base: ID) { compareSuiteRuns(head: $head, base: $base) {"
+        " __typename ... on SuiteComparison { verdict } } }",
+        arrange_compare,
+        check=check_comparison,
     ),
     "suite": Case(
         "query($name: String!) { suite(name: $name) { name cases { name } } }", arrange_read_suite
@@ -830,6 +865,16 @@ CASES: dict[str, Case] = {
         suite_mutation("updateSuite"), arrange_update_suite, success="SuiteSuccess"
     ),
     "startSuiteRun": Case(START_SUITE_RUN, arrange_start_suite_run, success="SuiteRunSuccess"),
+    "setSuiteBaseline": Case(
+        mutation(
+            "setSuiteBaseline",
+            "$run: ID!",
+            "run: $run",
+            "... on SetSuiteBaselineSuccess { baseline { runId } }",
+        ),
+        arrange_set_baseline,
+        success="SetSuiteBaselineSuccess",
+    ),
     "createApiToken": Case(CREATE_TOKEN, arrange_create_token, success="CreateApiTokenSuccess"),
     "revokeApiToken": Case(
         mutation(

@@ -39,6 +39,7 @@ from runwire.domain.models import (
     StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunCase,
     SuiteRunMember,
@@ -327,6 +328,21 @@ async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
         )
     assert await backend.suite_runs.suite_run("r-2", workspace=WORKSPACE) is None
     assert await backend.executions.execution("e-t0", workspace=None) is None
+
+
+async def test_suite_baselines_are_kept_newest_first_per_suite(backend: Backend) -> None:
+    store = backend.suite_runs
+    first = SuiteBaseline("smoke", "r-1", T0, "token:ci", WORKSPACE)
+    second = SuiteBaseline("smoke", "r-2", at(1), "user:" + "a" * 300, WORKSPACE)
+    await store.add_suite_baseline(first)
+    await store.add_suite_baseline(SuiteBaseline("other", "r-9", at(2), "x", WORKSPACE))
+    await store.add_suite_baseline(second)
+
+    assert await store.suite_baselines(WORKSPACE, "smoke") == [
+        replace(second, set_by="user:" + "a" * 195),
+        first,
+    ]
+    assert await store.suite_baselines(OTHER_WORKSPACE, "smoke") == []
 
 
 # ---- executions --------------------------------------------------------------------------

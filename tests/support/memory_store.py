@@ -30,6 +30,7 @@ from runwire.db.rows import (
     scenario_of,
     step_failure_of,
     step_run_of,
+    suite_baseline_of,
     suite_of,
     suite_run_cases_text,
     suite_run_of,
@@ -49,6 +50,7 @@ from runwire.domain.models import (
     StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
     SuiteVersion,
@@ -79,6 +81,7 @@ class MemoryStore:
         self._suites: dict[tuple[str, str], list[Row]] = {}
         self._suite_runs: dict[str, Row] = {}
         self._suite_run_members: dict[str, Row] = {}
+        self._suite_baselines: list[Row] = []
         self._executions: dict[str, Row] = {}
         self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
         self._events: dict[str, list[Event]] = {}
@@ -221,6 +224,25 @@ class MemoryStore:
             if row["status"] in ("FAILED", "TIMED_OUT")
         ]
         return [step_failure_of(row) for row in rows]
+
+    async def add_suite_baseline(self, baseline: SuiteBaseline) -> None:
+        self._suite_baselines.append(
+            {
+                "workspace_id": baseline.workspace_id,
+                "suite_name": baseline.suite_name,
+                "run_id": baseline.run_id,
+                "set_at": baseline.set_at,
+                "set_by": baseline.set_by[:200],
+            }
+        )
+
+    async def suite_baselines(self, workspace: str, suite: str) -> list[SuiteBaseline]:
+        """The suite's baselines, newest first: the first is its baseline now."""
+        return [
+            suite_baseline_of(row)
+            for row in reversed(self._suite_baselines)
+            if (row["workspace_id"], row["suite_name"]) == (workspace, suite)
+        ]
 
     # ---- executions ----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from runwire.domain.models import (
     StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunCase,
     SuiteRunMember,
@@ -118,6 +119,16 @@ def suite_run_cases_text(cases: Iterable[SuiteRunCase]) -> str:
             {"name": case.name, "scenario": case.scenario, "expected_status": case.expected_status}
             for case in cases
         ]
+    )
+
+
+def suite_baseline_of(row: Mapping[str, Any]) -> SuiteBaseline:
+    return SuiteBaseline(
+        suite_name=row["suite_name"],
+        run_id=row["run_id"],
+        set_at=stored_datetime(row["set_at"]),
+        set_by=row["set_by"],
+        workspace_id=row["workspace_id"],
     )
 
 

@@ -13,6 +13,7 @@ from runwire.db.rows import (
     dump,
     repeat_outcome_of,
     step_failure_of,
+    suite_baseline_of,
     suite_of,
     suite_run_cases_text,
     suite_run_of,
@@ -24,6 +25,7 @@ from runwire.domain.models import (
     Execution,
     RepeatOutcome,
     StepFailure,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
     SuiteVersion,
@@ -197,3 +199,24 @@ class SuiteRunRepository:
             run_id,
         )
         return [step_failure_of(row) for row in rows]
+
+    async def add_suite_baseline(self, baseline: SuiteBaseline) -> None:
+        await tables.SuiteBaseline.insert(
+            tables.SuiteBaseline(
+                workspace_id=baseline.workspace_id,
+                suite_name=baseline.suite_name,
+                run_id=baseline.run_id,
+                set_at=baseline.set_at,
+                set_by=baseline.set_by[:200],
+            )
+        )
+
+    async def suite_baselines(self, workspace: str, suite: str) -> list[SuiteBaseline]:
+        """The suite's baselines, newest first: the first is its baseline now."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_suite_baseline WHERE workspace_id = {} AND suite_name = {}"
+            " ORDER BY id DESC",
+            workspace,
+            suite,
+        )
+        return [suite_baseline_of(row) for row in rows]

@@ -137,6 +137,17 @@ class SuiteRunExecution(Table, tablename="runwire_suite_run_execution"):
     expected_status = Varchar(length=16)
 
 
+class SuiteBaseline(Table, tablename="runwire_suite_baseline"):
+    """A run set as its suite's baseline; the newest row per suite is the baseline now."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    suite_name = Varchar(length=100)
+    run_id = Varchar(length=36)
+    set_at = Timestamptz()
+    set_by = Varchar(length=200, default="")
+
+
 class Execution(Table, tablename="runwire_execution"):
     """One execution; status and timing are projections of its events."""
 
@@ -319,6 +330,7 @@ ALL_TABLES: list[type[Table]] = [
     Suite,
     SuiteRun,
     SuiteRunExecution,
+    SuiteBaseline,
     Execution,
     ExecutionLabel,
     StepRun,

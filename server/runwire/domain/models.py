@@ -268,6 +268,17 @@ class StepFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteBaseline:
+    """A run set as its suite's baseline, by whom and when."""
+
+    suite_name: str
+    run_id: str
+    set_at: datetime
+    set_by: str
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     id: str
     status: ExecutionStatus

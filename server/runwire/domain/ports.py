@@ -20,6 +20,7 @@ from runwire.domain.models import (
     ScenarioVersion,
     SecretInfo,
     StepFailure,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
     SuiteVersion,
@@ -86,6 +87,12 @@ class SuiteRunStore(Protocol):
 
     async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
         """The failed and timed-out step attempts of the run's executions."""
+        ...
+
+    async def add_suite_baseline(self, baseline: SuiteBaseline) -> None: ...
+
+    async def suite_baselines(self, workspace: str, suite: str) -> list[SuiteBaseline]:
+        """The suite's baselines, newest first: the first is its baseline now."""
         ...
 
 

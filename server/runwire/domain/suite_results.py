@@ -182,3 +182,203 @@ def _case_result(
             )
         )
     return CaseResult(case.name, case.scenario, case.expected_status, tuple(repeats), usage)
+
+
+class CaseChange(StrEnum):
+    """How one case changed from a base run to a head run."""
+
+    REGRESSED = "REGRESSED"  # passed every repeat, now fails every repeat
+    FIXED = "FIXED"  # failed every repeat, now passes every repeat
+    UNCHANGED_PASS = "UNCHANGED_PASS"
+    UNCHANGED_FAIL = "UNCHANGED_FAIL"
+    FLAKY = "FLAKY"  # a pass rate strictly between 0 and 1, on either side
+    NEW = "NEW"  # only in the head run
+    REMOVED = "REMOVED"  # only in the base run
+    PENDING = "PENDING"  # a side has no ended repeat yet: nothing to compare
+
+
+class AssertionChangeKind(StrEnum):
+    NEWLY_FAILING = "NEWLY_FAILING"
+    NO_LONGER_FAILING = "NO_LONGER_FAILING"
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionChange:
+    """An assertion (of a step's `expect:`) that fails in one run's repeats and not the other's."""
+
+    step_key: str
+    assertion: str
+    path: str | None
+    change: AssertionChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class CaseComparison:
+    name: str
+    change: CaseChange
+    base: CaseResult | None
+    head: CaseResult | None
+    assertion_changes: tuple[AssertionChange, ...] = ()
+
+    @property
+    def duration_p50_delta_ms(self) -> float | None:
+        return _delta(
+            self.base.duration_p50_ms if self.base else None,
+            self.head.duration_p50_ms if self.head else None,
+        )
+
+    @property
+    def cost_delta_usd(self) -> float | None:
+        """Cost per repeat, head minus base; None while either side's cost is unknown."""
+        return _delta(_per_repeat_cost(self.base), _per_repeat_cost(self.head))
+
+    @property
+    def tokens_delta(self) -> float | None:
+        """Tokens per repeat, head minus base."""
+        return _delta(_per_repeat_tokens(self.base), _per_repeat_tokens(self.head))
+
+
+# The order a verdict names its counts in: what needs attention first.
+_VERDICT_ORDER = (
+    CaseChange.REGRESSED,
+    CaseChange.FLAKY,
+    CaseChange.FIXED,
+    CaseChange.NEW,
+    CaseChange.REMOVED,
+    CaseChange.PENDING,
+    CaseChange.UNCHANGED_FAIL,
+    CaseChange.UNCHANGED_PASS,
+)
+_VERDICT_WORDS = {
+    CaseChange.REGRESSED: "regressed",
+    CaseChange.FLAKY: "flaky",
+    CaseChange.FIXED: "fixed",
+    CaseChange.NEW: "new",
+    CaseChange.REMOVED: "removed",
+    CaseChange.PENDING: "pending",
+    CaseChange.UNCHANGED_FAIL: "still failing",
+    CaseChange.UNCHANGED_PASS: "still passing",
+}
+_NAMED_IN_VERDICT = (CaseChange.REGRESSED, CaseChange.FLAKY, CaseChange.FIXED)
+_NAMES_SHOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteComparison:
+    base: SuiteRunResult
+    head: SuiteRunResult
+    cases: tuple[CaseComparison, ...]
+
+    def count(self, change: CaseChange) -> int:
+        return sum(case.change is change for case in self.cases)
+
+    @property
+    def regressed(self) -> bool:
+        return self.count(CaseChange.REGRESSED) > 0
+
+    @property
+    def verdict(self) -> str:
+        """One line: `1 regressed (checkout), 1 flaky (login), 3 still passing of 5 cases`."""
+        parts = []
+        for change in _VERDICT_ORDER:
+            names = [case.name for case in self.cases if case.change is change]
+            if not names:
+                continue
+            part = f"{len(names)} {_VERDICT_WORDS[change]}"
+            if change in _NAMED_IN_VERDICT:
+                shown = ", ".join(names[:_NAMES_SHOWN])
+                more = len(names) - _NAMES_SHOWN
+                part += f" ({shown}{f', +{more} more' if more > 0 else ''})"
+            parts.append(part)
+        head = "regressions" if self.regressed else "no regressions"
+        if not (self.base.complete and self.head.complete):
+            head += " so far (a run has not ended)"
+        return f"{head}: {', '.join(parts)} of {len(self.cases)} cases"
+
+    @property
+    def duration_p50_delta_ms(self) -> float | None:
+        return _delta(self.base.duration_p50_ms, self.head.duration_p50_ms)
+
+    @property
+    def cost_delta_usd(self) -> float | None:
+        """Cost per execution, head minus base."""
+        return _delta(_run_cost(self.base), _run_cost(self.head))
+
+    @property
+    def tokens_delta(self) -> float | None:
+        """Tokens per execution, head minus base."""
+        return _delta(_run_tokens(self.base), _run_tokens(self.head))
+
+
+def compare(base: SuiteRunResult, head: SuiteRunResult) -> SuiteComparison:
+    """Each case of either run, by name, in the head run's order and then the removed ones."""
+    base_cases = {case.name: case for case in base.cases}
+    head_names = {case.name for case in head.cases}
+    compared = [_compare_case(base_cases.get(case.name), case, case.name) for case in head.cases]
+    compared.extend(
+        _compare_case(case, None, case.name) for case in base.cases if case.name not in head_names
+    )
+    return SuiteComparison(base, head, tuple(compared))
+
+
+def classify(base: CaseResult | None, head: CaseResult | None) -> CaseChange:
+    if base is None:
+        return CaseChange.NEW
+    if head is None:
+        return CaseChange.REMOVED
+    before, after = base.pass_rate, head.pass_rate
+    if before is None or after is None:
+        return CaseChange.PENDING
+    if 0 < before < 1 or 0 < after < 1:
+        return CaseChange.FLAKY
+    if before == after:
+        return CaseChange.UNCHANGED_PASS if after == 1 else CaseChange.UNCHANGED_FAIL
+    return CaseChange.FIXED if after == 1 else CaseChange.REGRESSED
+
+
+def _compare_case(base: CaseResult | None, head: CaseResult | None, name: str) -> CaseComparison:
+    before, after = _failing_assertions(base), _failing_assertions(head)
+    changes = [
+        AssertionChange(*key, AssertionChangeKind.NEWLY_FAILING)
+        for key in sorted(after - before, key=str)
+    ]
+    changes.extend(
+        AssertionChange(*key, AssertionChangeKind.NO_LONGER_FAILING)
+        for key in sorted(before - after, key=str)
+    )
+    return CaseComparison(name, classify(base, head), base, head, tuple(changes))
+
+
+def _failing_assertions(case: CaseResult | None) -> set[tuple[str, str, str | None]]:
+    if case is None:
+        return set()
+    return {
+        (failure.step_key, str(record.get("assertion")), record.get("path"))
+        for failure in case.failures
+        for record in failure.assertions
+    }
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def _per_repeat_cost(case: CaseResult | None) -> float | None:
+    if case is None or not case.repeats or case.usage.cost_known is None:
+        return None
+    return case.usage.cost_known / len(case.repeats)
+
+
+def _per_repeat_tokens(case: CaseResult | None) -> float | None:
+    if case is None or not case.repeats:
+        return None
+    return case.usage.tokens / len(case.repeats)
+
+
+def _run_cost(run: SuiteRunResult) -> float | None:
+    cost = run.usage.cost_known
+    return None if cost is None or not run.total else cost / run.total
+
+
+def _run_tokens(run: SuiteRunResult) -> float | None:
+    return run.usage.tokens / run.total if run.total else None

@@ -22,6 +22,7 @@ from runwire.domain.models import (
     Event,
     Execution,
     ScenarioVersion,
+    SuiteBaseline,
     SuiteRun,
     SuiteRunCase,
     SuiteRunMember,
@@ -36,8 +37,15 @@ from runwire.domain.ports import (
 )
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
-from runwire.domain.suite_results import SuiteRunResult, summarize
-from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
+from runwire.domain.suite_results import SuiteComparison, SuiteRunResult, compare, summarize
+from runwire.errors import (
+    FieldError,
+    Invalid,
+    InvalidInputs,
+    InvalidTransition,
+    NotFound,
+    RunwireError,
+)
 from runwire.scenarios.definition import Definition, bind_inputs
 from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits, text_bytes, too_big
 from runwire.scenarios.suites import SuiteCase, SuiteDefinition, parse_suite
@@ -46,6 +54,18 @@ MAX_REPEAT = 100
 # Executions one run may queue: 1,000 cases by 10 repeats. A run is one transaction; far beyond
 # this, queueing it would hold the database's write lock for many seconds.
 MAX_RUN_EXECUTIONS = 10_000
+
+
+class SuiteMismatch(RunwireError):
+    """Runs of different suites cannot be compared."""
+
+    def __init__(self, base_suite: str, head_suite: str) -> None:
+        self.base_suite = base_suite
+        self.head_suite = head_suite
+        super().__init__(
+            f"cannot compare runs of different suites: base is of {base_suite},"
+            f" head is of {head_suite}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +235,41 @@ class SuiteService:
         outcomes = await self._runs.suite_run_outcomes(run_id)
         failures = await self._runs.suite_run_failures(run_id)
         return summarize(run, outcomes, failures)
+
+    async def set_baseline(self, run_id: str, actor: Actor) -> SuiteBaseline:
+        """Make an ended run its suite's baseline; earlier baselines stay in the history."""
+        result = await self.run_result(run_id, actor)
+        if not result.complete:
+            raise InvalidTransition(
+                f"suite run {run_id} has not ended ({result.ended} of {result.total} executions"
+                " ended); a baseline is a finished run",
+                current_status="RUNNING",
+            )
+        baseline = SuiteBaseline(
+            result.run.suite_name, run_id, utc_now(), actor.label, actor.workspace_id
+        )
+        await self._runs.add_suite_baseline(baseline)
+        return baseline
+
+    async def baselines(self, suite: str, actor: Actor) -> list[SuiteBaseline]:
+        """The suite's baselines, newest (the current one) first."""
+        return await self._runs.suite_baselines(actor.workspace_id, suite)
+
+    async def compare(self, head_id: str, base_id: str | None, actor: Actor) -> SuiteComparison:
+        """Each case of `head` against `base`, or against the suite's baseline by default."""
+        head = await self.run_result(head_id, actor)
+        if base_id is None:
+            found = await self._runs.suite_baselines(actor.workspace_id, head.run.suite_name)
+            if not found:
+                raise NotFound(
+                    f"suite {head.run.suite_name} has no baseline: set one with"
+                    " setSuiteBaseline, or name the base run"
+                )
+            base_id = found[0].run_id
+        base = await self.run_result(base_id, actor)
+        if base.run.suite_name != head.run.suite_name:
+            raise SuiteMismatch(base.run.suite_name, head.run.suite_name)
+        return compare(base, head)
 
     async def _targets(
         self, suite: SuiteDefinition, request: SuiteRunRequest, actor: Actor, batch_id: str

@@ -10,13 +10,13 @@ from strawberry.scalars import JSON
 
 from runwire.domain import suite_results
 from runwire.domain.access import Permission
-from runwire.domain.models import StepFailure, SuiteVersion
-from runwire.domain.suites import MAX_REPEAT, MAX_RUN_EXECUTIONS, SuiteRunRequest
+from runwire.domain.models import StepFailure, SuiteBaseline, SuiteVersion
+from runwire.domain.suites import MAX_REPEAT, MAX_RUN_EXECUTIONS, SuiteMismatch, SuiteRunRequest
 from runwire.errors import FieldError, Invalid, NotFound, RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.batches import Batch
 from runwire.graphql.schema.context import Info, core
-from runwire.graphql.schema.errors import ErrorType, to_error
+from runwire.graphql.schema.errors import Error, ErrorType, to_error
 from runwire.graphql.schema.inputs import json_object
 from runwire.graphql.schema.types import AssertionResult, UsageTotals, assertion_results
 from runwire.scenarios.suites import SuiteCase as ParsedCase
@@ -64,6 +64,17 @@ class Suite:
     def cases(self, info: Info) -> list[SuiteCase]:
         return [SuiteCase.of(case) for case in core(info).suites.parsed(self._version).cases]
 
+    @strawberry.field(description="The run compareSuiteRuns compares with by default, if set.")
+    async def baseline(self, info: Info) -> SuiteBaselineType | None:
+        history = await self.baseline_history(info)
+        return history[0] if history else None
+
+    @strawberry.field(description="Every run set as the baseline, newest (the current) first.")
+    async def baseline_history(self, info: Info) -> list[SuiteBaselineType]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        found = await core(info).suites.baselines(self.name, actor)
+        return [SuiteBaselineType.of(baseline) for baseline in found]
+
     @classmethod
     def of(cls, suite: SuiteVersion) -> Suite:
         return cls(
@@ -75,6 +86,31 @@ class Suite:
             created_by=suite.created_by,
             definition=JSON(dict(suite.definition)),
             _version=suite,
+        )
+
+
+@strawberry.type(name="SuiteBaseline", description="A run set as its suite's baseline.")
+class SuiteBaselineType:
+    suite: str
+    run_id: strawberry.ID
+    set_at: datetime
+    set_by: str
+
+    @strawberry.field
+    async def run(self, info: Info) -> SuiteRun | None:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        try:
+            return SuiteRun.of(await core(info).suites.run_result(str(self.run_id), actor))
+        except NotFound:
+            return None
+
+    @classmethod
+    def of(cls, baseline: SuiteBaseline) -> SuiteBaselineType:
+        return cls(
+            suite=baseline.suite_name,
+            run_id=strawberry.ID(baseline.run_id),
+            set_at=baseline.set_at,
+            set_by=baseline.set_by,
         )
 
 
@@ -267,6 +303,129 @@ class SuiteRunSuccess:
 SuiteRunResult = Annotated[SuiteRunSuccess | ErrorType, strawberry.union("SuiteRunResult")]
 
 
+SuiteCaseChange = strawberry.enum(
+    suite_results.CaseChange,
+    name="SuiteCaseChange",
+    description="REGRESSED: passed every repeat, now fails every one; FIXED: the reverse;"
+    " FLAKY: a pass rate strictly between 0 and 1 on either side; NEW/REMOVED: in one run"
+    " only; PENDING: a side has no ended repeat yet.",
+)
+SuiteAssertionChangeKind = strawberry.enum(
+    suite_results.AssertionChangeKind, name="SuiteAssertionChangeKind"
+)
+
+
+@strawberry.type(
+    description="An assertion failing in one run's repeats of a case, not the other's."
+)
+class SuiteAssertionChange:
+    step_key: str
+    assertion: str
+    path: str | None
+    change: SuiteAssertionChangeKind  # type: ignore[valid-type]
+
+
+@strawberry.type(description="One case of a comparison; deltas are head minus base.")
+class SuiteCaseComparison:
+    name: str
+    change: SuiteCaseChange  # type: ignore[valid-type]
+    base_status: SuiteCaseStatus | None  # type: ignore[valid-type]
+    head_status: SuiteCaseStatus | None  # type: ignore[valid-type]
+    base_pass_rate: float | None
+    head_pass_rate: float | None
+    duration_p50_delta_ms: float | None
+    cost_delta_usd: float | None = strawberry.field(
+        description="Per repeat; null while either side's cost is unknown."
+    )
+    tokens_delta: float | None = strawberry.field(description="Per repeat.")
+    assertion_changes: list[SuiteAssertionChange]
+
+    @classmethod
+    def of(cls, case: suite_results.CaseComparison) -> SuiteCaseComparison:
+        return cls(
+            name=case.name,
+            change=case.change,
+            base_status=case.base.status if case.base else None,
+            head_status=case.head.status if case.head else None,
+            base_pass_rate=case.base.pass_rate if case.base else None,
+            head_pass_rate=case.head.pass_rate if case.head else None,
+            duration_p50_delta_ms=case.duration_p50_delta_ms,
+            cost_delta_usd=case.cost_delta_usd,
+            tokens_delta=case.tokens_delta,
+            assertion_changes=[
+                SuiteAssertionChange(
+                    step_key=c.step_key, assertion=c.assertion, path=c.path, change=c.change
+                )
+                for c in case.assertion_changes
+            ],
+        )
+
+
+@strawberry.type(description="Each case of the head run against the base run, by case name.")
+class SuiteComparison:
+    base: SuiteRun
+    head: SuiteRun
+    verdict: str = strawberry.field(
+        description="One line: what regressed, got flaky, was fixed, …, of how many cases."
+    )
+    regressed: bool = strawberry.field(description="Whether any case REGRESSED.")
+    regressed_cases: int
+    fixed_cases: int
+    flaky_cases: int
+    unchanged_pass_cases: int
+    unchanged_fail_cases: int
+    new_cases: int
+    removed_cases: int
+    pending_cases: int
+    duration_p50_delta_ms: float | None
+    cost_delta_usd: float | None = strawberry.field(description="Per execution.")
+    tokens_delta: float | None = strawberry.field(description="Per execution.")
+    cases: list[SuiteCaseComparison]
+
+    @classmethod
+    def of(cls, comparison: suite_results.SuiteComparison) -> SuiteComparison:
+        C = suite_results.CaseChange
+        return cls(
+            base=SuiteRun.of(comparison.base),
+            head=SuiteRun.of(comparison.head),
+            verdict=comparison.verdict,
+            regressed=comparison.regressed,
+            regressed_cases=comparison.count(C.REGRESSED),
+            fixed_cases=comparison.count(C.FIXED),
+            flaky_cases=comparison.count(C.FLAKY),
+            unchanged_pass_cases=comparison.count(C.UNCHANGED_PASS),
+            unchanged_fail_cases=comparison.count(C.UNCHANGED_FAIL),
+            new_cases=comparison.count(C.NEW),
+            removed_cases=comparison.count(C.REMOVED),
+            pending_cases=comparison.count(C.PENDING),
+            duration_p50_delta_ms=comparison.duration_p50_delta_ms,
+            cost_delta_usd=comparison.cost_delta_usd,
+            tokens_delta=comparison.tokens_delta,
+            cases=[SuiteCaseComparison.of(case) for case in comparison.cases],
+        )
+
+
+@strawberry.type(description="The two runs are of different suites: nothing to compare.")
+class SuiteMismatchError(Error):
+    base_suite: str
+    head_suite: str
+
+
+CompareSuiteRunsResult = Annotated[
+    SuiteComparison | SuiteMismatchError | ErrorType, strawberry.union("CompareSuiteRunsResult")
+]
+
+
+@strawberry.type
+class SetSuiteBaselineSuccess:
+    baseline: SuiteBaselineType
+
+
+SetSuiteBaselineResult = Annotated[
+    SetSuiteBaselineSuccess | ErrorType, strawberry.union("SetSuiteBaselineResult")
+]
+
+
 @strawberry.type
 class SuiteQueries:
     @strawberry.field(description="The latest version of the suite, or the given one.")
@@ -300,6 +459,28 @@ class SuiteQueries:
             raise Invalid([FieldError("first", f"expected 0..{MAX_RUNS_LISTED}")])
         runs = await core(info).store.suite_runs.suite_runs(actor.workspace_id, suite, first)
         return [SuiteRun.of(await core(info).suites.run_result(run.id, actor)) for run in runs]
+
+    @strawberry.field(
+        description="Each case of run `head` against run `base`, or against the suite's baseline"
+        " when base is not given."
+    )
+    async def compare_suite_runs(
+        self, info: Info, head: strawberry.ID, base: strawberry.ID | None = None
+    ) -> CompareSuiteRunsResult:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        try:
+            found = await core(info).suites.compare(
+                str(head), None if base is None else str(base), actor
+            )
+        except SuiteMismatch as mismatch:
+            return SuiteMismatchError(
+                message=mismatch.message,
+                base_suite=mismatch.base_suite,
+                head_suite=mismatch.head_suite,
+            )
+        except RunwireError as error:
+            return to_error(error)
+        return SuiteComparison.of(found)
 
 
 @strawberry.type
@@ -335,6 +516,18 @@ class SuiteMutations:
         except RunwireError as error:
             return to_error(error)
         return SuiteRunSuccess(run=SuiteRun.of(result))
+
+    @strawberry.mutation(
+        description="Make an ended run its suite's baseline (the history keeps earlier ones)."
+    )
+    async def set_suite_baseline(self, info: Info, run: strawberry.ID) -> SetSuiteBaselineResult:
+        try:
+            baseline = await core(info).suites.set_baseline(
+                str(run), authorized(info, Permission.EXECUTION_WRITE)
+            )
+        except RunwireError as error:
+            return to_error(error)
+        return SetSuiteBaselineSuccess(baseline=SuiteBaselineType.of(baseline))
 
 
 async def _save(info: Info, definition: str, *, must_exist: bool) -> SuiteResult:
