@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import junitparser
 import pytest
 import pytest_asyncio
 from tests.support.server import Server
@@ -185,6 +186,8 @@ async def test_a_changed_scenario_shows_as_the_one_regression_and_the_one_flaky_
     ]
     assert regressed["durationP50DeltaMs"] is not None
 
+    await check_reports(client, after["id"], before["id"])
+
     # Nothing changed since: the head against itself regresses nothing.
     same = await compare(client, after["id"], after["id"])
     assert (same["regressed"], same["regressedCases"], same["flakyCases"]) == (False, 0, 1)
@@ -210,3 +213,56 @@ async def test_runs_of_different_suites_are_refused_with_a_typed_error(
     }
     assert no_baseline["__typename"] == "NotFoundError"
     assert "suite one has no baseline" in no_baseline["message"]
+
+
+async def check_reports(client: httpx.AsyncClient, run_id: str, base_id: str) -> None:
+    """The JUnit report, read by a JUnit parser, and the JSON report, against the baseline."""
+    response = await client.get(f"/suite-runs/{run_id}/junit.xml", params={"base": "baseline"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    report = junitparser.JUnitXml.fromstring(response.content)
+    [suite] = list(report)
+    assert (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) == (
+        "release",
+        5,
+        3,
+        0,
+        0,
+    )
+    outcomes = {}
+    for case in suite:
+        results = case.result
+        outcomes[case.name] = [(type(r).__name__, r.type) for r in results]
+        assert case.classname == "release"
+    assert outcomes == {
+        "stable": [],
+        "to-regress": [("Failure", "FAILED")],
+        "to-flake": [("Failure", "FLAKY")],
+        "to-fix": [],
+        "broken": [("Failure", "FAILED")],
+    }
+    flaky = next(case for case in suite if case.name == "to-flake")
+    assert flaky.result[0].message == "1 of 3 repeats did not end SUCCEEDED (pass rate 0.67)"
+    regressed = next(case for case in suite if case.name == "to-regress")
+    assert "exit_code expected 0, got 1" in (regressed.result[0].text or "")
+    properties = {p.name: p.value for p in suite.properties()}
+    assert properties["runwire.base_run"] == base_id
+    assert properties["runwire.verdict"].startswith("regressions: 1 regressed (to-regress)")
+
+    as_json = await client.get(f"/suite-runs/{run_id}/report.json", params={"base": base_id})
+    assert as_json.status_code == 200
+    data = as_json.json()
+    assert data["comparison"]["changes"]["to-flake"] == "FLAKY"
+    assert [(c["name"], c["status"], c["change"]) for c in data["cases"]][:3] == [
+        ("stable", "PASSED", "UNCHANGED_PASS"),
+        ("to-regress", "FAILED", "REGRESSED"),
+        ("to-flake", "FLAKY", "FLAKY"),
+    ]
+    plain = await client.get(f"/suite-runs/{run_id}/report.json")
+    assert "comparison" not in plain.json()
+    anonymous = await client.get(
+        f"/suite-runs/{run_id}/junit.xml", headers={"Authorization": "Bearer nope"}
+    )
+    assert anonymous.status_code == 401
+    missing = await client.get("/suite-runs/00000000-0000-0000-0000-000000000000/junit.xml")
+    assert missing.status_code == 404
