@@ -82,6 +82,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "updateSuite": SCENARIO,
     "startSuiteRun": WRITE,
     "setSuiteBaseline": WRITE,
+    "retryFailedCases": WRITE,
     "createApiToken": ADMIN,
     "revokeApiToken": ADMIN,
     "setMemberRole": ADMIN,
@@ -618,6 +619,25 @@ async def arrange_set_baseline(world: World, tag: str) -> Prepared:
     return Prepared({"run": prepared.variables["id"]}, untouched)
 
 
+async def arrange_retry_failed(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    text = f"name: {name}\ncases: [{{name: fails, definition: {{name: fails, steps: [{{key: f,"
+    text += ' kind: shell, with: {argv: ["false"]}}]}}]\n'
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": text})
+    run = await succeed(world.admin, START_SUITE_RUN, {"input": {"suite": name}})
+    run_id = run["run"]["id"]
+    query = "query($id: ID!) { suiteRun(id: $id) { complete batch { total } } }"
+    async with asyncio.timeout(20):
+        while not (await data_of(world.admin, query, {"id": run_id}))["suiteRun"]["complete"]:
+            await asyncio.sleep(0.03)
+
+    async def untouched() -> None:
+        found = await data_of(world.admin, query, {"id": run_id})
+        assert found["suiteRun"]["batch"]["total"] == 1, "a denied retry queued executions"
+
+    return Prepared({"run": run_id}, untouched)
+
+
 async def tokens_named(world: World, name: str) -> list[dict[str, Any]]:
     found = await data_of(world.admin, "{ apiTokens { id name revokedAt } }")
     return [token for token in found["apiTokens"] if token["name"] == name]
@@ -865,6 +885,16 @@ CASES: dict[str, Case] = {
         suite_mutation("updateSuite"), arrange_update_suite, success="SuiteSuccess"
     ),
     "startSuiteRun": Case(START_SUITE_RUN, arrange_start_suite_run, success="SuiteRunSuccess"),
+    "retryFailedCases": Case(
+        mutation(
+            "retryFailedCases",
+            "$run: ID!",
+            "run: $run",
+            "... on SuiteRunSuccess { run { id } }",
+        ),
+        arrange_retry_failed,
+        success="SuiteRunSuccess",
+    ),
     "setSuiteBaseline": Case(
         mutation(
             "setSuiteBaseline",

@@ -283,3 +283,45 @@ async def test_run_limits_and_unknown_suites_are_typed_errors(client: httpx.Asyn
     assert missing == {"__typename": "NotFoundError", "message": "suite nope not found"}
     listed = await graphql(client, '{ suiteRuns(suite: "limits") { id } }')
     assert listed["suiteRuns"] == []
+
+
+RETRY = f"""
+mutation($run: ID!) {{
+  retryFailedCases(run: $run) {{
+    __typename
+    ... on Error {{ message }}
+    ... on SuiteRunSuccess {{ run {{ {RUN_FIELDS} }} }}
+  }}
+}}
+"""
+
+
+@MODULE_LOOP
+async def test_retrying_reruns_only_the_failed_repeats_into_the_same_run(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Fails the first time it runs, passes after: `mkdir` of the slot succeeds only once.
+    once = tmp_path / "once"
+    await create_scenario(
+        client,
+        "name: fails-once\nsteps:\n"
+        f'  - {{key: check, kind: shell, with: {{argv: [sh, -c, "! mkdir {once}"]}}}}\n',
+    )
+    await create_suite(
+        client, "name: retry-me\ncases: [{name: steady, scenario: hello}, fails-once]\n"
+    )
+    started = await start_run(client, suite="retry-me")
+    first = await finished_run(client, started["id"])
+    assert [c["status"] for c in first["cases"]] == ["PASSED", "FAILED"]
+
+    retried = (await graphql(client, RETRY, {"run": first["id"]}))["retryFailedCases"]
+
+    assert retried["__typename"] == "SuiteRunSuccess", retried
+    assert retried["run"]["batch"]["total"] == 3
+    healed = await finished_run(client, first["id"])
+    steady, flaky = healed["cases"]
+    assert steady["repeats"] == first["cases"][0]["repeats"]
+    assert (flaky["status"], flaky["failures"]) == ("PASSED", [])
+    assert flaky["repeats"][0]["executionId"] != first["cases"][1]["repeats"][0]["executionId"]
+    again = (await graphql(client, RETRY, {"run": first["id"]}))["retryFailedCases"]
+    assert again["__typename"] == "InvalidTransitionError"

@@ -261,6 +261,8 @@ async def test_suite_versions_change_only_with_the_definition(backend: Backend) 
     )
     assert await store.latest_suite(WORKSPACE, "smoke") == second
     assert await store.latest_suite(OTHER_WORKSPACE, "smoke") is None
+    assert await store.suite_version(WORKSPACE, "smoke", 1) == first
+    assert await store.suite_version(WORKSPACE, "smoke", 3) is None
 
 
 async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
@@ -317,6 +319,16 @@ async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
     assert await backend.suite_runs.suite_run_failures("r-1") == [
         StepFailure("e-s1", "c", 1, StepStatus.FAILED, "exit code 2", (failed,))
     ]
+
+    # A retry: one more attempt of repeat 1 of case "x", in the same batch.
+    retry = [queued("e-s2", batch_id="b-s", batch_limit=3, queued_at=at(9))]
+    retry_member = SuiteRunMember("e-s2", "r-1", 1, "x", 1, 2, "FAILED")
+    await backend.suite_runs.add_suite_run_attempts(run, retry, [retry_member])
+    assert [o.member for o in await backend.suite_runs.suite_run_outcomes("r-1")] == [
+        *members,
+        retry_member,
+    ]
+    assert await backend.batches.batch("b-s", workspace=WORKSPACE) == replace(batch, total=3)
 
     # A member whose execution cannot be stored (its id is taken) stores nothing of the run.
     again = replace(run, id="r-2", batch_id="b-t")

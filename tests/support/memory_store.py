@@ -197,6 +197,32 @@ class MemoryStore:
                 "expected_status": member.expected_status,
             }
 
+    async def suite_version(self, workspace: str, name: str, version: int) -> SuiteVersion | None:
+        versions = self._suites.get((workspace, name), [])
+        return suite_of(versions[version - 1]) if 0 < version <= len(versions) else None
+
+    async def add_suite_run_attempts(
+        self,
+        run: SuiteRun,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """Retries of the run: executions, member rows, and the batch's total, all or none."""
+        if any(m.execution_id in self._suite_run_members for m in members):
+            raise DuplicateKey("one of the retried executions exists")
+        self._insert_executions([(execution, event, None) for execution, event in executions])
+        self._batches[run.batch_id]["total"] += len(executions)
+        for member in members:
+            self._suite_run_members[member.execution_id] = {
+                "execution_id": member.execution_id,
+                "run_id": member.run_id,
+                "case_index": member.case_index,
+                "case_name": member.case_name,
+                "repeat": member.repeat,
+                "attempt": member.attempt,
+                "expected_status": member.expected_status,
+            }
+
     async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
         row = self._suite_runs.get(run_id)
         return suite_run_of(row) if row is not None and row["workspace_id"] == workspace else None

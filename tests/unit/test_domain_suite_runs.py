@@ -11,7 +11,7 @@ from tests.support.domain import step_changed as step_event
 from runwire.domain.models import ExecutionStatus, StepStatus
 from runwire.domain.suite_results import CaseStatus
 from runwire.domain.suites import SuiteRunRequest
-from runwire.errors import FieldError, Invalid, NotFound
+from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 
 S = ExecutionStatus
 GREET = """
@@ -208,3 +208,49 @@ async def test_a_case_that_no_longer_fits_its_scenario_queues_nothing(domain: Do
     errors = await refused(domain, SuiteRunRequest("smoke", repeat=3))
 
     assert errors == (FieldError("cases[0].inputs.loud", "required"),)
+
+
+async def test_retrying_queues_the_failed_repeats_as_next_attempts_of_the_same_run(
+    domain: Domain,
+) -> None:
+    await smoke(domain)
+    run = await domain.suites.start_run(SuiteRunRequest("smoke", repeat=2), OPERATOR)
+    ann1, plain1, fail1, ann2, plain2, fail2 = queued_ids(domain)
+    for passing in (ann1, plain1, fail1, plain2):
+        expected = S.FAILED if passing == fail1 else S.SUCCEEDED
+        domain.run(passing, status_changed(S.RUNNING), status_changed(expected))
+    domain.run(ann2, status_changed(S.RUNNING), status_changed(S.FAILED))
+    # must-fail's second repeat SUCCEEDED: that is its failure.
+    domain.run(fail2, status_changed(S.RUNNING), status_changed(S.SUCCEEDED))
+
+    await domain.suites.retry_failed(run.id, OPERATOR)
+
+    ann_retry, fail_retry = queued_ids(domain)[6:]
+    retried = await domain.read(ann_retry)
+    assert (retried.batch_id, dict(retried.inputs)) == (run.batch_id, {"who": "ann", "loud": False})
+    batch = await domain.store.batch(run.batch_id, workspace=WORKSPACE)
+    assert batch is not None
+    assert batch.total == 8
+    result = await domain.suites.run_result(run.id, OPERATOR)
+    ann = result.cases[0]
+    assert [(r.repeat, r.attempt, r.execution_id) for r in ann.repeats] == [
+        (1, 1, ann1),
+        (2, 2, ann_retry),
+    ]
+    # The retries count as not ended yet: the run is running again.
+    assert (result.total, result.ended, result.complete) == (6, 4, False)
+    domain.run(ann_retry, status_changed(S.RUNNING), status_changed(S.SUCCEEDED))
+    domain.run(fail_retry, status_changed(S.RUNNING), status_changed(S.FAILED))
+    healed = await domain.suites.run_result(run.id, OPERATOR)
+    assert [case.status for case in healed.cases] == [CaseStatus.PASSED] * 3
+    assert healed.complete
+
+
+async def test_retrying_a_run_without_failures_is_refused(domain: Domain) -> None:
+    await smoke(domain)
+    run = await domain.suites.start_run(SuiteRunRequest("smoke"), OPERATOR)
+
+    with pytest.raises(InvalidTransition, match="nothing to retry"):
+        await domain.suites.retry_failed(run.id, OPERATOR)
+    with pytest.raises(NotFound):
+        await domain.suites.retry_failed(run.id, OUTSIDER)

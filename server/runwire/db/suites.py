@@ -8,6 +8,7 @@ from typing import Any
 from runwire.db import tables
 from runwire.db.batches import insert_batch
 from runwire.db.engine import Database
+from runwire.db.executions import insert_execution
 from runwire.db.rows import (
     canonical,
     dump,
@@ -141,22 +142,43 @@ class SuiteRunRepository:
                     created_by=run.created_by[:200],
                 )
             )
-            for start in range(0, len(members), _MEMBER_ROWS_PER_INSERT):
-                chunk = members[start : start + _MEMBER_ROWS_PER_INSERT]
-                await tables.SuiteRunExecution.insert(
-                    *(
-                        tables.SuiteRunExecution(
-                            execution_id=member.execution_id,
-                            run_id=member.run_id,
-                            case_index=member.case_index,
-                            case_name=member.case_name,
-                            repeat=member.repeat,
-                            attempt=member.attempt,
-                            expected_status=member.expected_status,
-                        )
-                        for member in chunk
+            await self._insert_members(members)
+
+    async def add_suite_run_attempts(
+        self,
+        run: SuiteRun,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """Retries: more executions of the run's batch and their member rows, in one
+        transaction; the batch's total grows by as many, so its progress stays a share."""
+        async with self._database.write():
+            for execution, first_event in executions:
+                await insert_execution(self._database, execution, first_event, None)
+            await self._insert_members(members)
+            await self._database.fetch(
+                "UPDATE runwire_batch SET total = total + {} WHERE id = {}",
+                len(executions),
+                run.batch_id,
+            )
+
+    async def _insert_members(self, members: Sequence[SuiteRunMember]) -> None:
+        for start in range(0, len(members), _MEMBER_ROWS_PER_INSERT):
+            chunk = members[start : start + _MEMBER_ROWS_PER_INSERT]
+            await tables.SuiteRunExecution.insert(
+                *(
+                    tables.SuiteRunExecution(
+                        execution_id=member.execution_id,
+                        run_id=member.run_id,
+                        case_index=member.case_index,
+                        case_name=member.case_name,
+                        repeat=member.repeat,
+                        attempt=member.attempt,
+                        expected_status=member.expected_status,
                     )
+                    for member in chunk
                 )
+            )
 
     async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
         """The run, if it is in `workspace` (another workspace's is None, like a missing one)."""

@@ -64,6 +64,10 @@ class SuiteStore(Protocol):
 
     async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None: ...
 
+    async def suite_version(
+        self, workspace: str, name: str, version: int
+    ) -> SuiteVersion | None: ...
+
 
 class SuiteRunStore(Protocol):
     """Suite runs: a batch whose executions are tied to the cases and repeats they run."""
@@ -77,6 +81,16 @@ class SuiteRunStore(Protocol):
     ) -> None:
         """The run, its batch, every execution with its first event and its member row; all
         or none."""
+        ...
+
+    async def add_suite_run_attempts(
+        self,
+        run: SuiteRun,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """More executions of the run's batch (retries), with their member rows; the batch's
+        total grows by as many. All or none."""
         ...
 
     async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None: ...

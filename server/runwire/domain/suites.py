@@ -227,6 +227,60 @@ class SuiteService:
         self._signals.queued()
         return run
 
+    async def retry_failed(self, run_id: str, actor: Actor) -> SuiteRun:
+        """Queue again each repeat whose latest attempt ended without passing, as the next
+        attempt of that repeat in the same run (and batch); the new attempt's result replaces
+        the failed one's. The cases run as a new run of this suite version would now."""
+        result = await self.run_result(run_id, actor)
+        run = result.run
+        failed = [
+            (index, repeat.repeat, repeat.attempt + 1)
+            for index, case in enumerate(result.cases)
+            for repeat in case.repeats
+            if repeat.ended and not repeat.passed
+        ]
+        if not failed:
+            raise InvalidTransition(
+                f"no repeat of suite run {run_id} has failed: nothing to retry",
+                current_status="PASSED" if result.complete else "RUNNING",
+            )
+        version = await self._store.suite_version(
+            actor.workspace_id, run.suite_name, run.suite_version
+        )
+        if version is None:
+            raise NotFound(f"suite {run.suite_name} version {run.suite_version} not found")
+        request = SuiteRunRequest(
+            run.suite_name,
+            repeat=run.repeat,
+            concurrency=run.concurrency,
+            labels=run.labels,
+            inputs=run.inputs,
+        )
+        targets = await self._targets(self.parsed(version), request, actor, run.batch_id)
+        prepared: list[tuple[Execution, Event]] = []
+        members: list[SuiteRunMember] = []
+        for index, repeat, attempt in failed:
+            case, start, definition, scenario = targets[index]
+            ready = self._executions.prepare(
+                definition, scenario, start, actor, batch=(run.batch_id, run.concurrency)
+            )
+            prepared.append((ready.execution, ready.queued))
+            members.append(
+                SuiteRunMember(
+                    ready.execution.id,
+                    run.id,
+                    index,
+                    case.name,
+                    repeat,
+                    attempt,
+                    case.expected_status,
+                )
+            )
+        await self._runs.add_suite_run_attempts(run, prepared, members)
+        await self._publisher.publish([queued for _, queued in prepared])
+        self._signals.queued()
+        return run
+
     async def run_result(self, run_id: str, actor: Actor) -> SuiteRunResult:
         """The run's per-case results as its executions stand now."""
         run = await self._runs.suite_run(run_id, workspace=actor.workspace_id)

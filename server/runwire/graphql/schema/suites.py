@@ -518,6 +518,20 @@ class SuiteMutations:
         return SuiteRunSuccess(run=SuiteRun.of(result))
 
     @strawberry.mutation(
+        description="Queue again each repeat of the run that ended without passing, as its next"
+        " attempt in the same run; its result replaces the failed one's."
+    )
+    async def retry_failed_cases(self, info: Info, run: strawberry.ID) -> SuiteRunResult:
+        try:
+            actor = authorized(info, Permission.EXECUTION_WRITE)
+            suites = core(info).suites
+            retried = await suites.retry_failed(str(run), actor)
+            result = await suites.run_result(retried.id, actor)
+        except RunwireError as error:
+            return to_error(error)
+        return SuiteRunSuccess(run=SuiteRun.of(result))
+
+    @strawberry.mutation(
         description="Make an ended run its suite's baseline (the history keeps earlier ones)."
     )
     async def set_suite_baseline(self, info: Info, run: strawberry.ID) -> SetSuiteBaselineResult:
