@@ -62,6 +62,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "suiteRun": READ,
     "suiteRuns": READ,
     "compareSuiteRuns": READ,
+    "suiteTrend": READ,
     "apiTokens": ADMIN,
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
@@ -799,6 +800,10 @@ CASES: dict[str, Case] = {
     ),
     "suiteRuns": Case(
         "query($suite: String!) { suiteRuns(suite: $suite) { id total } }", arrange_suite_run
+    ),
+    "suiteTrend": Case(
+        "query($suite: String!) { suiteTrend(suite: $suite) { runId passRate } }",
+        arrange_suite_run,
     ),
     "compareSuiteRuns": Case(
         "query($head: ID!, $base: ID) { compareSuiteRuns(head: $head, base: $base) {"

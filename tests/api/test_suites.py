@@ -325,3 +325,16 @@ async def test_retrying_reruns_only_the_failed_repeats_into_the_same_run(
     assert flaky["repeats"][0]["executionId"] != first["cases"][1]["repeats"][0]["executionId"]
     again = (await graphql(client, RETRY, {"run": first["id"]}))["retryFailedCases"]
     assert again["__typename"] == "InvalidTransitionError"
+    trend = await graphql(
+        client,
+        '{ suiteTrend(suite: "retry-me", last: 5) {'
+        " runId total ended complete passRate durationMeanMs usage { calls } } }",
+    )
+    [point] = trend["suiteTrend"]
+    assert (point["runId"], point["total"], point["complete"], point["passRate"]) == (
+        first["id"],
+        2,
+        True,
+        1.0,
+    )
+    assert point["durationMeanMs"] > 0

@@ -43,6 +43,7 @@ from runwire.domain.models import (
     SuiteRun,
     SuiteRunCase,
     SuiteRunMember,
+    SuiteRunTotals,
     SuiteVersion,
 )
 from runwire.domain.ports import (
@@ -329,6 +330,17 @@ async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
         retry_member,
     ]
     assert await backend.batches.batch("b-s", workspace=WORKSPACE) == replace(batch, total=3)
+
+    # Summed over the latest attempt of each repeat: the retry, still queued, replaces e-s1.
+    assert await backend.suite_runs.suite_run_totals(["r-1", "r-none"]) == {
+        "r-1": SuiteRunTotals("r-1", 2, 0, 0, 0, 0, UsageTotals())
+    }
+    await write(backend, "e-s2", 2, at(10), status_changed(S.FAILED, duration_ms=60))
+    assert await backend.suite_runs.suite_run_totals(["r-1"]) == {
+        "r-1": SuiteRunTotals("r-1", 2, 1, 1, 60, 1, UsageTotals())
+    }
+    assert await backend.suite_runs.suite_runs(WORKSPACE, "smoke", 5) == [run]
+    assert await backend.suite_runs.suite_runs(OTHER_WORKSPACE, "smoke", 5) == []
 
     # A member whose execution cannot be stored (its id is taken) stores nothing of the run.
     again = replace(run, id="r-2", batch_id="b-t")

@@ -34,6 +34,7 @@ from runwire.db.rows import (
     suite_of,
     suite_run_cases_text,
     suite_run_of,
+    usage_of,
 )
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
@@ -53,6 +54,7 @@ from runwire.domain.models import (
     SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
+    SuiteRunTotals,
     SuiteVersion,
 )
 from runwire.domain.ports import Decide
@@ -226,6 +228,41 @@ class MemoryStore:
     async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
         row = self._suite_runs.get(run_id)
         return suite_run_of(row) if row is not None and row["workspace_id"] == workspace else None
+
+    async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:
+        rows = [
+            row
+            for row in self._suite_runs.values()
+            if (row["workspace_id"], row["suite_name"]) == (workspace, suite)
+        ]
+        rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
+        return [suite_run_of(row) for row in rows[:limit]]
+
+    async def suite_run_totals(self, run_ids: Sequence[str]) -> dict[str, SuiteRunTotals]:
+        """Each run summed over the latest attempt of each repeat, as the SQL does."""
+        latest: dict[tuple[str, int, int], Row] = {}
+        for member in self._suite_run_members.values():
+            if member["run_id"] not in run_ids:
+                continue
+            key = (member["run_id"], member["case_index"], member["repeat"])
+            if key not in latest or member["attempt"] > latest[key]["attempt"]:
+                latest[key] = member
+        totals: dict[str, SuiteRunTotals] = {}
+        for (run_id, _, _), member in sorted(latest.items()):
+            row = self._executions[member["execution_id"]]
+            status = ExecutionStatus(row["status"])
+            before = totals.get(run_id, SuiteRunTotals(run_id, 0, 0, 0, 0, 0))
+            duration = row["duration_ms"]
+            totals[run_id] = SuiteRunTotals(
+                run_id,
+                before.total + 1,
+                before.ended + status.is_terminal,
+                before.passed + (status.value == member["expected_status"]),
+                before.duration_ms_sum + (duration or 0),
+                before.durations + (duration is not None),
+                before.usage.plus(usage_of(row)),
+            )
+        return totals
 
     async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
         rows = [

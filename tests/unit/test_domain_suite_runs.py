@@ -254,3 +254,29 @@ async def test_retrying_a_run_without_failures_is_refused(domain: Domain) -> Non
         await domain.suites.retry_failed(run.id, OPERATOR)
     with pytest.raises(NotFound):
         await domain.suites.retry_failed(run.id, OUTSIDER)
+
+
+async def test_a_trend_sums_each_run_oldest_first_counting_the_latest_attempts(
+    domain: Domain,
+) -> None:
+    await smoke(domain)
+    first = await domain.suites.start_run(SuiteRunRequest("smoke"), OPERATOR)
+    ann, plain, must_fail = queued_ids(domain)
+    domain.run(ann, status_changed(S.RUNNING), status_changed(S.FAILED, duration_ms=100))
+    domain.run(plain, status_changed(S.RUNNING), status_changed(S.SUCCEEDED, duration_ms=300))
+    domain.run(must_fail, status_changed(S.RUNNING), status_changed(S.FAILED, duration_ms=200))
+    await domain.suites.retry_failed(first.id, OPERATOR)
+    [retry] = queued_ids(domain)[3:]
+    domain.run(retry, status_changed(S.RUNNING), status_changed(S.SUCCEEDED, duration_ms=50))
+    second = await domain.suites.start_run(SuiteRunRequest("smoke"), OPERATOR)
+
+    points = await domain.suites.trend("smoke", 10, OPERATOR)
+
+    assert [point.run.id for point in points] == [first.id, second.id]
+    healed, fresh = points
+    assert (healed.totals.total, healed.totals.ended, healed.pass_rate) == (3, 3, 1.0)
+    assert healed.duration_mean_ms == pytest.approx((50 + 300 + 200) / 3)
+    assert (fresh.complete, fresh.pass_rate, fresh.duration_mean_ms) == (False, None, None)
+    assert [p.run.id for p in await domain.suites.trend("smoke", 1, OPERATOR)] == [second.id]
+    with pytest.raises(Invalid):
+        await domain.suites.trend("smoke", 0, OPERATOR)

@@ -7,9 +7,10 @@ from typing import Any
 
 from runwire.db import tables
 from runwire.db.batches import insert_batch
-from runwire.db.engine import Database
+from runwire.db.engine import Database, marks
 from runwire.db.executions import insert_execution
 from runwire.db.rows import (
+    USAGE_SUMS,
     canonical,
     dump,
     repeat_outcome_of,
@@ -18,9 +19,11 @@ from runwire.db.rows import (
     suite_of,
     suite_run_cases_text,
     suite_run_of,
+    usage_of,
 )
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
+    EXECUTION_TERMINAL,
     Batch,
     Event,
     Execution,
@@ -29,6 +32,7 @@ from runwire.domain.models import (
     SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
+    SuiteRunTotals,
     SuiteVersion,
 )
 
@@ -199,6 +203,40 @@ class SuiteRunRepository:
             limit,
         )
         return [suite_run_of(row) for row in rows]
+
+    async def suite_run_totals(self, run_ids: Sequence[str]) -> dict[str, SuiteRunTotals]:
+        """Each run summed in one statement over the latest attempt of each repeat."""
+        if not run_ids:
+            return {}
+        terminal = [status.value for status in EXECUTION_TERMINAL]
+        rows = await self._database.fetch(
+            "SELECT m.run_id, COUNT(*) AS total,"
+            f" SUM(CASE WHEN e.status IN ({marks(terminal)}) THEN 1 ELSE 0 END) AS ended,"
+            " SUM(CASE WHEN e.status = m.expected_status THEN 1 ELSE 0 END) AS passed,"
+            " COALESCE(SUM(e.duration_ms), 0) AS duration_ms_sum,"
+            f" COUNT(e.duration_ms) AS durations, {USAGE_SUMS}"
+            " FROM runwire_suite_run_execution m"
+            " JOIN runwire_execution e ON e.id = m.execution_id"
+            f" WHERE m.run_id IN ({marks(run_ids)}) AND NOT EXISTS ("
+            "  SELECT 1 FROM runwire_suite_run_execution later"
+            "  WHERE later.run_id = m.run_id AND later.case_index = m.case_index"
+            "  AND later.repeat = m.repeat AND later.attempt > m.attempt)"
+            " GROUP BY m.run_id",
+            *terminal,
+            *run_ids,
+        )
+        return {
+            row["run_id"]: SuiteRunTotals(
+                run_id=row["run_id"],
+                total=int(row["total"]),
+                ended=int(row["ended"]),
+                passed=int(row["passed"]),
+                duration_ms_sum=int(row["duration_ms_sum"]),
+                durations=int(row["durations"]),
+                usage=usage_of(row),
+            )
+            for row in rows
+        }
 
     async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
         rows = await self._database.fetch(

@@ -268,6 +268,19 @@ class StepFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteRunTotals:
+    """A run summed over the latest attempt of each repeat: what a trend charts."""
+
+    run_id: str
+    total: int
+    ended: int
+    passed: int
+    duration_ms_sum: int
+    durations: int
+    usage: UsageTotals = field(default_factory=UsageTotals)
+
+
+@dataclass(frozen=True, slots=True)
 class SuiteBaseline:
     """A run set as its suite's baseline, by whom and when."""
 

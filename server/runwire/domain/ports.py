@@ -23,6 +23,7 @@ from runwire.domain.models import (
     SuiteBaseline,
     SuiteRun,
     SuiteRunMember,
+    SuiteRunTotals,
     SuiteVersion,
 )
 
@@ -101,6 +102,14 @@ class SuiteRunStore(Protocol):
 
     async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
         """The failed and timed-out step attempts of the run's executions."""
+        ...
+
+    async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:
+        """The suite's runs, newest first."""
+        ...
+
+    async def suite_run_totals(self, run_ids: Sequence[str]) -> dict[str, SuiteRunTotals]:
+        """Each run summed over the latest attempt of each repeat."""
         ...
 
     async def add_suite_baseline(self, baseline: SuiteBaseline) -> None: ...

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from runwire.domain.agents import UsageTotals
-from runwire.domain.models import RepeatOutcome, StepFailure, SuiteRun, SuiteRunCase
+from runwire.domain.models import (
+    RepeatOutcome,
+    StepFailure,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunTotals,
+)
 
 
 class CaseStatus(StrEnum):
@@ -382,3 +388,25 @@ def _run_cost(run: SuiteRunResult) -> float | None:
 
 def _run_tokens(run: SuiteRunResult) -> float | None:
     return run.usage.tokens / run.total if run.total else None
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """One run of a suite, summed: a point of its pass rate, cost and duration over time."""
+
+    run: SuiteRun
+    totals: SuiteRunTotals
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed over ended repeats."""
+        return self.totals.passed / self.totals.ended if self.totals.ended else None
+
+    @property
+    def complete(self) -> bool:
+        return self.totals.ended == self.totals.total
+
+    @property
+    def duration_mean_ms(self) -> float | None:
+        durations = self.totals.durations
+        return self.totals.duration_ms_sum / durations if durations else None

@@ -37,7 +37,13 @@ from runwire.domain.ports import (
 )
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
-from runwire.domain.suite_results import SuiteComparison, SuiteRunResult, compare, summarize
+from runwire.domain.suite_results import (
+    SuiteComparison,
+    SuiteRunResult,
+    TrendPoint,
+    compare,
+    summarize,
+)
 from runwire.errors import (
     FieldError,
     Invalid,
@@ -51,6 +57,7 @@ from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits, text_bytes, to
 from runwire.scenarios.suites import SuiteCase, SuiteDefinition, parse_suite
 
 MAX_REPEAT = 100
+MAX_TREND_RUNS = 100
 # Executions one run may queue: 1,000 cases by 10 repeats. A run is one transaction; far beyond
 # this, queueing it would hold the database's write lock for many seconds.
 MAX_RUN_EXECUTIONS = 10_000
@@ -289,6 +296,14 @@ class SuiteService:
         outcomes = await self._runs.suite_run_outcomes(run_id)
         failures = await self._runs.suite_run_failures(run_id)
         return summarize(run, outcomes, failures)
+
+    async def trend(self, suite: str, last: int, actor: Actor) -> list[TrendPoint]:
+        """The suite's last `last` runs, oldest first, each summed."""
+        if not 1 <= last <= MAX_TREND_RUNS:
+            raise Invalid([FieldError("last", f"expected 1..{MAX_TREND_RUNS}")])
+        runs = await self._runs.suite_runs(actor.workspace_id, suite, last)
+        totals = await self._runs.suite_run_totals([run.id for run in runs])
+        return [TrendPoint(run, totals[run.id]) for run in reversed(runs) if run.id in totals]
 
     async def set_baseline(self, run_id: str, actor: Actor) -> SuiteBaseline:
         """Make an ended run its suite's baseline; earlier baselines stay in the history."""

@@ -11,7 +11,13 @@ from strawberry.scalars import JSON
 from runwire.domain import suite_results
 from runwire.domain.access import Permission
 from runwire.domain.models import StepFailure, SuiteBaseline, SuiteVersion
-from runwire.domain.suites import MAX_REPEAT, MAX_RUN_EXECUTIONS, SuiteMismatch, SuiteRunRequest
+from runwire.domain.suites import (
+    MAX_REPEAT,
+    MAX_RUN_EXECUTIONS,
+    MAX_TREND_RUNS,
+    SuiteMismatch,
+    SuiteRunRequest,
+)
 from runwire.errors import FieldError, Invalid, NotFound, RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.batches import Batch
@@ -426,6 +432,37 @@ SetSuiteBaselineResult = Annotated[
 ]
 
 
+@strawberry.type(description="One run of a suite, summed over its repeats: a point to chart.")
+class SuiteTrendPoint:
+    run_id: strawberry.ID
+    created_at: datetime
+    suite_version: int
+    repeat: int
+    total: int
+    ended: int
+    complete: bool
+    pass_rate: float | None = strawberry.field(description="Passed over ended repeats.")
+    duration_mean_ms: float | None = strawberry.field(
+        description="Mean duration of its executions that ended."
+    )
+    usage: UsageTotals
+
+    @classmethod
+    def of(cls, point: suite_results.TrendPoint) -> SuiteTrendPoint:
+        return cls(
+            run_id=strawberry.ID(point.run.id),
+            created_at=point.run.created_at,
+            suite_version=point.run.suite_version,
+            repeat=point.run.repeat,
+            total=point.totals.total,
+            ended=point.totals.ended,
+            complete=point.complete,
+            pass_rate=point.pass_rate,
+            duration_mean_ms=point.duration_mean_ms,
+            usage=UsageTotals.of_totals(point.totals.usage),
+        )
+
+
 @strawberry.type
 class SuiteQueries:
     @strawberry.field(description="The latest version of the suite, or the given one.")
@@ -459,6 +496,15 @@ class SuiteQueries:
             raise Invalid([FieldError("first", f"expected 0..{MAX_RUNS_LISTED}")])
         runs = await core(info).store.suite_runs.suite_runs(actor.workspace_id, suite, first)
         return [SuiteRun.of(await core(info).suites.run_result(run.id, actor)) for run in runs]
+
+    @strawberry.field(
+        description=f"Pass rate, usage and duration of the suite's last runs, oldest first"
+        f" (at most {MAX_TREND_RUNS})."
+    )
+    async def suite_trend(self, info: Info, suite: str, last: int = 20) -> list[SuiteTrendPoint]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        points = await core(info).suites.trend(suite, last, actor)
+        return [SuiteTrendPoint.of(point) for point in points]
 
     @strawberry.field(
         description="Each case of run `head` against run `base`, or against the suite's baseline"
