@@ -93,6 +93,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
+    "suiteRunUpdates": READ,
 }
 
 # A step that keeps an execution RUNNING until it is stopped.
@@ -943,6 +944,9 @@ CASES: dict[str, Case] = {
     "executionUpdates": Case(
         "subscription { executionUpdates { kind status execution { id } } }", nothing
     ),
+    "suiteRunUpdates": Case(
+        "subscription($id: ID!) { suiteRunUpdates(id: $id) { id total } }", arrange_suite_run
+    ),
 }
 
 
@@ -1062,6 +1066,10 @@ async def subscription_cell(
                 ]
                 assert seqs, "no events for a finished execution"
                 assert seqs == list(range(1, len(seqs) + 1)), seqs
+                return
+            if field_name == "suiteRunUpdates":
+                # The run as it stands comes at once, whatever it is doing.
+                assert (await anext(messages))[field_name]["id"] == prepared.variables["id"]
                 return
             first = await first_update(world, messages)
             assert first[field_name]["execution"]["id"]

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from gql import Client, GraphQLRequest
+from tests.support.graphql import definition, gated_step, ws_transport
 from tests.support.server import Server, running_server
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -338,3 +340,35 @@ async def test_retrying_reruns_only_the_failed_repeats_into_the_same_run(
         1.0,
     )
     assert point["durationMeanMs"] > 0
+
+
+@MODULE_LOOP
+async def test_a_dashboard_follows_a_run_live_until_every_repeat_ended(
+    server: Server, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    await create_scenario(client, definition(gated_step("wait", gate), name="gated"))
+    await create_suite(client, "name: live\ncases: [{name: quick, scenario: hello}, gated]\n")
+    started = await start_run(client, suite="live", repeat=2, concurrency=4)
+    request = GraphQLRequest(
+        "subscription($id: ID!) { suiteRunUpdates(id: $id) {"
+        " ended total complete cases { name status pending } } }",
+        variable_values={"id": started["id"]},
+    )
+
+    seen: list[dict[str, Any]] = []
+    async with Client(transport=ws_transport(server)) as session, asyncio.timeout(60):
+        async for message in session.subscribe(request):
+            run = message["suiteRunUpdates"]
+            seen.append(run)
+            statuses = {case["name"]: case for case in run["cases"]}
+            # Once both quick repeats are in and the gated ones still wait, let them finish.
+            if statuses["quick"]["pending"] == 0 and not gate.exists():
+                assert statuses["gated"]["pending"] == 2
+                gate.touch()
+        # The subscription completed by itself, after the last repeat ended.
+
+    assert seen[0]["complete"] is False
+    assert seen[-1]["complete"] is True
+    assert [case["status"] for case in seen[-1]["cases"]] == ["PASSED", "PASSED"]
+    assert [run["ended"] for run in seen] == sorted(run["ended"] for run in seen)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import suite_results
+from runwire.domain import queries, suite_results
 from runwire.domain.access import Permission
 from runwire.domain.models import StepFailure, SuiteBaseline, SuiteVersion
 from runwire.domain.suites import (
@@ -28,6 +31,9 @@ from runwire.graphql.schema.types import AssertionResult, UsageTotals, assertion
 from runwire.scenarios.suites import SuiteCase as ParsedCase
 
 MAX_RUNS_LISTED = 50
+# A live suite run is read again at most this often: a round of cases ending together (or a
+# thousand) is one message, and each read is two queries over the run's executions.
+SUITE_UPDATE_SECONDS = 0.25
 
 
 @strawberry.type(description="One case of a suite, after its matrix or rows were expanded.")
@@ -527,6 +533,51 @@ class SuiteQueries:
         except RunwireError as error:
             return to_error(error)
         return SuiteComparison.of(found)
+
+
+@strawberry.type
+class SuiteSubscriptions:
+    @strawberry.subscription(
+        description="The suite run as it stands now, then again whenever its executions change"
+        " (at most four times a second); completes once every repeat has ended."
+    )
+    async def suite_run_updates(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[SuiteRun, None]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        suites = core(info).suites
+        result = await suites.run_result(str(id), actor)  # NotFound: refused like a query
+        where = queries.ExecutionFilter(workspace=actor.workspace_id, batch=result.run.batch_id)
+        changed = asyncio.Event()
+
+        async def listen() -> None:
+            try:
+                async with aclosing(core(info).hub.watch(where)) as updates:
+                    async for _ in updates:
+                        changed.set()
+            finally:
+                changed.set()  # a watch that failed wakes the loop, which raises its error
+
+        listening = asyncio.create_task(listen())
+        try:
+            # Watch first, then read: the task registers its watcher as soon as it runs, which
+            # this yield lets it do; a change committed after that sets `changed`.
+            await asyncio.sleep(0)
+            result = await suites.run_result(str(id), actor)
+            yield SuiteRun.of(result)
+            while not result.complete:
+                await changed.wait()
+                changed.clear()
+                if listening.done():
+                    listening.result()  # the watch's error, if it failed
+                    return
+                result = await suites.run_result(str(id), actor)
+                yield SuiteRun.of(result)
+                await asyncio.sleep(SUITE_UPDATE_SECONDS)
+        finally:
+            listening.cancel()
+            # asyncio.wait neither raises the task's cancellation nor swallows this one's.
+            await asyncio.wait([listening])
 
 
 @strawberry.type
