@@ -58,6 +58,8 @@ from runwire.scenarios.suites import SuiteCase, SuiteDefinition, parse_suite
 
 MAX_REPEAT = 100
 MAX_TREND_RUNS = 100
+# Parsed suite versions kept: the ones being run and read now; beyond, start again.
+_PARSED_SUITES = 256
 # Executions one run may queue: 1,000 cases by 10 repeats. A run is one transaction; far beyond
 # this, queueing it would hold the database's write lock for many seconds.
 MAX_RUN_EXECUTIONS = 10_000
@@ -146,7 +148,7 @@ class SuiteService:
         found = self._parsed.get(key)
         if found is None:
             found = parse_suite(version.definition, self._scenarios.kinds)
-            if len(self._parsed) >= 256:
+            if len(self._parsed) >= _PARSED_SUITES:
                 self._parsed.clear()
             self._parsed[key] = found
         return found
