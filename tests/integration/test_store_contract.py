@@ -27,6 +27,7 @@ from runwire.domain.access import Role
 from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     EventType,
@@ -319,6 +320,22 @@ async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
     ]
     assert await backend.suite_runs.suite_run_failures("r-1") == [
         StepFailure("e-s1", "c", 1, StepStatus.FAILED, "exit code 2", (failed,))
+    ]
+    # A call step's figures are read from its attempt's attributes.
+    figures = {"call_turn_latency_ms": [120.5, 80], "call_confidences": [0.75], "other": 1}
+    await write(
+        backend,
+        "e-s0",
+        2,
+        at(6),
+        status_changed(S.RUNNING),
+        step_changed("dial", StepStatus.RUNNING, 1, kind="call"),
+        step_changed("dial", StepStatus.SUCCEEDED, 1, kind="call", attributes=figures),
+        step_changed("c2", StepStatus.RUNNING, 1, position=1),
+        step_changed("c2", StepStatus.SUCCEEDED, 1, position=1, attributes={"x": [1]}),
+    )
+    assert await backend.suite_runs.suite_run_call_figures("r-1") == [
+        CallFigures("e-s0", (120.5, 80.0), (0.75,))
     ]
 
     # A retry: one more attempt of repeat 1 of case "x", in the same batch.

@@ -21,6 +21,7 @@ from typing import Any
 
 from runwire.db.rows import (
     batch_of,
+    call_figures_of,
     canonical,
     dump,
     event_of,
@@ -40,6 +41,7 @@ from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     EventType,
@@ -272,6 +274,21 @@ class MemoryStore:
         ]
         rows.sort(key=lambda row: (row["case_index"], row["repeat"], row["attempt"]))
         return [repeat_outcome_of(row) for row in rows]
+
+    async def suite_run_call_figures(self, run_id: str) -> list[CallFigures]:
+        ids = sorted(
+            m["execution_id"] for m in self._suite_run_members.values() if m["run_id"] == run_id
+        )
+        rows = [
+            row
+            for execution_id in ids
+            for row in sorted(
+                self._step_runs.get(execution_id, {}).values(),
+                key=lambda row: (row["position"], row["attempt"]),
+            )
+            if row["kind"] == "call" and row["attributes"] is not None
+        ]
+        return [call_figures_of(row) for row in rows]
 
     async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
         ids = sorted(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.support.domain import EDITOR, OPERATOR, OUTSIDER, Domain, status_changed, step_changed
 
-from runwire.domain.models import ExecutionStatus, StepStatus, SuiteRun
+from runwire.domain.models import EventDraft, ExecutionStatus, StepStatus, SuiteRun
 from runwire.domain.suite_results import (
     AssertionChange,
     AssertionChangeKind,
@@ -193,3 +193,44 @@ async def test_an_unfinished_run_compares_so_far(domain: Domain) -> None:
     assert comparison.verdict == (
         "no regressions so far (a run has not ended): 1 pending, 1 still passing of 2 cases"
     )
+
+
+def call_step(latencies: list[float], confidences: list[float]) -> list[EventDraft]:
+    """A `call` step attempt that measured these turn latencies and confidences."""
+    attributes = {"call_turn_latency_ms": latencies, "call_confidences": confidences}
+    return [
+        step_changed("dial", StepStatus.RUNNING, 1, kind="call"),
+        step_changed("dial", StepStatus.SUCCEEDED, 1, kind="call", attributes=attributes),
+    ]
+
+
+async def test_calls_compare_by_turn_latency_and_recognition_confidence(domain: Domain) -> None:
+    await domain.scenarios.save(PLAIN, EDITOR)
+    await domain.suites.save(suite_text(["ivr", "no-call"]), EDITOR)
+    base = await started(domain, repeat=2)
+    ivr1, plain1, ivr2, plain2 = new_ids(domain, 0)
+    for execution_id, figures in [
+        (ivr1, call_step([100.0, 300.0], [0.9])),
+        (ivr2, call_step([200.0], [0.7])),
+        (plain1, []),
+        (plain2, []),
+    ]:
+        domain.run(execution_id, status_changed(S.RUNNING), *figures, status_changed(S.SUCCEEDED))
+    head = await started(domain)
+    ivr, plain = new_ids(domain, 4)
+    domain.run(
+        ivr, status_changed(S.RUNNING), *call_step([450.0], [0.6]), status_changed(S.SUCCEEDED)
+    )
+    domain.run(plain, status_changed(S.RUNNING), status_changed(S.SUCCEEDED))
+
+    comparison = await domain.suites.compare(head.id, base.id, OPERATOR)
+
+    ivr_case, plain_case = comparison.cases
+    assert ivr_case.base is not None
+    assert (ivr_case.base.turn_latency_p50_ms, ivr_case.base.confidence_mean) == (
+        200.0,
+        pytest.approx(0.8),
+    )
+    assert ivr_case.turn_latency_p50_delta_ms == 250.0
+    assert ivr_case.confidence_mean_delta == pytest.approx(-0.2)
+    assert (plain_case.turn_latency_p50_delta_ms, plain_case.confidence_mean_delta) == (None, None)

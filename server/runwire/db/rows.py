@@ -17,6 +17,7 @@ from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Activity,
     Batch,
+    CallFigures,
     Event,
     EventType,
     Execution,
@@ -147,6 +148,23 @@ def repeat_outcome_of(row: Mapping[str, Any]) -> RepeatOutcome:
         status=ExecutionStatus(row["status"]),
         duration_ms=row["duration_ms"],
         usage=usage_of(row),
+    )
+
+
+def call_figures_of(row: Mapping[str, Any]) -> CallFigures:
+    """A call step attempt's figures from its attributes (see runner/steps/call.py)."""
+    attributes = load(row["attributes"]) or {}
+
+    def numbers(key: str) -> tuple[float, ...]:
+        values = attributes.get(key)
+        if not isinstance(values, list):
+            return ()
+        return tuple(
+            float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+        )
+
+    return CallFigures(
+        row["execution_id"], numbers("call_turn_latency_ms"), numbers("call_confidences")
     )
 
 

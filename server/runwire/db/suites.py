@@ -11,6 +11,7 @@ from runwire.db.engine import Database, marks
 from runwire.db.executions import insert_execution
 from runwire.db.rows import (
     USAGE_SUMS,
+    call_figures_of,
     canonical,
     dump,
     repeat_outcome_of,
@@ -25,6 +26,7 @@ from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     EXECUTION_TERMINAL,
     Batch,
+    CallFigures,
     Event,
     Execution,
     RepeatOutcome,
@@ -248,6 +250,16 @@ class SuiteRunRepository:
             run_id,
         )
         return [repeat_outcome_of(row) for row in rows]
+
+    async def suite_run_call_figures(self, run_id: str) -> list[CallFigures]:
+        rows = await self._database.fetch(
+            "SELECT s.execution_id, s.attributes FROM runwire_step_run s"
+            " JOIN runwire_suite_run_execution m ON m.execution_id = s.execution_id"
+            " WHERE m.run_id = {} AND s.kind = 'call' AND s.attributes IS NOT NULL"
+            " ORDER BY s.execution_id, s.position, s.attempt",
+            run_id,
+        )
+        return [call_figures_of(row) for row in rows]
 
     async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
         rows = await self._database.fetch(

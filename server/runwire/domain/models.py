@@ -268,6 +268,16 @@ class StepFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class CallFigures:
+    """What one `call` step attempt measured: each turn's latency and each recognition's
+    confidence."""
+
+    execution_id: str
+    turn_latencies_ms: tuple[float, ...] = ()
+    confidences: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SuiteRunTotals:
     """A run summed over the latest attempt of each repeat: what a trend charts."""
 

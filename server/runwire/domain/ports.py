@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     Execution,
@@ -102,6 +103,10 @@ class SuiteRunStore(Protocol):
 
     async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
         """The failed and timed-out step attempts of the run's executions."""
+        ...
+
+    async def suite_run_call_figures(self, run_id: str) -> list[CallFigures]:
+        """What the ended `call` step attempts of the run's executions measured."""
         ...
 
     async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:

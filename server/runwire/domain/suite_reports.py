@@ -166,6 +166,8 @@ def _case_data(case: CaseResult, change: CaseComparison | None) -> dict[str, Any
         "duration_p50_ms": case.duration_p50_ms,
         "duration_max_ms": case.duration_max_ms,
         "usage": case.usage.as_data(),
+        "call_turn_latency_p50_ms": case.turn_latency_p50_ms,
+        "call_confidence_mean": case.confidence_mean,
         "repeats": [
             {
                 "repeat": r.repeat,

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
+    CallFigures,
     RepeatOutcome,
     StepFailure,
     SuiteRun,
@@ -48,6 +49,18 @@ class CaseResult:
     expected_status: str
     repeats: tuple[RepeatResult, ...]
     usage: UsageTotals = field(default_factory=UsageTotals)
+    # What its `call` steps measured over its repeats (empty for cases that place no call).
+    turn_latencies_ms: tuple[float, ...] = ()
+    confidences: tuple[float, ...] = ()
+
+    @property
+    def turn_latency_p50_ms(self) -> float | None:
+        latencies = self.turn_latencies_ms
+        return float(statistics.median(latencies)) if latencies else None
+
+    @property
+    def confidence_mean(self) -> float | None:
+        return statistics.fmean(self.confidences) if self.confidences else None
 
     @property
     def ended(self) -> int:
@@ -146,13 +159,19 @@ class SuiteRunResult:
 
 
 def summarize(
-    run: SuiteRun, outcomes: Iterable[RepeatOutcome], failures: Iterable[StepFailure]
+    run: SuiteRun,
+    outcomes: Iterable[RepeatOutcome],
+    failures: Iterable[StepFailure],
+    call_figures: Iterable[CallFigures] = (),
 ) -> SuiteRunResult:
     """The run's result from its executions as they stand; the latest attempt of each repeat
     counts (retryFailed adds attempts)."""
     failed_steps: dict[str, list[StepFailure]] = {}
     for failure in failures:
         failed_steps.setdefault(failure.execution_id, []).append(failure)
+    calls: dict[str, list[CallFigures]] = {}
+    for figures in call_figures:
+        calls.setdefault(figures.execution_id, []).append(figures)
     latest: dict[tuple[int, int], RepeatOutcome] = {}
     for outcome in outcomes:
         key = (outcome.member.case_index, outcome.member.repeat)
@@ -161,7 +180,7 @@ def summarize(
     cases = []
     for index, case in enumerate(run.cases):
         chosen = [latest[(index, r)] for r in range(1, run.repeat + 1) if (index, r) in latest]
-        cases.append(_case_result(case, chosen, failed_steps))
+        cases.append(_case_result(case, chosen, failed_steps, calls))
     return SuiteRunResult(run, tuple(cases))
 
 
@@ -169,6 +188,7 @@ def _case_result(
     case: SuiteRunCase,
     outcomes: Sequence[RepeatOutcome],
     failed_steps: dict[str, list[StepFailure]],
+    calls: dict[str, list[CallFigures]],
 ) -> CaseResult:
     usage = UsageTotals()
     repeats = []
@@ -187,7 +207,16 @@ def _case_result(
                 failures=tuple(failed_steps.get(outcome.member.execution_id, ())),
             )
         )
-    return CaseResult(case.name, case.scenario, case.expected_status, tuple(repeats), usage)
+    figures = [f for outcome in outcomes for f in calls.get(outcome.member.execution_id, ())]
+    return CaseResult(
+        case.name,
+        case.scenario,
+        case.expected_status,
+        tuple(repeats),
+        usage,
+        tuple(latency for f in figures for latency in f.turn_latencies_ms),
+        tuple(confidence for f in figures for confidence in f.confidences),
+    )
 
 
 class CaseChange(StrEnum):
@@ -242,6 +271,22 @@ class CaseComparison:
     def tokens_delta(self) -> float | None:
         """Tokens per repeat, head minus base."""
         return _delta(_per_repeat_tokens(self.base), _per_repeat_tokens(self.head))
+
+    @property
+    def turn_latency_p50_delta_ms(self) -> float | None:
+        """Of its calls' turns (the IVR's answer after each action), head minus base."""
+        return _delta(
+            self.base.turn_latency_p50_ms if self.base else None,
+            self.head.turn_latency_p50_ms if self.head else None,
+        )
+
+    @property
+    def confidence_mean_delta(self) -> float | None:
+        """Of its calls' speech recognitions, head minus base."""
+        return _delta(
+            self.base.confidence_mean if self.base else None,
+            self.head.confidence_mean if self.head else None,
+        )
 
 
 # The order a verdict names its counts in: what needs attention first.

@@ -297,7 +297,8 @@ class SuiteService:
             raise NotFound(f"suite run {run_id} not found")
         outcomes = await self._runs.suite_run_outcomes(run_id)
         failures = await self._runs.suite_run_failures(run_id)
-        return summarize(run, outcomes, failures)
+        calls = await self._runs.suite_run_call_figures(run_id)
+        return summarize(run, outcomes, failures, calls)
 
     async def trend(self, suite: str, last: int, actor: Actor) -> list[TrendPoint]:
         """The suite's last `last` runs, oldest first, each summed."""

@@ -191,6 +191,12 @@ class SuiteCaseResult:
     duration_max_ms: int | None
     usage: UsageTotals
     failures: list[SuiteCaseFailure]
+    call_turn_latency_p50_ms: float | None = strawberry.field(
+        description="Over the turns of its `call` steps' calls; null if it places none."
+    )
+    call_confidence_mean: float | None = strawberry.field(
+        description="Of its calls' speech recognitions; null if none was recognised."
+    )
 
     @classmethod
     def of(cls, case: suite_results.CaseResult) -> SuiteCaseResult:
@@ -219,6 +225,8 @@ class SuiteCaseResult:
             duration_max_ms=case.duration_max_ms,
             usage=UsageTotals.of_totals(case.usage),
             failures=[SuiteCaseFailure.of(f, repeat_of[f.execution_id]) for f in case.failures],
+            call_turn_latency_p50_ms=case.turn_latency_p50_ms,
+            call_confidence_mean=case.confidence_mean,
         )
 
 
@@ -350,6 +358,12 @@ class SuiteCaseComparison:
         description="Per repeat; null while either side's cost is unknown."
     )
     tokens_delta: float | None = strawberry.field(description="Per repeat.")
+    call_turn_latency_p50_delta_ms: float | None = strawberry.field(
+        description="Of its calls' turn latencies (p50); null unless both sides placed calls."
+    )
+    call_confidence_mean_delta: float | None = strawberry.field(
+        description="Of its calls' recognition confidence (mean)."
+    )
     assertion_changes: list[SuiteAssertionChange]
 
     @classmethod
@@ -364,6 +378,8 @@ class SuiteCaseComparison:
             duration_p50_delta_ms=case.duration_p50_delta_ms,
             cost_delta_usd=case.cost_delta_usd,
             tokens_delta=case.tokens_delta,
+            call_turn_latency_p50_delta_ms=case.turn_latency_p50_delta_ms,
+            call_confidence_mean_delta=case.confidence_mean_delta,
             assertion_changes=[
                 SuiteAssertionChange(
                     step_key=c.step_key, assertion=c.assertion, path=c.path, change=c.change
