@@ -102,6 +102,19 @@ def test_rw_suite_run_follows_writes_junit_and_exits_1_only_when_a_case_regresse
     assert failed == {"cli-breaks", "cli-broken"}
     assert '"REGRESSED"' in report.read_text()
 
+    # The report of a run, again, later: on stdout, or to files.
+    head_id = second.stdout.splitlines()[0]
+    again_report = rw(server, "suite", "report", head_id, "--base", "baseline")
+    assert again_report.returncode == 0, again_report.stderr
+    assert again_report.stdout == out.read_text()
+    json_path = tmp_path / "again.json"
+    to_file = rw(server, "suite", "report", head_id, "--json-report", str(json_path))
+    assert to_file.returncode == 0, to_file.stderr
+    assert '"comparison"' not in json_path.read_text()
+    unknown = rw(server, "suite", "report", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 2
+    assert "not found" in unknown.stderr
+
     # The same run against itself: nothing regressed.
     again = rw(server, "suite", "run", "cli-suite", "--follow", "--base", "none")
     assert again.returncode == 0, again.stderr

@@ -869,3 +869,45 @@ async def _suite_comparison(
             err=True,
         )
         return None
+
+
+@suite.command("report")
+@click.argument("run_id", metavar="RUN_ID")
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the JUnit XML report here.",
+)
+@click.option(
+    "--json-report",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the JSON report here.",
+)
+@click.option(
+    "--base",
+    default=NO_BASE,
+    show_default=True,
+    help="Compare with this run (by id), with `baseline` (the suite's), or `none`.",
+)
+@click.pass_context
+def suite_report(
+    context: click.Context, run_id: str, junit: Path | None, json_report: Path | None, base: str
+) -> None:
+    """Write the reports of suite run RUN_ID as it stands (JUnit XML, JSON); with neither
+    option, the JUnit XML on stdout."""
+    connection = _connection(context)
+    report_base = None if base == NO_BASE else base
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            if junit is None and json_report is None:
+                sys.stdout.buffer.write(await client.suite_report(run_id, "junit", report_base))
+                return EXIT_OK
+            for path, kind in ((junit, "junit"), (json_report, "json")):
+                if path is not None:
+                    path.write_bytes(await client.suite_report(run_id, kind, report_base))
+            return EXIT_OK
+
+    _run(command)
