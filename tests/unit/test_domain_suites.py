@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tests.support.domain import EDITOR, OUTSIDER, WORKSPACE, Domain
 
@@ -207,3 +209,33 @@ async def test_labels_of_a_case_are_checked_at_save_time(domain: Domain) -> None
     )
 
     assert errors == (FieldError("cases[0].labels[0]", "must be at most 200 characters (got 201)"),)
+
+
+async def test_the_documented_example_suite_saves_as_written(domain: Domain) -> None:
+    docs = Path(__file__).parents[2] / "docs" / "suites.md"
+    example = docs.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    await domain.scenarios.save(
+        GREET.replace("who: {type: string}", "who: {type: string, default: you}").replace(
+            "times: {type: integer, default: 1}", "loud: {type: boolean, default: false}"
+        ),
+        EDITOR,
+    )
+    await domain.scenarios.save(
+        "name: failing\nsteps:\n  - {key: no, kind: shell, with: {argv: ['false']}}\n", EDITOR
+    )
+
+    saved = await domain.suites.save(example, EDITOR)
+
+    names = [case.name for case in domain.suites.parsed(saved).cases]
+    assert names == [
+        "greet",
+        "greets-ann",
+        "failing",
+        "greet[who=ann, loud=true]",
+        "greet[who=ann, loud=false]",
+        "greet[who=bob, loud=true]",
+        "greet[who=bob, loud=false]",
+        "people[who=cy]",
+        "people[who=di, loud=true]",
+        "inline-check",
+    ]
