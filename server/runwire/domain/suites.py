@@ -3,6 +3,7 @@ case N times as one batch; read what a run adds up to."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,9 +296,11 @@ class SuiteService:
         run = await self._runs.suite_run(run_id, workspace=actor.workspace_id)
         if run is None:
             raise NotFound(f"suite run {run_id} not found")
-        outcomes = await self._runs.suite_run_outcomes(run_id)
-        failures = await self._runs.suite_run_failures(run_id)
-        calls = await self._runs.suite_run_call_figures(run_id)
+        outcomes, failures, calls = await asyncio.gather(
+            self._runs.suite_run_outcomes(run_id),
+            self._runs.suite_run_failures(run_id),
+            self._runs.suite_run_call_figures(run_id),
+        )
         return summarize(run, outcomes, failures, calls)
 
     async def trend(self, suite: str, last: int, actor: Actor) -> list[TrendPoint]:
@@ -329,16 +332,21 @@ class SuiteService:
 
     async def compare(self, head_id: str, base_id: str | None, actor: Actor) -> SuiteComparison:
         """Each case of `head` against `base`, or against the suite's baseline by default."""
-        head = await self.run_result(head_id, actor)
         if base_id is None:
-            found = await self._runs.suite_baselines(actor.workspace_id, head.run.suite_name)
+            run = await self._runs.suite_run(head_id, workspace=actor.workspace_id)
+            if run is None:
+                raise NotFound(f"suite run {head_id} not found")
+            found = await self._runs.suite_baselines(actor.workspace_id, run.suite_name)
             if not found:
                 raise NotFound(
-                    f"suite {head.run.suite_name} has no baseline: set one with"
+                    f"suite {run.suite_name} has no baseline: set one with"
                     " setSuiteBaseline, or name the base run"
                 )
             base_id = found[0].run_id
-        base = await self.run_result(base_id, actor)
+        # Two large reads that do not depend on each other: at once.
+        head, base = await asyncio.gather(
+            self.run_result(head_id, actor), self.run_result(base_id, actor)
+        )
         if base.run.suite_name != head.run.suite_name:
             raise SuiteMismatch(base.run.suite_name, head.run.suite_name)
         return compare(base, head)
