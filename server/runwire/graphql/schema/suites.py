@@ -30,7 +30,9 @@ from runwire.graphql.schema.inputs import json_object
 from runwire.graphql.schema.types import AssertionResult, UsageTotals, assertion_results
 from runwire.scenarios.suites import SuiteCase as ParsedCase
 
-MAX_RUNS_LISTED = 50
+# Each run listed is read whole (every execution, failure and call figure): a list of runs is
+# for picking one; charts over many runs read suiteTrend, one statement for all of them.
+MAX_RUNS_LISTED = 20
 # A live suite run is read again at most this often: a round of cases ending together (or a
 # thousand) is one message, and each read is two queries over the run's executions.
 SUITE_UPDATE_SECONDS = 0.25
@@ -511,7 +513,10 @@ class SuiteQueries:
         except NotFound:
             return None
 
-    @strawberry.field(description=f"The suite's runs, newest first (at most {MAX_RUNS_LISTED}).")
+    @strawberry.field(
+        description=f"The suite's runs, newest first (at most {MAX_RUNS_LISTED}, each read whole;"
+        " for charts over many runs use suiteTrend)."
+    )
     async def suite_runs(self, info: Info, suite: str, first: int = 10) -> list[SuiteRun]:
         actor = authorized(info, Permission.EXECUTION_READ)
         if not 0 <= first <= MAX_RUNS_LISTED:
