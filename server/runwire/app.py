@@ -21,6 +21,7 @@ from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.graphiql import graphiql_static_router
 from runwire.http.health import health, ready
 from runwire.http.sse import execution_events
+from runwire.http.suite_reports import suite_run_json, suite_run_junit
 from runwire.runner.steps.base import StepKind
 from runwire.settings import Settings
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
             ready,
             execution_events,
             artifact_download,
+            suite_run_junit,
+            suite_run_json,
         ],
         lifespan=[lifespan],
         state=State({"services": None, "core": None, "slow_clients": None}),

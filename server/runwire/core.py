@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runwire.db.access import AccessRepository
@@ -27,6 +28,7 @@ from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
 from runwire.db.scenarios import ScenarioRepository
 from runwire.db.secrets import SecretRepository
+from runwire.db.suites import SuiteRepository, SuiteRunRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
@@ -35,7 +37,9 @@ from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import SecretService
 from runwire.domain.sessions import LiveSessions
+from runwire.domain.suites import SuiteService
 from runwire.domain.tokens import TokenService
+from runwire.errors import FieldError, Invalid, InvalidDefinition
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.log import EventLog
@@ -47,7 +51,7 @@ from runwire.retention import ArtifactRetention
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
-from runwire.scenarios.catalog import examples_directory, load_directory
+from runwire.scenarios.catalog import examples_directory, load_directory, load_suite_directory
 from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
 
@@ -63,6 +67,8 @@ class Stores:
     """Every store of the process, one per noun; the only code that touches tables."""
 
     scenarios: ScenarioRepository
+    suites: SuiteRepository
+    suite_runs: SuiteRunRepository
     executions: ExecutionRepository
     events: EventRepository
     batches: BatchRepository
@@ -78,6 +84,8 @@ class Stores:
     def on(cls, database: Database) -> Stores:
         return cls(
             scenarios=ScenarioRepository(database),
+            suites=SuiteRepository(database),
+            suite_runs=SuiteRunRepository(database),
             executions=ExecutionRepository(database),
             events=EventRepository(database),
             batches=BatchRepository(database),
@@ -109,6 +117,7 @@ class Core:
     executions: ExecutionService
     control: ExecutionControl
     batches: BatchService
+    suites: SuiteService
     tokens: TokenService
     secrets: SecretService
     authenticator: Authenticator
@@ -209,6 +218,16 @@ class Core:
                 batches=BatchService(
                     store.batches, scenarios, executions, control, publisher, signals, limits
                 ),
+                suites=SuiteService(
+                    store.suites,
+                    store.suite_runs,
+                    scenarios,
+                    executions,
+                    store.secrets,
+                    publisher,
+                    signals,
+                    limits,
+                ),
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
                 authenticator=authenticator,
@@ -233,6 +252,21 @@ class Core:
         for directory in directories:
             for definition in load_directory(directory, kinds):
                 await self.scenarios.save(definition.source, system_actor(workspace.id))
+        if self.settings.suites_dir is not None:
+            await self._load_suites(self.settings.suites_dir, kinds, workspace.id)
+
+    async def _load_suites(
+        self, directory: Path, kinds: Mapping[str, StepKind[Any]], workspace: str
+    ) -> None:
+        """Save the suite files into the default workspace, naming the file of each error."""
+        errors: list[FieldError] = []
+        for file_name, suite in load_suite_directory(directory, kinds):
+            try:
+                await self.suites.save(suite.source, system_actor(workspace))
+            except Invalid as error:
+                errors.extend(FieldError(f"{file_name}: {e.path}", e.message) for e in error.errors)
+        if errors:
+            raise InvalidDefinition(errors)
 
 
 def _hand_over_admin_token(settings: Settings, secret: str) -> None:

@@ -29,6 +29,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     scenarios_dir: Path | None = None
+    # Suite files (*.yaml, *.json) saved at start, after the scenarios they name.
+    suites_dir: Path | None = None
     load_examples: bool = True
     runner_enabled: bool = True
     runner_slots: int = 8
@@ -201,6 +203,7 @@ class Settings:
                 raise ValueError(f"RUNWIRE_{name}: expected a number, got {raw!r}") from None
 
         scenarios_dir = env.get("RUNWIRE_SCENARIOS_DIR")
+        suites_dir = env.get("RUNWIRE_SUITES_DIR")
         llm_key_vars = tuple(
             name.strip() for name in text("LLM_KEY_VARS", "").split(",") if name.strip()
         )
@@ -211,6 +214,7 @@ class Settings:
             host=text("HOST", defaults.host),
             port=int(number("PORT", defaults.port)),
             scenarios_dir=Path(scenarios_dir) if scenarios_dir else None,
+            suites_dir=Path(suites_dir) if suites_dir else None,
             load_examples=flag("LOAD_EXAMPLES", defaults.load_examples),
             runner_enabled=flag("RUNNER", defaults.runner_enabled),
             runner_slots=int(number("RUNNER_SLOTS", defaults.runner_slots)),

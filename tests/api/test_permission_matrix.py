@@ -57,6 +57,12 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "batch": READ,
     "scenarios": READ,
     "scenario": READ,
+    "suites": READ,
+    "suite": READ,
+    "suiteRun": READ,
+    "suiteRuns": READ,
+    "compareSuiteRuns": READ,
+    "suiteTrend": READ,
     "apiTokens": ADMIN,
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
@@ -73,6 +79,11 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "stopBatch": WRITE,
     "createScenario": SCENARIO,
     "updateScenario": SCENARIO,
+    "createSuite": SCENARIO,
+    "updateSuite": SCENARIO,
+    "startSuiteRun": WRITE,
+    "setSuiteBaseline": WRITE,
+    "retryFailedCases": WRITE,
     "createApiToken": ADMIN,
     "revokeApiToken": ADMIN,
     "setMemberRole": ADMIN,
@@ -82,6 +93,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
+    "suiteRunUpdates": READ,
 }
 
 # A step that keeps an execution RUNNING until it is stopped.
@@ -512,6 +524,122 @@ async def arrange_update_scenario(world: World, tag: str) -> Prepared:
     return Prepared({"definition": scenario_text(name, seconds=0.01)}, untouched)
 
 
+def suite_text(name: str, who: str = "matrix") -> str:
+    return f"name: {name}\ncases: [{{scenario: hello, inputs: {{name: {who}}}}}]\n"
+
+
+def suite_mutation(field_name: str) -> str:
+    return mutation(
+        field_name,
+        "$definition: String!",
+        "definition: $definition",
+        "... on SuiteSuccess { suite { name version } }",
+    )
+
+
+async def latest_suite_version(world: World, name: str) -> int | None:
+    query = "query($n: String!) { suite(name: $n) { version } }"
+    found = (await data_of(world.admin, query, {"n": name}))["suite"]
+    return None if found is None else int(found["version"])
+
+
+async def arrange_create_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+
+    async def untouched() -> None:
+        assert await latest_suite_version(world, name) is None
+
+    return Prepared({"definition": suite_text(name)}, untouched)
+
+
+async def arrange_update_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+
+    async def untouched() -> None:
+        assert await latest_suite_version(world, name) == 1
+
+    return Prepared({"definition": suite_text(name, who="other")}, untouched)
+
+
+async def arrange_read_suite(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+    return Prepared({"name": name})
+
+
+START_SUITE_RUN = mutation(
+    "startSuiteRun",
+    "$input: StartSuiteRunInput!",
+    "input: $input",
+    "... on SuiteRunSuccess { run { id total } }",
+)
+
+
+async def suite_run_ids(world: World, suite: str) -> list[str]:
+    query = "query($s: String!) { suiteRuns(suite: $s) { id } }"
+    return [run["id"] for run in (await data_of(world.admin, query, {"s": suite}))["suiteRuns"]]
+
+
+async def arrange_start_suite_run(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+
+    async def untouched() -> None:
+        assert await suite_run_ids(world, name) == []
+
+    return Prepared({"input": {"suite": name}}, untouched)
+
+
+async def arrange_suite_run(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": suite_text(name)})
+    run = await succeed(world.admin, START_SUITE_RUN, {"input": {"suite": name}})
+    return Prepared({"id": run["run"]["id"], "suite": name})
+
+
+async def arrange_compare(world: World, tag: str) -> Prepared:
+    prepared = await arrange_suite_run(world, tag)
+    return Prepared({"head": prepared.variables["id"], "base": prepared.variables["id"]})
+
+
+async def arrange_set_baseline(world: World, tag: str) -> Prepared:
+    prepared = await arrange_suite_run(world, tag)
+    name = prepared.variables["suite"]
+    query = "query($id: ID!) { suiteRun(id: $id) { complete } }"
+    async with asyncio.timeout(20):
+        while not (await data_of(world.admin, query, {"id": prepared.variables["id"]}))["suiteRun"][
+            "complete"
+        ]:
+            await asyncio.sleep(0.03)
+
+    async def untouched() -> None:
+        history = "query($n: String!) { suite(name: $n) { baselineHistory { runId } } }"
+        found = await data_of(world.admin, history, {"n": name})
+        assert found["suite"]["baselineHistory"] == []
+
+    return Prepared({"run": prepared.variables["id"]}, untouched)
+
+
+async def arrange_retry_failed(world: World, tag: str) -> Prepared:
+    name = scenario_name(tag)
+    text = f"name: {name}\ncases: [{{name: fails, definition: {{name: fails, steps: [{{key: f,"
+    text += ' kind: shell, with: {argv: ["false"]}}]}}]\n'
+    await succeed(world.admin, suite_mutation("createSuite"), {"definition": text})
+    run = await succeed(world.admin, START_SUITE_RUN, {"input": {"suite": name}})
+    run_id = run["run"]["id"]
+    query = "query($id: ID!) { suiteRun(id: $id) { complete batch { total } } }"
+    async with asyncio.timeout(20):
+        while not (await data_of(world.admin, query, {"id": run_id}))["suiteRun"]["complete"]:
+            await asyncio.sleep(0.03)
+
+    async def untouched() -> None:
+        found = await data_of(world.admin, query, {"id": run_id})
+        assert found["suiteRun"]["batch"]["total"] == 1, "a denied retry queued executions"
+
+    return Prepared({"run": run_id}, untouched)
+
+
 async def tokens_named(world: World, name: str) -> list[dict[str, Any]]:
     found = await data_of(world.admin, "{ apiTokens { id name revokedAt } }")
     return [token for token in found["apiTokens"] if token["name"] == name]
@@ -624,6 +752,10 @@ def check_lists_tokens(data: Any, role: str, world: World) -> None:
     assert {f"matrix-{role}" for role in ROLES} <= {token["name"] for token in data}
 
 
+def check_comparison(data: Any, role: str, world: World) -> None:
+    assert data["__typename"] == "SuiteComparison", data
+
+
 def check_metrics(data: Any, role: str, world: World) -> None:
     assert data["finished"] >= 1
 
@@ -662,6 +794,27 @@ CASES: dict[str, Case] = {
     ),
     "scenarios": Case("{ scenarios { name version } }", nothing),
     "scenario": Case('{ scenario(name: "hello") { name version } }', nothing, check=check_hello),
+    "suites": Case("{ suites { name version cases { name } } }", nothing),
+    "suiteRun": Case(
+        "query($id: ID!) { suiteRun(id: $id) { id total cases { name status } } }",
+        arrange_suite_run,
+    ),
+    "suiteRuns": Case(
+        "query($suite: String!) { suiteRuns(suite: $suite) { id total } }", arrange_suite_run
+    ),
+    "suiteTrend": Case(
+        "query($suite: String!) { suiteTrend(suite: $suite) { runId passRate } }",
+        arrange_suite_run,
+    ),
+    "compareSuiteRuns": Case(
+        "query($head: ID!, $base: ID) { compareSuiteRuns(head: $head, base: $base) {"
+        " __typename ... on SuiteComparison { verdict } } }",
+        arrange_compare,
+        check=check_comparison,
+    ),
+    "suite": Case(
+        "query($name: String!) { suite(name: $name) { name cases { name } } }", arrange_read_suite
+    ),
     "apiTokens": Case("{ apiTokens { id name role } }", nothing, check=check_lists_tokens),
     "members": Case("{ members { subject role } }", nothing),
     "secrets": Case("{ secrets { name updatedAt } }", nothing),
@@ -731,6 +884,33 @@ CASES: dict[str, Case] = {
         arrange_update_scenario,
         success="ScenarioSuccess",
     ),
+    "createSuite": Case(
+        suite_mutation("createSuite"), arrange_create_suite, success="SuiteSuccess"
+    ),
+    "updateSuite": Case(
+        suite_mutation("updateSuite"), arrange_update_suite, success="SuiteSuccess"
+    ),
+    "startSuiteRun": Case(START_SUITE_RUN, arrange_start_suite_run, success="SuiteRunSuccess"),
+    "retryFailedCases": Case(
+        mutation(
+            "retryFailedCases",
+            "$run: ID!",
+            "run: $run",
+            "... on SuiteRunSuccess { run { id } }",
+        ),
+        arrange_retry_failed,
+        success="SuiteRunSuccess",
+    ),
+    "setSuiteBaseline": Case(
+        mutation(
+            "setSuiteBaseline",
+            "$run: ID!",
+            "run: $run",
+            "... on SetSuiteBaselineSuccess { baseline { runId } }",
+        ),
+        arrange_set_baseline,
+        success="SetSuiteBaselineSuccess",
+    ),
     "createApiToken": Case(CREATE_TOKEN, arrange_create_token, success="CreateApiTokenSuccess"),
     "revokeApiToken": Case(
         mutation(
@@ -763,6 +943,9 @@ CASES: dict[str, Case] = {
     ),
     "executionUpdates": Case(
         "subscription { executionUpdates { kind status execution { id } } }", nothing
+    ),
+    "suiteRunUpdates": Case(
+        "subscription($id: ID!) { suiteRunUpdates(id: $id) { id total } }", arrange_suite_run
     ),
 }
 
@@ -883,6 +1066,10 @@ async def subscription_cell(
                 ]
                 assert seqs, "no events for a finished execution"
                 assert seqs == list(range(1, len(seqs) + 1)), seqs
+                return
+            if field_name == "suiteRunUpdates":
+                # The run as it stands comes at once, whatever it is doing.
+                assert (await anext(messages))[field_name]["id"] == prepared.variables["id"]
                 return
             first = await first_update(world, messages)
             assert first[field_name]["execution"]["id"]

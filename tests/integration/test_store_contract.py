@@ -27,16 +27,25 @@ from runwire.domain.access import Role
 from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     EventType,
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunMember,
+    SuiteRunTotals,
+    SuiteVersion,
 )
 from runwire.domain.ports import (
     BatchStore,
@@ -44,6 +53,8 @@ from runwire.domain.ports import (
     ExecutionStore,
     ScenarioStore,
     SecretStore,
+    SuiteRunStore,
+    SuiteStore,
 )
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
 from runwire.errors import NotFound
@@ -76,6 +87,8 @@ class Backend:
     pending_controls: Callable[[str], Awaitable[list[ControlRequest]]]
     mark_controls_handled: Callable[[str], Awaitable[None]]
     own: Callable[[str, str], Awaitable[None]]
+    suites: SuiteStore
+    suite_runs: SuiteRunStore
 
 
 def in_memory() -> Backend:
@@ -98,6 +111,8 @@ def in_memory() -> Backend:
         store.pending_controls,
         store.mark_controls_handled,
         own,
+        store,
+        store,
     )
 
 
@@ -120,6 +135,8 @@ def in_database(name: str, stores: Stores) -> Backend:
         stores.queue.pending_controls,
         stores.queue.mark_controls_handled,
         claim,
+        stores.suites,
+        stores.suite_runs,
     )
 
 
@@ -226,6 +243,147 @@ async def test_scenario_versions_change_only_with_the_definition(backend: Backen
     elsewhere = await store.save_scenario(OTHER_WORKSPACE, "deploy", "", changed, "user:cy")
     assert (elsewhere.version, elsewhere.workspace_id) == (1, OTHER_WORKSPACE)
     assert await store.latest_scenario(WORKSPACE, "missing") is None
+
+
+async def test_suite_versions_change_only_with_the_definition(backend: Backend) -> None:
+    store = backend.suites
+    definition = {"name": "smoke", "cases": [{"scenario": "deploy", "inputs": {"n": 1}}]}
+    first = await store.save_suite(WORKSPACE, "smoke", "after deploys", ["a"], definition, "u:ann")
+    assert first == SuiteVersion(
+        "smoke", 1, "after deploys", ("a",), definition, first.created_at, "u:ann", WORKSPACE
+    )
+
+    reordered = {"cases": definition["cases"], "name": "smoke"}
+    assert await store.save_suite(WORKSPACE, "smoke", "", [], reordered, "u:bob") == first
+
+    changed = {**definition, "tags": ["b"]}
+    second = await store.save_suite(WORKSPACE, "smoke", "", ["b"], changed, "u:bob")
+    assert second == SuiteVersion(
+        "smoke", 2, "", ("b",), changed, second.created_at, "u:bob", WORKSPACE
+    )
+    assert await store.latest_suite(WORKSPACE, "smoke") == second
+    assert await store.latest_suite(OTHER_WORKSPACE, "smoke") is None
+    assert await store.suite_version(WORKSPACE, "smoke", 1) == first
+    assert await store.suite_version(WORKSPACE, "smoke", 3) is None
+
+
+async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
+    backend: Backend,
+) -> None:
+    run = SuiteRun(
+        "r-1",
+        "smoke",
+        2,
+        "b-s",
+        2,
+        3,
+        ("ci",),
+        {"loud": True},
+        (SuiteRunCase("ann", "build", "SUCCEEDED"), SuiteRunCase("x", None, "FAILED")),
+        T0,
+        "token:ci",
+        WORKSPACE,
+    )
+    batch = Batch("b-s", "suite smoke", None, 3, 2, T0, "token:ci", workspace_id=WORKSPACE)
+    runs = [queued(f"e-s{n}", batch_id="b-s", batch_limit=3, queued_at=at(n)) for n in range(2)]
+    members = [
+        SuiteRunMember("e-s0", "r-1", 0, "ann", 1, 1, "SUCCEEDED"),
+        SuiteRunMember("e-s1", "r-1", 1, "x", 1, 1, "FAILED"),
+    ]
+    await backend.suite_runs.create_suite_run(run, batch, runs, members)
+
+    assert await backend.suite_runs.suite_run("r-1", workspace=WORKSPACE) == run
+    assert await backend.suite_runs.suite_run("r-1", workspace=OTHER_WORKSPACE) is None
+    assert await backend.batches.batch("b-s", workspace=WORKSPACE) == batch
+    failed = {"assertion": "exit_code", "expected": 0, "actual": 2, "passed": False}
+    await write(
+        backend,
+        "e-s1",
+        2,
+        at(5),
+        status_changed(S.RUNNING),
+        step_changed("c", StepStatus.RUNNING, 1),
+        step_changed(
+            "c",
+            StepStatus.FAILED,
+            1,
+            exit_code=2,
+            error="exit code 2",
+            assertions=[{"assertion": "status", "passed": True}, failed],
+        ),
+        status_changed(S.FAILED, duration_ms=40),
+    )
+
+    assert await backend.suite_runs.suite_run_outcomes("r-1") == [
+        RepeatOutcome(members[0], S.QUEUED, None, UsageTotals()),
+        RepeatOutcome(members[1], S.FAILED, 40, UsageTotals()),
+    ]
+    assert await backend.suite_runs.suite_run_failures("r-1") == [
+        StepFailure("e-s1", "c", 1, StepStatus.FAILED, "exit code 2", (failed,))
+    ]
+    # A call step's figures are read from its attempt's attributes.
+    figures = {"call_turn_latency_ms": [120.5, 80], "call_confidences": [0.75], "other": 1}
+    await write(
+        backend,
+        "e-s0",
+        2,
+        at(6),
+        status_changed(S.RUNNING),
+        step_changed("dial", StepStatus.RUNNING, 1, kind="call"),
+        step_changed("dial", StepStatus.SUCCEEDED, 1, kind="call", attributes=figures),
+        step_changed("c2", StepStatus.RUNNING, 1, position=1),
+        step_changed("c2", StepStatus.SUCCEEDED, 1, position=1, attributes={"x": [1]}),
+    )
+    assert await backend.suite_runs.suite_run_call_figures("r-1") == [
+        CallFigures("e-s0", (120.5, 80.0), (0.75,))
+    ]
+
+    # A retry: one more attempt of repeat 1 of case "x", in the same batch.
+    retry = [queued("e-s2", batch_id="b-s", batch_limit=3, queued_at=at(9))]
+    retry_member = SuiteRunMember("e-s2", "r-1", 1, "x", 1, 2, "FAILED")
+    await backend.suite_runs.add_suite_run_attempts(run, retry, [retry_member])
+    assert [o.member for o in await backend.suite_runs.suite_run_outcomes("r-1")] == [
+        *members,
+        retry_member,
+    ]
+    assert await backend.batches.batch("b-s", workspace=WORKSPACE) == replace(batch, total=3)
+
+    # Summed over the latest attempt of each repeat: the retry, still queued, replaces e-s1.
+    assert await backend.suite_runs.suite_run_totals(["r-1", "r-none"]) == {
+        "r-1": SuiteRunTotals("r-1", 2, 0, 0, 0, 0, UsageTotals())
+    }
+    await write(backend, "e-s2", 2, at(10), status_changed(S.FAILED, duration_ms=60))
+    assert await backend.suite_runs.suite_run_totals(["r-1"]) == {
+        "r-1": SuiteRunTotals("r-1", 2, 1, 1, 60, 1, UsageTotals())
+    }
+    assert await backend.suite_runs.suite_runs(WORKSPACE, "smoke", 5) == [run]
+    assert await backend.suite_runs.suite_runs(OTHER_WORKSPACE, "smoke", 5) == []
+
+    # A member whose execution cannot be stored (its id is taken) stores nothing of the run.
+    again = replace(run, id="r-2", batch_id="b-t")
+    clash = [queued("e-t0", batch_id="b-t"), queued("e-s0", batch_id="b-t")]
+    clash_members = [replace(members[0], run_id="r-2", execution_id="e-t0"), members[0]]
+    with pytest.raises(DUPLICATE):
+        await backend.suite_runs.create_suite_run(
+            again, replace(batch, id="b-t"), clash, clash_members
+        )
+    assert await backend.suite_runs.suite_run("r-2", workspace=WORKSPACE) is None
+    assert await backend.executions.execution("e-t0", workspace=None) is None
+
+
+async def test_suite_baselines_are_kept_newest_first_per_suite(backend: Backend) -> None:
+    store = backend.suite_runs
+    first = SuiteBaseline("smoke", "r-1", T0, "token:ci", WORKSPACE)
+    second = SuiteBaseline("smoke", "r-2", at(1), "user:" + "a" * 300, WORKSPACE)
+    await store.add_suite_baseline(first)
+    await store.add_suite_baseline(SuiteBaseline("other", "r-9", at(2), "x", WORKSPACE))
+    await store.add_suite_baseline(second)
+
+    assert await store.suite_baselines(WORKSPACE, "smoke") == [
+        replace(second, set_by="user:" + "a" * 195),
+        first,
+    ]
+    assert await store.suite_baselines(OTHER_WORKSPACE, "smoke") == []
 
 
 # ---- executions --------------------------------------------------------------------------

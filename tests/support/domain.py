@@ -18,6 +18,7 @@ from runwire.domain.control import ExecutionControl
 from runwire.domain.executions import ExecutionService
 from runwire.domain.models import EventDraft, EventType, Execution, ExecutionStatus, StepStatus
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.suites import SuiteService
 from runwire.domain.tokens import TokenService
 from runwire.runner.steps import STEP_KINDS
 from runwire.scenarios.definition import ParamsParser
@@ -43,6 +44,7 @@ class Domain:
     control: ExecutionControl
     batches: BatchService
     tokens: TokenService
+    suites: SuiteService
 
     @classmethod
     def in_memory(cls, kinds: Mapping[str, ParamsParser] = STEP_KINDS) -> Domain:
@@ -62,6 +64,7 @@ class Domain:
             control=control,
             batches=BatchService(store, scenarios, executions, control, published, signals),
             tokens=TokenService(store),
+            suites=SuiteService(store, store, scenarios, executions, store, published, signals),
         )
 
     def assert_nothing_queued(self) -> None:

@@ -21,27 +21,43 @@ from typing import Any
 
 from runwire.db.rows import (
     batch_of,
+    call_figures_of,
     canonical,
     dump,
     event_of,
     execution_of,
     load,
+    repeat_outcome_of,
     scenario_of,
+    step_failure_of,
     step_run_of,
+    suite_baseline_of,
+    suite_of,
+    suite_run_cases_text,
+    suite_run_of,
+    usage_of,
 )
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     EventType,
     Execution,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
+    SuiteRun,
+    SuiteRunMember,
+    SuiteRunTotals,
+    SuiteVersion,
 )
 from runwire.domain.ports import Decide
 from runwire.domain.tokens import ApiToken, Member, Workspace
@@ -66,6 +82,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._scenarios: dict[tuple[str, str], list[Row]] = {}
+        self._suites: dict[tuple[str, str], list[Row]] = {}
+        self._suite_runs: dict[str, Row] = {}
+        self._suite_run_members: dict[str, Row] = {}
+        self._suite_baselines: list[Row] = []
         self._executions: dict[str, Row] = {}
         self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
         self._events: dict[str, list[Event]] = {}
@@ -110,6 +130,199 @@ class MemoryStore:
     async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None:
         versions = self._scenarios.get((workspace, name))
         return scenario_of(versions[-1]) if versions else None
+
+    # ---- suites --------------------------------------------------------------------------
+
+    async def save_suite(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        tags: Sequence[str],
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> SuiteVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        versions = self._suites.setdefault((workspace, name), [])
+        if versions and canonical(load(versions[-1]["definition"])) == canonical(definition):
+            return suite_of(versions[-1])
+        row = {
+            "workspace_id": workspace,
+            "name": name,
+            "version": len(versions) + 1,
+            "description": description,
+            "tags": dump(list(tags)),
+            "definition": dump(definition),
+            "created_at": utc_now(),
+            "created_by": actor[:200],
+        }
+        versions.append(row)
+        return suite_of(row)
+
+    async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None:
+        versions = self._suites.get((workspace, name))
+        return suite_of(versions[-1]) if versions else None
+
+    async def create_suite_run(
+        self,
+        run: SuiteRun,
+        batch: Batch,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """The run, its batch, every execution and member row: all or none."""
+        if run.id in self._suite_runs or any(
+            m.execution_id in self._suite_run_members for m in members
+        ):
+            raise DuplicateKey(f"suite run {run.id} or one of its executions exists")
+        await self.create_batch(batch, executions)
+        self._suite_runs[run.id] = {
+            "id": run.id,
+            "workspace_id": run.workspace_id,
+            "suite_name": run.suite_name,
+            "suite_version": run.suite_version,
+            "batch_id": run.batch_id,
+            "repeat": run.repeat,
+            "concurrency": run.concurrency,
+            "labels": dump(list(run.labels)),
+            "inputs": dump(run.inputs),
+            "cases": suite_run_cases_text(run.cases),
+            "created_at": run.created_at,
+            "created_by": run.created_by[:200],
+        }
+        for member in members:
+            self._suite_run_members[member.execution_id] = {
+                "execution_id": member.execution_id,
+                "run_id": member.run_id,
+                "case_index": member.case_index,
+                "case_name": member.case_name,
+                "repeat": member.repeat,
+                "attempt": member.attempt,
+                "expected_status": member.expected_status,
+            }
+
+    async def suite_version(self, workspace: str, name: str, version: int) -> SuiteVersion | None:
+        versions = self._suites.get((workspace, name), [])
+        return suite_of(versions[version - 1]) if 0 < version <= len(versions) else None
+
+    async def add_suite_run_attempts(
+        self,
+        run: SuiteRun,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """Retries of the run: executions, member rows, and the batch's total, all or none."""
+        if any(m.execution_id in self._suite_run_members for m in members):
+            raise DuplicateKey("one of the retried executions exists")
+        self._insert_executions([(execution, event, None) for execution, event in executions])
+        self._batches[run.batch_id]["total"] += len(executions)
+        for member in members:
+            self._suite_run_members[member.execution_id] = {
+                "execution_id": member.execution_id,
+                "run_id": member.run_id,
+                "case_index": member.case_index,
+                "case_name": member.case_name,
+                "repeat": member.repeat,
+                "attempt": member.attempt,
+                "expected_status": member.expected_status,
+            }
+
+    async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None:
+        row = self._suite_runs.get(run_id)
+        return suite_run_of(row) if row is not None and row["workspace_id"] == workspace else None
+
+    async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:
+        rows = [
+            row
+            for row in self._suite_runs.values()
+            if (row["workspace_id"], row["suite_name"]) == (workspace, suite)
+        ]
+        rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
+        return [suite_run_of(row) for row in rows[:limit]]
+
+    async def suite_run_totals(self, run_ids: Sequence[str]) -> dict[str, SuiteRunTotals]:
+        """Each run summed over the latest attempt of each repeat, as the SQL does."""
+        latest: dict[tuple[str, int, int], Row] = {}
+        for member in self._suite_run_members.values():
+            if member["run_id"] not in run_ids:
+                continue
+            key = (member["run_id"], member["case_index"], member["repeat"])
+            if key not in latest or member["attempt"] > latest[key]["attempt"]:
+                latest[key] = member
+        totals: dict[str, SuiteRunTotals] = {}
+        for (run_id, _, _), member in sorted(latest.items()):
+            row = self._executions[member["execution_id"]]
+            status = ExecutionStatus(row["status"])
+            before = totals.get(run_id, SuiteRunTotals(run_id, 0, 0, 0, 0, 0))
+            duration = row["duration_ms"]
+            totals[run_id] = SuiteRunTotals(
+                run_id,
+                before.total + 1,
+                before.ended + status.is_terminal,
+                before.passed + (status.value == member["expected_status"]),
+                before.duration_ms_sum + (duration or 0),
+                before.durations + (duration is not None),
+                before.usage.plus(usage_of(row)),
+            )
+        return totals
+
+    async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
+        rows = [
+            {**self._executions[m["execution_id"]], **m}
+            for m in self._suite_run_members.values()
+            if m["run_id"] == run_id
+        ]
+        rows.sort(key=lambda row: (row["case_index"], row["repeat"], row["attempt"]))
+        return [repeat_outcome_of(row) for row in rows]
+
+    async def suite_run_call_figures(self, run_id: str) -> list[CallFigures]:
+        ids = sorted(
+            m["execution_id"] for m in self._suite_run_members.values() if m["run_id"] == run_id
+        )
+        rows = [
+            row
+            for execution_id in ids
+            for row in sorted(
+                self._step_runs.get(execution_id, {}).values(),
+                key=lambda row: (row["position"], row["attempt"]),
+            )
+            if row["kind"] == "call" and row["attributes"] is not None
+        ]
+        return [call_figures_of(row) for row in rows]
+
+    async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
+        ids = sorted(
+            m["execution_id"] for m in self._suite_run_members.values() if m["run_id"] == run_id
+        )
+        rows = [
+            row
+            for execution_id in ids
+            for row in sorted(
+                self._step_runs.get(execution_id, {}).values(),
+                key=lambda row: (row["position"], row["attempt"]),
+            )
+            if row["status"] in ("FAILED", "TIMED_OUT")
+        ]
+        return [step_failure_of(row) for row in rows]
+
+    async def add_suite_baseline(self, baseline: SuiteBaseline) -> None:
+        self._suite_baselines.append(
+            {
+                "workspace_id": baseline.workspace_id,
+                "suite_name": baseline.suite_name,
+                "run_id": baseline.run_id,
+                "set_at": baseline.set_at,
+                "set_by": baseline.set_by[:200],
+            }
+        )
+
+    async def suite_baselines(self, workspace: str, suite: str) -> list[SuiteBaseline]:
+        """The suite's baselines, newest first: the first is its baseline now."""
+        return [
+            suite_baseline_of(row)
+            for row in reversed(self._suite_baselines)
+            if (row["workspace_id"], row["suite_name"]) == (workspace, suite)
+        ]
 
     # ---- executions ----------------------------------------------------------------------
 

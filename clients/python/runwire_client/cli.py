@@ -1,8 +1,10 @@
 """`rw`: start, watch and steer Runwire executions from a terminal or a CI pipeline.
 
 Exit codes (the same for every command):
-  0    done; for `run --follow`, `watch` and `retry --follow`: the execution SUCCEEDED
-  1    the followed execution ended without succeeding (FAILED, CANCELLED, TIMED_OUT)
+  0    done; for `run --follow`, `watch` and `retry --follow`: the execution SUCCEEDED; for
+       `suite run --follow`: no case regressed (with --fail-on failed: none failed)
+  1    the followed execution ended without succeeding (FAILED, CANCELLED, TIMED_OUT), or a
+       followed suite run had a case regress (or fail)
   2    bad usage, or the server refused the request (invalid input or definition, unknown
        scenario or id, a transition the execution's state forbids, bad token, no permission)
   3    the server could not be reached, or the connection was lost for good
@@ -37,8 +39,11 @@ from runwire_client import (
     ExecutionMode,
     ExecutionStatus,
     InvalidTransitionError,
+    NotFoundError,
     RunwireClient,
     RunwireError,
+    SuiteComparison,
+    SuiteRun,
     UnexpectedResponseError,
     ValidationError,
 )
@@ -707,3 +712,202 @@ async def _read_line(fd: int) -> str | None:
         return await answer
     finally:
         loop.remove_reader(fd)
+
+
+# --- suites: run every case, follow, report, gate ---------------------------------------------
+
+# How often a followed suite run is read again: a run's cases take seconds to minutes each.
+SUITE_POLL_SECONDS = 0.5
+NO_BASE = "none"
+BASELINE = "baseline"
+
+
+class FailOn(enum.StrEnum):
+    """What makes a followed suite run exit 1."""
+
+    REGRESSED = "regressed"  # a case passed in the base run and fails now (the default)
+    FAILED = "failed"  # any case did not pass every repeat (FAILED or FLAKY)
+
+
+@main.group()
+def suite() -> None:
+    """Run test suites, write reports CI systems read, and gate on what regressed."""
+
+
+@suite.command("run")
+@click.argument("name", metavar="SUITE")
+@click.option("--repeat", "-n", type=int, default=1, show_default=True, help="Runs of each case.")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=10,
+    show_default=True,
+    help="At most this many of the run's executions at once.",
+)
+@click.option("--label", "labels", multiple=True, help="A label for every execution. Repeatable.")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override input NAME in every case that takes it (VALUE as JSON, else text). Repeatable.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Wait for the run to end, showing each case.")
+@click.option(
+    "--base",
+    default=BASELINE,
+    show_default=True,
+    help="With --follow: the run to compare with, by id; `baseline` (the suite's) or `none`.",
+)
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="With --follow: write the JUnit XML report here.",
+)
+@click.option(
+    "--json-report",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="With --follow: write the JSON report here.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice([choice.value for choice in FailOn]),
+    default=FailOn.REGRESSED.value,
+    show_default=True,
+    help="With --follow: exit 1 when a case regressed against the base, or when any failed.",
+)
+@click.pass_context
+def suite_run(
+    context: click.Context,
+    name: str,
+    repeat: int,
+    concurrency: int,
+    labels: tuple[str, ...],
+    inputs: tuple[str, ...],
+    follow: bool,
+    base: str,
+    junit: Path | None,
+    json_report: Path | None,
+    fail_on: str,
+) -> None:
+    """Run every case of SUITE REPEAT times; print the run's id, or with --follow show each
+    case as it ends, the comparison with the base run and write the reports.
+
+    With --follow it exits 0 unless a case REGRESSED against the base (--fail-on failed: unless
+    any case failed or was flaky). Without a baseline nothing can regress."""
+    if (junit or json_report) and not follow:
+        raise Refused("--junit and --json-report need --follow: a run that has not ended")
+    values = dict(_parse_input(pair) for pair in inputs)
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            run = await client.start_suite_run(
+                name,
+                repeat=repeat,
+                concurrency=concurrency,
+                labels=list(labels) or None,
+                inputs=values or None,
+            )
+            click.echo(run.id)
+            if not follow:
+                return EXIT_OK
+            run = await _follow_suite_run(client, run)
+            comparison = await _suite_comparison(client, run, base)
+            report_base = None
+            if comparison is not None:
+                report_base = BASELINE if base == BASELINE else comparison.base_run_id
+                click.echo(comparison.verdict)
+            else:
+                click.echo(
+                    f"{run.passed_cases} passed, {run.failed_cases} failed,"
+                    f" {run.flaky_cases} flaky of {len(run.cases)} cases"
+                )
+            for path, kind in ((junit, "junit"), (json_report, "json")):
+                if path is not None:
+                    path.write_bytes(await client.suite_report(run.id, kind, report_base))
+            if FailOn(fail_on) is FailOn.FAILED:
+                failed = run.failed_cases + run.flaky_cases > 0
+                return EXIT_NOT_SUCCEEDED if failed else EXIT_OK
+            regressed = comparison is not None and comparison.regressed
+            return EXIT_NOT_SUCCEEDED if regressed else EXIT_OK
+
+    _run(command)
+
+
+async def _follow_suite_run(client: RunwireClient, run: SuiteRun) -> SuiteRun:
+    """Read the run until every execution ended, printing each case once all its repeats have."""
+    shown: set[str] = set()
+    while True:
+        for case in run.cases:
+            if case.pending == 0 and case.name not in shown:
+                shown.add(case.name)
+                passed = f"{case.passed}/{case.passed + case.failed}"
+                click.echo(f"  {case.status:<7} {passed:>7}  {case.name}")
+        if run.complete:
+            return run
+        await asyncio.sleep(SUITE_POLL_SECONDS)
+        run = await client.suite_run(run.id)
+
+
+async def _suite_comparison(
+    client: RunwireClient, run: SuiteRun, base: str
+) -> SuiteComparison | None:
+    if base == NO_BASE:
+        return None
+    try:
+        return await client.compare_suite_runs(run.id, None if base == BASELINE else base)
+    except NotFoundError:
+        if base != BASELINE:
+            raise
+        click.echo(
+            f"rw: suite {run.suite} has no baseline: nothing to compare with (set one with"
+            " setSuiteBaseline)",
+            err=True,
+        )
+        return None
+
+
+@suite.command("report")
+@click.argument("run_id", metavar="RUN_ID")
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the JUnit XML report here.",
+)
+@click.option(
+    "--json-report",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the JSON report here.",
+)
+@click.option(
+    "--base",
+    default=NO_BASE,
+    show_default=True,
+    help="Compare with this run (by id), with `baseline` (the suite's), or `none`.",
+)
+@click.pass_context
+def suite_report(
+    context: click.Context, run_id: str, junit: Path | None, json_report: Path | None, base: str
+) -> None:
+    """Write the reports of suite run RUN_ID as it stands (JUnit XML, JSON); with neither
+    option, the JUnit XML on stdout."""
+    connection = _connection(context)
+    report_base = None if base == NO_BASE else base
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            if junit is None and json_report is None:
+                sys.stdout.buffer.write(await client.suite_report(run_id, "junit", report_base))
+                return EXIT_OK
+            for path, kind in ((junit, "junit"), (json_report, "json")):
+                if path is not None:
+                    path.write_bytes(await client.suite_report(run_id, kind, report_base))
+            return EXIT_OK
+
+    _run(command)

@@ -32,6 +32,8 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    SuiteComparison,
+    SuiteRun,
     Trace,
 )
 from runwire_client.reconnect import Reconnects
@@ -160,7 +162,73 @@ class RunwireClient:
             "SkipStep", "skipStep", {"executionId": execution_id, "stepKey": step_key}
         )
 
+    async def start_suite_run(
+        self,
+        suite: str,
+        *,
+        repeat: int = 1,
+        concurrency: int = 10,
+        labels: Sequence[str] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        priority: int = 0,
+    ) -> SuiteRun:
+        """Run every case of the suite `repeat` times as one batch (all queued, or none)."""
+        given: dict[str, Any] = {
+            "suite": suite,
+            "repeat": repeat,
+            "concurrency": concurrency,
+            "labels": None if labels is None else list(labels),
+            "inputs": None if inputs is None else dict(inputs),
+            "priority": priority,
+        }
+        variables = {"input": {key: value for key, value in given.items() if value is not None}}
+        payload = (await self._execute("StartSuiteRun", variables))["startSuiteRun"]
+        if payload.get("__typename") != "SuiteRunSuccess":
+            raise from_result(payload)
+        return decoded(decode.suite_run, payload["run"])
+
     # ---- queries --------------------------------------------------------------------------
+
+    async def suite_run(self, run_id: str) -> SuiteRun:
+        """The suite run as it stands; NotFoundError if this workspace has none with the id."""
+        found = (await self._execute("GetSuiteRun", {"id": run_id})).get("suiteRun")
+        if found is None:
+            raise NotFoundError(f"suite run {run_id} not found")
+        return decoded(decode.suite_run, found)
+
+    async def compare_suite_runs(self, head: str, base: str | None = None) -> SuiteComparison:
+        """Each case of run `head` against run `base` (default: the suite's baseline);
+        NotFoundError when there is no baseline, SuiteMismatchError for two suites' runs."""
+        found = await self._execute("CompareSuiteRuns", {"head": head, "base": base})
+        payload = found["compareSuiteRuns"]
+        if payload.get("__typename") != "SuiteComparison":
+            raise from_result(payload)
+        return decoded(decode.suite_comparison, payload)
+
+    async def suite_report(
+        self, run_id: str, kind: str = "junit", base: str | None = None
+    ) -> bytes:
+        """A suite run's report: `junit` (XML) or `json`; with `base` (a run id, or "baseline")
+        it carries the comparison."""
+        name = {"junit": "junit.xml", "json": "report.json"}[kind]
+        url = urljoin(self._endpoint.http, f"/suite-runs/{run_id}/{name}")
+        headers = {"Authorization": f"Bearer {self._token}"}
+        params = {} if base is None else {"base": base}
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.get(url, headers=headers, params=params)
+        except httpx.HTTPError as error:
+            raise ConnectionFailedError(f"could not download the report: {error}") from error
+        if response.status_code == 200:
+            return response.content
+        detail = _detail(response)
+        if response.status_code == 401:
+            raise AuthenticationError(detail)
+        if response.status_code == 403:
+            raise PermissionDeniedError(detail, "execution:read")
+        if response.status_code == 404:
+            raise NotFoundError(detail)
+        raise QueryError(f"suite run report: HTTP {response.status_code}: {detail}")
 
     async def get(self, execution_id: str) -> Execution:
         """The execution with its steps; NotFoundError if this workspace has none with the id."""

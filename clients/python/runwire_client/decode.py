@@ -30,6 +30,10 @@ from runwire_client.models import (
     StepRun,
     StepStatus,
     StepStatusChanged,
+    SuiteCaseComparison,
+    SuiteCaseResult,
+    SuiteComparison,
+    SuiteRun,
     TokenUsage,
     Trace,
     UnknownEvent,
@@ -317,3 +321,51 @@ def _time(value: Any) -> datetime:
 
 def _optional_time(value: Any) -> datetime | None:
     return None if value is None else _time(value)
+
+
+def suite_run(data: Data) -> SuiteRun:
+    return SuiteRun(
+        id=str(data["id"]),
+        suite=str(data["suite"]),
+        suite_version=int(data["suiteVersion"]),
+        repeat=int(data["repeat"]),
+        batch_id=str(data["batchId"]),
+        total=int(data["total"]),
+        ended=int(data["ended"]),
+        complete=bool(data["complete"]),
+        pass_rate=_optional_float(data.get("passRate")),
+        passed_cases=int(data["passedCases"]),
+        failed_cases=int(data["failedCases"]),
+        flaky_cases=int(data["flakyCases"]),
+        pending_cases=int(data["pendingCases"]),
+        cases=tuple(
+            SuiteCaseResult(
+                name=str(case["name"]),
+                status=str(case["status"]),
+                passed=int(case["passed"]),
+                failed=int(case["failed"]),
+                pending=int(case["pending"]),
+                pass_rate=_optional_float(case.get("passRate")),
+                duration_p50_ms=_optional_float(case.get("durationP50Ms")),
+            )
+            for case in data["cases"]
+        ),
+    )
+
+
+def suite_comparison(data: Data) -> SuiteComparison:
+    return SuiteComparison(
+        base_run_id=str(data["base"]["id"]),
+        head_run_id=str(data["head"]["id"]),
+        verdict=str(data["verdict"]),
+        regressed=bool(data["regressed"]),
+        cases=tuple(
+            SuiteCaseComparison(
+                name=str(case["name"]),
+                change=str(case["change"]),
+                base_pass_rate=_optional_float(case.get("basePassRate")),
+                head_pass_rate=_optional_float(case.get("headPassRate")),
+            )
+            for case in data["cases"]
+        ),
+    )

@@ -24,6 +24,9 @@ OPERATION_NAMES = (
     "LiveExecutions",
     "Viewer",
     "CreateEventStreamTicket",
+    "StartSuiteRun",
+    "GetSuiteRun",
+    "CompareSuiteRuns",
 )
 
 

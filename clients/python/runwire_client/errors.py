@@ -63,6 +63,17 @@ class InvalidTransitionError(RunwireError):
         self.step_status = step_status
 
 
+class SuiteMismatchError(RunwireError):
+    """The two suite runs are of different suites: nothing to compare."""
+
+    error_type = "SuiteMismatchError"
+
+    def __init__(self, message: str, base_suite: str, head_suite: str) -> None:
+        super().__init__(message)
+        self.base_suite = base_suite
+        self.head_suite = head_suite
+
+
 class PermissionDeniedError(RunwireError):
     """The token's role does not grant the permission this needs."""
 
@@ -124,6 +135,10 @@ def from_result(payload: Mapping[str, Any]) -> RunwireError:
     if typename == "PermissionDeniedError":
         return PermissionDeniedError(
             message, permission=str(payload.get("permission")), role=payload.get("role")
+        )
+    if typename == "SuiteMismatchError":
+        return SuiteMismatchError(
+            message, str(payload.get("baseSuite")), str(payload.get("headSuite"))
         )
     return UnexpectedResponseError(f"unknown result type {typename!r}: {message}")
 

@@ -516,3 +516,59 @@ Event = (
     | CallEventReported
     | UnknownEvent
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuiteCaseResult:
+    """One case of a suite run, over its repeats; `status` is PENDING, PASSED, FAILED or
+    FLAKY, `pass_rate` passed over ended repeats (None until one ended)."""
+
+    name: str
+    status: str
+    passed: int
+    failed: int
+    pending: int
+    pass_rate: float | None
+    duration_p50_ms: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuiteRun:
+    """Every case of a suite run `repeat` times as one batch; results as they stood."""
+
+    id: str
+    suite: str
+    suite_version: int
+    repeat: int
+    batch_id: str
+    total: int
+    ended: int
+    complete: bool
+    pass_rate: float | None
+    passed_cases: int
+    failed_cases: int
+    flaky_cases: int
+    pending_cases: int
+    cases: tuple[SuiteCaseResult, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuiteCaseComparison:
+    """One case of a comparison: REGRESSED, FIXED, UNCHANGED_PASS, UNCHANGED_FAIL, FLAKY, NEW,
+    REMOVED or PENDING."""
+
+    name: str
+    change: str
+    base_pass_rate: float | None
+    head_pass_rate: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuiteComparison:
+    """Each case of the head run against the base run, and the one-line verdict."""
+
+    base_run_id: str
+    head_run_id: str
+    verdict: str
+    regressed: bool
+    cases: tuple[SuiteCaseComparison, ...]

@@ -19,6 +19,8 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    SuiteComparison,
+    SuiteRun,
     Trace,
 )
 
@@ -161,6 +163,40 @@ class SyncRunwireClient:
     def trace(self, execution_id: str) -> Trace:
         """The execution as a tree of timed spans; NotFoundError if there is no such one."""
         return self._call(self._client.trace(execution_id))
+
+    def start_suite_run(
+        self,
+        suite: str,
+        *,
+        repeat: int = 1,
+        concurrency: int = 10,
+        labels: Sequence[str] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        priority: int = 0,
+    ) -> SuiteRun:
+        """See RunwireClient.start_suite_run."""
+        return self._call(
+            self._client.start_suite_run(
+                suite,
+                repeat=repeat,
+                concurrency=concurrency,
+                labels=labels,
+                inputs=inputs,
+                priority=priority,
+            )
+        )
+
+    def suite_run(self, run_id: str) -> SuiteRun:
+        """See RunwireClient.suite_run."""
+        return self._call(self._client.suite_run(run_id))
+
+    def compare_suite_runs(self, head: str, base: str | None = None) -> SuiteComparison:
+        """See RunwireClient.compare_suite_runs."""
+        return self._call(self._client.compare_suite_runs(head, base))
+
+    def suite_report(self, run_id: str, kind: str = "junit", base: str | None = None) -> bytes:
+        """See RunwireClient.suite_report."""
+        return self._call(self._client.suite_report(run_id, kind, base))
 
     def follow(self, execution_id: str, after_seq: int = 0) -> Generator[Event, None, None]:
         """Every event with seq > after_seq exactly once, in order, then the iterator ends."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # sha256 of the schema/schema.graphql this version's operations and types were written against;
 # a test compares it with the current file, so a schema change cannot pass unnoticed here.
-SCHEMA_SHA256 = "2ed951ce708960f6edf1be36a291eb2da18094163ca6d25d9ef6f53a1da66f56"
+SCHEMA_SHA256 = "f2a26ff9753d3a88a90f0593a12c057ade151e99f69f63a17a9ec77e4d4525fa"

@@ -24,20 +24,7 @@ class BatchRepository:
     ) -> None:
         """Insert a batch and all its queued executions in one transaction."""
         async with self._database.write():
-            await tables.Batch.insert(
-                tables.Batch(
-                    id=batch.id,
-                    workspace_id=batch.workspace_id,
-                    name=batch.name,
-                    scenario_name=batch.scenario_name,
-                    concurrency=batch.concurrency,
-                    total=batch.total,
-                    created_at=batch.created_at,
-                    created_by=batch.created_by[:200],
-                )
-            )
-            for execution, first_event in executions:
-                await insert_execution(self._database, execution, first_event, None)
+            await insert_batch(self._database, batch, executions)
 
     async def batch(self, batch_id: str, *, workspace: str) -> Batch | None:
         """The batch, if it is in `workspace` (another workspace's is None, like a missing one)."""
@@ -77,3 +64,23 @@ class BatchRepository:
             utc_now(),
             batch_id,
         )
+
+
+async def insert_batch(
+    database: Database, batch: Batch, executions: Sequence[tuple[Execution, Event]]
+) -> None:
+    """Insert a batch and its queued executions (in the current transaction)."""
+    await tables.Batch.insert(
+        tables.Batch(
+            id=batch.id,
+            workspace_id=batch.workspace_id,
+            name=batch.name,
+            scenario_name=batch.scenario_name,
+            concurrency=batch.concurrency,
+            total=batch.total,
+            created_at=batch.created_at,
+            created_by=batch.created_by[:200],
+        )
+    )
+    for execution, first_event in executions:
+        await insert_execution(database, execution, first_event, None)

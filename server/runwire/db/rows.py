@@ -17,15 +17,23 @@ from runwire.domain.agents import UsageTotals
 from runwire.domain.models import (
     Activity,
     Batch,
+    CallFigures,
     Event,
     EventType,
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    RepeatOutcome,
     ScenarioVersion,
     Span,
+    StepFailure,
     StepRun,
     StepStatus,
+    SuiteBaseline,
+    SuiteRun,
+    SuiteRunCase,
+    SuiteRunMember,
+    SuiteVersion,
 )
 
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
@@ -69,6 +77,106 @@ def scenario_of(row: Mapping[str, Any]) -> ScenarioVersion:
         definition=load(row["definition"]),
         created_at=stored_datetime(row["created_at"]),
         workspace_id=row["workspace_id"],
+    )
+
+
+def suite_of(row: Mapping[str, Any]) -> SuiteVersion:
+    return SuiteVersion(
+        name=row["name"],
+        version=row["version"],
+        description=row["description"],
+        tags=tuple(load(row["tags"])),
+        definition=load(row["definition"]),
+        created_at=stored_datetime(row["created_at"]),
+        created_by=row["created_by"],
+        workspace_id=row["workspace_id"],
+    )
+
+
+def suite_run_of(row: Mapping[str, Any]) -> SuiteRun:
+    return SuiteRun(
+        id=row["id"],
+        suite_name=row["suite_name"],
+        suite_version=row["suite_version"],
+        batch_id=row["batch_id"],
+        repeat=row["repeat"],
+        concurrency=row["concurrency"],
+        labels=tuple(load(row["labels"])),
+        inputs=load(row["inputs"]),
+        cases=tuple(
+            SuiteRunCase(case["name"], case.get("scenario"), case["expected_status"])
+            for case in load(row["cases"])
+        ),
+        created_at=stored_datetime(row["created_at"]),
+        created_by=row["created_by"],
+        workspace_id=row["workspace_id"],
+    )
+
+
+def suite_run_cases_text(cases: Iterable[SuiteRunCase]) -> str:
+    """The `cases` column of a suite run."""
+    return dump(
+        [
+            {"name": case.name, "scenario": case.scenario, "expected_status": case.expected_status}
+            for case in cases
+        ]
+    )
+
+
+def suite_baseline_of(row: Mapping[str, Any]) -> SuiteBaseline:
+    return SuiteBaseline(
+        suite_name=row["suite_name"],
+        run_id=row["run_id"],
+        set_at=stored_datetime(row["set_at"]),
+        set_by=row["set_by"],
+        workspace_id=row["workspace_id"],
+    )
+
+
+def repeat_outcome_of(row: Mapping[str, Any]) -> RepeatOutcome:
+    """A member row joined with its execution's status, duration and usage columns."""
+    return RepeatOutcome(
+        member=SuiteRunMember(
+            execution_id=row["execution_id"],
+            run_id=row["run_id"],
+            case_index=row["case_index"],
+            case_name=row["case_name"],
+            repeat=row["repeat"],
+            attempt=row["attempt"],
+            expected_status=row["expected_status"],
+        ),
+        status=ExecutionStatus(row["status"]),
+        duration_ms=row["duration_ms"],
+        usage=usage_of(row),
+    )
+
+
+def call_figures_of(row: Mapping[str, Any]) -> CallFigures:
+    """A call step attempt's figures from its attributes (see runner/steps/call.py)."""
+    attributes = load(row["attributes"]) or {}
+
+    def numbers(key: str) -> tuple[float, ...]:
+        values = attributes.get(key)
+        if not isinstance(values, list):
+            return ()
+        return tuple(
+            float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+        )
+
+    return CallFigures(
+        row["execution_id"], numbers("call_turn_latency_ms"), numbers("call_confidences")
+    )
+
+
+def step_failure_of(row: Mapping[str, Any]) -> StepFailure:
+    records = load(row["assertions"]) or []
+    return StepFailure(
+        execution_id=row["execution_id"],
+        step_key=row["key"],
+        attempt=row["attempt"],
+        status=StepStatus(row["status"]),
+        error=row["error"],
+        assertions=tuple(record for record in records if not record.get("passed")),
     )
 
 

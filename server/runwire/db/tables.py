@@ -93,6 +93,61 @@ class Scenario(Table, tablename="runwire_scenario"):
     created_by = Varchar(length=200, default="")
 
 
+class Suite(Table, tablename="runwire_suite"):
+    """One version of a named suite; (workspace_id, name, version) is unique."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    name = Varchar(length=100)
+    version = Integer()
+    description = Text(default="")
+    tags = JSON()
+    definition = JSON()
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+
+
+class SuiteRun(Table, tablename="runwire_suite_run"):
+    """Every case of one suite version, run `repeat` times as the executions of one batch."""
+
+    id = Varchar(length=36, primary_key=True)
+    workspace_id = Varchar(length=36)
+    suite_name = Varchar(length=100)
+    suite_version = Integer()
+    batch_id = Varchar(length=36)
+    repeat = Integer()
+    concurrency = Integer()
+    labels = JSON()
+    inputs = JSON()
+    # The run's cases in order, as [{name, scenario, expected_status}]: what it was asked to run.
+    cases = JSON()
+    created_at = Timestamptz()
+    created_by = Varchar(length=200, default="")
+
+
+class SuiteRunExecution(Table, tablename="runwire_suite_run_execution"):
+    """Which case, repeat and attempt of a suite run an execution is."""
+
+    execution_id = Varchar(length=36, primary_key=True)
+    run_id = Varchar(length=36)
+    case_index = Integer()
+    case_name = Varchar(length=200)
+    repeat = Integer()
+    attempt = Integer()
+    expected_status = Varchar(length=16)
+
+
+class SuiteBaseline(Table, tablename="runwire_suite_baseline"):
+    """A run set as its suite's baseline; the newest row per suite is the baseline now."""
+
+    id = Serial(primary_key=True)
+    workspace_id = Varchar(length=36)
+    suite_name = Varchar(length=100)
+    run_id = Varchar(length=36)
+    set_at = Timestamptz()
+    set_by = Varchar(length=200, default="")
+
+
 class Execution(Table, tablename="runwire_execution"):
     """One execution; status and timing are projections of its events."""
 
@@ -272,6 +327,10 @@ ALL_TABLES: list[type[Table]] = [
     ServerSecret,
     WorkspaceSecret,
     Scenario,
+    Suite,
+    SuiteRun,
+    SuiteRunExecution,
+    SuiteBaseline,
     Execution,
     ExecutionLabel,
     StepRun,

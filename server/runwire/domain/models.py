@@ -192,6 +192,116 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteVersion:
+    """One saved version of a named suite; editing creates the next version."""
+
+    name: str
+    version: int
+    description: str
+    tags: tuple[str, ...]
+    definition: Mapping[str, Any]
+    created_at: datetime
+    created_by: str = ""
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRunCase:
+    """One case as a suite run was asked to run it."""
+
+    name: str
+    scenario: str | None
+    expected_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """Every case of one suite version, run `repeat` times as the executions of one batch."""
+
+    id: str
+    suite_name: str
+    suite_version: int
+    batch_id: str
+    repeat: int
+    concurrency: int
+    labels: tuple[str, ...]
+    inputs: Mapping[str, Any]
+    cases: tuple[SuiteRunCase, ...]
+    created_at: datetime
+    created_by: str
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRunMember:
+    """Which case (by index and name), repeat (1..N) and attempt of a run an execution is."""
+
+    execution_id: str
+    run_id: str
+    case_index: int
+    case_name: str
+    repeat: int
+    attempt: int
+    expected_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatOutcome:
+    """One execution of a suite run as it stands: its status, duration and usage."""
+
+    member: SuiteRunMember
+    status: ExecutionStatus
+    duration_ms: int | None
+    usage: UsageTotals = field(default_factory=UsageTotals)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    """A step attempt that failed or timed out, with the assertions of it that failed."""
+
+    execution_id: str
+    step_key: str
+    attempt: int
+    status: StepStatus
+    error: str | None
+    assertions: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallFigures:
+    """What one `call` step attempt measured: each turn's latency and each recognition's
+    confidence."""
+
+    execution_id: str
+    turn_latencies_ms: tuple[float, ...] = ()
+    confidences: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRunTotals:
+    """A run summed over the latest attempt of each repeat: what a trend charts."""
+
+    run_id: str
+    total: int
+    ended: int
+    passed: int
+    duration_ms_sum: int
+    durations: int
+    usage: UsageTotals = field(default_factory=UsageTotals)
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteBaseline:
+    """A run set as its suite's baseline, by whom and when."""
+
+    suite_name: str
+    run_id: str
+    set_at: datetime
+    set_by: str
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     id: str
     status: ExecutionStatus

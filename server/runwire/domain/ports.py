@@ -13,11 +13,19 @@ from typing import Any, Protocol
 
 from runwire.domain.models import (
     Batch,
+    CallFigures,
     Event,
     EventDraft,
     Execution,
+    RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
+    StepFailure,
+    SuiteBaseline,
+    SuiteRun,
+    SuiteRunMember,
+    SuiteRunTotals,
+    SuiteVersion,
 )
 
 Decide = Callable[[Execution], Sequence[EventDraft]]
@@ -39,6 +47,81 @@ class ScenarioStore(Protocol):
         ...
 
     async def latest_scenario(self, workspace: str, name: str) -> ScenarioVersion | None: ...
+
+
+class SuiteStore(Protocol):
+    """Saved suites, by workspace and name, each save a new version."""
+
+    async def save_suite(
+        self,
+        workspace: str,
+        name: str,
+        description: str,
+        tags: Sequence[str],
+        definition: Mapping[str, Any],
+        actor: str,
+    ) -> SuiteVersion:
+        """The next version of `name`; the latest one unchanged if the definition equals it."""
+        ...
+
+    async def latest_suite(self, workspace: str, name: str) -> SuiteVersion | None: ...
+
+    async def suite_version(
+        self, workspace: str, name: str, version: int
+    ) -> SuiteVersion | None: ...
+
+
+class SuiteRunStore(Protocol):
+    """Suite runs: a batch whose executions are tied to the cases and repeats they run."""
+
+    async def create_suite_run(
+        self,
+        run: SuiteRun,
+        batch: Batch,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """The run, its batch, every execution with its first event and its member row; all
+        or none."""
+        ...
+
+    async def add_suite_run_attempts(
+        self,
+        run: SuiteRun,
+        executions: Sequence[tuple[Execution, Event]],
+        members: Sequence[SuiteRunMember],
+    ) -> None:
+        """More executions of the run's batch (retries), with their member rows; the batch's
+        total grows by as many. All or none."""
+        ...
+
+    async def suite_run(self, run_id: str, *, workspace: str) -> SuiteRun | None: ...
+
+    async def suite_run_outcomes(self, run_id: str) -> list[RepeatOutcome]:
+        """Every execution of the run, as it stands now."""
+        ...
+
+    async def suite_run_failures(self, run_id: str) -> list[StepFailure]:
+        """The failed and timed-out step attempts of the run's executions."""
+        ...
+
+    async def suite_run_call_figures(self, run_id: str) -> list[CallFigures]:
+        """What the ended `call` step attempts of the run's executions measured."""
+        ...
+
+    async def suite_runs(self, workspace: str, suite: str, limit: int) -> list[SuiteRun]:
+        """The suite's runs, newest first."""
+        ...
+
+    async def suite_run_totals(self, run_ids: Sequence[str]) -> dict[str, SuiteRunTotals]:
+        """Each run summed over the latest attempt of each repeat."""
+        ...
+
+    async def add_suite_baseline(self, baseline: SuiteBaseline) -> None: ...
+
+    async def suite_baselines(self, workspace: str, suite: str) -> list[SuiteBaseline]:
+        """The suite's baselines, newest first: the first is its baseline now."""
+        ...
 
 
 class ExecutionStore(Protocol):

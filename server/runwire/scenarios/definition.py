@@ -797,6 +797,15 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def load_document(text_or_mapping: str | Mapping[str, Any], errors: list[FieldError]) -> Any:
+    """YAML or JSON text (or a mapping) as plain JSON data, read as definitions are read.
+
+    Malformed text raises InvalidDefinition; values no store keeps are added to `errors`.
+    """
+    loaded = _load(text_or_mapping) if isinstance(text_or_mapping, str) else text_or_mapping
+    return _json_data(loaded, errors)
+
+
 def _load(text: str) -> Any:
     """Read YAML, or JSON (which PyYAML refuses when it is indented with tabs)."""
     try:

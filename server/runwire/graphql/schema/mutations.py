@@ -17,6 +17,7 @@ from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartExecutionInput, json_object
 from runwire.graphql.schema.secrets import SecretMutations
 from runwire.graphql.schema.storable import check_every_argument
+from runwire.graphql.schema.suites import SuiteMutations
 from runwire.graphql.schema.types import Execution, Scenario
 
 
@@ -87,7 +88,7 @@ ScenarioResult = Annotated[
 
 
 @strawberry.type
-class Mutation(BatchMutations, AccessMutations, SecretMutations):
+class Mutation(BatchMutations, AccessMutations, SecretMutations, SuiteMutations):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:

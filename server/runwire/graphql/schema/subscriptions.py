@@ -16,6 +16,7 @@ from runwire.graphql.schema.context import Info, core, services
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.queries import _filter as domain_filter
 from runwire.graphql.schema.storable import check_every_argument
+from runwire.graphql.schema.suites import SuiteSubscriptions
 from runwire.graphql.schema.types import ExecutionEventBatch, ExecutionUpdate, event_of
 
 
@@ -34,7 +35,7 @@ def _view(batch: list[Event]) -> ExecutionEventBatch:
 
 
 @strawberry.type
-class Subscription:
+class Subscription(SuiteSubscriptions):
     @strawberry.subscription(
         description=(
             "Every event with seq > afterSeq exactly once, in order, batched; completes after"
