@@ -138,6 +138,10 @@ query Probe($id: ID!) {
   activities(executionId: $id, first: 200) {
     activity { action actor executionId result detail }
   }
+  suiteRun(id: $id) { id suite total ended cases { name status } }
+  compareSuiteRuns(head: $id, base: $id) {
+    __typename ... on Error { message } ... on SuiteComparison { verdict }
+  }
 }
 """
 PROBE_MUTATION = f"""
@@ -166,12 +170,21 @@ mutation Probe($id: ID!) {{
   revokeApiToken(id: $id) {{
     {RESULT} ... on RevokeApiTokenSuccess {{ token {{ id name revokedAt }} }}
   }}
+  retryFailedCases(run: $id) {{
+    {RESULT} ... on SuiteRunSuccess {{ run {{ id total }} }}
+  }}
+  setSuiteBaseline(run: $id) {{
+    {RESULT} ... on SetSuiteBaselineSuccess {{ baseline {{ run {{ id }} }} }}
+  }}
 }}
 """
 PROBE_SUBSCRIPTION = """
 subscription Probe($id: ID!) {
   executionEvents(executionId: $id, afterSeq: 0) { lastSeq events { seq type stepKey } }
 }
+"""
+PROBE_SUITE_RUN_SUBSCRIPTION = """
+subscription Probe($id: ID!) { suiteRunUpdates(id: $id) { id total ended } }
 """
 
 INTROSPECTION = """
@@ -197,7 +210,8 @@ class Tenants:
     server: Server
     token_a: str
     token_b: str
-    # Every id of A that is probed: executions in every state, the batch, the API tokens.
+    # Every id of A that is probed: executions in every state, the batch, the API tokens, the
+    # suite run.
     ids_a: tuple[str, ...]
     executions_a: tuple[str, ...]
     batch_a: str
@@ -205,6 +219,8 @@ class Tenants:
     paused_a: str
     failed_a: str
     token_ids_a: tuple[str, ...]
+    suite_a: str
+    suite_run_a: str
     # Marks only A's data: the label of its batch runs and held executions, its scenario.
     label_a: str
     run_label_prefix_a: str
@@ -318,20 +334,23 @@ async def _populate_a(server: Server, token_b: str) -> Tenants:
                 await asyncio.sleep(0.1)
         batch_runs = [e["id"] for e in batch["executions"]]
         tokens = [t["id"] for t in (await a.data("{ apiTokens { id } }"))["apiTokens"]]
-    executions = (*batch_runs, *held, paused, failed, of_scenario)
+        suite_a, suite_run_a, suite_runs = await _suite_run_of_a(a, tag, label_a)
+    executions = (*batch_runs, *held, paused, failed, of_scenario, *suite_runs)
     assert len(batch_runs) == 100
     assert len(tokens) == 4
     return Tenants(
         server=server,
         token_a=server.token,
         token_b=token_b,
-        ids_a=(*executions, batch_a, *tokens),
+        ids_a=(*executions, batch_a, *tokens, suite_run_a),
         executions_a=executions,
         batch_a=batch_a,
         held_a=tuple(held),
         paused_a=paused,
         failed_a=failed,
         token_ids_a=tuple(tokens),
+        suite_a=suite_a,
+        suite_run_a=suite_run_a,
         label_a=label_a,
         run_label_prefix_a=prefix,
         scenario_a=scenario_a,
@@ -340,6 +359,36 @@ async def _populate_a(server: Server, token_b: str) -> Tenants:
         until=since + timedelta(days=1),
         stop_at_end=[(server.token, e) for e in (*held, paused)],
     )
+
+
+async def _suite_run_of_a(a: Api, tag: str, label: str) -> tuple[str, str, list[str]]:
+    """A's suite of two inline cases, run once to the end: (suite, run id, its executions)."""
+    name = f"a-suite-{tag}"
+    document = json.dumps(
+        {"name": name, "cases": [{"name": n, "definition": QUICK} for n in ("one", "two")]}
+    )
+    saved = (
+        await a.data(
+            f"mutation($d: String!) {{ createSuite(definition: $d) {{ {RESULT} }} }}",
+            {"d": document},
+        )
+    )["createSuite"]
+    assert saved["__typename"] == "SuiteSuccess", saved
+    started = (
+        await a.data(
+            f"""mutation($input: StartSuiteRunInput!) {{
+              startSuiteRun(input: $input) {{ {RESULT} ... on SuiteRunSuccess {{ run {{ id }} }} }}
+            }}""",
+            {"input": {"suite": name, "labels": [label]}},
+        )
+    )["startSuiteRun"]
+    assert started["__typename"] == "SuiteRunSuccess", started
+    run_id = str(started["run"]["id"])
+    query = "query($id: ID!) { suiteRun(id: $id) { complete cases { repeats { executionId } } } }"
+    async with asyncio.timeout(60):
+        while not (found := (await a.data(query, {"id": run_id}))["suiteRun"])["complete"]:
+            await asyncio.sleep(0.1)
+    return name, run_id, [r["executionId"] for case in found["cases"] for r in case["repeats"]]
 
 
 async def _stop(server: Server, tenants: Tenants) -> None:
@@ -470,7 +519,12 @@ async def test_every_id_taking_root_field_is_probed(tenants: Tenants) -> None:
     }
     probed = {
         f"{definition_node.operation.value}.{selection.name.value}"
-        for document in (PROBE_QUERY, PROBE_MUTATION, PROBE_SUBSCRIPTION)
+        for document in (
+            PROBE_QUERY,
+            PROBE_MUTATION,
+            PROBE_SUBSCRIPTION,
+            PROBE_SUITE_RUN_SUBSCRIPTION,
+        )
         for definition_node in graphql.parse(document).definitions
         if isinstance(definition_node, graphql.OperationDefinitionNode)
         for selection in definition_node.selection_set.selections
@@ -483,7 +537,7 @@ async def test_every_id_taking_root_field_is_probed(tenants: Tenants) -> None:
 LISTS = """
 query Lists(
   $since: DateTime!, $until: DateTime!, $label: String!, $search: String!, $batch: String!,
-  $scenario: String!
+  $scenario: String!, $suite: String!
 ) {
   viewer { workspaceName }
   all: executions(first: 200) { edges { node { id } } }
@@ -502,6 +556,10 @@ query Lists(
     finished
   }
   scenarios { name description }
+  suites { name }
+  suiteRuns(suite: $suite) { id }
+  suiteTrend(suite: $suite) { runId }
+  suite(name: $suite) { name }
   apiTokens { id name }
   members { subject }
   activities(first: 200) { activity { action actor executionId } }
@@ -517,6 +575,7 @@ def _list_variables(tenants: Tenants) -> dict[str, Any]:
         "search": tenants.run_label_prefix_a,
         "batch": tenants.batch_a,
         "scenario": tenants.scenario_a,
+        "suite": tenants.suite_a,
     }
 
 
@@ -548,6 +607,10 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert seen_by_a["labelledMetrics"]["finished"] >= 102
     assert seen_by_a["scenarioMetrics"]["finished"] == 1
     assert tenants.scenario_a in {s["name"] for s in seen_by_a["scenarios"]}
+    assert [s["name"] for s in seen_by_a["suites"]] == [tenants.suite_a]
+    assert [r["id"] for r in seen_by_a["suiteRuns"]] == [tenants.suite_run_a]
+    assert [p["runId"] for p in seen_by_a["suiteTrend"]] == [tenants.suite_run_a]
+    assert seen_by_a["suite"] == {"name": tenants.suite_a}
     assert {t["id"] for t in seen_by_a["apiTokens"]} == set(tenants.token_ids_a)
     assert [m["subject"] for m in seen_by_a["members"]] == [tenants.member_a]
     assert seen_by_a["activities"] != []
@@ -564,6 +627,10 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert seen_by_b["labelledMetrics"]["finished"] == 0
     assert seen_by_b["scenarioMetrics"]["finished"] == 0
     assert seen_by_b["scenarios"] == []  # the shipped examples live in "default" only
+    assert seen_by_b["suites"] == []
+    assert seen_by_b["suiteRuns"] == []
+    assert seen_by_b["suiteTrend"] == []
+    assert seen_by_b["suite"] is None
     assert [t["name"] for t in seen_by_b["apiTokens"]] == ["b-admin"]
     assert seen_by_b["members"] == []
     assert seen_by_b["activities"] == []
@@ -591,7 +658,11 @@ async def test_foreign_ids_answer_like_missing_ones_over_http(tenants: Tenants) 
                             "execution": None,
                             "batch": None,
                             "activities": [],
+                            "suiteRun": None,
+                            "compareSuiteRuns": of_missing.data["compareSuiteRuns"],
                         }
+                        found = of_missing.data["compareSuiteRuns"]["__typename"]
+                        assert found == "NotFoundError", of_missing.body
 
             return run
 
@@ -615,13 +686,18 @@ async def _assert_a_untouched(tenants: Tenants) -> None:
         assert {e["status"] for e in batch["executions"]} == {"SUCCEEDED"}
         tokens = (await a.data("{ apiTokens { id revokedAt } }"))["apiTokens"]
         assert [t["revokedAt"] for t in tokens] == [None] * len(tenants.token_ids_a)
+        suite = "query($name: String!) { suite(name: $name) { baseline { run { id } } } }"
+        found = (await a.data(suite, {"name": tenants.suite_a}))["suite"]
+        assert found == {"baseline": None}, found  # B's setSuiteBaseline did not take
         trail = (await a.data("{ activities(first: 200) { activity { actor } } }"))["activities"]
         assert "token:b-admin" not in {entry["activity"]["actor"] for entry in trail}
 
 
-async def _ws_outcome(session: Any, execution_id: str) -> dict[str, Any]:
-    """What one executionEvents subscription does: its error, or a first message (a leak)."""
-    request = GraphQLRequest(PROBE_SUBSCRIPTION, variable_values={"id": execution_id})
+async def _ws_outcome(
+    session: Any, probed_id: str, document: str = PROBE_SUBSCRIPTION
+) -> dict[str, Any]:
+    """What one subscription does: its error, or a first message (a leak)."""
+    request = GraphQLRequest(document, variable_values={"id": probed_id})
     try:
         async with asyncio.timeout(10):
             async with contextlib.aclosing(session.subscribe(request)) as messages:
@@ -637,6 +713,7 @@ async def _ws_outcome(session: Any, execution_id: str) -> dict[str, Any]:
 async def test_foreign_ids_answer_like_missing_ones_over_websocket(tenants: Tenants) -> None:
     comparison = Comparison()
     missing_outcomes: list[dict[str, Any]] = []
+    suite_run_outcomes: list[dict[str, Any]] = []
     # One socket authenticated as B carries every probe.
     async with Client(transport=ws_transport(tenants.server, tenants.token_b)) as session:
 
@@ -647,6 +724,12 @@ async def test_foreign_ids_answer_like_missing_ones_over_websocket(tenants: Tena
                 )
                 comparison.add("ws executionEvents", foreign, of_foreign, missing, of_missing)
                 missing_outcomes.append(normalized(of_missing, missing))
+                of_foreign, of_missing = await asyncio.gather(
+                    _ws_outcome(session, foreign, PROBE_SUITE_RUN_SUBSCRIPTION),
+                    _ws_outcome(session, missing, PROBE_SUITE_RUN_SUBSCRIPTION),
+                )
+                comparison.add("ws suiteRunUpdates", foreign, of_foreign, missing, of_missing)
+                suite_run_outcomes.append(normalized(of_missing, missing))
 
             return run
 
@@ -657,6 +740,8 @@ async def test_foreign_ids_answer_like_missing_ones_over_websocket(tenants: Tena
         assert [e["message"] for e in outcome.get("errors") or ()] == [
             "execution <id> not found"
         ], outcome
+    for outcome in suite_run_outcomes:
+        assert "errors" in outcome, outcome  # not found: an error, never a message
 
 
 async def _sse_outcome(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
