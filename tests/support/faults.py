@@ -60,18 +60,25 @@ class Cluster:
 
     def start_runners(self, count: int) -> list[Server]:
         """Start `count` runner processes together, then wait until each is ready."""
-        launched = [
+        launched = self.launch_runners(count)
+        ready = _ready(self.directory, launched)
+        self.runners[-count:] = ready
+        return ready
+
+    def launch_runners(self, count: int) -> list[Server]:
+        """Fork `count` runner processes, not ready yet; listed at once, so they are stopped
+        with the cluster whatever happens next."""
+        first = len(self.runners)
+        self.runners.extend(
             _launch(
                 self.directory,
                 self.database_url,
                 {**self.settings, "RUNWIRE_RUNNER": "true"},
-                f"runner-{len(self.runners) + index}",
+                f"runner-{index}",
             )
-            for index in range(count)
-        ]
-        ready = [_ready(self.directory, runner) for runner in launched]
-        self.runners.extend(ready)
-        return ready
+            for index in range(first, first + count)
+        )
+        return self.runners[first:]
 
     def runner_by_owner(self, owner: str) -> Server:
         """The runner process whose lease owner name this is (`host:pid:…`)."""
@@ -91,12 +98,14 @@ async def cluster(directory: Path, runners: int = 2, **settings: str) -> AsyncIt
         async with Database.open(url, migrate=True):
             pass  # as `runwire migrate` does before the processes start
         merged = {**FAULT_SETTINGS, **settings}
-        # The API first: the first start on an empty database writes the admin token.
         api = _launch(directory, url, {**merged, "RUNWIRE_RUNNER": "false"}, "api")
-        api = await asyncio.to_thread(_ready, directory, api)
         found = Cluster(directory, url, api, settings=merged)
         try:
-            await asyncio.to_thread(found.start_runners, runners)
+            # The API and the runners start together: whichever bootstraps the empty database
+            # writes the admin token, once (bootstrap is safe for processes starting together).
+            launched = found.launch_runners(runners)
+            ready = await asyncio.to_thread(_ready, directory, [api, *launched])
+            found.api, found.runners = ready[0], ready[1:]
             yield found
         finally:
             await asyncio.to_thread(stop_all, [found.api, *found.runners], signal.SIGTERM)
@@ -120,12 +129,14 @@ def _launch(directory: Path, url: str, settings: dict[str, str], name: str) -> S
     return Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
 
 
-def _ready(directory: Path, server: Server) -> Server:
-    """Wait until a launched server is ready; it, with the cluster's admin token."""
-    _wait_ready(server)
+def _ready(directory: Path, servers: list[Server]) -> list[Server]:
+    """Wait until each launched server is ready; them, with the cluster's admin token."""
+    for server in servers:
+        _wait_ready(server)
     # Only the first start on an empty database writes the admin token; the others reuse it.
     tokens = sorted(directory.glob("*/data/admin-token"))
-    return dataclasses.replace(server, token=tokens[0].read_text().strip())
+    token = tokens[0].read_text().strip()
+    return [dataclasses.replace(server, token=token) for server in servers]
 
 
 def _wait_ready(server: Server, timeout: float = 30) -> None:
