@@ -73,7 +73,7 @@ async def _chaos(tmp_path: Path, seconds: float) -> None:
             ids.append(execution_id)
             followers.append(Follower(found.api, execution_id))
             if time.monotonic() >= next_kill:
-                live = [r for r in found.runners if r.process.poll() is None]
+                live = [r for r in found.runners if not r.process.exited()]
                 victim = chaos.choice(live)
                 how = chaos.choice([signal.SIGKILL, signal.SIGTERM])
                 kills[how.name] += 1

@@ -1,6 +1,6 @@
 """A database outage longer than the lease, with two runner processes on Postgres.
 
-The database is set read-only and every session cut, for twice the lease, then made writable
+The database is set read-only and every session cut, for one and a half leases, then made writable
 and cut again (sessions opened meanwhile stay read-only). Runners cannot renew their leases:
 they give up their running steps before anyone could take them over, and resume them once the
 database answers. What must hold afterwards: every execution ends and is released, no event is
@@ -102,7 +102,8 @@ async def test_an_outage_longer_than_the_lease_loses_nothing(tmp_path: Path) -> 
         async with read_only(found.database_url):
             await asyncio.sleep(LEASE / 2)
             status, codes, ready = await _while_down(found.api)
-            await asyncio.sleep(LEASE * 2)
+            # Down 1.5 leases in all: past the give-up (L - 2H) and past the lease's expiry.
+            await asyncio.sleep(LEASE)
 
         settled_rows = await settled(found.database_url, everything, timeout=90)
         await check_nothing_lost(found.database_url, followers)

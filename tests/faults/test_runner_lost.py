@@ -35,9 +35,19 @@ from tests.support.graphql import FOLLOW, acknowledged, definition, follow, star
 from tests.support.server import Server
 from websockets.exceptions import ConnectionClosed
 
+# Steps long enough that a stopped runner still runs them when its drain (1 s) ends, so it hands
+# them over.
 WORK = definition(
     "{key: a, kind: sleep, with: {seconds: 2}}",
     "{key: b, kind: sleep, with: {seconds: 2}}",
+    "{key: c, kind: sleep, with: {seconds: 0.1}}",
+    name="work",
+)
+# A killed runner is killed as soon as it runs the executions: their steps need only outlast that
+# moment, and each second of them is waited out again after the takeover.
+KILLED_WORK = definition(
+    "{key: a, kind: sleep, with: {seconds: 1}}",
+    "{key: b, kind: sleep, with: {seconds: 1}}",
     "{key: c, kind: sleep, with: {seconds: 0.1}}",
     name="work",
 )
@@ -97,7 +107,7 @@ async def _resumed_at(url: str, execution_id: str, reason: str) -> datetime:
 
 async def test_a_killed_runners_executions_are_resumed_within_seconds(tmp_path: Path) -> None:
     async with cluster(tmp_path) as found:
-        ids = [await start(found.api, definition=WORK) for _ in range(4)]
+        ids = [await start(found.api, definition=KILLED_WORK) for _ in range(4)]
         followers = [Follower(found.api, execution_id) for execution_id in ids]
         victim, held = await _running_on_one_runner(found, ids)
 

@@ -1,8 +1,10 @@
 """A small deployment to break: one API process and runner processes on one Postgres, and the
 checks that must hold whatever broke (no event lost, nothing stuck, no finished step run twice).
 
-Processes are started here as plain `runwire serve` subprocesses, so a test can kill one with
-SIGKILL or SIGTERM and start another in its place.
+Each process is a `runwire serve` of its own, forked by the test fork server
+(tests/support/forkserver.py) as the other test servers are, so a test can kill one with SIGKILL
+or SIGTERM and start another in its place; forking spares each start the ~1 s of imports an exec
+costs, and the runners of a cluster start together.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from gql import Client, GraphQLRequest
 from tests.support import postgres
+from tests.support.forkserver import ForkServer
 from tests.support.graphql import FOLLOW, ws_transport
 from tests.support.postgres import POSTGRES_SERVER
 from tests.support.server import Server, free_port
@@ -55,14 +56,29 @@ class Cluster:
     settings: dict[str, str] = field(default_factory=dict)
 
     def start_runner(self) -> Server:
-        runner = _spawn(
-            self.directory,
-            self.database_url,
-            {**self.settings, "RUNWIRE_RUNNER": "true"},
-            f"runner-{len(self.runners)}",
+        return self.start_runners(1)[0]
+
+    def start_runners(self, count: int) -> list[Server]:
+        """Start `count` runner processes together, then wait until each is ready."""
+        launched = self.launch_runners(count)
+        ready = _ready(self.directory, launched)
+        self.runners[-count:] = ready
+        return ready
+
+    def launch_runners(self, count: int) -> list[Server]:
+        """Fork `count` runner processes, not ready yet; listed at once, so they are stopped
+        with the cluster whatever happens next."""
+        first = len(self.runners)
+        self.runners.extend(
+            _launch(
+                self.directory,
+                self.database_url,
+                {**self.settings, "RUNWIRE_RUNNER": "true"},
+                f"runner-{index}",
+            )
+            for index in range(first, first + count)
         )
-        self.runners.append(runner)
-        return runner
+        return self.runners[first:]
 
     def runner_by_owner(self, owner: str) -> Server:
         """The runner process whose lease owner name this is (`host:pid:…`)."""
@@ -82,20 +98,21 @@ async def cluster(directory: Path, runners: int = 2, **settings: str) -> AsyncIt
         async with Database.open(url, migrate=True):
             pass  # as `runwire migrate` does before the processes start
         merged = {**FAULT_SETTINGS, **settings}
-        api = await asyncio.to_thread(
-            _spawn, directory, url, {**merged, "RUNWIRE_RUNNER": "false"}, "api"
-        )
+        api = _launch(directory, url, {**merged, "RUNWIRE_RUNNER": "false"}, "api")
         found = Cluster(directory, url, api, settings=merged)
         try:
-            for _ in range(runners):
-                await asyncio.to_thread(found.start_runner)
+            # The API and the runners start together: whichever bootstraps the empty database
+            # writes the admin token, once (bootstrap is safe for processes starting together).
+            launched = found.launch_runners(runners)
+            ready = await asyncio.to_thread(_ready, directory, [api, *launched])
+            found.api, found.runners = ready[0], ready[1:]
             yield found
         finally:
-            for server in (found.api, *found.runners):
-                await asyncio.to_thread(stop, server, signal.SIGTERM)
+            await asyncio.to_thread(stop_all, [found.api, *found.runners], signal.SIGTERM)
 
 
-def _spawn(directory: Path, url: str, settings: dict[str, str], name: str) -> Server:
+def _launch(directory: Path, url: str, settings: dict[str, str], name: str) -> Server:
+    """Fork a `runwire serve` with these settings; it is not ready yet (see `_ready`)."""
     port = free_port()
     data = directory / name / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -108,24 +125,24 @@ def _spawn(directory: Path, url: str, settings: dict[str, str], name: str) -> Se
         **settings,
     }
     log = directory / f"{name}-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runwire.cli", "serve"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
-    _wait_ready(server)
+    process = ForkServer.start_server(env, log)
+    return Server(url=f"http://127.0.0.1:{port}", env=env, log=log, process=process)
+
+
+def _ready(directory: Path, servers: list[Server]) -> list[Server]:
+    """Wait until each launched server is ready; them, with the cluster's admin token."""
+    for server in servers:
+        _wait_ready(server)
     # Only the first start on an empty database writes the admin token; the others reuse it.
     tokens = sorted(directory.glob("*/data/admin-token"))
-    return dataclasses.replace(server, token=tokens[0].read_text().strip())
+    token = tokens[0].read_text().strip()
+    return [dataclasses.replace(server, token=token) for server in servers]
 
 
 def _wait_ready(server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if server.process.exited():
             raise RuntimeError(f"server exited early:\n{server.log.read_text()}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
@@ -137,15 +154,24 @@ def _wait_ready(server: Server, timeout: float = 30) -> None:
 def stop(server: Server, how: signal.Signals, timeout: float = 30) -> float:
     """Signal the process and wait for it to exit; the seconds that took."""
     started = time.monotonic()
-    if server.process.poll() is None:
-        server.process.send_signal(how)
-    try:
-        server.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-        raise AssertionError(f"{server.url} did not exit within {timeout}s of {how.name}") from None
+    server.process.send_signal(how)
+    _exited(server, how, timeout)
     return time.monotonic() - started
+
+
+def stop_all(servers: list[Server], how: signal.Signals, timeout: float = 30) -> None:
+    """Signal every process at once, then wait for each: they stop together, not in turn."""
+    for server in servers:
+        server.process.send_signal(how)
+    for server in servers:
+        _exited(server, how, timeout)
+
+
+def _exited(server: Server, how: signal.Signals, timeout: float) -> None:
+    if not server.process.wait(timeout):
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout)
+        raise AssertionError(f"{server.url} did not exit within {timeout}s of {how.name}")
 
 
 # ---- faults of the database ------------------------------------------------------------------
