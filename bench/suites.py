@@ -191,6 +191,8 @@ def main() -> None:
             saved = graphql(server, CREATE_SUITE, {"definition": json.dumps(suite)})
             if saved["createSuite"]["__typename"] != "SuiteSuccess":
                 raise BenchmarkFailed(f"createSuite: {saved}")
+            # The baseline between the two suite runs: each side once on a table grown by 3,000
+            # executions (later runs read and claim among more rows).
             base, base_queued, base_done = suite_run(server, cases, repeat)
             batch_queued, batch_done = batch_run(server, cases, repeat)
             head, head_queued, head_done = suite_run(server, cases, repeat)

@@ -262,7 +262,13 @@ class SuiteRun:
     pending_cases: int
     duration_p50_ms: float | None
     usage: UsageTotals
-    cases: list[SuiteCaseResult]
+    # Converted when asked for: a comparison reads two runs of up to thousands of cases, and
+    # most queries of it ask for neither run's cases.
+    result: strawberry.Private[suite_results.SuiteRunResult]
+
+    @strawberry.field
+    def cases(self) -> list[SuiteCaseResult]:
+        return [SuiteCaseResult.of(case) for case in self.result.cases]
 
     @strawberry.field
     async def batch(self, info: Info) -> Batch | None:
@@ -295,7 +301,7 @@ class SuiteRun:
             pending_cases=result.count(CaseStatus.PENDING),
             duration_p50_ms=result.duration_p50_ms,
             usage=UsageTotals.of_totals(result.usage),
-            cases=[SuiteCaseResult.of(case) for case in result.cases],
+            result=result,
         )
 
 
@@ -393,8 +399,18 @@ class SuiteCaseComparison:
 
 @strawberry.type(description="Each case of the head run against the base run, by case name.")
 class SuiteComparison:
-    base: SuiteRun
-    head: SuiteRun
+    # The two runs, converted when asked for (see SuiteRun.result).
+    base_result: strawberry.Private[suite_results.SuiteRunResult]
+    head_result: strawberry.Private[suite_results.SuiteRunResult]
+
+    @strawberry.field
+    def base(self) -> SuiteRun:
+        return SuiteRun.of(self.base_result)
+
+    @strawberry.field
+    def head(self) -> SuiteRun:
+        return SuiteRun.of(self.head_result)
+
     verdict: str = strawberry.field(
         description="One line: what regressed, got flaky, was fixed, …, of how many cases."
     )
@@ -416,8 +432,8 @@ class SuiteComparison:
     def of(cls, comparison: suite_results.SuiteComparison) -> SuiteComparison:
         C = suite_results.CaseChange
         return cls(
-            base=SuiteRun.of(comparison.base),
-            head=SuiteRun.of(comparison.head),
+            base_result=comparison.base,
+            head_result=comparison.head,
             verdict=comparison.verdict,
             regressed=comparison.regressed,
             regressed_cases=comparison.count(C.REGRESSED),
