@@ -96,6 +96,7 @@ def test_the_wheel_installs_and_works_without_the_server(tmp_path: Path) -> None
     venv.create(environment, with_pip=False)
     python = environment / "bin" / "python"
     subprocess.run(
+        # No bytecode compiled: seconds for the dependencies, and nothing the check below needs.
         [
             sys.executable,
             "-m",
@@ -104,6 +105,7 @@ def test_the_wheel_installs_and_works_without_the_server(tmp_path: Path) -> None
             str(python),
             "install",
             "-q",
+            "--no-compile",
             str(wheel),
         ],
         env=_without_pythonpath(),
