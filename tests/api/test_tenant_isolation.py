@@ -259,14 +259,23 @@ def tenants(
     with running_server(
         request.param, tmp_path_factory.mktemp(request.param), SERVER_SETTINGS
     ) as server:
-        found = asyncio.run(_populate_a(server, _workspace_b(server)))
+        found = asyncio.run(_prepare(server))
         try:
             yield found
         finally:
             asyncio.run(_stop(server, found))
 
 
-async def _populate_a(server: Server, token_b: str) -> Tenants:
+async def _prepare(server: Server) -> Tenants:
+    """Workspace B made by the CLI (other processes, seconds of start-up) while A is populated."""
+    making_b = asyncio.create_task(asyncio.to_thread(_workspace_b, server))
+    try:
+        return await _populate_a(server, making_b)
+    finally:
+        await making_b  # done, or its failure seen, before the fixture goes on
+
+
+async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
     tag = secrets.token_hex(4)
     label_a, prefix, scenario_a = f"a-only-{tag}", f"a-run-{tag}-", f"a-scenario-{tag}"
     since = datetime.now(UTC) - timedelta(minutes=1)
@@ -341,7 +350,7 @@ async def _populate_a(server: Server, token_b: str) -> Tenants:
     return Tenants(
         server=server,
         token_a=server.token,
-        token_b=token_b,
+        token_b=await making_b,
         ids_a=(*executions, batch_a, *tokens, suite_run_a),
         executions_a=executions,
         batch_a=batch_a,

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,25 @@ def _events(stdout: str) -> list[dict[str, Any]]:
 # --- following: exit codes and the three outputs ------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def example_runs(sqlite_server: Server) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The examples' `rw run --follow` runs the tests below read, started together: most of each
+    run's seconds are its steps' own sleeps, which need not add up one after another."""
+    runs = {
+        "succeeds": (str(SUCCEEDS), "--input", "project=shop", "--input", "lines=1", "--follow"),
+        "fails": (str(FAILS), "--follow"),
+        # With a label, for `rw ls --label`.
+        "fails-json": (str(FAILS), "--label", LABEL, "--follow", "--json"),
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        running = {name: pool.submit(rw, sqlite_server, "run", *a) for name, a in runs.items()}
+        return {name: done.result() for name, done in running.items()}
+
+
 def test_run_follow_of_a_succeeding_example_prints_plain_lines_and_exits_0(
-    sqlite_server: Server,
+    example_runs: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:
-    args = ("--input", "project=shop", "--input", "lines=1", "--follow")
-    done = rw(sqlite_server, "run", str(SUCCEEDS), *args)
+    done = example_runs["succeeds"]
 
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout  # not a terminal: no colours, no cursor movement
@@ -175,8 +190,10 @@ def test_run_follow_of_a_succeeding_example_prints_plain_lines_and_exits_0(
     assert all(row[1] == "SUCCEEDED" and row[3] == "1" for row in table)
 
 
-def test_run_follow_of_a_failing_example_exits_1_with_its_attempts(sqlite_server: Server) -> None:
-    done = rw(sqlite_server, "run", str(FAILS), "--follow")
+def test_run_follow_of_a_failing_example_exits_1_with_its_attempts(
+    example_runs: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    done = example_runs["fails"]
 
     assert done.returncode == 1, done.stderr
     assert done.stdout.count("deploy (stderr) | error: staging refused the upload") == 3
@@ -192,9 +209,11 @@ def test_run_follow_of_a_failing_example_exits_1_with_its_attempts(sqlite_server
 
 
 @pytest.fixture(scope="module")
-def failed_json(sqlite_server: Server) -> subprocess.CompletedProcess[str]:
+def failed_json(
+    example_runs: dict[str, subprocess.CompletedProcess[str]],
+) -> subprocess.CompletedProcess[str]:
     """One run of the failing example with --json and a label, shared by the tests that read it."""
-    return rw(sqlite_server, "run", str(FAILS), "--label", LABEL, "--follow", "--json")
+    return example_runs["fails-json"]
 
 
 def test_json_gives_every_event_once_in_order_and_nothing_else_on_stdout(

@@ -1,4 +1,5 @@
-"""The call step with the `simulated` driver against the shipped bank menus, in real time.
+"""The call step with the `simulated` driver against IVR menus (the shipped bank, and short ones
+written here), in real time.
 
 Each call hears real TTS prompts, sends real DTMF (RFC 4733 events or in-band tones) and speech,
 and recognizes what it hears offline; prompts are short so a call takes a few seconds.
@@ -25,6 +26,38 @@ from runwire.voice.ivr.server import serving_menu
 WELCOME = {"transcript_contains": "press one for balances"}
 
 
+# The bank's path in one sentence a prompt: the call step's own behaviour is what these tests
+# look at, and each second of prompt is a second of real-time audio to hear. The shipped bank
+# itself is called in test_the_sip_driver_calls_the_ivr_simulator_over_loopback. As in
+# broken-bank, 2 (cards) plays the balances prompt.
+SHORT_BANK = """
+name: short-bank
+answer_after_ms: 200
+words_per_minute: 220
+no_input_ms: 2500
+start: welcome
+nodes:
+  welcome:
+    say: Press 1 for balances.
+    menu: {dtmf: {"1": balances, "2": balances}}
+    no_input: goodbye
+    invalid: goodbye
+  balances:
+    say: Anything else? Say yes or no.
+    menu: {dtmf: {"1": welcome}}
+    no_input: goodbye
+    invalid: goodbye
+  goodbye: {say: Goodbye., hangup: true}
+"""
+
+
+@pytest.fixture
+def short_bank(tmp_path: Path) -> str:
+    menu = tmp_path / "short-bank.yaml"
+    menu.write_text(SHORT_BANK)
+    return str(menu)
+
+
 def script(target: str, *actions: Any, **extra: Any) -> dict[str, Any]:
     return {"dial": {"target": target, "driver": "simulated"}, "actions": list(actions), **extra}
 
@@ -42,11 +75,11 @@ def of_type(context: RecordingContext, moment: CallEventType) -> list[CallEvent]
     return [event for event in context.call_events if event.call is moment]
 
 
-async def test_a_menu_path_is_heard_pressed_matched_and_recorded() -> None:
+async def test_a_menu_path_is_heard_pressed_matched_and_recorded(short_bank: str) -> None:
     context = RecordingContext()
     result = await call(
         script(
-            "bank",
+            short_bank,
             {"listen": {"timeout": 3}},
             {"expect": WELCOME},
             {"press": "1"},
@@ -150,11 +183,11 @@ async def test_speech_is_sent_into_the_call_and_the_ivr_answers_it(tmp_path: Pat
     assert of_type(context, CallEventType.HUNG_UP)[0].by == "FAR_END"  # after its goodbye
 
 
-async def test_an_expect_that_fails_names_the_action_and_what_was_heard() -> None:
+async def test_an_expect_that_fails_names_the_action_and_what_was_heard(short_bank: str) -> None:
     context = RecordingContext()
     result = await call(
         script(
-            "broken-bank",
+            short_bank,
             {"listen": {"timeout": 3, "phrases": ["press one for balances"]}},
             {"press": {"digits": "2", "method": "inband"}},
             {"listen": {"timeout": 3, "phrases": ["anything else", "say yes or no"]}},
