@@ -68,8 +68,7 @@ async def direct(runs: int) -> None:
 
 def executions(count: int, step_user: str | None) -> None:
     steps = [f"{{key: s{i}, kind: shell, with: {{argv: ['true']}}}}" for i in range(20)]
-    settings: dict[str, str | None] = {"RUNWIRE_LOAD_EXAMPLES": "false"}
-    settings["RUNWIRE_STEP_USER"] = step_user
+    settings = {"RUNWIRE_LOAD_EXAMPLES": "false", "RUNWIRE_STEP_USER": step_user}
     with (
         tempfile.TemporaryDirectory() as directory,
         running_server("sqlite", Path(directory), settings) as server,

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from runwire.nondumpable import keep_memory_private
@@ -54,9 +54,9 @@ class RecognitionProcesses:
 
     def recognize(self, pcm: bytes, phrases: Sequence[str] = ()) -> Recognition:
         """What `pcm` says: free-form, or which of `phrases` it holds (see `Recognizer`)."""
-        executor = self._executor
+        executor, spoken = self._executor, tuple(phrases)
         try:
-            return self._submitted(executor, pcm, phrases).result()
+            return executor.submit(_recognize, pcm, spoken).result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): every pending recognition fails with it.
             # Start new workers, once, for this and the following recognitions.
@@ -64,13 +64,7 @@ class RecognitionProcesses:
                 if self._executor is executor:
                     self._executor = self._started()
                 executor = self._executor
-            return self._submitted(executor, pcm, phrases).result()
-
-    @staticmethod
-    def _submitted(
-        executor: ProcessPoolExecutor, pcm: bytes, phrases: Sequence[str]
-    ) -> Future[Recognition]:
-        return executor.submit(_recognize, pcm, tuple(phrases))
+            return executor.submit(_recognize, pcm, spoken).result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
