@@ -141,16 +141,25 @@ def assess(
     if observed is None:
         return result, []
     records = _check(expectations, kind_name, observed)
-    failures = [
-        f"expect.{record['assertion']}"
-        + (f"[{record['path']}]" if "path" in record else "")
-        + f": {record['message']}"
-        for record in records
-        if not record["passed"]
-    ]
+    failures = [_failure(expectations, record) for record in records if not record["passed"]]
     if failures and result.error is None:
         result = dataclasses.replace(result, error="; ".join(failures))
     return result, records
+
+
+def _failure(expectations: Expectations, record: Mapping[str, Any]) -> str:
+    """A failed record as the step's error: an `expect.` path only when the file has that path.
+
+    A kind's default (exit 0, a 2xx status) is not written in the definition, so its failure
+    says what happened ("exited with code 1") instead of naming an `expect:` it does not have.
+    """
+    assertion = record["assertion"]
+    if assertion == "exit_code" and not expectations.exit_code:
+        return describe_exit(record["actual"])
+    if assertion == "status" and not expectations.status:
+        return f"answered status {record['actual']}, not a 2xx status"
+    path = f"[{record['path']}]" if "path" in record else ""
+    return f"expect.{assertion}{path}: {record['message']}"
 
 
 def _check(expectations: Expectations, kind: str, observed: Observed) -> list[dict[str, Any]]:
