@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -28,12 +29,29 @@ T = TypeVar("T")
 ROLES = ["viewer", "operator", "editor", "admin"]
 
 
-@click.group()
+class _WithEnvironment(click.Command):
+    """A command whose help ends with the `RUNWIRE_*` variables it reads, from settings.py."""
+
+    def format_epilog(self, context: click.Context, formatter: click.HelpFormatter) -> None:
+        from runwire.settings import VARIABLES
+
+        with formatter.section("Environment (flags win over variables)"):
+            formatter.write_dl(
+                [
+                    (f"RUNWIRE_{v.name}", f"{v.meaning} (default: {v.default_text()})")
+                    for v in VARIABLES
+                ]
+            )
+        super().format_epilog(context, formatter)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="runwire", prog_name="runwire")
 def main() -> None:
     """Runwire: run executions and watch them live over GraphQL."""
 
 
-@main.command()
+@main.command(cls=_WithEnvironment)
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def serve(host: str | None, port: int | None) -> None:
@@ -45,7 +63,7 @@ def serve(host: str | None, port: int | None) -> None:
     _serve_http(create_app(settings), settings, websockets=True)
 
 
-@main.command()
+@main.command(cls=_WithEnvironment)
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def worker(host: str | None, port: int | None) -> None:
@@ -391,22 +409,49 @@ def _with_access(run: Callable[[AccessRepository], Awaitable[T]]) -> T:
 
 
 def _reporting(main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main`; an expected error ends in one line naming the database it was about."""
+    from asyncpg import PostgresError
+
     from runwire.errors import RunwireError
 
     async def awaited() -> T:
         return await main()
 
+    database = _admin_settings().database_label
+    # Piccolo warns (in colour, with its file and line) when it cannot connect; the line below
+    # says it once.
+    warnings.filterwarnings("ignore", message=".*Unable to (connect|fetch)", category=Warning)
     try:
         return asyncio.run(awaited())
     except RunwireError as error:
-        raise click.ClickException(error.message) from None
+        raise click.ClickException(f"{error.message}; database: {database}") from None
+    except (OSError, PostgresError) as error:
+        raise click.ClickException(f"cannot use database {database}: {error}") from None
+
+
+def _admin_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @contextlib.asynccontextmanager
 async def _database() -> AsyncIterator[Database]:
+    """The database `runwire serve` would use; an embedded file is opened, never created."""
     from runwire.db.engine import Database
 
-    url = Settings.from_env().effective_database_url
+    settings = _admin_settings()
+    url = settings.effective_database_url
+    embedded = settings.embedded_database_file
+    if embedded is not None and not embedded.is_file():
+        # Creating it here would make an empty database nobody serves (in whichever directory
+        # the command ran), then report that its workspace does not exist.
+        raise click.ClickException(
+            f"no database at {embedded}: run this where `runwire serve` ran (its data directory"
+            " is ./data unless RUNWIRE_DATA_DIR says otherwise), or set RUNWIRE_DATABASE_URL"
+        )
+    # An existing SQLite file is brought up to date as `serve` would; Postgres needs `migrate`.
     async with Database.open(url, migrate=url.startswith("sqlite")) as database:
         yield database
 

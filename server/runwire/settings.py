@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # The default of RUNWIRE_ARTIFACT_MAX_BYTES: a 10-minute two-channel 8 kHz call recording is
 # about 19 MB, and an artifact's content is read whole to serve it.
@@ -172,6 +173,21 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'runwire.sqlite').resolve()}"
 
     @property
+    def embedded_database_file(self) -> Path | None:
+        """The SQLite file of the database URL (the embedded default or a sqlite:/// URL)."""
+        url = self.effective_database_url
+        if not url.startswith("sqlite:///"):
+            return None
+        return Path(url.removeprefix("sqlite:///"))
+
+    @property
+    def database_label(self) -> str:
+        """The database URL for messages: its password, if any, replaced by ***."""
+        url = self.effective_database_url
+        password = urlsplit(url).password
+        return url.replace(f":{password}@", ":***@") if password else url
+
+    @property
     def admin_token_file(self) -> Path:
         """Where the first start writes the bootstrap admin token (readable by the user only)."""
         return self.data_dir / "admin-token"
@@ -300,6 +316,163 @@ class Settings:
 
 
 _ARTIFACT_BYTES_CEILING = 1_000_000_000
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One `RUNWIRE_*` variable as `runwire serve --help` lists it."""
+
+    name: str
+    """Without the `RUNWIRE_` prefix."""
+    meaning: str
+    setting: str | None = None
+    """The Settings field it sets; its default is shown from the dataclass, so it cannot drift."""
+    default: str | None = None
+    """Said in words when the field's own default does not say it (None, a computed path)."""
+
+    def default_text(self) -> str:
+        """The default as an operator would write it: `8000`, `true`, `5`, or words."""
+        if self.default is not None:
+            return self.default
+        value = getattr(Settings(), self.setting) if self.setting else None
+        if value is None or value in ((), ""):
+            return "unset"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        if isinstance(value, int) and value >= _MIB and value % _MIB == 0:
+            return f"{value // _MIB} MiB"
+        if isinstance(value, tuple):
+            return ",".join(str(item) for item in value)
+        return str(value)
+
+
+# Every variable `Settings.from_env` reads, for `runwire serve --help`; a test checks that this
+# table, that function and README's settings table name the same variables.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DATA_DIR", "where the embedded SQLite file and admin token live", "data_dir"),
+    Variable(
+        "DATABASE_URL",
+        "sqlite:////abs/path.sqlite or postgresql://user@host/db",
+        default="SQLite in the data dir",
+    ),
+    Variable("BUS_URL", "memory://, a postgresql:// URL (LISTEN/NOTIFY) or redis://", "bus_url"),
+    Variable("HOST", "interface to bind (also --host)", "host"),
+    Variable("PORT", "port to listen on (also --port)", "port"),
+    Variable("SCENARIOS_DIR", "extra *.yaml scenarios loaded at start", "scenarios_dir"),
+    Variable("SUITES_DIR", "*.yaml suites loaded at start, after the scenarios", "suites_dir"),
+    Variable("LOAD_EXAMPLES", "save the shipped example scenarios at start", "load_examples"),
+    Variable("RUNNER", "serve runs executions too; false for API replicas", "runner_enabled"),
+    Variable("RUNNER_SLOTS", "executions run at once by this process", "runner_slots"),
+    Variable("GRACE_SECONDS", "SIGINT to SIGKILL grace when a step is stopped", "grace_seconds"),
+    Variable("LEASE_SECONDS", "a runner's claim on an execution; >= 3 heartbeats", "lease_seconds"),
+    Variable("HEARTBEAT_SECONDS", "how often a runner renews its claims", "heartbeat_seconds"),
+    Variable("DRAIN_SECONDS", "on SIGTERM, how long running steps may finish", "drain_seconds"),
+    Variable("POLL_SECONDS", "how often a runner looks for queued work", "poll_seconds"),
+    Variable(
+        "FLUSH_INTERVAL_MS", "how long events wait to be written together", "flush_interval_ms"
+    ),
+    Variable("SUBSCRIBER_BUFFER", "events held for one subscriber", "subscriber_buffer"),
+    Variable(
+        "OUTPUT_COALESCE_MS", "output lines within this window are one event", "output_coalesce_ms"
+    ),
+    Variable(
+        "OUTPUT_STEP_BYTES", "output one step attempt may print (0: off)", "output_step_bytes"
+    ),
+    Variable(
+        "OUTPUT_EXECUTION_BYTES",
+        "output one run of an execution may print (0: off)",
+        "output_execution_bytes",
+    ),
+    Variable(
+        "OUTPUT_LINES_PER_SECOND", "a step attempt's sustained line rate", "output_lines_per_second"
+    ),
+    Variable("OUTPUT_LINE_BURST", "lines a step attempt may print at once", "output_line_burst"),
+    Variable(
+        "OUTPUT_ARTIFACT",
+        "keep a truncated attempt's whole output as output.log",
+        "output_artifact",
+    ),
+    Variable("GRAPHIQL", "serve GraphiQL", "graphiql"),
+    Variable("INTROSPECTION", "answer GraphQL introspection", "introspection"),
+    Variable("MAX_QUERY_DEPTH", "nesting of one GraphQL document", "max_query_depth"),
+    Variable("MAX_ALIASES", "aliases in one GraphQL document", "max_aliases"),
+    Variable("MAX_TOKENS", "tokens in one GraphQL document", "max_tokens"),
+    Variable("MAX_BODY_BYTES", "largest request body or WebSocket message", "max_body_bytes"),
+    Variable(
+        "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "operations at once on one socket",
+        "max_subscriptions_per_connection",
+    ),
+    Variable(
+        "CONNECTION_INIT_TIMEOUT_SECONDS",
+        "a socket must send connection_init by then",
+        "connection_init_timeout_seconds",
+    ),
+    Variable("MAX_DEFINITION_BYTES", "a definition's text, in UTF-8 bytes", "max_definition_bytes"),
+    Variable("MAX_DEFINITION_STEPS", "steps in one definition", "max_definition_steps"),
+    Variable("MAX_LABELS", "labels per execution", "max_labels"),
+    Variable("MAX_INPUTS_BYTES", "one execution's inputs as JSON", "max_inputs_bytes"),
+    Variable("MAX_INPUTS_DEPTH", "nesting of inputs and upstream", "max_inputs_depth"),
+    Variable("MAX_REASON_CHARS", "a stop or pause reason", "max_reason_chars"),
+    Variable(
+        "SUBSCRIBER_STALL_SECONDS",
+        "a subscriber that reads nothing for this long is cut",
+        "subscriber_stall_seconds",
+    ),
+    Variable("WS_DEFLATE", "accept permessage-deflate on sockets", "ws_deflate"),
+    Variable("ACCESS_LOG", "log a line per HTTP request and socket", "access_log"),
+    Variable(
+        "SESSION_CHECK_SECONDS",
+        "how often live connections' tokens are checked for revocation",
+        "session_check_seconds",
+    ),
+    Variable("JWT_ISSUER", "an identity provider whose JWTs are accepted", "jwt_issuer"),
+    Variable("JWT_KEY", "its PEM public key, or @/path/key.pem", "jwt_key"),
+    Variable("JWT_ALGORITHMS", "accepted JWT algorithms (RS, PS, ES only)", "jwt_algorithms"),
+    Variable("JWT_AUDIENCE", "the audience JWTs must name", "jwt_audience"),
+    Variable("JWT_WORKSPACE_CLAIM", "the JWT claim naming the workspace", "jwt_workspace_claim"),
+    Variable("JWT_ROLE_CLAIM", "the JWT claim naming the role", "jwt_role_claim"),
+    Variable(
+        "STEP_USER",
+        "account process steps run as (empty: the server's user)",
+        default="as root: a uid of its own per step",
+    ),
+    Variable(
+        "STEP_UIDS",
+        "FIRST-LAST: the uids steps get when run as root",
+        default="{}-{}".format(*DEFAULT_STEP_UIDS),
+    ),
+    Variable(
+        "STEP_DIR", "where each step attempt gets a directory", default="$TMPDIR/runwire-steps"
+    ),
+    Variable("STEP_PASS_ENV", "server variables passed to steps, comma-separated", "step_pass_env"),
+    Variable(
+        "STEP_SANDBOX",
+        "bubblewrap: run process steps in a sandbox",
+        "step_sandbox",
+        default="unset",
+    ),
+    Variable("PRICES_FILE", "a price table replacing the shipped one", default="the shipped table"),
+    Variable("LLM_KEY_VARS", "server variables llm steps may use as API keys", "llm_key_vars"),
+    Variable("CALL_DRIVER", "driver of call steps that name none: sip or simulated", "call_driver"),
+    Variable("SIP_LOCAL_HOST", "where the sip driver binds", "sip_local_host"),
+    Variable(
+        "SIP_PUBLIC_HOST",
+        "the address a far end reaches the sip driver at",
+        default="the local host",
+    ),
+    Variable(
+        "ARTIFACT_MAX_BYTES", "the largest artifact a step attempt may store", "artifact_max_bytes"
+    ),
+    Variable(
+        "ARTIFACT_RETENTION_DAYS",
+        "days artifacts are kept (0: for ever)",
+        "artifact_retention_days",
+    ),
+)
 
 
 def parse_uid_range(text: str) -> tuple[int, int]:
