@@ -439,6 +439,8 @@ def test_show_prints_facts_and_steps_and_json(
         (("show", "not-an-id"), None, 2, "rw: error: execution not-an-id not found"),
         (("stop", str(uuid.UUID(int=2))), None, 2, "not found"),
         (("--url", "ftp://example.com", "ls"), None, 2, "rw: error: --url: "),
+        (("ls",), "two words", 2, "rw: error: --token (or RUNWIRE_TOKEN): "),
+        (("run", "countdwn"), None, 2, "scenario countdwn not found; did you mean countdown?"),
     ],
 )
 def test_errors_are_one_line_with_a_code(
@@ -451,6 +453,83 @@ def test_errors_are_one_line_with_a_code(
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_global_options_work_after_the_subcommand_and_win_over_the_groups(
+    sqlite_server: Server, tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    listed = rw(
+        sqlite_server,
+        *("--url", nowhere, "ls", "-n", "1"),
+        *("--url", sqlite_server.url, "--token", sqlite_server.token),
+        token="",
+    )
+    assert listed.returncode == 0, listed.stderr
+
+    definition = tmp_path / "hi.yaml"
+    definition.write_text('name: hi\nsteps:\n  - {key: a, kind: shell, with: {argv: ["true"]}}\n')
+    followed = rw(
+        sqlite_server,
+        *("run", str(definition), "--follow", "--url", sqlite_server.url),
+        *("--token", sqlite_server.token),
+        token="",
+    )
+    assert followed.returncode == 0, followed.stderr
+
+    suite = rw(sqlite_server, "suite", "report", "x", "--token", sqlite_server.token, token="")
+    assert "no API token" not in suite.stderr  # the nested group's commands take them too
+
+
+def test_a_bearer_prefixed_token_is_taken_for_the_token(sqlite_server: Server) -> None:
+    done = rw(sqlite_server, "ls", "-n", "1", token=f"Bearer {sqlite_server.token}")
+    assert done.returncode == 0, done.stderr
+
+
+def test_json_help_says_what_each_command_prints(sqlite_server: Server) -> None:
+    helps = {
+        command: " ".join(rw(sqlite_server, command, "--help").stdout.split())
+        for command in ("run", "watch", "retry", "ls", "show", "scenarios")
+    }
+    assert "One JSON object per execution" in helps["ls"]
+    assert "per event" not in helps["ls"]
+    assert "The execution and its trace as one JSON object" in helps["show"]
+    assert "per event" not in helps["show"]
+    assert "One JSON object per scenario" in helps["scenarios"]
+    for command in ("run", "watch", "retry"):
+        assert "one json object per event on stdout" in helps[command].lower(), command
+
+
+def test_scenarios_lists_names_versions_descriptions_and_inputs(sqlite_server: Server) -> None:
+    plain = rw(sqlite_server, "scenarios")
+    assert plain.returncode == 0, plain.stderr
+    header, *rows = [line.split("\t") for line in plain.stdout.splitlines()]
+    assert header == ["name", "version", "inputs", "description"]
+    by_name = {row[0]: row for row in rows}
+    assert by_name["countdown"][1] == "1"
+    assert by_name["hello"][3] != ""
+
+    as_json = rw(sqlite_server, "scenarios", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    found = {s["name"]: s for s in _events(as_json.stdout)}
+    assert found.keys() == by_name.keys()
+    assert {"name", "version", "description", "inputs"} <= found["countdown"].keys()
+    inputs = found["countdown"]["inputs"]
+    assert inputs  # countdown takes inputs: the column shows them, "?" marking optional ones
+    assert by_name["countdown"][2] == ", ".join(
+        i["name"] + ("" if i["required"] else "?") for i in inputs
+    )
+
+
+def test_invalid_yaml_is_reported_once(sqlite_server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsteps: [\n")
+
+    done = rw(sqlite_server, "run", str(bad))
+
+    assert done.returncode == 2
+    assert done.stderr.count("invalid YAML") == 1, done.stderr
+    assert "(: " not in done.stderr
 
 
 def test_bad_usage_exits_2_with_usage(sqlite_server: Server) -> None:

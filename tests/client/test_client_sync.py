@@ -46,6 +46,9 @@ def test_the_blocking_client_runs_follows_and_lists(server: Server) -> None:
         assert done.last_seq == events[-1].seq
         assert [s.key for s in done.steps] == ["count"]
         assert [s.name for s in client.trace(started.id).spans] == ["sync-count", "count"]
+        countdown = {s.name: s for s in client.scenarios()}["countdown"]
+        assert (countdown.version, [i.name for i in countdown.inputs]) == (1, ["count"])
+        assert countdown.description.startswith("Count down")
 
         second = client.start(definition=COUNT, labels=[label])
         listed = [e.id for e in client.history(ExecutionFilter(label=label), page_size=1)]

@@ -2,58 +2,129 @@
 
 from __future__ import annotations
 
-from runwire_client.client import RunwireClient
-from runwire_client.errors import (
-    AuthenticationError,
-    ConnectionFailedError,
-    FieldError,
-    InvalidTransitionError,
-    NotFoundError,
-    PermissionDeniedError,
-    QueryError,
-    RunwireError,
-    SuiteMismatchError,
-    UnexpectedResponseError,
-    ValidationError,
-)
-from runwire_client.models import (
-    TERMINAL_STATUSES,
-    AgentEntryReported,
-    AgentEntryType,
-    Artifact,
-    AssertionResult,
-    CallEventReported,
-    CallEventType,
-    Event,
-    Execution,
-    ExecutionFilter,
-    ExecutionMode,
-    ExecutionStatus,
-    ExecutionStatusChanged,
-    ExecutionUpdate,
-    HistoryPage,
-    OutputChunk,
-    OutputLimit,
-    OutputTruncated,
-    ScenarioRef,
-    Span,
-    SpanReported,
-    StepRun,
-    StepStatus,
-    StepStatusChanged,
-    SuiteCaseComparison,
-    SuiteCaseResult,
-    SuiteComparison,
-    SuiteRun,
-    TokenUsage,
-    Trace,
-    UnknownEvent,
-    UpdateKind,
-    UsageReported,
-    UsageTotals,
-)
-from runwire_client.sync import SyncRunwireClient
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from runwire_client.version import SCHEMA_SHA256, __version__
+
+if TYPE_CHECKING:
+    from runwire_client.client import RunwireClient
+    from runwire_client.errors import (
+        AuthenticationError,
+        ConnectionFailedError,
+        FieldError,
+        InvalidTransitionError,
+        NotFoundError,
+        PermissionDeniedError,
+        QueryError,
+        RunwireError,
+        SuiteMismatchError,
+        UnexpectedResponseError,
+        ValidationError,
+    )
+    from runwire_client.models import (
+        TERMINAL_STATUSES,
+        AgentEntryReported,
+        AgentEntryType,
+        Artifact,
+        AssertionResult,
+        CallEventReported,
+        CallEventType,
+        Event,
+        Execution,
+        ExecutionFilter,
+        ExecutionMode,
+        ExecutionStatus,
+        ExecutionStatusChanged,
+        ExecutionUpdate,
+        HistoryPage,
+        OutputChunk,
+        OutputLimit,
+        OutputTruncated,
+        Scenario,
+        ScenarioInput,
+        ScenarioRef,
+        Span,
+        SpanReported,
+        StepRun,
+        StepStatus,
+        StepStatusChanged,
+        SuiteCaseComparison,
+        SuiteCaseResult,
+        SuiteComparison,
+        SuiteRun,
+        TokenUsage,
+        Trace,
+        UnknownEvent,
+        UpdateKind,
+        UsageReported,
+        UsageTotals,
+    )
+    from runwire_client.sync import SyncRunwireClient
+
+# Names are imported when first used: `rw --help` (and any program importing one model) does not
+# pay for gql and httpx, which only the client needs.
+_MODULES: dict[str, str] = {
+    "AgentEntryReported": "runwire_client.models",
+    "AgentEntryType": "runwire_client.models",
+    "Artifact": "runwire_client.models",
+    "AssertionResult": "runwire_client.models",
+    "AuthenticationError": "runwire_client.errors",
+    "CallEventReported": "runwire_client.models",
+    "CallEventType": "runwire_client.models",
+    "ConnectionFailedError": "runwire_client.errors",
+    "Event": "runwire_client.models",
+    "Execution": "runwire_client.models",
+    "ExecutionFilter": "runwire_client.models",
+    "ExecutionMode": "runwire_client.models",
+    "ExecutionStatus": "runwire_client.models",
+    "ExecutionStatusChanged": "runwire_client.models",
+    "ExecutionUpdate": "runwire_client.models",
+    "FieldError": "runwire_client.errors",
+    "HistoryPage": "runwire_client.models",
+    "InvalidTransitionError": "runwire_client.errors",
+    "NotFoundError": "runwire_client.errors",
+    "OutputChunk": "runwire_client.models",
+    "OutputLimit": "runwire_client.models",
+    "OutputTruncated": "runwire_client.models",
+    "PermissionDeniedError": "runwire_client.errors",
+    "QueryError": "runwire_client.errors",
+    "RunwireClient": "runwire_client.client",
+    "RunwireError": "runwire_client.errors",
+    "Scenario": "runwire_client.models",
+    "ScenarioInput": "runwire_client.models",
+    "ScenarioRef": "runwire_client.models",
+    "Span": "runwire_client.models",
+    "SpanReported": "runwire_client.models",
+    "StepRun": "runwire_client.models",
+    "StepStatus": "runwire_client.models",
+    "StepStatusChanged": "runwire_client.models",
+    "SuiteCaseComparison": "runwire_client.models",
+    "SuiteCaseResult": "runwire_client.models",
+    "SuiteComparison": "runwire_client.models",
+    "SuiteMismatchError": "runwire_client.errors",
+    "SuiteRun": "runwire_client.models",
+    "SyncRunwireClient": "runwire_client.sync",
+    "TERMINAL_STATUSES": "runwire_client.models",
+    "TokenUsage": "runwire_client.models",
+    "Trace": "runwire_client.models",
+    "UnexpectedResponseError": "runwire_client.errors",
+    "UnknownEvent": "runwire_client.models",
+    "UpdateKind": "runwire_client.models",
+    "UsageReported": "runwire_client.models",
+    "UsageTotals": "runwire_client.models",
+    "ValidationError": "runwire_client.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runwire_client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SCHEMA_SHA256",
@@ -84,6 +155,8 @@ __all__ = [
     "QueryError",
     "RunwireClient",
     "RunwireError",
+    "Scenario",
+    "ScenarioInput",
     "ScenarioRef",
     "Span",
     "SpanReported",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import enum
 import json
 import os
@@ -24,44 +25,27 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from runwire_client import (
+# Only what the command line's options need is imported here: `rw --help` and bad usage must not
+# wait for gql, httpx and rich (about half a second), which each command imports when it runs.
+from runwire_client.errors import (
     AuthenticationError,
     ConnectionFailedError,
-    Execution,
-    ExecutionFilter,
-    ExecutionMode,
-    ExecutionStatus,
     InvalidTransitionError,
     NotFoundError,
-    RunwireClient,
     RunwireError,
-    SuiteComparison,
-    SuiteRun,
     UnexpectedResponseError,
     ValidationError,
 )
-from runwire_client.view import (
-    EventView,
-    JsonView,
-    LiveView,
-    PlainView,
-    RunState,
-    aligned,
-    execution_details,
-    execution_rows,
-    execution_table,
-    summarize,
-    summary_lines,
-    summary_table,
-    to_jsonable,
-)
+from runwire_client.models import ExecutionFilter, ExecutionMode, ExecutionStatus
+
+if TYPE_CHECKING:
+    from runwire_client.client import RunwireClient
+    from runwire_client.models import Execution, Scenario, SuiteComparison, SuiteRun
+    from runwire_client.view import EventView
 
 EXIT_OK = 0
 EXIT_NOT_SUCCEEDED = 1
@@ -102,6 +86,8 @@ class Connection:
     token: str
 
     def client(self) -> RunwireClient:
+        from runwire_client.client import RunwireClient
+
         return RunwireClient(self.url, self.token)
 
 
@@ -128,25 +114,44 @@ class Interrupted(Refused):
 
 # --- the command group --------------------------------------------------------------------------
 
+URL_HELP = "The Runwire server (env RUNWIRE_URL)."
+TOKEN_HELP = "API token (env RUNWIRE_TOKEN; prefer the variable: arguments show in `ps`)."
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--url",
-    envvar="RUNWIRE_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="The Runwire server (env RUNWIRE_URL).",
-)
-@click.option(
-    "--token",
-    envvar="RUNWIRE_TOKEN",
-    default=None,
-    help="API token (env RUNWIRE_TOKEN; prefer the variable: arguments show in `ps`).",
-)
+
+def _given_after_the_command(context: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep a subcommand's --url/--token for `_connection`: it wins over the group's."""
+    if value is not None:
+        context.meta[f"rw.{param.name}"] = value
+    return value
+
+
+class Commands(click.Group):
+    """A group whose every command also takes --url and --token after its name, as `gh` and
+    `kubectl` take their global options anywhere (`rw ls --url …`, `rw run F -f --token …`)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        for flag, help_text in (("--url", URL_HELP), ("--token", TOKEN_HELP)):
+            cmd.params.append(
+                click.Option(
+                    [flag],
+                    default=None,
+                    expose_value=False,
+                    callback=_given_after_the_command,
+                    help=f"{help_text} Also before the command.",
+                )
+            )
+        super().add_command(cmd, name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", envvar="RUNWIRE_URL", default=DEFAULT_URL, show_default=True, help=URL_HELP)
+@click.option("--token", envvar="RUNWIRE_TOKEN", default=None, help=TOKEN_HELP)
 @click.version_option(package_name="runwire-client", prog_name="rw")
 @click.pass_context
 def main(context: click.Context, url: str, token: str | None) -> None:
     """Start, watch and steer Runwire executions.
+
+    --url and --token may come before or after the command.
 
     Exit codes: 0 done (a followed execution SUCCEEDED), 1 a followed execution did not
     succeed, 2 bad usage or request refused, 3 server unreachable, 130 detached on Ctrl-C.
@@ -156,8 +161,18 @@ def main(context: click.Context, url: str, token: str | None) -> None:
 
 def _connection(context: click.Context) -> Connection:
     url, token = context.find_root().obj
+    url = context.meta.get("rw.url", url)
+    token = context.meta.get("rw.token", token)
     if not token:
         raise Refused(f"no API token: {TOKEN_HINT}")
+    # What an Authorization header holds is a common paste: the token is what follows Bearer.
+    scheme, _, rest = token.strip().partition(" ")
+    token = rest.strip() if scheme.lower() == "bearer" and rest.strip() else token.strip()
+    if any(character.isspace() for character in token):
+        raise Refused(
+            "--token (or RUNWIRE_TOKEN): an API token has no spaces or line breaks; pass the"
+            " token alone (e.g. rw_…, or `Bearer rw_…`)"
+        )
     return Connection(url=url, token=token)
 
 
@@ -177,7 +192,8 @@ def _run(command: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
 
 def _describe(error: RunwireError) -> str:
     if isinstance(error, ValidationError) and error.field_errors:
-        details = [f"{e.path}: {e.message}" for e in error.field_errors]
+        # An error of the whole document (invalid YAML) has no path: its message alone.
+        details = [f"{e.path}: {e.message}" if e.path else e.message for e in error.field_errors]
         # The server's message often is the one field error already: do not say it twice.
         missing = [detail for detail in details if detail not in error.message]
         return f"{error.message} ({'; '.join(missing)})" if missing else error.message
@@ -253,9 +269,14 @@ interrupt_option = click.option(
     help="What Ctrl-C (or SIGTERM) does while following: ask (default in a terminal), "
     "stop the execution, or detach and leave it running (default otherwise).",
 )
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object per event on stdout."
-)
+
+
+def json_option(says: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--json, with help that says what this command prints as JSON."""
+    return click.option("--json", "as_json", is_flag=True, help=says)
+
+
+FOLLOW_JSON = "one JSON object per event on stdout, the summary on stderr"
 
 
 @main.command()
@@ -286,7 +307,7 @@ json_option = click.option(
     "runs it in context (mode STEP_IN_CONTEXT). Give one for every step it needs. Repeatable.",
 )
 @click.option("--follow", "-f", is_flag=True, help="Show the execution live until it ends.")
-@json_option
+@json_option(f"Without --follow, the new execution as one JSON object; with it, {FOLLOW_JSON}.")
 @interrupt_option
 @click.pass_context
 def run(
@@ -316,16 +337,25 @@ def run(
     scenario, definition = _definition_or_scenario(target)
 
     async def command() -> int:
+        from runwire_client.view import to_jsonable
+
         async with _client(connection) as client:
-            execution = await client.start(
-                scenario,
-                definition=definition,
-                inputs=values or None,
-                labels=list(labels) or None,
-                mode=mode,
-                step_key=step,
-                upstream=upstream,
-            )
+            try:
+                execution = await client.start(
+                    scenario,
+                    definition=definition,
+                    inputs=values or None,
+                    labels=list(labels) or None,
+                    mode=mode,
+                    step_key=step,
+                    upstream=upstream,
+                )
+            except NotFoundError as error:
+                if scenario is None or not error.message.startswith(f"scenario {scenario} "):
+                    raise
+                raise Refused(
+                    _unknown_scenario(error, scenario, await client.scenarios())
+                ) from None
             if not follow:
                 if as_json:
                     click.echo(json.dumps(to_jsonable(execution)))
@@ -339,7 +369,7 @@ def run(
 
 @main.command()
 @click.argument("execution_id", metavar="ID")
-@json_option
+@json_option(FOLLOW_JSON[0].upper() + FOLLOW_JSON[1:] + ".")
 @interrupt_option
 @click.pass_context
 def watch(
@@ -408,7 +438,7 @@ def skip(context: click.Context, execution_id: str, step_key: str) -> None:
 @click.argument("execution_id", metavar="ID")
 @click.argument("step_key", metavar="STEP")
 @click.option("--follow", "-f", is_flag=True, help="Show the retry live until it ends.")
-@json_option
+@json_option(f"With --follow, {FOLLOW_JSON}.")
 @interrupt_option
 @click.pass_context
 def retry(
@@ -455,7 +485,7 @@ def retry(
 @click.option(
     "--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000), help="How many."
 )
-@json_option
+@json_option("One JSON object per execution on stdout, newest first (without its events).")
 @click.pass_context
 def list_executions(
     context: click.Context,
@@ -476,6 +506,8 @@ def list_executions(
     )
 
     async def command() -> int:
+        from runwire_client.view import execution_rows, execution_table, to_jsonable
+
         async with _client(connection) as client:
             found: list[Execution] = []
             pages = client.history(wanted, page_size=min(limit, 100))
@@ -488,6 +520,8 @@ def list_executions(
             for execution in found:
                 click.echo(json.dumps(to_jsonable(execution)))
         elif sys.stdout.isatty():
+            from rich.console import Console
+
             Console().print(execution_table(found))
         else:
             header, rows = execution_rows(found)
@@ -500,13 +534,22 @@ def list_executions(
 
 @main.command()
 @click.argument("execution_id", metavar="ID")
-@json_option
+@json_option("The execution and its trace as one JSON object on stdout.")
 @click.pass_context
 def show(context: click.Context, execution_id: str, as_json: bool) -> None:
     """One execution: its facts and a row per step (status, duration, attempts, cost)."""
     connection = _connection(context)
 
     async def command() -> int:
+        from runwire_client.view import (
+            aligned,
+            execution_details,
+            summarize,
+            summary_lines,
+            summary_table,
+            to_jsonable,
+        )
+
         async with _client(connection) as client:
             execution = await client.get(execution_id)
             trace = await client.trace(execution_id)
@@ -516,6 +559,10 @@ def show(context: click.Context, execution_id: str, as_json: bool) -> None:
         summary = summarize(execution, trace)
         facts = execution_details(execution)
         if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+            from rich.text import Text
+
             console = Console()
             grid = Table.grid(padding=(0, 2))
             for label, value in facts:
@@ -531,6 +578,42 @@ def show(context: click.Context, execution_id: str, as_json: bool) -> None:
     _run(command)
 
 
+# --- scenarios ----------------------------------------------------------------------------------
+
+
+@main.command()
+@json_option("One JSON object per scenario on stdout: name, version, description, inputs.")
+@click.pass_context
+def scenarios(context: click.Context, as_json: bool) -> None:
+    """The saved scenarios `rw run NAME` starts: name, latest version, inputs, description."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        from runwire_client.view import to_jsonable
+
+        async with _client(connection) as client:
+            found = await client.scenarios()
+        if as_json:
+            for scenario in found:
+                click.echo(json.dumps(to_jsonable(scenario)))
+            return EXIT_OK
+        click.echo("name\tversion\tinputs\tdescription")
+        for scenario in found:
+            inputs = ", ".join(i.name if i.required else f"{i.name}?" for i in scenario.inputs)
+            row = (scenario.name, str(scenario.version), inputs, scenario.description)
+            click.echo("\t".join(" ".join(cell.split()) for cell in row))
+        return EXIT_OK
+
+    _run(command)
+
+
+def _unknown_scenario(error: NotFoundError, name: str, known: list[Scenario]) -> str:
+    """The server's not-found message, with the names closest to the one given."""
+    close = difflib.get_close_matches(name, [s.name for s in known], n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"{error.message}{hint} (`rw scenarios` lists them)"
+
+
 # --- following ----------------------------------------------------------------------------------
 
 
@@ -543,6 +626,8 @@ async def _watch(
     snapshot: Execution | None = None,
 ) -> int:
     """Follow an execution in the view that suits stdout; the exit code its end calls for."""
+    from runwire_client.view import JsonView, LiveView, PlainView, RunState, summarize
+
     if snapshot is None:
         snapshot = await client.get(execution_id)
     state = RunState.of(snapshot, after_seq)
@@ -550,6 +635,8 @@ async def _watch(
     if as_json:
         view = JsonView(state, sys.stdout, sys.stderr)
     elif sys.stdout.isatty():
+        from rich.console import Console
+
         view = LiveView(state, Console())
     else:
         view = PlainView(state, sys.stdout)
@@ -729,7 +816,7 @@ class FailOn(enum.StrEnum):
     FAILED = "failed"  # any case did not pass every repeat (FAILED or FLAKY)
 
 
-@main.group()
+@main.group(cls=Commands)
 def suite() -> None:
     """Run test suites, write reports CI systems read, and gate on what regressed."""
 

@@ -32,6 +32,7 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    Scenario,
     SuiteComparison,
     SuiteRun,
     Trace,
@@ -282,6 +283,11 @@ class RunwireClient:
         if response.status_code == 404:
             raise NotFoundError(f"{artifact.name}: {detail}")
         raise QueryError(f"{artifact.name}: HTTP {response.status_code}: {detail}")
+
+    async def scenarios(self) -> list[Scenario]:
+        """The latest version of every scenario of the workspace, by name."""
+        found = (await self._execute("ListScenarios", {}))["scenarios"]
+        return [decoded(decode.scenario, data) for data in found]
 
     async def trace(self, execution_id: str) -> Trace:
         """The execution as a tree of timed spans; NotFoundError if there is no such one."""

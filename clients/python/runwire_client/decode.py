@@ -24,6 +24,8 @@ from runwire_client.models import (
     OutputChunk,
     OutputLimit,
     OutputTruncated,
+    Scenario,
+    ScenarioInput,
     ScenarioRef,
     Span,
     SpanReported,
@@ -55,6 +57,24 @@ def decoded(decode: Callable[[Data], T], data: Data) -> T:
             f"could not read the server's reply ({type(error).__name__}: {error});"
             " is the client older than the server's schema?"
         ) from error
+
+
+def scenario(data: Data) -> Scenario:
+    return Scenario(
+        name=str(data["name"]),
+        version=int(data["version"]),
+        description=str(data["description"]),
+        inputs=tuple(
+            ScenarioInput(
+                name=str(i["name"]),
+                type=str(i["type"]),
+                required=bool(i["required"]),
+                default=i.get("default"),
+                description=i.get("description"),
+            )
+            for i in data["inputs"]
+        ),
+    )
 
 
 def execution(data: Data) -> Execution:

@@ -67,6 +67,27 @@ class UpdateKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ScenarioInput:
+    """One input a scenario takes: `rw run NAME --input NAME=VALUE`."""
+
+    name: str
+    type: str
+    required: bool
+    default: Any
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """The latest version of a saved scenario, as `scenarios()` lists it."""
+
+    name: str
+    version: int
+    description: str
+    inputs: tuple[ScenarioInput, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScenarioRef:
     """The saved scenario (name and version) an execution runs."""
 

@@ -19,6 +19,7 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    Scenario,
     SuiteComparison,
     SuiteRun,
     Trace,
@@ -159,6 +160,10 @@ class SyncRunwireClient:
 
     def download(self, artifact: Artifact) -> bytes:
         return self._call(self._client.download(artifact))
+
+    def scenarios(self) -> list[Scenario]:
+        """The latest version of every scenario of the workspace, by name."""
+        return self._call(self._client.scenarios())
 
     def trace(self, execution_id: str) -> Trace:
         """The execution as a tree of timed spans; NotFoundError if there is no such one."""
