@@ -363,6 +363,16 @@ def test_retry_follow_runs_the_step_again_and_shows_only_the_new_events(
     assert first_seq == before + 1  # only what the retry did, from the seq after the failure
     assert "step check started (attempt 2, shell)" in retried.stdout
     assert "after | passed the gate" in retried.stdout
+    # The summary times the retry, as the live view's clock does, and says so; the execution's
+    # whole span (from its first start, across the wait before the retry) is named as that.
+    headline = retried.stdout.partition("\n\n")[2].splitlines()[0]
+    timed = re.fullmatch(
+        r"gate SUCCEEDED in ([\d.]+)s after the retry, ([\d.]+)s since its first start"
+        rf" \(execution {execution_id}\)",
+        headline,
+    )
+    assert timed, headline
+    assert float(timed.group(1)) < float(timed.group(2))
     rows = {r.split()[0]: r.split() for r in retried.stdout.partition("\n\n")[2].splitlines()[2:]}
     assert rows["check"][1] == "SUCCEEDED"
     assert rows["check"][3] == "2"

@@ -661,7 +661,7 @@ async def _watch(
         )
         return 128 + detached
     final = await client.get(execution_id)
-    view.finish(summarize(final, await client.trace(execution_id)))
+    view.finish(summarize(final, await client.trace(execution_id), retry_ms=state.retry_ms))
     return EXIT_OK if final.status is ExecutionStatus.SUCCEEDED else EXIT_NOT_SUCCEEDED
 
 

@@ -126,6 +126,8 @@ class RunState:
     last_seq: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # True once an ended execution ran again (a retry): started_at is then the retry's start.
+    restarted: bool = False
     # The latest usage totals: the execution's, and each step's (over its attempts).
     usage: UsageTotals | None = None
     step_usage: dict[str, UsageTotals] = field(default_factory=dict)
@@ -164,6 +166,13 @@ class RunState:
         return state
 
     @property
+    def retry_ms(self) -> int | None:
+        """From a followed retry's start to the end: what the live view's clock showed."""
+        if not self.restarted or self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    @property
     def done_steps(self) -> int:
         return sum(1 for step in self.steps.values() if step.done)
 
@@ -184,6 +193,7 @@ class RunState:
             case ExecutionStatusChanged():
                 # A retried execution runs again after it ended: its clock starts again too.
                 restarted = self.status.is_terminal and not event.status.is_terminal
+                self.restarted = self.restarted or restarted
                 if restarted or self.started_at is None:
                     self.started_at = event.at if event.status is ExecutionStatus.RUNNING else None
                 self.status = event.status
@@ -283,6 +293,8 @@ class Summary:
     tokens_input: int | None = None
     tokens_output: int | None = None
     unpriced: int = 0
+    retry_ms: int | None = None
+    """For a followed retry: its own duration; `duration_ms` is then from the first start."""
 
     @property
     def reports_spending(self) -> bool:
@@ -290,8 +302,11 @@ class Summary:
         return self.cost_usd is not None or self.tokens is not None or self.unpriced > 0
 
 
-def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
-    """Rows per step from `execution.steps` (all attempts), with cost and tokens from `trace`."""
+def summarize(
+    execution: Execution, trace: Trace | None = None, *, retry_ms: int | None = None
+) -> Summary:
+    """Rows per step from `execution.steps` (all attempts), with cost and tokens from `trace`;
+    `retry_ms`, the duration of the retry that was followed (RunState.retry_ms), if one was."""
     latest: dict[str, StepRun] = {}
     for run in sorted(execution.steps, key=lambda r: (r.position, r.attempt)):
         latest[run.key] = run
@@ -324,6 +339,7 @@ def summarize(execution: Execution, trace: Trace | None = None) -> Summary:
         tokens_input=None if found is None else found.input,
         tokens_output=None if found is None else found.output,
         unpriced=sum(row.unpriced for row in rows),
+        retry_ms=retry_ms,
     )
 
 
@@ -550,6 +566,12 @@ def _summary_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
 def _summary_headline(summary: Summary) -> str:
     line = f"{summary.name} {summary.status.value} in {format_ms(summary.duration_ms)}"
+    if summary.retry_ms is not None:
+        # The execution's duration spans its first run, the wait and the retry: say which is which.
+        line = (
+            f"{summary.name} {summary.status.value} in {format_ms(summary.retry_ms)} after the"
+            f" retry, {format_ms(summary.duration_ms)} since its first start"
+        )
     if summary.reports_spending:
         line += f", {_summary_cost(summary)}, tokens {format_tokens(summary.tokens)}"
         if summary.tokens_input is not None or summary.tokens_output is not None:
