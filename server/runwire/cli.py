@@ -343,6 +343,7 @@ def secret() -> None:
 @click.option("--workspace", "workspace_name", default="default", show_default=True)
 def secret_set(name: str, workspace_name: str) -> None:
     """Set NAME to the value read from stdin (one trailing newline dropped), or typed hidden."""
+    _database_url()  # no database: say so before asking for the value
     if sys.stdin.isatty():
         value = click.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
     else:
@@ -438,11 +439,17 @@ def _admin_settings() -> Settings:
 
 @contextlib.asynccontextmanager
 async def _database() -> AsyncIterator[Database]:
-    """The database `runwire serve` would use; an embedded file is opened, never created."""
+    """The database `runwire serve` would use, brought up to date as `serve` would (SQLite)."""
     from runwire.db.engine import Database
 
+    url = _database_url()
+    async with Database.open(url, migrate=url.startswith("sqlite")) as database:
+        yield database
+
+
+def _database_url() -> str:
+    """The configured database's URL; an embedded file that does not exist ends the command."""
     settings = _admin_settings()
-    url = settings.effective_database_url
     embedded = settings.embedded_database_file
     if embedded is not None and not embedded.is_file():
         # Creating it here would make an empty database nobody serves (in whichever directory
@@ -451,9 +458,7 @@ async def _database() -> AsyncIterator[Database]:
             f"no database at {embedded}: run this where `runwire serve` ran (its data directory"
             " is ./data unless RUNWIRE_DATA_DIR says otherwise), or set RUNWIRE_DATABASE_URL"
         )
-    # An existing SQLite file is brought up to date as `serve` would; Postgres needs `migrate`.
-    async with Database.open(url, migrate=url.startswith("sqlite")) as database:
-        yield database
+    return settings.effective_database_url
 
 
 async def _admin(access: AccessRepository, workspace_name: str) -> Actor:

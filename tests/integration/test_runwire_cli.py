@@ -24,6 +24,7 @@ def _runwire(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         [sys.executable, "-m", "runwire.cli", *args],
         cwd=cwd,
         env=clean | env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,7 +73,9 @@ def test_serve_and_worker_help_list_every_variable_settings_reads(tmp_path: Path
     assert "(default: 10 MiB)" in help_text  # RUNWIRE_OUTPUT_STEP_BYTES, from the dataclass
 
 
-@pytest.mark.parametrize("command", [("token", "list"), ("workspace", "list"), ("secret", "list")])
+@pytest.mark.parametrize(
+    "command", [("token", "list"), ("workspace", "create", "x"), ("secret", "set", "KEY")]
+)
 def test_admin_commands_refuse_to_create_a_database_where_none_is(
     tmp_path: Path, command: tuple[str, ...]
 ) -> None:
