@@ -48,8 +48,13 @@ async def _records_showing(
             await asyncio.sleep(0.05)
 
 
-async def _post(server: Server, body: dict[str, Any], request_id: str | None) -> httpx.Response:
-    headers = {**server.headers, **({"X-Request-ID": request_id} if request_id else {})}
+async def _post(
+    server: Server, body: dict[str, Any], request_id: str | None, token: str | None = None
+) -> httpx.Response:
+    headers = {
+        "Authorization": f"Bearer {token or server.token}",
+        **({"X-Request-ID": request_id} if request_id else {}),
+    }
     async with httpx.AsyncClient(timeout=30) as client:
         return await client.post(server.graphql_http, json=body, headers=headers)
 
@@ -93,11 +98,22 @@ async def test_bad_requests_log_no_line_of_their_own_and_no_traceback(server: Se
             "variables": {"id": {"not": "an id"}},
         },
     }
+    create_viewer = {
+        "query": "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) {"
+        " ... on CreateApiTokenSuccess { secret } } }",
+        "variables": {"input": {"name": "log-viewer", "role": "VIEWER"}},
+    }
+    created = await _post(server, create_viewer, None)
+    viewer = created.json()["data"]["createApiToken"]["secret"]
     ids = {}
     for name, body in bad.items():
         ids[name] = f"bad-{name}-{uuid.uuid4()}"
         response = await _post(server, body, ids[name])
         assert response.json()["errors"], response.text
+    # A permission the caller's role lacks: FORBIDDEN, told the client.
+    ids["forbidden"] = f"bad-forbidden-{uuid.uuid4()}"
+    refused = await _post(server, {"query": "{ secrets { name } }"}, ids["forbidden"], viewer)
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused.text
     # Following an execution that does not exist, over a WebSocket: NOT_FOUND, told the client.
     async with acknowledged(server) as socket:
         query = 'subscription { executionEvents(executionId: "no-such-execution") { lastSeq } }'
@@ -105,7 +121,7 @@ async def test_bad_requests_log_no_line_of_their_own_and_no_traceback(server: Se
         first = json.loads(await socket.recv())
         assert "not found" in json.dumps(first), first
 
-    last = ids["unknown-variable-type"]
+    last = ids["forbidden"]
     records = await _records_showing(server, lambda r: r.get("request_id") == last)
     # Each bad request has its access line, and no other line at INFO or above.
     for name, request_id in ids.items():
