@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -16,8 +16,10 @@ from runwire.events.slow_clients import SlowClients, keep_server_send
 from runwire.graphql.controller import graphql_controller
 from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.schema.context import Services
+from runwire.http import request_ids
 from runwire.http.artifacts import artifact_download
 from runwire.http.edge import refuse_deeply_nested_json
+from runwire.http.error_log import UnexpectedErrorsLogged
 from runwire.http.graphiql import graphiql_static_router
 from runwire.http.health import health, ready
 from runwire.http.sse import execution_events
@@ -72,6 +74,7 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
         state=State({"services": None, "core": None, "slow_clients": None}),
         request_max_body_size=settings.max_body_bytes,
         before_request=refuse_deeply_nested_json("/graphql"),
+        logging_config=UnexpectedErrorsLogged(),
     )
 
 
@@ -85,6 +88,8 @@ class _App(Litestar):
         # Slow clients are found by the server's own connection objects (before any wrapper
         # of Litestar's): see events/slow_clients.py.
         keep_server_send(scope, send)
+        if scope["type"] in ("http", "websocket"):
+            send = request_ids.tag(scope, cast("Send", send))
         await super().__call__(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,11 +57,14 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve GraphQL, SSE and the runner (on the embedded SQLite default unless configured)."""
-    _keep_memory_private()
-    from runwire.app import create_app
+    settings = _started(host, port)
 
-    settings = _settings(host, port)
-    _serve_http(create_app(settings), settings, websockets=True)
+    def app() -> Litestar:
+        from runwire.app import create_app
+
+        return create_app(settings)
+
+    _serve_http(app, settings, websockets=True)
 
 
 @main.command(cls=_WithEnvironment)
@@ -68,11 +72,24 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def worker(host: str | None, port: int | None) -> None:
     """Run executions only, for API replicas without a runner; /health and /ready for probes."""
-    _keep_memory_private()
-    from runwire.worker import create_worker_app
+    settings = _started(host, port)
+
+    def app() -> Litestar:
+        from runwire.worker import create_worker_app
+
+        return create_worker_app(settings)
+
+    _serve_http(app, settings, websockets=False)
+
+
+def _started(host: str | None, port: int | None) -> Settings:
+    """A server process's settings, with its logging set up and its memory kept private."""
+    from runwire import logs
 
     settings = _settings(host, port)
-    _serve_http(create_worker_app(settings), settings, websockets=False)
+    logs.configure(settings)
+    _keep_memory_private()
+    return settings
 
 
 def _keep_memory_private() -> None:
@@ -100,19 +117,25 @@ def _settings(host: str | None, port: int | None) -> Settings:
     return settings
 
 
-def _serve_http(app: Litestar, settings: Settings, *, websockets: bool) -> None:
-    """Run `app` under uvicorn until SIGTERM or SIGINT; leaving its lifespan stops the core."""
+def _serve_http(app: Callable[[], Litestar], settings: Settings, *, websockets: bool) -> None:
+    """Run `app()` under uvicorn until SIGTERM or SIGINT; leaving its lifespan stops the core.
+
+    What an operator can fix (the port, the database, the bus) is checked first, before the
+    app is even imported, and reported in one line (exit code 1); a start-up that fails later
+    exits with uvicorn's code 3.
+    """
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not settings.access_log:
-        # uvicorn logs each accepted or refused socket on its error logger, not its access log.
-        logging.getLogger("uvicorn.error").addFilter(_drop_socket_access_lines)
-    uvicorn.run(
-        app,
+    from runwire import logs
+
+    listening = _listening_socket(settings)
+    _check_before_start(settings)
+    config = uvicorn.Config(
+        app(),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=logs.config(settings),
+        log_level=settings.log_level.lower(),
         access_log=settings.access_log,
         # Named, not "auto": the sans-I/O protocol keeps no task per socket (keepalive runs on
         # timers; bench P4: 61 KB per idle subscription, 68 KB with the legacy `websockets`
@@ -124,10 +147,50 @@ def _serve_http(app: Litestar, settings: Settings, *, websockets: bool) -> None:
         timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
     )
 
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying where it listens (it does not when given a bound socket)."""
 
-def _drop_socket_access_lines(record: logging.LogRecord) -> bool:
-    """False for uvicorn's per-socket `"WebSocket /path" [accepted]`-style lines."""
-    return not str(record.msg).startswith('%s - "WebSocket %s"')
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+                # Named: run as `python -m runwire.cli`, __name__ is "__main__".
+                logging.getLogger("runwire.cli").info(
+                    "listening on http://%s:%d (Ctrl+C to stop)", shown, settings.port
+                )
+
+    server = Server(config)
+    server.run(sockets=[listening])
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: the app's start-up failed, and uvicorn said why
+
+
+def _listening_socket(settings: Settings) -> socket.socket:
+    """The server's socket, bound before anything starts: a port in use is one line, at once."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((settings.host, settings.port))
+    except OSError as error:
+        listening.close()
+        reason = (error.strerror or type(error).__name__).lower()
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port} ({reason}): stop what uses it,"
+            " or choose another port with RUNWIRE_PORT or --port"
+        ) from None
+    listening.set_inheritable(True)
+    return listening
+
+
+def _check_before_start(settings: Settings) -> None:
+    """The database and bus this process needs, reachable and ready, or one line and exit 1."""
+    from runwire import preflight
+
+    try:
+        asyncio.run(preflight.check(settings))
+    except preflight.StartupProblem as problem:
+        raise click.ClickException(problem.message) from None
 
 
 @main.command("fake-llm")
@@ -167,13 +230,20 @@ def fake_llm(host: str, port: int, tokens_per_second: float) -> None:
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations (needed once per Postgres database)."""
+    from runwire import preflight
     from runwire.db.engine import Database
 
-    async def run() -> None:
-        async with Database.open(Settings.from_env().effective_database_url, migrate=True):
-            pass
+    url = _settings(None, None).effective_database_url
 
-    asyncio.run(run())
+    async def run() -> None:
+        with preflight.database_problems(url):
+            async with Database.open(url, migrate=True):
+                pass
+
+    try:
+        asyncio.run(run())
+    except preflight.StartupProblem as problem:
+        raise click.ClickException(problem.message) from None
     click.echo("migrations applied")
 
 

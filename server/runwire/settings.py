@@ -89,6 +89,10 @@ class Settings:
     ws_deflate: bool = False
     # One log line per HTTP request and per accepted socket costs throughput; errors still log.
     access_log: bool = False
+    # How log lines look (text: for people; json: one object per line, for collectors) and the
+    # least severe level logged (logs.py).
+    log_format: str = "text"
+    log_level: str = "INFO"
     # How often live connections' credentials are checked for revocation and expiry.
     session_check_seconds: float = 1.0
     # An external identity provider whose JWTs are accepted (RS/PS/ES algorithms only).
@@ -155,6 +159,13 @@ class Settings:
             raise ValueError(f"RUNWIRE_STEP_PASS_ENV: server settings stay private: {leaked}")
         if leaked := [name for name in self.llm_key_vars if name.startswith("RUNWIRE_")]:
             raise ValueError(f"RUNWIRE_LLM_KEY_VARS: server settings stay private: {leaked}")
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"RUNWIRE_LOG_FORMAT: expected text or json, got {self.log_format!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(
+                f"RUNWIRE_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)},"
+                f" got {self.log_level!r}"
+            )
         if self.call_driver not in {"sip", "simulated"}:
             raise ValueError(
                 f"RUNWIRE_CALL_DRIVER: expected sip or simulated, got {self.call_driver!r}"
@@ -276,6 +287,8 @@ class Settings:
             ),
             ws_deflate=flag("WS_DEFLATE", defaults.ws_deflate),
             access_log=flag("ACCESS_LOG", defaults.access_log),
+            log_format=text("LOG_FORMAT", defaults.log_format).strip().lower(),
+            log_level=text("LOG_LEVEL", defaults.log_level).strip().upper(),
             session_check_seconds=number("SESSION_CHECK_SECONDS", defaults.session_check_seconds),
             jwt_issuer=env.get("RUNWIRE_JWT_ISSUER") or None,
             jwt_key=_file_or_value(env.get("RUNWIRE_JWT_KEY") or None),
@@ -472,7 +485,12 @@ VARIABLES: tuple[Variable, ...] = (
         "days artifacts are kept (0: for ever)",
         "artifact_retention_days",
     ),
+    Variable("LOG_FORMAT", "text (for people) or json (one object per line)", "log_format"),
+    Variable(
+        "LOG_LEVEL", "the least severe lines logged: DEBUG, INFO, WARNING, ERROR", "log_level"
+    ),
 )
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def parse_uid_range(text: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from runwire.core import Core
+from runwire.http.error_log import UnexpectedErrorsLogged
 from runwire.http.health import health, ready
 from runwire.settings import Settings
 
@@ -51,4 +52,5 @@ def create_worker_app(settings: Settings) -> Litestar:
         state=State({"core": None}),
         # Probes only: no OpenAPI pages to serve or to keep in memory.
         openapi_config=None,
+        logging_config=UnexpectedErrorsLogged(),
     )

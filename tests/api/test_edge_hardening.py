@@ -369,6 +369,12 @@ def test_unexpected_errors_are_masked(tmp_path: Path) -> None:
     assert "does not exist" not in response.text
     assert "runwire_scenario" not in response.text
     _no_stack_trace(response)
+    # The server's log has it, once, with its traceback, on a line naming the request's id.
+    log = own.log.read_text()
+    assert log.count("Traceback (most recent call last)") == 1, log
+    (line,) = [line for line in log.splitlines() if " ERROR strawberry.execution " in line]
+    assert f"[request={response.headers['X-Request-ID']}]" in line
+    assert "KeyError: 'description'" in log  # the query no longer selects the column
 
 
 async def test_bad_variable_values_are_named_not_masked(server: Server) -> None:

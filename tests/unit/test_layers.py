@@ -17,14 +17,16 @@ SERVER = Path(__file__).parents[2] / "server" / "runwire"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # nondumpable: a process keeps its environment from others of its user (stdlib only)
     ("errors", "faults", "settings", "nondumpable"),
+    ("logs",),  # the log format, and the ids (execution, step, request) lines carry
     ("voice",),  # calls: audio, speech, DTMF, SIP/RTP, the IVR simulator, call drivers
     ("scenarios",),  # definitions, templating, step results, expectations
     ("domain",),  # values, rules, services and their ports
     ("db",),  # the stores
     ("events",),  # event log, publisher, hub, bus
     ("queue",),  # claims, leases, control requests, the queue's signals on the bus
-    # health: is the database, is the bus reachable now; retention: deletes old artifacts
-    ("runner", "health", "retention"),
+    # health: is the database, is the bus reachable now; retention: deletes old artifacts;
+    # preflight: can the configured database and bus serve a process about to start
+    ("runner", "health", "retention", "preflight"),
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller

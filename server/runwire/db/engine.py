@@ -63,7 +63,7 @@ class Database:
             await database.migrate()
         elif pending := await database.pending_migrations():
             raise DatabaseNotMigrated(
-                f"{len(pending)} migration(s) not applied to {_redacted(url)}:"
+                f"{len(pending)} migration(s) not applied to {redacted_url(url)}:"
                 " run `runwire migrate`"
             )
         if isinstance(engine, PostgresEngine):
@@ -274,7 +274,7 @@ def engine_for(url: str) -> Engine[Any]:
         # sqlite:////abs/path.sqlite → /abs/path.sqlite; sqlite:///rel.sqlite → rel.sqlite
         path = url[len("sqlite:///") :]
         if not path:
-            raise DatabaseUrlInvalid(f"no file path in database URL {_redacted(url)}")
+            raise DatabaseUrlInvalid(f"no file path in database URL {redacted_url(url)}")
         # The database is the server's alone: a new file 0600 in a new directory 0700 (SQLite
         # gives its -wal and -shm files the database file's mode).
         Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -282,7 +282,7 @@ def engine_for(url: str) -> Engine[Any]:
         return SQLiteEngine(path=path, timeout=30)
     if parts.scheme in {"postgres", "postgresql"}:
         return PostgresEngine(config={"dsn": url})
-    raise DatabaseUrlInvalid(f"unsupported database URL {_redacted(url)}")
+    raise DatabaseUrlInvalid(f"unsupported database URL {redacted_url(url)}")
 
 
 def stored_datetime(value: Any) -> datetime:
@@ -321,7 +321,8 @@ def marks(values: Sequence[object]) -> str:
     return ", ".join("{}" for _ in values)
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
+    """`url` with its password, if any, shown as `***` (for messages and logs)."""
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")

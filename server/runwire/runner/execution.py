@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runwire import logs
 from runwire.domain.agents import AgentEntry, Priced, Usage, UsageTotals
 from runwire.domain.artifacts import ArtifactStore, check_artifact, is_text
 from runwire.domain.calls import CallEvent
@@ -498,6 +499,7 @@ class ExecutionRun:
         if ended.status.is_terminal:
             data["duration_ms"] = duration_between(started_at, at)
         self.emit(EventType.EXECUTION_STATUS, data, at=at)
+        logger.info("execution %s", ended.status.value.lower())
 
     async def _run_graph(self) -> _Ended:
         tasks: dict[asyncio.Task[_Outcome], _Active] = {}
@@ -628,6 +630,7 @@ class ExecutionRun:
 
     async def _attempts(self, active: _Active) -> _Outcome:
         step = active.step
+        logs.step.set(step.key)  # this step's task only: see logs.py
         first = attempt = self._progress.next_attempt[step.key]
         while True:
             retry_in = None

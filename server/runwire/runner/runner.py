@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
+from runwire import logs
 from runwire.db.executions import ExecutionRepository
 from runwire.domain.artifacts import ArtifactStore
 from runwire.domain.clock import utc_now
@@ -293,6 +294,8 @@ class Runner:
         """Run `work` for the execution as a task the drain waits for."""
 
         async def tracked() -> None:
+            # This task's context (and its steps' tasks, which copy it) only: see logs.py.
+            logs.execution_id.set(execution_id)
             try:
                 await work
             finally:
@@ -302,6 +305,7 @@ class Runner:
         self._tasks[execution_id] = asyncio.create_task(tracked(), name=f"run-{execution_id}")
 
     async def _run(self, run: ExecutionRun, lease: Lease, ownership: Ownership) -> None:
+        logger.info("execution claimed by runner %s", self.owner)
         try:
             watch = asyncio.create_task(self._watch(run, ownership))
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ class DocumentLimits:
     introspection: bool = True
 
 
+logger = logging.getLogger(__name__)
+
 MASKED_MESSAGE = "Internal error"
 DOCUMENT_CACHE_SIZE = 256
 
@@ -71,14 +74,15 @@ def _masked(error: GraphQLError) -> GraphQLError:
 
 
 class _Schema(Schema):
-    """Codes domain errors, and masks what MaskErrors cannot see (parsing or validation crashes)."""
+    """Codes domain errors, logs unexpected ones, and masks what MaskErrors cannot see (parsing
+    or validation crashes)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         # Every result with errors passes here, before masking, whichever the operation type
         # and transport: the one place a domain error gets its `extensions.code`.
-        logged = []
+        unexpected = []
         for error in errors:
             if not error.extensions:
                 extensions = error_extensions(error.original_error)
@@ -87,9 +91,14 @@ class _Schema(Schema):
             if error.original_error is not None and is_outage(error.original_error):
                 # The driver's words stay in the server; health.py logs the outage, once.
                 error.message = UNAVAILABLE_MESSAGE
+            elif _should_mask(error):
+                unexpected.append(error)
             else:
-                logged.append(error)
-        super().process_errors(logged, execution_context)
+                # The client's mistake (syntax, validation, an unknown id, a permission), told
+                # to the client: a log line per bad request would only bury the server's own.
+                logger.debug("GraphQL error for the client: %s", error.message)
+        # Strawberry's own logging: one record each, with the traceback.
+        super().process_errors(unexpected, execution_context)
 
     # Strawberry turns such an exception into an error carrying its bare message (e.g. a
     # KeyError's) after the extensions have run, so the masking extension never sees it.
