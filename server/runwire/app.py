@@ -72,6 +72,9 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
         state=State({"services": None, "core": None, "slow_clients": None}),
         request_max_body_size=settings.max_body_bytes,
         before_request=refuse_deeply_nested_json("/graphql"),
+        # The API is GraphQL (its schema is at /graphql): no OpenAPI pages, which Litestar would
+        # serve unauthenticated at /schema and load from CDNs.
+        openapi_config=None,
     )
 
 
