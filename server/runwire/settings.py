@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # The default of RUNWIRE_ARTIFACT_MAX_BYTES: a 10-minute two-channel 8 kHz call recording is
 # about 19 MB, and an artifact's content is read whole to serve it.
@@ -88,6 +89,13 @@ class Settings:
     ws_deflate: bool = False
     # One log line per HTTP request and per accepted socket costs throughput; errors still log.
     access_log: bool = False
+    # An SSE stream with nothing to send for this long sends a comment line (`: keepalive`), so
+    # proxies and load balancers that cut idle connections (often after 30-60 s) keep it open.
+    sse_keepalive_seconds: float = 15.0
+    # Browser origins (`scheme://host[:port]`) whose pages may call the API (CORS); empty: none,
+    # and no CORS headers at all. `*` is any origin: safe to allow, since Runwire authenticates
+    # by a bearer header a page must hold, never by cookies, so no credentials are allowed.
+    cors_origins: tuple[str, ...] = ()
     # How often live connections' credentials are checked for revocation and expiry.
     session_check_seconds: float = 1.0
     # An external identity provider whose JWTs are accepted (RS/PS/ES algorithms only).
@@ -137,6 +145,14 @@ class Settings:
             )
         if self.subscriber_stall_seconds <= 0:
             raise ValueError("RUNWIRE_SUBSCRIBER_STALL_SECONDS must be positive")
+        if self.sse_keepalive_seconds <= 0:
+            raise ValueError("RUNWIRE_SSE_KEEPALIVE_SECONDS must be positive")
+        for origin in self.cors_origins:
+            if origin != "*" and not _is_origin(origin):
+                raise ValueError(
+                    f"RUNWIRE_CORS_ORIGINS: {origin!r} is not an origin: expected"
+                    " scheme://host[:port] (no path, no trailing slash), or *"
+                )
         if self.drain_seconds < 0:
             raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
         if self.step_sandbox not in {"", "bubblewrap"}:
@@ -206,6 +222,9 @@ class Settings:
         suites_dir = env.get("RUNWIRE_SUITES_DIR")
         llm_key_vars = tuple(
             name.strip() for name in text("LLM_KEY_VARS", "").split(",") if name.strip()
+        )
+        cors_origins = tuple(
+            origin.strip() for origin in text("CORS_ORIGINS", "").split(",") if origin.strip()
         )
         return cls(
             data_dir=Path(text("DATA_DIR", str(defaults.data_dir))),
@@ -292,6 +311,8 @@ class Settings:
             artifact_retention_days=number(
                 "ARTIFACT_RETENTION_DAYS", defaults.artifact_retention_days
             ),
+            sse_keepalive_seconds=number("SSE_KEEPALIVE_SECONDS", defaults.sse_keepalive_seconds),
+            cors_origins=cors_origins,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -310,6 +331,21 @@ def parse_uid_range(text: str) -> tuple[int, int]:
             f"RUNWIRE_STEP_UIDS={text!r}: expected FIRST-LAST, e.g. 2130706432-2130771967"
         )
     return int(first), int(last)
+
+
+def _is_origin(text: str) -> bool:
+    """Whether `text` is what a browser sends as Origin: scheme://host[:port], nothing more."""
+    parsed = urlsplit(text)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parsed.scheme in {"http", "https"}
+        and bool(parsed.hostname)
+        and not (parsed.path or parsed.query or parsed.fragment or parsed.username)
+        and text == f"{parsed.scheme}://{parsed.netloc}"
+    )
 
 
 def _file_or_value(raw: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, get
@@ -51,6 +51,11 @@ def _after_seq(request: Request[object, object, State], after_seq: int | None) -
     except ValueError:
         raise ValidationException("Last-Event-ID must be the integer seq of an event") from None
     return seen if after_seq is None else max(seen, after_seq)
+
+
+# A comment line: EventSource and SSE readers ignore it, proxies see bytes on the connection.
+# (`data=None`: Litestar's default data would make it an empty event.)
+_KEEPALIVE = ServerSentEventMessage(comment="keepalive", data=None)
 
 
 def _message(event: Event) -> ServerSentEventMessage:
@@ -122,6 +127,7 @@ async def execution_events(
     if found is None:
         raise NotFoundException(f"execution {execution_id} not found")
     follow = core.hub.follow(execution_id, start, workspace=actor.workspace_id)
+    keepalive_seconds = core.settings.sse_keepalive_seconds
 
     async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
         revoked = asyncio.Event()
@@ -138,8 +144,12 @@ async def execution_events(
         )
         try:
             with watching:
-                async with contextlib.aclosing(_until(revoked, follow)) as batches:
+                batches = _until(revoked, follow, quiet_seconds=keepalive_seconds)
+                async with contextlib.aclosing(batches):
                     async for batch in batches:
+                        if batch is None:
+                            yield _KEEPALIVE
+                            continue
                         for event in batch:
                             yield _message(event)
                 if revoked.is_set():
@@ -155,23 +165,32 @@ async def execution_events(
     return ServerSentEvent(stream())
 
 
-async def _until(stop: asyncio.Event, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
-    """`items` until they end or `stop` is set, whichever comes first."""
-    stopped = asyncio.ensure_future(stop.wait())
+async def _until(
+    stop: asyncio.Event, items: AsyncIterator[T], *, quiet_seconds: float | None = None
+) -> AsyncGenerator[T | None, None]:
+    """`items` until they end or `stop` is set; None after each `quiet_seconds` without one."""
+    stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     following: asyncio.Future[T] | None = None
     try:
         while True:
-            following = asyncio.ensure_future(anext(items))
-            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
+            if following is None:
+                following = asyncio.ensure_future(anext(items))
+            waited: set[asyncio.Future[Any]] = {following, stopped}
+            await asyncio.wait(waited, timeout=quiet_seconds, return_when=asyncio.FIRST_COMPLETED)
+            if stopped.done() and not following.done():
                 following.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await following
                 return
+            if not following.done():
+                yield None  # quiet for quiet_seconds; the same next item is awaited again
+                continue
             try:
-                yield following.result()
+                item = following.result()
             except StopAsyncIteration:
                 return
+            following = None
+            yield item
     finally:
         stopped.cancel()
         # Closed while waiting (the client went away, or was cut): `items` is still running
