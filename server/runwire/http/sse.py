@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, TypeVar
 
@@ -58,17 +59,40 @@ def _after_seq(request: Request[object, object, State], after_seq: int | None) -
 _KEEPALIVE = ServerSentEventMessage(comment="keepalive", data=None)
 
 
-def _message(event: Event) -> ServerSentEventMessage:
-    payload = {
+# Objects in an event's data that Runwire itself defines: their keys are camelCased too. Any
+# other value is sent as stored, since it may hold the user's own keys (a step's output, an
+# agent's tool input, a span's attributes).
+_RUNWIRE_OBJECTS = frozenset({"step_totals", "execution_totals"})
+
+
+@functools.cache
+def camel_case(name: str) -> str:
+    """`exit_code` as `exitCode`: the casing of the GraphQL fields. (Few names: cached.)"""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def event_payload(event: Event) -> dict[str, object]:
+    """An event as SSE `data`: its envelope, then its own fields, every key camelCase."""
+    payload: dict[str, object] = {
         "seq": event.seq,
         "at": event.at.isoformat(),
         "type": event.type.value,
         "stepKey": event.step_key,
         "attempt": event.attempt,
-        **event.data,
     }
+    for key, value in event.data.items():
+        if key in _RUNWIRE_OBJECTS and isinstance(value, dict):
+            value = {camel_case(inner): item for inner, item in value.items()}
+        payload[camel_case(key)] = value
+    return payload
+
+
+def _message(event: Event) -> ServerSentEventMessage:
     return ServerSentEventMessage(
-        data=msgspec.json.encode(payload).decode(), event=event.type.value, id=str(event.seq)
+        data=msgspec.json.encode(event_payload(event)).decode(),
+        event=event.type.value,
+        id=str(event.seq),
     )
 
 
