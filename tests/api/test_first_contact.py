@@ -155,6 +155,20 @@ async def test_responses_carry_cors_headers_for_allowed_origins_only(
             )
             assert response.status_code == 200, response.text
             assert response.headers.get("access-control-allow-origin") == expected
+        # A refusal too, or the page could not tell an expired token from a network failure.
+        refused = await client.post(
+            server.graphql_http,
+            json=query,
+            headers={"Authorization": "Bearer rw_expired", "Origin": allowed_origin},
+        )
+        assert refused.status_code == 401, refused.text
+        assert refused.headers.get("access-control-allow-origin") == allowed_origin
+        missing = await client.get(
+            f"{server.url}/executions/nope/events",
+            headers={**server.headers, "Origin": allowed_origin},
+        )
+        assert missing.status_code == 404, missing.text
+        assert missing.headers.get("access-control-allow-origin") == allowed_origin
 
 
 def test_no_cors_headers_unless_origins_are_set() -> None:
