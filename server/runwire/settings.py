@@ -335,6 +335,8 @@ def parse_uid_range(text: str) -> tuple[int, int]:
 
 def _is_origin(text: str) -> bool:
     """Whether `text` is what a browser sends as Origin: scheme://host[:port], nothing more."""
+    if "*" in text:
+        return False  # Litestar would read it as a wildcard pattern, not an origin
     parsed = urlsplit(text)
     try:
         parsed.port  # noqa: B018 - raises on a port that is not a number

@@ -173,8 +173,20 @@ async def test_responses_carry_cors_headers_for_allowed_origins_only(
 
 def test_no_cors_headers_unless_origins_are_set() -> None:
     assert cors_config(Settings()) is None
-    with pytest.raises(ValueError, match="RUNWIRE_CORS_ORIGINS"):
-        Settings.from_env({"RUNWIRE_CORS_ORIGINS": "https://app.example.com/"})
+    listed = Settings.from_env({"RUNWIRE_CORS_ORIGINS": " https://a.example , http://b:8080,"})
+    assert listed.cors_origins == ("https://a.example", "http://b:8080")
+    assert Settings.from_env({"RUNWIRE_CORS_ORIGINS": "*"}).cors_origins == ("*",)
+    # Not what a browser sends as Origin: it would never match, so it is refused at start.
+    for wrong in (
+        "https://app.example.com/",
+        "app.example.com",
+        "https://*.example.com",
+        "http://b:x",
+    ):
+        with pytest.raises(ValueError, match="RUNWIRE_CORS_ORIGINS"):
+            Settings.from_env({"RUNWIRE_CORS_ORIGINS": wrong})
+    with pytest.raises(ValueError, match="RUNWIRE_SSE_KEEPALIVE_SECONDS"):
+        Settings.from_env({"RUNWIRE_SSE_KEEPALIVE_SECONDS": "0"})
 
 
 FETCH_VIEWER = """
