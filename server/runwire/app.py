@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
@@ -75,6 +76,31 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
         request_max_body_size=settings.max_body_bytes,
         before_request=refuse_deeply_nested_json("/graphql"),
         logging_config=UnexpectedErrorsLogged(),
+        cors_config=cors_config(settings),
+        # The API is GraphQL (its schema is at /graphql): no OpenAPI pages, which Litestar would
+        # serve unauthenticated at /schema and load from CDNs.
+        openapi_config=None,
+    )
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Browser pages of the allowed origins may call the API; none allowed: no CORS headers.
+
+    A page authenticates with an Authorization header (a token it holds, never a cookie), so
+    credentials are never allowed, and `*` (any origin) lets no page act as its visitor. Sockets
+    are not subject to CORS: they authenticate in connection_init.
+    """
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST"],
+        # Last-Event-ID: an SSE reader built on fetch resumes with it.
+        allow_headers=["authorization", "content-type", "last-event-id"],
+        allow_credentials=False,
+        # An artifact's name; how long to wait before retrying a 503.
+        expose_headers=["Content-Disposition", "Retry-After"],
+        max_age=600,
     )
 
 

@@ -93,6 +93,13 @@ class Settings:
     # least severe level logged (logs.py).
     log_format: str = "text"
     log_level: str = "INFO"
+    # An SSE stream with nothing to send for this long sends a comment line (`: keepalive`), so
+    # proxies and load balancers that cut idle connections (often after 30-60 s) keep it open.
+    sse_keepalive_seconds: float = 15.0
+    # Browser origins (`scheme://host[:port]`) whose pages may call the API (CORS); empty: none,
+    # and no CORS headers at all. `*` is any origin: safe to allow, since Runwire authenticates
+    # by a bearer header a page must hold, never by cookies, so no credentials are allowed.
+    cors_origins: tuple[str, ...] = ()
     # How often live connections' credentials are checked for revocation and expiry.
     session_check_seconds: float = 1.0
     # An external identity provider whose JWTs are accepted (RS/PS/ES algorithms only).
@@ -142,6 +149,14 @@ class Settings:
             )
         if self.subscriber_stall_seconds <= 0:
             raise ValueError("RUNWIRE_SUBSCRIBER_STALL_SECONDS must be positive")
+        if self.sse_keepalive_seconds <= 0:
+            raise ValueError("RUNWIRE_SSE_KEEPALIVE_SECONDS must be positive")
+        for origin in self.cors_origins:
+            if origin != "*" and not _is_origin(origin):
+                raise ValueError(
+                    f"RUNWIRE_CORS_ORIGINS: {origin!r} is not an origin: expected"
+                    " scheme://host[:port] (no path, no trailing slash), or *"
+                )
         if self.drain_seconds < 0:
             raise ValueError("RUNWIRE_DRAIN_SECONDS must not be negative")
         if self.step_sandbox not in {"", "bubblewrap"}:
@@ -234,6 +249,9 @@ class Settings:
         llm_key_vars = tuple(
             name.strip() for name in text("LLM_KEY_VARS", "").split(",") if name.strip()
         )
+        cors_origins = tuple(
+            origin.strip() for origin in text("CORS_ORIGINS", "").split(",") if origin.strip()
+        )
         return cls(
             data_dir=Path(text("DATA_DIR", str(defaults.data_dir))),
             database_url=env.get("RUNWIRE_DATABASE_URL") or None,
@@ -321,6 +339,8 @@ class Settings:
             artifact_retention_days=number(
                 "ARTIFACT_RETENTION_DAYS", defaults.artifact_retention_days
             ),
+            sse_keepalive_seconds=number("SSE_KEEPALIVE_SECONDS", defaults.sse_keepalive_seconds),
+            cors_origins=cors_origins,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -485,6 +505,14 @@ VARIABLES: tuple[Variable, ...] = (
         "days artifacts are kept (0: for ever)",
         "artifact_retention_days",
     ),
+    Variable(
+        "SSE_KEEPALIVE_SECONDS",
+        "a quiet SSE stream sends a comment this often",
+        "sse_keepalive_seconds",
+    ),
+    Variable(
+        "CORS_ORIGINS", "browser origins whose pages may call the API; * for any", "cors_origins"
+    ),
     Variable("LOG_FORMAT", "text (for people) or json (one object per line)", "log_format"),
     Variable(
         "LOG_LEVEL", "the least severe lines logged: DEBUG, INFO, WARNING, ERROR", "log_level"
@@ -501,6 +529,23 @@ def parse_uid_range(text: str) -> tuple[int, int]:
             f"RUNWIRE_STEP_UIDS={text!r}: expected FIRST-LAST, e.g. 2130706432-2130771967"
         )
     return int(first), int(last)
+
+
+def _is_origin(text: str) -> bool:
+    """Whether `text` is what a browser sends as Origin: scheme://host[:port], nothing more."""
+    if "*" in text:
+        return False  # Litestar would read it as a wildcard pattern, not an origin
+    parsed = urlsplit(text)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parsed.scheme in {"http", "https"}
+        and bool(parsed.hostname)
+        and not (parsed.path or parsed.query or parsed.fragment or parsed.username)
+        and text == f"{parsed.scheme}://{parsed.netloc}"
+    )
 
 
 def _file_or_value(raw: str | None) -> str | None:

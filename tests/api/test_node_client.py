@@ -212,3 +212,16 @@ def test_a_bad_token_is_refused(seen: dict[str, dict[str, Any]]) -> None:
     assert over_http["status"] == 401
     assert "unknown, revoked or expired" in over_http["raw"]
     assert BAD_TOKEN not in over_http["raw"]
+
+
+def test_a_document_that_cannot_run_ends_in_error(seen: dict[str, dict[str, Any]]) -> None:
+    # A document that cannot run ends in `error` with the server's words, not a bare complete.
+    syntax = seen["syntax_error"]
+    assert syntax["ended"] == "error", syntax
+    [error] = syntax["error"]["graphqlErrors"]
+    assert error["message"] == "Syntax Error: Expected Name, found <EOF>.", syntax
+    empty = seen["empty_query"]
+    assert empty["ended"] == "error", empty
+    assert empty["error"]["graphqlErrors"] == [
+        {"message": "No GraphQL query found in the request"}
+    ], empty

@@ -38,6 +38,11 @@ async def _read(
     return events
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 async def test_sse_streams_to_the_end_and_resumes(server: Server) -> None:
     execution_id = await start(server, definition=TEXT)
     events = await _read(server, f"/executions/{execution_id}/events")
@@ -47,6 +52,11 @@ async def test_sse_streams_to_the_end_and_resumes(server: Server) -> None:
     assert all(event["data"]["seq"] == event["id"] for event in events)
     output = "".join(e["data"]["text"] for e in events if e["event"] == "OUTPUT")
     assert output == "".join(f"{i}\n" for i in range(1, 51))
+    # One casing, the GraphQL fields': camelCase keys, however the event is stored.
+    assert all(key == _camel(key) for event in events for key in event["data"]), events
+    finished = [e["data"] for e in events if e["event"] == "STEP_STATUS"][-1]
+    assert (finished["status"], finished["exitCode"]) == ("SUCCEEDED", 0), finished
+    assert isinstance(events[-1]["data"]["durationMs"], int), events[-1]
 
     resumed = await _read(
         server, f"/executions/{execution_id}/events", {"Last-Event-ID": str(ids[-3])}

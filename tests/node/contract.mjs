@@ -122,6 +122,18 @@ async function followAcrossReconnects(client, executionId, onSeq) {
   });
 }
 
+// Any request to its end: what `next` got, and how it ended.
+function subscribeOnce(client, request) {
+  const nexts = [];
+  return new Promise((resolve) => {
+    client.subscribe(request, {
+      next: (result) => nexts.push(result),
+      complete: () => resolve({ ended: "complete", nexts }),
+      error: (error) => resolve({ ended: "error", nexts, error: describe(error) }),
+    });
+  });
+}
+
 // A TCP proxy to the server whose connections can be cut, as a network drop would.
 async function cuttableProxy() {
   const target = new URL(BASE);
@@ -199,6 +211,9 @@ async function main() {
     raw: unknown.text,
   });
   report("follow_missing", await follow(client, "no-such-execution", 0));
+  // A document that cannot run: an `error` message, which the client gives `error` as a list.
+  report("syntax_error", await subscribeOnce(client, { query: "subscription { executionEvents(" }));
+  report("empty_query", await subscribeOnce(client, { query: "" }));
   await Promise.all([client.dispose(), lateClient.dispose()]);
 
   // A dropped connection mid-execution: graphql-ws reconnects by itself and resubscribes.

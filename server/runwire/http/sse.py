@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, get
@@ -53,17 +54,45 @@ def _after_seq(request: Request[object, object, State], after_seq: int | None) -
     return seen if after_seq is None else max(seen, after_seq)
 
 
-def _message(event: Event) -> ServerSentEventMessage:
-    payload = {
+# A comment line: EventSource and SSE readers ignore it, proxies see bytes on the connection.
+# (`data=None`: Litestar's default data would make it an empty event.)
+_KEEPALIVE = ServerSentEventMessage(comment="keepalive", data=None)
+
+
+# Objects in an event's data that Runwire itself defines: their keys are camelCased too. Any
+# other value is sent as stored, since it may hold the user's own keys (a step's output, an
+# agent's tool input, a span's attributes).
+_RUNWIRE_OBJECTS = frozenset({"step_totals", "execution_totals"})
+
+
+@functools.cache
+def camel_case(name: str) -> str:
+    """`exit_code` as `exitCode`: the casing of the GraphQL fields. (Few names: cached.)"""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def event_payload(event: Event) -> dict[str, object]:
+    """An event as SSE `data`: its envelope, then its own fields, every key camelCase."""
+    payload: dict[str, object] = {
         "seq": event.seq,
         "at": event.at.isoformat(),
         "type": event.type.value,
         "stepKey": event.step_key,
         "attempt": event.attempt,
-        **event.data,
     }
+    for key, value in event.data.items():
+        if key in _RUNWIRE_OBJECTS and isinstance(value, dict):
+            value = {camel_case(inner): item for inner, item in value.items()}
+        payload[camel_case(key)] = value
+    return payload
+
+
+def _message(event: Event) -> ServerSentEventMessage:
     return ServerSentEventMessage(
-        data=msgspec.json.encode(payload).decode(), event=event.type.value, id=str(event.seq)
+        data=msgspec.json.encode(event_payload(event)).decode(),
+        event=event.type.value,
+        id=str(event.seq),
     )
 
 
@@ -122,6 +151,7 @@ async def execution_events(
     if found is None:
         raise NotFoundException(f"execution {execution_id} not found")
     follow = core.hub.follow(execution_id, start, workspace=actor.workspace_id)
+    keepalive_seconds = core.settings.sse_keepalive_seconds
 
     async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
         revoked = asyncio.Event()
@@ -138,8 +168,12 @@ async def execution_events(
         )
         try:
             with watching:
-                async with contextlib.aclosing(_until(revoked, follow)) as batches:
+                batches = _until(revoked, follow, quiet_seconds=keepalive_seconds)
+                async with contextlib.aclosing(batches):
                     async for batch in batches:
+                        if batch is None:
+                            yield _KEEPALIVE
+                            continue
                         for event in batch:
                             yield _message(event)
                 if revoked.is_set():
@@ -155,23 +189,32 @@ async def execution_events(
     return ServerSentEvent(stream())
 
 
-async def _until(stop: asyncio.Event, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
-    """`items` until they end or `stop` is set, whichever comes first."""
-    stopped = asyncio.ensure_future(stop.wait())
+async def _until(
+    stop: asyncio.Event, items: AsyncIterator[T], *, quiet_seconds: float | None = None
+) -> AsyncGenerator[T | None, None]:
+    """`items` until they end or `stop` is set; None after each `quiet_seconds` without one."""
+    stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     following: asyncio.Future[T] | None = None
     try:
         while True:
-            following = asyncio.ensure_future(anext(items))
-            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
+            if following is None:
+                following = asyncio.ensure_future(anext(items))
+            waited: set[asyncio.Future[Any]] = {following, stopped}
+            await asyncio.wait(waited, timeout=quiet_seconds, return_when=asyncio.FIRST_COMPLETED)
+            if stopped.done() and not following.done():
                 following.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await following
                 return
+            if not following.done():
+                yield None  # quiet for quiet_seconds; the same next item is awaited again
+                continue
             try:
-                yield following.result()
+                item = following.result()
             except StopAsyncIteration:
                 return
+            following = None
+            yield item
     finally:
         stopped.cancel()
         # Closed while waiting (the client went away, or was cut): `items` is still running

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import FieldNode
+from graphql import FieldNode, GraphQLError
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 from strawberry import Info
@@ -19,12 +19,27 @@ from runwire.graphql.fanout.compat.strawberry import (
     operation_id,
     operation_is_open,
     resolve_info,
+    send_operation_errors,
 )
 from runwire.graphql.fanout.sharing import SharedSource
+
+# What an operation without a usable document is told: the words `/graphql` answers over HTTP.
+NO_QUERY_MESSAGE = "No GraphQL query found in the request"
+QUERY_NOT_TEXT_MESSAGE = "The GraphQL operation's `query` must be a string or null, if provided."
 
 
 class SharingTransportWSHandler(OperationTrackingTransportWSHandler):
     """The graphql-transport-ws handler of `/graphql`: subscriptions can find their socket."""
+
+    async def run_operation(self, operation: Operation) -> None:
+        # Strawberry would raise on either, log a traceback, and send a masked error or none.
+        if not operation.query:
+            await send_operation_errors(operation, [GraphQLError(NO_QUERY_MESSAGE)])
+            return
+        if not isinstance(operation.query, str):
+            await send_operation_errors(operation, [GraphQLError(QUERY_NOT_TEXT_MESSAGE)])
+            return
+        await super().run_operation(operation)
 
 
 @dataclass(frozen=True, slots=True)

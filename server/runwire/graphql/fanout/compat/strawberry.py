@@ -6,7 +6,13 @@ The live socket path is also checked with the others in tests/contract/test_fano
 - `StrawberryGraphQLCoreExecutionContext` (not exported) is the execution context the schema
   uses by default; an `execution_context_class` extends it to keep what it adds.
 - `BaseGraphQLTransportWSHandler.run_operation(operation)` is the top of each operation's task,
-  and the operation's resolvers and source stream run inside that task.
+  and the operation's resolvers and source stream run inside that task. An exception escaping
+  the operation's result stream (`ParserCache` parses outside Strawberry's guard, so a syntax
+  error escapes) goes to `handle_task_exception(error)` inside that task, which logs it; then
+  `complete` is sent unless the operation already sent `complete` or `error` (checked on the
+  live path by tests/api/test_first_contact.py).
+- `Operation.send_initial_errors(errors)` sends the protocol's `error` message for the operation
+  and forgets its id.
 - An `Operation` has `id`, `completed` (set once it sent `complete` or `error`) and `handler`,
   whose `operations` maps the ids of the operations still running and whose `websocket` is the
   integration's adapter; Litestar's adapter keeps the Litestar socket as `.ws`.
@@ -25,7 +31,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, TypeAlias
 
-from graphql import GraphQLField, GraphQLResolveInfo
+from graphql import GraphQLError, GraphQLField, GraphQLResolveInfo
 from litestar import WebSocket
 from strawberry import Info
 from strawberry.extensions import MaskErrors
@@ -71,11 +77,23 @@ _operation: ContextVar[Operation | None] = ContextVar("runwire_operation", defau
 
 
 class OperationTrackingTransportWSHandler(handlers.BaseGraphQLTransportWSHandler[Any, Any]):
-    """Strawberry's graphql-transport-ws handler, telling resolvers which operation they serve."""
+    """Strawberry's graphql-transport-ws handler, telling resolvers which operation they serve.
+
+    It also answers with `error` (not a logged traceback and a bare `complete`) an operation
+    whose document could not be parsed.
+    """
 
     async def run_operation(self, operation: Operation) -> None:
         _operation.set(operation)
         await super().run_operation(operation)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        operation = current_operation()
+        if operation is not None and isinstance(error, GraphQLError):
+            # The client's document, refused while parsing: its mistake, not the server's.
+            await send_operation_errors(operation, [error])
+            return
+        await super().handle_task_exception(error)
 
 
 def current_operation() -> Operation | None:
@@ -86,6 +104,11 @@ def current_operation() -> Operation | None:
 def operation_id(operation: Operation) -> str:
     """The id its client gave the operation: every message about it carries it."""
     return operation.id
+
+
+async def send_operation_errors(operation: Operation, errors: list[GraphQLError]) -> None:
+    """End the operation with the protocol's `error` message, carrying `errors`."""
+    await operation.send_initial_errors(errors)
 
 
 def operation_is_open(operation: Operation) -> bool:
