@@ -23,6 +23,7 @@ from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.error_log import UnexpectedErrorsLogged
 from runwire.http.graphiql import graphiql_static_router
 from runwire.http.health import health, ready
+from runwire.http.metrics import metrics
 from runwire.http.sse import execution_events
 from runwire.http.suite_reports import suite_run_json, suite_run_junit
 from runwire.runner.steps.base import StepKind
@@ -53,6 +54,7 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
                 + send_groups.parked_count
                 - slow_clients.stalled_subscriptions,
             )
+            core.metrics.watch_subscribers(app.state.followers)
             _settle_garbage_collector()
             try:
                 yield
@@ -66,6 +68,7 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
             graphiql_static_router(),
             health,
             ready,
+            metrics,
             execution_events,
             artifact_download,
             suite_run_junit,

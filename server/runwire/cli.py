@@ -71,7 +71,7 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def worker(host: str | None, port: int | None) -> None:
-    """Run executions only, for API replicas without a runner; /health and /ready for probes."""
+    """Run executions only, for API replicas without a runner; /health, /ready, /metrics."""
     settings = _started(host, port)
 
     def app() -> Litestar:

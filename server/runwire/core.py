@@ -45,6 +45,7 @@ from runwire.events.hub import Hub
 from runwire.events.log import EventLog
 from runwire.events.publisher import Publisher
 from runwire.health import Health
+from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.retention import ArtifactRetention
@@ -108,6 +109,7 @@ class Core:
     store: Stores
     bus: Bus
     health: Health
+    metrics: Metrics
     hub: Hub
     publisher: Publisher
     log: EventLog
@@ -151,6 +153,10 @@ class Core:
                 )
             )
             store = Stores.on(database)
+            metrics = Metrics(process=True)
+            metrics.count_live_executions(store.metrics.live_counts)
+            if database.is_postgres:
+                metrics.watch_pool(database.pool_size, database.pool_in_use)
             issued = await store.access.bootstrap(DEFAULT_ORGANIZATION, DEFAULT_WORKSPACE)
             if issued is not None:
                 _hand_over_admin_token(settings, issued.secret)
@@ -168,12 +174,21 @@ class Core:
             health = await stack.enter_async_context(Health.running(database, bus))
             hub = await stack.enter_async_context(
                 Hub.running(
-                    store.executions, store.events, store.history, bus, settings.subscriber_buffer
+                    store.executions,
+                    store.events,
+                    store.history,
+                    bus,
+                    settings.subscriber_buffer,
+                    metrics.notices_arrived,
                 )
             )
-            publisher = Publisher(hub, bus)
+            # The app counts subscriptions the hub does not see (app.py); a worker has the hub's.
+            metrics.watch_subscribers(lambda: hub.follower_count)
+            publisher = Publisher(hub, bus, metrics)
             log = await stack.enter_async_context(
-                EventLog.running(store.events, publisher, settings.flush_interval_ms / 1000)
+                EventLog.running(
+                    store.events, publisher, settings.flush_interval_ms / 1000, metrics=metrics
+                )
             )
             signals = await stack.enter_async_context(QueueSignals.running(bus))
             await stack.enter_async_context(
@@ -191,8 +206,13 @@ class Core:
                         settings,
                         store.secrets.secret_values,
                         store.artifacts,
+                        metrics,
                     )
                 )
+                running = runner
+                metrics.watch_runner(runner.slots, lambda: running.busy)
+            else:
+                metrics.watch_runner(0, lambda: 0)
             limits = InputLimits.of(settings)
             scenarios = ScenarioService(store.scenarios, kinds, limits)
             executions = ExecutionService(
@@ -207,6 +227,7 @@ class Core:
                 store=store,
                 bus=bus,
                 health=health,
+                metrics=metrics,
                 hub=hub,
                 publisher=publisher,
                 log=log,

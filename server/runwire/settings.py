@@ -140,6 +140,9 @@ class Settings:
     # (0: for ever).
     artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES
     artifact_retention_days: float = 30.0
+    # The secret a Prometheus scraper sends as `Authorization: Bearer <it>` to read /metrics.
+    # None: /metrics answers 404 (its series name workspaces and scenarios: never open).
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -189,6 +192,14 @@ class Settings:
             raise ValueError(
                 f"RUNWIRE_ARTIFACT_MAX_BYTES must be from 1 to {_ARTIFACT_BYTES_CEILING}"
                 " (a Postgres bytea value holds at most 1 GB)"
+            )
+        if self.metrics_token is not None and (
+            len(self.metrics_token) < _METRICS_TOKEN_MIN_CHARS
+            or any(c.isspace() for c in self.metrics_token)
+        ):
+            raise ValueError(
+                f"RUNWIRE_METRICS_TOKEN must be at least {_METRICS_TOKEN_MIN_CHARS} characters"
+                " without spaces (e.g. the output of `openssl rand -hex 32`)"
             )
 
     @property
@@ -341,6 +352,7 @@ class Settings:
             ),
             sse_keepalive_seconds=number("SSE_KEEPALIVE_SECONDS", defaults.sse_keepalive_seconds),
             cors_origins=cors_origins,
+            metrics_token=_metrics_token(env.get("RUNWIRE_METRICS_TOKEN")),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -513,12 +525,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "CORS_ORIGINS", "browser origins whose pages may call the API; * for any", "cors_origins"
     ),
+    Variable(
+        "METRICS_TOKEN",
+        "the secret a Prometheus scraper sends to read /metrics (@/path: a file)",
+        default="unset: /metrics answers 404",
+    ),
     Variable("LOG_FORMAT", "text (for people) or json (one object per line)", "log_format"),
     Variable(
         "LOG_LEVEL", "the least severe lines logged: DEBUG, INFO, WARNING, ERROR", "log_level"
     ),
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_METRICS_TOKEN_MIN_CHARS = 16
 
 
 def parse_uid_range(text: str) -> tuple[int, int]:
@@ -553,3 +571,20 @@ def _file_or_value(raw: str | None) -> str | None:
     if raw is None or not raw.startswith("@"):
         return raw
     return Path(raw[1:]).read_text()
+
+
+def _metrics_token(raw: str | None) -> str | None:
+    """The scrape secret, or the content of the file `@/path` names (a mounted secret)."""
+    if not raw:
+        return None
+    if raw.startswith("@"):
+        try:
+            token = Path(raw[1:]).read_text().strip()
+        except OSError as error:
+            raise ValueError(
+                f"RUNWIRE_METRICS_TOKEN: cannot read {raw[1:]} ({error.strerror})"
+            ) from None
+        if not token:
+            raise ValueError(f"RUNWIRE_METRICS_TOKEN: {raw[1:]} is empty")
+        return token
+    return raw

@@ -1,8 +1,8 @@
-"""`create_worker_app(settings)`: a runner-only process's app; `/health` and `/ready`, no more.
+"""`create_worker_app(settings)`: a runner-only process's app: `/health`, `/ready`, `/metrics`.
 
 A worker runs executions for API replicas that have no runner (`RUNWIRE_RUNNER=false`): they
 queue work and serve clients, it claims and runs. Its HTTP side exists for orchestrators'
-probes only; GraphQL and SSE stay on the API replicas.
+probes and Prometheus only; GraphQL and SSE stay on the API replicas.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from litestar.datastructures import State
 from runwire.core import Core
 from runwire.http.error_log import UnexpectedErrorsLogged
 from runwire.http.health import health, ready
+from runwire.http.metrics import metrics
 from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,10 @@ def create_worker_app(settings: Settings) -> Litestar:
                 app.state.core = None
 
     return Litestar(
-        route_handlers=[health, ready],
+        route_handlers=[health, ready, metrics],
         lifespan=[lifespan],
         state=State({"core": None}),
-        # Probes only: no OpenAPI pages to serve or to keep in memory.
+        # Probes and metrics only: no OpenAPI pages to serve or to keep in memory.
         openapi_config=None,
         logging_config=UnexpectedErrorsLogged(),
     )

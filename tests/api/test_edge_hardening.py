@@ -261,6 +261,19 @@ async def test_graphiql_introspection_works_under_the_default_limits(server: Ser
     assert elapsed < QUICKLY_SECONDS
 
 
+async def test_metrics_are_off_unless_a_scrape_token_is_set(server: Server) -> None:
+    # Its series name workspaces and scenarios: without RUNWIRE_METRICS_TOKEN nobody reads them,
+    # not with the admin API token either, and the answer says what to set.
+    async with httpx.AsyncClient(timeout=10) as client:
+        for headers in ({}, server.headers):
+            response = await client.get(f"{server.url}/metrics", headers=headers)
+            assert response.status_code == 404
+            assert response.text == (
+                "/metrics is off: set RUNWIRE_METRICS_TOKEN on the server and scrape with"
+                " Authorization: Bearer <that token>\n"
+            )
+
+
 async def test_graphiql_page_is_served_by_default(server: Server) -> None:
     async with httpx.AsyncClient() as client:
         page = await client.get(server.graphql_http, headers={"Accept": "text/html"})

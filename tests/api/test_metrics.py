@@ -1,18 +1,28 @@
-"""executionMetrics and the history filters, through a real server and a real gql client."""
+"""executionMetrics, the history filters and Prometheus' /metrics, through a real server and
+real clients (gql, httpx; the exposition parsed by prometheus_client's own parser)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import secrets
 from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gql.transport.exceptions import TransportQueryError
-from tests.support.graphql import STOP, definition, execute, start, wait_for_status
+from prometheus_client.parser import text_string_to_metric_families
+from tests.support.graphql import STOP, definition, execute, gated_step, start, wait_for_status
 from tests.support.server import Server
+
+SCRAPE_TOKEN = secrets.token_hex(16)
+SERVER_SETTINGS = {"RUNWIRE_METRICS_TOKEN": SCRAPE_TOKEN}
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
@@ -285,3 +295,158 @@ async def test_bad_filters_are_clear_errors(
 ) -> None:
     with pytest.raises(TransportQueryError, match=message):
         await _history(server, where)
+
+
+# ---- /metrics ------------------------------------------------------------------------------
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(server: Server, token: str = SCRAPE_TOKEN) -> Series:
+    """Every sample of the server's /metrics, by name and labels."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(series: Series, name: str, **labels: str) -> float:
+    """One sample's value; 0 if the series is not there (yet)."""
+    return series.get((name, frozenset(labels.items())), 0.0)
+
+
+def grew(before: Series, after: Series, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+async def scrape_until(
+    server: Server, holds: Callable[[Series], bool], timeout: float = 10
+) -> Series:
+    """Scrape until `holds` (live counts are up to a second old; a counter moves just after its
+    event's commit); fail with the last scrape if it never does."""
+    series = await scrape(server)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while not holds(series):
+                await asyncio.sleep(0.1)
+                series = await scrape(server)
+    return series
+
+
+async def test_prometheus_series_count_what_ran(server: Server, tmp_path: Path) -> None:
+    before = await scrape(server)
+    assert value(before, "runwire_runner_slots") == 8  # the default RUNWIRE_RUNNER_SLOTS
+    # The process's own series come along.
+    assert value(before, "process_open_fds") > 0
+    assert any(name == "python_info" for name, _ in before)
+
+    def shell(code: int) -> str:
+        script = f"echo one; echo two; exit {code}"
+        return definition(f'{{key: s, kind: shell, with: {{argv: ["sh", "-c", "{script}"]}}}}')
+
+    ran = [
+        await start(server, definition=shell(0)),
+        await start(server, definition=shell(0)),
+        await start(server, definition=shell(1)),
+        await start(server, definition=definition("{key: nap, kind: sleep, with: {seconds: 0.3}}")),
+        await start(server, scenario="hello", inputs={"name": "metrics"}),
+    ]
+    ended = [await wait_for_status(server, execution_id, TERMINAL) for execution_id in ran]
+    assert [e["status"] for e in ended] == ["SUCCEEDED"] * 2 + ["FAILED"] + ["SUCCEEDED"] * 2
+    stored = sum(e["lastSeq"] for e in ended)
+
+    # A gated execution holds a slot and a RUNNING row while an SSE client follows it.
+    gate = tmp_path / "gate"
+    held = await start(server, definition=definition(gated_step("wait", gate)))
+    await wait_for_status(server, held, {"RUNNING"})
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("GET", f"{server.url}/executions/{held}/events", headers=server.headers),
+    ):
+        during = await scrape_until(
+            server,
+            lambda s: (
+                value(s, "runwire_executions", workspace="default", status="RUNNING") == 1
+                and value(s, "runwire_subscribers") >= 1
+            ),
+        )
+        assert value(during, "runwire_executions", workspace="default", status="RUNNING") == 1
+        assert value(during, "runwire_executions", workspace="default", status="QUEUED") == 0
+        assert value(during, "runwire_runner_slots_in_use") == 1
+        assert value(during, "runwire_subscribers") >= 1
+    gate.touch()
+    held_end = await wait_for_status(server, held, TERMINAL)
+    stored += held_end["lastSeq"]
+
+    after = await scrape_until(
+        server,
+        lambda s: (
+            grew(before, s, "runwire_events_appended_total") >= stored
+            and value(s, "runwire_executions", workspace="default", status="RUNNING") == 0
+        ),
+    )
+
+    def ended_as(status: str, scenario: str = "") -> float:
+        return grew(
+            before, after, "runwire_executions_ended_total", scenario=scenario, status=status
+        )
+
+    assert ended_as("SUCCEEDED") == 4  # two shells, the sleep, the gated one
+    assert ended_as("FAILED") == 1
+    assert ended_as("SUCCEEDED", scenario="hello") == 1
+    # Each was claimed once, for the first time: one wait in the queue each.
+    assert grew(before, after, "runwire_queue_wait_seconds_count") == 6
+
+    def attempts(kind: str, status: str) -> float:
+        return grew(
+            before, after, "runwire_step_attempt_duration_seconds_count", kind=kind, status=status
+        )
+
+    assert attempts("shell", "SUCCEEDED") == 4  # two, the gated one, hello's
+    assert attempts("shell", "FAILED") == 1
+    assert attempts("sleep", "SUCCEEDED") == 1
+    slept = grew(
+        before, after, "runwire_step_attempt_duration_seconds_sum", kind="sleep", status="SUCCEEDED"
+    )
+    assert 0.3 <= slept < 10
+    # Every event of these executions, and nothing else happened meanwhile.
+    assert grew(before, after, "runwire_events_appended_total") == stored
+    assert grew(before, after, "runwire_event_log_flush_seconds_count") > 0
+    # The memory bus brings this process's own notices back to its listener.
+    assert grew(before, after, "runwire_bus_lag_seconds_count") > 0
+    assert value(after, "runwire_executions", workspace="default", status="PAUSED") == 0
+    assert value(after, "runwire_runner_slots_in_use") == 0
+    # SQLite has no connection pool to report.
+    assert ("runwire_db_pool_size", frozenset()) not in after
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-the-scrape-token"},
+        {"Authorization": f"Basic {SCRAPE_TOKEN}"},
+        {"Authorization": f"Bearer {SCRAPE_TOKEN}x"},
+    ],
+    ids=["none", "wrong", "other-scheme", "longer"],
+)
+async def test_metrics_refuse_a_scrape_without_the_token(
+    server: Server, headers: Mapping[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{server.url}/metrics", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.text == "send Authorization: Bearer <RUNWIRE_METRICS_TOKEN>\n"
+    # The admin API token is not the scrape token either.
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (
+            await client.get(f"{server.url}/metrics", headers=server.headers)
+        ).status_code == 401

@@ -17,8 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gql import Client, GraphQLRequest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import postgres
 from tests.support.graphql import definition, execute, start, wait_for_status, ws_transport
 from tests.support.inprocess import Served, serving
@@ -33,6 +35,7 @@ from runwire.settings import Settings
 # runwire-fake-* is priced at $1 per million input and $4 per million output tokens.
 PRICED = "runwire-fake-small"
 UNPRICED = "nobody-prices-this-model"
+SCRAPE_TOKEN = secrets.token_hex(16)
 
 USAGE = "usage { calls tokensInput tokensOutput tokensCached tokensReasoning costUsd unpriced }"
 EXECUTION = f"""
@@ -112,6 +115,7 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             data_dir=tmp_path / "data",
             load_examples=False,
             step_user="",  # steps as the test's user: see OWN_USER_STEPS
+            metrics_token=SCRAPE_TOKEN,
             **({} if url is None else {"database_url": url}),
         )
         step = ReportStep()
@@ -280,6 +284,23 @@ async def test_unpriced_usage_makes_every_cost_null_never_zero(served: Served) -
     )
     assert metrics["executionMetrics"]["finished"] == 1
     assert metrics["executionMetrics"]["usage"] == found["usage"]
+
+    # Prometheus' counters (this app's runner ran nothing else): every token, and the cost of
+    # what had a price; the unpriced usage adds nothing to the cost.
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(
+            f"{served.url}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+        )
+    assert response.status_code == 200
+    series = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    inline = ("scenario", "")
+    assert series["runwire_llm_tokens_total", (("kind", "input"), inline)] == 1050
+    assert series["runwire_llm_tokens_total", (("kind", "output"), inline)] == 1005
+    assert series["runwire_llm_cost_usd_total", (inline,)] == pytest.approx(cost(1000, 1000))
 
 
 BATCH = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import random
@@ -18,6 +19,7 @@ from runwire.db.engine import Database
 from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
 from runwire.domain.queries import Cursor, ExecutionFilter, MetricsQuery
 from runwire.errors import Invalid
+from runwire.metrics import Metrics
 
 # Every row these tests write belongs to one workspace.
 WORKSPACE = "workspace-a"
@@ -329,3 +331,79 @@ async def test_keyset_pages_through_a_search(stores: Stores) -> None:
 def test_bad_filters_are_invalid(fields: dict[str, object], message: str) -> None:
     with pytest.raises(Invalid, match=message):
         where(**fields)
+
+
+async def test_live_counts_are_executions_not_ended_by_workspace_and_status(
+    stores: Stores,
+) -> None:
+    ops = await stores.access.create_workspace("org", "ops")
+    running = [await _execution(stores, finished_at=None) for _ in range(2)]
+    await _execution(stores, finished_at=BASE)  # ended: not counted
+    await _queued(stores, ops.id)
+    counts = await stores.metrics.live_counts()
+    live = ("QUEUED", "RUNNING", "PAUSING", "PAUSED", "STOPPING")
+    # A workspace is shown by name; rows of one that has none (here) by its id.
+    assert sorted(counts) == sorted(
+        [("ops", status, int(status == "QUEUED")) for status in live]
+        + [(WORKSPACE, "RUNNING", len(running))]
+    )
+
+
+async def test_scrapes_share_one_count_until_it_is_old(stores: Stores) -> None:
+    reads = 0
+
+    async def counted() -> list[tuple[str, str, int]]:
+        nonlocal reads
+        reads += 1
+        return await stores.metrics.live_counts()
+
+    await _execution(stores, finished_at=None)
+    metrics = Metrics(live_counts_max_age=60)
+    metrics.count_live_executions(counted)
+    texts = await asyncio.gather(*(metrics.exposition() for _ in range(5)))
+    assert reads == 1
+    assert all(
+        b'runwire_executions{status="RUNNING",workspace="workspace-a"} 1.0' in t for t in texts
+    )
+    await _execution(stores, finished_at=None)
+    # While the count is young, the same figures, read no more.
+    assert b'{status="RUNNING",workspace="workspace-a"} 1.0' in await metrics.exposition()
+    assert reads == 1
+    fresh = Metrics(live_counts_max_age=0)
+    fresh.count_live_executions(counted)
+    assert b'runwire_executions{status="RUNNING",workspace="workspace-a"} 2.0' in (
+        await fresh.exposition()
+    )
+    assert reads == 2
+
+
+async def test_a_count_that_fails_leaves_the_series_out(tmp_path: Path) -> None:
+    # A database that went away: the other series are still served.
+    database_file = tmp_path / "gone.sqlite"
+    async with Database.open(f"sqlite:///{database_file}", migrate=True) as database:
+        stores = Stores.on(database)
+        await stores.access.create_workspace("org", "ops")
+        metrics = Metrics(live_counts_max_age=0)
+        metrics.count_live_executions(stores.metrics.live_counts)
+        assert b"runwire_executions{" in await metrics.exposition()
+        async with database.write():
+            await database.fetch("DROP TABLE runwire_execution")
+        text = await metrics.exposition()
+    assert b"runwire_executions{" not in text
+    assert b"runwire_events_appended_total 0.0" in text
+
+
+async def _queued(stores: Stores, workspace: str) -> str:
+    execution_id = f"e{next(_ids):05d}"
+    execution = Execution(
+        workspace_id=workspace,
+        id=execution_id,
+        status=ExecutionStatus.QUEUED,
+        definition={"name": "waiting"},
+        inputs={},
+        queued_at=BASE,
+        last_seq=1,
+    )
+    queued = Event(execution_id, 1, BASE, EventType.EXECUTION_STATUS, {"status": "QUEUED"})
+    await stores.executions.create_execution(execution, queued)
+    return execution_id

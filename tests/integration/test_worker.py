@@ -14,9 +14,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import postgres
 from tests.support.graphql import definition, follow, gated_step, start, wait_for_status
 from tests.support.server import Server, database, running_server
+
+SCRAPE_TOKEN = "worker-scrape-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def api_and_worker(
         running_server(
             "postgres",
             directory / "worker",
-            {"RUNWIRE_POLL_SECONDS": "20"},
+            {"RUNWIRE_POLL_SECONDS": "20", "RUNWIRE_METRICS_TOKEN": SCRAPE_TOKEN},
             url,
             token=api.token,
             command="worker",
@@ -71,6 +74,61 @@ async def test_runs_what_an_api_only_server_queued(
         events = await follow(api, execution_id)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["status"] == "SUCCEEDED"
+
+
+async def test_metrics_count_what_the_worker_ran(
+    api_and_worker: tuple[str, Server, Server],
+) -> None:
+    _, api, worker = api_and_worker
+    before = await _scrape(worker)
+    # Postgres: the pool's series (Database.open starts it with 2 to 20 connections).
+    assert 2 <= _value(before, "runwire_db_pool_size") <= 20
+    assert 0 <= _value(before, "runwire_db_pool_connections_in_use") <= 20
+    assert _value(before, "runwire_runner_slots") == 8
+    shell = '{key: s, kind: shell, with: {argv: ["true"]}}'
+    ran = [await start(api, definition=definition(shell)) for _ in range(3)]
+    for execution_id in ran:
+        assert (await wait_for_status(api, execution_id, {"SUCCEEDED", "FAILED"}))["status"] == (
+            "SUCCEEDED"
+        )
+    after = await _scrape(worker)
+    ended = (
+        "runwire_executions_ended_total",
+        frozenset({("scenario", ""), ("status", "SUCCEEDED")}),
+    )
+    assert after[ended] - before.get(ended, 0) == 3
+    shells = (
+        "runwire_step_attempt_duration_seconds_count",
+        frozenset({("kind", "shell"), ("status", "SUCCEEDED")}),
+    )
+    assert after[shells] - before.get(shells, 0) == 3
+    # The API replica's notices reach the worker over NOTIFY, and the worker's its own.
+    assert _value(after, "runwire_bus_lag_seconds_count") > _value(
+        before, "runwire_bus_lag_seconds_count"
+    )
+    assert _value(after, "runwire_events_appended_total") > _value(
+        before, "runwire_events_appended_total"
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        refused = await client.get(f"{worker.url}/metrics")
+    assert refused.status_code == 401
+
+
+async def _scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+        )
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _value(series: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str) -> float:
+    return series.get((name, frozenset()), 0.0)
 
 
 async def test_sigterm_hands_running_work_to_the_next_worker(tmp_path: Path) -> None:

@@ -8,7 +8,13 @@ import pytest
 
 from runwire.domain.models import Event, EventType, ExecutionStatus
 from runwire.events.bus import MAX_MESSAGE_BYTES
-from runwire.events.notices import Notice, decode_notices, encode_notices, notices_of
+from runwire.events.notices import (
+    Notice,
+    decode_message,
+    decode_notices,
+    encode_notices,
+    notices_of,
+)
 
 AT = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -75,3 +81,21 @@ def test_a_long_list_is_split_into_messages_under_the_bus_limit() -> None:
 def test_an_old_control_element_is_ignored() -> None:
     # Processes of the previous version sent a fifth element for control wake-ups.
     assert decode_notices('[["a",1,3,false,true]]') == [Notice("a", 1, 3)]
+
+
+def test_each_message_says_when_it_was_published_on_its_first_notice_only() -> None:
+    notices = [Notice(f"execution-{i:04d}-{'x' * 16}", i + 1, i + 9) for i in range(2_000)]
+    messages = encode_notices(notices, published_at_ms=1_764_755_000_123)
+    assert len(messages) > 1
+    assert all(len(message.encode()) < MAX_MESSAGE_BYTES for message in messages)
+    decoded = [decode_message(message) for message in messages]
+    assert [when for _, when in decoded] == [1_764_755_000_123] * len(messages)
+    assert [n for found, _ in decoded for n in found] == notices
+    # The stamp travels once per message: the other notices keep the three-element form.
+    assert messages[0].count("1764755000123") == 1
+    assert messages[0].startswith(f'[["{notices[0].execution_id}",1,9,false,false,false,')
+    assert f'["{notices[1].execution_id}",2,10],' in messages[0]
+
+
+def test_a_message_without_a_publication_time_says_0() -> None:
+    assert decode_message('[["a",1,3,true]]') == ([Notice("a", 1, 3, status_changed=True)], 0)

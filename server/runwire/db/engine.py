@@ -74,6 +74,16 @@ class Database:
             if isinstance(engine, PostgresEngine):
                 await engine.close_connection_pool()
 
+    def pool_size(self) -> int:
+        """Connections the Postgres pool holds now (0 on SQLite, which has no pool)."""
+        pool = self.engine.pool if isinstance(self.engine, PostgresEngine) else None
+        return 0 if pool is None else int(pool.get_size())
+
+    def pool_in_use(self) -> int:
+        """Connections of the Postgres pool lent out now (0 on SQLite)."""
+        pool = self.engine.pool if isinstance(self.engine, PostgresEngine) else None
+        return 0 if pool is None else int(pool.get_size() - pool.get_idle_size())
+
     def write(self) -> Any:
         """A write transaction; on SQLite IMMEDIATE, so two writers queue instead of deadlock."""
         if isinstance(self.engine, SQLiteEngine):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runwire.db.engine import Database
+from runwire.db.engine import Database, marks
 from runwire.db.rows import USAGE_SUMS, load, usage_of
 from runwire.domain.agents import UsageTotals
-from runwire.domain.models import ExecutionStatus
+from runwire.domain.models import EXECUTION_TERMINAL, ExecutionStatus
 from runwire.domain.queries import (
     PERCENTILES,
     CallMetrics,
@@ -72,6 +72,28 @@ class MetricsRepository:
             if call_rows
             else None,
         )
+
+    async def live_counts(self) -> list[tuple[str, str, int]]:
+        """(workspace name, status, count) of executions not ended, 0 for each status absent.
+
+        Two short reads for Prometheus scrapes: the count is grouped in the database (the claim
+        index leads with status), and workspaces are few.
+        """
+        live = [status for status in ExecutionStatus if status not in EXECUTION_TERMINAL]
+        rows = await self._database.fetch(
+            "SELECT workspace_id, status, COUNT(*) AS n FROM runwire_execution"
+            f" WHERE status IN ({marks(live)}) GROUP BY workspace_id, status",
+            *(status.value for status in live),
+        )
+        names = {
+            row["id"]: row["name"]
+            for row in await self._database.fetch("SELECT id, name FROM runwire_workspace")
+        }
+        counts = {(name, status.value): 0 for name in names.values() for status in live}
+        for row in rows:
+            key = (names.get(row["workspace_id"], row["workspace_id"]), row["status"])
+            counts[key] = counts.get(key, 0) + int(row["n"])
+        return [(workspace, status, n) for (workspace, status), n in sorted(counts.items())]
 
     async def _ranked(self, where: str, args: list[Any], rank: int, measured: int) -> int | None:
         """The rank-th smallest stored duration (1-based) among `measured`; None if there is none.

@@ -11,7 +11,14 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -307,12 +314,16 @@ class Hub:
         history: HistoryRepository,
         bus: Bus,
         buffer_batches: int,
+        bus_lag: Callable[[float], None] | None = None,
     ) -> AsyncIterator[Hub]:
-        """Consume the process's notices from the bus, and publish status updates, for the block."""
+        """Consume the process's notices from the bus, and publish status updates, for the block.
+
+        `bus_lag` is told each notice message's time from publication to receipt (metrics).
+        """
         hub = cls(executions, events, history, buffer_batches)
         updates = asyncio.create_task(hub._publish_updates(), name="runwire-hub-updates")
         usage = asyncio.create_task(hub._release_usage(), name="runwire-hub-usage")
-        task = asyncio.create_task(hub._consume(bus), name="runwire-hub")
+        task = asyncio.create_task(hub._consume(bus, bus_lag), name="runwire-hub")
         try:
             yield hub
         finally:
@@ -452,10 +463,10 @@ class Hub:
         for follower in topic.followers:
             follower.offer(batch)
 
-    async def _consume(self, bus: Bus) -> None:
+    async def _consume(self, bus: Bus, lag: Callable[[float], None] | None) -> None:
         """Turn bus notices from other processes into batches, one DB read per notice."""
         try:
-            async for message in receive_notices(bus):
+            async for message in receive_notices(bus, lag):
                 if isinstance(message, Resync):
                     self._reread_all()
                     self._restate(self._in_sync_at)

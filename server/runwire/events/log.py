@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from runwire.domain.models import Event, EventType, Lease
 from runwire.domain.ports import EventPublisher
 from runwire.errors import LeaseLost
 from runwire.faults import is_refusal, report
+from runwire.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,10 @@ class EventLog:
         flush_interval: float,
         limit: int = UNWRITTEN_LIMIT,
         limit_bytes: int = UNWRITTEN_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
         self._events = events
+        self._metrics = metrics or Metrics()
         self._publisher = publisher
         self._flush_interval = flush_interval
         self._limit = limit
@@ -126,9 +130,10 @@ class EventLog:
         flush_interval: float,
         limit: int = UNWRITTEN_LIMIT,
         limit_bytes: int = UNWRITTEN_BYTES,
+        metrics: Metrics | None = None,
     ) -> AsyncIterator[EventLog]:
         """The writer task lives for the block; leaving it flushes everything appended."""
-        log = cls(events, publisher, flush_interval, limit, limit_bytes)
+        log = cls(events, publisher, flush_interval, limit, limit_bytes, metrics)
         task = asyncio.create_task(log._write_forever(), name="runwire-event-log")
         try:
             yield log
@@ -306,6 +311,7 @@ class EventLog:
             for execution_id in batch
             if execution_id in self._owners
         }
+        began = time.perf_counter()
         try:
             await self._events.append(events, leases)
         except asyncio.CancelledError:
@@ -313,6 +319,7 @@ class EventLog:
             raise
         except Exception as error:
             return error
+        self._metrics.flushed(time.perf_counter() - began)
         self._stored(batch)
         await self._publisher.publish(events)  # persist, then publish
         return None

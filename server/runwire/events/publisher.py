@@ -15,6 +15,7 @@ from runwire.events.bus import Bus
 from runwire.events.hub import Hub
 from runwire.events.notices import notices_of, publish_notices
 from runwire.faults import report
+from runwire.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,16 @@ logger = logging.getLogger(__name__)
 class Publisher:
     """Local followers first (lowest latency), then a small notice per execution on the bus."""
 
-    def __init__(self, hub: Hub, bus: Bus) -> None:
+    def __init__(self, hub: Hub, bus: Bus, metrics: Metrics | None = None) -> None:
         self._hub = hub
         self._bus = bus
+        self._metrics = metrics or Metrics()
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Announce committed events; a failed notice is logged, never raised (they are stored)."""
         if not events:
             return
+        self._metrics.events_stored(len(events))
         self._hub.deliver(events)
         try:
             await publish_notices(self._bus, notices_of(events))

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from runwire.domain.models import (
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
+from runwire.metrics import Metrics
 from runwire.runner.output import OutputCoalescer
 from runwire.runner.output_budget import (
     OUTPUT_ARTIFACT,
@@ -212,8 +214,10 @@ class ExecutionRun:
         server_secrets: Iterable[str] = (),
         artifacts: ArtifactStore | None = None,
         artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
         self.execution = execution
+        self._metrics = metrics or Metrics()
         self._artifacts = artifacts
         self._artifact_max_bytes = artifact_max_bytes
         self._load_secrets = load_secrets
@@ -368,6 +372,9 @@ class ExecutionRun:
         )
         context.coalescer.flush()
         self.emit(EventType.USAGE, recorded.event_data, context.step_key, context.attempt)
+        self._metrics.usage_reported(
+            self.execution.scenario_name, usage.input, usage.output, recorded.priced.cost_usd
+        )
         if recorded.step_over_budget is not None and active.over_budget is None:
             active.over_budget = recorded.step_over_budget
             self._cancel(active, recorded.step_over_budget)
@@ -498,6 +505,7 @@ class ExecutionRun:
         at = utc_now()
         if ended.status.is_terminal:
             data["duration_ms"] = duration_between(started_at, at)
+            self._metrics.execution_ended(self.execution.scenario_name, ended.status)
         self.emit(EventType.EXECUTION_STATUS, data, at=at)
         logger.info("execution %s", ended.status.value.lower())
 
@@ -662,6 +670,7 @@ class ExecutionRun:
             key,
             attempt,
         )
+        began = time.monotonic()
 
         def write_output(stream: OutputStream, text: str, at: datetime) -> None:
             self.emit(EventType.OUTPUT, {"stream": stream, "text": text}, key, attempt, at)
@@ -757,6 +766,7 @@ class ExecutionRun:
                     key,
                     attempt,
                 )
+                self._metrics.step_attempt_ended(step.kind, status, time.monotonic() - began)
             if context.spool is not None:
                 context.spool.close()
         return _Outcome(status, result.error, retry_in), result

@@ -44,6 +44,7 @@ from runwire.domain.models import Event, EventType, Execution, ExecutionStatus, 
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
+from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.runner.execution import SHUTDOWN_REASON, ExecutionRun, LoadSecrets
@@ -76,8 +77,10 @@ class Runner:
         settings: Settings,
         load_secrets: LoadSecrets | None = None,
         artifacts: ArtifactStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics or Metrics()
         self._load_secrets = load_secrets
         self._artifacts = artifacts
         self._executions = executions
@@ -104,6 +107,11 @@ class Runner:
         return self._settings.runner_slots
 
     @property
+    def busy(self) -> int:
+        """Slots taken now: executions this runner is running."""
+        return len(self._runs)
+
+    @property
     def _give_up_after(self) -> float:
         return self._settings.lease_seconds - 2 * self._settings.heartbeat_seconds
 
@@ -123,6 +131,7 @@ class Runner:
         settings: Settings,
         load_secrets: LoadSecrets | None = None,
         artifacts: ArtifactStore | None = None,
+        metrics: Metrics | None = None,
     ) -> AsyncIterator[Runner]:
         """Claim and run, woken by queue signals, for the block; leaving it drains."""
         # Before running anything: processes of steps whose server died with their reapers
@@ -133,7 +142,7 @@ class Runner:
         # locks on their steps' uids, now that no process runs as those.
         await asyncio.to_thread(remove_directories_of_dead_servers, settings.step_dir)
         await asyncio.to_thread(remove_stale_locks)
-        runner = cls(queue, executions, log, kinds, settings, load_secrets, artifacts)
+        runner = cls(queue, executions, log, kinds, settings, load_secrets, artifacts, metrics)
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")
         heartbeat = asyncio.create_task(runner._heartbeat(), name="runwire-runner-heartbeat")
@@ -178,6 +187,9 @@ class Runner:
                     for execution in await self._queue.claim(
                         self.owner, free, self._settings.lease_seconds
                     ):
+                        if execution.started_at is None:
+                            # A retried or handed-over execution keeps its first queued_at.
+                            self._metrics.claimed((utc_now() - execution.queued_at).total_seconds())
                         await self._start(execution)
             except asyncio.CancelledError:
                 raise
@@ -286,6 +298,7 @@ class Runner:
             server_secrets=self._settings.llm_keys.values(),
             artifacts=self._artifacts,
             artifact_max_bytes=self._settings.artifact_max_bytes,
+            metrics=self._metrics,
         )
         self._runs[execution.id] = run
         self._track(execution.id, self._run(run, lease, ownership))
@@ -393,6 +406,7 @@ class Runner:
             self.wake()
 
     def _fail_unstartable(self, execution: Execution, lease: Lease, reason: str) -> None:
+        self._metrics.execution_ended(execution.scenario_name, ExecutionStatus.FAILED)
         self._log.append(
             Event(
                 execution_id=execution.id,
