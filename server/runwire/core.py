@@ -54,6 +54,7 @@ from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory, load_suite_directory
 from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
+from runwire.trace_export import TraceExport
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,11 @@ class Core:
             )
             runner = None
             if settings.runner_enabled:
+                # Entered before the runner, so the traces of the executions it ends while
+                # draining are still sent.
+                traces = await stack.enter_async_context(
+                    TraceExport.running(settings, store.executions)
+                )
                 runner = await stack.enter_async_context(
                     Runner.running(
                         store.queue,
@@ -191,6 +197,7 @@ class Core:
                         settings,
                         store.secrets.secret_values,
                         store.artifacts,
+                        settled=None if traces is None else traces.ended,
                     )
                 )
             limits = InputLimits.of(settings)

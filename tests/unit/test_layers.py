@@ -23,8 +23,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("db",),  # the stores
     ("events",),  # event log, publisher, hub, bus
     ("queue",),  # claims, leases, control requests, the queue's signals on the bus
-    # health: is the database, is the bus reachable now; retention: deletes old artifacts
-    ("runner", "health", "retention"),
+    # health: is the database, is the bus reachable now; retention: deletes old artifacts;
+    # trace_export: sends ended executions' traces over OTLP
+    ("runner", "health", "retention", "trace_export"),
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
