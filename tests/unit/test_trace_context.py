@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -11,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from runwire.db.executions import ExecutionRepository
 from runwire.domain.models import Execution, ExecutionStatus, Span, StepRun, StepStatus
 from runwire.domain.trace import build_trace
 from runwire.domain.trace_context import (
@@ -20,7 +23,7 @@ from runwire.domain.trace_context import (
     trace_id_of,
 )
 from runwire.settings import Settings
-from runwire.trace_export import record_spans, tracer_provider
+from runwire.trace_export import TraceExport, record_spans, tracer_provider
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -222,3 +225,11 @@ def test_a_run_without_a_caller_is_its_own_trace() -> None:
 
 def test_a_caller_that_does_not_sample_gets_no_spans() -> None:
     assert exported(ended(TraceContext(TRACE, PARENT, 0))) == []
+
+
+async def test_without_a_collector_nothing_is_set_up() -> None:
+    threads = threading.active_count()
+    repository = cast(ExecutionRepository, object())  # never read: nothing is exported
+    async with TraceExport.running(Settings.from_env({}), repository) as export:
+        assert export is None
+        assert threading.active_count() == threads  # no sending thread
