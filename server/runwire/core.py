@@ -180,13 +180,14 @@ class Core:
             await stack.enter_async_context(
                 ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
             )
+            # Entered before the runner, so the traces of the executions it ends while draining
+            # are still sent.
+            traces = await stack.enter_async_context(
+                TraceExport.running(settings, store.executions)
+            )
+            ended = None if traces is None else traces.ended
             runner = None
             if settings.runner_enabled:
-                # Entered before the runner, so the traces of the executions it ends while
-                # draining are still sent.
-                traces = await stack.enter_async_context(
-                    TraceExport.running(settings, store.executions)
-                )
                 runner = await stack.enter_async_context(
                     Runner.running(
                         store.queue,
@@ -197,7 +198,7 @@ class Core:
                         settings,
                         store.secrets.secret_values,
                         store.artifacts,
-                        settled=None if traces is None else traces.ended,
+                        settled=ended,
                     )
                 )
             limits = InputLimits.of(settings)
@@ -206,7 +207,7 @@ class Core:
                 store.executions, scenarios, publisher, signals, store.secrets, limits
             )
             control = ExecutionControl(
-                store.executions, store.queue, kinds, publisher, signals, limits
+                store.executions, store.queue, kinds, publisher, signals, limits, ended
             )
             core = cls(
                 settings=settings,

@@ -11,12 +11,13 @@ import secrets
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
-from tests.support.graphql import START, definition, execute, wait_for_status
+from tests.support.graphql import START, STOP, definition, execute, gated_step, wait_for_status
 from tests.support.otlp_receiver import OtlpReceiver, running_receiver
 from tests.support.server import Server, running_server
 
@@ -252,6 +253,33 @@ async def test_every_run_of_a_batch_continues_the_callers_trace(server: Server) 
         )
     executions = result["startBatch"]["batch"]["executions"]
     assert [execution["traceId"] for execution in executions] == [trace_id, trace_id]
+
+
+async def test_an_execution_stopped_before_any_runner_took_it_is_sent_too(
+    server: Server, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    # The second waits in the queue behind the first (one at a time): stopping it ends it in the
+    # API process, with no runner to hand it over.
+    gate = tmp_path / "gate"
+    lane = definition(
+        gated_step("hold", gate),
+        name="lane",
+        extra=f'concurrency: {{key: "otel-{tmp_path.name}", limit: 1}}',
+    )
+    header, trace_id, caller_span = traceparent()
+    first = await start(server, definition=lane)
+    second = await start(server, {"traceparent": header}, definition=lane)
+    second_id = second["execution"]["id"]
+    await wait_for_status(server, first["execution"]["id"], {"RUNNING"})
+    stopped = (await execute(server, STOP, {"id": second_id}))["stopExecution"]
+    assert stopped["execution"]["status"] == "CANCELLED", stopped
+    gate.touch()
+    (root,) = await receiver.wait_for(of_execution(second_id), 1)
+    assert (root.trace_id, root.parent_span_id, root.name) == (trace_id, caller_span, "lane")
+    assert root.status_code == 0  # UNSET: cancelled is neither an error nor a success
+    assert root.attributes["runwire.span.status"] == "CANCELLED"
+    assert root.start_ns <= root.end_ns
+    await wait_for_status(server, first["execution"]["id"], ENDED)
 
 
 async def test_a_collector_that_is_down_neither_fails_nor_delays_runs(
