@@ -178,6 +178,7 @@ def tracer_provider(service_name: str) -> TracerProvider:
         resource=Resource({"service.name": service_name, "service.version": __version__}),
         sampler=ParentBased(ALWAYS_ON),  # a caller's "not sampled" is followed
         id_generator=_ExecutionTraceIds(),
+        shutdown_on_exit=False,  # TraceExport.running shuts it down, within a bound
     )
 
 
