@@ -55,6 +55,7 @@ from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory, load_suite_directory
 from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
+from runwire.trace_export import TraceExport
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,12 @@ class Core:
             await stack.enter_async_context(
                 ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
             )
+            # Entered before the runner, so the traces of the executions it ends while draining
+            # are still sent.
+            traces = await stack.enter_async_context(
+                TraceExport.running(settings, store.executions)
+            )
+            ended = None if traces is None else traces.ended
             runner = None
             if settings.runner_enabled:
                 runner = await stack.enter_async_context(
@@ -207,6 +214,7 @@ class Core:
                         store.secrets.secret_values,
                         store.artifacts,
                         metrics,
+                        settled=ended,
                     )
                 )
                 running = runner
@@ -219,7 +227,7 @@ class Core:
                 store.executions, scenarios, publisher, signals, store.secrets, limits
             )
             control = ExecutionControl(
-                store.executions, store.queue, kinds, publisher, signals, limits
+                store.executions, store.queue, kinds, publisher, signals, limits, ended
             )
             core = cls(
                 settings=settings,

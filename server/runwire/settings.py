@@ -1,9 +1,10 @@
-"""The only reader of the environment: every `RUNWIRE_*` setting, frozen at start."""
+"""The only reader of the environment: the `RUNWIRE_*` settings and standard `OTEL_*` ones."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,6 +144,13 @@ class Settings:
     # The secret a Prometheus scraper sends as `Authorization: Bearer <it>` to read /metrics.
     # None: /metrics answers 404 (its series name workspaces and scenarios: never open).
     metrics_token: str | None = field(default=None, repr=False)
+    # OpenTelemetry (trace_export.py): where ended executions' traces are sent, over OTLP/HTTP
+    # protobuf; None: not sent. Read from the standard OTEL_* variables every collector setup
+    # already uses (see from_env). The headers usually carry a collector's API key: never shown.
+    otlp_traces_endpoint: str | None = None
+    otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    otlp_timeout_seconds: float = 10.0  # per post, its retries included
+    otel_service_name: str = "runwire"
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -353,6 +361,10 @@ class Settings:
             sse_keepalive_seconds=number("SSE_KEEPALIVE_SECONDS", defaults.sse_keepalive_seconds),
             cors_origins=cors_origins,
             metrics_token=_metrics_token(env.get("RUNWIRE_METRICS_TOKEN")),
+            otlp_traces_endpoint=_otlp_traces_endpoint(env),
+            otlp_headers=_otlp_headers(env),
+            otlp_timeout_seconds=_otlp_timeout_seconds(env, defaults.otlp_timeout_seconds),
+            otel_service_name=env.get("OTEL_SERVICE_NAME") or defaults.otel_service_name,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -564,6 +576,64 @@ def _is_origin(text: str) -> bool:
         and not (parsed.path or parsed.query or parsed.fragment or parsed.username)
         and text == f"{parsed.scheme}://{parsed.netloc}"
     )
+
+
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
+    """The traces URL the OTEL_* variables name, as the OTLP exporter spec reads them."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = env.get(name, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                raise ValueError(f"{name}={protocol!r}: Runwire sends traces as http/protobuf only")
+            break
+    # The per-signal variable is the whole URL; the general one is a base that gets /v1/traces.
+    if endpoint := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return _http_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return _http_url("OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces")
+    return None
+
+
+def _http_url(name: str, url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{name}: expected an http:// or https:// URL")
+    return url
+
+
+def _otlp_timeout_seconds(env: Mapping[str, str], default: float) -> float:
+    """OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT: milliseconds, as the OTLP exporter spec says."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = env.get(name, "").strip()
+        if raw:
+            try:
+                milliseconds = float(raw)
+            except ValueError:
+                raise ValueError(f"{name}: expected milliseconds, got {raw!r}") from None
+            if not 0 < milliseconds <= 600_000:
+                raise ValueError(f"{name}: expected 1 to 600000 milliseconds, got {raw!r}")
+            return milliseconds / 1000
+    return default
+
+
+def _otlp_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """`key=value,key2=value2` (values URL-encoded) from the OTEL_* headers variables."""
+    name = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+    raw = env.get(name, "").strip()
+    if not raw:
+        name = "OTEL_EXPORTER_OTLP_HEADERS"
+        raw = env.get(name, "").strip()
+    headers: dict[str, str] = {}
+    for index, entry in enumerate(part for part in raw.split(",") if part.strip()):
+        key, equals, value = entry.partition("=")
+        if not equals or not key.strip():
+            # Which entry, never its text: header values are credentials.
+            raise ValueError(f"{name}: entry {index + 1} is not key=value")
+        headers[urllib.parse.unquote(key.strip()).lower()] = urllib.parse.unquote(value.strip())
+    return headers
 
 
 def _file_or_value(raw: str | None) -> str | None:

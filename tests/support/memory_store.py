@@ -794,6 +794,7 @@ def _stored_event(event: Event) -> Event:
 
 def _execution_row(execution: Execution, first_event: Event, fingerprint: str | None) -> Row:
     """The columns a queued execution is inserted with; the rest come from its events."""
+    caller = execution.trace_context
     return {
         "id": execution.id,
         "workspace_id": execution.workspace_id,
@@ -826,6 +827,8 @@ def _execution_row(execution: Execution, first_event: Event, fingerprint: str | 
         "batch_limit": execution.batch_limit,
         "duration_ms": None,
         **_NO_USAGE,
+        "trace_parent": None if caller is None else caller.traceparent,
+        "trace_state": None if caller is None else caller.state,
     }
 
 

@@ -214,3 +214,17 @@ async def test_another_workspace_s_batch_is_not_found_and_not_stopped(domain: Do
 
     assert await domain.store.batch(batch.id, workspace=WORKSPACE) == batch
     assert await domain.store.unfinished_in_batch(batch.id) == queued_ids(domain)
+
+
+async def test_every_run_continues_the_callers_trace(domain: Domain) -> None:
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    batch = await domain.batches.start(dial(*phones("1", "2"), traceparent=caller), EDITOR)
+    executions = [await domain.store.execution(i, workspace=WORKSPACE) for i in queued_ids(domain)]
+    assert [e.trace_id for e in executions if e is not None and e.batch_id == batch.id] == [
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    ] * 2
+
+
+async def test_a_bad_trace_context_is_named_once_not_per_run(domain: Domain) -> None:
+    error = await refused(domain, dial(*phones("1", "2"), traceparent="garbage"))
+    assert [e.path for e in error.errors] == ["trace_context.traceparent"]

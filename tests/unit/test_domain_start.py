@@ -9,6 +9,7 @@ from tests.support.domain import EDITOR, OUTSIDER, WORKSPACE, Domain
 
 from runwire.domain.executions import StartRequest
 from runwire.domain.models import Event, EventType, Execution, ExecutionMode, ExecutionStatus
+from runwire.domain.trace_context import TraceContext
 from runwire.errors import FieldError, Invalid, InvalidDefinition, NotFound
 
 PIPELINE = """
@@ -378,3 +379,36 @@ async def test_an_idempotency_key_belongs_to_its_workspace(domain: Domain) -> No
 async def test_an_execution_of_another_workspace_is_not_readable(domain: Domain) -> None:
     execution: Execution = await domain.executions.start(pipeline(), EDITOR)
     assert await domain.store.execution(execution.id, workspace=OUTSIDER.workspace_id) is None
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+HEADER = TraceContext("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+
+
+async def test_an_execution_is_stored_with_its_callers_trace_context(domain: Domain) -> None:
+    own = await domain.executions.start(pipeline(), EDITOR)
+    assert (own.trace_context, own.trace_id) == (None, own.id.replace("-", ""))
+
+    from_header = await domain.executions.start(pipeline(header_trace=HEADER), EDITOR)
+    assert from_header.trace_id == HEADER.trace_id
+    # The explicit context wins over the header's.
+    given = await domain.executions.start(
+        pipeline(traceparent=CALLER, tracestate="vendor=x", header_trace=HEADER), EDITOR
+    )
+    assert given.trace_context is not None
+    assert (given.trace_context.traceparent, given.trace_context.state) == (CALLER, "vendor=x")
+    for execution in (from_header, given):
+        assert await domain.store.execution(execution.id, workspace=WORKSPACE) == execution
+
+
+async def test_a_bad_trace_context_is_refused_at_its_field(domain: Domain) -> None:
+    error = await refused(domain, pipeline(traceparent="00-abc-01", tracestate="="))
+    assert paths(error) == ["trace_context.traceparent", "trace_context.tracestate"]
+
+
+async def test_a_retried_start_in_another_trace_is_the_same_request(domain: Domain) -> None:
+    first = await domain.executions.start(pipeline(idempotency_key="deploy-7"), EDITOR)
+    again = await domain.executions.start(
+        pipeline(idempotency_key="deploy-7", traceparent=CALLER), EDITOR
+    )
+    assert again.id == first.id

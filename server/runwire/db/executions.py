@@ -21,9 +21,10 @@ _INSERT_QUEUED = (
     "WITH execution AS (INSERT INTO runwire_execution (id, workspace_id, name, status,"
     " scenario_name, scenario_version, definition, inputs, labels, priority, timeout_seconds,"
     " grace_seconds, queued_at, last_seq, created_by, mode, step_key, upstream, idempotency_key,"
-    " request_fingerprint, concurrency_key, concurrency_limit, batch_id, batch_limit)"
+    " request_fingerprint, concurrency_key, concurrency_limit, batch_id, batch_limit,"
+    " trace_parent, trace_state)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-    " $19, $20, $21, $22, $23, $24)),"
+    " $19, $20, $21, $22, $23, $24, $32, $33)),"
     " label AS (INSERT INTO runwire_execution_label (execution_id, label)"
     " SELECT $1, unnest($25::varchar[]))"
     " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
@@ -199,6 +200,7 @@ async def insert_execution(
             first_event.step_key,
             first_event.attempt,
             dump(first_event.data),
+            *_trace_columns(execution),
         )
         return
     await tables.Execution.insert(
@@ -227,6 +229,8 @@ async def insert_execution(
             concurrency_limit=execution.concurrency_limit,
             batch_id=execution.batch_id,
             batch_limit=execution.batch_limit,
+            trace_parent=_trace_columns(execution)[0],
+            trace_state=_trace_columns(execution)[1],
         )
     )
     if execution.labels:
@@ -237,3 +241,9 @@ async def insert_execution(
             ]
         )
     await insert_events(database, [first_event])
+
+
+def _trace_columns(execution: Execution) -> tuple[str | None, str | None]:
+    """trace_parent and trace_state: the caller's trace context, if it gave one."""
+    caller = execution.trace_context
+    return (None, None) if caller is None else (caller.traceparent, caller.state)

@@ -35,6 +35,7 @@ from runwire.domain.models import (
     SuiteRunMember,
     SuiteVersion,
 )
+from runwire.domain.trace_context import stored_trace_context
 
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
 _decode_json = msgspec.json.Decoder().decode
@@ -212,6 +213,7 @@ def execution_of(row: Mapping[str, Any], steps: Iterable[StepRun] = ()) -> Execu
         triggered_by=row["created_by"],
         duration_ms=row["duration_ms"],
         usage=usage_of(row),
+        trace_context=stored_trace_context(row["trace_parent"], row["trace_state"]),
     )
 
 

@@ -194,6 +194,9 @@ class Execution(Table, tablename="runwire_execution"):
     usage_reasoning = BigInt(default=0)
     usage_cost_usd = DoublePrecision(default=0.0)
     usage_unpriced = Integer(default=0)
+    # The W3C trace context the caller started it in (see migration 2026-12-05); null: none.
+    trace_parent = Varchar(length=55, null=True, default=None)
+    trace_state = Varchar(length=512, null=True, default=None)
 
 
 class ExecutionLabel(Table, tablename="runwire_execution_label"):

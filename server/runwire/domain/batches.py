@@ -20,6 +20,7 @@ from runwire.domain.executions import (
 from runwire.domain.models import Batch, ExecutionStatus
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.trace_context import TraceContext, trace_context_errors
 from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits
 
@@ -45,6 +46,10 @@ class BatchRequest:
     name: str | None = None
     priority: int = 0
     labels: Sequence[str] = field(default=())
+    # Every run continues the caller's trace, as StartRequest's fields of the same names.
+    traceparent: str | None = None
+    tracestate: str | None = None
+    header_trace: TraceContext | None = None
 
 
 class BatchService:
@@ -71,6 +76,10 @@ class BatchService:
     async def start(self, request: BatchRequest, actor: Actor) -> Batch:
         """Validate every run, then queue them all in one transaction (all or none)."""
         errors = _request_errors(request, self._limits.labels)
+        if request.traceparent is not None:  # checked once here, not per run
+            errors.extend(
+                trace_context_errors(request.traceparent, request.tracestate, "trace_context")[1]
+            )
         definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
         )
@@ -94,6 +103,9 @@ class BatchService:
                 inputs=run.inputs,
                 labels=tuple(dict.fromkeys([*request.labels, *run.labels])),
                 priority=request.priority,
+                traceparent=request.traceparent,
+                tracestate=request.tracestate,
+                header_trace=request.header_trace,
             )
             try:
                 ready = self._executions.prepare(
@@ -103,7 +115,7 @@ class BatchService:
                 errors.extend(
                     FieldError(f"runs[{index}].{e.path}", e.message)
                     for e in error.errors
-                    if e.path != "priority" and not e.path.startswith("labels[")
+                    if e.path != "priority" and not e.path.startswith(("labels[", "trace_context."))
                 )
                 continue
             prepared.append((ready.execution, ready.queued))

@@ -53,10 +53,14 @@ class ExecutionControl:
         publisher: EventPublisher,
         signals: WorkSignals,
         limits: InputLimits = DEFAULT_LIMITS,
+        ended: Callable[[str], None] | None = None,
     ) -> None:
         self._limits = limits
         self._store = store
         self._requests = requests
+        # Told each execution this service ended itself (no runner held it), e.g. to export its
+        # trace; the runner tells of the ones it ends.
+        self._ended = ended
         self._kinds = kinds
         self._publisher = publisher
         self._signals = signals
@@ -231,6 +235,8 @@ class ExecutionControl:
                 await self._publisher.publish(events)
                 if any(_requeues(event) for event in events):
                     self._signals.queued()
+                if self._ended is not None and any(_ends(event) for event in events):
+                    self._ended(execution_id)
                 return await self._get(execution_id)
             execution = await self._get(execution_id, with_steps=True)
             if execution.owner is None:
@@ -352,6 +358,10 @@ def _step_status(step: StepSpec, status: StepStatus, attempt: int, *, reason: st
         "reason": reason,
     }
     return EventDraft(EventType.STEP_STATUS, data, step.key, attempt)
+
+
+def _ends(event: Event) -> bool:
+    return event.type is EventType.EXECUTION_STATUS and S(event.data["status"]).is_terminal
 
 
 def _requeues(event: Event) -> bool:

@@ -22,6 +22,7 @@ from runwire.domain.models import (
 from runwire.domain.ports import EventPublisher, ExecutionStore, SecretStore, WorkSignals
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
+from runwire.domain.trace_context import TraceContext, trace_context_errors
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import MAX_SECONDS, Definition, bind_inputs
 from runwire.scenarios.limits import DEFAULT_LIMITS, LABEL_CHARS, InputLimits, json_size_errors
@@ -50,6 +51,11 @@ class StartRequest:
     step_key: str | None = None
     upstream: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
+    # The W3C trace context to continue: given explicitly (validated, errors at
+    # trace_context.*), else the one the request's headers carried (already read leniently).
+    traceparent: str | None = None
+    tracestate: str | None = None
+    header_trace: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,12 @@ class ExecutionService:
         """Check everything about one start that does not need the database."""
         errors = _option_errors(request, self._limits)
         errors.extend(_mode_errors(definition, request))
+        caller_trace = request.header_trace
+        if request.traceparent is not None:
+            caller_trace, trace_errors = trace_context_errors(
+                request.traceparent, request.tracestate, "trace_context"
+            )
+            errors.extend(trace_errors)
         oversized = self._json_errors(request.inputs, "inputs", self._limits.inputs_bytes)
         # Step outputs (a body up to 1 MiB): bounded in bytes by the request body's limit only.
         oversized.extend(self._json_errors(request.upstream, "upstream", None))
@@ -185,6 +197,7 @@ class ExecutionService:
             batch_limit=batch[1] if batch else None,
             triggered_by=actor.label,
             workspace_id=actor.workspace_id,
+            trace_context=caller_trace,
         )
         queued = Event(
             execution_id=execution.id,

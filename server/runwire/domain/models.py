@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from runwire.domain.agents import UsageTotals
+from runwire.domain.trace_context import TraceContext, trace_id_of
 
 
 class ExecutionStatus(StrEnum):
@@ -335,10 +336,17 @@ class Execution:
     workspace_id: str = ""
     # Summed over every step attempt as usage is reported, so lists read it from the row.
     usage: UsageTotals = field(default_factory=UsageTotals)
+    # The caller's trace this execution continues (W3C trace context), if it was started in one.
+    trace_context: TraceContext | None = None
 
     @property
     def name(self) -> str:
         return str(self.definition.get("name") or self.scenario_name or "")
+
+    @property
+    def trace_id(self) -> str:
+        """The trace its spans belong to: the caller's, or one of its own."""
+        return trace_id_of(self.id, self.trace_context)
 
     @property
     def lease(self) -> Lease | None:

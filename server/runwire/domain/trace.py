@@ -57,6 +57,7 @@ class TokenUsage:
 class Trace:
     """Spans parents first (depth first, siblings by start); totals None when nothing reported."""
 
+    trace_id: str
     spans: tuple[TraceSpan, ...]
     total_duration_ms: int | None
     tokens: TokenUsage | None
@@ -142,6 +143,7 @@ def build_trace(execution: Execution, steps: Iterable[StepRun], spans: Iterable[
     if tokens_input is not None or tokens_output is not None:
         tokens = TokenUsage(input=_count(tokens_input), output=_count(tokens_output))
     return Trace(
+        trace_id=execution.trace_id,
         spans=tuple(ordered),
         total_duration_ms=duration,
         tokens=tokens,

@@ -33,11 +33,13 @@ async def context_getter(state: State, scope: Scope) -> dict[str, Any]:
     """HTTP requests authenticate here (bearer header); sockets in `on_ws_connect`."""
     services: Services = state.services
     actor = None
+    context: dict[str, Any] = {"services": services}
     if scope["type"] == ScopeType.HTTP and scope["method"] == "POST":
+        headers = Headers.from_scope(scope)
+        # A caller's W3C trace context: startExecution and startBatch continue its trace.
+        context["trace_headers"] = (headers.get("traceparent"), headers.get("tracestate"))
         try:
-            actor = await services.core.authenticator.authenticate(
-                bearer_credential(Headers.from_scope(scope))
-            )
+            actor = await services.core.authenticator.authenticate(bearer_credential(headers))
         except Unauthenticated as error:
             raise NotAuthorizedException(
                 error.message, headers={"WWW-Authenticate": 'Bearer realm="runwire"'}
@@ -48,7 +50,8 @@ async def context_getter(state: State, scope: Scope) -> dict[str, Any]:
             raise ServiceUnavailableException(
                 Unavailable().message, headers={"Retry-After": "1"}
             ) from None
-    return {"services": services, "actor": actor}
+    context["actor"] = actor
+    return context
 
 
 UNAVAILABLE_CLOSE_SECONDS = 2.0

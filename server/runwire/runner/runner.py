@@ -32,7 +32,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -78,9 +78,11 @@ class Runner:
         load_secrets: LoadSecrets | None = None,
         artifacts: ArtifactStore | None = None,
         metrics: Metrics | None = None,
+        settled: Callable[[str], None] | None = None,
     ) -> None:
         self._queue = queue
         self._metrics = metrics or Metrics()
+        self._settled = settled
         self._load_secrets = load_secrets
         self._artifacts = artifacts
         self._executions = executions
@@ -132,8 +134,13 @@ class Runner:
         load_secrets: LoadSecrets | None = None,
         artifacts: ArtifactStore | None = None,
         metrics: Metrics | None = None,
+        settled: Callable[[str], None] | None = None,
     ) -> AsyncIterator[Runner]:
-        """Claim and run, woken by queue signals, for the block; leaving it drains."""
+        """Claim and run, woken by queue signals, for the block; leaving it drains.
+
+        `settled` is told each execution id this runner let go of once all its events are stored
+        (it ended, paused or was handed over), e.g. to export its trace.
+        """
         # Before running anything: processes of steps whose server died with their reapers
         # (both SIGKILLed) still run on this host; only a new runner can end them.
         if killed := await asyncio.to_thread(end_leftovers_of_dead_servers):
@@ -142,7 +149,9 @@ class Runner:
         # locks on their steps' uids, now that no process runs as those.
         await asyncio.to_thread(remove_directories_of_dead_servers, settings.step_dir)
         await asyncio.to_thread(remove_stale_locks)
-        runner = cls(queue, executions, log, kinds, settings, load_secrets, artifacts, metrics)
+        runner = cls(
+            queue, executions, log, kinds, settings, load_secrets, artifacts, metrics, settled
+        )
         loop_task = asyncio.create_task(runner._loop(), name="runwire-runner")
         listening = asyncio.create_task(runner._listen(signals), name="runwire-runner-signals")
         heartbeat = asyncio.create_task(runner._heartbeat(), name="runwire-runner-heartbeat")
@@ -399,6 +408,8 @@ class Runner:
             else:
                 return
             self._reached(True)
+            if self._settled is not None:
+                self._settled(execution_id)
         finally:
             if self._held.get(execution_id) == lease:
                 del self._held[execution_id]

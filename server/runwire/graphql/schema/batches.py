@@ -14,7 +14,7 @@ from runwire.errors import RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
-from runwire.graphql.schema.inputs import StartBatchInput, json_object
+from runwire.graphql.schema.inputs import StartBatchInput, json_object, trace_fields
 from runwire.graphql.schema.types import Execution, ExecutionStatus, UsageTotals
 
 
@@ -126,6 +126,7 @@ class BatchMutations:
                 name=input.name,
                 priority=input.priority,
                 labels=tuple(input.labels or ()),
+                **trace_fields(info.context, input.trace_context),
             )
             batch = await core(info).batches.start(request, actor)
         except RunwireError as error:

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, TypedDict
 
 import strawberry
 from strawberry.scalars import JSON
 
 from runwire.domain import models
+from runwire.domain.trace_context import TraceContext, header_trace_context
 from runwire.errors import FieldError, InvalidInputs
 from runwire.graphql.schema.types import ExecutionMode, ExecutionStatus
+
+
+@strawberry.input(
+    description=(
+        "A W3C trace context (https://www.w3.org/TR/trace-context/): the run's trace continues"
+        " the caller's span. Given here it wins over the request's traceparent header."
+    )
+)
+class TraceContextInput:
+    traceparent: str = strawberry.field(
+        description="00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>."
+    )
+    tracestate: str | None = strawberry.field(
+        default=None, description="Vendors' key=value entries, passed on with the trace."
+    )
 
 
 @strawberry.input(description="Give exactly one of scenario (a saved name) or definition (text).")
@@ -46,6 +64,13 @@ class StartExecutionInput:
             " also under concurrent calls; the same key with a different request is an error."
         ),
     )
+    trace_context: TraceContextInput | None = strawberry.field(
+        default=None,
+        description=(
+            "The caller's trace to continue (else the traceparent header's, if any); see"
+            " Execution.traceId."
+        ),
+    )
 
 
 @strawberry.input(description="One execution of a batch.")
@@ -67,6 +92,10 @@ class StartBatchInput:
         default=None, description="Labels for every run, besides each run's own."
     )
     priority: int = 0
+    trace_context: TraceContextInput | None = strawberry.field(
+        default=None,
+        description="Every run continues this trace (else the traceparent header's, if any).",
+    )
 
 
 @strawberry.input(description="Every given field must match.")
@@ -98,3 +127,19 @@ def json_object(value: object, path: str) -> dict[str, object] | None:
     if value is None or isinstance(value, dict):
         return value
     raise InvalidInputs([FieldError(path, "expected a JSON object")])
+
+
+def trace_fields(info_context: Mapping[str, Any], given: TraceContextInput | None) -> TraceFields:
+    """StartRequest's trace fields: the given context, else the request headers' one."""
+    if given is not None:
+        return {"traceparent": given.traceparent, "tracestate": given.tracestate}
+    headers = info_context.get("trace_headers")
+    if headers is None:  # sockets: no per-request headers
+        return {}
+    return {"header_trace": header_trace_context(*headers)}
+
+
+class TraceFields(TypedDict, total=False):
+    traceparent: str
+    tracestate: str | None
+    header_trace: TraceContext | None

@@ -14,7 +14,7 @@ from runwire.graphql.schema.auth import audit_every_field, authorized
 from runwire.graphql.schema.batches import BatchMutations
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
-from runwire.graphql.schema.inputs import StartExecutionInput, json_object
+from runwire.graphql.schema.inputs import StartExecutionInput, json_object, trace_fields
 from runwire.graphql.schema.secrets import SecretMutations
 from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.suites import SuiteMutations
@@ -105,6 +105,7 @@ class Mutation(BatchMutations, AccessMutations, SecretMutations, SuiteMutations)
                 step_key=input.step_key,
                 upstream=json_object(input.upstream, "upstream"),
                 idempotency_key=input.idempotency_key,
+                **trace_fields(info.context, input.trace_context),
             )
             execution = await core(info).executions.start(request, actor)
         except RunwireError as error:

@@ -95,6 +95,7 @@ class TokenUsage:
 
 @strawberry.type(description="An execution as a tree of timed spans, with totals.")
 class Trace:
+    trace_id: str = strawberry.field(description="As Execution.traceId.")
     spans: list[Span] = strawberry.field(
         description="Parents before children, depth first; siblings in order of start."
     )
@@ -120,6 +121,7 @@ class Trace:
                 input=found.tokens.input, output=found.tokens.output, total=found.tokens.total
             )
         return cls(
+            trace_id=found.trace_id,
             spans=[Span.of(span) for span in found.spans],
             total_duration_ms=found.total_duration_ms,
             tokens=tokens,

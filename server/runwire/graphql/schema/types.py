@@ -554,6 +554,13 @@ class Execution:
         " reported (executionUpdates sends it live); the cost is null while any report has no"
         " price, never 0."
     )
+    trace_id: str = strawberry.field(
+        description=(
+            "The W3C trace id (32 hex digits) of its spans: the caller's when started with a"
+            " trace context (StartExecutionInput.traceContext or a traceparent header), else its"
+            " own. Spans are exported with it over OTLP when the server is configured to."
+        )
+    )
 
     @strawberry.field(description="Every attempt of every step, then steps not yet run.")
     async def steps(self, info: Info) -> list[StepRun]:
@@ -624,6 +631,7 @@ class Execution:
             idempotency_key=execution.idempotency_key,
             concurrency_key=execution.concurrency_key,
             usage=UsageTotals.of_totals(execution.usage),
+            trace_id=execution.trace_id,
         )
 
 
