@@ -103,6 +103,11 @@ class Runner:
         return self._settings.runner_slots
 
     @property
+    def busy(self) -> int:
+        """Executions it runs now."""
+        return len(self._runs)
+
+    @property
     def _give_up_after(self) -> float:
         return self._settings.lease_seconds - 2 * self._settings.heartbeat_seconds
 
