@@ -16,7 +16,7 @@ from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFoun
 from runwire.scenarios.budgets import NO_BUDGET, Budget
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
 from runwire.scenarios.limits import printable, storable, too_big, unstorable
-from runwire.scenarios.templating import check_syntax
+from runwire.scenarios.templating import TemplateScope, check_names, check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Step keys are stored in 100-character columns; input names are capped alike for symmetry.
@@ -239,6 +239,7 @@ def parse_definition(
         concurrency=_parse_concurrency(source.get("concurrency"), errors),
         budget=_parse_budget(source.get("budget"), "budget", errors),
     )
+    _check_template_names(definition, source.get("inputs"), errors)
     if errors:
         raise InvalidDefinition(errors)
     return definition
@@ -523,6 +524,42 @@ def _parse_steps(
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
     return tuple(steps)
+
+
+def _check_template_names(
+    definition: Definition, raw_inputs: Any, errors: list[FieldError]
+) -> None:
+    """Every name a template reads is a declared input, or a step finished before its own."""
+    # Names as written, so an input whose spec has an error of its own is not reported twice.
+    inputs = tuple(raw_inputs) if isinstance(raw_inputs, dict) else ()
+    keys = tuple(step.key for step in definition.steps)
+    upstream = _upstream(definition.steps)
+    for step in definition.steps:
+        scope = TemplateScope(inputs, upstream[step.key], keys)
+        errors.extend(check_names(step.with_, f"steps[{step.position}].with", scope))
+    if definition.concurrency is not None:
+        # Rendered when the execution is queued: no step has run yet.
+        errors.extend(
+            check_names(definition.concurrency.key, "concurrency.key", TemplateScope(inputs))
+        )
+
+
+def _upstream(steps: tuple[StepSpec, ...]) -> dict[str, tuple[str, ...]]:
+    """Each step's transitive needs, in definition order: the steps finished when it starts."""
+    needs = {step.key: step.needs for step in steps}
+    order = {step.key: step.position for step in steps}
+    found: dict[str, tuple[str, ...]] = {}
+    for step in steps:
+        seen: set[str] = set()
+        todo = [need for need in step.needs if need in needs]
+        while todo:
+            key = todo.pop()
+            if key in seen or key == step.key:
+                continue  # a cycle has its own error
+            seen.add(key)
+            todo.extend(need for need in needs[key] if need in needs)
+        found[step.key] = tuple(sorted(seen, key=order.__getitem__))
+    return found
 
 
 def _secrets_used(kind: ParamsParser, params: Any) -> tuple[tuple[str, str], ...]:
