@@ -27,6 +27,7 @@ OPERATION_NAMES = (
     "StartSuiteRun",
     "GetSuiteRun",
     "CompareSuiteRuns",
+    "QueueHealth",
 )
 
 
