@@ -138,6 +138,7 @@ async def test_queued_work_without_a_runner_warns_until_a_worker_comes(tmp_path:
             ready = await _ready(api)
             assert ready["components"]["runners"] == {"up": False, "alive": 0}
             assert ready["warnings"] == []  # nothing waits: no runner is no warning yet
+            await _schema_behind_is_unready(api, url)
 
             execution_id = await start(api, definition=definition(QUICK_STEP))
             ready = await _ready_when(api, lambda body: bool(body["warnings"]))
@@ -200,14 +201,43 @@ async def test_queued_work_without_a_runner_warns_until_a_worker_comes(tmp_path:
             assert ready["components"]["runners"] == {"up": False, "alive": 0}
 
 
+ANY_STATUS = 0
 QUICK_STEP = "{key: quick, kind: sleep, with: {seconds: 0.05}}"
 
 
-async def _ready(server: Server) -> dict[str, Any]:
+async def _schema_behind_is_unready(api: Server, url: str) -> None:
+    """A database put back behind this code's migrations (an older backup restored) is 503."""
+    connection = await asyncpg.connect(url)
+    try:
+        latest = await connection.fetchrow(
+            "DELETE FROM migration WHERE id = (SELECT MAX(id) FROM migration) RETURNING *"
+        )
+        try:
+            async with httpx.AsyncClient() as client:
+                async with asyncio.timeout(15):
+                    while (response := await client.get(f"{api.url}/ready")).status_code != 503:
+                        await asyncio.sleep(0.1)
+            assert response.json()["components"]["migrations"] == {
+                "up": False,
+                "reason": "1 migration(s) not applied: run `runwire migrate`",
+            }
+        finally:
+            await connection.execute(
+                "INSERT INTO migration (id, name, app_name, ran_on) VALUES ($1, $2, $3, $4)",
+                *latest.values(),
+            )
+    finally:
+        await connection.close()
+    ready = await _ready_when(api, lambda body: body["ready"])
+    assert ready["components"]["migrations"] == {"up": True}
+
+
+async def _ready(server: Server, status: int = 200) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{server.url}/ready", timeout=5)
-    assert response.status_code == 200, response.text
+    assert status in (ANY_STATUS, response.status_code), response.text
     body: dict[str, Any] = response.json()
+    assert response.status_code == (200 if body["ready"] else 503)
     return body
 
 
@@ -216,7 +246,7 @@ async def _ready_when(
 ) -> dict[str, Any]:
     """/ready's body once `condition` holds of it (checks run every second)."""
     async with asyncio.timeout(timeout):
-        while not condition(body := await _ready(server)):
+        while not condition(body := await _ready(server, status=ANY_STATUS)):
             await asyncio.sleep(0.1)
     return body
 
