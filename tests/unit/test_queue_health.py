@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.support.domain import EDITOR, Domain
 
+from runwire.domain.clock import utc_now
+from runwire.domain.executions import StartRequest
 from runwire.domain.runners import QueueHealth, QueueHealthService, RunnerPresence, Waiting
 from runwire.health import Health
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+QUICK = "name: quick\nsteps:\n  - {key: nap, kind: sleep, with: {seconds: 0}}"
 WARNING_END = "no runner is alive: start `runwire worker`, or a server with RUNWIRE_RUNNER=true"
 
 
@@ -60,49 +65,27 @@ def test_a_runner_whose_lease_passed_is_not_alive() -> None:
     assert (judged.runners_alive, judged.runner_slots) == (1, 3)
 
 
-class Runners:
-    """An in-memory runner store."""
-
-    def __init__(self) -> None:
-        self.alive: list[RunnerPresence] = []
-
-    async def record_runner(self, presence: RunnerPresence) -> None:
-        self.alive.append(presence)
-
-    async def remove_runner(self, runner_id: str) -> None:
-        self.alive = [r for r in self.alive if r.id != runner_id]
-
-    async def runners(self, now: datetime) -> list[RunnerPresence]:
-        return [r for r in self.alive if r.alive(now)]
-
-
-class Counts:
-    def __init__(self) -> None:
-        self.now = waiting(0, 0)
-
-    async def waiting(self, workspace: str | None) -> Waiting:
-        return self.now
-
-
 async def database_answers() -> None:
     return None
 
 
 async def test_the_warning_is_logged_once_when_it_starts_and_once_when_it_clears(
-    caplog: pytest.LogCaptureFixture,
+    domain: Domain, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runners, counts = Runners(), Counts()
-    service = QueueHealthService(runners, counts, 6, runs_here=False, now=lambda: NOW)
+    store = domain.store
+    # Judged 10 s on: what is queued now has waited 10 s by then.
+    later = utc_now() + timedelta(seconds=10)
+    service = QueueHealthService(store, store, 6, runs_here=False, now=lambda: later)
     health = Health({"database": database_answers}, service)
     caplog.set_level(logging.WARNING, logger="runwire.health")
 
     await health.check()
-    counts.now = waiting(1, 10)
+    await domain.executions.start(StartRequest(definition=QUICK), EDITOR)
     for _ in range(3):
         await health.check()
     assert health.runners == {"up": False, "alive": 0}
     assert health.warnings == [f"1 execution is queued (the oldest for 10s) and {WARNING_END}"]
-    await runners.record_runner(runner(6))
+    await store.record_runner(replace(runner(0), alive_until=later + timedelta(seconds=6)))
     for _ in range(3):
         await health.check()
 

@@ -10,7 +10,7 @@ from runwire.db.engine import Database, stored_datetime
 from runwire.domain.runners import RunnerPresence
 
 # Records of runners that died without removing theirs are kept this long after they stopped
-# counting (for an operator reading the table), then deleted by the next runner that records.
+# counting (for an operator reading the table), then deleted by the next runner that starts.
 _KEEP_DEAD = timedelta(days=1)
 
 
@@ -22,26 +22,27 @@ class RunnerRepository:
 
     async def record_runner(self, presence: RunnerPresence) -> None:
         """Insert or refresh the runner's record (a refresh keeps its started_at)."""
-        async with self._database.write():
-            await self._database.fetch(
-                "INSERT INTO runwire_runner"
-                " (id, host, pid, started_at, last_seen_at, alive_until, slots, busy)"
-                " VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (id) DO UPDATE SET"
-                " last_seen_at = excluded.last_seen_at, alive_until = excluded.alive_until,"
-                " slots = excluded.slots, busy = excluded.busy",
-                presence.id,
-                presence.host[:255],
-                presence.pid,
-                presence.started_at,
-                presence.last_seen_at,
-                presence.alive_until,
-                presence.slots,
-                presence.busy,
-            )
-            await self._database.fetch(
-                "DELETE FROM runwire_runner WHERE alive_until < {}",
-                presence.last_seen_at - _KEEP_DEAD,
-            )
+        await self._database.fetch(
+            "INSERT INTO runwire_runner"
+            " (id, host, pid, started_at, last_seen_at, alive_until, slots, busy)"
+            " VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (id) DO UPDATE SET"
+            " last_seen_at = excluded.last_seen_at, alive_until = excluded.alive_until,"
+            " slots = excluded.slots, busy = excluded.busy",
+            presence.id,
+            presence.host[:255],
+            presence.pid,
+            presence.started_at,
+            presence.last_seen_at,
+            presence.alive_until,
+            presence.slots,
+            presence.busy,
+        )
+
+    async def forget_dead_runners(self, now: datetime) -> None:
+        """Delete the records of runners that died without removing theirs, a day on."""
+        await self._database.fetch(
+            "DELETE FROM runwire_runner WHERE alive_until < {}", now - _KEEP_DEAD
+        )
 
     async def remove_runner(self, runner_id: str) -> None:
         await self._database.fetch("DELETE FROM runwire_runner WHERE id = {}", runner_id)

@@ -104,6 +104,10 @@ class RunnerStore(Protocol):
 
     async def remove_runner(self, runner_id: str) -> None: ...
 
+    async def forget_dead_runners(self, now: datetime) -> None:
+        """Delete the records of runners long dead (killed, so never removed)."""
+        ...
+
     async def runners(self, now: datetime) -> list[RunnerPresence]:
         """The runners alive at `now`, oldest first."""
         ...

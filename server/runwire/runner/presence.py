@@ -59,6 +59,7 @@ async def announced(runner: Runner, store: RunnerStore, settings: Settings) -> A
                 failing = False
             await asyncio.sleep(settings.heartbeat_seconds)
 
+    await store.forget_dead_runners(started_at)
     await store.record_runner(presence(started_at))
     refreshing = asyncio.create_task(refresh_forever(), name="runwire-runner-presence")
     try:
