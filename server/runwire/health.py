@@ -30,6 +30,11 @@ CHECK_SECONDS = 1.0
 PROBE_SECONDS = 5.0
 
 
+# How a part's change of state reads in the log, where "the X is unreachable" does not fit.
+_GONE = {"migrations": "the database is behind this version's migrations"}
+_BACK = {"migrations": "the database has this version's migrations again"}
+
+
 class ReadOnlyDatabase(ConnectionError):
     """The database answers but refuses writes (set read-only, or a standby)."""
 
@@ -181,9 +186,10 @@ class Health:
         before = self._states[name]
         self._states[name] = state
         if state.up and not before.up:
-            logger.warning("health: the %s is reachable again", name)
+            logger.warning("health: %s", _BACK.get(name, f"the {name} is reachable again"))
         elif not state.up and before.up:
-            logger.error("health: the %s is unreachable (%s)", name, state.reason)
+            said = _GONE.get(name, f"the {name} is unreachable")
+            logger.error("health: %s (%s)", said, state.reason)
 
 
 def _reason(error: Exception) -> str:
