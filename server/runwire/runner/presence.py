@@ -73,5 +73,5 @@ async def announced(runner: Runner, store: RunnerStore, settings: Settings) -> A
             # record then ages out within the lease.
             async with asyncio.timeout(settings.heartbeat_seconds * 2):
                 await store.remove_runner(runner.owner)
-        except (TimeoutError, OSError, ConnectionError) as error:
+        except Exception as error:  # a read-only or unreachable database: nothing to undo
             logger.warning("runner presence not removed (%s); it ages out", type(error).__name__)
