@@ -159,3 +159,24 @@ def test_check_names_on_its_own(source: str, problems: list[str]) -> None:
 
     assert [error.message for error in found] == problems
     assert all(error.path == "f.v" for error in found)
+
+
+def test_in_a_long_sequence_the_last_step_reads_the_first() -> None:
+    steps = [shell(f"s{i}", f"{{{{ steps.s{i - 1}.output }}}}") for i in range(1, 1000)]
+    definition = parse(
+        minimal(steps=[shell("s0", "first"), *steps, shell("end", "{{ steps.s0 }}")])
+    )
+
+    assert len(definition.steps) == 1001
+
+
+def test_a_cycle_is_reported_as_one_and_names_still_checked() -> None:
+    steps = [
+        shell("a", "{{ steps.b.output }}", needs=["b"]),
+        shell("b", "{{ steps.a.output }} {{ steps.c.output }}", needs=["a"]),
+    ]
+
+    assert errors_of(minimal(steps=steps)) == {
+        "steps[0].needs": "cycle: a needs b needs a",
+        "steps[1].with.argv[1]": "unknown step 'c' (steps: a, b)",
+    }

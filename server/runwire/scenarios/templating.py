@@ -9,7 +9,7 @@ failure minutes into a run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,6 @@ _ENV = ImmutableSandboxedEnvironment(
     autoescape=False,
     keep_trailing_newline=True,  # a script's final newline is part of the script
 )
-_MARKERS = ("{{", "{%")
 # What a finished step shows templates (runner/execution.py records these three).
 STEP_FIELDS = ("output", "exit_code", "status")
 
@@ -40,7 +39,7 @@ class TemplateScope:
     """
 
     inputs: tuple[str, ...]
-    steps: tuple[str, ...] | None = None
+    steps: Collection[str] | None = None
     all_steps: tuple[str, ...] = ()
 
 
@@ -225,18 +224,21 @@ def _plain(value: Any) -> Any:
 
 
 def _templates(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, Mapping):
+    # Leaves first and plain dicts before the Mapping ABC: every start walks each step's
+    # `with` twice (syntax, then names), and ABC checks on every string were most of it.
+    if isinstance(value, str):
+        if _is_template(value):
+            yield path, value
+    elif isinstance(value, dict | Mapping):
         for key, item in value.items():
             yield from _templates(item, _join(path, key))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _templates(item, f"{path}[{i}]")
-    elif isinstance(value, str) and _is_template(value):
-        yield path, value
 
 
 def _is_template(value: str) -> bool:
-    return any(marker in value for marker in _MARKERS)
+    return "{{" in value or "{%" in value
 
 
 def _reason(error: Exception) -> str:
