@@ -26,6 +26,7 @@ from runwire.db.events import EventRepository
 from runwire.db.executions import ExecutionRepository
 from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
+from runwire.db.runners import RunnerRepository
 from runwire.db.scenarios import ScenarioRepository
 from runwire.db.secrets import SecretRepository
 from runwire.db.suites import SuiteRepository, SuiteRunRepository
@@ -34,6 +35,7 @@ from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
+from runwire.domain.runners import QueueHealthService
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import SecretService
 from runwire.domain.sessions import LiveSessions
@@ -49,6 +51,7 @@ from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.retention import ArtifactRetention
+from runwire.runner.presence import announced
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
@@ -81,6 +84,7 @@ class Stores:
     secrets: SecretRepository
     artifacts: ArtifactRepository
     queue: ExecutionQueue
+    runners: RunnerRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -98,6 +102,7 @@ class Stores:
             secrets=SecretRepository(database),
             artifacts=ArtifactRepository(database),
             queue=ExecutionQueue(database),
+            runners=RunnerRepository(database),
         )
 
 
@@ -111,6 +116,7 @@ class Core:
     bus: Bus
     health: Health
     metrics: Metrics
+    queue_health: QueueHealthService
     hub: Hub
     publisher: Publisher
     log: EventLog
@@ -172,7 +178,12 @@ class Core:
                 LiveSessions.running(authenticator.still_valid, settings.session_check_seconds)
             )
             bus = await stack.enter_async_context(Bus.connect(settings.bus_url))
-            health = await stack.enter_async_context(Health.running(database, bus))
+            # Judged against this process's lease: work waiting longer than that has missed
+            # what a starting worker or a takeover would have claimed.
+            queue_health = QueueHealthService(
+                store.runners, store.history, settings.lease_seconds, settings.runner_enabled
+            )
+            health = await stack.enter_async_context(Health.running(database, bus, queue_health))
             hub = await stack.enter_async_context(
                 Hub.running(
                     store.executions,
@@ -219,6 +230,9 @@ class Core:
                 )
                 running = runner
                 metrics.watch_runner(runner.slots, lambda: running.busy)
+                # Entered after the runner claims, left before it drains: a draining runner
+                # claims nothing, so queued work must not count on it.
+                await stack.enter_async_context(announced(runner, store.runners, settings))
             else:
                 metrics.watch_runner(0, lambda: 0)
             limits = InputLimits.of(settings)
@@ -236,6 +250,7 @@ class Core:
                 bus=bus,
                 health=health,
                 metrics=metrics,
+                queue_health=queue_health,
                 hub=hub,
                 publisher=publisher,
                 log=log,

@@ -31,6 +31,29 @@ async def test_malformed_definition_names_each_bad_field(server: Server) -> None
     assert "steps[2].key" in paths
 
 
+async def test_a_misspelt_template_name_is_refused_at_start_and_at_save(server: Server) -> None:
+    text = definition(
+        '{key: greet, kind: shell, with: {argv: ["echo", "hi", "{{ inputs.nme }}"]}}',
+        name="typo",
+        extra="inputs: {name: {type: string}, count: {type: integer, default: 1}}",
+    )
+    expected = [
+        {"path": "steps[0].with.argv[2]", "message": "unknown input 'nme' (inputs: name, count)"}
+    ]
+    result = await _start(server, definition=text, inputs={"name": "Ada"})
+    assert result["__typename"] == "ValidationError"
+    assert result["fieldErrors"] == expected
+    saved = (
+        await execute(
+            server,
+            "mutation($d: String!) { createScenario(definition: $d) { __typename"
+            " ... on ValidationError { fieldErrors { path message } } } }",
+            {"d": text},
+        )
+    )["createScenario"]
+    assert saved == {"__typename": "ValidationError", "fieldErrors": expected}
+
+
 @pytest.mark.parametrize(
     ("text", "path"),
     [

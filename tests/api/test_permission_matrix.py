@@ -53,6 +53,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "executionMetrics": READ,
     "activeExecutions": READ,
     "queue": READ,
+    "runners": READ,
     "activeExecutionCounts": READ,
     "batch": READ,
     "scenarios": READ,
@@ -783,7 +784,8 @@ CASES: dict[str, Case] = {
         check=check_metrics,
     ),
     "activeExecutions": Case("{ activeExecutions { id status } }", nothing),
-    "queue": Case("{ queue { queued running slots } }", nothing),
+    "queue": Case("{ queue { queued running slots runnersAlive warning } }", nothing),
+    "runners": Case("{ runners { id host pid startedAt lastSeenAt slots busy } }", nothing),
     "activeExecutionCounts": Case(
         "{ activeExecutionCounts { scenario queued running paused } }", nothing
     ),

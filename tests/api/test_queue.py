@@ -15,6 +15,7 @@ SERVER_BACKENDS = ("sqlite", "postgres")
 BLOCKER = definition('{key: block, kind: shell, with: {argv: ["sleep", "60"]}}')
 QUICK = definition("{key: quick, kind: sleep, with: {seconds: 0.05}}")
 
+QUEUE = "{ queue { queued running slots runnersAlive runnerSlots warning } }"
 DETAIL = "query($id: ID!) { execution(id: $id) { status startedAt } }"
 
 
@@ -25,8 +26,18 @@ async def test_priority_then_age_and_slot_release(server: Server) -> None:
     high = await start(server, definition=QUICK, priority=5)
     low_second = await start(server, definition=QUICK, priority=0)
 
-    queue = (await execute(server, "{ queue { queued running slots } }"))["queue"]
-    assert queue == {"queued": 3, "running": 1, "slots": 1}
+    queue = (await execute(server, QUEUE))["queue"]
+    # This process's runner is the one alive: work waits for its slot, not for a runner.
+    assert queue == {
+        "queued": 3,
+        "running": 1,
+        "slots": 1,
+        "runnersAlive": 1,
+        "runnerSlots": 1,
+        "warning": None,
+    }
+    (runner,) = (await execute(server, "{ runners { pid slots } }"))["runners"]
+    assert runner == {"pid": server.process.pid, "slots": 1}
     active = (await execute(server, "{ activeExecutions { id } }"))["activeExecutions"]
     assert [item["id"] for item in active] == [blocker]
 

@@ -56,6 +56,7 @@ from runwire.domain.ports import (
     SuiteRunStore,
     SuiteStore,
 )
+from runwire.domain.runners import RunnerPresence, RunnerStore, Waiting, WaitingCounts
 from runwire.domain.tokens import AccessStore, ApiToken, Member, Workspace
 from runwire.errors import NotFound
 from runwire.queue.store import ControlRequest
@@ -89,6 +90,8 @@ class Backend:
     own: Callable[[str, str], Awaitable[None]]
     suites: SuiteStore
     suite_runs: SuiteRunStore
+    runners: RunnerStore
+    waiting: WaitingCounts
 
 
 def in_memory() -> Backend:
@@ -111,6 +114,8 @@ def in_memory() -> Backend:
         store.pending_controls,
         store.mark_controls_handled,
         own,
+        store,
+        store,
         store,
         store,
     )
@@ -137,6 +142,8 @@ def in_database(name: str, stores: Stores) -> Backend:
         claim,
         stores.suites,
         stores.suite_runs,
+        stores.runners,
+        stores.history,
     )
 
 
@@ -905,3 +912,50 @@ async def test_secrets_are_upserted_listed_by_name_and_kept_per_workspace(backen
     assert await store.delete_secret(WORKSPACE, "TOKEN") is False
     assert [info.name for info in await store.secrets(WORKSPACE)] == ["A_KEY"]
     assert await store.existing_secrets(OTHER_WORKSPACE, ["TOKEN"]) == {"TOKEN"}
+
+
+# ---- runners and the waiting queue -------------------------------------------------------------
+
+
+def presence(runner_id: str, started: float, seen: float, busy: int = 0) -> RunnerPresence:
+    """A runner's record as its heartbeat at `seen` writes it (alive for a 6 s lease)."""
+    return RunnerPresence(
+        id=runner_id,
+        host="worker-1",
+        pid=4242,
+        started_at=at(started),
+        last_seen_at=at(seen),
+        alive_until=at(seen + 6),
+        slots=4,
+        busy=busy,
+    )
+
+
+async def test_runners_count_while_their_heartbeat_is_within_the_lease(backend: Backend) -> None:
+    runners = backend.runners
+    await runners.record_runner(presence("a", 0, 0))
+    await runners.record_runner(presence("b", 1, 1))
+    # A refresh keeps when the runner started, and says how busy it is now.
+    await runners.record_runner(presence("a", 3, 3, busy=2))
+
+    assert await runners.runners(at(4)) == [presence("a", 0, 3, busy=2), presence("b", 1, 1)]
+    assert await runners.runners(at(7.5)) == [presence("a", 0, 3, busy=2)]  # b: 6 s unseen
+    await runners.remove_runner("a")
+    assert await runners.runners(at(4)) == [presence("b", 1, 1)]
+    await runners.forget_dead_runners(at(7 + 86_400 - 1))  # b dead for less than a day: kept
+    assert await runners.runners(at(4)) == [presence("b", 1, 1)]
+    await runners.forget_dead_runners(at(7 + 86_400 + 1))
+    assert await runners.runners(at(4)) == []
+
+
+async def test_waiting_counts_queued_work_no_runner_holds(backend: Backend) -> None:
+    assert await backend.waiting.waiting(None) == Waiting(0, None)
+    await create(backend, "e-held", queued_at=at(0))
+    await backend.own("e-held", "runner-7")
+    await create(backend, "e-first", queued_at=at(1))
+    await create(backend, "e-second", queued_at=at(2))
+    await create(backend, "e-elsewhere", queued_at=at(0.5), workspace_id=OTHER_WORKSPACE)
+
+    assert await backend.waiting.waiting(WORKSPACE) == Waiting(2, at(1))
+    assert await backend.waiting.waiting(OTHER_WORKSPACE) == Waiting(1, at(0.5))
+    assert await backend.waiting.waiting(None) == Waiting(3, at(0.5))

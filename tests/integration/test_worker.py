@@ -8,15 +8,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import postgres
-from tests.support.graphql import definition, follow, gated_step, start, wait_for_status
+from tests.support.graphql import (
+    definition,
+    execute,
+    follow,
+    gated_step,
+    start,
+    wait_for_status,
+)
 from tests.support.server import Server, database, running_server
 
 SCRAPE_TOKEN = "worker-scrape-token-0123456789"
@@ -45,21 +53,29 @@ def api_and_worker(
         yield url, api, worker
 
 
-def test_health_and_ready_answer_and_nothing_else_does(
+async def test_health_and_ready_answer_and_nothing_else_does(
     api_and_worker: tuple[str, Server, Server],
 ) -> None:
     _, _, worker = api_and_worker
-    health = httpx.get(f"{worker.url}/health", timeout=5)
-    assert health.status_code == 200
-    assert health.json() == {"status": "ok", "followers": 0, "down": []}
-    ready = httpx.get(f"{worker.url}/ready", timeout=5)
-    assert ready.status_code == 200
-    assert ready.json() == {
+    async with httpx.AsyncClient(timeout=5) as client:
+        health = await client.get(f"{worker.url}/health")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "followers": 0, "down": []}
+        for path in ("/graphql", "/executions/x/events", "/schema", "/"):
+            assert (await client.get(f"{worker.url}{path}")).status_code == 404, path
+    # Its runner's record is read at the next check (every second) after it was written.
+    ready = await _ready_when(worker, lambda body: body["components"]["runners"]["alive"] > 0)
+    assert ready == {
         "ready": True,
-        "components": {"database": {"up": True}, "bus": {"up": True}},
+        "components": {
+            "database": {"up": True},
+            "bus": {"up": True},
+            "migrations": {"up": True},
+            # Up by definition (this process runs a runner), and its own is alive.
+            "runners": {"up": True, "alive": 1},
+        },
+        "warnings": [],
     }
-    for path in ("/graphql", "/executions/x/events", "/schema", "/"):
-        assert httpx.get(f"{worker.url}{path}", timeout=5).status_code == 404, path
 
 
 async def test_runs_what_an_api_only_server_queued(
@@ -162,6 +178,150 @@ async def test_sigterm_hands_running_work_to_the_next_worker(tmp_path: Path) -> 
             ):
                 final = await wait_for_status(api, execution_id, {"SUCCEEDED", "FAILED"}, 30)
     assert final["status"] == "SUCCEEDED", final
+
+
+# Short leases: an API replica warns once work has waited a lease, and a killed worker's record
+# stops counting a lease after its last heartbeat.
+SHORT_LEASE = {"RUNWIRE_LEASE_SECONDS": "3", "RUNWIRE_HEARTBEAT_SECONDS": "1"}
+QUEUE = "{ queue { queued runnersAlive runnerSlots oldestQueuedAgeSeconds warning } }"
+RUNNERS = "{ runners { id host pid startedAt lastSeenAt slots busy } }"
+NO_RUNNER = "no runner is alive: start `runwire worker`, or a server with RUNWIRE_RUNNER=true"
+CLEARED = "queue: no longer waiting for a runner"
+
+
+async def test_queued_work_without_a_runner_warns_until_a_worker_comes(tmp_path: Path) -> None:
+    async with postgres.fresh_database() as url:
+        api_settings = {"RUNWIRE_RUNNER": "false", **SHORT_LEASE}
+        with running_server("postgres", tmp_path / "api", api_settings, url) as api:
+            assert (await execute(api, RUNNERS))["runners"] == []
+            ready = await _ready(api)
+            assert ready["components"]["runners"] == {"up": False, "alive": 0}
+            assert ready["warnings"] == []  # nothing waits: no runner is no warning yet
+            await _schema_behind_is_unready(api, url)
+
+            execution_id = await start(api, definition=definition(QUICK_STEP))
+            ready = await _ready_when(api, lambda body: bool(body["warnings"]))
+            # Ready all the same: the API serves and queues while the workers are down.
+            assert ready["ready"] is True
+            assert ready["components"]["runners"] == {"up": False, "alive": 0}
+            (warning,) = ready["warnings"]
+            assert warning.startswith("1 execution is queued (the oldest for ")
+            assert warning.endswith(NO_RUNNER)
+            queue = (await execute(api, QUEUE))["queue"]
+            assert (queue["queued"], queue["runnersAlive"]) == (1, 0)
+            assert queue["oldestQueuedAgeSeconds"] > 3
+            assert queue["warning"].endswith(NO_RUNNER)
+            status = await wait_for_status(api, execution_id, {"QUEUED"}, 1)
+            assert status["status"] == "QUEUED"
+            await asyncio.sleep(2)  # two more checks: the warning is not logged again
+            assert api.log.read_text().count(NO_RUNNER) == 1
+
+            worker_settings = {**SHORT_LEASE, "RUNWIRE_RUNNER_SLOTS": "3"}
+            with running_server(
+                "postgres", tmp_path / "w1", worker_settings, url, token=api.token, command="worker"
+            ) as worker:
+                final = await wait_for_status(api, execution_id, {"SUCCEEDED", "FAILED"}, 30)
+                assert final["status"] == "SUCCEEDED"
+                ready = await _ready_when(api, lambda body: not body["warnings"])
+                assert ready["components"]["runners"] == {"up": True, "alive": 1}
+                # Busy as of its last heartbeat: 0 at the one after the execution ended.
+                async with asyncio.timeout(10):
+                    while (runners := (await execute(api, RUNNERS))["runners"])[0]["busy"]:
+                        await asyncio.sleep(0.1)
+                (runner,) = runners
+                assert runner["pid"] == worker.process.pid
+                assert (runner["slots"], runner["busy"]) == (3, 0)
+                assert runner["id"].split(":")[1] == str(worker.process.pid)
+                queue = (await execute(api, QUEUE))["queue"]
+                assert queue == {
+                    "queued": 0,
+                    "runnersAlive": 1,
+                    "runnerSlots": 3,
+                    "oldestQueuedAgeSeconds": None,
+                    "warning": None,
+                }
+            # A worker stopped cleanly removes its record as it stops claiming.
+            assert (await execute(api, RUNNERS))["runners"] == []
+            log = api.log.read_text()
+            assert (log.count(NO_RUNNER), log.count(CLEARED)) == (1, 1), log
+
+            with running_server(
+                "postgres", tmp_path / "w2", SHORT_LEASE, url, token=api.token, command="worker"
+            ) as killed:
+                assert [r["pid"] for r in (await execute(api, RUNNERS))["runners"]] == [
+                    killed.process.pid
+                ]
+                killed.process.send_signal(signal.SIGKILL)
+                assert await asyncio.to_thread(killed.process.wait, 10)
+                began = time.monotonic()
+                # Still counted until its last heartbeat is a lease old, then not.
+                assert len((await execute(api, RUNNERS))["runners"]) == 1
+                async with asyncio.timeout(10):
+                    while (await execute(api, RUNNERS))["runners"]:
+                        await asyncio.sleep(0.1)
+                # Its last heartbeat was at most one before the kill: gone 2 to 3 s after it.
+                assert 1 < time.monotonic() - began <= 8
+            ready = await _ready_when(api, lambda body: not body["components"]["runners"]["up"])
+            assert ready["components"]["runners"] == {"up": False, "alive": 0}
+
+
+ANY_STATUS = 0
+QUICK_STEP = "{key: quick, kind: sleep, with: {seconds: 0.05}}"
+
+
+async def _schema_behind_is_unready(api: Server, url: str) -> None:
+    """A database put back behind this code's migrations (an older backup restored) is 503."""
+    connection = await asyncpg.connect(url)
+    try:
+        latest = await connection.fetchrow(
+            "DELETE FROM migration WHERE id = (SELECT MAX(id) FROM migration) RETURNING *"
+        )
+        try:
+            async with httpx.AsyncClient() as client:
+                async with asyncio.timeout(15):
+                    while (response := await client.get(f"{api.url}/ready")).status_code != 503:
+                        await asyncio.sleep(0.1)
+            assert response.json()["components"]["migrations"] == {
+                "up": False,
+                "reason": "1 migration(s) not applied: run `runwire migrate`",
+            }
+        finally:
+            await connection.execute(
+                "INSERT INTO migration (id, name, app_name, ran_on) VALUES ($1, $2, $3, $4)",
+                *latest.values(),
+            )
+    finally:
+        await connection.close()
+    ready = await _ready_when(api, lambda body: body["ready"])
+    assert ready["components"]["migrations"] == {"up": True}
+    log = api.log.read_text()
+    assert (
+        log.count(
+            "health: the database is behind this version's migrations (1 migration(s) not applied:"
+            " run `runwire migrate`)"
+        )
+        == 1
+    ), log
+    assert log.count("health: the database has this version's migrations again") == 1, log
+
+
+async def _ready(server: Server, status: int = 200) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{server.url}/ready", timeout=5)
+    assert status in (ANY_STATUS, response.status_code), response.text
+    body: dict[str, Any] = response.json()
+    assert response.status_code == (200 if body["ready"] else 503)
+    return body
+
+
+async def _ready_when(
+    server: Server, condition: Callable[[dict[str, Any]], bool], timeout: float = 15
+) -> dict[str, Any]:
+    """/ready's body once `condition` holds of it (checks run every second)."""
+    async with asyncio.timeout(timeout):
+        while not condition(body := await _ready(server, status=ANY_STATUS)):
+            await asyncio.sleep(0.1)
+    return body
 
 
 @pytest.mark.parametrize("command", ["worker", "serve"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from runwire.db.rows import (
@@ -60,6 +60,7 @@ from runwire.domain.models import (
     SuiteVersion,
 )
 from runwire.domain.ports import Decide
+from runwire.domain.runners import RunnerPresence, Waiting
 from runwire.domain.tokens import ApiToken, Member, Workspace
 from runwire.errors import FieldError, Invalid, NotFound
 from runwire.queue.store import ControlRequest
@@ -74,7 +75,8 @@ class DuplicateKey(Exception):
 
 class MemoryStore:
     """Every store port in plain dicts: ScenarioStore, ExecutionStore, BatchStore,
-    ControlRequests, SecretStore and AccessStore, plus the event log's `append`/`events`.
+    ControlRequests, SecretStore, AccessStore, RunnerStore and WaitingCounts, plus the event
+    log's `append`/`events`.
 
     Test hooks stand in for a runner: `own` claims an execution, `append_as_owner` writes its
     events as the owning runner would, `release` lets go of it.
@@ -100,6 +102,7 @@ class MemoryStore:
         self._members: dict[tuple[str, str], Member] = {}
         # (workspace, name) -> (info, value)
         self._secrets: dict[tuple[str, str], tuple[SecretInfo, str]] = {}
+        self._runners: dict[str, RunnerPresence] = {}
 
     # ---- scenarios -----------------------------------------------------------------------
 
@@ -407,6 +410,37 @@ class MemoryStore:
         events = _numbered(execution_of(row), lambda _: drafts)
         self._write_events(events)
         return events
+
+    # ---- runners and the waiting queue ---------------------------------------------------
+
+    async def record_runner(self, presence: RunnerPresence) -> None:
+        before = self._runners.get(presence.id)
+        started_at = before.started_at if before is not None else presence.started_at
+        self._runners[presence.id] = replace(presence, started_at=started_at)
+
+    async def remove_runner(self, runner_id: str) -> None:
+        self._runners.pop(runner_id, None)
+
+    async def forget_dead_runners(self, now: datetime) -> None:
+        self._runners = {
+            key: runner
+            for key, runner in self._runners.items()
+            if runner.alive_until >= now - timedelta(days=1)
+        }
+
+    async def runners(self, now: datetime) -> list[RunnerPresence]:
+        alive = [runner for runner in self._runners.values() if runner.alive(now)]
+        return sorted(alive, key=lambda runner: (runner.started_at, runner.id))
+
+    async def waiting(self, workspace: str | None) -> Waiting:
+        rows = [
+            row
+            for row in self._executions.values()
+            if row["status"] == ExecutionStatus.QUEUED.value
+            and row["owner"] is None
+            and workspace in (None, row["workspace_id"])
+        ]
+        return Waiting(len(rows), min((row["queued_at"] for row in rows), default=None))
 
     # ---- batches -------------------------------------------------------------------------
 

@@ -446,7 +446,8 @@ def test_the_error_message_lists_every_error() -> None:
 
 def test_a_template_in_a_field_the_kind_checks_is_parsed_unrendered() -> None:
     # Kinds see the raw `with`, so a template string is checked as a string.
-    definition = parse(with_step(kind="shell", **{"with": {"argv": ["echo", "{{ inputs.x }}"]}}))
+    step = with_step(kind="shell", **{"with": {"argv": ["echo", "{{ inputs.x }}"]}})
+    definition = parse(step | {"inputs": {"x": {"type": "string"}}})
 
     assert definition.steps[0].with_ == {"argv": ["echo", "{{ inputs.x }}"]}
 

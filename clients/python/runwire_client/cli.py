@@ -690,6 +690,7 @@ async def _follow(
     for handled_signal in handled:
         loop.add_signal_handler(handled_signal, signals.put_nowait, int(handled_signal))
     events = asyncio.create_task(_show_events(client, view, after_seq))
+    hint = asyncio.create_task(_hint_while_queued(client, view))
     stopping = False
     try:
         while True:
@@ -720,10 +721,35 @@ async def _follow(
     finally:
         for handled_signal in handled:
             loop.remove_signal_handler(handled_signal)
+        hint.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hint
         if not events.done():
             events.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await events
+
+
+# How long a followed execution may stay QUEUED before rw asks whether a runner is alive.
+QUEUED_HINT_SECONDS = 5.0
+
+
+async def _hint_while_queued(client: RunwireClient, view: EventView) -> None:
+    """Say once, in one line, why a followed execution stays QUEUED when no runner is alive."""
+    while True:
+        await asyncio.sleep(QUEUED_HINT_SECONDS)
+        if view.state.status is not ExecutionStatus.QUEUED:
+            return
+        try:
+            queue = await client.queue_health()
+        except RunwireError:
+            return  # a hint, never a reason for the follow to fail
+        if queue.runners_alive == 0:
+            view.note(
+                "still QUEUED: no runner is alive to run it (start `runwire worker`, or a"
+                " server with RUNWIRE_RUNNER=true)"
+            )
+            return
 
 
 async def _show_events(client: RunwireClient, view: EventView, after_seq: int) -> None:

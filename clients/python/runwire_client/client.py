@@ -32,6 +32,7 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    QueueHealth,
     Scenario,
     SuiteComparison,
     SuiteRun,
@@ -237,6 +238,16 @@ class RunwireClient:
         if found is None:
             raise NotFoundError(f"execution {execution_id} not found")
         return decoded(decode.execution, found)
+
+    async def queue_health(self) -> QueueHealth:
+        """The workspace's queue and the runners alive to run it."""
+        found = (await self._execute("QueueHealth", {}))["queue"]
+        return QueueHealth(
+            queued=int(found["queued"]),
+            runners_alive=int(found["runnersAlive"]),
+            oldest_queued_age_seconds=found["oldestQueuedAgeSeconds"],
+            warning=found["warning"],
+        )
 
     async def history_page(
         self, filter: ExecutionFilter | None = None, *, first: int = 50, after: str | None = None

@@ -28,6 +28,7 @@ OPERATION_NAMES = (
     "GetSuiteRun",
     "CompareSuiteRuns",
     "ListScenarios",
+    "QueueHealth",
 )
 
 

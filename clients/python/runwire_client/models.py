@@ -168,6 +168,17 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueHealth:
+    """The workspace's queue and whether a runner is alive to claim it (runners serve every
+    workspace); `warning` is set while work has waited a lease with no runner alive."""
+
+    queued: int
+    runners_alive: int
+    oldest_queued_age_seconds: float | None
+    warning: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionFilter:
     """Which executions history and live updates show; every given field must match."""
 

@@ -22,6 +22,7 @@ from runwire.domain.queries import (
     QueueCounts,
     ScenarioActiveCounts,
 )
+from runwire.domain.runners import Waiting
 
 # Executions that hold a runner slot; PAUSING still runs its current step.
 ACTIVE = (
@@ -120,6 +121,23 @@ class HistoryRepository:
         running = sum(counts.get(status, 0) for status in ACTIVE)
         return QueueCounts(
             queued=counts.get(ExecutionStatus.QUEUED.value, 0), running=running, slots=slots
+        )
+
+    async def waiting(self, workspace: str | None) -> Waiting:
+        """Queued executions no runner holds yet, of one workspace (None: of all)."""
+        where = "status = {} AND owner IS NULL"
+        args: list[Any] = [ExecutionStatus.QUEUED.value]
+        if workspace is not None:
+            where += " AND workspace_id = {}"
+            args.append(workspace)
+        rows = await self._database.fetch(
+            f"SELECT COUNT(*) AS n, MIN(queued_at) AS oldest FROM runwire_execution WHERE {where}",
+            *args,
+        )
+        oldest = rows[0]["oldest"] if rows else None
+        return Waiting(
+            count=int(rows[0]["n"]) if rows else 0,
+            oldest_queued_at=None if oldest is None else stored_datetime(oldest),
         )
 
     async def active_counts(self, workspace: str) -> list[ScenarioActiveCounts]:

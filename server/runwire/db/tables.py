@@ -322,6 +322,19 @@ class Activity(Table, tablename="runwire_activity"):
     detail = JSON()
 
 
+class Runner(Table, tablename="runwire_runner"):
+    """A runner process's record: alive while `alive_until` (heartbeat + lease) is ahead."""
+
+    id = Varchar(length=100, primary_key=True)
+    host = Varchar(length=255)
+    pid = Integer()
+    started_at = Timestamptz()
+    last_seen_at = Timestamptz()
+    alive_until = Timestamptz()
+    slots = Integer()
+    busy = Integer(default=0)
+
+
 ALL_TABLES: list[type[Table]] = [
     Organization,
     Workspace,
@@ -343,4 +356,5 @@ ALL_TABLES: list[type[Table]] = [
     Event,
     ControlRequest,
     Activity,
+    Runner,
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -16,7 +16,7 @@ from runwire.errors import FieldError, InvalidDefinition, InvalidInputs, NotFoun
 from runwire.scenarios.budgets import NO_BUDGET, Budget
 from runwire.scenarios.expectations import NO_EXPECTATIONS, Expectations, parse_expect
 from runwire.scenarios.limits import printable, storable, too_big, unstorable
-from runwire.scenarios.templating import check_syntax
+from runwire.scenarios.templating import TemplateScope, check_names, check_syntax
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Step keys are stored in 100-character columns; input names are capped alike for symmetry.
@@ -239,6 +239,7 @@ def parse_definition(
         concurrency=_parse_concurrency(source.get("concurrency"), errors),
         budget=_parse_budget(source.get("budget"), "budget", errors),
     )
+    _check_template_names(definition, source.get("inputs"), errors)
     if errors:
         raise InvalidDefinition(errors)
     return definition
@@ -523,6 +524,74 @@ def _parse_steps(
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
     return tuple(steps)
+
+
+def _check_template_names(
+    definition: Definition, raw_inputs: Any, errors: list[FieldError]
+) -> None:
+    """Every name a template reads is a declared input, or a step finished before its own."""
+    # Names as written, so an input whose spec has an error of its own is not reported twice.
+    inputs = tuple(raw_inputs) if isinstance(raw_inputs, dict) else ()
+    keys = tuple(step.key for step in definition.steps)
+    upstream = _upstream(definition.steps)
+    for step in definition.steps:
+        scope = TemplateScope(inputs, upstream[step.key], keys)
+        errors.extend(check_names(step.with_, f"steps[{step.position}].with", scope))
+    if definition.concurrency is not None:
+        # Rendered when the execution is queued: no step has run yet.
+        errors.extend(
+            check_names(definition.concurrency.key, "concurrency.key", TemplateScope(inputs))
+        )
+
+
+def _upstream(steps: tuple[StepSpec, ...]) -> dict[str, _StepSet]:
+    """Each step's transitive needs: the steps finished when it starts.
+
+    As bit sets over positions, each the union of its needs' own: a sequence of a thousand
+    steps (each needing all before it) costs a few milliseconds, not a million set inserts.
+    """
+    keys = tuple(step.key for step in steps)
+    index = {key: i for i, key in enumerate(keys)}
+    needs = {step.key: [n for n in step.needs if n in index and n != step.key] for step in steps}
+    bits: dict[str, int] = {}
+    visiting: set[str] = set()
+    for step in steps:
+        stack = [(step.key, False)]
+        while stack:
+            key, expanded = stack.pop()
+            if key in bits:
+                continue
+            if expanded:
+                # In a cycle (an error of its own) a need may be unfinished: it adds itself only.
+                bits[key] = 0
+                for need in needs[key]:
+                    bits[key] |= 1 << index[need] | bits.get(need, 0)
+                continue
+            if key in visiting:
+                continue
+            visiting.add(key)
+            stack.append((key, True))
+            stack.extend((need, False) for need in needs[key] if need not in bits)
+    return {key: _StepSet(bits[key], keys, index) for key in keys}
+
+
+class _StepSet(Collection[str]):
+    """Step keys as a bit set over their positions, listed in definition order."""
+
+    def __init__(self, bits: int, keys: tuple[str, ...], index: Mapping[str, int]) -> None:
+        self._bits = bits
+        self._keys = keys  # shared by every step's set, as is `index`
+        self._index = index
+
+    def __contains__(self, key: object) -> bool:
+        position = self._index.get(key) if isinstance(key, str) else None
+        return position is not None and bool(self._bits >> position & 1)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for i, key in enumerate(self._keys) if self._bits >> i & 1)
+
+    def __len__(self) -> int:
+        return self._bits.bit_count()
 
 
 def _secrets_used(kind: ParamsParser, params: Any) -> tuple[tuple[str, str], ...]:

@@ -1,12 +1,19 @@
-"""Render `{{ … }}` templates in step params: sandboxed, strict about undefined names."""
+"""Render `{{ … }}` templates in step params: sandboxed, strict about undefined names.
+
+A template sees two names: `inputs` (the declared inputs, bound) and `steps` (each finished
+step's `output`, `exit_code` and `status`, by key). `check_names` holds a definition to that
+when it is saved or started, so a misspelt name is a validation error naming the field, not a
+failure minutes into a run.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runwire.errors import FieldError, RunwireError
@@ -19,7 +26,21 @@ _ENV = ImmutableSandboxedEnvironment(
     autoescape=False,
     keep_trailing_newline=True,  # a script's final newline is part of the script
 )
-_MARKERS = ("{{", "{%")
+# What a finished step shows templates (runner/execution.py records these three).
+STEP_FIELDS = ("output", "exit_code", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateScope:
+    """The names templates of one field may read.
+
+    `steps` are the keys of the steps that finish before it (None where no step is visible, as
+    in `concurrency.key`); `all_steps` every key, to tell a misspelt step from one not upstream.
+    """
+
+    inputs: tuple[str, ...]
+    steps: Collection[str] | None = None
+    all_steps: tuple[str, ...] = ()
 
 
 class TemplateError(RunwireError):
@@ -55,6 +76,110 @@ def check_syntax(value: Any, path: str) -> list[FieldError]:
         except TemplateSyntaxError as error:
             errors.append(FieldError(where, f"template syntax error: {_reason(error)}"))
     return errors
+
+
+def check_names(value: Any, path: str, scope: TemplateScope) -> list[FieldError]:
+    """Report each name a template in `value` reads that `scope` does not have.
+
+    Only names written out are checked (`inputs.name`, `inputs["name"]`, `steps.build.output`);
+    computed ones (`inputs[key]`) are left to run time. Templates that do not compile are
+    `check_syntax`'s to report.
+    """
+    errors: list[FieldError] = []
+    for where, source in _templates(value, path):
+        try:
+            found = _references(source)
+        except TemplateSyntaxError:
+            continue
+        errors.extend(FieldError(where, problem) for problem in _problems(found, scope))
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class _References:
+    """The names one template reads from its context."""
+
+    top: frozenset[str]  # names read and not set by the template itself
+    inputs: tuple[str, ...]
+    steps: tuple[str, ...]
+    step_fields: tuple[tuple[str, str], ...]  # (step key, field)
+
+
+@functools.lru_cache(maxsize=4096)
+def _references(source: str) -> _References:
+    tree = _ENV.parse(source)
+    top = frozenset(meta.find_undeclared_variables(tree))
+    inputs: list[str] = []
+    steps: list[str] = []
+    fields: list[tuple[str, str]] = []
+    for found in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(found, nodes.Getattr | nodes.Getitem)
+        node: nodes.Getattr | nodes.Getitem = found
+        if (named := _named(node, "inputs")) is not None:
+            inputs.append(named)
+        elif (named := _named(node, "steps")) is not None:
+            steps.append(named)
+        elif (
+            isinstance(node.node, nodes.Getattr | nodes.Getitem)
+            and (key := _named(node.node, "steps")) is not None
+            and (field := _key_of(node)) is not None
+        ):
+            fields.append((key, field))
+    return _References(
+        top=top,
+        inputs=tuple(dict.fromkeys(inputs)) if "inputs" in top else (),
+        steps=tuple(dict.fromkeys(steps)) if "steps" in top else (),
+        step_fields=tuple(dict.fromkeys(fields)) if "steps" in top else (),
+    )
+
+
+def _named(node: nodes.Getattr | nodes.Getitem, mapping: str) -> str | None:
+    """The key `node` reads from the context's `mapping`, when written out (`inputs.x`)."""
+    target = node.node
+    if isinstance(target, nodes.Name) and target.name == mapping and target.ctx == "load":
+        return _key_of(node)
+    return None
+
+
+def _key_of(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _problems(found: _References, scope: TemplateScope) -> Iterator[str]:
+    visible = ("inputs", "steps") if scope.steps is not None else ("inputs",)
+    for name in sorted(found.top - set(visible)):
+        if name == "secrets":
+            yield (
+                "unknown name 'secrets': templates cannot read secrets; a step's listed"
+                " secrets reach it as environment variables"
+            )
+        else:
+            yield f"unknown name '{name}' (templates here read: {', '.join(visible)})"
+    for name in found.inputs:
+        # `inputs.items()` and the like are the mapping's own methods, which Jinja allows.
+        if name not in scope.inputs and not hasattr(dict, name):
+            known = f"inputs: {', '.join(scope.inputs)}" if scope.inputs else "none declared"
+            yield f"unknown input '{name}' ({known})"
+    if scope.steps is None:
+        return
+    for key in found.steps:
+        if key in scope.steps or hasattr(dict, key):
+            continue
+        upstream = f"it may read: {', '.join(scope.steps)}" if scope.steps else "it reads none"
+        if key in scope.all_steps:
+            yield (
+                f"step '{key}' has not finished when this step runs: add it to this step's"
+                f" needs ({upstream})"
+            )
+        else:
+            yield f"unknown step '{key}' (steps: {', '.join(scope.all_steps)})"
+    for key, field in found.step_fields:
+        if key in scope.steps and field not in STEP_FIELDS and not hasattr(dict, field):
+            yield f"unknown field '{field}' of step '{key}' (fields: {', '.join(STEP_FIELDS)})"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -99,18 +224,21 @@ def _plain(value: Any) -> Any:
 
 
 def _templates(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, Mapping):
+    # Leaves first and plain dicts before the Mapping ABC: every start walks each step's
+    # `with` twice (syntax, then names), and ABC checks on every string were most of it.
+    if isinstance(value, str):
+        if _is_template(value):
+            yield path, value
+    elif isinstance(value, dict | Mapping):
         for key, item in value.items():
             yield from _templates(item, _join(path, key))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _templates(item, f"{path}[{i}]")
-    elif isinstance(value, str) and _is_template(value):
-        yield path, value
 
 
 def _is_template(value: str) -> bool:
-    return any(marker in value for marker in _MARKERS)
+    return "{{" in value or "{%" in value
 
 
 def _reason(error: Exception) -> str:

@@ -29,6 +29,7 @@ from runwire.graphql.schema.types import (
     ExecutionEdge,
     PageInfo,
     Queue,
+    RunnerType,
     Scenario,
     ScenarioActiveCount,
 )
@@ -90,7 +91,24 @@ class Query(AccessQueries, SecretQueries, SuiteQueries):
         actor = authorized(info, Permission.EXECUTION_READ)
         found = core(info)
         counts = await found.store.history.queue_counts(actor.workspace_id, found.runner_slots)
-        return Queue(queued=counts.queued, running=counts.running, slots=counts.slots)
+        judged = await found.queue_health.judge(actor.workspace_id)
+        return Queue(
+            queued=counts.queued,
+            running=counts.running,
+            slots=counts.slots,
+            runners_alive=judged.runners_alive,
+            runner_slots=judged.runner_slots,
+            oldest_queued_age_seconds=judged.oldest_queued_age_seconds,
+            warning=judged.warning,
+        )
+
+    @strawberry.field(
+        description="The runners alive now (their heartbeat within their lease), oldest first."
+        " They serve every workspace's queue."
+    )
+    async def runners(self, info: Info) -> list[RunnerType]:
+        authorized(info, Permission.EXECUTION_READ)
+        return [RunnerType.of(found) for found in await core(info).queue_health.alive_runners()]
 
     @strawberry.field(
         description="Queued, running and paused executions per scenario; inline ones last."

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 
 from runwire.domain import agents, artifacts, calls, models, queries
 from runwire.domain.access import Permission
+from runwire.domain.runners import RunnerPresence
 from runwire.domain.trace import build_trace
 from runwire.errors import NotFound
 from runwire.events import hub
@@ -706,11 +707,62 @@ class ExecutionConnection:
     page_info: PageInfo
 
 
-@strawberry.type
+@strawberry.type(
+    description="The workspace's queue, and whether a runner is alive to run it. Runners serve"
+    " every workspace's queue, so the runner figures are the same in each."
+)
 class Queue:
-    queued: int
-    running: int
-    slots: int
+    queued: int = strawberry.field(description="The workspace's QUEUED executions.")
+    running: int = strawberry.field(
+        description="The workspace's executions that hold a runner slot (RUNNING, PAUSING,"
+        " STOPPING)."
+    )
+    slots: int = strawberry.field(
+        description="Executions the process that answers runs at once (0 on an API replica"
+        " without a runner); runnerSlots counts every alive runner's."
+    )
+    runners_alive: int = strawberry.field(
+        description="Runners whose heartbeat is within their lease (in any process)."
+    )
+    runner_slots: int = strawberry.field(description="The slots of the alive runners, summed.")
+    oldest_queued_age_seconds: float | None = strawberry.field(
+        description="How long the workspace's oldest execution no runner has claimed has"
+        " waited; null when none waits."
+    )
+    warning: str | None = strawberry.field(
+        description="Set while the workspace's executions have waited longer than a lease and"
+        " no runner is alive to claim them; says what to start. Null otherwise."
+    )
+
+
+@strawberry.type(
+    name="Runner",
+    description="A runner process, as it recorded itself at its last heartbeat. Only alive ones"
+    " are listed: a runner that stopped cleanly leaves the list at once, one that was killed"
+    " once its lease passes.",
+)
+class RunnerType:
+    id: strawberry.ID = strawberry.field(
+        description="Its lease owner: what executions it claimed record as their owner."
+    )
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime = strawberry.field(description="Its last heartbeat.")
+    slots: int = strawberry.field(description="Executions it runs at once, at most.")
+    busy: int = strawberry.field(description="Executions it ran at its last heartbeat.")
+
+    @classmethod
+    def of(cls, presence: RunnerPresence) -> RunnerType:
+        return cls(
+            id=strawberry.ID(presence.id),
+            host=presence.host,
+            pid=presence.pid,
+            started_at=presence.started_at,
+            last_seen_at=presence.last_seen_at,
+            slots=presence.slots,
+            busy=presence.busy,
+        )
 
 
 ExecutionUpdateKind = strawberry.enum(
