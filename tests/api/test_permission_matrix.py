@@ -53,7 +53,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "executionMetrics": READ,
     "activeExecutions": READ,
     "queue": READ,
-    "runners": READ,
+    "runners": ADMIN,  # hosts, pids and load of the deployment, other workspaces' work included
     "activeExecutionCounts": READ,
     "batch": READ,
     "scenarios": READ,

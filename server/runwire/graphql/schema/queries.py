@@ -104,10 +104,11 @@ class Query(AccessQueries, SecretQueries, SuiteQueries):
 
     @strawberry.field(
         description="The runners alive now (their heartbeat within their lease), oldest first."
-        " They serve every workspace's queue."
+        " They serve every workspace's queue. Admin only: their hosts, pids and load are the"
+        " deployment's, and a runner's load counts other workspaces' executions."
     )
     async def runners(self, info: Info) -> list[RunnerType]:
-        authorized(info, Permission.EXECUTION_READ)
+        authorized(info, Permission.ADMIN)
         return [RunnerType.of(found) for found in await core(info).queue_health.alive_runners()]
 
     @strawberry.field(
