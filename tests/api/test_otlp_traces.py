@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
+from runwire_client import RunwireClient
 from tests.support.graphql import START, STOP, definition, execute, gated_step, wait_for_status
 from tests.support.otlp_receiver import OtlpReceiver, running_receiver
 from tests.support.server import Server, running_server
@@ -193,6 +194,21 @@ async def test_the_input_field_wins_over_the_header(server: Server, receiver: Ot
     (root,) = [span for span in spans if span.kind == SPAN_KIND_CONSUMER]
     assert (root.parent_span_id, root.trace_state) == (caller_span, "rojo=00f067aa0ba902b7")
     assert root.status_code == STATUS_OK
+
+
+async def test_the_python_client_passes_the_callers_context(
+    server: Server, receiver: OtlpReceiver
+) -> None:
+    given, trace_id, caller_span = traceparent()
+    async with RunwireClient(server.url, server.token) as client:
+        started = await client.start(
+            definition=definition('{key: one, kind: shell, with: {argv: ["true"]}}'),
+            traceparent=given,
+        )
+    spans = await receiver.wait_for(of_execution(started.id), 2)
+    assert {span.trace_id for span in spans} == {trace_id}
+    (root,) = [span for span in spans if span.kind == SPAN_KIND_CONSUMER]
+    assert root.parent_span_id == caller_span
 
 
 async def test_without_a_caller_the_run_is_a_trace_of_its_own(

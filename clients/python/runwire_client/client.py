@@ -118,8 +118,14 @@ class RunwireClient:
         step_key: str | None = None,
         upstream: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Execution:
-        """Start a saved scenario (by name) or an inline definition (YAML or JSON text)."""
+        """Start a saved scenario (by name) or an inline definition (YAML or JSON text).
+
+        `traceparent` (and `tracestate`): the caller's W3C trace context, which the execution's
+        trace continues when the server sends traces over OTLP.
+        """
         given: dict[str, Any] = {
             "scenario": scenario,
             "definition": definition,
@@ -132,6 +138,9 @@ class RunwireClient:
             "stepKey": step_key,
             "upstream": None if upstream is None else dict(upstream),
             "idempotencyKey": idempotency_key,
+            "traceContext": None
+            if traceparent is None
+            else {"traceparent": traceparent, "tracestate": tracestate},
         }
         variables = {"input": {key: value for key, value in given.items() if value is not None}}
         return await self._change("StartExecution", "startExecution", variables)

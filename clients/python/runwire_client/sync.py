@@ -104,8 +104,14 @@ class SyncRunwireClient:
         step_key: str | None = None,
         upstream: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Execution:
-        """Start a saved scenario (by name) or an inline definition (YAML or JSON text)."""
+        """Start a saved scenario (by name) or an inline definition (YAML or JSON text).
+
+        `traceparent` (and `tracestate`): the caller's W3C trace context, which the execution's
+        trace continues when the server sends traces over OTLP.
+        """
         return self._call(
             self._client.start(
                 scenario,
@@ -119,6 +125,8 @@ class SyncRunwireClient:
                 step_key=step_key,
                 upstream=upstream,
                 idempotency_key=idempotency_key,
+                traceparent=traceparent,
+                tracestate=tracestate,
             )
         )
 
