@@ -310,6 +310,7 @@ async def scrape(server: Server, token: str = SCRAPE_TOKEN) -> Series:
         )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "_created" not in response.text  # Prometheus would store each as a series of its own
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(response.text)
