@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # In the text format Prometheus stores each counter's and histogram's `_created` line as a series
 # of its own: as many series again, saying only when the process started counting. The library
 # keeps this switch process-wide; Runwire is its only user in the process.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 """The media type of `Metrics.exposition()`: the text format every Prometheus version reads (the
