@@ -38,10 +38,11 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve GraphQL, SSE and the runner (on the embedded SQLite default unless configured)."""
+    # A bad setting ends the command before the app's imports (seconds of CPU) are paid for.
+    settings = _settings(host, port)
     _keep_memory_private()
     from runwire.app import create_app
 
-    settings = _settings(host, port)
     _serve_http(create_app(settings), settings, websockets=True)
 
 
@@ -50,10 +51,10 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 def worker(host: str | None, port: int | None) -> None:
     """Run executions only, for API replicas without a runner; /health and /ready for probes."""
+    settings = _settings(host, port)
     _keep_memory_private()
     from runwire.worker import create_worker_app
 
-    settings = _settings(host, port)
     _serve_http(create_worker_app(settings), settings, websockets=False)
 
 
