@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from tests.support.bench import QUICK
+from tests.support.forkserver import ForkServer
 from tests.support.server import BACKENDS, DEFAULT_BACKEND, Server, running_server
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -65,6 +66,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _watchdog_stderr = os.dup(2)
     limit = float(os.environ.get(RUN_LIMIT_ENV, "1800"))
     faulthandler.dump_traceback_later(limit, exit=True, file=_watchdog_stderr)
+    if not session.config.option.collectonly:
+        ForkServer.start_early()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -130,6 +130,13 @@ class ForkServer:
         return ForkedProcess(int(json.loads(reply)["pid"]))
 
     @classmethod
+    def start_early(cls) -> None:
+        """Start the fork server now: its imports overlap what the run does first (collecting)."""
+        if os.environ.get(ENABLED_ENV, "1") != "0":
+            with cls._lock:
+                cls._running()
+
+    @classmethod
     def _running(cls) -> subprocess.Popen[str]:
         if cls._process is None or cls._process.poll() is not None:
             cls._process = subprocess.Popen(
