@@ -11,6 +11,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,18 +122,35 @@ def running_server(
 def running_pair(
     backend: str, directory: Path, runner_settings: dict[str, str] | None = None
 ) -> Iterator[tuple[Server, Server]]:
-    """A runner process and an API-only process (no runner) sharing one database and bus."""
-    with (
-        database(backend) as url,
-        running_server(backend, directory / "a", runner_settings, database_url=url) as runner,
-        running_server(
-            backend,
-            directory / "b",
-            {"RUNWIRE_RUNNER": "false"},
-            database_url=url,
-            token=runner.token,
-        ) as api_only,
-    ):
+    """A runner process and an API-only process (no runner) sharing one database and bus.
+
+    They start together, so the pair is up in about one server's start-up: bootstrap is safe for
+    processes starting together (tests/api/test_tokens.py), and whichever of them bootstraps the
+    empty database writes the admin token that both get.
+    """
+    with database(backend) as url, contextlib.ExitStack() as stack:
+        managers = [
+            running_server(backend, directory / "a", runner_settings, database_url=url, token=""),
+            running_server(
+                backend, directory / "b", {"RUNWIRE_RUNNER": "false"}, database_url=url, token=""
+            ),
+        ]
+        with ThreadPoolExecutor(len(managers)) as pool:
+            starting = [pool.submit(manager.__enter__) for manager in managers]
+        started = []
+        for manager, future in zip(managers, starting, strict=True):
+            if future.exception() is None:
+                started.append(future.result())
+                stack.push(manager.__exit__)
+        for future in starting:
+            future.result()  # a failed start fails the pair, the other one stopped on the way out
+        (token_file,) = [
+            written
+            for written in (directory / name / "data" / "admin-token" for name in ("a", "b"))
+            if written.exists()
+        ]
+        token = token_file.read_text().strip()
+        runner, api_only = (dataclasses.replace(server, token=token) for server in started)
         yield runner, api_only
 
 
