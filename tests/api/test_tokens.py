@@ -274,10 +274,11 @@ def bad_credentials(server: Server, idp: IdentityProvider) -> dict[str, str | No
     # the expiry, for the server's cache) then run out together.
     with ThreadPoolExecutor(1) as pool:
         revoking_by_cli = pool.submit(_cli_token_revoked, server, "revoked-by-cli")
-        # About 2.6 s: long enough to be seen working first, short enough to wait out here.
+        # About 2.6 s, short enough to wait out here. It is not asked to work first: on a loaded
+        # machine the CLI's own exit can outlast its life, and its refusal names the reason
+        # ("expired", BAD_CREDENTIALS), which only a token the server knows can get.
         _, expiring = _cli_token(server, "expiring", "--expires-in-days", "0.00003")
         expired_after = time.monotonic() + 0.00003 * 86400 + 0.2
-        assert _viewer_status(server, expiring) == 200
 
         by_mutation_id, by_mutation = _api_token(server, "revoked-by-mutation")
         assert _viewer_status(server, by_mutation) == 200
