@@ -24,6 +24,8 @@ from tests.support.server import Server, database, running_server
 from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 EXECUTIONS = 4
+LEFTOVERS_KILLED = re.compile(r"killed (\d+) processes left by steps")
+
 # Each step's leader runs `sleep <token>` too, after starting the escapees.
 PER_STEP = ESCAPEES + 1
 
@@ -131,12 +133,21 @@ async def test_no_step_process_outlives_a_killed_server(
                     wait_until, lambda: survivors(crashed) == [], 5, "leftovers ended on start"
                 )
                 assert len(survivors(live)) == PER_STEP
-                log = server.log.read_text()
+                # The server logs the count once the kills are done: the processes can be gone
+                # before the line is written.
+                log_path = server.log
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: LEFTOVERS_KILLED.search(log_path.read_text()) is not None,
+                    5,
+                    "the leftovers' kill logged",
+                )
+                log = log_path.read_text()
         finally:
             step.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await step
         assert survivors(live) == []
-        logged = re.search(r"killed (\d+) processes left by steps", log)
+        logged = LEFTOVERS_KILLED.search(log)
         assert logged is not None
         assert int(logged[1]) >= EXECUTIONS * PER_STEP
