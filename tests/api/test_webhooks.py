@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from gql.transport.exceptions import TransportQueryError
-from tests.support.graphql import definition, execute, start, wait_for_status
+from tests.support.graphql import definition, execute, gated_step, start, wait_for_status
 from tests.support.server import Server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -77,6 +78,11 @@ mutation($id: ID!) {
     ... on RedeliverWebhookDeliverySuccess { delivery { id status redeliveryOf } }
     ... on Error { message }
   }
+}
+"""
+STOP = """
+mutation($id: ID!) {
+  stopExecution(id: $id, reason: "not needed") { __typename ... on Error { message } }
 }
 """
 AUDIT = "{ activities(first: 20) { activity { action result } } }"
@@ -312,6 +318,9 @@ async def test_another_workspace_can_neither_list_nor_read_nor_redeliver(
         server, "token", "create", "--workspace", "hooks-b", "--name", "b", "--role", "admin"
     )
     assert (await execute(server, LIST, token=token_b))["webhooks"] == []
+    operator = _cli(server, "token", "create", "--name", "hooks-op", "--role", "operator")
+    denied = await create(server, receiver.url("/ok"), ["EXECUTION_FAILED"], token=operator)
+    assert denied["__typename"] == "PermissionDeniedError"
     redeliver = await execute(server, REDELIVER, {"id": delivery["id"]}, token=token_b)
     assert redeliver["redeliverWebhookDelivery"]["__typename"] == "NotFoundError"
     deleted = await execute(server, DELETE, {"id": webhook["id"]}, token=token_b)
@@ -334,3 +343,35 @@ async def test_another_workspace_can_neither_list_nor_read_nor_redeliver(
         "__typename"
     ] == "DeleteWebhookSuccess"
     assert webhook["id"] not in {w["id"] for w in (await execute(server, LIST))["webhooks"]}
+
+
+async def test_an_execution_stopped_while_queued_is_delivered_as_cancelled(
+    server: Server, receiver: Receiver, tmp_path: Path
+) -> None:
+    created = await create(server, receiver.url("/stopped"), ["EXECUTION_CANCELLED"])
+    webhook, secret = created["webhook"], created["secret"]
+    # One at a time: the second waits QUEUED behind the first, so stopping it is the service's
+    # own transition (domain/control.py), not the runner's.
+    text = definition(
+        gated_step("a", tmp_path / "gate"),
+        name="webhook-queued",
+        extra=f'concurrency: {{key: "hooks-{tmp_path.name}", limit: 1}}',
+    )
+    first = await start(server, definition=text)
+    await wait_for_status(server, first, {"RUNNING"})
+    second = await start(server, definition=text)
+    await wait_for_status(server, second, {"QUEUED"})
+    stopped = (await execute(server, STOP, {"id": second}))["stopExecution"]
+    assert stopped["__typename"] == "StopExecutionSuccess", stopped
+    [delivery] = await deliveries_of(
+        server, webhook["id"], lambda found: found and found[0]["status"] == "DELIVERED"
+    )
+    assert delivery["executionId"] == second
+    assert delivery["event"] == "EXECUTION_CANCELLED"
+    [sent] = receiver.to("/stopped")
+    assert verified(secret, sent)
+    assert json.loads(sent.body)["type"] == "execution.cancelled"
+    (tmp_path / "gate").touch()
+    await wait_for_status(server, first, {"SUCCEEDED"})
+    # The secret went to the client once and to receivers as a key, never into the log.
+    assert secret not in server.log.read_text()
