@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from gql.transport.exceptions import TransportQueryError
 from tests.support.graphql import definition, execute, gated_step, start, wait_for_status
-from tests.support.server import Server
+from tests.support.server import Server, database, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -375,3 +375,45 @@ async def test_an_execution_stopped_while_queued_is_delivered_as_cancelled(
     await wait_for_status(server, first, {"SUCCEEDED"})
     # The secret went to the client once and to receivers as a key, never into the log.
     assert secret not in server.log.read_text()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """A runner process and an API-only one on one Postgres database; both run a sender."""
+    with (
+        database("postgres") as url,
+        running_server("postgres", tmp_path / "a", SERVER_SETTINGS, database_url=url) as a,
+        running_server(
+            "postgres",
+            tmp_path / "b",
+            {**SERVER_SETTINGS, "RUNWIRE_RUNNER": "false"},
+            database_url=url,
+            token=a.token,
+        ) as b,
+    ):
+        yield a, b
+
+
+async def test_two_processes_sending_post_each_delivery_once(
+    receiver: Receiver, pair: tuple[Server, Server]
+) -> None:
+    # Both processes claim from one Postgres outbox (FOR UPDATE SKIP LOCKED).
+    a, b = pair
+    created = await create(b, receiver.url("/pair"), ["EXECUTION_SUCCEEDED"])
+    webhook = created["webhook"]
+    step = '{key: a, kind: shell, with: {argv: ["true"]}}'
+    started = [await start(a, definition=definition(step, name=f"pair-{i}")) for i in range(20)]
+    async with asyncio.timeout(30):
+        while len(receiver.to("/pair")) < 20:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # a second post of any of them would arrive by now
+    sent = receiver.to("/pair")
+    assert len(sent) == 20
+    assert len({r.headers["Runwire-Delivery-Id"] for r in sent}) == 20
+    assert {json.loads(r.body)["execution"]["id"] for r in sent} == set(started)
+    found = await deliveries_of(
+        b,
+        webhook["id"],
+        lambda found: len(found) == 10 and all(d["status"] == "DELIVERED" for d in found),
+    )
+    assert all(d["attempts"] == 1 for d in found)
