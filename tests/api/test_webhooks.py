@@ -126,6 +126,12 @@ def receiver() -> Iterator[Receiver]:
                 state.received.append(Received(path, dict(self.headers.items()), body))
             if path.startswith("/hang"):
                 state.release_hang.wait(10)
+            if path.startswith("/redirect"):
+                self.send_response(302)
+                self.send_header("Location", state.url("/ok"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             code = 500 if path.startswith("/flaky") and count <= 2 else 200
             answer = b"not yet" if code == 500 else b"ok"
             self.send_response(code)
@@ -267,6 +273,23 @@ async def test_a_hanging_receiver_does_not_delay_the_execution_and_times_out(
     assert delivery["attemptLog"][0]["responseCode"] is None
     receiver.release_hang.set()
     await execute(server, UPDATE, {"input": {"id": webhook["id"], "enabled": False}})
+
+
+async def test_a_redirect_is_not_followed_and_the_delivery_fails_after_its_last_attempt(
+    server: Server, receiver: Receiver
+) -> None:
+    webhook = (await create(server, receiver.url("/redirect"), ["EXECUTION_SUCCEEDED"]))["webhook"]
+    await run(server, "webhook-redirected")
+    [delivery] = await deliveries_of(
+        server, webhook["id"], lambda found: found and found[0]["status"] == "FAILED"
+    )
+    assert delivery["attempts"] == 4  # RUNWIRE_WEBHOOK_MAX_ATTEMPTS
+    assert [a["responseCode"] for a in delivery["attemptLog"]] == [302] * 4
+    assert delivery["error"] == "HTTP 302: redirects are not followed"
+    assert delivery["deliveredAt"] is None
+    assert len(receiver.to("/redirect")) == 4
+    assert receiver.to("/ok") == []
+    await execute(server, DELETE, {"id": webhook["id"]})
 
 
 async def test_urls_that_are_not_http_or_reach_link_local_or_metadata_are_refused(
