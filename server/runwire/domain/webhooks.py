@@ -333,11 +333,14 @@ class WebhookService:
             raise NotFound(f"webhook {webhook_id} not found")
 
     async def deliveries(self, actor: Actor, webhook_id: str, first: int) -> list[Delivery]:
-        """The webhook's latest deliveries, newest first, with their attempts."""
+        """The webhook's latest deliveries, newest first, with their attempts.
+
+        None for a webhook this workspace does not have, another's included (as `activities`
+        of an execution id answers).
+        """
         actor.require(Permission.ADMIN)
         if not 1 <= first <= MAX_DELIVERIES_PAGE:
             raise Invalid([FieldError("first", f"must be 1 to {MAX_DELIVERIES_PAGE}")])
-        await self._get(actor, webhook_id)
         return await self._store.deliveries(actor.workspace_id, webhook_id, first)
 
     async def redeliver(self, actor: Actor, delivery_id: str) -> Delivery:

@@ -177,7 +177,9 @@ class WebhookQueries:
         actor = authorized(info, Permission.ADMIN)
         return [Webhook.of(found) for found in await core(info).webhooks.webhooks(actor)]
 
-    @strawberry.field(description="A webhook's latest deliveries, newest first (admin).")
+    @strawberry.field(
+        description="A webhook's latest deliveries, newest first (admin); none for an unknown id."
+    )
     async def webhook_deliveries(
         self,
         info: Info,
