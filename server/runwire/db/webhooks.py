@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -154,6 +155,16 @@ class WebhookRepository:
         """Claim up to `limit` due deliveries until `until`; no other process claims them."""
         # One statement: on SQLite it is atomic by itself; on Postgres SKIP LOCKED lets every
         # process's sender claim at once without waiting on, or taking, the others' rows.
+        # A read first: an idle sender looks every second, and on SQLite an UPDATE, even one
+        # that changes nothing, takes the database's one write lock from the event log.
+        due = await self._database.fetch(
+            "SELECT 1 AS due FROM runwire_webhook_delivery WHERE status = {}"
+            " AND next_attempt_at <= {} LIMIT 1",
+            str(DeliveryStatus.PENDING),
+            now,
+        )
+        if not due:
+            return []
         lock = " FOR UPDATE SKIP LOCKED" if self._database.is_postgres else ""
         claimed = await self._database.fetch(
             "UPDATE runwire_webhook_delivery SET claimed_until = {} WHERE id IN"
@@ -266,6 +277,4 @@ def _attempt(row: Mapping[str, Any]) -> DeliveryAttempt:
 
 
 def _with_attempts(delivery: Delivery, attempts: list[DeliveryAttempt]) -> Delivery:
-    from dataclasses import replace
-
     return replace(delivery, attempt_log=tuple(attempts))
