@@ -30,6 +30,7 @@ from runwire.db.runners import RunnerRepository
 from runwire.db.scenarios import ScenarioRepository
 from runwire.db.secrets import SecretRepository
 from runwire.db.suites import SuiteRepository, SuiteRunRepository
+from runwire.db.webhooks import WebhookRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
@@ -41,6 +42,7 @@ from runwire.domain.secrets import SecretService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.suites import SuiteService
 from runwire.domain.tokens import TokenService
+from runwire.domain.webhooks import WebhookService
 from runwire.errors import FieldError, Invalid, InvalidDefinition
 from runwire.events.bus import Bus
 from runwire.events.hub import Hub
@@ -59,6 +61,7 @@ from runwire.scenarios.catalog import examples_directory, load_directory, load_s
 from runwire.scenarios.limits import InputLimits
 from runwire.settings import Settings
 from runwire.trace_export import TraceExport
+from runwire.webhook_delivery import WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class Stores:
     artifacts: ArtifactRepository
     queue: ExecutionQueue
     runners: RunnerRepository
+    webhooks: WebhookRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -103,6 +107,7 @@ class Stores:
             artifacts=ArtifactRepository(database),
             queue=ExecutionQueue(database),
             runners=RunnerRepository(database),
+            webhooks=WebhookRepository(database),
         )
 
 
@@ -129,6 +134,7 @@ class Core:
     suites: SuiteService
     tokens: TokenService
     secrets: SecretService
+    webhooks: WebhookService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -211,7 +217,17 @@ class Core:
             traces = await stack.enter_async_context(
                 TraceExport.running(settings, store.executions)
             )
-            ended = None if traces is None else traces.ended
+            # Entered before the runner too: the executions it ends while draining queue their
+            # deliveries, which this process's sender (or another's) posts.
+            sender = await stack.enter_async_context(
+                WebhookSender.running(settings, store.webhooks, store.executions)
+            )
+
+            def ended(execution_id: str) -> None:
+                if traces is not None:
+                    traces.ended(execution_id)
+                sender.ended(execution_id)
+
             runner = None
             if settings.runner_enabled:
                 runner = await stack.enter_async_context(
@@ -274,6 +290,9 @@ class Core:
                 ),
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
+                webhooks=WebhookService(
+                    store.webhooks, settings.webhook_allow_private, sender.wake
+                ),
                 authenticator=authenticator,
                 sessions=sessions,
             )

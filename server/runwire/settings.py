@@ -151,6 +151,13 @@ class Settings:
     otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     otlp_timeout_seconds: float = 10.0  # per post, its retries included
     otel_service_name: str = "runwire"
+    # Webhooks (webhook_delivery.py): loopback and private addresses are refused unless allowed
+    # (a receiver on the same host or network); how long one post may take; how many attempts a
+    # delivery gets; the wait before the first retry (doubling each time, at most 30 minutes).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < 3 * self.heartbeat_seconds <= self.lease_seconds:
@@ -365,6 +372,14 @@ class Settings:
             otlp_headers=_otlp_headers(env),
             otlp_timeout_seconds=_otlp_timeout_seconds(env, defaults.otlp_timeout_seconds),
             otel_service_name=env.get("OTEL_SERVICE_NAME") or defaults.otel_service_name,
+            webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", defaults.webhook_allow_private),
+            webhook_timeout_seconds=number(
+                "WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout_seconds
+            ),
+            webhook_max_attempts=max(
+                1, int(number("WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts))
+            ),
+            webhook_retry_seconds=number("WEBHOOK_RETRY_SECONDS", defaults.webhook_retry_seconds),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -545,6 +560,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOG_FORMAT", "text (for people) or json (one object per line)", "log_format"),
     Variable(
         "LOG_LEVEL", "the least severe lines logged: DEBUG, INFO, WARNING, ERROR", "log_level"
+    ),
+    Variable(
+        "WEBHOOK_ALLOW_PRIVATE",
+        "webhooks may post to loopback and private addresses",
+        "webhook_allow_private",
+    ),
+    Variable(
+        "WEBHOOK_TIMEOUT_SECONDS", "how long one webhook post may take", "webhook_timeout_seconds"
+    ),
+    Variable("WEBHOOK_MAX_ATTEMPTS", "attempts a webhook delivery gets", "webhook_max_attempts"),
+    Variable(
+        "WEBHOOK_RETRY_SECONDS",
+        "wait before a delivery's first retry (doubling, at most 30 min)",
+        "webhook_retry_seconds",
     ),
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -68,6 +68,8 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
     "secrets": SCENARIO,  # names only: editors write the definitions that name them
+    "webhooks": ADMIN,
+    "webhookDeliveries": ADMIN,  # payloads name executions of the whole workspace
     # mutations
     "createEventStreamTicket": READ,
     "startExecution": WRITE,
@@ -91,6 +93,10 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "removeMember": ADMIN,
     "setSecret": ADMIN,
     "deleteSecret": ADMIN,
+    "createWebhook": ADMIN,
+    "updateWebhook": ADMIN,
+    "deleteWebhook": ADMIN,
+    "redeliverWebhookDelivery": ADMIN,
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
@@ -298,7 +304,12 @@ async def build_world(server: Server, stack: contextlib.AsyncExitStack) -> World
 @pytest.fixture(scope="module")
 def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Permissions do not depend on the database: one SQLite server for the matrix."""
-    settings = {"RUNWIRE_RUNNER_SLOTS": "16", "RUNWIRE_GRACE_SECONDS": "0.2"}
+    # Private addresses allowed: the cells' webhooks point at a closed port on loopback.
+    settings = {
+        "RUNWIRE_RUNNER_SLOTS": "16",
+        "RUNWIRE_GRACE_SECONDS": "0.2",
+        "RUNWIRE_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
     with running_server("sqlite", tmp_path_factory.mktemp("matrix"), settings) as server:
         yield server
 
@@ -729,6 +740,105 @@ async def arrange_delete_secret(world: World, tag: str) -> Prepared:
     return Prepared({"name": name}, untouched, cleanup)
 
 
+CREATE_WEBHOOK = mutation(
+    "createWebhook",
+    "$input: CreateWebhookInput!",
+    "input: $input",
+    "... on CreateWebhookSuccess { secret webhook { id } }",
+)
+UPDATE_WEBHOOK = mutation(
+    "updateWebhook",
+    "$input: UpdateWebhookInput!",
+    "input: $input",
+    "... on UpdateWebhookSuccess { webhook { id enabled } }",
+)
+DELETE_WEBHOOK = mutation(
+    "deleteWebhook", "$id: ID!", "id: $id", "... on DeleteWebhookSuccess { id }"
+)
+REDELIVER = mutation(
+    "redeliverWebhookDelivery",
+    "$id: ID!",
+    "id: $id",
+    "... on RedeliverWebhookDeliverySuccess { delivery { id } }",
+)
+WEBHOOK_DELIVERIES = "query($id: ID!) { webhookDeliveries(webhookId: $id) { id } }"
+
+
+def webhook_input(tag: str, events: list[str]) -> dict[str, Any]:
+    return {"url": "http://127.0.0.1:9/matrix", "events": events, "description": tag}
+
+
+async def webhooks_described(world: World, tag: str) -> list[dict[str, Any]]:
+    found = await data_of(world.admin, "{ webhooks { id description enabled } }")
+    return [w for w in found["webhooks"] if w["description"] == tag]
+
+
+async def delete_webhooks_quietly(world: World, tag: str) -> None:
+    for webhook in await webhooks_described(world, tag):
+        await succeed(world.admin, DELETE_WEBHOOK, {"id": webhook["id"]})
+
+
+async def new_webhook(world: World, tag: str, events: list[str]) -> str:
+    created = await succeed(world.admin, CREATE_WEBHOOK, {"input": webhook_input(tag, events)})
+    return str(created["webhook"]["id"])
+
+
+async def arrange_create_webhook(world: World, tag: str) -> Prepared:
+    async def untouched() -> None:
+        assert await webhooks_described(world, tag) == []
+
+    async def cleanup() -> None:
+        await delete_webhooks_quietly(world, tag)
+
+    variables = {"input": webhook_input(tag, ["EXECUTION_TIMED_OUT"])}
+    return Prepared(variables, untouched, cleanup)
+
+
+def arrange_webhook(variables: Callable[[str], dict[str, Any]]) -> Arrange:
+    """A webhook of the workspace (subscribed to nothing that happens here), by its id."""
+
+    async def arrange(world: World, tag: str) -> Prepared:
+        webhook_id = await new_webhook(world, tag, ["EXECUTION_TIMED_OUT"])
+
+        async def untouched() -> None:
+            assert await webhooks_described(world, tag) == [
+                {"id": webhook_id, "description": tag, "enabled": True}
+            ]
+
+        async def cleanup() -> None:
+            await delete_webhooks_quietly(world, tag)
+
+        return Prepared(variables(webhook_id), untouched, cleanup)
+
+    return arrange
+
+
+async def arrange_redeliver(world: World, tag: str) -> Prepared:
+    """A delivery of a quick execution's success, its webhook disabled afterwards."""
+    webhook_id = await new_webhook(world, tag, ["EXECUTION_SUCCEEDED"])
+    execution_id = await start(world.admin, definition=QUICK)
+    await wait_for_status(world.admin, execution_id, {"SUCCEEDED"})
+    async with asyncio.timeout(20):
+        while not (
+            found := (await data_of(world.admin, WEBHOOK_DELIVERIES, {"id": webhook_id}))[
+                "webhookDeliveries"
+            ]
+        ):
+            await asyncio.sleep(0.05)
+    disable = {"input": {"id": webhook_id, "enabled": False}}
+    await succeed(world.admin, UPDATE_WEBHOOK, disable)  # no more deliveries from other cells
+    delivery_ids = [d["id"] for d in found]
+
+    async def untouched() -> None:
+        deliveries = await data_of(world.admin, WEBHOOK_DELIVERIES, {"id": webhook_id})
+        assert [d["id"] for d in deliveries["webhookDeliveries"]] == delivery_ids
+
+    async def cleanup() -> None:
+        await delete_webhooks_quietly(world, tag)
+
+    return Prepared({"id": delivery_ids[-1]}, untouched, cleanup)
+
+
 def check_viewer(data: Any, role: str, world: World) -> None:
     assert data == {"role": role.upper(), "permissions": sorted(GRANTS[role])}
 
@@ -937,6 +1047,24 @@ CASES: dict[str, Case] = {
     ),
     "setSecret": Case(SET_SECRET, arrange_set_secret, success="SetSecretSuccess"),
     "deleteSecret": Case(DELETE_SECRET, arrange_delete_secret, success="DeleteSecretSuccess"),
+    "webhooks": Case("{ webhooks { id url events } }", nothing),
+    "webhookDeliveries": Case(
+        WEBHOOK_DELIVERIES, arrange_webhook(lambda webhook_id: {"id": webhook_id})
+    ),
+    "createWebhook": Case(CREATE_WEBHOOK, arrange_create_webhook, success="CreateWebhookSuccess"),
+    "updateWebhook": Case(
+        UPDATE_WEBHOOK,
+        arrange_webhook(lambda webhook_id: {"input": {"id": webhook_id, "enabled": False}}),
+        success="UpdateWebhookSuccess",
+    ),
+    "deleteWebhook": Case(
+        DELETE_WEBHOOK,
+        arrange_webhook(lambda webhook_id: {"id": webhook_id}),
+        success="DeleteWebhookSuccess",
+    ),
+    "redeliverWebhookDelivery": Case(
+        REDELIVER, arrange_redeliver, success="RedeliverWebhookDeliverySuccess"
+    ),
     # subscriptions
     "executionEvents": Case(
         "subscription($id: ID!) {"

@@ -32,7 +32,12 @@ from tests.support.server import Server, running_pair, running_server
 # SQL differs per database and bus notices travel differently: both must confine a workspace.
 BACKENDS_HERE = ("sqlite", "postgres")
 # Enough slots that A's held executions never keep B's (or A's quick ones) waiting.
-SERVER_SETTINGS = {"RUNWIRE_RUNNER_SLOTS": "16", "RUNWIRE_GRACE_SECONDS": "0.2"}
+# Private addresses allowed: A's webhook points at 127.0.0.1 (a closed port; nothing is sent).
+SERVER_SETTINGS = {
+    "RUNWIRE_RUNNER_SLOTS": "16",
+    "RUNWIRE_GRACE_SECONDS": "0.2",
+    "RUNWIRE_WEBHOOK_ALLOW_PRIVATE": "true",
+}
 # Concurrent probes: enough to keep the server busy, few enough for 2 cores.
 PROBES_AT_ONCE = 8
 
@@ -142,6 +147,7 @@ query Probe($id: ID!) {
   compareSuiteRuns(head: $id, base: $id) {
     __typename ... on Error { message } ... on SuiteComparison { verdict }
   }
+  webhookDeliveries(webhookId: $id, first: 5) { id status payload }
 }
 """
 PROBE_MUTATION = f"""
@@ -175,6 +181,13 @@ mutation Probe($id: ID!) {{
   }}
   setSuiteBaseline(run: $id) {{
     {RESULT} ... on SetSuiteBaselineSuccess {{ baseline {{ run {{ id }} }} }}
+  }}
+  updateWebhook(input: {{id: $id, enabled: false}}) {{
+    {RESULT} ... on UpdateWebhookSuccess {{ webhook {{ id enabled }} }}
+  }}
+  deleteWebhook(id: $id) {{ {RESULT} ... on DeleteWebhookSuccess {{ id }} }}
+  redeliverWebhookDelivery(id: $id) {{
+    {RESULT} ... on RedeliverWebhookDeliverySuccess {{ delivery {{ id }} }}
   }}
 }}
 """
@@ -226,6 +239,9 @@ class Tenants:
     run_label_prefix_a: str
     scenario_a: str
     member_a: str
+    # A's webhook (subscribed to failures) and the delivery of its failed execution.
+    webhook_a: str
+    delivery_a: str
     since: datetime
     until: datetime
     # (token, execution id) of every held execution, stopped when the module ends.
@@ -280,6 +296,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
     label_a, prefix, scenario_a = f"a-only-{tag}", f"a-run-{tag}-", f"a-scenario-{tag}"
     since = datetime.now(UTC) - timedelta(minutes=1)
     async with api(server, server.token) as a:
+        webhook_a = await _webhook_of_a(a)
         started = (
             await a.data(
                 f"""mutation($input: StartBatchInput!) {{
@@ -344,6 +361,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
         batch_runs = [e["id"] for e in batch["executions"]]
         tokens = [t["id"] for t in (await a.data("{ apiTokens { id } }"))["apiTokens"]]
         suite_a, suite_run_a, suite_runs = await _suite_run_of_a(a, tag, label_a)
+        delivery_a = await _delivery_of_a(a, webhook_a, failed)
     executions = (*batch_runs, *held, paused, failed, of_scenario, *suite_runs)
     assert len(batch_runs) == 100
     assert len(tokens) == 4
@@ -351,7 +369,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
         server=server,
         token_a=server.token,
         token_b=await making_b,
-        ids_a=(*executions, batch_a, *tokens, suite_run_a),
+        ids_a=(*executions, batch_a, *tokens, suite_run_a, webhook_a, delivery_a),
         executions_a=executions,
         batch_a=batch_a,
         held_a=tuple(held),
@@ -364,10 +382,38 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
         run_label_prefix_a=prefix,
         scenario_a=scenario_a,
         member_a=member_a,
+        webhook_a=webhook_a,
+        delivery_a=delivery_a,
         since=since,
         until=since + timedelta(days=1),
         stop_at_end=[(server.token, e) for e in (*held, paused)],
     )
+
+
+async def _webhook_of_a(a: Api) -> str:
+    """A webhook of A's, subscribed to failures, pointing at a closed port on loopback."""
+    created = (
+        await a.data(
+            f"""mutation($input: CreateWebhookInput!) {{
+              createWebhook(input: $input) {{
+                {RESULT} ... on CreateWebhookSuccess {{ webhook {{ id }} }}
+              }}
+            }}""",
+            {"input": {"url": "http://127.0.0.1:9/a-hook", "events": ["EXECUTION_FAILED"]}},
+        )
+    )["createWebhook"]
+    assert created["__typename"] == "CreateWebhookSuccess", created
+    return str(created["webhook"]["id"])
+
+
+async def _delivery_of_a(a: Api, webhook: str, failed: str) -> str:
+    """The id of the delivery A's failed execution queued for A's webhook."""
+    query = "query($id: ID!) { webhookDeliveries(webhookId: $id) { id executionId } }"
+    async with asyncio.timeout(30):
+        while not (found := (await a.data(query, {"id": webhook}))["webhookDeliveries"]):
+            await asyncio.sleep(0.1)
+    assert [d["executionId"] for d in found] == [failed]
+    return str(found[0]["id"])
 
 
 async def _suite_run_of_a(a: Api, tag: str, label: str) -> tuple[str, str, list[str]]:
@@ -572,6 +618,7 @@ query Lists(
   apiTokens { id name }
   members { subject }
   activities(first: 200) { activity { action actor executionId } }
+  webhooks { id }
 }
 """
 
@@ -623,6 +670,7 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert {t["id"] for t in seen_by_a["apiTokens"]} == set(tenants.token_ids_a)
     assert [m["subject"] for m in seen_by_a["members"]] == [tenants.member_a]
     assert seen_by_a["activities"] != []
+    assert [w["id"] for w in seen_by_a["webhooks"]] == [tenants.webhook_a]
 
     assert seen_by_b["viewer"]["workspaceName"] == "team-b"
     for name in ("all", "labelled", "searched", "batched", "ofScenario"):
@@ -643,6 +691,7 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert [t["name"] for t in seen_by_b["apiTokens"]] == ["b-admin"]
     assert seen_by_b["members"] == []
     assert seen_by_b["activities"] == []
+    assert seen_by_b["webhooks"] == []
 
 
 async def test_foreign_ids_answer_like_missing_ones_over_http(tenants: Tenants) -> None:
@@ -669,6 +718,7 @@ async def test_foreign_ids_answer_like_missing_ones_over_http(tenants: Tenants) 
                             "activities": [],
                             "suiteRun": None,
                             "compareSuiteRuns": of_missing.data["compareSuiteRuns"],
+                            "webhookDeliveries": [],
                         }
                         found = of_missing.data["compareSuiteRuns"]["__typename"]
                         assert found == "NotFoundError", of_missing.body
@@ -698,6 +748,11 @@ async def _assert_a_untouched(tenants: Tenants) -> None:
         suite = "query($name: String!) { suite(name: $name) { baseline { run { id } } } }"
         found = (await a.data(suite, {"name": tenants.suite_a}))["suite"]
         assert found == {"baseline": None}, found  # B's setSuiteBaseline did not take
+        hooks = (await a.data("{ webhooks { id enabled } }"))["webhooks"]
+        assert hooks == [{"id": tenants.webhook_a, "enabled": True}]  # nor updateWebhook, delete
+        query = "query($id: ID!) { webhookDeliveries(webhookId: $id) { id } }"
+        deliveries = (await a.data(query, {"id": tenants.webhook_a}))["webhookDeliveries"]
+        assert [d["id"] for d in deliveries] == [tenants.delivery_a]  # nor a redelivery
         trail = (await a.data("{ activities(first: 200) { activity { actor } } }"))["activities"]
         assert "token:b-admin" not in {entry["activity"]["actor"] for entry in trail}
 

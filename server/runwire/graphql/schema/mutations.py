@@ -19,6 +19,7 @@ from runwire.graphql.schema.secrets import SecretMutations
 from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.suites import SuiteMutations
 from runwire.graphql.schema.types import Execution, Scenario
+from runwire.graphql.schema.webhooks import WebhookMutations
 
 
 @strawberry.type
@@ -88,7 +89,7 @@ ScenarioResult = Annotated[
 
 
 @strawberry.type
-class Mutation(BatchMutations, AccessMutations, SecretMutations, SuiteMutations):
+class Mutation(BatchMutations, AccessMutations, SecretMutations, SuiteMutations, WebhookMutations):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:

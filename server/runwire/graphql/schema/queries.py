@@ -33,6 +33,7 @@ from runwire.graphql.schema.types import (
     Scenario,
     ScenarioActiveCount,
 )
+from runwire.graphql.schema.webhooks import WebhookQueries
 from runwire.scenarios.limits import unstorable
 
 MAX_PAGE = 200
@@ -40,7 +41,7 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 @strawberry.type
-class Query(AccessQueries, SecretQueries, SuiteQueries):
+class Query(AccessQueries, SecretQueries, SuiteQueries, WebhookQueries):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
         actor = authorized(info, Permission.EXECUTION_READ)

@@ -1,0 +1,254 @@
+"""Webhook delivery: queue a delivery when an execution ends, and post what is due, signed.
+
+Every process runs one sender. Each claims due rows from the outbox (db/webhooks.py) for a
+while, posts them with a timeout, never following redirects, and records the attempt; a failed
+one is tried again after an exponential backoff with jitter, up to `webhook_max_attempts`. The
+runner only calls `ended`, which queues the rows in a task of its own: a slow or failing
+receiver never slows an execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from runwire.db.executions import ExecutionRepository
+from runwire.db.webhooks import WebhookRepository
+from runwire.domain.clock import utc_now
+from runwire.domain.webhooks import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    DueDelivery,
+    WebhookEvent,
+    deliveries_for,
+    destination_refusal,
+    signature,
+)
+from runwire.faults import is_outage
+from runwire.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# A retry waits RETRY_SECONDS x 2^(attempt-1), at most this long, give or take JITTER.
+MAX_RETRY_DELAY = timedelta(minutes=30)
+JITTER = 0.2
+# Deliveries one process posts at once, and claims per look.
+IN_FLIGHT = 8
+# Bytes of a receiver's answer kept with the attempt, to read why it refused.
+SNIPPET_BYTES = 500
+MAX_ERROR_CHARS = 1000
+# A claim outlives the attempt's timeout by this much, so only a dead process's claim expires.
+_CLAIM_MARGIN_SECONDS = 30.0
+_MAX_POLL_SECONDS = 1.0
+_SHUTDOWN_SECONDS = 2.0
+
+
+def retry_delay(attempt: int, first_delay: float) -> float:
+    """Seconds before the attempt after `attempt` (1-based): doubling, capped, jittered."""
+    delay = min(MAX_RETRY_DELAY.total_seconds(), first_delay * 2.0 ** (attempt - 1))
+    return delay * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+class WebhookSender:
+    """Queues deliveries of ended executions and posts due ones; one per process."""
+
+    def __init__(
+        self, settings: Settings, store: WebhookRepository, executions: ExecutionRepository
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._executions = executions
+        self._due = asyncio.Event()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._failing = False
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, settings: Settings, store: WebhookRepository, executions: ExecutionRepository
+    ) -> AsyncIterator[WebhookSender]:
+        """Send for the block; leaving it stops (claims of unfinished attempts expire)."""
+        sender = cls(settings, store, executions)
+        async with httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=settings.webhook_timeout_seconds,
+            trust_env=False,  # no proxy from the environment: the address checked is the one used
+            headers={"User-Agent": "Runwire-Webhooks/1"},
+        ) as client:
+            task = asyncio.create_task(sender._sending(client), name="runwire-webhook-sender")
+            try:
+                yield sender
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                if sender._pending:
+                    await asyncio.wait(sender._pending, timeout=_SHUTDOWN_SECONDS)
+                for pending in sender._pending:
+                    pending.cancel()
+
+    def ended(self, execution_id: str) -> None:
+        """Queue the deliveries of the execution's end, if it has ended (its events are stored)."""
+        self._spawn(self._queue(execution_id), f"webhook-queue-{execution_id}")
+
+    def wake(self) -> None:
+        """Look for due deliveries now (one was queued in this process)."""
+        self._due.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _queue(self, execution_id: str) -> None:
+        try:
+            execution = await self._executions.execution(
+                execution_id, workspace=None, with_steps=False
+            )
+            if execution is None:
+                return
+            event = WebhookEvent.of_end(execution.status)
+            if event is None:
+                return  # paused or handed over: whoever ends it queues its deliveries
+            webhooks = await self._store.subscribed(execution.workspace_id, event)
+            if deliveries := deliveries_for(execution, webhooks):
+                await self._store.enqueue(deliveries, dedupe=True)
+                self.wake()
+        except Exception as error:
+            # Lost if the database is out of reach now (README "Webhooks" says so).
+            logger.warning(
+                "webhook deliveries of execution %s not queued: %s",
+                execution_id,
+                type(error).__name__ if is_outage(error) else error,
+            )
+
+    async def _sending(self, client: httpx.AsyncClient) -> None:
+        poll = max(0.05, min(_MAX_POLL_SECONDS, self._settings.webhook_retry_seconds))
+        while True:
+            self._due.clear()
+            claimed: list[DueDelivery] = []
+            try:
+                now = utc_now()
+                claim_for = self._settings.webhook_timeout_seconds + _CLAIM_MARGIN_SECONDS
+                claimed = await self._store.claim_due(
+                    now, now + timedelta(seconds=claim_for), IN_FLIGHT
+                )
+                self._failing = False
+            except Exception as error:
+                if not self._failing:
+                    self._failing = True
+                    logger.warning(
+                        "webhook sender: reading due deliveries failed (%s)",
+                        type(error).__name__ if is_outage(error) else error,
+                    )
+            for due in claimed:
+                await self._slots.acquire()
+                self._spawn(self._attempt_once(client, due), f"webhook-delivery-{due.delivery.id}")
+            if len(claimed) < IN_FLIGHT:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._due.wait(), poll)
+
+    async def _attempt_once(self, client: httpx.AsyncClient, due: DueDelivery) -> None:
+        try:
+            attempt = await self._post(client, due)
+            delivery = due.delivery
+            if attempt.response_code is not None and 200 <= attempt.response_code < 300:
+                status, next_at = DeliveryStatus.DELIVERED, None
+            elif attempt.number >= self._settings.webhook_max_attempts:
+                status, next_at = DeliveryStatus.FAILED, None
+                logger.warning(
+                    "webhook %s: delivery %s failed after %d attempts (%s)",
+                    delivery.webhook_id,
+                    delivery.id,
+                    attempt.number,
+                    attempt.error or f"HTTP {attempt.response_code}",
+                )
+            else:
+                status = DeliveryStatus.PENDING
+                next_at = attempt.at + timedelta(
+                    seconds=retry_delay(attempt.number, self._settings.webhook_retry_seconds)
+                )
+            await self._store.record_attempt(delivery, attempt, status, next_at)
+        except Exception as error:
+            # Its claim expires and another look tries it again.
+            logger.warning(
+                "webhook delivery %s: recording the attempt failed (%s)",
+                due.delivery.id,
+                type(error).__name__ if is_outage(error) else error,
+            )
+        finally:
+            self._slots.release()
+            self.wake()
+
+    async def _post(self, client: httpx.AsyncClient, due: DueDelivery) -> DeliveryAttempt:
+        """One POST of the delivery to the address its host resolves to now, if allowed."""
+        delivery = due.delivery
+        number = delivery.attempts + 1
+        at = utc_now()
+        started = time.monotonic()
+
+        def attempt(
+            code: int | None, error: str | None, snippet: str | None = None
+        ) -> DeliveryAttempt:
+            return DeliveryAttempt(
+                number=number,
+                at=at,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                response_code=code,
+                error=None if error is None else error[:MAX_ERROR_CHARS],
+                response_snippet=snippet,
+            )
+
+        # Checked again now, not only when the webhook was saved: a name may resolve elsewhere
+        # since (DNS rebinding). The post then goes to the address checked, not a new lookup.
+        refusal, addresses = await destination_refusal(
+            due.url, self._settings.webhook_allow_private
+        )
+        if refusal is not None:
+            return attempt(None, f"refused: {refusal}")
+        parts = urlsplit(due.url)
+        address = addresses[0]
+        host = f"[{address}]" if ":" in address else address
+        port = f":{parts.port}" if parts.port else ""
+        pinned = urlunsplit((parts.scheme, host + port, parts.path or "/", parts.query, ""))
+        body = delivery.payload.encode()
+        timestamp = int(time.time())
+        headers = {
+            "Host": parts.netloc,
+            "Content-Type": "application/json",
+            "Runwire-Webhook-Id": delivery.webhook_id,
+            "Runwire-Delivery-Id": delivery.id,
+            "Runwire-Event": delivery.event.wire_name,
+            "Runwire-Timestamp": str(timestamp),
+            "Runwire-Signature": signature(due.secret, timestamp, body),
+        }
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+        try:
+            async with client.stream(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            ) as response:
+                snippet = b""
+                async for chunk in response.aiter_raw():
+                    snippet += chunk
+                    if len(snippet) >= SNIPPET_BYTES:
+                        break
+                text = snippet[:SNIPPET_BYTES].decode(errors="replace").replace("\x00", "")
+                code = response.status_code
+                error = None if 200 <= code < 300 else f"HTTP {code}"
+                if 300 <= code < 400:
+                    error = f"HTTP {code}: redirects are not followed"
+                return attempt(code, error, text or None)
+        except httpx.TimeoutException:
+            return attempt(None, f"no answer within {self._settings.webhook_timeout_seconds:g}s")
+        except httpx.HTTPError as error:
+            return attempt(None, f"{type(error).__name__}: {error}")
