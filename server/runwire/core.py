@@ -21,6 +21,7 @@ from runwire.db.access import AccessRepository
 from runwire.db.artifacts import ArtifactRepository
 from runwire.db.audit import AuditRepository
 from runwire.db.batches import BatchRepository
+from runwire.db.deletion import DeletionRepository
 from runwire.db.engine import Database
 from runwire.db.events import EventRepository
 from runwire.db.executions import ExecutionRepository
@@ -33,6 +34,7 @@ from runwire.db.suites import SuiteRepository, SuiteRunRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
+from runwire.domain.deletion import ExecutionDeletion
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.runners import QueueHealthService
@@ -85,6 +87,7 @@ class Stores:
     artifacts: ArtifactRepository
     queue: ExecutionQueue
     runners: RunnerRepository
+    deletion: DeletionRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -103,6 +106,7 @@ class Stores:
             artifacts=ArtifactRepository(database),
             queue=ExecutionQueue(database),
             runners=RunnerRepository(database),
+            deletion=DeletionRepository(database),
         )
 
 
@@ -129,6 +133,7 @@ class Core:
     suites: SuiteService
     tokens: TokenService
     secrets: SecretService
+    deletion: ExecutionDeletion
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -274,6 +279,7 @@ class Core:
                 ),
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
+                deletion=ExecutionDeletion(store.deletion),
                 authenticator=authenticator,
                 sessions=sessions,
             )

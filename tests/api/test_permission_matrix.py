@@ -33,15 +33,19 @@ ROLES = ("viewer", "operator", "editor", "admin")
 # The policy as the issue states it, written here independently of the server's own table:
 # viewer reads history and traces and subscribes; operator also starts and steers executions and
 # batches; editor also saves scenarios, starts inline definitions that run commands and lists
-# secret names; admin also manages tokens, members, secrets and the audit trail.
+# secret names; admin also manages tokens, members, secrets and the audit trail, and alone deletes
+# executions (test:delete).
 GRANTS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"execution:read"}),
     "operator": frozenset({"execution:read", "execution:write"}),
     "editor": frozenset({"execution:read", "execution:write", "scenario:write"}),
-    "admin": frozenset({"execution:read", "execution:write", "scenario:write", "admin"}),
+    "admin": frozenset(
+        {"execution:read", "execution:write", "scenario:write", "test:delete", "admin"}
+    ),
 }
 
 READ, WRITE, SCENARIO, ADMIN = "execution:read", "execution:write", "scenario:write", "admin"
+DELETE = "test:delete"
 
 # Root field -> the permission it needs. A root field missing here fails
 # test_every_root_field_is_in_the_matrix, so a new operation cannot escape the matrix.
@@ -91,6 +95,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "removeMember": ADMIN,
     "setSecret": ADMIN,
     "deleteSecret": ADMIN,
+    "deleteExecution": DELETE,
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
@@ -704,6 +709,17 @@ async def delete_secret_quietly(world: World, name: str) -> None:
     assert payload["__typename"] in {"DeleteSecretSuccess", "NotFoundError"}, payload
 
 
+async def arrange_delete_execution(world: World, tag: str) -> Prepared:
+    """An ended execution of this cell's own; a denied delete leaves it there."""
+    execution_id = await start(world.admin, definition=QUICK, labels=[tag])
+    await wait_for_status(world.admin, execution_id, TERMINAL)
+
+    async def untouched() -> None:
+        assert await status_of(world.admin, execution_id) in TERMINAL
+
+    return Prepared({"id": execution_id}, untouched)
+
+
 async def arrange_set_secret(world: World, tag: str) -> Prepared:
     name = secret_name(tag)
 
@@ -937,6 +953,11 @@ CASES: dict[str, Case] = {
     ),
     "setSecret": Case(SET_SECRET, arrange_set_secret, success="SetSecretSuccess"),
     "deleteSecret": Case(DELETE_SECRET, arrange_delete_secret, success="DeleteSecretSuccess"),
+    "deleteExecution": Case(
+        mutation("deleteExecution", "$id: ID!", "id: $id", "... on DeleteExecutionSuccess { id }"),
+        arrange_delete_execution,
+        success="DeleteExecutionSuccess",
+    ),
     # subscriptions
     "executionEvents": Case(
         "subscription($id: ID!) {"
