@@ -37,6 +37,7 @@ from runwire.domain.control import ExecutionControl
 from runwire.domain.deletion import ExecutionDeletion
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
+from runwire.domain.retention import RetentionService
 from runwire.domain.runners import QueueHealthService
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import SecretService
@@ -52,7 +53,7 @@ from runwire.health import Health
 from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
-from runwire.retention import ArtifactRetention
+from runwire.retention import ArtifactRetention, ExecutionRetention
 from runwire.runner.presence import announced
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
@@ -134,6 +135,7 @@ class Core:
     tokens: TokenService
     secrets: SecretService
     deletion: ExecutionDeletion
+    retention: RetentionService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -211,6 +213,8 @@ class Core:
             await stack.enter_async_context(
                 ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
             )
+            retention = RetentionService(store.deletion)
+            await stack.enter_async_context(ExecutionRetention.running(retention))
             # Entered before the runner, so the traces of the executions it ends while draining
             # are still sent.
             traces = await stack.enter_async_context(
@@ -280,6 +284,7 @@ class Core:
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
                 deletion=ExecutionDeletion(store.deletion),
+                retention=retention,
                 authenticator=authenticator,
                 sessions=sessions,
             )

@@ -189,3 +189,42 @@ async def test_a_batch_counts_what_is_left_of_it(server: Server) -> None:
         "progress": 1.0,
         "executions": [{"id": second}],
     }
+
+
+SET_POLICY = """
+mutation($input: RetentionPolicyInput!) {
+  setRetentionPolicy(input: $input) {
+    __typename
+    ... on SetRetentionPolicySuccess { policy { keepDays keepExecutions keepFailedDays updatedBy } }
+    ... on ValidationError { fieldErrors { path message } }
+  }
+}
+"""
+
+
+async def test_a_retention_policy_is_validated_stored_and_read_back(server: Server) -> None:
+    bad = await execute(server, SET_POLICY, {"input": {"keepDays": 0, "keepFailedDays": 5}})
+    assert bad["setRetentionPolicy"]["__typename"] == "ValidationError"
+    assert [e["path"] for e in bad["setRetentionPolicy"]["fieldErrors"]] == ["keepDays"]
+    shorter = await execute(server, SET_POLICY, {"input": {"keepDays": 30, "keepFailedDays": 5}})
+    assert shorter["setRetentionPolicy"]["fieldErrors"] == [
+        {"path": "keepFailedDays", "message": "must be at least keepDays (30)"}
+    ]
+    assert (await execute(server, "{ retentionPolicy { keepDays updatedAt } }")) == {
+        "retentionPolicy": {"keepDays": None, "updatedAt": None}
+    }
+
+    # Long enough that nothing this module ran is swept.
+    good = await execute(server, SET_POLICY, {"input": {"keepDays": 3650, "keepFailedDays": 3650}})
+    policy = good["setRetentionPolicy"]["policy"]
+    assert policy["keepDays"] == 3650
+    assert policy["keepExecutions"] is None
+    read = await execute(server, "{ retentionPolicy { keepDays keepFailedDays updatedBy } }")
+    assert read["retentionPolicy"] == {
+        "keepDays": 3650,
+        "keepFailedDays": 3650,
+        "updatedBy": policy["updatedBy"],
+    }
+    assert policy["updatedBy"]
+    cleared = await execute(server, SET_POLICY, {"input": {}})
+    assert cleared["setRetentionPolicy"]["policy"]["keepDays"] is None

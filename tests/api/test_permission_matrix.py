@@ -72,6 +72,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "members": ADMIN,
     "activities": ADMIN,  # the audit trail
     "secrets": SCENARIO,  # names only: editors write the definitions that name them
+    "retentionPolicy": READ,  # how long history is kept: every reader may know
     # mutations
     "createEventStreamTicket": READ,
     "startExecution": WRITE,
@@ -96,6 +97,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "setSecret": ADMIN,
     "deleteSecret": ADMIN,
     "deleteExecution": DELETE,
+    "setRetentionPolicy": ADMIN,
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
@@ -720,6 +722,17 @@ async def arrange_delete_execution(world: World, tag: str) -> Prepared:
     return Prepared({"id": execution_id}, untouched)
 
 
+async def arrange_set_retention(world: World, tag: str) -> Prepared:
+    """Keeps everything: an all-null policy, so no other cell's execution is swept away."""
+    query = "{ retentionPolicy { updatedAt updatedBy } }"
+    before = (await data_of(world.admin, query))["retentionPolicy"]
+
+    async def untouched() -> None:
+        assert (await data_of(world.admin, query))["retentionPolicy"] == before
+
+    return Prepared({"input": {}}, untouched)
+
+
 async def arrange_set_secret(world: World, tag: str) -> Prepared:
     name = secret_name(tag)
 
@@ -953,6 +966,17 @@ CASES: dict[str, Case] = {
     ),
     "setSecret": Case(SET_SECRET, arrange_set_secret, success="SetSecretSuccess"),
     "deleteSecret": Case(DELETE_SECRET, arrange_delete_secret, success="DeleteSecretSuccess"),
+    "retentionPolicy": Case("{ retentionPolicy { keepDays keepExecutions } }", nothing),
+    "setRetentionPolicy": Case(
+        mutation(
+            "setRetentionPolicy",
+            "$input: RetentionPolicyInput!",
+            "input: $input",
+            "... on SetRetentionPolicySuccess { policy { keepDays } }",
+        ),
+        arrange_set_retention,
+        success="SetRetentionPolicySuccess",
+    ),
     "deleteExecution": Case(
         mutation("deleteExecution", "$id: ID!", "id: $id", "... on DeleteExecutionSuccess { id }"),
         arrange_delete_execution,
