@@ -10,7 +10,9 @@ import sys
 from typing import Any
 
 import httpx
-from tests.support.graphql import definition, execute, start, wait_for_status
+import pytest
+from gql.transport.exceptions import TransportQueryError
+from tests.support.graphql import definition, execute, follow, start, wait_for_status
 from tests.support.server import Server
 
 # The delete touches every table keyed by an execution, in SQL that differs per database.
@@ -89,6 +91,11 @@ async def test_an_ended_execution_is_deleted_with_everything_kept_about_it(
         assert (await http.get(artifact["url"])).status_code == 404
         gone = await http.get(f"/executions/{execution_id}/events", headers=server.headers)
         assert gone.status_code == 404
+    # The GraphQL subscription for it is refused as for any unknown id.
+    with pytest.raises(TransportQueryError) as refused:
+        await follow(server, execution_id)
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND", refused.value.errors
     listed = await execute(
         server, '{ executions(filter: {label: "doomed"}) { edges { node { id } } } }'
     )

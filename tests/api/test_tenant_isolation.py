@@ -176,6 +176,9 @@ mutation Probe($id: ID!) {{
   setSuiteBaseline(run: $id) {{
     {RESULT} ... on SetSuiteBaselineSuccess {{ baseline {{ run {{ id }} }} }}
   }}
+  deleteExecution(id: $id) {{
+    {RESULT} ... on DeleteExecutionSuccess {{ id }}
+  }}
 }}
 """
 PROBE_SUBSCRIPTION = """

@@ -119,13 +119,15 @@ class DeletionRepository:
                 f" OR (status IN ({_FAILED}) AND finished_at < {{}})"
             )
             args.append(rules.failed_older_than)
+        # Only ended executions that their runner has released (it does a moment after the end).
         # Postgres: two sweeping processes take disjoint executions instead of waiting on each
         # other's; SQLite's one writer at a time gives the same.
         skip = " FOR UPDATE SKIP LOCKED" if self._database.is_postgres else ""
         async with self._database.write():
             rows = await self._database.fetch(
                 "SELECT id FROM runwire_execution"
-                f" WHERE workspace_id = {{}} AND status IN ({_ENDED}) AND ({expired})"
+                f" WHERE workspace_id = {{}} AND status IN ({_ENDED}) AND owner IS NULL"
+                f" AND ({expired})"
                 f" LIMIT {{}}{skip}",
                 *args,
                 limit,
