@@ -104,6 +104,8 @@ class DeletionRepository:
             newest = await self._database.fetch(
                 "SELECT finished_at, id FROM runwire_execution"
                 f" WHERE workspace_id = {{}} AND status IN ({_ENDED})"
+                # Postgres sorts nulls first when descending, SQLite last: leave them out.
+                " AND finished_at IS NOT NULL"
                 " ORDER BY finished_at DESC, id DESC LIMIT 1 OFFSET {}",
                 workspace,
                 rules.keep_newest - 1,
