@@ -21,6 +21,7 @@ from runwire.db.access import AccessRepository
 from runwire.db.artifacts import ArtifactRepository
 from runwire.db.audit import AuditRepository
 from runwire.db.batches import BatchRepository
+from runwire.db.deletion import DeletionRepository
 from runwire.db.engine import Database
 from runwire.db.events import EventRepository
 from runwire.db.executions import ExecutionRepository
@@ -34,8 +35,10 @@ from runwire.db.webhooks import WebhookRepository
 from runwire.domain.access import system_actor
 from runwire.domain.batches import BatchService
 from runwire.domain.control import ExecutionControl
+from runwire.domain.deletion import ExecutionDeletion
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
+from runwire.domain.retention import RetentionService
 from runwire.domain.runners import QueueHealthService
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import SecretService
@@ -52,7 +55,7 @@ from runwire.health import Health
 from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
-from runwire.retention import ArtifactRetention
+from runwire.retention import ArtifactRetention, ExecutionRetention
 from runwire.runner.presence import announced
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
@@ -89,6 +92,7 @@ class Stores:
     queue: ExecutionQueue
     runners: RunnerRepository
     webhooks: WebhookRepository
+    deletion: DeletionRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -108,6 +112,7 @@ class Stores:
             queue=ExecutionQueue(database),
             runners=RunnerRepository(database),
             webhooks=WebhookRepository(database),
+            deletion=DeletionRepository(database),
         )
 
 
@@ -135,6 +140,8 @@ class Core:
     tokens: TokenService
     secrets: SecretService
     webhooks: WebhookService
+    deletion: ExecutionDeletion
+    retention: RetentionService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -212,6 +219,8 @@ class Core:
             await stack.enter_async_context(
                 ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
             )
+            retention = RetentionService(store.deletion)
+            await stack.enter_async_context(ExecutionRetention.running(retention))
             # Entered before the runner, so the traces of the executions it ends while draining
             # are still sent.
             traces = await stack.enter_async_context(
@@ -293,6 +302,8 @@ class Core:
                 webhooks=WebhookService(
                     store.webhooks, settings.webhook_allow_private, sender.wake
                 ),
+                deletion=ExecutionDeletion(store.deletion),
+                retention=retention,
                 authenticator=authenticator,
                 sessions=sessions,
             )

@@ -1,4 +1,5 @@
-"""Retention: artifacts older than `RUNWIRE_ARTIFACT_RETENTION_DAYS` are deleted, now and then."""
+"""Retention: artifacts older than `RUNWIRE_ARTIFACT_RETENTION_DAYS`, and executions beyond their
+workspace's retention policy, are deleted now and then."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 
 from runwire.domain.artifacts import ArtifactStore
 from runwire.domain.clock import utc_now
+from runwire.domain.retention import RetentionService
 from runwire.faults import is_outage
 
 logger = logging.getLogger(__name__)
@@ -61,3 +63,41 @@ class ArtifactRetention:
                     logger.exception("artifact retention sweep failed")
                 # Out of reach: the next sweep tries again.
             await asyncio.sleep(self.sweep_seconds)
+
+
+# How often the executions sweep runs: policies are in days, so a few times an hour is prompt.
+EXECUTION_SWEEP_SECONDS = 600.0
+
+
+class ExecutionRetention:
+    """Deletes ended executions beyond their workspace's policy, at start and every while."""
+
+    def __init__(self, service: RetentionService, every_seconds: float) -> None:
+        self._service = service
+        self._every_seconds = every_seconds
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, service: RetentionService, every_seconds: float = EXECUTION_SWEEP_SECONDS
+    ) -> AsyncIterator[None]:
+        retention = cls(service, every_seconds)
+        task = asyncio.create_task(retention._sweeping(), name="runwire-execution-retention")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sweeping(self) -> None:
+        # Every process sweeps: each batch skips what another process has locked (Postgres) or
+        # waits its turn (SQLite), and deleting what is already gone deletes nothing.
+        while True:
+            try:
+                if deleted := await self._service.sweep():
+                    logger.info("execution retention: deleted %d executions", deleted)
+            except Exception as error:
+                if not is_outage(error):
+                    logger.exception("execution retention sweep failed")
+            await asyncio.sleep(self._every_seconds)

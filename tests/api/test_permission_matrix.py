@@ -33,15 +33,19 @@ ROLES = ("viewer", "operator", "editor", "admin")
 # The policy as the issue states it, written here independently of the server's own table:
 # viewer reads history and traces and subscribes; operator also starts and steers executions and
 # batches; editor also saves scenarios, starts inline definitions that run commands and lists
-# secret names; admin also manages tokens, members, secrets and the audit trail.
+# secret names; admin also manages tokens, members, secrets and the audit trail, and alone deletes
+# executions (test:delete).
 GRANTS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"execution:read"}),
     "operator": frozenset({"execution:read", "execution:write"}),
     "editor": frozenset({"execution:read", "execution:write", "scenario:write"}),
-    "admin": frozenset({"execution:read", "execution:write", "scenario:write", "admin"}),
+    "admin": frozenset(
+        {"execution:read", "execution:write", "scenario:write", "test:delete", "admin"}
+    ),
 }
 
 READ, WRITE, SCENARIO, ADMIN = "execution:read", "execution:write", "scenario:write", "admin"
+DELETE = "test:delete"
 
 # Root field -> the permission it needs. A root field missing here fails
 # test_every_root_field_is_in_the_matrix, so a new operation cannot escape the matrix.
@@ -70,6 +74,7 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "secrets": SCENARIO,  # names only: editors write the definitions that name them
     "webhooks": ADMIN,
     "webhookDeliveries": ADMIN,  # payloads name executions of the whole workspace
+    "retentionPolicy": READ,  # how long history is kept: every reader may know
     # mutations
     "createEventStreamTicket": READ,
     "startExecution": WRITE,
@@ -97,6 +102,8 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "updateWebhook": ADMIN,
     "deleteWebhook": ADMIN,
     "redeliverWebhookDelivery": ADMIN,
+    "deleteExecution": DELETE,
+    "setRetentionPolicy": ADMIN,
     # subscriptions
     "executionEvents": READ,
     "executionUpdates": READ,
@@ -715,6 +722,28 @@ async def delete_secret_quietly(world: World, name: str) -> None:
     assert payload["__typename"] in {"DeleteSecretSuccess", "NotFoundError"}, payload
 
 
+async def arrange_delete_execution(world: World, tag: str) -> Prepared:
+    """An ended execution of this cell's own; a denied delete leaves it there."""
+    execution_id = await start(world.admin, definition=QUICK, labels=[tag])
+    await wait_for_status(world.admin, execution_id, TERMINAL)
+
+    async def untouched() -> None:
+        assert await status_of(world.admin, execution_id) in TERMINAL
+
+    return Prepared({"id": execution_id}, untouched)
+
+
+async def arrange_set_retention(world: World, tag: str) -> Prepared:
+    """Keeps everything: an all-null policy, so no other cell's execution is swept away."""
+    query = "{ retentionPolicy { updatedAt updatedBy } }"
+    before = (await data_of(world.admin, query))["retentionPolicy"]
+
+    async def untouched() -> None:
+        assert (await data_of(world.admin, query))["retentionPolicy"] == before
+
+    return Prepared({"input": {}}, untouched)
+
+
 async def arrange_set_secret(world: World, tag: str) -> Prepared:
     name = secret_name(tag)
 
@@ -1064,6 +1093,22 @@ CASES: dict[str, Case] = {
     ),
     "redeliverWebhookDelivery": Case(
         REDELIVER, arrange_redeliver, success="RedeliverWebhookDeliverySuccess"
+    ),
+    "retentionPolicy": Case("{ retentionPolicy { keepDays keepExecutions } }", nothing),
+    "setRetentionPolicy": Case(
+        mutation(
+            "setRetentionPolicy",
+            "$input: RetentionPolicyInput!",
+            "input: $input",
+            "... on SetRetentionPolicySuccess { policy { keepDays } }",
+        ),
+        arrange_set_retention,
+        success="SetRetentionPolicySuccess",
+    ),
+    "deleteExecution": Case(
+        mutation("deleteExecution", "$id: ID!", "id: $id", "... on DeleteExecutionSuccess { id }"),
+        arrange_delete_execution,
+        success="DeleteExecutionSuccess",
     ),
     # subscriptions
     "executionEvents": Case(

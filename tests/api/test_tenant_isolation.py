@@ -189,6 +189,9 @@ mutation Probe($id: ID!) {{
   redeliverWebhookDelivery(id: $id) {{
     {RESULT} ... on RedeliverWebhookDeliverySuccess {{ delivery {{ id }} }}
   }}
+  deleteExecution(id: $id) {{
+    {RESULT} ... on DeleteExecutionSuccess {{ id }}
+  }}
 }}
 """
 PROBE_SUBSCRIPTION = """

@@ -275,6 +275,10 @@ def test_stop_cancels_a_running_execution(sqlite_server: Server, long_definition
     execution_id = _start(sqlite_server, str(long_definition))
     _wait_status(sqlite_server, execution_id, "RUNNING")
 
+    refused = rw(sqlite_server, "delete", execution_id)
+    assert refused.returncode == 2
+    assert "only an ended execution can be deleted" in refused.stderr
+
     stopped = rw(sqlite_server, "stop", execution_id, "--reason", "enough")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.split() in ([execution_id, "STOPPING"], [execution_id, "CANCELLED"])
@@ -289,6 +293,14 @@ def test_stop_cancels_a_running_execution(sqlite_server: Server, long_definition
     assert again.returncode == 2
     assert again.stderr.startswith("rw: error: ")
     assert "Traceback" not in again.stderr
+
+    deleted = rw(sqlite_server, "delete", execution_id)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.split() == [execution_id, "deleted"]
+    gone = rw(sqlite_server, "delete", execution_id)
+    assert gone.returncode == 2
+    assert gone.stderr.startswith("rw: error: ")
+    assert "not found" in gone.stderr
 
 
 def test_pause_then_resume_runs_the_rest(sqlite_server: Server, tmp_path: Path) -> None:

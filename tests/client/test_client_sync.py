@@ -76,6 +76,11 @@ def test_the_blocking_client_steers_and_raises_typed_errors(server: Server) -> N
         client.pause(long.id)
         client.stop(long.id)
         assert _until(client, long.id, "CANCELLED") is ExecutionStatus.CANCELLED
+        client.delete(long.id)
+        with pytest.raises(NotFoundError):
+            client.get(long.id)
+        with pytest.raises(NotFoundError):
+            client.delete(long.id)
 
 
 def test_a_follow_closed_early_lets_the_client_go_on(server: Server) -> None:

@@ -427,6 +427,22 @@ def resume(context: click.Context, execution_id: str) -> None:
 
 @main.command()
 @click.argument("execution_id", metavar="ID")
+@click.pass_context
+def delete(context: click.Context, execution_id: str) -> None:
+    """Delete an ended execution with its events, steps and artifacts (cannot be undone)."""
+    connection = _connection(context)
+
+    async def command() -> int:
+        async with _client(connection) as client:
+            await client.delete(execution_id)
+            click.echo(f"{execution_id} deleted")
+            return EXIT_OK
+
+    _run(command)
+
+
+@main.command()
+@click.argument("execution_id", metavar="ID")
 @click.argument("step_key", metavar="STEP")
 @click.pass_context
 def skip(context: click.Context, execution_id: str, step_key: str) -> None:

@@ -161,6 +161,12 @@ class RunwireClient:
         """Let a paused (or pausing) execution continue where it stopped."""
         return await self._change("ResumeExecution", "resumeExecution", {"id": execution_id})
 
+    async def delete(self, execution_id: str) -> None:
+        """Delete an ended execution with its events, steps and artifacts (needs test:delete)."""
+        payload = (await self._execute("DeleteExecution", {"id": execution_id}))["deleteExecution"]
+        if payload.get("__typename") != "DeleteExecutionSuccess":
+            raise from_result(payload)
+
     async def retry_step(self, execution_id: str, step_key: str) -> Execution:
         """Run a step again as a new attempt, then every later step that has not succeeded."""
         return await self._change(

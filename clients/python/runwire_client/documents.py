@@ -17,6 +17,7 @@ OPERATION_NAMES = (
     "ResumeExecution",
     "RetryStep",
     "SkipStep",
+    "DeleteExecution",
     "GetExecution",
     "ExecutionHistory",
     "ExecutionTrace",

@@ -134,6 +134,10 @@ class SyncRunwireClient:
         """Stop an execution: queued or paused ones end at once, running ones are cancelled."""
         return self._call(self._client.stop(execution_id, reason))
 
+    def delete(self, execution_id: str) -> None:
+        """Delete an ended execution with its events, steps and artifacts (needs test:delete)."""
+        self._call(self._client.delete(execution_id))
+
     def pause(self, execution_id: str, reason: str | None = None) -> Execution:
         """Hold a queued execution, or let a running one pause once its running steps end."""
         return self._call(self._client.pause(execution_id, reason))

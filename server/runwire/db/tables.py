@@ -322,6 +322,17 @@ class Activity(Table, tablename="runwire_activity"):
     detail = JSON()
 
 
+class RetentionPolicy(Table, tablename="runwire_retention_policy"):
+    """How long a workspace keeps its ended executions; a null limit is no limit."""
+
+    workspace_id = Varchar(length=36, primary_key=True)
+    keep_days = Integer(null=True, default=None)
+    keep_executions = Integer(null=True, default=None)
+    keep_failed_days = Integer(null=True, default=None)
+    updated_at = Timestamptz()
+    updated_by = Varchar(length=200, default="")
+
+
 class Runner(Table, tablename="runwire_runner"):
     """A runner process's record: alive while `alive_until` (heartbeat + lease) is ahead."""
 
@@ -356,5 +367,6 @@ ALL_TABLES: list[type[Table]] = [
     Event,
     ControlRequest,
     Activity,
+    RetentionPolicy,
     Runner,
 ]

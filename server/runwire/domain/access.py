@@ -15,6 +15,9 @@ class Permission(StrEnum):
     EXECUTION_READ = "execution:read"
     EXECUTION_WRITE = "execution:write"
     SCENARIO_WRITE = "scenario:write"
+    # Deleting history cannot be undone, and audits or comparisons may rest on it: admin only
+    # by default (README "Deletion and retention").
+    TEST_DELETE = "test:delete"
     ADMIN = "admin"
 
 

@@ -108,7 +108,9 @@ async def _record(
 
 
 # Mutations whose `id` argument is an execution id.
-_EXECUTION_ID_MUTATIONS = frozenset({"stopExecution", "pauseExecution", "resumeExecution"})
+_EXECUTION_ID_MUTATIONS = frozenset(
+    {"stopExecution", "pauseExecution", "resumeExecution", "deleteExecution"}
+)
 
 
 def _execution_id(value: Any) -> str | None:

@@ -13,6 +13,7 @@ from runwire.graphql.schema.access import AccessMutations
 from runwire.graphql.schema.auth import audit_every_field, authorized
 from runwire.graphql.schema.batches import BatchMutations
 from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.deletion import DeletionMutations
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartExecutionInput, json_object, trace_fields
 from runwire.graphql.schema.secrets import SecretMutations
@@ -89,7 +90,14 @@ ScenarioResult = Annotated[
 
 
 @strawberry.type
-class Mutation(BatchMutations, AccessMutations, SecretMutations, SuiteMutations, WebhookMutations):
+class Mutation(
+    BatchMutations,
+    AccessMutations,
+    SecretMutations,
+    SuiteMutations,
+    WebhookMutations,
+    DeletionMutations,
+):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:
         try:

@@ -17,6 +17,7 @@ from runwire.graphql.schema.access import AccessQueries
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.batches import Batch
 from runwire.graphql.schema.context import Info, core
+from runwire.graphql.schema.deletion import RetentionQueries
 from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
@@ -41,7 +42,7 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 @strawberry.type
-class Query(AccessQueries, SecretQueries, SuiteQueries, WebhookQueries):
+class Query(AccessQueries, SecretQueries, SuiteQueries, WebhookQueries, RetentionQueries):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
         actor = authorized(info, Permission.EXECUTION_READ)
