@@ -29,6 +29,7 @@ from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
 from runwire.db.runners import RunnerRepository
 from runwire.db.scenarios import ScenarioRepository
+from runwire.db.schedules import ScheduleRepository
 from runwire.db.secrets import SecretRepository
 from runwire.db.suites import SuiteRepository, SuiteRunRepository
 from runwire.db.webhooks import WebhookRepository
@@ -41,6 +42,7 @@ from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.retention import RetentionService
 from runwire.domain.runners import QueueHealthService
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.schedules import ScheduleService
 from runwire.domain.secrets import SecretService
 from runwire.domain.sessions import LiveSessions
 from runwire.domain.suites import SuiteService
@@ -62,6 +64,7 @@ from runwire.runner.steps import step_kinds
 from runwire.runner.steps.base import StepKind
 from runwire.scenarios.catalog import examples_directory, load_directory, load_suite_directory
 from runwire.scenarios.limits import InputLimits
+from runwire.scheduler import Scheduler
 from runwire.settings import Settings
 from runwire.trace_export import TraceExport
 from runwire.webhook_delivery import WebhookSender
@@ -93,6 +96,7 @@ class Stores:
     runners: RunnerRepository
     webhooks: WebhookRepository
     deletion: DeletionRepository
+    schedules: ScheduleRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -113,6 +117,7 @@ class Stores:
             runners=RunnerRepository(database),
             webhooks=WebhookRepository(database),
             deletion=DeletionRepository(database),
+            schedules=ScheduleRepository(database),
         )
 
 
@@ -142,6 +147,7 @@ class Core:
     webhooks: WebhookService
     deletion: ExecutionDeletion
     retention: RetentionService
+    schedules: ScheduleService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -268,6 +274,8 @@ class Core:
             control = ExecutionControl(
                 store.executions, store.queue, kinds, publisher, signals, limits, ended
             )
+            schedules = ScheduleService(store.schedules, scenarios, executions)
+            await stack.enter_async_context(Scheduler.running(schedules, store.schedules))
             core = cls(
                 settings=settings,
                 database=database,
@@ -304,6 +312,7 @@ class Core:
                 ),
                 deletion=ExecutionDeletion(store.deletion),
                 retention=retention,
+                schedules=schedules,
                 authenticator=authenticator,
                 sessions=sessions,
             )

@@ -28,8 +28,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # health: is the database, is the bus reachable now; retention: deletes old artifacts;
     # preflight: can the configured database and bus serve a process about to start;
     # trace_export: sends ended executions' traces over OTLP; webhook_delivery: queues and posts
-    # webhook deliveries
-    ("runner", "health", "retention", "preflight", "trace_export", "webhook_delivery"),
+    # webhook deliveries; scheduler: fires due schedules
+    (
+        "runner",
+        "health",
+        "retention",
+        "preflight",
+        "trace_export",
+        "webhook_delivery",
+        "scheduler",
+    ),
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes
     ("graphql",),  # the schema, the fan-out engine, the /graphql controller
