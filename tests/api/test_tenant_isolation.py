@@ -192,6 +192,16 @@ mutation Probe($id: ID!) {{
   deleteExecution(id: $id) {{
     {RESULT} ... on DeleteExecutionSuccess {{ id }}
   }}
+  updateSchedule(input: {{id: $id, name: "probe"}}) {{
+    {RESULT} ... on ScheduleSuccess {{ schedule {{ id name }} }}
+  }}
+  setScheduleEnabled(id: $id, enabled: false) {{
+    {RESULT} ... on ScheduleSuccess {{ schedule {{ id enabled }} }}
+  }}
+  runScheduleNow(id: $id) {{
+    {RESULT} ... on RunScheduleNowSuccess {{ execution {{ id }} }}
+  }}
+  deleteSchedule(id: $id) {{ {RESULT} ... on DeleteScheduleSuccess {{ id }} }}
 }}
 """
 PROBE_SUBSCRIPTION = """
@@ -245,6 +255,8 @@ class Tenants:
     # A's webhook (subscribed to failures) and the delivery of its failed execution.
     webhook_a: str
     delivery_a: str
+    # A's yearly schedule, never fired.
+    schedule_a: str
     since: datetime
     until: datetime
     # (token, execution id) of every held execution, stopped when the module ends.
@@ -300,6 +312,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
     since = datetime.now(UTC) - timedelta(minutes=1)
     async with api(server, server.token) as a:
         webhook_a = await _webhook_of_a(a)
+        schedule_a = await _schedule_of_a(a, tag)
         started = (
             await a.data(
                 f"""mutation($input: StartBatchInput!) {{
@@ -372,7 +385,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
         server=server,
         token_a=server.token,
         token_b=await making_b,
-        ids_a=(*executions, batch_a, *tokens, suite_run_a, webhook_a, delivery_a),
+        ids_a=(*executions, batch_a, *tokens, suite_run_a, webhook_a, delivery_a, schedule_a),
         executions_a=executions,
         batch_a=batch_a,
         held_a=tuple(held),
@@ -387,6 +400,7 @@ async def _populate_a(server: Server, making_b: Awaitable[str]) -> Tenants:
         member_a=member_a,
         webhook_a=webhook_a,
         delivery_a=delivery_a,
+        schedule_a=schedule_a,
         since=since,
         until=since + timedelta(days=1),
         stop_at_end=[(server.token, e) for e in (*held, paused)],
@@ -407,6 +421,22 @@ async def _webhook_of_a(a: Api) -> str:
     )["createWebhook"]
     assert created["__typename"] == "CreateWebhookSuccess", created
     return str(created["webhook"]["id"])
+
+
+async def _schedule_of_a(a: Api, tag: str) -> str:
+    """A schedule of A's: the shipped hello, yearly, so it never fires during the module."""
+    created = (
+        await a.data(
+            f"""mutation($input: CreateScheduleInput!) {{
+              createSchedule(input: $input) {{
+                {RESULT} ... on ScheduleSuccess {{ schedule {{ id }} }}
+              }}
+            }}""",
+            {"input": {"name": f"a-schedule-{tag}", "scenario": "hello", "cron": "0 0 1 1 *"}},
+        )
+    )["createSchedule"]
+    assert created["__typename"] == "ScheduleSuccess", created
+    return str(created["schedule"]["id"])
 
 
 async def _delivery_of_a(a: Api, webhook: str, failed: str) -> str:
@@ -622,6 +652,7 @@ query Lists(
   members { subject }
   activities(first: 200) { activity { action actor executionId } }
   webhooks { id }
+  schedules { id }
 }
 """
 
@@ -674,6 +705,7 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert [m["subject"] for m in seen_by_a["members"]] == [tenants.member_a]
     assert seen_by_a["activities"] != []
     assert [w["id"] for w in seen_by_a["webhooks"]] == [tenants.webhook_a]
+    assert [s["id"] for s in seen_by_a["schedules"]] == [tenants.schedule_a]
 
     assert seen_by_b["viewer"]["workspaceName"] == "team-b"
     for name in ("all", "labelled", "searched", "batched", "ofScenario"):
@@ -695,6 +727,7 @@ async def test_b_starts_empty_and_no_list_or_count_shows_a(tenants: Tenants) -> 
     assert seen_by_b["members"] == []
     assert seen_by_b["activities"] == []
     assert seen_by_b["webhooks"] == []
+    assert seen_by_b["schedules"] == []
 
 
 async def test_foreign_ids_answer_like_missing_ones_over_http(tenants: Tenants) -> None:
@@ -756,6 +789,13 @@ async def _assert_a_untouched(tenants: Tenants) -> None:
         query = "query($id: ID!) { webhookDeliveries(webhookId: $id) { id } }"
         deliveries = (await a.data(query, {"id": tenants.webhook_a}))["webhookDeliveries"]
         assert [d["id"] for d in deliveries] == [tenants.delivery_a]  # nor a redelivery
+        schedules = "{ schedules { id name enabled lastRuns { fireTime } } }"
+        found_schedules = (await a.data(schedules))["schedules"]
+        # Neither updateSchedule, setScheduleEnabled, runScheduleNow nor deleteSchedule took.
+        assert [(s["id"], s["enabled"], s["lastRuns"]) for s in found_schedules] == [
+            (tenants.schedule_a, True, [])
+        ]
+        assert found_schedules[0]["name"] != "probe"
         trail = (await a.data("{ activities(first: 200) { activity { actor } } }"))["activities"]
         assert "token:b-admin" not in {entry["activity"]["actor"] for entry in trail}
 

@@ -8,6 +8,7 @@ A slot found late (downtime) follows the schedule's `missed` policy; see `due_fi
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ from runwire.domain.models import Execution
 from runwire.domain.scenarios import ScenarioService
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import bind_inputs
+
+logger = logging.getLogger(__name__)
 
 MIN_INTERVAL_SECONDS = 1.0
 MAX_INTERVAL_SECONDS = 366 * 86400.0
@@ -339,10 +342,16 @@ class ScheduleService:
                 try:
                     await self._start(schedule, fire.fire_at)
                     started += 1
-                except (Invalid, NotFound):
-                    # The scenario was deleted or its inputs no longer fit: the slot is spent,
-                    # so one bad schedule does not retry every second. Its runs show no start.
-                    pass
+                except (Invalid, NotFound) as refused:
+                    # The scenario's new version refuses the inputs (or it is gone): the slot
+                    # is spent, so one bad schedule does not retry every second.
+                    logger.warning(
+                        "schedule %s (%s): the start of its %s slot was refused: %s",
+                        schedule.id,
+                        schedule.name,
+                        fire.fire_at.isoformat(),
+                        refused,
+                    )
             # Advanced after the start: a process dying in between leaves the slot due, and the
             # next start of it finds the first by its idempotency key.
             await self._store.advance(schedule, fire.next_fire_at)

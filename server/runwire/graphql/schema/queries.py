@@ -21,6 +21,7 @@ from runwire.graphql.schema.deletion import RetentionQueries
 from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.schedules import ScheduleQueries
 from runwire.graphql.schema.secrets import SecretQueries
 from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.suites import SuiteQueries
@@ -42,7 +43,14 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 @strawberry.type
-class Query(AccessQueries, SecretQueries, SuiteQueries, WebhookQueries, RetentionQueries):
+class Query(
+    AccessQueries,
+    SecretQueries,
+    SuiteQueries,
+    WebhookQueries,
+    RetentionQueries,
+    ScheduleQueries,
+):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
         actor = authorized(info, Permission.EXECUTION_READ)

@@ -1,0 +1,142 @@
+"""Schedules against a real server: a 1-second schedule fires executions triggered by it,
+stops when disabled, runs on demand, and bad input names its field."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from datetime import datetime
+from typing import Any
+
+from tests.support.graphql import execute, wait_for_status
+from tests.support.server import Server
+
+# The scheduler polls next_fire_at with plain SQL on both databases.
+SERVER_BACKENDS = ("sqlite", "postgres")
+
+SCHEDULE_FIELDS = "id name enabled nextFireAt nextFireTimes(count: 3) cron intervalSeconds"
+CREATE = f"""
+mutation($input: CreateScheduleInput!) {{
+  createSchedule(input: $input) {{
+    __typename
+    ... on ScheduleSuccess {{ schedule {{ {SCHEDULE_FIELDS} }} }}
+    ... on Error {{ message }}
+    ... on ValidationError {{ fieldErrors {{ path message }} }}
+  }}
+}}
+"""
+SET_ENABLED = f"""
+mutation($id: ID!, $enabled: Boolean!) {{
+  setScheduleEnabled(id: $id, enabled: $enabled) {{
+    __typename ... on ScheduleSuccess {{ schedule {{ {SCHEDULE_FIELDS} }} }}
+  }}
+}}
+"""
+RUN_NOW = """
+mutation($id: ID!) {
+  runScheduleNow(id: $id) {
+    __typename ... on RunScheduleNowSuccess { execution { id triggeredBy } }
+  }
+}
+"""
+DELETE = "mutation($id: ID!) { deleteSchedule(id: $id) { __typename } }"
+RUNS = """
+{ schedules { id lastRuns(first: 100) { fireTime execution { id triggeredBy inputs } } } }
+"""
+QUICK = """
+name: tick
+inputs:
+  who: {type: string}
+steps:
+  - {key: a, kind: shell, with: {argv: ["echo", "{{ inputs.who }}"]}}
+"""
+
+
+async def runs_of(server: Server, schedule_id: str) -> list[dict[str, Any]]:
+    found = (await execute(server, RUNS))["schedules"]
+    return next(s["lastRuns"] for s in found if s["id"] == schedule_id)
+
+
+async def test_a_one_second_schedule_fires_stops_when_disabled_and_runs_now(
+    server: Server,
+) -> None:
+    saved = await execute(
+        server,
+        "mutation($d: String!) { createScenario(definition: $d) { __typename } }",
+        {"d": QUICK},
+    )
+    assert saved["createScenario"]["__typename"] == "ScenarioSuccess", saved
+    name = f"every-second-{uuid.uuid4().hex[:6]}"
+    created = (
+        await execute(
+            server,
+            CREATE,
+            {
+                "input": {
+                    "name": name,
+                    "scenario": "tick",
+                    "inputs": {"who": "scheduler"},
+                    "intervalSeconds": 1,
+                }
+            },
+        )
+    )["createSchedule"]
+    assert created["__typename"] == "ScheduleSuccess", created
+    schedule = created["schedule"]
+    times = [datetime.fromisoformat(t) for t in schedule["nextFireTimes"]]
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [1, 1]
+    assert schedule["nextFireAt"] == schedule["nextFireTimes"][0]
+
+    async with asyncio.timeout(20):
+        while len(runs := await runs_of(server, schedule["id"])) < 2:
+            await asyncio.sleep(0.2)
+    trigger = f"schedule:{schedule['id']}"
+    assert {run["execution"]["triggeredBy"] for run in runs} == {trigger}
+    assert {run["execution"]["inputs"]["who"] for run in runs} == {"scheduler"}
+    fire_times = [run["fireTime"] for run in runs]
+    assert len(set(fire_times)) == len(fire_times)  # one execution per slot
+    await wait_for_status(server, runs[-1]["execution"]["id"], {"SUCCEEDED"})
+
+    disabled = await execute(server, SET_ENABLED, {"id": schedule["id"], "enabled": False})
+    assert disabled["setScheduleEnabled"]["schedule"]["enabled"] is False
+    assert disabled["setScheduleEnabled"]["schedule"]["nextFireAt"] is None
+    assert disabled["setScheduleEnabled"]["schedule"]["nextFireTimes"] == []
+    # A fire already past its advance may still land: settle, then nothing more for 2.5 s.
+    await asyncio.sleep(1.2)
+    settled = len(await runs_of(server, schedule["id"]))
+    await asyncio.sleep(2.5)
+    assert len(await runs_of(server, schedule["id"])) == settled
+
+    now = (await execute(server, RUN_NOW, {"id": schedule["id"]}))["runScheduleNow"]
+    assert now["__typename"] == "RunScheduleNowSuccess", now
+    assert now["execution"]["triggeredBy"] == trigger
+    latest = (await runs_of(server, schedule["id"]))[0]
+    assert latest == {
+        "fireTime": None,
+        "execution": {
+            "id": now["execution"]["id"],
+            "triggeredBy": trigger,
+            "inputs": {"who": "scheduler"},
+        },
+    }
+    deleted = await execute(server, DELETE, {"id": schedule["id"]})
+    assert deleted["deleteSchedule"]["__typename"] == "DeleteScheduleSuccess"
+    gone = await execute(server, RUN_NOW, {"id": schedule["id"]})
+    assert gone["runScheduleNow"]["__typename"] == "NotFoundError"
+
+
+async def test_bad_input_is_a_validation_error_naming_the_field(server: Server) -> None:
+    cases = [
+        ({"cron": "* * *"}, "cron"),
+        ({"cron": "0 9 * * *", "timeZone": "Europe/Atlantis"}, "timeZone"),
+        ({"intervalSeconds": 0.2}, "intervalSeconds"),
+        ({"intervalSeconds": 5, "scenario": "no-such-scenario"}, "scenario"),
+        ({"intervalSeconds": 5, "inputs": {"name": 3}}, "inputs.name"),
+    ]
+    for given, field in cases:
+        found = (
+            await execute(server, CREATE, {"input": {"name": "bad", "scenario": "hello", **given}})
+        )["createSchedule"]
+        assert found["__typename"] == "ValidationError", (given, found)
+        assert field in {e["path"] for e in found["fieldErrors"]}, (given, found)
