@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from tests.support.graphql import execute, wait_for_status
+from tests.support.graphql import execute, start, wait_for_status
 from tests.support.server import Server
 
 # The scheduler polls next_fire_at with plain SQL on both databases.
@@ -36,13 +36,14 @@ mutation($id: ID!, $enabled: Boolean!) {{
 RUN_NOW = """
 mutation($id: ID!) {
   runScheduleNow(id: $id) {
-    __typename ... on RunScheduleNowSuccess { execution { id triggeredBy } }
+    __typename ... on RunScheduleNowSuccess { execution { id triggeredBy triggerType } }
   }
 }
 """
 DELETE = "mutation($id: ID!) { deleteSchedule(id: $id) { __typename } }"
 RUNS = """
-{ schedules { id lastRuns(first: 100) { fireTime execution { id triggeredBy inputs } } } }
+{ schedules { id lastRuns(first: 100) {
+  fireTime execution { id triggeredBy triggerType inputs } } } }
 """
 QUICK = """
 name: tick
@@ -93,6 +94,7 @@ async def test_a_one_second_schedule_fires_stops_when_disabled_and_runs_now(
             await asyncio.sleep(0.2)
     trigger = f"schedule:{schedule['id']}"
     assert {run["execution"]["triggeredBy"] for run in runs} == {trigger}
+    assert {run["execution"]["triggerType"] for run in runs} == {"SCHEDULE"}
     assert {run["execution"]["inputs"]["who"] for run in runs} == {"scheduler"}
     fire_times = [run["fireTime"] for run in runs]
     assert len(set(fire_times)) == len(fire_times)  # one execution per slot
@@ -111,12 +113,14 @@ async def test_a_one_second_schedule_fires_stops_when_disabled_and_runs_now(
     now = (await execute(server, RUN_NOW, {"id": schedule["id"]}))["runScheduleNow"]
     assert now["__typename"] == "RunScheduleNowSuccess", now
     assert now["execution"]["triggeredBy"] == trigger
+    assert now["execution"]["triggerType"] == "SCHEDULE"
     latest = (await runs_of(server, schedule["id"]))[0]
     assert latest == {
         "fireTime": None,
         "execution": {
             "id": now["execution"]["id"],
             "triggeredBy": trigger,
+            "triggerType": "SCHEDULE",
             "inputs": {"who": "scheduler"},
         },
     }
@@ -124,6 +128,26 @@ async def test_a_one_second_schedule_fires_stops_when_disabled_and_runs_now(
     assert deleted["deleteSchedule"]["__typename"] == "DeleteScheduleSuccess"
     gone = await execute(server, RUN_NOW, {"id": schedule["id"]})
     assert gone["runScheduleNow"]["__typename"] == "NotFoundError"
+
+
+TRIGGER = "query($id: ID!) { execution(id: $id) { triggerType batchId } }"
+
+
+async def test_every_execution_records_what_started_it(server: Server) -> None:
+    started = await start(server, scenario="hello")
+    assert (await execute(server, TRIGGER, {"id": started}))["execution"] == {
+        "triggerType": "API",
+        "batchId": None,
+    }
+    batch = await execute(
+        server,
+        """mutation($input: StartBatchInput!) { startBatch(input: $input) {
+          __typename ... on BatchSuccess { batch { executions { id } } } } }""",
+        {"input": {"scenario": "hello", "runs": [{"inputs": {"name": "b"}}]}},
+    )
+    [member] = batch["startBatch"]["batch"]["executions"]
+    found = (await execute(server, TRIGGER, {"id": member["id"]}))["execution"]
+    assert found["triggerType"] == "BATCH"
 
 
 async def test_bad_input_is_a_validation_error_naming_the_field(server: Server) -> None:

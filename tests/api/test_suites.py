@@ -261,9 +261,15 @@ cases:
     # The executions are real: each repeat links to one.
     execution_id = breaks["repeats"][0]["executionId"]
     found = await graphql(
-        client, "query($id: ID!) { execution(id: $id) { status batchId } }", {"id": execution_id}
+        client,
+        "query($id: ID!) { execution(id: $id) { status batchId triggerType } }",
+        {"id": execution_id},
     )
-    assert found["execution"] == {"status": "FAILED", "batchId": run["batchId"]}
+    assert found["execution"] == {
+        "status": "FAILED",
+        "batchId": run["batchId"],
+        "triggerType": "SUITE",
+    }
 
 
 @MODULE_LOOP
@@ -325,6 +331,10 @@ async def test_retrying_reruns_only_the_failed_repeats_into_the_same_run(
     assert steady["repeats"] == first["cases"][0]["repeats"]
     assert (flaky["status"], flaky["failures"]) == ("PASSED", [])
     assert flaky["repeats"][0]["executionId"] != first["cases"][1]["repeats"][0]["executionId"]
+    kinds = "query($id: ID!) { execution(id: $id) { triggerType } }"
+    for repeat, expected in ((steady, "SUITE"), (flaky, "RETRY")):
+        ran = await graphql(client, kinds, {"id": repeat["repeats"][0]["executionId"]})
+        assert ran["execution"]["triggerType"] == expected
     again = (await graphql(client, RETRY, {"run": first["id"]}))["retryFailedCases"]
     assert again["__typename"] == "InvalidTransitionError"
     trend = await graphql(

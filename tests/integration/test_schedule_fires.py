@@ -18,7 +18,9 @@ from tests.support import postgres
 
 from runwire.core import Core
 from runwire.db.engine import Database
+from runwire.db.migrations import runwire_2026_12_05t13_00_00_000000 as backfill
 from runwire.domain.access import Actor, Role
+from runwire.domain.executions import StartRequest
 from runwire.domain.schedules import (
     MissedFirePolicy,
     ScheduleInput,
@@ -177,3 +179,51 @@ async def test_bad_input_names_the_field(cores: tuple[Core, Core]) -> None:
             await first.schedules.create(ScheduleInput(**{**fields, **given}), ADMIN)
         assert field in {error.path for error in raised.value.errors}, (given, raised.value)
     assert await first.schedules.in_workspace(ADMIN) == []
+
+
+async def test_the_migration_tells_earlier_executions_triggers_by_what_they_belong_to(
+    cores: tuple[Core, Core],
+) -> None:
+    first, _ = cores
+    await first.scenarios.save(SCENARIO, ADMIN)
+    plain, batched, of_suite = [
+        (
+            await first.executions.start(
+                StartRequest(scenario="ticker", inputs={"target": n}), ADMIN
+            )
+        ).id
+        for n in ("plain", "batched", "suite")
+    ]
+    database = first.database
+    # As rows written before the column: a batch's member, a suite run's member, all "API".
+    await database.fetch("UPDATE runwire_execution SET trigger_type = 'API'")
+    await database.fetch(
+        "UPDATE runwire_execution SET batch_id = 'batch-plain' WHERE id = {}", batched
+    )
+    await database.fetch(
+        "UPDATE runwire_execution SET batch_id = 'batch-suite' WHERE id = {}", of_suite
+    )
+    await database.fetch(
+        "INSERT INTO runwire_suite_run (id, workspace_id, suite_name, suite_version, batch_id,"
+        " repeat, concurrency, labels, inputs, cases, created_at)"
+        " VALUES ('run', {}, 's', 1, 'batch-suite', 1, 1, {}, {}, {}, {})",
+        WORKSPACE,
+        "[]",
+        "{}",
+        "[]",
+        START,
+    )
+    for statement in backfill.STATEMENTS:
+        if statement.startswith("UPDATE runwire_execution"):
+            await database.fetch(statement)
+    rows = await database.fetch(
+        "SELECT id, trigger_type FROM runwire_execution WHERE id IN ({}, {}, {})",
+        plain,
+        batched,
+        of_suite,
+    )
+    assert {row["id"]: row["trigger_type"] for row in rows} == {
+        plain: "API",
+        batched: "BATCH",
+        of_suite: "SUITE",
+    }

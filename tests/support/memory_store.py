@@ -859,6 +859,7 @@ def _execution_row(execution: Execution, first_event: Event, fingerprint: str | 
         "concurrency_limit": execution.concurrency_limit,
         "batch_id": execution.batch_id,
         "batch_limit": execution.batch_limit,
+        "trigger_type": execution.trigger_type.value,
         "duration_ms": None,
         **_NO_USAGE,
         "trace_parent": None if caller is None else caller.traceparent,

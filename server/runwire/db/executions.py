@@ -22,9 +22,9 @@ _INSERT_QUEUED = (
     " scenario_name, scenario_version, definition, inputs, labels, priority, timeout_seconds,"
     " grace_seconds, queued_at, last_seq, created_by, mode, step_key, upstream, idempotency_key,"
     " request_fingerprint, concurrency_key, concurrency_limit, batch_id, batch_limit,"
-    " trace_parent, trace_state)"
+    " trace_parent, trace_state, trigger_type)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-    " $19, $20, $21, $22, $23, $24, $32, $33)),"
+    " $19, $20, $21, $22, $23, $24, $32, $33, $34)),"
     " label AS (INSERT INTO runwire_execution_label (execution_id, label)"
     " SELECT $1, unnest($25::varchar[]))"
     " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
@@ -201,6 +201,7 @@ async def insert_execution(
             first_event.attempt,
             dump(first_event.data),
             *_trace_columns(execution),
+            execution.trigger_type.value,
         )
         return
     await tables.Execution.insert(
@@ -231,6 +232,7 @@ async def insert_execution(
             batch_limit=execution.batch_limit,
             trace_parent=_trace_columns(execution)[0],
             trace_state=_trace_columns(execution)[1],
+            trigger_type=execution.trigger_type.value,
         )
     )
     if execution.labels:

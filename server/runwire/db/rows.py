@@ -34,6 +34,7 @@ from runwire.domain.models import (
     SuiteRunCase,
     SuiteRunMember,
     SuiteVersion,
+    TriggerType,
 )
 from runwire.domain.trace_context import stored_trace_context
 
@@ -211,6 +212,7 @@ def execution_of(row: Mapping[str, Any], steps: Iterable[StepRun] = ()) -> Execu
         batch_id=row["batch_id"],
         batch_limit=row["batch_limit"],
         triggered_by=row["created_by"],
+        trigger_type=TriggerType(row["trigger_type"]),
         duration_ms=row["duration_ms"],
         usage=usage_of(row),
         trace_context=stored_trace_context(row["trace_parent"], row["trace_state"]),

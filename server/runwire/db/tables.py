@@ -185,6 +185,8 @@ class Execution(Table, tablename="runwire_execution"):
     concurrency_limit = Integer(null=True, default=None)
     batch_id = Varchar(length=36, null=True, default=None)
     batch_limit = Integer(null=True, default=None)
+    # What started it (TriggerType); see migration 2026-12-05T13:00.
+    trigger_type = Varchar(length=20, default="API")
     duration_ms = BigInt(null=True, default=None)
     # Usage totals (see migration 2026-12-03): kept up to date from USAGE events.
     usage_calls = Integer(default=0)

@@ -17,7 +17,7 @@ from runwire.domain.executions import (
     label_errors,
     priority_errors,
 )
-from runwire.domain.models import Batch, ExecutionStatus
+from runwire.domain.models import Batch, ExecutionStatus, TriggerType
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.trace_context import TraceContext, trace_context_errors
@@ -106,6 +106,7 @@ class BatchService:
                 traceparent=request.traceparent,
                 tracestate=request.tracestate,
                 header_trace=request.header_trace,
+                trigger=TriggerType.BATCH,
             )
             try:
                 ready = self._executions.prepare(

@@ -18,6 +18,7 @@ from runwire.domain.models import (
     ExecutionMode,
     ExecutionStatus,
     ScenarioVersion,
+    TriggerType,
 )
 from runwire.domain.ports import EventPublisher, ExecutionStore, SecretStore, WorkSignals
 from runwire.domain.scenarios import ScenarioService
@@ -56,6 +57,7 @@ class StartRequest:
     traceparent: str | None = None
     tracestate: str | None = None
     header_trace: TraceContext | None = None
+    trigger: TriggerType = TriggerType.API
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class ExecutionService:
             batch_id=batch[0] if batch else None,
             batch_limit=batch[1] if batch else None,
             triggered_by=actor.label,
+            trigger_type=request.trigger,
             workspace_id=actor.workspace_id,
             trace_context=caller_trace,
         )

@@ -75,6 +75,16 @@ class ExecutionMode(StrEnum):
     STEP_IN_CONTEXT = "STEP_IN_CONTEXT"
 
 
+class TriggerType(StrEnum):
+    """What started an execution (its `triggeredBy` says who)."""
+
+    API = "API"  # startExecution (the CLI and clients call it too)
+    BATCH = "BATCH"  # startBatch
+    SUITE = "SUITE"  # startSuiteRun
+    RETRY = "RETRY"  # retryFailedCases: a suite case started again
+    SCHEDULE = "SCHEDULE"  # a schedule's fire or runScheduleNow
+
+
 class OutputStream(StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
@@ -331,6 +341,7 @@ class Execution:
     batch_id: str | None = None
     batch_limit: int | None = None
     triggered_by: str = ""
+    trigger_type: TriggerType = TriggerType.API
     # Wall time from the first start to the end, pauses included; set when it ends.
     duration_ms: int | None = None
     workspace_id: str = ""

@@ -22,7 +22,7 @@ from croniter import croniter
 from runwire.domain.access import Actor, Permission, Role
 from runwire.domain.clock import utc_now
 from runwire.domain.executions import ExecutionService, StartRequest
-from runwire.domain.models import Execution
+from runwire.domain.models import Execution, TriggerType
 from runwire.domain.scenarios import ScenarioService
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import bind_inputs
@@ -362,6 +362,7 @@ class ScheduleService:
             scenario=schedule.scenario,
             inputs=schedule.inputs,
             idempotency_key=fire_key(schedule.id, fire_at) if fire_at is not None else None,
+            trigger=TriggerType.SCHEDULE,
         )
         return await self._executions.start(request, schedule_actor(schedule))
 

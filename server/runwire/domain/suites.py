@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runwire.domain.access import Actor
@@ -28,6 +28,7 @@ from runwire.domain.models import (
     SuiteRunCase,
     SuiteRunMember,
     SuiteVersion,
+    TriggerType,
 )
 from runwire.domain.ports import (
     EventPublisher,
@@ -272,7 +273,11 @@ class SuiteService:
         for index, repeat, attempt in failed:
             case, start, definition, scenario = targets[index]
             ready = self._executions.prepare(
-                definition, scenario, start, actor, batch=(run.batch_id, run.concurrency)
+                definition,
+                scenario,
+                replace(start, trigger=TriggerType.RETRY),
+                actor,
+                batch=(run.batch_id, run.concurrency),
             )
             prepared.append((ready.execution, ready.queued))
             members.append(
@@ -381,6 +386,7 @@ class SuiteService:
                 inputs={**case.inputs, **given},
                 labels=tuple(dict.fromkeys([*request.labels, *case.labels])),
                 priority=request.priority,
+                trigger=TriggerType.SUITE,
             )
             # The suite was saved by an editor, so an inline case is authored work, as a saved
             # scenario is: only the secrets it names must exist.

@@ -5,7 +5,7 @@ from piccolo.engine import engine_finder
 
 ID = "2026-12-05T13:00:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "schedules"
+DESCRIPTION = "schedules, and what triggered each execution"
 
 # TIMESTAMPTZ is the declared type Piccolo's SQLite engine converts, as for every other table.
 # The executions a schedule started are found by their `created_by` (schedule:<id>), which is
@@ -32,6 +32,12 @@ STATEMENTS = (
     " updated_at TIMESTAMPTZ NOT NULL)",
     "CREATE INDEX runwire_schedule_workspace ON runwire_schedule (workspace_id, created_at)",
     "CREATE INDEX runwire_schedule_due ON runwire_schedule (next_fire_at)",
+    # What started each execution (TriggerType). Earlier ones are told apart by what they
+    # belong to: a suite run's batch, another batch, else a startExecution (API).
+    "ALTER TABLE runwire_execution ADD COLUMN trigger_type VARCHAR(20) NOT NULL DEFAULT 'API'",
+    "UPDATE runwire_execution SET trigger_type = 'BATCH' WHERE batch_id IS NOT NULL",
+    "UPDATE runwire_execution SET trigger_type = 'SUITE'"
+    " WHERE batch_id IN (SELECT batch_id FROM runwire_suite_run)",
 )
 
 

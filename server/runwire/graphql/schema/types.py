@@ -24,6 +24,12 @@ from runwire.graphql.schema.trace import Span, Trace
 ExecutionStatus = strawberry.enum(models.ExecutionStatus, name="ExecutionStatus")
 StepStatus = strawberry.enum(models.StepStatus, name="StepStatus")
 ExecutionMode = strawberry.enum(models.ExecutionMode, name="ExecutionMode")
+TriggerType = strawberry.enum(
+    models.TriggerType,
+    name="TriggerType",
+    description="What started an execution: startExecution (API), startBatch (BATCH),"
+    " startSuiteRun (SUITE), retryFailedCases (RETRY) or a schedule (SCHEDULE).",
+)
 OutputLimit = strawberry.enum(
     models.OutputLimit,
     name="OutputLimit",
@@ -545,7 +551,10 @@ class Execution:
     )
     upstream: JSON | None
     batch_id: strawberry.ID | None
-    triggered_by: str
+    triggered_by: str = strawberry.field(
+        description="Who started it: `token:<name>`, `user:<subject>`, `schedule:<id>`…"
+    )
+    trigger_type: TriggerType  # type: ignore[valid-type]
     idempotency_key: str | None
     concurrency_key: str | None = strawberry.field(
         description="Executions with the same key share the definition's concurrency limit."
@@ -629,6 +638,7 @@ class Execution:
             upstream=None if execution.upstream is None else JSON(dict(execution.upstream)),
             batch_id=None if execution.batch_id is None else strawberry.ID(execution.batch_id),
             triggered_by=execution.triggered_by,
+            trigger_type=execution.trigger_type,
             idempotency_key=execution.idempotency_key,
             concurrency_key=execution.concurrency_key,
             usage=UsageTotals.of_totals(execution.usage),
