@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from runwire.db.engine import Database, DatabaseNotMigrated, redacted_url
+from runwire.db.engine import Database, DatabaseNotMigrated
 from runwire.errors import RunwireError
 from runwire.events.bus import Bus
-from runwire.settings import Settings
+from runwire.settings import Settings, redacted_url
 
 _PICCOLO_CONNECT_WARNINGS = r".*Unable to (fetch server version|connect to database)"
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+from runwire.background import in_background
 from runwire.domain.artifacts import ArtifactStore
 from runwire.domain.clock import utc_now
 from runwire.domain.retention import RetentionService
@@ -40,13 +41,8 @@ class ArtifactRetention:
             yield
             return
         retention = cls(store, timedelta(days=days))
-        task = asyncio.create_task(retention._sweeping(), name="runwire-artifact-retention")
-        try:
+        async with in_background(retention._sweeping(), "runwire-artifact-retention"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def sweep(self) -> int:
         """Delete what is older than the retention now; how many were deleted."""
@@ -82,13 +78,8 @@ class ExecutionRetention:
         cls, service: RetentionService, every_seconds: float = EXECUTION_SWEEP_SECONDS
     ) -> AsyncIterator[None]:
         retention = cls(service, every_seconds)
-        task = asyncio.create_task(retention._sweeping(), name="runwire-execution-retention")
-        try:
+        async with in_background(retention._sweeping(), "runwire-execution-retention"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _sweeping(self) -> None:
         # Every process sweeps: each batch skips what another process has locked (Postgres) or

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from runwire.background import in_background
 from runwire.domain.clock import utc_now
 from runwire.domain.schedules import ScheduleService, ScheduleStore
 from runwire.faults import is_outage
@@ -31,13 +32,8 @@ class Scheduler:
         # Every process schedules: the idempotency key of each fire's execution makes two
         # processes firing one slot start one execution, so replicas need no leader.
         scheduler = cls(service, store)
-        task = asyncio.create_task(scheduler._firing(), name="runwire-scheduler")
-        try:
+        async with in_background(scheduler._firing(), "runwire-scheduler"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _firing(self) -> None:
         while True:

@@ -235,9 +235,7 @@ class Settings:
     @property
     def database_label(self) -> str:
         """The database URL for messages: its password, if any, replaced by ***."""
-        url = self.effective_database_url
-        password = urlsplit(url).password
-        return url.replace(f":{password}@", ":***@") if password else url
+        return redacted_url(self.effective_database_url)
 
     @property
     def admin_token_file(self) -> Path:
@@ -578,6 +576,12 @@ VARIABLES: tuple[Variable, ...] = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _METRICS_TOKEN_MIN_CHARS = 16
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password, if any, shown as `***` (for messages and logs)."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@") if password else url
 
 
 def parse_uid_range(text: str) -> tuple[int, int]:

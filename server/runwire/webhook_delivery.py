@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from runwire.background import in_background
 from runwire.db.executions import ExecutionRepository
 from runwire.db.webhooks import WebhookRepository
 from runwire.domain.clock import utc_now
@@ -85,13 +86,10 @@ class WebhookSender:
             trust_env=False,  # no proxy from the environment: the address checked is the one used
             headers={"User-Agent": "Runwire-Webhooks/1"},
         ) as client:
-            task = asyncio.create_task(sender._sending(client), name="runwire-webhook-sender")
             try:
-                yield sender
+                async with in_background(sender._sending(client), "runwire-webhook-sender"):
+                    yield sender
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
                 if sender._pending:
                     await asyncio.wait(sender._pending, timeout=_SHUTDOWN_SECONDS)
                 for pending in sender._pending:

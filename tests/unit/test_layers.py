@@ -16,8 +16,9 @@ SERVER = Path(__file__).parents[2] / "server" / "runwire"
 # Bottom first. A package may import its own modules and any package of a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # nondumpable: a process keeps its environment from others of its user (stdlib only)
-    # metrics: the Prometheus registry and instruments, handed to the parts that observe
-    ("errors", "faults", "settings", "nondumpable", "metrics"),
+    # metrics: the Prometheus registry and instruments, handed to the parts that observe;
+    # background: a task that lives for an `async with` block
+    ("errors", "faults", "settings", "nondumpable", "metrics", "background"),
     ("logs",),  # the log format, and the ids (execution, step, request) lines carry
     ("voice",),  # calls: audio, speech, DTMF, SIP/RTP, the IVR simulator, call drivers
     ("scenarios",),  # definitions, templating, step results, expectations

@@ -24,6 +24,7 @@ from piccolo.table import Table
 from runwire.db import piccolo_conf
 from runwire.db.tables import ALL_TABLES
 from runwire.errors import RunwireError
+from runwire.settings import redacted_url
 
 # Piccolo's migration runner locates its engine through this module; setting the name here (not
 # in settings.py) keeps it an internal detail rather than a user-facing setting.
@@ -329,11 +330,3 @@ def dollar_numbered(sql: str) -> str:
 def marks(values: Sequence[object]) -> str:
     """One `{}` placeholder per value, comma-separated, for an IN list."""
     return ", ".join("{}" for _ in values)
-
-
-def redacted_url(url: str) -> str:
-    """`url` with its password, if any, shown as `***` (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
