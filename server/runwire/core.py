@@ -27,6 +27,7 @@ from runwire.db.events import EventRepository
 from runwire.db.executions import ExecutionRepository
 from runwire.db.history import HistoryRepository
 from runwire.db.metrics import MetricsRepository
+from runwire.db.reviews import ReviewRepository
 from runwire.db.runners import RunnerRepository
 from runwire.db.scenarios import ScenarioRepository
 from runwire.db.schedules import ScheduleRepository
@@ -40,6 +41,7 @@ from runwire.domain.deletion import ExecutionDeletion
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
 from runwire.domain.retention import RetentionService
+from runwire.domain.reviews import ReviewService
 from runwire.domain.runners import QueueHealthService
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.schedules import ScheduleService
@@ -58,6 +60,7 @@ from runwire.metrics import Metrics
 from runwire.queue.signals import QueueSignals
 from runwire.queue.store import ExecutionQueue
 from runwire.retention import ArtifactRetention, ExecutionRetention
+from runwire.review_timeouts import review_timeouts
 from runwire.runner.presence import announced
 from runwire.runner.runner import Runner
 from runwire.runner.steps import step_kinds
@@ -97,6 +100,7 @@ class Stores:
     webhooks: WebhookRepository
     deletion: DeletionRepository
     schedules: ScheduleRepository
+    reviews: ReviewRepository
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -118,6 +122,7 @@ class Stores:
             webhooks=WebhookRepository(database),
             deletion=DeletionRepository(database),
             schedules=ScheduleRepository(database),
+            reviews=ReviewRepository(database),
         )
 
 
@@ -148,6 +153,7 @@ class Core:
     deletion: ExecutionDeletion
     retention: RetentionService
     schedules: ScheduleService
+    reviews: ReviewService
     authenticator: Authenticator
     sessions: LiveSessions
 
@@ -276,6 +282,8 @@ class Core:
             )
             schedules = ScheduleService(store.schedules, scenarios, executions)
             await stack.enter_async_context(Scheduler.running(schedules, store.schedules))
+            reviews = ReviewService(store.reviews, control, kinds, store.audit.record_activity)
+            await stack.enter_async_context(review_timeouts(reviews))
             core = cls(
                 settings=settings,
                 database=database,
@@ -313,6 +321,7 @@ class Core:
                 deletion=ExecutionDeletion(store.deletion),
                 retention=retention,
                 schedules=schedules,
+                reviews=reviews,
                 authenticator=authenticator,
                 sessions=sessions,
             )

@@ -28,24 +28,34 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schema" / "schema.graphql"
 
-ROLES = ("viewer", "operator", "editor", "admin")
+ROLES = ("viewer", "reviewer", "operator", "editor", "admin")
 
 # The policy as the issue states it, written here independently of the server's own table:
-# viewer reads history and traces and subscribes; operator also starts and steers executions and
+# viewer reads history and traces and subscribes; reviewer also decides review steps (nothing
+# else: reviewers need not be operators); operator also starts and steers executions and
 # batches; editor also saves scenarios, starts inline definitions that run commands and lists
 # secret names; admin also manages tokens, members, secrets and the audit trail, and alone deletes
 # executions (test:delete).
 GRANTS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"execution:read"}),
-    "operator": frozenset({"execution:read", "execution:write"}),
-    "editor": frozenset({"execution:read", "execution:write", "scenario:write"}),
+    "reviewer": frozenset({"execution:read", "review:write"}),
+    "operator": frozenset({"execution:read", "review:write", "execution:write"}),
+    "editor": frozenset({"execution:read", "review:write", "execution:write", "scenario:write"}),
     "admin": frozenset(
-        {"execution:read", "execution:write", "scenario:write", "test:delete", "admin"}
+        {
+            "execution:read",
+            "review:write",
+            "execution:write",
+            "scenario:write",
+            "test:delete",
+            "admin",
+        }
     ),
 }
 
 READ, WRITE, SCENARIO, ADMIN = "execution:read", "execution:write", "scenario:write", "admin"
 DELETE = "test:delete"
+REVIEW = "review:write"
 
 # Root field -> the permission it needs. A root field missing here fails
 # test_every_root_field_is_in_the_matrix, so a new operation cannot escape the matrix.
@@ -110,7 +120,10 @@ EXPECTED_PERMISSION: dict[str, str] = {
     "setScheduleEnabled": WRITE,
     "deleteSchedule": WRITE,
     "runScheduleNow": WRITE,
+    "reviews": READ,  # the review queue: every reader may see what waits for whom
+    "submitReview": REVIEW,
     # subscriptions
+    "reviewUpdates": READ,
     "executionEvents": READ,
     "executionUpdates": READ,
     "suiteRunUpdates": READ,
@@ -124,6 +137,7 @@ TWO_NAPS = definition(
     "{key: second, kind: sleep, with: {seconds: 0.05}}",
     name="two-naps",
 )
+REVIEWED = definition('{key: gate, kind: review, with: {title: "Go?"}}', name="reviewed")
 FAILS = definition(
     '{key: fail, kind: shell, with: {argv: ["sh", "-c", "exit 3"]}}',
     '{key: after, kind: shell, with: {argv: ["true"]}}',
@@ -494,6 +508,20 @@ async def arrange_failed(world: World, tag: str) -> Prepared:
         assert await status_of(world.admin, execution_id) == "FAILED"
 
     return Prepared({"executionId": execution_id, "stepKey": "fail"}, untouched)
+
+
+async def arrange_waiting(world: World, tag: str) -> Prepared:
+    """An execution of this cell's own, WAITING for its review step, stopped afterwards."""
+    execution_id = await start(world.admin, definition=REVIEWED, labels=[tag])
+    await wait_for_status(world.admin, execution_id, {"WAITING"})
+
+    async def untouched() -> None:
+        assert await status_of(world.admin, execution_id) == "WAITING"
+
+    async def cleanup() -> None:
+        await stop_quietly(world.admin, execution_id)
+
+    return Prepared({"executionId": execution_id, "stepKey": "gate"}, untouched, cleanup)
 
 
 async def arrange_start_batch(world: World, tag: str) -> Prepared:
@@ -1210,7 +1238,19 @@ CASES: dict[str, Case] = {
         arrange_schedule(lambda id_: {"id": id_}),
         success="RunScheduleNowSuccess",
     ),
+    "reviews": Case("{ reviews(status: PENDING) { executionId stepKey title } }", nothing),
+    "submitReview": Case(
+        mutation(
+            "submitReview",
+            "$executionId: ID!, $stepKey: String!",
+            'executionId: $executionId, stepKey: $stepKey, decision: "approve"',
+            "... on SubmitReviewSuccess { execution { id } }",
+        ),
+        arrange_waiting,
+        success="SubmitReviewSuccess",
+    ),
     # subscriptions
+    "reviewUpdates": Case("subscription { reviewUpdates { executionId } }", nothing),
     "executionEvents": Case(
         "subscription($id: ID!) {"
         " executionEvents(executionId: $id, afterSeq: 0) { lastSeq events { seq type } } }",
@@ -1346,19 +1386,27 @@ async def subscription_cell(
                 # The run as it stands comes at once, whatever it is doing.
                 assert (await anext(messages))[field_name]["id"] == prepared.variables["id"]
                 return
+            if field_name == "reviewUpdates":
+                # Executions that wait for a review (left waiting: they hold no runner slot).
+                first = await first_update(world, messages, REVIEWED)
+                assert first[field_name]["executionId"]
+                return
             first = await first_update(world, messages)
             assert first[field_name]["execution"]["id"]
         finally:
             await messages.aclose()
 
 
-async def first_update(world: World, messages: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """The first live update, starting executions until one arrives (the socket may lag)."""
+async def first_update(
+    world: World, messages: AsyncIterator[dict[str, Any]], started: str = ""
+) -> dict[str, Any]:
+    """The first live update, starting executions (of `started`, or QUICK) until one arrives
+    (the socket may lag)."""
     receiving = asyncio.ensure_future(anext(messages))
     try:
         async with asyncio.timeout(15):
             while not receiving.done():
-                await start(world.admin, definition=QUICK)
+                await start(world.admin, definition=started or QUICK)
                 await asyncio.wait({receiving}, timeout=0.3)
         return receiving.result()
     finally:

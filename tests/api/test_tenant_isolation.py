@@ -148,6 +148,7 @@ query Probe($id: ID!) {
     __typename ... on Error { message } ... on SuiteComparison { verdict }
   }
   webhookDeliveries(webhookId: $id, first: 5) { id status payload }
+  reviews(executionId: $id) { executionId stepKey status title }
 }
 """
 PROBE_MUTATION = f"""
@@ -202,6 +203,9 @@ mutation Probe($id: ID!) {{
     {RESULT} ... on RunScheduleNowSuccess {{ execution {{ id }} }}
   }}
   deleteSchedule(id: $id) {{ {RESULT} ... on DeleteScheduleSuccess {{ id }} }}
+  submitReview(executionId: $id, stepKey: "a", decision: "approve") {{
+    {RESULT} ... on SubmitReviewSuccess {{ execution {{ id status }} }}
+  }}
 }}
 """
 PROBE_SUBSCRIPTION = """
@@ -755,6 +759,7 @@ async def test_foreign_ids_answer_like_missing_ones_over_http(tenants: Tenants) 
                             "suiteRun": None,
                             "compareSuiteRuns": of_missing.data["compareSuiteRuns"],
                             "webhookDeliveries": [],
+                            "reviews": [],
                         }
                         found = of_missing.data["compareSuiteRuns"]["__typename"]
                         assert found == "NotFoundError", of_missing.body

@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # health: is the database, is the bus reachable now; retention: deletes old artifacts;
     # preflight: can the configured database and bus serve a process about to start;
     # trace_export: sends ended executions' traces over OTLP; webhook_delivery: queues and posts
-    # webhook deliveries; scheduler: fires due schedules
+    # webhook deliveries; scheduler: fires due schedules; review_timeouts: closes reviews whose
+    # time ran out
     (
         "runner",
         "health",
@@ -38,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trace_export",
         "webhook_delivery",
         "scheduler",
+        "review_timeouts",
     ),
     ("core",),  # the composition root
     ("http",),  # plain HTTP routes

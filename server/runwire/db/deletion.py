@@ -18,6 +18,7 @@ DEPENDENT_TABLES = (
     "runwire_execution_label",
     "runwire_control_request",
     "runwire_suite_run_execution",
+    "runwire_review",
 )
 _ENDED = ", ".join(f"'{status.value}'" for status in sorted(EXECUTION_TERMINAL))
 # Kept for `keep_failed_days` when a policy sets it.

@@ -1,4 +1,5 @@
-"""Events written into the log, and folded into the execution, step and span rows they change.
+"""Events written into the log, and folded into the execution, step, span and review rows they
+change.
 
 Both run inside the caller's write transaction, so an event and what it changes commit together:
 the rows never disagree with the log.
@@ -20,6 +21,7 @@ from runwire.db.rows import dump
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.models import Event, EventType, ExecutionStatus, Lease, StepStatus
 from runwire.errors import LeaseLost
+from runwire.scenarios.reviews import REVIEW_KIND
 
 _EVENT_COLUMNS = ("execution_id", "seq", "at", "type", "step_key", "attempt", "data")
 
@@ -79,6 +81,18 @@ _STEP_SQL = (
     " assertions = COALESCE(excluded.assertions, runwire_step_run.assertions),"
     " attributes = COALESCE(excluded.attributes, runwire_step_run.attributes)"
 )
+# A review step's WAITING event asks for a review; its end (decided, timed out, stopped, skipped)
+# closes it. The workspace comes from the execution's row, which events do not repeat.
+_REVIEW_ASKED_SQL = (
+    "INSERT INTO runwire_review (execution_id, step_key, attempt, workspace_id, status, title,"
+    " request, requested_at, expires_at)"
+    " SELECT id, ?, ?, workspace_id, 'PENDING', ?, ?, ?, ? FROM runwire_execution WHERE id = ?"
+    " ON CONFLICT (execution_id, step_key, attempt) DO NOTHING"
+)
+_REVIEW_CLOSED_SQL = (
+    "UPDATE runwire_review SET status = ?, decision = ?, answer = ?, comment = ?, decided_by = ?,"
+    " decided_at = ? WHERE execution_id = ? AND step_key = ? AND attempt = ? AND status = 'PENDING'"
+)
 # A USAGE event adds to its attempt's row, which its RUNNING status event wrote before it (in
 # this batch or an earlier one: the upsert above runs first).
 _STEP_USAGE_SQL = (
@@ -105,11 +119,18 @@ async def write_events(
     that are not, raised before any event is inserted (the caller's transaction rolls back).
     The execution rows are updated first because that statement is also the lease check.
     """
-    executions, steps, usage, spans = _fold(events)
+    executions, steps, usage, spans, review_events = _fold(events)
     await _update_executions(database, executions, leases or {})
     await insert_events(database, events)
     connection = database.connection()
-    for sql, rows in ((_STEP_SQL, steps), (_STEP_USAGE_SQL, usage), (_SPAN_SQL, spans)):
+    asked, closed = _reviews(review_events)
+    for sql, rows in (
+        (_STEP_SQL, steps),
+        (_STEP_USAGE_SQL, usage),
+        (_SPAN_SQL, spans),
+        (_REVIEW_ASKED_SQL, asked),
+        (_REVIEW_CLOSED_SQL, closed),
+    ):
         if rows:
             await connection.executemany(numbered(sql) if database.is_postgres else sql, rows)
 
@@ -136,14 +157,19 @@ async def insert_events(database: Database, events: Sequence[Event]) -> None:
 def _fold(
     events: Sequence[Event],
 ) -> tuple[
-    dict[str, dict[str, Any]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
+    dict[str, dict[str, Any]],
+    list[tuple[Any, ...]],
+    list[tuple[Any, ...]],
+    list[tuple[Any, ...]],
+    list[Event],
 ]:
     """Fold a batch of events into what changes per execution, step rows, the usage to add to
-    step rows, and span rows."""
+    step rows, span rows, and the review steps' status events (for the review rows)."""
     executions: dict[str, dict[str, Any]] = {}
     steps: dict[tuple[str, str, int], dict[str, Any]] = {}
     step_usage: dict[tuple[str, str, int], UsageTotals] = {}
     spans: dict[tuple[str, str], tuple[Any, ...]] = {}
+    reviews: list[Event] = []
     for event in events:
         row = executions.get(event.execution_id)
         if row is None:  # not setdefault: its default would be built for every event (P1)
@@ -169,6 +195,8 @@ def _fold(
             row["duration"] = event.data.get("duration_ms") if status.is_terminal else None
         elif event.type is EventType.STEP_STATUS:
             _project_step(event, steps)
+            if event.data.get("kind") == REVIEW_KIND:
+                reviews.append(event)
         elif event.type is EventType.USAGE:
             usage = reported(event.data)
             row["usage"] = row["usage"].plus(usage)
@@ -214,7 +242,47 @@ def _fold(
         (*_usage_values(usage), execution_id, key, attempt)
         for (execution_id, key, attempt), usage in step_usage.items()
     ]
-    return executions, step_rows, usage_rows, list(spans.values())
+    return executions, step_rows, usage_rows, list(spans.values()), reviews
+
+
+def _reviews(events: Sequence[Event]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The review rows a batch's review step events open, and the ones they close."""
+    asked: list[tuple[Any, ...]] = []
+    closed: list[tuple[Any, ...]] = []
+    for event in events:
+        data = event.data
+        status = StepStatus(data["status"])
+        if status is StepStatus.WAITING and "review" in data:
+            request = data["review"]
+            asked.append(
+                (
+                    event.step_key,
+                    event.attempt,
+                    str(request.get("title", ""))[:200],
+                    dump(request),
+                    event.at,
+                    optional_stored_datetime(data.get("expires_at")),
+                    event.execution_id,
+                )
+            )
+        elif status.is_terminal:
+            # Stopped or skipped without a decision: closed as CANCELLED.
+            outcome = data.get("review") or {}
+            answer = outcome.get("values")
+            closed.append(
+                (
+                    outcome.get("status", "CANCELLED"),
+                    outcome.get("decision"),
+                    None if answer is None else dump(answer),
+                    outcome.get("comment"),
+                    outcome.get("decided_by"),
+                    event.at,
+                    event.execution_id,
+                    event.step_key,
+                    event.attempt,
+                )
+            )
+    return asked, closed
 
 
 def _usage_values(usage: UsageTotals) -> tuple[int, int, int, int, int, float, int]:
@@ -322,7 +390,7 @@ def _project_step(event: Event, steps: dict[tuple[str, str, int], dict[str, Any]
     )
     step_status = StepStatus(event.data["status"])
     step["status"] = step_status.value
-    if step_status is StepStatus.RUNNING:
+    if step_status is StepStatus.RUNNING or step_status is StepStatus.WAITING:
         step["started"] = event.at
     if step_status.is_terminal:
         data = event.data

@@ -14,6 +14,8 @@ class Permission(StrEnum):
 
     EXECUTION_READ = "execution:read"
     EXECUTION_WRITE = "execution:write"
+    # Deciding `review` steps (submitReview): a reviewer need not steer or start anything.
+    REVIEW_WRITE = "review:write"
     SCENARIO_WRITE = "scenario:write"
     # Deleting history cannot be undone, and audits or comparisons may rest on it: admin only
     # by default (README "Deletion and retention").
@@ -25,6 +27,7 @@ class Role(StrEnum):
     """A member's or token's role in one workspace; each includes the ones before it."""
 
     VIEWER = "viewer"
+    REVIEWER = "reviewer"
     OPERATOR = "operator"
     EDITOR = "editor"
     ADMIN = "admin"
@@ -37,8 +40,9 @@ class Role(StrEnum):
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({P.EXECUTION_READ}),
-    Role.OPERATOR: frozenset({P.EXECUTION_READ, P.EXECUTION_WRITE}),
-    Role.EDITOR: frozenset({P.EXECUTION_READ, P.EXECUTION_WRITE, P.SCENARIO_WRITE}),
+    Role.REVIEWER: frozenset({P.EXECUTION_READ, P.REVIEW_WRITE}),
+    Role.OPERATOR: frozenset({P.EXECUTION_READ, P.REVIEW_WRITE, P.EXECUTION_WRITE}),
+    Role.EDITOR: frozenset({P.EXECUTION_READ, P.REVIEW_WRITE, P.EXECUTION_WRITE, P.SCENARIO_WRITE}),
     Role.ADMIN: frozenset(P),
 }
 

@@ -37,8 +37,15 @@ _RELEASE_SECONDS = 5.0
 
 S = ExecutionStatus
 _RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.TIMED_OUT, S.PAUSED})
+# A review step WAITING for its decision may be skipped too: its review closes unanswered.
 _SKIPPABLE_STEP = frozenset(
-    {StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED, StepStatus.PENDING}
+    {
+        StepStatus.FAILED,
+        StepStatus.TIMED_OUT,
+        StepStatus.CANCELLED,
+        StepStatus.PENDING,
+        StepStatus.WAITING,
+    }
 )
 
 
@@ -72,7 +79,13 @@ class ExecutionControl:
 
         def decide(execution: Execution) -> list[EventDraft]:
             _refuse_stop(execution)
-            return [_status(execution, S.CANCELLED, error=f"stopped: {reason}")]
+            # Reviews still waiting close unanswered (the review rows say CANCELLED).
+            unanswered = [
+                _step_end(run, StepStatus.CANCELLED, f"stopped: {reason}")
+                for run in execution.latest_attempts().values()
+                if run.status is StepStatus.WAITING
+            ]
+            return [*unanswered, _status(execution, S.CANCELLED, error=f"stopped: {reason}")]
 
         def ask(execution: Execution) -> bool:
             _refuse_stop(execution)
@@ -178,7 +191,7 @@ class ExecutionControl:
 
         def decide(execution: Execution) -> list[EventDraft]:
             step = self._step(execution, step_key)
-            if execution.status not in _RETRYABLE and execution.status is not S.QUEUED:
+            if execution.status not in (*_RETRYABLE, S.QUEUED, S.WAITING):
                 raise _cannot("skip a step of", execution)
             latest = execution.latest_attempts().get(step_key)
             if latest is not None and latest.status not in _SKIPPABLE_STEP:
@@ -191,7 +204,7 @@ class ExecutionControl:
 
         def ask(execution: Execution) -> bool:
             self._step(execution, step_key)
-            if execution.status in _RETRYABLE:
+            if execution.status in _RETRYABLE or execution.status is S.WAITING:
                 return False
             if execution.status not in (S.QUEUED, S.RUNNING, S.PAUSING):
                 raise _cannot("skip a step of", execution)
@@ -209,6 +222,18 @@ class ExecutionControl:
         if execution.owner is None:
             return execution
         return await self._await_skip(execution_id, step_key)
+
+    async def change_unowned(
+        self,
+        execution_id: str,
+        action: str,
+        actor: Actor,
+        decide: Callable[[Execution], list[EventDraft]],
+        ask: Callable[[Execution], bool],
+    ) -> Execution:
+        """Change an execution only while no runner owns it (deciding a review): `ask` sees an
+        owned one and raises, or returns False to wait until its runner lets it go."""
+        return await self._steer(execution_id, action, actor, decide, ask, lambda e: True)
 
     async def _steer(
         self,
@@ -329,8 +354,10 @@ def _step_conflict(action: str, execution: Execution, latest: StepRun) -> Invali
 def _skip_attempt(latest: StepRun | None) -> int:
     if latest is None:
         return 1
-    # A retry queued but not started is replaced by the skip rather than kept as a ghost.
-    return latest.attempt if latest.status is StepStatus.PENDING else latest.attempt + 1
+    # A retry queued but not started is replaced by the skip rather than kept as a ghost; a
+    # waiting review's attempt ends as the skip.
+    waiting = latest.status in (StepStatus.PENDING, StepStatus.WAITING)
+    return latest.attempt if waiting else latest.attempt + 1
 
 
 def _status(
@@ -358,6 +385,11 @@ def _step_status(step: StepSpec, status: StepStatus, attempt: int, *, reason: st
         "reason": reason,
     }
     return EventDraft(EventType.STEP_STATUS, data, step.key, attempt)
+
+
+def _step_end(run: StepRun, status: StepStatus, error: str) -> EventDraft:
+    data = {"status": status, "kind": run.kind, "position": run.position, "error": error}
+    return EventDraft(EventType.STEP_STATUS, data, run.key, run.attempt)
 
 
 def _ends(event: Event) -> bool:

@@ -18,6 +18,8 @@ class ExecutionStatus(StrEnum):
     # Pause takes effect at the next step boundary: PAUSING until then, PAUSED after.
     PAUSING = "PAUSING"
     PAUSED = "PAUSED"
+    # Nothing can run until a person decides a `review` step: held by no runner, like PAUSED.
+    WAITING = "WAITING"
     STOPPING = "STOPPING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -42,6 +44,8 @@ EXECUTION_TERMINAL = frozenset(
 class StepStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    # A `review` step waiting for its decision (submitReview, or its timeout).
+    WAITING = "WAITING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -50,7 +54,7 @@ class StepStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self is not StepStatus.PENDING and self is not StepStatus.RUNNING
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
 
 
 class EventType(StrEnum):

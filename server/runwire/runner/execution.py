@@ -23,7 +23,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from runwire import logs
@@ -250,7 +250,17 @@ class ExecutionRun:
         self._timed_out_steps: list[str] = []
         self._selected = self._selected_steps()
         self._progress = self._progress_so_far()
-        self._pending = [step for step in self._selected if step.key not in self._progress.done]
+        # `review` steps waiting for their decision: nothing that needs them can start.
+        self._waiting = {
+            key
+            for key, run in execution.latest_attempts().items()
+            if run.status is StepStatus.WAITING
+        }
+        self._pending = [
+            step
+            for step in self._selected
+            if step.key not in self._progress.done and step.key not in self._waiting
+        ]
 
     @property
     def id(self) -> str:
@@ -554,6 +564,10 @@ class ExecutionRun:
             return self._handover_end()
         if self._pending and self._pause_reason is not None:
             return _Ended(ExecutionStatus.PAUSED, reason=self._pause_reason)
+        if self._waiting:
+            # Its runner lets it go: the decision (or the review's timeout) queues it again.
+            waiting = ", ".join(sorted(self._waiting))
+            return _Ended(ExecutionStatus.WAITING, reason=f"waiting for review of step {waiting}")
         if self._pending:
             left = ", ".join(step.key for step in self._pending)
             return _Ended(ExecutionStatus.FAILED, f"steps could not run: {left}")
@@ -601,6 +615,9 @@ class ExecutionRun:
         step = active.step
         if outcome.status is StepStatus.SUCCEEDED:
             return None
+        if outcome.status is StepStatus.WAITING:
+            self._waiting.add(step.key)
+            return None
         if outcome.status is StepStatus.CANCELLED:
             if self._handover_reason is not None and self.stop_reason is None:
                 self._interrupted.append(step)  # the next runner decides, by on_runner_lost
@@ -640,6 +657,12 @@ class ExecutionRun:
         step = active.step
         logs.step.set(step.key)  # this step's task only: see logs.py
         first = attempt = self._progress.next_attempt[step.key]
+        if getattr(self._kinds[step.kind], "waits_for_people", False):
+            outcome = self._ask_for_review(step, attempt)
+            if outcome.status is not StepStatus.WAITING:
+                self._progress.next_attempt[step.key] = attempt + 1
+                _record(self._progress, step, outcome.status, StepResult(error=outcome.error))
+            return outcome
         while True:
             retry_in = None
             if step.retries is not None and attempt - first < step.retries.max:
@@ -657,6 +680,30 @@ class ExecutionRun:
             _record(self._progress, step, outcome.status, result)
             return outcome
         return _Outcome(StepStatus.CANCELLED, active.cancelled_because)
+
+    def _ask_for_review(self, step: StepSpec, attempt: int) -> _Outcome:
+        """Store the rendered request as the attempt's WAITING event, or fail the attempt if
+        it does not render to a valid one."""
+        path = f"steps[{step.position}].with"
+        scope = {"inputs": self.execution.inputs, "steps": self._progress.scope}
+        try:
+            request = self._kinds[step.kind].parse(render(step.with_, scope, path), path).request()
+        except RunwireError as error:
+            failed = StepResult(error=error.message)
+            ended = _step_end_data(step, StepStatus.FAILED, failed, [], None)
+            self.emit(EventType.STEP_STATUS, ended, step.key, attempt)
+            return _Outcome(StepStatus.FAILED, error.message)
+        data: dict[str, Any] = {
+            "status": StepStatus.WAITING,
+            "kind": step.kind,
+            "position": step.position,
+            "review": self.redactor.value(request),
+        }
+        if step.timeout is not None:
+            expires = utc_now() + timedelta(seconds=step.timeout)
+            data["expires_at"] = expires.isoformat()
+        self.emit(EventType.STEP_STATUS, data, step.key, attempt)
+        return _Outcome(StepStatus.WAITING, None)
 
     async def _attempt(
         self, active: _Active, attempt: int, retry_in: float | None

@@ -59,6 +59,8 @@ from runwire.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+_NOT_RUNNING = (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED, ExecutionStatus.WAITING)
+
 # Definitions with at least this many steps are parsed off the event loop when claimed.
 _ON_LOOP_STEPS = 50
 
@@ -263,9 +265,8 @@ class Runner:
                 execution.status,
                 previous,
             )
-            if execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.PAUSED) or (
-                execution.status.is_terminal
-            ):
+            # Not running: queued, paused, waiting for a review, or ended.
+            if execution.status in _NOT_RUNNING or (execution.status.is_terminal):
                 self._track(execution.id, self._settle(execution.id, lease))  # nothing ran
             else:
                 await self._start(execution, lost_runner=previous)

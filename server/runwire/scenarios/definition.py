@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -223,7 +223,7 @@ def parse_definition(
     definition = Definition(
         name=name if isinstance(name, str) else "",
         description=description if isinstance(description, str) else "",
-        inputs=_parse_inputs(source.get("inputs"), errors),
+        inputs=parse_input_specs(source.get("inputs"), "inputs", "input", errors),
         steps=_parse_steps(source.get("steps"), kinds, max_steps, errors),
         timeout=_parse_timeout(source.get("timeout"), "timeout", errors),
         source=source,
@@ -314,45 +314,65 @@ class DefinitionCache:
 
 def bind_inputs(definition: Definition, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return every declared input's value, defaults applied; raise InvalidInputs if any is bad."""
-    # Null counts as not given, as GraphQL clients send null for unset fields. An optional input
-    # without a default binds to None, so `{{ inputs.x or "…" }}` works under StrictUndefined.
-    given = dict(inputs or {})
-    bound: dict[str, Any] = {}
-    errors = []
-    for spec in definition.inputs:
-        path = f"inputs.{spec.name}"
-        value = given.pop(spec.name, None)
-        if value is None:
-            if spec.required:
-                errors.append(FieldError(path, "required"))
-            bound[spec.name] = spec.default
-        elif problem := _value_problem(value, spec.type, spec.enum):
-            errors.append(FieldError(path, problem))
-        else:
-            bound[spec.name] = value
-    names = ", ".join(spec.name for spec in definition.inputs)
-    for name in given:
-        expected = f"expected one of {names}" if names else "this scenario takes no inputs"
-        errors.append(FieldError(f"inputs.{name}", f"unknown input; {expected}"))
+    errors: list[FieldError] = []
+    bound = bind_values(
+        definition.inputs, inputs, "inputs", "input", "this scenario takes no inputs", errors
+    )
     if errors:
         raise InvalidInputs(errors)
     return bound
 
 
-def _parse_inputs(raw: Any, errors: list[FieldError]) -> tuple[InputSpec, ...]:
+def bind_values(
+    specs: Sequence[InputSpec],
+    values: Mapping[str, Any] | None,
+    path: str,
+    noun: str,
+    none_declared: str,
+    errors: list[FieldError],
+) -> dict[str, Any]:
+    """Every declared field's value, defaults applied, checked against `specs` (a scenario's
+    inputs or a review's form); each problem is recorded in `errors` as `path.name`."""
+    # Null counts as not given, as GraphQL clients send null for unset fields. An optional input
+    # without a default binds to None, so `{{ inputs.x or "…" }}` works under StrictUndefined.
+    given = dict(values or {})
+    bound: dict[str, Any] = {}
+    for spec in specs:
+        field_path = f"{path}.{spec.name}"
+        value = given.pop(spec.name, None)
+        if value is None:
+            if spec.required:
+                errors.append(FieldError(field_path, "required"))
+            bound[spec.name] = spec.default
+        elif problem := _value_problem(value, spec.type, spec.enum):
+            errors.append(FieldError(field_path, problem))
+        else:
+            bound[spec.name] = value
+    names = ", ".join(spec.name for spec in specs)
+    for name in given:
+        expected = f"expected one of {names}" if names else none_declared
+        errors.append(FieldError(f"{path}.{name}", f"unknown {noun}; {expected}"))
+    return bound
+
+
+def parse_input_specs(
+    raw: Any, at: str, noun: str, errors: list[FieldError]
+) -> tuple[InputSpec, ...]:
+    """Typed fields declared as a scenario's inputs are (a review's form is declared so too)."""
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        errors.append(_wrong_type("inputs", "a mapping of input name to spec", raw))
+        errors.append(_wrong_type(at, f"a mapping of {noun} name to spec", raw))
         return ()
     specs = []
     for name, spec in raw.items():
-        path = f"inputs.{name}"
+        path = f"{at}.{name}"
         if not INPUT_NAME.fullmatch(name):
             errors.append(
                 FieldError(
                     path,
-                    "an input name must be letters, digits and '_', not starting with a digit,"
+                    f"{'an' if noun[0] in 'aeiou' else 'a'} {noun} name must be letters, digits"
+                    " and '_', not starting with a digit,"
                     " at most 100 characters",
                 )
             )

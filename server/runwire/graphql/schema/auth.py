@@ -24,7 +24,16 @@ logger = logging.getLogger(__name__)
 
 # Arguments worth keeping in the audit trail: identifiers and names, never definitions, inputs
 # or anything that could carry a secret.
-_AUDITED_ARGUMENTS = ("id", "executionId", "stepKey", "subject", "role", "name", "reason")
+_AUDITED_ARGUMENTS = (
+    "id",
+    "executionId",
+    "stepKey",
+    "subject",
+    "role",
+    "name",
+    "reason",
+    "decision",
+)
 
 
 def authorized(info: Info, permission: Permission) -> Actor:

@@ -16,6 +16,7 @@ from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.deletion import DeletionMutations
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import StartExecutionInput, json_object, trace_fields
+from runwire.graphql.schema.reviews import ReviewMutations
 from runwire.graphql.schema.schedules import ScheduleMutations
 from runwire.graphql.schema.secrets import SecretMutations
 from runwire.graphql.schema.storable import check_every_argument
@@ -99,6 +100,7 @@ class Mutation(
     WebhookMutations,
     DeletionMutations,
     ScheduleMutations,
+    ReviewMutations,
 ):
     @strawberry.mutation
     async def start_execution(self, info: Info, input: StartExecutionInput) -> StartExecutionResult:

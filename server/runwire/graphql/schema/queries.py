@@ -21,6 +21,7 @@ from runwire.graphql.schema.deletion import RetentionQueries
 from runwire.graphql.schema.errors import schema_paths
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.metrics import ExecutionMetrics, execution_metrics
+from runwire.graphql.schema.reviews import ReviewQueries
 from runwire.graphql.schema.schedules import ScheduleQueries
 from runwire.graphql.schema.secrets import SecretQueries
 from runwire.graphql.schema.storable import check_every_argument
@@ -50,6 +51,7 @@ class Query(
     WebhookQueries,
     RetentionQueries,
     ScheduleQueries,
+    ReviewQueries,
 ):
     @strawberry.field(description="The execution, or null if this workspace has none with the id.")
     async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:

@@ -15,6 +15,7 @@ from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core, services
 from runwire.graphql.schema.inputs import ExecutionFilter
 from runwire.graphql.schema.queries import _filter as domain_filter
+from runwire.graphql.schema.reviews import ReviewSubscriptions
 from runwire.graphql.schema.storable import check_every_argument
 from runwire.graphql.schema.suites import SuiteSubscriptions
 from runwire.graphql.schema.types import ExecutionEventBatch, ExecutionUpdate, event_of
@@ -35,7 +36,7 @@ def _view(batch: list[Event]) -> ExecutionEventBatch:
 
 
 @strawberry.type
-class Subscription(SuiteSubscriptions):
+class Subscription(SuiteSubscriptions, ReviewSubscriptions):
     @strawberry.subscription(
         description=(
             "Every event with seq > afterSeq exactly once, in order, batched; completes after"

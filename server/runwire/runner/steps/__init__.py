@@ -13,6 +13,7 @@ from runwire.runner.steps.call_script import CallScript
 from runwire.runner.steps.confinement import Confinement
 from runwire.runner.steps.http import HttpParams, HttpStep
 from runwire.runner.steps.llm import LlmParams, LlmStep
+from runwire.runner.steps.review import ReviewStep
 from runwire.runner.steps.shell import ShellParams, ShellStep
 from runwire.runner.steps.sleep import SleepParams, SleepStep
 from runwire.settings import Settings
@@ -27,6 +28,7 @@ __all__ = [
     "HttpStep",
     "LlmParams",
     "LlmStep",
+    "ReviewStep",
     "ShellParams",
     "ShellStep",
     "SleepParams",
@@ -52,6 +54,7 @@ def step_kinds(settings: Settings | None = None) -> Mapping[str, StepKind[Any]]:
         HttpStep(),
         llm,
         SleepStep(),
+        ReviewStep(),
         CallStep()
         if settings is None
         else CallStep(settings.call_driver, settings.sip_local_host, settings.sip_public_host),

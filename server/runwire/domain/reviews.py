@@ -1,0 +1,335 @@
+"""Reviews: people deciding `review` steps, and the timeouts that decide for them.
+
+A review step's attempt waits (WAITING) with no runner: its execution is WAITING too. Deciding
+it changes the execution without a runner, in one transaction: the attempt ends (its output is
+the decision and the form's values) and the execution is queued to go on, or ends as the step's
+failure rules say. The review rows are the store's projection of those events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from runwire.domain.access import Actor, Role
+from runwire.domain.clock import utc_now
+from runwire.domain.control import ExecutionControl
+from runwire.domain.models import (
+    Activity,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+    duration_between,
+)
+from runwire.errors import InvalidTransition, NotFound
+from runwire.scenarios.definition import OnFailure, ParamsParser, StepSpec, parse_definition
+from runwire.scenarios.reviews import TIMEOUT_FAILS, TIMEOUT_SKIPS, ReviewSpec, parse_review
+
+TIMEOUT_ACTOR = "system:review-timeout"
+S = ExecutionStatus
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "PENDING"
+    DECIDED = "DECIDED"
+    # No decision in time: closed by the step's on_timeout (which may be a decision).
+    TIMED_OUT = "TIMED_OUT"
+    # Its execution was stopped, or the step skipped, before anyone decided.
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """One attempt of a review step: what was asked and, once closed, what was decided."""
+
+    execution_id: str
+    workspace_id: str
+    step_key: str
+    attempt: int
+    status: ReviewStatus
+    request: Mapping[str, Any]
+    requested_at: datetime
+    expires_at: datetime | None = None
+    decision: str | None = None
+    values: Mapping[str, Any] | None = None
+    comment: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+    @property
+    def spec(self) -> ReviewSpec:
+        return parse_review(self.request, "review")
+
+
+class ReviewStore(Protocol):
+    async def reviews(
+        self,
+        workspace: str,
+        *,
+        status: ReviewStatus | None,
+        execution_id: str | None,
+        first: int,
+    ) -> list[Review]:
+        """Oldest request first."""
+        ...
+
+    async def pending(self, execution_id: str, step_key: str, workspace: str) -> Review | None:
+        """The step's review still waiting for a decision, if there is one."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[Review]:
+        """Pending reviews whose time ran out, in every workspace."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How a review closes: the attempt's status and what the review row records."""
+
+    step_status: StepStatus
+    review_status: ReviewStatus
+    decided_by: str
+    decision: str | None = None
+    values: Mapping[str, Any] | None = None
+    comment: str | None = None
+    error: str | None = None
+
+
+class ReviewService:
+    """submitReview, the review queue, and the timeouts every process sweeps."""
+
+    def __init__(
+        self,
+        store: ReviewStore,
+        control: ExecutionControl,
+        kinds: Mapping[str, ParamsParser],
+        audit: Callable[[Activity], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._control = control
+        self._kinds = kinds
+        # Where a timeout's decision is recorded; people's are, as every mutation is.
+        self._audit = audit
+
+    async def reviews(
+        self,
+        actor: Actor,
+        *,
+        status: ReviewStatus | None = None,
+        execution_id: str | None = None,
+        first: int = 100,
+    ) -> list[Review]:
+        return await self._store.reviews(
+            actor.workspace_id, status=status, execution_id=execution_id, first=first
+        )
+
+    async def submit(
+        self,
+        execution_id: str,
+        step_key: str,
+        decision: str,
+        values: Mapping[str, Any] | None,
+        comment: str | None,
+        actor: Actor,
+    ) -> Execution:
+        """Decide a waiting review: Invalid names a wrong field, InvalidTransition says why the
+        step is not waiting (decided already, timed out, never asked)."""
+        review = await self._store.pending(execution_id, step_key, actor.workspace_id)
+        if review is None:
+            # Missing, another workspace's, or not waiting: the transition says which.
+            return await self._close(execution_id, step_key, None, actor, lambda spec: None)
+        spec = review.spec
+        answer = spec.answer(decision, values, comment)
+        failed = spec.fails(decision)
+        said = f"{decision} by {actor.label}" + (f": {comment}" if comment else "")
+        outcome = _Outcome(
+            StepStatus.FAILED if failed else StepStatus.SUCCEEDED,
+            ReviewStatus.DECIDED,
+            actor.label,
+            decision,
+            answer,
+            comment,
+            error=f"review decided {said}" if failed else None,
+        )
+        return await self._close(execution_id, step_key, review.attempt, actor, lambda _: outcome)
+
+    async def expire_due(self, limit: int = 100) -> int:
+        """Close up to `limit` reviews whose time ran out, as their steps' on_timeout says;
+        how many were closed here."""
+        closed = 0
+        for review in await self._store.due(utc_now(), limit):
+            actor = Actor(workspace_id=review.workspace_id, label=TIMEOUT_ACTOR, role=Role.ADMIN)
+            try:
+                await self._close(
+                    review.execution_id, review.step_key, review.attempt, actor, _on_timeout
+                )
+            except (InvalidTransition, NotFound):
+                continue  # decided, stopped or deleted meanwhile, or closed by another process
+            closed += 1
+            if self._audit is not None:
+                await self._audit(
+                    Activity(
+                        action="reviewTimedOut",
+                        actor=TIMEOUT_ACTOR,
+                        execution_id=review.execution_id,
+                        at=utc_now(),
+                        detail={"stepKey": review.step_key, "onTimeout": review.spec.on_timeout},
+                        result="ok",
+                        workspace_id=review.workspace_id,
+                    )
+                )
+        return closed
+
+    async def _close(
+        self,
+        execution_id: str,
+        step_key: str,
+        attempt: int | None,
+        actor: Actor,
+        outcome_of: Callable[[ReviewSpec], _Outcome | None],
+    ) -> Execution:
+        def decide(execution: Execution) -> list[EventDraft]:
+            step = self._step(execution, step_key)
+            waiting = _waiting_attempt(execution, step_key)
+            if waiting is None or (attempt is not None and waiting.attempt != attempt):
+                raise _not_waiting(execution, step_key)
+            outcome = outcome_of(self._spec_of(execution, step))
+            if outcome is None:
+                raise _not_waiting(execution, step_key)
+            return _closing_events(execution, step, waiting.attempt, outcome)
+
+        def ask(execution: Execution) -> bool:
+            if execution.status is S.WAITING:
+                return False  # its runner is letting go of it: decide once released
+            raise _not_waiting(execution, step_key)
+
+        return await self._control.change_unowned(execution_id, "submit_review", actor, decide, ask)
+
+    def _step(self, execution: Execution, step_key: str) -> StepSpec:
+        return parse_definition(execution.definition, self._kinds).step(step_key)
+
+    def _spec_of(self, execution: Execution, step: StepSpec) -> ReviewSpec:
+        """The step's request as written: what its timeout decides (the stored request holds
+        the same decisions and form, which cannot be templates)."""
+        return parse_review(step.with_, f"steps[{step.position}].with")
+
+
+def _on_timeout(spec: ReviewSpec) -> _Outcome:
+    if spec.on_timeout == TIMEOUT_FAILS:
+        return _Outcome(
+            StepStatus.TIMED_OUT,
+            ReviewStatus.TIMED_OUT,
+            TIMEOUT_ACTOR,
+            error="no review decision in time (on_timeout: fail)",
+        )
+    if spec.on_timeout == TIMEOUT_SKIPS:
+        return _Outcome(StepStatus.SKIPPED, ReviewStatus.TIMED_OUT, TIMEOUT_ACTOR)
+    decision = spec.on_timeout
+    failed = spec.fails(decision)
+    return _Outcome(
+        StepStatus.FAILED if failed else StepStatus.SUCCEEDED,
+        ReviewStatus.TIMED_OUT,
+        TIMEOUT_ACTOR,
+        decision,
+        spec.defaults(),
+        error=f"no review decision in time; decided {decision} (on_timeout)" if failed else None,
+    )
+
+
+def _waiting_attempt(execution: Execution, step_key: str) -> StepRun | None:
+    latest = execution.latest_attempts().get(step_key)
+    if execution.status is not S.WAITING or latest is None:
+        return None
+    return latest if latest.status is StepStatus.WAITING else None
+
+
+def _not_waiting(execution: Execution, step_key: str) -> InvalidTransition:
+    latest = execution.latest_attempts().get(step_key)
+    step_status = latest.status if latest is not None else StepStatus.PENDING
+    return InvalidTransition(
+        f"step {step_key} of execution {execution.id} is not waiting for a review: the step is"
+        f" {step_status}, the execution {execution.status}",
+        execution.status,
+        step_key,
+        step_status,
+    )
+
+
+def _closing_events(
+    execution: Execution, step: StepSpec, attempt: int, outcome: _Outcome
+) -> list[EventDraft]:
+    """The attempt's end, then what the execution does: go on, pause, or end."""
+    review: dict[str, Any] = {"status": outcome.review_status, "decided_by": outcome.decided_by}
+    data: dict[str, Any] = {
+        "status": outcome.step_status,
+        "kind": step.kind,
+        "position": step.position,
+        "review": review,
+    }
+    if outcome.decision is not None:
+        review.update(decision=outcome.decision, values=dict(outcome.values or {}))
+        if outcome.comment:
+            review["comment"] = outcome.comment
+        # Later steps read `steps.<key>.output.decision` and each field by its name.
+        data["output"] = {**(outcome.values or {}), "decision": outcome.decision}
+    if outcome.error is not None:
+        data["error"] = outcome.error
+    events = [EventDraft(EventType.STEP_STATUS, data, step.key, attempt)]
+    goes_on = outcome.step_status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    if goes_on or step.continue_on_failure:
+        reason = f"review of step {step.key} closed by {outcome.decided_by}"
+        return [*events, _execution_status(S.QUEUED, reason=reason)]
+    error = f"step {step.key} failed: {outcome.error}"
+    if step.on_failure is OnFailure.PAUSE:
+        paused = _execution_status(S.PAUSED, error=error, reason=f"step {step.key} failed")
+        return [*events, paused]
+    # It ends: reviews still waiting beside this one close unanswered.
+    for other in _other_waiting(execution, step.key):
+        events.append(
+            EventDraft(
+                EventType.STEP_STATUS,
+                {
+                    "status": StepStatus.CANCELLED,
+                    "kind": other.kind,
+                    "position": other.position,
+                    "error": f"cancelled: step {step.key} failed",
+                    "review": {"status": ReviewStatus.CANCELLED, "decided_by": outcome.decided_by},
+                },
+                other.key,
+                other.attempt,
+            )
+        )
+    ends_as = S.TIMED_OUT if outcome.step_status is StepStatus.TIMED_OUT else S.FAILED
+    return [*events, _ended(execution, ends_as, error)]
+
+
+def _other_waiting(execution: Execution, step_key: str) -> Sequence[StepRun]:
+    return [
+        run
+        for key, run in execution.latest_attempts().items()
+        if key != step_key and run.status is StepStatus.WAITING
+    ]
+
+
+def _ended(execution: Execution, status: ExecutionStatus, error: str) -> EventDraft:
+    data = {
+        "status": status,
+        "error": error,
+        "duration_ms": duration_between(execution.started_at, utc_now()),
+    }
+    return EventDraft(EventType.EXECUTION_STATUS, data)
+
+
+def _execution_status(
+    status: ExecutionStatus, *, reason: str, error: str | None = None
+) -> EventDraft:
+    data: dict[str, Any] = {"status": status, "reason": reason}
+    if error is not None:
+        data["error"] = error
+    return EventDraft(EventType.EXECUTION_STATUS, data)
