@@ -141,9 +141,11 @@ class HistoryRepository:
         )
 
     async def active_counts(self, workspace: str) -> list[ScenarioActiveCounts]:
-        """Queued, running and paused executions per scenario (None last: inline ones)."""
+        """Queued, running, paused and waiting executions per scenario (None last: inline
+        ones)."""
         queued, paused = ExecutionStatus.QUEUED.value, ExecutionStatus.PAUSED.value
-        statuses = (queued, paused, *ACTIVE)
+        waiting = ExecutionStatus.WAITING.value
+        statuses = (queued, paused, waiting, *ACTIVE)
         rows = await self._database.fetch(
             "SELECT scenario_name, status, COUNT(*) AS n FROM runwire_execution"
             " WHERE workspace_id = {}"
@@ -160,6 +162,7 @@ class HistoryRepository:
                 queued=by_status.get(queued, 0),
                 running=sum(by_status.get(status, 0) for status in ACTIVE),
                 paused=by_status.get(paused, 0),
+                waiting=by_status.get(waiting, 0),
             )
             for scenario, by_status in sorted(
                 counts.items(), key=lambda item: (item[0] is None, item[0] or "")

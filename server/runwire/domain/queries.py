@@ -290,10 +290,12 @@ def matches(where: ExecutionFilter, execution: Execution) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ScenarioActiveCounts:
-    """Executions of one scenario (None: inline definitions) waiting, running and paused."""
+    """Executions of one scenario (None: inline definitions) queued, running, paused and
+    waiting for a review."""
 
     scenario: str | None
     queued: int
     # RUNNING, STOPPING and PAUSING: each still holds a runner slot.
     running: int
     paused: int
+    waiting: int = 0

@@ -31,6 +31,7 @@ class Batch:
     queued: int
     running: int = strawberry.field(description="RUNNING, PAUSING or STOPPING.")
     paused: int
+    waiting: int = strawberry.field(description="WAITING for a review step's decision.")
     succeeded: int
     failed: int
     cancelled: int
@@ -87,6 +88,7 @@ class Batch:
             queued=counts.get(S.QUEUED, 0),
             running=sum(counts.get(s, 0) for s in (S.RUNNING, S.PAUSING, S.STOPPING)),
             paused=counts.get(S.PAUSED, 0),
+            waiting=counts.get(S.WAITING, 0),
             succeeded=counts.get(S.SUCCEEDED, 0),
             failed=counts.get(S.FAILED, 0),
             cancelled=counts.get(S.CANCELLED, 0),

@@ -821,7 +821,9 @@ class ExecutionUpdate:
         )
 
 
-@strawberry.type(description="Executions of one scenario that are queued, running or paused now.")
+@strawberry.type(
+    description="Executions of one scenario that are queued, running, paused or waiting now."
+)
 class ScenarioActiveCount:
     scenario: str | None = strawberry.field(
         description="The scenario's name; null for executions of inline definitions."
@@ -829,6 +831,7 @@ class ScenarioActiveCount:
     queued: int
     running: int = strawberry.field(description="RUNNING, STOPPING and PAUSING executions.")
     paused: int
+    waiting: int = strawberry.field(description="WAITING for a review step's decision.")
 
     @classmethod
     def of(cls, counts: queries.ScenarioActiveCounts) -> ScenarioActiveCount:
@@ -837,4 +840,5 @@ class ScenarioActiveCount:
             queued=counts.queued,
             running=counts.running,
             paused=counts.paused,
+            waiting=counts.waiting,
         )
