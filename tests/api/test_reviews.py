@@ -310,3 +310,19 @@ async def test_a_bad_review_definition_names_the_field(server: Server) -> None:
         "steps[0].with.form.decision",
         "steps[0].with.on_timeout",
     }, result
+
+
+async def test_a_review_shows_only_steps_that_ran_before_it(server: Server) -> None:
+    bad = definition(
+        '{key: a, kind: shell, with: {argv: ["true"]}}',
+        '{key: gate, kind: review, needs: [], with: {title: "Go?", show: [a, nope]}}',
+    )
+    result = await execute(
+        server,
+        "mutation($d: String!) { startExecution(input: {definition: $d}) { __typename"
+        " ... on ValidationError { fieldErrors { path message } } } }",
+        {"d": bad},
+    )
+    errors = {e["path"]: e["message"] for e in result["startExecution"]["fieldErrors"]}
+    assert set(errors) == {"steps[1].with.show[0]", "steps[1].with.show[1]"}, result
+    assert errors["steps[1].with.show[1]"].startswith('"nope" is not a step this one needs')

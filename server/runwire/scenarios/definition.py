@@ -438,6 +438,8 @@ def _parse_steps(
         errors.append(too_big("steps", max_steps, len(raw), "steps"))
         return ()
     steps: list[StepSpec] = []
+    # (step key, position, the steps its params read): a review's `show` list.
+    reads: list[tuple[str, int, tuple[str, ...]]] = []
     first_index: dict[str, int] = {}
     previous_key: str | None = None
     for i, step in enumerate(raw):
@@ -495,6 +497,8 @@ def _parse_steps(
                 else:
                     idempotent = kinds[kind].idempotent(params)
                     secrets_used = _secrets_used(kinds[kind], params)
+                    if isinstance(key, str) and (read := _steps_read(kinds[kind], params)):
+                        reads.append((key, i, read))
 
         expect = NO_EXPECTATIONS
         if isinstance(kind, str) and kind in kinds:  # else the kind's own error says it all
@@ -543,6 +547,18 @@ def _parse_steps(
                 )
             )
     _check_graph(steps, raw, len(first_index) == len(raw), errors)
+    if reads:
+        upstream = _upstream(tuple(steps))
+        for key, position, read in reads:
+            for j, other in enumerate(read):
+                if key in upstream and other not in upstream[key]:
+                    errors.append(
+                        FieldError(
+                            f"steps[{position}].with.show[{j}]",
+                            f'"{other}" is not a step this one needs (directly or through'
+                            " others), so it would not have run yet",
+                        )
+                    )
     return tuple(steps)
 
 
@@ -618,6 +634,12 @@ def _secrets_used(kind: ParamsParser, params: Any) -> tuple[tuple[str, str], ...
     """(field, secret) pairs a kind's params name (an llm step's api_key_secret), if it says."""
     used = getattr(kind, "secrets_used", None)
     return tuple(used(params)) if used is not None else ()
+
+
+def _steps_read(kind: ParamsParser, params: Any) -> tuple[str, ...]:
+    """The keys of other steps whose results a kind's params show (a review's `show`)."""
+    read = getattr(kind, "steps_shown", None)
+    return tuple(read(params)) if read is not None else ()
 
 
 def _parse_needs(

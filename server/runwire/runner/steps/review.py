@@ -28,5 +28,9 @@ class ReviewStep:
     def parse(self, params: Any, path: str) -> ReviewSpec:
         return parse_review(params, path)
 
+    def steps_shown(self, params: ReviewSpec) -> tuple[str, ...]:
+        """Checked by the definition: each must finish before the review starts."""
+        return params.show
+
     async def run(self, params: ReviewSpec, context: StepContext) -> StepResult:
         raise RunwireError("a review step is decided by people (submitReview), not run")
