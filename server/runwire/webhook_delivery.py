@@ -1,10 +1,16 @@
-"""Webhook delivery: queue a delivery when an execution ends, and post what is due, signed.
+"""Webhook delivery: queue a delivery when an execution ends or waits for a review, and post
+what is due, signed.
 
 Every process runs one sender. Each claims due rows from the outbox (db/webhooks.py) for a
 while, posts them with a timeout, never following redirects, and records the attempt; a failed
 one is tried again after an exponential backoff with jitter, up to `webhook_max_attempts`. The
 runner only calls `ended`, which queues the rows in a task of its own: a slow or failing
 receiver never slows an execution.
+
+Queueing happens after the end is stored, not in its transaction, so a crash between the two
+would lose the deliveries; every sender therefore also looks, now and then, for executions that
+ended in the last hour without the deliveries their webhooks subscribe to, and queues those (the
+outbox's unique key makes queueing twice harmless).
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ import httpx
 
 from runwire.background import in_background
 from runwire.db.executions import ExecutionRepository
+from runwire.db.reviews import ReviewRepository
 from runwire.db.webhooks import WebhookRepository
 from runwire.domain.clock import utc_now
+from runwire.domain.models import ExecutionStatus
+from runwire.domain.reviews import ReviewStatus
 from runwire.domain.webhooks import (
     DeliveryAttempt,
     DeliveryStatus,
@@ -32,6 +41,7 @@ from runwire.domain.webhooks import (
     WebhookEvent,
     deliveries_for,
     destination_refusal,
+    review_deliveries,
     signature,
 )
 from runwire.faults import is_outage
@@ -51,6 +61,12 @@ MAX_ERROR_CHARS = 1000
 _CLAIM_MARGIN_SECONDS = 30.0
 _MAX_POLL_SECONDS = 1.0
 _SHUTDOWN_SECONDS = 2.0
+# The look for ends whose queueing was lost: how often, how far back, and how recent an end is
+# left to the usual path (queued a moment after the end is stored).
+MISSED_SWEEP_SECONDS = 30.0
+MISSED_LOOKBACK = timedelta(hours=1)
+MISSED_GRACE = timedelta(seconds=10)
+_MISSED_PER_SWEEP = 200
 
 
 def retry_delay(attempt: int, first_delay: float) -> float:
@@ -63,11 +79,16 @@ class WebhookSender:
     """Queues deliveries of ended executions and posts due ones; one per process."""
 
     def __init__(
-        self, settings: Settings, store: WebhookRepository, executions: ExecutionRepository
+        self,
+        settings: Settings,
+        store: WebhookRepository,
+        executions: ExecutionRepository,
+        reviews: ReviewRepository,
     ) -> None:
         self._settings = settings
         self._store = store
         self._executions = executions
+        self._reviews = reviews
         self._due = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
@@ -76,10 +97,14 @@ class WebhookSender:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, settings: Settings, store: WebhookRepository, executions: ExecutionRepository
+        cls,
+        settings: Settings,
+        store: WebhookRepository,
+        executions: ExecutionRepository,
+        reviews: ReviewRepository,
     ) -> AsyncIterator[WebhookSender]:
         """Send for the block; leaving it stops (claims of unfinished attempts expire)."""
-        sender = cls(settings, store, executions)
+        sender = cls(settings, store, executions, reviews)
         async with httpx.AsyncClient(
             follow_redirects=False,
             timeout=settings.webhook_timeout_seconds,
@@ -87,7 +112,10 @@ class WebhookSender:
             headers={"User-Agent": "Runwire-Webhooks/1"},
         ) as client:
             try:
-                async with in_background(sender._sending(client), "runwire-webhook-sender"):
+                async with (
+                    in_background(sender._sending(client), "runwire-webhook-sender"),
+                    in_background(sender._sweeping(), "runwire-webhook-missed-ends"),
+                ):
                     yield sender
             finally:
                 if sender._pending:
@@ -96,7 +124,8 @@ class WebhookSender:
                     pending.cancel()
 
     def ended(self, execution_id: str) -> None:
-        """Queue the deliveries of the execution's end, if it has ended (its events are stored)."""
+        """Queue the deliveries of the execution's end, if it has ended, or of its reviews, if it
+        waits for them (its events are stored)."""
         self._spawn(self._queue(execution_id), f"webhook-queue-{execution_id}")
 
     def wake(self) -> None:
@@ -115,11 +144,25 @@ class WebhookSender:
             )
             if execution is None:
                 return
-            event = WebhookEvent.of_end(execution.status)
-            if event is None:
+            if execution.status is ExecutionStatus.WAITING:
+                webhooks = await self._store.subscribed(
+                    execution.workspace_id, WebhookEvent.REVIEW_REQUESTED
+                )
+                pending = []
+                if webhooks:
+                    pending = await self._reviews.reviews(
+                        execution.workspace_id,
+                        status=ReviewStatus.PENDING,
+                        execution_id=execution.id,
+                        first=100,
+                    )
+                deliveries = review_deliveries(execution, pending, webhooks)
+            elif (event := WebhookEvent.of_end(execution.status)) is not None:
+                webhooks = await self._store.subscribed(execution.workspace_id, event)
+                deliveries = deliveries_for(execution, webhooks)
+            else:
                 return  # paused or handed over: whoever ends it queues its deliveries
-            webhooks = await self._store.subscribed(execution.workspace_id, event)
-            if deliveries := deliveries_for(execution, webhooks):
+            if deliveries:
                 await self._store.enqueue(deliveries, dedupe=True)
                 self.wake()
         except Exception as error:
@@ -129,6 +172,27 @@ class WebhookSender:
                 execution_id,
                 type(error).__name__ if is_outage(error) else error,
             )
+
+    async def _sweeping(self) -> None:
+        """Queue the deliveries of recent ends that have none (see the module's docstring)."""
+        while True:
+            try:
+                await self.queue_missed()
+            except Exception as error:
+                if not is_outage(error):
+                    logger.exception("webhooks: looking for ends without deliveries failed")
+            await asyncio.sleep(MISSED_SWEEP_SECONDS)
+
+    async def queue_missed(self) -> int:
+        """Queue deliveries for ends of the last hour that lack them; how many ends there were."""
+        now = utc_now()
+        missed = await self._store.ended_without_deliveries(
+            now - MISSED_LOOKBACK, now - MISSED_GRACE, _MISSED_PER_SWEEP
+        )
+        for execution_id in missed:
+            logger.warning("webhook deliveries of execution %s were missing: queued", execution_id)
+            await self._queue(execution_id)
+        return len(missed)
 
     async def _sending(self, client: httpx.AsyncClient) -> None:
         poll = max(0.05, min(_MAX_POLL_SECONDS, self._settings.webhook_retry_seconds))

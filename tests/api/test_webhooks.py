@@ -441,3 +441,30 @@ async def test_two_processes_sending_post_each_delivery_once(
         lambda found: len(found) == 10 and all(d["status"] == "DELIVERED" for d in found),
     )
     assert all(d["attempts"] == 1 for d in found)
+
+
+async def test_a_review_waiting_is_delivered_as_review_requested(
+    server: Server, receiver: Receiver
+) -> None:
+    created = await create(server, receiver.url("/reviews"), ["REVIEW_REQUESTED"])
+    assert created["__typename"] == "CreateWebhookSuccess", created
+    secret, webhook_id = created["secret"], created["webhook"]["id"]
+    gate = '{key: gate, kind: review, timeout: 600, with: {title: "Ship {{ inputs.v }}?"}}'
+    execution_id = await start(
+        server,
+        definition=definition(gate, name="reviewed", extra="inputs:\n  v: {type: string}"),
+        inputs={"v": "1.2"},
+    )
+    await wait_for_status(server, execution_id, {"WAITING"})
+    [delivery] = await deliveries_of(server, webhook_id, lambda d: d and d[0]["deliveredAt"])
+    assert (delivery["event"], delivery["executionId"]) == ("REVIEW_REQUESTED", execution_id)
+    [posted] = receiver.to("/reviews")
+    assert verified(secret, posted)
+    body = json.loads(posted.body)
+    assert body["type"] == "review.requested"
+    assert body["execution"]["status"] == "WAITING"
+    review = body["review"]
+    assert (review["stepKey"], review["attempt"], review["title"]) == ("gate", 1, "Ship 1.2?")
+    assert review["decisions"] == ["approve", "reject"]
+    assert review["expiresAt"] is not None
+    await execute(server, STOP, {"id": execution_id})

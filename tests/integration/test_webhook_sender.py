@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from runwire.db.executions import ExecutionRepository
+from runwire.db.reviews import ReviewRepository
 from runwire.db.webhooks import WebhookRepository
 from runwire.domain.webhooks import Delivery, DeliveryStatus, DueDelivery, WebhookEvent
 from runwire.settings import Settings
@@ -29,6 +30,7 @@ async def test_a_post_to_an_address_refused_now_is_not_sent() -> None:
             Settings(webhook_allow_private=False),
             WebhookRepository.__new__(WebhookRepository),
             ExecutionRepository.__new__(ExecutionRepository),
+            ReviewRepository.__new__(ReviewRepository),
         )
         delivery = Delivery(
             id="d",

@@ -103,6 +103,8 @@ class WebhookRepository:
         """Insert pending deliveries; with `dedupe`, one per webhook, execution and event."""
         for delivery in deliveries:
             key = f"{delivery.webhook_id}:{delivery.execution_id}:{delivery.event}"
+            if delivery.subject:
+                key += f":{delivery.subject}"
             await self._database.fetch(
                 "INSERT INTO runwire_webhook_delivery (id, webhook_id, workspace_id, event,"
                 " execution_id, dedupe_key, redelivery_of, payload, status, attempts,"
@@ -121,6 +123,28 @@ class WebhookRepository:
                 delivery.next_attempt_at,
                 delivery.created_at,
             )
+
+    async def ended_without_deliveries(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[str]:
+        """Executions that ended in (since, until] for which a webhook subscribed to their end
+        (and created before it) has no delivery: their queueing was lost (a crash between the
+        end and the queueing), or is still under way."""
+        rows = await self._database.fetch(
+            "SELECT e.id FROM runwire_execution e"
+            " WHERE e.finished_at > {} AND e.finished_at <= {} AND EXISTS ("
+            " SELECT 1 FROM runwire_webhook w WHERE w.workspace_id = e.workspace_id"
+            " AND w.enabled AND w.created_at <= e.finished_at"
+            """ AND w.events LIKE '%"EXECUTION_' || e.status || '"%'"""
+            " AND NOT EXISTS (SELECT 1 FROM runwire_webhook_delivery d"
+            " WHERE d.execution_id = e.id AND d.webhook_id = w.id"
+            " AND d.event = 'EXECUTION_' || e.status))"
+            " ORDER BY e.finished_at LIMIT {}",
+            since,
+            until,
+            limit,
+        )
+        return [row["id"] for row in rows]
 
     async def deliveries(self, workspace: str, webhook_id: str, first: int) -> list[Delivery]:
         rows = await self._database.fetch(

@@ -1,6 +1,7 @@
 """Webhooks: a workspace subscribes URLs to execution events; each event is a signed delivery.
 
-Deliveries are an outbox: a row is written when an execution ends and a background sender
+Deliveries are an outbox: a row is written when an execution ends (or a review step asks for a
+decision) and a background sender
 (webhook_delivery.py) posts it, retrying with backoff, so a receiver never slows a runner.
 The signing secret is shown once, by create; it is stored as given (not encrypted), like
 workspace secrets, because every process that sends must sign (see docs/webhooks.md).
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from runwire.domain.access import Actor, Permission
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Execution, ExecutionStatus
+from runwire.domain.reviews import Review
 from runwire.errors import FieldError, Invalid, NotFound
 
 MAX_URL_CHARS = 2048
@@ -41,12 +43,14 @@ _METADATA = frozenset(
 
 
 class WebhookEvent(StrEnum):
-    """What a webhook subscribes to: an execution ending, by how it ended."""
+    """What a webhook subscribes to: an execution ending, by how it ended, or a review step
+    waiting for a decision."""
 
     EXECUTION_SUCCEEDED = "EXECUTION_SUCCEEDED"
     EXECUTION_FAILED = "EXECUTION_FAILED"
     EXECUTION_CANCELLED = "EXECUTION_CANCELLED"
     EXECUTION_TIMED_OUT = "EXECUTION_TIMED_OUT"
+    REVIEW_REQUESTED = "REVIEW_REQUESTED"
 
     @classmethod
     def of_end(cls, status: ExecutionStatus) -> WebhookEvent | None:
@@ -106,6 +110,9 @@ class Delivery:
     error: str | None = None
     redelivery_of: str | None = None
     attempt_log: tuple[DeliveryAttempt, ...] = field(default=())
+    # What of the execution it is about, when one execution can have several of the event (a
+    # review's step and attempt): part of the key that keeps it to one delivery per webhook.
+    subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +206,15 @@ async def destination_refusal(url: str, allow_private: bool) -> tuple[str | None
     return None, addresses
 
 
-def payload_of(execution: Execution, event: WebhookEvent, event_id: str) -> str:
+def payload_of(
+    execution: Execution, event: WebhookEvent, event_id: str, review: Review | None = None
+) -> str:
     """The JSON body every attempt of this event's delivery sends, byte for byte."""
+    occurred = review.requested_at if review is not None else execution.finished_at
     body: dict[str, Any] = {
         "id": event_id,
         "type": event.wire_name,
-        "occurredAt": _iso(execution.finished_at or utc_now()),
+        "occurredAt": _iso(occurred or utc_now()),
         "workspaceId": execution.workspace_id,
         "execution": {
             "id": execution.id,
@@ -221,6 +231,16 @@ def payload_of(execution: Execution, event: WebhookEvent, event_id: str) -> str:
             "triggeredBy": execution.triggered_by,
         },
     }
+    if review is not None:
+        request = review.request
+        body["review"] = {
+            "stepKey": review.step_key,
+            "attempt": review.attempt,
+            "title": request.get("title"),
+            "decisions": request.get("decisions"),
+            "requestedAt": _iso(review.requested_at),
+            "expiresAt": None if review.expires_at is None else _iso(review.expires_at),
+        }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -233,11 +253,31 @@ def deliveries_for(execution: Execution, webhooks: Sequence[Webhook]) -> list[De
     event = WebhookEvent.of_end(execution.status)
     if event is None:
         return []
+    return _deliveries(execution, event, webhooks, None)
+
+
+def review_deliveries(
+    execution: Execution, reviews: Sequence[Review], webhooks: Sequence[Webhook]
+) -> list[Delivery]:
+    """One pending delivery per review waiting and webhook subscribed to REVIEW_REQUESTED."""
+    return [
+        delivery
+        for review in reviews
+        for delivery in _deliveries(execution, WebhookEvent.REVIEW_REQUESTED, webhooks, review)
+    ]
+
+
+def _deliveries(
+    execution: Execution, event: WebhookEvent, webhooks: Sequence[Webhook], review: Review | None
+) -> list[Delivery]:
     now = utc_now()
+    occurred = (review.requested_at if review is not None else execution.finished_at) or now
     found = []
     for webhook in webhooks:
         if event not in webhook.events or not webhook.enabled:
             continue
+        if webhook.created_at > occurred:
+            continue  # a webhook hears of what happens once it exists
         delivery_id = str(uuid.uuid4())
         found.append(
             Delivery(
@@ -246,11 +286,12 @@ def deliveries_for(execution: Execution, webhooks: Sequence[Webhook]) -> list[De
                 workspace_id=webhook.workspace_id,
                 event=event,
                 execution_id=execution.id,
-                payload=payload_of(execution, event, delivery_id),
+                payload=payload_of(execution, event, delivery_id, review),
                 status=DeliveryStatus.PENDING,
                 attempts=0,
                 created_at=now,
                 next_attempt_at=now,
+                subject="" if review is None else f"{review.step_key}#{review.attempt}",
             )
         )
     return found

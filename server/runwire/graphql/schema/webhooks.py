@@ -18,7 +18,8 @@ from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
 
 WebhookEvent = strawberry.enum(
-    webhooks.WebhookEvent, description="An event a webhook subscribes to: how an execution ended."
+    webhooks.WebhookEvent,
+    description="An event a webhook subscribes to: how an execution ended, or a review requested.",
 )
 WebhookDeliveryStatus = strawberry.enum(
     webhooks.DeliveryStatus,
