@@ -213,6 +213,14 @@ async def test_a_review_times_out_as_declared(
     assert closed["decision"] == (on_timeout if on_timeout in ("approve", "reject") else None)
     late = await submit(server, execution_id, "gate", "approve")
     assert late["__typename"] == "InvalidTransitionError", late
+    audited = await execute(
+        server,
+        "query($id: ID!) { execution(id: $id) { activities { action actor } } }",
+        {"id": execution_id},
+    )
+    assert {"action": "reviewTimedOut", "actor": "system:review-timeout"} in (
+        audited["execution"]["activities"]
+    )
 
 
 async def test_a_reviewer_decides_reviews_but_cannot_steer_and_a_viewer_cannot_review(
