@@ -14,9 +14,11 @@ from tests.support.graphql import (
     acknowledged,
     definition,
     execute,
+    gated_step,
     start,
     steps_of,
     wait_for_status,
+    wait_for_step,
 )
 from tests.support.server import Server, database, running_server
 
@@ -334,3 +336,86 @@ async def test_a_review_shows_only_steps_that_ran_before_it(server: Server) -> N
     errors = {e["path"]: e["message"] for e in result["startExecution"]["fieldErrors"]}
     assert set(errors) == {"steps[1].with.show[0]", "steps[1].with.show[1]"}, result
     assert errors["steps[1].with.show[1]"].startswith('"nope" is not a step this one needs')
+
+
+async def test_a_review_is_decided_while_another_branch_runs(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server,
+        definition=definition(
+            review_step("ship", extra="needs: [], "),
+            gated_step("soak", gate, extra="needs: [], "),
+            '{key: after, kind: shell, needs: [ship], with: {argv: ["echo",'
+            ' "{{ steps.ship.output.decision }}"]}}',
+        ),
+    )
+    await wait_for_step(server, execution_id, "ship", "WAITING")
+    assert (await wait_for_status(server, execution_id, {"RUNNING"}))["status"] == "RUNNING"
+    # Its runner holds the execution: the decision reaches it as a request, and the steps that
+    # need the review start while the other branch still runs.
+    decided = await submit(server, execution_id, "ship", "approve", comment="looks fine")
+    assert decided["__typename"] == "SubmitReviewSuccess", decided
+    await wait_for_step(server, execution_id, "after", "SUCCEEDED")
+    assert (await wait_for_status(server, execution_id, {"RUNNING"}))["status"] == "RUNNING"
+    gate.touch()
+    assert (await wait_for_status(server, execution_id, TERMINAL))["status"] == "SUCCEEDED"
+    [closed] = await reviews(server, execution=execution_id)
+    assert (closed["status"], closed["decision"], closed["comment"]) == (
+        "DECIDED",
+        "approve",
+        "looks fine",
+    )
+
+
+async def test_a_run_lets_go_once_only_reviews_are_left_and_a_stop_closes_them(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server,
+        definition=definition(
+            review_step("ship", extra="needs: [], "),
+            gated_step("soak", gate, extra="needs: [], "),
+        ),
+    )
+    await wait_for_step(server, execution_id, "ship", "WAITING")
+    gate.touch()
+    # The other branch ended: nothing runs, so the execution waits holding no slot.
+    await wait_for_status(server, execution_id, {"WAITING"})
+    steps = {step["key"]: step["status"] for step in await steps_of(server, execution_id)}
+    assert steps == {"ship": "WAITING", "soak": "SUCCEEDED"}
+    stopped = await execute(
+        server,
+        "mutation($id: ID!) { stopExecution(id: $id) { __typename } }",
+        {"id": execution_id},
+    )
+    assert stopped["stopExecution"]["__typename"] == "StopExecutionSuccess", stopped
+    assert (await wait_for_status(server, execution_id, TERMINAL))["status"] == "CANCELLED"
+    [closed] = await reviews(server, execution=execution_id)
+    assert closed["status"] == "CANCELLED"
+
+
+async def test_stopping_a_run_with_a_review_waiting_in_it_closes_the_review(
+    server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server,
+        definition=definition(
+            review_step("ship", extra="needs: [], "),
+            gated_step("soak", gate, extra="needs: [], "),
+        ),
+    )
+    await wait_for_step(server, execution_id, "ship", "WAITING")
+    stopped = await execute(
+        server,
+        "mutation($id: ID!) { stopExecution(id: $id) { __typename } }",
+        {"id": execution_id},
+    )
+    assert stopped["stopExecution"]["__typename"] == "StopExecutionSuccess", stopped
+    assert (await wait_for_status(server, execution_id, TERMINAL))["status"] == "CANCELLED"
+    [closed] = await reviews(server, execution=execution_id)
+    assert closed["status"] == "CANCELLED"
+    gate.touch()

@@ -230,10 +230,23 @@ class ExecutionControl:
         actor: Actor,
         decide: Callable[[Execution], list[EventDraft]],
         ask: Callable[[Execution], bool],
+        *,
+        reason: str = "",
+        step_key: str | None = None,
     ) -> Execution:
-        """Change an execution only while no runner owns it (deciding a review): `ask` sees an
-        owned one and raises, or returns False to wait until its runner lets it go."""
-        return await self._steer(execution_id, action, actor, decide, ask, lambda e: True)
+        """Change an execution no runner owns with `decide`; for an owned one `ask` raises,
+        returns False to wait until its runner lets it go, or True to send its runner the
+        request (`action`, `reason`, `step_key`) and return at once (deciding a review)."""
+        return await self._steer(
+            execution_id,
+            action,
+            actor,
+            decide,
+            ask,
+            lambda e: True,
+            reason=reason,
+            step_key=step_key,
+        )
 
     async def _steer(
         self,

@@ -8,6 +8,8 @@ failure rules say. The review rows are the store's projection of those events.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,7 +91,7 @@ class ReviewStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class ReviewOutcome:
     """How a review closes: the attempt's status and what the review row records."""
 
     step_status: StepStatus
@@ -99,6 +101,68 @@ class _Outcome:
     values: Mapping[str, Any] | None = None
     comment: str | None = None
     error: str | None = None
+
+    @property
+    def output(self) -> dict[str, Any] | None:
+        """The step's output: the form's values plus the decision (None without one)."""
+        if self.decision is None:
+            return None
+        # Later steps read `steps.<key>.output.decision` and each field by its name.
+        return {**(self.values or {}), "decision": self.decision}
+
+    def step_data(self, kind: str, position: int) -> dict[str, Any]:
+        """The data of the STEP_STATUS event that ends the attempt (and closes its review)."""
+        review: dict[str, Any] = {"status": self.review_status, "decided_by": self.decided_by}
+        data: dict[str, Any] = {
+            "status": self.step_status,
+            "kind": kind,
+            "position": position,
+            "review": review,
+        }
+        if self.decision is not None:
+            review.update(decision=self.decision, values=dict(self.values or {}))
+            if self.comment:
+                review["comment"] = self.comment
+            data["output"] = self.output
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+    def to_request(self, attempt: int) -> str:
+        """As the control request that asks an execution's runner to close `attempt`."""
+        return json.dumps(
+            {
+                "attempt": attempt,
+                "step_status": self.step_status,
+                "review_status": self.review_status,
+                "decided_by": self.decided_by,
+                "decision": self.decision,
+                "values": None if self.values is None else dict(self.values),
+                "comment": self.comment,
+                "error": self.error,
+            }
+        )
+
+    @classmethod
+    def of_request(cls, text: str) -> tuple[int, ReviewOutcome]:
+        """(the attempt it closes, the outcome) from `to_request`'s text."""
+        data = json.loads(text)
+        return int(data["attempt"]), cls(
+            step_status=StepStatus(data["step_status"]),
+            review_status=ReviewStatus(data["review_status"]),
+            decided_by=str(data["decided_by"]),
+            decision=data.get("decision"),
+            values=data.get("values"),
+            comment=data.get("comment"),
+            error=data.get("error"),
+        )
+
+
+# How long a decision waits for the runner that holds the execution to apply it.
+_APPLIED_SECONDS = 5.0
+_POLL_SECONDS = 0.02
+# Tries of a decision whose runner let the execution go (WAITING) instead of applying it.
+_TRIES = 3
 
 
 class ReviewService:
@@ -143,12 +207,12 @@ class ReviewService:
         review = await self._store.pending(execution_id, step_key, actor.workspace_id)
         if review is None:
             # Missing, another workspace's, or not waiting: the transition says which.
-            return await self._close(execution_id, step_key, None, actor, lambda spec: None)
+            return await self._close(execution_id, step_key, None, actor, None)
         spec = review.spec
         answer = spec.answer(decision, values, comment)
         failed = spec.fails(decision)
         said = f"{decision} by {actor.label}" + (f": {comment}" if comment else "")
-        outcome = _Outcome(
+        outcome = ReviewOutcome(
             StepStatus.FAILED if failed else StepStatus.SUCCEEDED,
             ReviewStatus.DECIDED,
             actor.label,
@@ -157,7 +221,7 @@ class ReviewService:
             comment,
             error=f"review decided {said}" if failed else None,
         )
-        return await self._close(execution_id, step_key, review.attempt, actor, lambda _: outcome)
+        return await self._close(execution_id, step_key, review.attempt, actor, outcome)
 
     async def expire_due(self, limit: int = 100) -> int:
         """Close up to `limit` reviews whose time ran out, as their steps' on_timeout says;
@@ -165,9 +229,10 @@ class ReviewService:
         closed = 0
         for review in await self._store.due(utc_now(), limit):
             actor = Actor(workspace_id=review.workspace_id, label=TIMEOUT_ACTOR, role=Role.ADMIN)
+            outcome = _on_timeout(review.spec)
             try:
                 await self._close(
-                    review.execution_id, review.step_key, review.attempt, actor, _on_timeout
+                    review.execution_id, review.step_key, review.attempt, actor, outcome
                 )
             except (InvalidTransition, NotFound):
                 continue  # decided, stopped or deleted meanwhile, or closed by another process
@@ -192,47 +257,74 @@ class ReviewService:
         step_key: str,
         attempt: int | None,
         actor: Actor,
-        outcome_of: Callable[[ReviewSpec], _Outcome | None],
+        outcome: ReviewOutcome | None,
     ) -> Execution:
+        """Close the review of `attempt` with `outcome`: here, in one transaction, when no
+        runner holds the execution (WAITING); else by its runner, which gets a control request
+        (the execution runs other steps meanwhile)."""
+
         def decide(execution: Execution) -> list[EventDraft]:
             step = self._step(execution, step_key)
-            waiting = _waiting_attempt(execution, step_key)
-            if waiting is None or (attempt is not None and waiting.attempt != attempt):
-                raise _not_waiting(execution, step_key)
-            outcome = outcome_of(self._spec_of(execution, step))
-            if outcome is None:
+            waiting = _waiting_attempt(execution, step_key, (S.WAITING,))
+            if waiting is None or outcome is None or waiting.attempt != attempt:
                 raise _not_waiting(execution, step_key)
             return _closing_events(execution, step, waiting.attempt, outcome)
 
         def ask(execution: Execution) -> bool:
             if execution.status is S.WAITING:
                 return False  # its runner is letting go of it: decide once released
-            raise _not_waiting(execution, step_key)
+            running = _waiting_attempt(execution, step_key, (S.RUNNING, S.PAUSING))
+            if running is None or outcome is None or running.attempt != attempt:
+                raise _not_waiting(execution, step_key)
+            return True
 
-        return await self._control.change_unowned(execution_id, "submit_review", actor, decide, ask)
+        for _ in range(_TRIES):
+            execution = await self._control.change_unowned(
+                execution_id,
+                "decide_review",
+                actor,
+                decide,
+                ask,
+                reason="" if outcome is None or attempt is None else outcome.to_request(attempt),
+                step_key=step_key,
+            )
+            if await self._closed(execution.workspace_id, execution_id, step_key):
+                return execution
+            # Its runner let the execution go (WAITING) before the request reached it: the
+            # review is still open, and now no runner holds it.
+        raise InvalidTransition(
+            f"the review of step {step_key} of execution {execution_id} is still open; try again",
+            S.WAITING,
+            step_key,
+            StepStatus.WAITING,
+        )
+
+    async def _closed(self, workspace: str, execution_id: str, step_key: str) -> bool:
+        """Whether the step's review is closed, waiting briefly for a runner to close it."""
+        deadline = asyncio.get_running_loop().time() + _APPLIED_SECONDS
+        while await self._store.pending(execution_id, step_key, workspace) is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(_POLL_SECONDS)
+        return True
 
     def _step(self, execution: Execution, step_key: str) -> StepSpec:
         return parse_definition(execution.definition, self._kinds).step(step_key)
 
-    def _spec_of(self, execution: Execution, step: StepSpec) -> ReviewSpec:
-        """The step's request as written: what its timeout decides (the stored request holds
-        the same decisions and form, which cannot be templates)."""
-        return parse_review(step.with_, f"steps[{step.position}].with")
 
-
-def _on_timeout(spec: ReviewSpec) -> _Outcome:
+def _on_timeout(spec: ReviewSpec) -> ReviewOutcome:
     if spec.on_timeout == TIMEOUT_FAILS:
-        return _Outcome(
+        return ReviewOutcome(
             StepStatus.TIMED_OUT,
             ReviewStatus.TIMED_OUT,
             TIMEOUT_ACTOR,
             error="no review decision in time (on_timeout: fail)",
         )
     if spec.on_timeout == TIMEOUT_SKIPS:
-        return _Outcome(StepStatus.SKIPPED, ReviewStatus.TIMED_OUT, TIMEOUT_ACTOR)
+        return ReviewOutcome(StepStatus.SKIPPED, ReviewStatus.TIMED_OUT, TIMEOUT_ACTOR)
     decision = spec.on_timeout
     failed = spec.fails(decision)
-    return _Outcome(
+    return ReviewOutcome(
         StepStatus.FAILED if failed else StepStatus.SUCCEEDED,
         ReviewStatus.TIMED_OUT,
         TIMEOUT_ACTOR,
@@ -242,9 +334,12 @@ def _on_timeout(spec: ReviewSpec) -> _Outcome:
     )
 
 
-def _waiting_attempt(execution: Execution, step_key: str) -> StepRun | None:
+def _waiting_attempt(
+    execution: Execution, step_key: str, statuses: tuple[ExecutionStatus, ...]
+) -> StepRun | None:
+    """The step's attempt waiting for its review, while the execution is in `statuses`."""
     latest = execution.latest_attempts().get(step_key)
-    if execution.status is not S.WAITING or latest is None:
+    if execution.status not in statuses or latest is None:
         return None
     return latest if latest.status is StepStatus.WAITING else None
 
@@ -262,24 +357,10 @@ def _not_waiting(execution: Execution, step_key: str) -> InvalidTransition:
 
 
 def _closing_events(
-    execution: Execution, step: StepSpec, attempt: int, outcome: _Outcome
+    execution: Execution, step: StepSpec, attempt: int, outcome: ReviewOutcome
 ) -> list[EventDraft]:
     """The attempt's end, then what the execution does: go on, pause, or end."""
-    review: dict[str, Any] = {"status": outcome.review_status, "decided_by": outcome.decided_by}
-    data: dict[str, Any] = {
-        "status": outcome.step_status,
-        "kind": step.kind,
-        "position": step.position,
-        "review": review,
-    }
-    if outcome.decision is not None:
-        review.update(decision=outcome.decision, values=dict(outcome.values or {}))
-        if outcome.comment:
-            review["comment"] = outcome.comment
-        # Later steps read `steps.<key>.output.decision` and each field by its name.
-        data["output"] = {**(outcome.values or {}), "decision": outcome.decision}
-    if outcome.error is not None:
-        data["error"] = outcome.error
+    data = outcome.step_data(step.kind, step.position)
     events = [EventDraft(EventType.STEP_STATUS, data, step.key, attempt)]
     goes_on = outcome.step_status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
     if goes_on or step.continue_on_failure:

@@ -42,6 +42,7 @@ from runwire.domain.models import (
     StepStatus,
     duration_between,
 )
+from runwire.domain.reviews import ReviewOutcome
 from runwire.errors import RunwireError
 from runwire.events.log import EventLog, Ownership
 from runwire.faults import is_outage
@@ -108,6 +109,17 @@ class _Active:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     # The budget it (or the execution) crossed: it fails with this, and is not retried.
     over_budget: str | None = None
+
+
+@dataclass(slots=True)
+class _Asked:
+    """A review step waiting in this run: decided through `decided` (its outcome and output)."""
+
+    active: _Active
+    attempt: int
+    decided: asyncio.Future[tuple[_Outcome, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 @dataclass(slots=True)
@@ -245,6 +257,7 @@ class ExecutionRun:
         self.abandoned: str | None = None
         self._interrupted: list[StepSpec] = []
         self._active: dict[str, _Active] = {}
+        self._asked: dict[str, _Asked] = {}
         self._changed = asyncio.Event()
         self._timeout: asyncio.Timeout | None = None
         self._timed_out_steps: list[str] = []
@@ -353,7 +366,19 @@ class ExecutionRun:
         self._changed.set()
 
     def skip(self, step_key: str) -> bool:
-        """Mark a step that has not started SKIPPED; its dependents may then run."""
+        """Mark a step that has not started (or a review waiting) SKIPPED; its dependents may
+        then run."""
+        if (asked := self._asked.get(step_key)) is not None and not asked.decided.done():
+            review = asked.active.step
+            data = {
+                "status": StepStatus.SKIPPED,
+                "kind": review.kind,
+                "position": review.position,
+                "reason": "skipped by request",
+            }
+            self.emit(EventType.STEP_STATUS, data, step_key, asked.attempt)
+            asked.decided.set_result((_Outcome(StepStatus.SKIPPED, None), None))
+            return True
         step = next((s for s in self._pending if s.key == step_key), None)
         if step is None or step_key in self._active:
             return False
@@ -534,6 +559,7 @@ class ExecutionRun:
                     and not (failure or paused_on)
                 ):
                     self._launch_ready(tasks)
+                self._park_reviews(tasks)
                 if not tasks:
                     break
                 await self._wait_for_change(tasks)
@@ -595,7 +621,8 @@ class ExecutionRun:
 
     def _launch_ready(self, tasks: dict[asyncio.Task[_Outcome], _Active]) -> None:
         for step in list(self._pending):
-            if len(tasks) >= self._definition.parallelism:
+            # A review waiting for people takes no share of the parallelism.
+            if len(tasks) - len(self._asked) >= self._definition.parallelism:
                 return
             if not self._is_ready(step):
                 continue
@@ -659,9 +686,12 @@ class ExecutionRun:
         first = attempt = self._progress.next_attempt[step.key]
         if getattr(self._kinds[step.kind], "waits_for_people", False):
             outcome = self._ask_for_review(step, attempt)
+            output = None
+            if outcome.status is StepStatus.WAITING:
+                outcome, output = await self._await_review(active, attempt)
             if outcome.status is not StepStatus.WAITING:
                 self._progress.next_attempt[step.key] = attempt + 1
-                _record(self._progress, step, outcome.status, StepResult(error=outcome.error))
+                _record(self._progress, step, outcome.status, StepResult(output, outcome.error))
             return outcome
         while True:
             retry_in = None
@@ -704,6 +734,72 @@ class ExecutionRun:
             data["expires_at"] = expires.isoformat()
         self.emit(EventType.STEP_STATUS, data, step.key, attempt)
         return _Outcome(StepStatus.WAITING, None)
+
+    async def _await_review(self, active: _Active, attempt: int) -> tuple[_Outcome, Any]:
+        """While other steps run, the review may be decided here (decide_review); once only
+        reviews are left, the run parks it (WAITING) and the execution is let go."""
+        step = active.step
+        asked = self._asked[step.key] = _Asked(active, attempt)
+        self._changed.set()  # the graph walk looks whether only reviews are left
+        cancelled = asyncio.create_task(active.cancelled.wait())
+        either: list[asyncio.Future[Any]] = [asked.decided, cancelled]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The execution timed out, or a shutdown could not wait: it ends, and so does
+            # the review, unanswered.
+            self._close_unanswered(asked, active.cancelled_because or SHUTDOWN_REASON)
+            raise
+        finally:
+            cancelled.cancel()
+            del self._asked[step.key]
+        if asked.decided.done():
+            return asked.decided.result()
+        because = active.cancelled_because or "cancelled"
+        if self._handover_reason is not None and self.stop_reason is None:
+            return _Outcome(StepStatus.WAITING, None), None  # open still, for the next runner
+        # Stopped, or another step failed: the review closes unanswered.
+        self._close_unanswered(asked, because)
+        return _Outcome(StepStatus.CANCELLED, because), None
+
+    def _close_unanswered(self, asked: _Asked, because: str) -> None:
+        if self.abandoned is not None:
+            return  # whoever resumes the execution decides how it goes on
+        step = asked.active.step
+        data = {
+            "status": StepStatus.CANCELLED,
+            "kind": step.kind,
+            "position": step.position,
+            "error": because,
+        }
+        self.emit(EventType.STEP_STATUS, data, step.key, asked.attempt)
+
+    def decide_review(self, step_key: str, request: str) -> bool:
+        """Close a review this run waits for, as a control request says (submitReview or its
+        timeout while other steps run); False if it no longer waits."""
+        asked = self._asked.get(step_key)
+        try:
+            attempt, outcome = ReviewOutcome.of_request(request)
+        except (ValueError, KeyError, TypeError):
+            logger.error("runner: a malformed review decision for step %s was ignored", step_key)
+            return False
+        if asked is None or asked.attempt != attempt or asked.decided.done():
+            return False
+        step = asked.active.step
+        self.emit(
+            EventType.STEP_STATUS, outcome.step_data(step.kind, step.position), step_key, attempt
+        )
+        asked.decided.set_result((_Outcome(outcome.step_status, outcome.error), outcome.output))
+        return True
+
+    def _park_reviews(self, tasks: Mapping[asyncio.Task[_Outcome], _Active]) -> None:
+        """Once every running step is a review waiting for people, let them wait without this
+        run: each ends as WAITING, and so does the run (see _run_graph)."""
+        if not tasks or any(active.step.key not in self._asked for active in tasks.values()):
+            return
+        for asked in self._asked.values():
+            if not asked.decided.done():
+                asked.decided.set_result((_Outcome(StepStatus.WAITING, None), None))
 
     async def _attempt(
         self, active: _Active, attempt: int, retry_in: float | None

@@ -247,6 +247,8 @@ class Runner:
                     run.resume()
                 elif request.action == "skip_step" and request.step_key is not None:
                     run.skip(request.step_key)
+                elif request.action == "decide_review" and request.step_key is not None:
+                    run.decide_review(request.step_key, request.reason or "")
             for execution_id in {request.execution_id for request in requests}:
                 await self._queue.mark_controls_handled(execution_id)
 
