@@ -3,6 +3,7 @@ of an execution that waits for a review: it says what it waits for and how to de
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -10,11 +11,15 @@ import select
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import pytest
+from rich.console import Console
+from runwire_client import ExecutionStatus, ExecutionStatusChanged, StepStatus, StepStatusChanged
+from runwire_client.view import LiveView, RunState, StepProgress
 from tests.support.server import Server
 
 RW = Path(sys.executable).with_name("rw")
@@ -252,3 +257,45 @@ def test_review_refusals_are_one_line_with_exit_2(server: Server) -> None:
     assert "review decided reject" in watched.stdout
     # Replaying a wait that has since been decided hints nothing.
     assert "decide it with" not in watched.stderr
+
+
+def test_the_live_view_shows_a_waiting_step_with_its_timer() -> None:
+    now = datetime.now(UTC)
+    state = RunState(
+        execution_id="e1",
+        name="judged",
+        status=ExecutionStatus.QUEUED,
+        steps={"call": StepProgress("call", 0), "judge": StepProgress("judge", 1)},
+    )
+    state.apply(
+        ExecutionStatusChanged(
+            seq=1,
+            at=now - timedelta(seconds=70),
+            step_key=None,
+            attempt=None,
+            status=ExecutionStatus.RUNNING,
+            error=None,
+            reason=None,
+        )
+    )
+    state.apply(
+        StepStatusChanged(
+            seq=2,
+            at=now - timedelta(seconds=65),
+            step_key="judge",
+            attempt=1,
+            status=StepStatus.WAITING,
+            kind="review",
+            exit_code=None,
+            error=None,
+            output=None,
+            retry_in_seconds=None,
+            reason=None,
+        )
+    )
+    assert [step.key for step in state.running_steps] == ["judge"]
+    assert state.done_steps == 0
+    out = io.StringIO()
+    console = Console(file=out, width=100, force_terminal=False)
+    console.print(LiveView(state, console).render())
+    assert re.search(r"◷ judge\s+waiting for a review\s+1m 0[5-9]s", out.getvalue()), out.getvalue()
