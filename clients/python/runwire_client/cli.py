@@ -40,7 +40,13 @@ from runwire_client.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from runwire_client.models import ExecutionFilter, ExecutionMode, ExecutionStatus
+from runwire_client.models import (
+    ExecutionFilter,
+    ExecutionMode,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    ReviewStatus,
+)
 
 if TYPE_CHECKING:
     from runwire_client.client import RunwireClient
@@ -215,11 +221,11 @@ async def _client(connection: Connection) -> AsyncIterator[RunwireClient]:
 # --- run, watch, retry: start and follow ------------------------------------------------------
 
 
-def _parse_input(pair: str) -> tuple[str, Any]:
+def _parse_input(pair: str, option: str = "--input") -> tuple[str, Any]:
     """`k=v`: v as JSON when it parses as JSON (3, true, [1], {"a": 1}, "quoted"), else text."""
     name, equals, raw = pair.partition("=")
     if not equals or not name:
-        raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--input")
+        raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint=option)
     try:
         return name, json.loads(raw)
     except ValueError:
@@ -484,6 +490,89 @@ def retry(
     _run(command)
 
 
+# --- reviews -------------------------------------------------------------------------------------
+
+ALL_STATUSES = "ALL"
+
+
+@main.command("reviews")
+@click.option(
+    "--status",
+    type=click.Choice([*(s.value for s in ReviewStatus), ALL_STATUSES], case_sensitive=False),
+    default=ReviewStatus.PENDING.value,
+    show_default=True,
+    help="Only reviews in this status (PENDING: the queue; ALL: every status).",
+)
+@click.option("--execution", "execution_id", metavar="ID", default=None, help="Only this one's.")
+@click.option(
+    "--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 200), help="How many."
+)
+@json_option("One JSON object per review on stdout, oldest request first.")
+@click.pass_context
+def list_reviews(
+    context: click.Context, status: str, execution_id: str | None, limit: int, as_json: bool
+) -> None:
+    """Reviews waiting for a decision (the queue), oldest first; `rw review` decides one."""
+    connection = _connection(context)
+    wanted = None if status.upper() == ALL_STATUSES else ReviewStatus(status.upper())
+
+    async def command() -> int:
+        from runwire_client.view import review_rows, review_table, to_jsonable
+
+        async with _client(connection) as client:
+            found = await client.reviews(wanted, execution_id=execution_id, first=limit)
+        # The queue needs no decision columns: every review in it is undecided.
+        closed = wanted is not ReviewStatus.PENDING
+        if as_json:
+            for review in found:
+                click.echo(json.dumps(to_jsonable(review)))
+        elif sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(review_table(found, closed))
+        else:
+            header, rows = review_rows(found, closed)
+            for row in [header, *rows]:
+                click.echo("\t".join(row))
+        return EXIT_OK
+
+    _run(command)
+
+
+@main.command("review")
+@click.argument("execution_id", metavar="ID")
+@click.argument("step_key", metavar="STEP")
+@click.argument("decision")
+@click.option(
+    "--value",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A field of the review's form; VALUE is read as --input reads it: JSON when it parses"
+    " (4, true, [1,2], '\"007\"'), otherwise text. Repeatable.",
+)
+@click.option("--comment", default=None, help="Why; kept with the decision.")
+@click.pass_context
+def decide_review(
+    context: click.Context,
+    execution_id: str,
+    step_key: str,
+    decision: str,
+    pairs: tuple[str, ...],
+    comment: str | None,
+) -> None:
+    """Decide the review STEP of execution ID waits for: DECISION is one of its decisions
+    (approve or reject unless it names others). The execution goes on, or fails if the decision
+    fails the step; `rw reviews` lists what waits."""
+    values = dict(_parse_input(pair, "--value") for pair in pairs)
+    _steer(
+        context,
+        lambda client: client.submit_review(
+            execution_id, step_key, decision, values or None, comment
+        ),
+    )
+
+
 # --- ls, show -----------------------------------------------------------------------------------
 
 
@@ -560,6 +649,7 @@ def show(context: click.Context, execution_id: str, as_json: bool) -> None:
         from runwire_client.view import (
             aligned,
             execution_details,
+            review_hint,
             summarize,
             summary_lines,
             summary_table,
@@ -569,11 +659,16 @@ def show(context: click.Context, execution_id: str, as_json: bool) -> None:
         async with _client(connection) as client:
             execution = await client.get(execution_id)
             trace = await client.trace(execution_id)
+            waiting = []
+            if execution.status is ExecutionStatus.WAITING and not as_json:
+                waiting = await client.reviews(ReviewStatus.PENDING, execution_id=execution_id)
         if as_json:
             click.echo(json.dumps({**to_jsonable(execution), "trace": to_jsonable(trace)}))
             return EXIT_OK
         summary = summarize(execution, trace)
         facts = execution_details(execution)
+        # What it waits for, and the command that decides it.
+        facts += [("review", review_hint(review)) for review in waiting]
         if sys.stdout.isatty():
             from rich.console import Console
             from rich.table import Table
@@ -773,6 +868,25 @@ async def _show_events(client: RunwireClient, view: EventView, after_seq: int) -
     async with contextlib.aclosing(stream):
         async for event in stream:
             view.show(event)
+            if (
+                isinstance(event, ExecutionStatusChanged)
+                and event.status is ExecutionStatus.WAITING
+            ):
+                await _hint_reviews(client, view)
+
+
+async def _hint_reviews(client: RunwireClient, view: EventView) -> None:
+    """Say what a followed execution waits for and how to decide it, so it does not look hung.
+
+    Only reviews pending now: replaying a wait that has since been decided says nothing."""
+    from runwire_client.view import review_hint
+
+    try:
+        pending = await client.reviews(ReviewStatus.PENDING, execution_id=view.state.execution_id)
+    except RunwireError:
+        return  # a hint, never a reason for the follow to fail
+    for review in pending:
+        view.note(review_hint(review))
 
 
 async def _request_stop(client: RunwireClient, view: EventView) -> None:

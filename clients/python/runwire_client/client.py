@@ -33,6 +33,9 @@ from runwire_client.models import (
     ExecutionUpdate,
     HistoryPage,
     QueueHealth,
+    Review,
+    ReviewStatus,
+    ReviewUpdate,
     Scenario,
     SuiteComparison,
     SuiteRun,
@@ -179,6 +182,27 @@ class RunwireClient:
             "SkipStep", "skipStep", {"executionId": execution_id, "stepKey": step_key}
         )
 
+    async def submit_review(
+        self,
+        execution_id: str,
+        step_key: str,
+        decision: str,
+        values: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> Execution:
+        """Decide a review step that is WAITING (needs review:write): `decision` one of the
+        review's decisions, `values` its form's fields. The execution goes on (QUEUED), or ends
+        if the decision fails the step. ValidationError names each wrong field (`decision`,
+        `values.<name>`, `comment`); InvalidTransitionError when the step no longer waits."""
+        variables = {
+            "executionId": execution_id,
+            "stepKey": step_key,
+            "decision": decision,
+            "values": None if values is None else dict(values),
+            "comment": comment,
+        }
+        return await self._change("SubmitReview", "submitReview", variables)
+
     async def start_suite_run(
         self,
         suite: str,
@@ -322,6 +346,24 @@ class RunwireClient:
             raise NotFoundError(f"execution {execution_id} not found")
         return decoded(decode.trace, found)
 
+    async def reviews(
+        self,
+        status: ReviewStatus | None = None,
+        *,
+        execution_id: str | None = None,
+        first: int = 50,
+    ) -> list[Review]:
+        """The workspace's reviews, oldest request first, at most `first` (0..200): of `status`
+        (None: every status; `ReviewStatus.PENDING` is the review queue), and of one execution
+        if `execution_id` is given."""
+        variables = {
+            "status": None if status is None else str(status),
+            "executionId": execution_id,
+            "first": first,
+        }
+        found = (await self._execute("Reviews", variables))["reviews"]
+        return [decoded(decode.review, data) for data in found]
+
     # ---- subscriptions --------------------------------------------------------------------
 
     async def follow(self, execution_id: str, after_seq: int = 0) -> AsyncGenerator[Event, None]:
@@ -390,6 +432,28 @@ class RunwireClient:
                 async for message in messages:
                     yield decoded(
                         lambda found: decode.execution_update(found["executionUpdates"]), message
+                    )
+        except TRANSPORT_ERRORS as error:
+            raise translated(error, self._endpoint) from error
+
+    async def review_updates(
+        self, status: ReviewStatus | None = ReviewStatus.PENDING
+    ) -> AsyncGenerator[ReviewUpdate, None]:
+        """The review queue live: whenever an execution starts or stops waiting for a review,
+        its reviews of `status` (None: every status) now; never ends by itself.
+
+        Subscribe, then read the queue (`reviews`) to start from. Not resumed after a dropped
+        connection (ConnectionFailedError): read the queue again and call this again.
+        """
+        self._open_session()
+        request = documents.request(
+            "ReviewUpdates", {"status": None if status is None else str(status)}
+        )
+        try:
+            async with self._socket() as socket, aclosing(socket.subscribe(request)) as messages:
+                async for message in messages:
+                    yield decoded(
+                        lambda found: decode.review_update(found["reviewUpdates"]), message
                     )
         except TRANSPORT_ERRORS as error:
             raise translated(error, self._endpoint) from error

@@ -24,6 +24,9 @@ from runwire_client.models import (
     OutputChunk,
     OutputLimit,
     OutputTruncated,
+    Review,
+    ReviewStatus,
+    ReviewUpdate,
     Scenario,
     ScenarioInput,
     ScenarioRef,
@@ -64,16 +67,53 @@ def scenario(data: Data) -> Scenario:
         name=str(data["name"]),
         version=int(data["version"]),
         description=str(data["description"]),
-        inputs=tuple(
-            ScenarioInput(
-                name=str(i["name"]),
-                type=str(i["type"]),
-                required=bool(i["required"]),
-                default=i.get("default"),
-                description=i.get("description"),
-            )
-            for i in data["inputs"]
-        ),
+        inputs=tuple(scenario_input(item) for item in data["inputs"]),
+    )
+
+
+def scenario_input(data: Data) -> ScenarioInput:
+    """A scenario's input, or a review form's field (the schema types both as ScenarioInput)."""
+    accepted = data.get("enum")
+    return ScenarioInput(
+        name=str(data["name"]),
+        type=str(data["type"]),
+        required=bool(data["required"]),
+        default=data.get("default"),
+        description=data.get("description"),
+        enum=None if accepted is None else tuple(accepted),
+    )
+
+
+def review(data: Data) -> Review:
+    found = data.get("execution")
+    values = data.get("values")
+    return Review(
+        execution_id=str(data["executionId"]),
+        step_key=str(data["stepKey"]),
+        attempt=int(data["attempt"]),
+        status=ReviewStatus(data["status"]),
+        title=str(data["title"]),
+        instructions=str(data["instructions"]),
+        decisions=tuple(str(decision) for decision in data["decisions"]),
+        fail_on=tuple(str(decision) for decision in data["failOn"]),
+        on_timeout=str(data["onTimeout"]),
+        form=tuple(scenario_input(item) for item in data["form"]),
+        requested_at=_time(data["requestedAt"]),
+        expires_at=_optional_time(data.get("expiresAt")),
+        decision=data.get("decision"),
+        values=None if values is None else dict(values),
+        comment=data.get("comment"),
+        decided_by=data.get("decidedBy"),
+        decided_at=_optional_time(data.get("decidedAt")),
+        execution=None if found is None else execution(found),
+        shown_steps=tuple(step_run(step) for step in data.get("shownSteps") or ()),
+    )
+
+
+def review_update(data: Data) -> ReviewUpdate:
+    return ReviewUpdate(
+        execution_id=str(data["executionId"]),
+        reviews=tuple(review(item) for item in data["reviews"]),
     )
 
 

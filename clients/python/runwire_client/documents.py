@@ -17,6 +17,7 @@ OPERATION_NAMES = (
     "ResumeExecution",
     "RetryStep",
     "SkipStep",
+    "SubmitReview",
     "DeleteExecution",
     "GetExecution",
     "ExecutionHistory",
@@ -30,6 +31,8 @@ OPERATION_NAMES = (
     "CompareSuiteRuns",
     "ListScenarios",
     "QueueHealth",
+    "Reviews",
+    "ReviewUpdates",
 )
 
 

@@ -16,6 +16,7 @@ class ExecutionStatus(StrEnum):
     RUNNING = "RUNNING"
     PAUSING = "PAUSING"
     PAUSED = "PAUSED"
+    WAITING = "WAITING"  # for a review step's decision: `reviews()`, `submit_review()`
     STOPPING = "STOPPING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -43,6 +44,7 @@ class StepStatus(StrEnum):
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    WAITING = "WAITING"  # a review step, until its review is decided (or times out)
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -68,13 +70,16 @@ class UpdateKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ScenarioInput:
-    """One input a scenario takes: `rw run NAME --input NAME=VALUE`."""
+    """One input a scenario takes (`rw run NAME --input NAME=VALUE`), or one field of a review's
+    form (`rw review ID STEP DECISION --value NAME=VALUE`): both are typed alike. `enum`, when
+    set, lists the values it accepts."""
 
     name: str
     type: str
     required: bool
     default: Any
     description: str | None
+    enum: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,55 @@ class Execution:
     triggered_by: str
     idempotency_key: str | None
     steps: tuple[StepRun, ...] = ()
+
+
+class ReviewStatus(StrEnum):
+    """Where a review is: PENDING waits for a decision; the others are closed."""
+
+    PENDING = "PENDING"
+    DECIDED = "DECIDED"
+    TIMED_OUT = "TIMED_OUT"  # closed by the step's timeout, as its on_timeout says
+    CANCELLED = "CANCELLED"  # closed unanswered: the execution was stopped or the step skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """One attempt of a review step: what reviewers are asked and the form they fill in, and,
+    once closed, what was decided, by whom (`system:review-timeout` for a timeout) and when.
+
+    `execution` is the execution it belongs to (without its steps); `shown_steps` the latest
+    attempts of the steps it shows reviewers, with their outputs and artifacts. `expires_at`
+    None: it waits until decided.
+    """
+
+    execution_id: str
+    step_key: str
+    attempt: int
+    status: ReviewStatus
+    title: str
+    instructions: str
+    decisions: tuple[str, ...]
+    fail_on: tuple[str, ...]
+    on_timeout: str
+    form: tuple[ScenarioInput, ...]
+    requested_at: datetime
+    expires_at: datetime | None
+    decision: str | None
+    values: dict[str, Any] | None
+    comment: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    execution: Execution | None
+    shown_steps: tuple[StepRun, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewUpdate:
+    """An execution started or stopped waiting for a review: `reviews` are its reviews of the
+    subscribed status now (empty once none is left), to replace what a list shows for it."""
+
+    execution_id: str
+    reviews: tuple[Review, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ from runwire_client.models import (
     ExecutionMode,
     ExecutionUpdate,
     HistoryPage,
+    Review,
+    ReviewStatus,
+    ReviewUpdate,
     Scenario,
     SuiteComparison,
     SuiteRun,
@@ -154,6 +157,29 @@ class SyncRunwireClient:
         """Mark a failed or not yet started step SKIPPED; the execution continues after it."""
         return self._call(self._client.skip_step(execution_id, step_key))
 
+    def submit_review(
+        self,
+        execution_id: str,
+        step_key: str,
+        decision: str,
+        values: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> Execution:
+        """See RunwireClient.submit_review."""
+        return self._call(
+            self._client.submit_review(execution_id, step_key, decision, values, comment)
+        )
+
+    def reviews(
+        self,
+        status: ReviewStatus | None = None,
+        *,
+        execution_id: str | None = None,
+        first: int = 50,
+    ) -> list[Review]:
+        """See RunwireClient.reviews."""
+        return self._call(self._client.reviews(status, execution_id=execution_id, first=first))
+
     def get(self, execution_id: str) -> Execution:
         """The execution with its steps; NotFoundError if this workspace has none with the id."""
         return self._call(self._client.get(execution_id))
@@ -224,6 +250,12 @@ class SyncRunwireClient:
     def live(self, filter: ExecutionFilter | None = None) -> Generator[ExecutionUpdate, None, None]:
         """Status changes of executions matching `filter`, from now on; never ends by itself."""
         return self._iterate(self._client.live(filter))
+
+    def review_updates(
+        self, status: ReviewStatus | None = ReviewStatus.PENDING
+    ) -> Generator[ReviewUpdate, None, None]:
+        """The review queue live (see RunwireClient.review_updates); never ends by itself."""
+        return self._iterate(self._client.review_updates(status))
 
     # ---- plumbing -------------------------------------------------------------------------
 

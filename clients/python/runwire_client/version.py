@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 # sha256 of the schema/schema.graphql this version's operations and types were written against;
 # a test compares it with the current file, so a schema change cannot pass unnoticed here.

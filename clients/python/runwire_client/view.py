@@ -30,6 +30,8 @@ from runwire_client import (
     ExecutionStatusChanged,
     OutputChunk,
     OutputTruncated,
+    Review,
+    ReviewStatus,
     SpanReported,
     StepRun,
     StepStatus,
@@ -70,6 +72,7 @@ STATUS_STYLES: Mapping[str, str] = {
     "QUEUED": "dim",
     "PAUSED": "magenta",
     "PAUSING": "magenta",
+    "WAITING": "bold magenta",  # for a person: `rw review` decides it
     "STOPPING": "yellow",
 }
 TOKENS_INPUT, TOKENS_OUTPUT, COST_USD = "tokens_input", "tokens_output", "cost_usd"
@@ -178,11 +181,13 @@ class RunState:
 
     @property
     def running_steps(self) -> list[StepProgress]:
-        """Steps running now, and failed ones that wait for an automatic retry."""
+        """Steps running now, review steps waiting for their decision, and failed ones that
+        wait for an automatic retry."""
         return [
             step
             for step in self.steps.values()
-            if step.status is StepStatus.RUNNING or step.retry_in_seconds is not None
+            if step.status in (StepStatus.RUNNING, StepStatus.WAITING)
+            or step.retry_in_seconds is not None
         ]
 
     def apply(self, event: Event) -> list[OutputLine]:
@@ -208,7 +213,8 @@ class RunState:
                     retry_in_seconds=event.retry_in_seconds,
                     error=event.error,
                 )
-                if event.status is StepStatus.RUNNING:
+                if event.status in (StepStatus.RUNNING, StepStatus.WAITING):
+                    # A review step goes WAITING without running: its timer is the wait's.
                     step = replace(step, started_at=event.at, finished_at=None)
                 elif event.status in STEP_ENDED:
                     step = replace(step, finished_at=event.at)
@@ -745,6 +751,8 @@ def _step_line(event: StepStatusChanged, key: str, before: StepProgress | None) 
     if event.status is StepStatus.RUNNING:
         kind = f", {event.kind}" if event.kind else ""
         return f"step {key} started ({attempt}{kind})"
+    if event.status is StepStatus.WAITING:
+        return f"step {key} waiting for a review ({attempt})"
     line = f"step {key} {event.status.value.lower().replace('_', ' ')} ({attempt}"
     if before is not None and before.started_at is not None and event.status in STEP_ENDED:
         line += f", {format_seconds((event.at - before.started_at).total_seconds())}"
@@ -885,6 +893,16 @@ class LiveView:
                 waiting.append(f": {step.error}", style="dim")
             return waiting
         started = step.started_at or now
+        if step.status is StepStatus.WAITING:
+            return Text.assemble(
+                "◷ ",
+                (step.key.ljust(width), "bold"),
+                "  waiting for a review  ",
+                (format_seconds((now - started).total_seconds()), "magenta"),
+                style="magenta",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
         label = Text.assemble(
             (step.key.ljust(width), "bold"),
             f"  attempt {step.attempt}  ",
@@ -973,3 +991,71 @@ def execution_details(execution: Execution) -> list[tuple[str, str]]:
 
 def _local(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+# --- reviews ------------------------------------------------------------------------------------
+
+
+def review_hint(review: Review) -> str:
+    """One line on what a followed execution waits for, and the command that decides it."""
+    decision = review.decisions[0] if review.decisions else "DECISION"
+    command = f"rw review {review.execution_id} {review.step_key} {decision}"
+    for field_ in review.form:
+        if field_.required and field_.default is None:
+            command += f" --value {field_.name}=VALUE"
+    line = (
+        f"waiting for review of step {review.step_key} ({_one_line(review.title)});"
+        f" decide it with: {command}"
+    )
+    facts = [f"decisions: {', '.join(review.decisions)}"]
+    if review.expires_at is not None:
+        facts.append(f"expires {_local(review.expires_at)}")
+    return f"{line} ({'; '.join(facts)})"
+
+
+def review_rows(
+    reviews: Iterable[Review], closed: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """`rw reviews` columns: execution, step, title, requested and expires (local time); with
+    `closed`, also its status, decision and who decided."""
+    header = ["execution", "step", "title", "requested", "expires"]
+    if closed:
+        header += ["status", "decision", "by"]
+    rows = []
+    for review in reviews:
+        row = [
+            review.execution_id,
+            review.step_key,
+            " ".join(review.title.split()),
+            _short_local(review.requested_at),
+            _short_local(review.expires_at),
+        ]
+        if closed:
+            row += [review.status.value, review.decision or "-", review.decided_by or "-"]
+        rows.append(row)
+    return header, rows
+
+
+def review_table(reviews: Iterable[Review], closed: bool = False) -> Table:
+    header, rows = review_rows(reviews, closed)
+    table = Table(header_style="bold")
+    for name in header:
+        table.add_column(name, no_wrap=name in {"execution", "requested", "expires"})
+    for row in rows:
+        cells: list[RenderableType] = list(row)
+        if closed:
+            cells[5] = Text(row[5], style=REVIEW_STYLES.get(row[5], ""))
+        table.add_row(*cells)
+    return table
+
+
+REVIEW_STYLES: Mapping[str, str] = {
+    ReviewStatus.PENDING.value: STATUS_STYLES["WAITING"],
+    ReviewStatus.DECIDED.value: "green",
+    ReviewStatus.TIMED_OUT.value: "red",
+    ReviewStatus.CANCELLED.value: "yellow",
+}
+
+
+def _short_local(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
