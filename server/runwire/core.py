@@ -241,7 +241,7 @@ class Core:
             # Entered before the runner too: the executions it ends while draining queue their
             # deliveries, which this process's sender (or another's) posts.
             sender = await stack.enter_async_context(
-                WebhookSender.running(settings, store.webhooks, store.executions, store.reviews)
+                WebhookSender.running(settings, store.webhooks, store.history, store.reviews)
             )
 
             def ended(execution_id: str) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,16 +28,18 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from runwire.background import in_background
-from runwire.db.executions import ExecutionRepository
+from runwire.db.history import HistoryRepository
 from runwire.db.reviews import ReviewRepository
 from runwire.db.webhooks import WebhookRepository
 from runwire.domain.clock import utc_now
-from runwire.domain.models import ExecutionStatus
+from runwire.domain.models import Execution, ExecutionStatus
 from runwire.domain.reviews import ReviewStatus
 from runwire.domain.webhooks import (
+    Delivery,
     DeliveryAttempt,
     DeliveryStatus,
     DueDelivery,
+    Webhook,
     WebhookEvent,
     deliveries_for,
     destination_refusal,
@@ -67,6 +69,8 @@ MISSED_SWEEP_SECONDS = 30.0
 MISSED_LOOKBACK = timedelta(hours=1)
 MISSED_GRACE = timedelta(seconds=10)
 _MISSED_PER_SWEEP = 200
+# Reported ends queued per read of their executions.
+_QUEUED_PER_READ = 500
 
 
 def retry_delay(attempt: int, first_delay: float) -> float:
@@ -82,13 +86,16 @@ class WebhookSender:
         self,
         settings: Settings,
         store: WebhookRepository,
-        executions: ExecutionRepository,
+        executions: HistoryRepository,
         reviews: ReviewRepository,
     ) -> None:
         self._settings = settings
         self._store = store
         self._executions = executions
         self._reviews = reviews
+        # Reported ends not yet queued, and the task queueing them.
+        self._ended: set[str] = set()
+        self._queueing: asyncio.Task[None] | None = None
         self._due = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
@@ -100,7 +107,7 @@ class WebhookSender:
         cls,
         settings: Settings,
         store: WebhookRepository,
-        executions: ExecutionRepository,
+        executions: HistoryRepository,
         reviews: ReviewRepository,
     ) -> AsyncIterator[WebhookSender]:
         """Send for the block; leaving it stops (claims of unfinished attempts expire)."""
@@ -125,53 +132,66 @@ class WebhookSender:
 
     def ended(self, execution_id: str) -> None:
         """Queue the deliveries of the execution's end, if it has ended, or of its reviews, if it
-        waits for them (its events are stored)."""
-        self._spawn(self._queue(execution_id), f"webhook-queue-{execution_id}")
+        waits for them (its events are stored). Ends reported together are queued together: a
+        stopped batch of thousands costs a few reads, not a few per execution."""
+        self._ended.add(execution_id)
+        if self._queueing is None or self._queueing.done():
+            self._queueing = self._spawn(self._queue_ended(), "webhook-queue")
 
     def wake(self) -> None:
         """Look for due deliveries now (one was queued in this process)."""
         self._due.set()
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work, name=name)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
 
-    async def _queue(self, execution_id: str) -> None:
+    async def _queue_ended(self) -> None:
+        while self._ended:
+            ids = sorted(self._ended)[:_QUEUED_PER_READ]
+            self._ended.difference_update(ids)
+            await self._queue(ids)
+
+    async def _queue(self, execution_ids: Sequence[str]) -> None:
         try:
-            execution = await self._executions.execution(
-                execution_id, workspace=None, with_steps=False
-            )
-            if execution is None:
-                return
-            if execution.status is ExecutionStatus.WAITING:
-                webhooks = await self._store.subscribed(
-                    execution.workspace_id, WebhookEvent.REVIEW_REQUESTED
-                )
-                pending = []
-                if webhooks:
-                    pending = await self._reviews.reviews(
-                        execution.workspace_id,
-                        status=ReviewStatus.PENDING,
-                        execution_id=execution.id,
-                        first=100,
-                    )
-                deliveries = review_deliveries(execution, pending, webhooks)
-            elif (event := WebhookEvent.of_end(execution.status)) is not None:
-                webhooks = await self._store.subscribed(execution.workspace_id, event)
-                deliveries = deliveries_for(execution, webhooks)
-            else:
-                return  # paused or handed over: whoever ends it queues its deliveries
+            if not await self._store.workspaces_with_webhooks():
+                return  # the common case: no webhooks anywhere, nothing to read
+            executions = await self._executions.executions_by_id(execution_ids)
+            by_workspace: dict[str, list[Execution]] = {}
+            for execution in executions.values():
+                by_workspace.setdefault(execution.workspace_id, []).append(execution)
+            deliveries = []
+            for workspace, found in by_workspace.items():
+                webhooks = [w for w in await self._store.webhooks(workspace) if w.enabled]
+                for execution in found if webhooks else ():
+                    deliveries.extend(await self._deliveries(execution, webhooks))
             if deliveries:
                 await self._store.enqueue(deliveries, dedupe=True)
                 self.wake()
         except Exception as error:
-            # Lost if the database is out of reach now (README "Webhooks" says so).
+            # Found again by the look for missed ends (_sweeping), unless it is over an hour old.
             logger.warning(
-                "webhook deliveries of execution %s not queued: %s",
-                execution_id,
+                "webhook deliveries of %d execution(s) not queued: %s",
+                len(execution_ids),
                 type(error).__name__ if is_outage(error) else error,
             )
+
+    async def _deliveries(self, execution: Execution, webhooks: list[Webhook]) -> list[Delivery]:
+        if execution.status is ExecutionStatus.WAITING:
+            asking = [w for w in webhooks if WebhookEvent.REVIEW_REQUESTED in w.events]
+            if not asking:
+                return []
+            pending = await self._reviews.reviews(
+                execution.workspace_id,
+                status=ReviewStatus.PENDING,
+                execution_id=execution.id,
+                first=100,
+            )
+            return review_deliveries(execution, pending, asking)
+        # Paused or handed over: nothing (whoever ends it queues its deliveries).
+        return deliveries_for(execution, webhooks)
 
     async def _sweeping(self) -> None:
         """Queue the deliveries of recent ends that have none (see the module's docstring)."""
@@ -191,7 +211,7 @@ class WebhookSender:
         )
         for execution_id in missed:
             logger.warning("webhook deliveries of execution %s were missing: queued", execution_id)
-            await self._queue(execution_id)
+        await self._queue(missed)
         return len(missed)
 
     async def _sending(self, client: httpx.AsyncClient) -> None:

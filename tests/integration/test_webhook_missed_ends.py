@@ -81,7 +81,7 @@ async def test_the_sweep_queues_each_missed_end_once(stores: Stores) -> None:
     await ended(stores, WORKSPACE, "SUCCEEDED", now - timedelta(hours=2))  # before the look-back
     await ended(stores, WORKSPACE, "SUCCEEDED", now - timedelta(seconds=1))  # the usual path's
     await ended(stores, OTHER, "SUCCEEDED", now - timedelta(minutes=5))  # no webhooks there
-    sender = WebhookSender(Settings(), stores.webhooks, stores.executions, stores.reviews)
+    sender = WebhookSender(Settings(), stores.webhooks, stores.history, stores.reviews)
 
     assert await sender.queue_missed() == 1
     [delivery] = await stores.webhooks.deliveries(WORKSPACE, succeeded, 10)
@@ -90,5 +90,5 @@ async def test_the_sweep_queues_each_missed_end_once(stores: Stores) -> None:
     assert await stores.webhooks.deliveries(WORKSPACE, newer, 10) == []
     # Queued now: the next sweep finds nothing, and queueing it again adds nothing.
     assert await sender.queue_missed() == 0
-    await sender._queue(missed)
+    await sender._queue([missed])
     assert len(await stores.webhooks.deliveries(WORKSPACE, succeeded, 10)) == 1

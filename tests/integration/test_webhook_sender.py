@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from runwire.db.executions import ExecutionRepository
+from runwire.db.history import HistoryRepository
 from runwire.db.reviews import ReviewRepository
 from runwire.db.webhooks import WebhookRepository
 from runwire.domain.webhooks import Delivery, DeliveryStatus, DueDelivery, WebhookEvent
@@ -29,7 +29,7 @@ async def test_a_post_to_an_address_refused_now_is_not_sent() -> None:
         sender = WebhookSender(
             Settings(webhook_allow_private=False),
             WebhookRepository.__new__(WebhookRepository),
-            ExecutionRepository.__new__(ExecutionRepository),
+            HistoryRepository.__new__(HistoryRepository),
             ReviewRepository.__new__(ReviewRepository),
         )
         delivery = Delivery(

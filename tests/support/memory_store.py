@@ -62,7 +62,7 @@ from runwire.domain.models import (
 from runwire.domain.ports import Decide
 from runwire.domain.runners import RunnerPresence, Waiting
 from runwire.domain.tokens import ApiToken, Member, Workspace
-from runwire.errors import FieldError, Invalid, NotFound
+from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
 from runwire.queue.store import ControlRequest
 
 Row = dict[str, Any]
@@ -367,6 +367,27 @@ class MemoryStore:
             self._write_events(events)
         return events
 
+    async def transition_many(
+        self, execution_ids: Sequence[str], decide: Decide, *, workspace: str
+    ) -> tuple[list[Event], list[Execution]]:
+        """`transition` of each unowned one; (the events, the owned ones)."""
+        events: list[Event] = []
+        owned: list[Execution] = []
+        for execution_id in sorted(set(execution_ids)):
+            row = self._executions.get(execution_id)
+            if row is None or row["workspace_id"] != workspace:
+                continue
+            if row["owner"] is not None:
+                owned.append(execution_of(row, ()))
+                continue
+            try:
+                found = _numbered(execution_of(row, self._steps(execution_id)), decide)
+            except InvalidTransition:
+                continue
+            self._write_events(found)
+            events.extend(found)
+        return events, owned
+
     # ---- the event log -------------------------------------------------------------------
 
     async def append(self, events: Sequence[Event]) -> None:
@@ -482,6 +503,12 @@ class MemoryStore:
             row["stopped_at"] = utc_now()
 
     # ---- control requests ----------------------------------------------------------------
+
+    async def request_controls(
+        self, execution_ids: Sequence[str], action: str, reason: str, actor: str
+    ) -> None:
+        for execution_id in execution_ids:
+            await self.request_control(execution_id, action, reason, actor, None)
 
     async def request_control(
         self,

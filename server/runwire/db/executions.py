@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from runwire.db import tables
-from runwire.db.engine import Database
+from runwire.db.engine import Database, marks
 from runwire.db.projection import insert_events, write_events
 from runwire.db.rows import dump, execution_of, span_of, step_run_of
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Event, EventDraft, Execution, Span, StepRun
-from runwire.errors import NotFound
+from runwire.errors import InvalidTransition, NotFound
 
 # A queued execution, its labels and its first event in one statement (one round trip, atomic
 # on its own). Columns left out keep their defaults, as Piccolo's insert would set them.
@@ -160,6 +160,63 @@ class ExecutionRepository:
             if events:
                 await write_events(self._database, events)
         return events
+
+    async def transition_many(
+        self, execution_ids: Sequence[str], decide: Decide, *, workspace: str
+    ) -> tuple[list[Event], list[Execution]]:
+        """Append `decide`'s events to each of `execution_ids` no runner owns, in one
+        transaction: (the events, the ones a runner owns, unchanged and without steps). One
+        `decide` refuses (InvalidTransition) is left as it is; ids outside `workspace` are left
+        out."""
+        if not execution_ids:
+            return [], []
+        ids = sorted(set(execution_ids))  # locked in id order: two bulk writers cannot deadlock
+        lock = " FOR UPDATE" if self._database.is_postgres else ""
+        async with self._database.write():
+            rows = await self._database.fetch(
+                f"SELECT * FROM runwire_execution WHERE workspace_id = {{}}"
+                f" AND id IN ({marks(ids)}) ORDER BY id{lock}",
+                workspace,
+                *ids,
+            )
+            unowned = [row for row in rows if row["owner"] is None]
+            steps = await self._steps_of([row["id"] for row in unowned])
+            now = utc_now()
+            events: list[Event] = []
+            for row in unowned:
+                execution = execution_of(row, steps.get(row["id"], ()))
+                try:
+                    drafts = decide(execution)
+                except InvalidTransition:
+                    continue
+                events.extend(
+                    Event(
+                        execution_id=execution.id,
+                        seq=execution.last_seq + index,
+                        at=now,
+                        type=draft.type,
+                        data=draft.data,
+                        step_key=draft.step_key,
+                        attempt=draft.attempt,
+                    )
+                    for index, draft in enumerate(drafts, 1)
+                )
+            if events:
+                await write_events(self._database, events)
+        return events, [execution_of(row, ()) for row in rows if row["owner"] is not None]
+
+    async def _steps_of(self, execution_ids: Sequence[str]) -> dict[str, tuple[StepRun, ...]]:
+        if not execution_ids:
+            return {}
+        rows = await self._database.fetch(
+            f"SELECT * FROM runwire_step_run WHERE execution_id IN ({marks(execution_ids)})"
+            " ORDER BY execution_id, position, attempt",
+            *execution_ids,
+        )
+        found: dict[str, list[StepRun]] = {}
+        for row in rows:
+            found.setdefault(row["execution_id"], []).append(step_run_of(row))
+        return {execution_id: tuple(runs) for execution_id, runs in found.items()}
 
 
 async def insert_execution(

@@ -82,6 +82,13 @@ class WebhookRepository:
         )
         return [_webhook(row) for row in rows]
 
+    async def workspaces_with_webhooks(self) -> set[str]:
+        """The workspaces that have an enabled webhook."""
+        rows = await self._database.fetch(
+            "SELECT DISTINCT workspace_id FROM runwire_webhook WHERE enabled"
+        )
+        return {row["workspace_id"] for row in rows}
+
     async def webhook(self, workspace: str, webhook_id: str) -> Webhook | None:
         rows = await self._database.fetch(
             f"SELECT {_WEBHOOK_COLUMNS} FROM runwire_webhook"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from runwire.domain.models import Batch, ExecutionStatus, TriggerType
 from runwire.domain.ports import BatchStore, EventPublisher, WorkSignals
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.trace_context import TraceContext, trace_context_errors
-from runwire.errors import FieldError, Invalid, InvalidTransition, NotFound
+from runwire.errors import FieldError, Invalid, NotFound
 from runwire.scenarios.limits import DEFAULT_LIMITS, InputLimits
 
 MAX_RUNS = 1000
@@ -134,9 +133,9 @@ class BatchService:
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
         await self._store.mark_batch_stopped(batch_id)
-        for execution_id in await self._store.unfinished_in_batch(batch_id):
-            with contextlib.suppress(InvalidTransition):  # it ended or is stopping already
-                await self._control.stop(execution_id, reason or f"batch {batch_id} stopped", actor)
+        unfinished = await self._store.unfinished_in_batch(batch_id)
+        # Queued, paused and waiting ones end now; running ones stop in their runners meanwhile.
+        await self._control.stop_many(unfinished, reason or f"batch {batch_id} stopped", actor)
         found = await self._store.batch(batch_id, workspace=actor.workspace_id)
         assert found is not None
         return found

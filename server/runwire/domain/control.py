@@ -9,7 +9,7 @@ call then waits, briefly, until the change shows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runwire.domain.access import Actor
@@ -78,14 +78,7 @@ class ExecutionControl:
         reason = reason or "stopped by request"
 
         def decide(execution: Execution) -> list[EventDraft]:
-            _refuse_stop(execution)
-            # Reviews still waiting close unanswered (the review rows say CANCELLED).
-            unanswered = [
-                _step_end(run, StepStatus.CANCELLED, f"stopped: {reason}")
-                for run in execution.latest_attempts().values()
-                if run.status is StepStatus.WAITING
-            ]
-            return [*unanswered, _status(execution, S.CANCELLED, error=f"stopped: {reason}")]
+            return _stopped(execution, reason)
 
         def ask(execution: Execution) -> bool:
             _refuse_stop(execution)
@@ -100,6 +93,34 @@ class ExecutionControl:
             lambda e: e.status not in (S.QUEUED, S.RUNNING, S.PAUSING),
             reason=reason,
         )
+
+    async def stop_many(
+        self, execution_ids: Sequence[str], reason: str, actor: Actor, chunk: int = 500
+    ) -> int:
+        """Stop many executions at once (a batch): the ones no runner holds are cancelled in a
+        transaction per `chunk`, the others' runners are asked, in one statement per chunk, and
+        stop them in parallel. Returns without waiting for those; how many were stopped or
+        asked (the rest had ended or were stopping)."""
+        self.check_reason(reason)
+        done = 0
+        for at in range(0, len(execution_ids), chunk):
+            ids = execution_ids[at : at + chunk]
+            events, held = await self._store.transition_many(
+                ids, lambda execution: _stopped(execution, reason), workspace=actor.workspace_id
+            )
+            # Not the ones stopping already, or ended a moment ago (not yet released).
+            owned = [e.id for e in held if e.status in (S.QUEUED, S.RUNNING, S.PAUSING)]
+            await self._publisher.publish(events)
+            ended = {event.execution_id for event in events if _ends(event)}
+            if self._ended is not None:
+                for execution_id in ended:
+                    self._ended(execution_id)
+            await self._requests.request_controls(owned, "stop", reason, actor.label)
+            if owned:
+                # Any signal wakes every runner, and each applies all its pending requests.
+                self._signals.control_requested(owned[0])
+            done += len(ended) + len(owned)
+        return done
 
     async def pause(self, execution_id: str, reason: str | None, actor: Actor) -> Execution:
         """Hold a queued execution in the queue, or pause a running one at its next step end."""
@@ -338,6 +359,18 @@ class ExecutionControl:
         if execution is None:
             raise NotFound(f"execution {execution_id} not found")
         return execution
+
+
+def _stopped(execution: Execution, reason: str) -> list[EventDraft]:
+    """A stop of an execution no runner holds: its waiting reviews close unanswered (their rows
+    say CANCELLED), and it ends CANCELLED."""
+    _refuse_stop(execution)
+    unanswered = [
+        _step_end(run, StepStatus.CANCELLED, f"stopped: {reason}")
+        for run in execution.latest_attempts().values()
+        if run.status is StepStatus.WAITING
+    ]
+    return [*unanswered, _status(execution, S.CANCELLED, error=f"stopped: {reason}")]
 
 
 def _refuse_stop(execution: Execution) -> None:

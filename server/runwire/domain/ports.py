@@ -150,6 +150,14 @@ class ExecutionStore(Protocol):
         """
         ...
 
+    async def transition_many(
+        self, execution_ids: Sequence[str], decide: Decide, *, workspace: str
+    ) -> tuple[list[Event], list[Execution]]:
+        """`transition` of many unowned executions in one transaction: (the events, the ones a
+        runner owns, unchanged and without steps). Ones `decide` refuses (InvalidTransition)
+        stay as they are."""
+        ...
+
 
 class BatchStore(Protocol):
     """Batches and the executions they queued together."""
@@ -179,6 +187,12 @@ class ControlRequests(Protocol):
         grace: float | None,
         step_key: str | None = None,
     ) -> None: ...
+
+    async def request_controls(
+        self, execution_ids: Sequence[str], action: str, reason: str, actor: str
+    ) -> None:
+        """The same request for each of `execution_ids`, in one statement."""
+        ...
 
 
 class SecretStore(Protocol):

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from runwire.db import tables
-from runwire.db.engine import Database, marks
+from runwire.db.engine import Database, marks, numbered
 from runwire.db.rows import execution_of
 from runwire.domain.clock import utc_now
 from runwire.domain.models import Execution, ExecutionStatus, Lease
@@ -196,6 +196,22 @@ class ExecutionQueue:
                 requested_at=utc_now(),
             )
         )
+
+    async def request_controls(
+        self, execution_ids: Sequence[str], action: str, reason: str, actor: str
+    ) -> None:
+        if not execution_ids:
+            return
+        now = utc_now()
+        async with self._database.write():
+            sql = (
+                "INSERT INTO runwire_control_request (execution_id, action, reason, actor,"
+                " requested_at) VALUES (?, ?, ?, ?, ?)"
+            )
+            await self._database.connection().executemany(
+                numbered(sql) if self._database.is_postgres else sql,
+                [(execution_id, action, reason, actor, now) for execution_id in execution_ids],
+            )
 
     async def pending_controls(self, owner: str) -> list[ControlRequest]:
         """Unhandled control requests for executions that `owner` runs."""
