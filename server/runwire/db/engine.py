@@ -68,7 +68,7 @@ class Database:
                 " run `runwire migrate`"
             )
         if isinstance(engine, PostgresEngine):
-            await engine.start_connection_pool(min_size=2, max_size=20)
+            await engine.start_connection_pool(min_size=2, max_size=20, reset=_keep_session)
         try:
             yield database
         finally:
@@ -325,6 +325,18 @@ def dollar_numbered(sql: str) -> str:
     """Piccolo's `{}` placeholders as Postgres's `$1, $2, …`."""
     parts = sql.split("{}")
     return "".join(f"{part}${index}" for index, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+async def _keep_session(connection: Any) -> None:
+    """Nothing to reset when a connection returns to the pool (asyncpg rolls back an open
+    transaction first, in any case).
+
+    asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release: a round trip per statement outside a transaction, about an eighth of a
+    start's CPU. Runwire leaves none of that behind on a pooled connection: its only advisory
+    lock is transaction-scoped (the claim), the bus LISTENs on a connection of its own, and it
+    sets no session variables and keeps no cursors open.
+    """
 
 
 def marks(values: Sequence[object]) -> str:
