@@ -403,6 +403,43 @@ async def test_a_schedule_switches_between_a_scenario_and_a_suite(
     assert [error.path for error in raised.value.errors] == ["suite"]
 
 
+async def test_a_schedule_whose_target_changed_under_it_can_still_be_paused(
+    cores: tuple[Core, Core],
+) -> None:
+    first, _ = cores
+    await first.scenarios.save(SCENARIO, ADMIN)
+    await first.suites.save(SUITE, ADMIN)
+    service = first.schedules
+    by_scenario = await service.create(
+        ScheduleInput(name="a", scenario="ticker", inputs={"target": "x"}, interval_seconds=60),
+        ADMIN,
+    )
+    by_suite = await service.create(
+        ScheduleInput(name="b", suite="nightly", interval_seconds=60), ADMIN
+    )
+    # A new version of the scenario needs an input neither schedule gives.
+    changed = json.loads(SCENARIO)
+    changed["inputs"]["region"] = {"type": "string"}
+    await first.scenarios.save(json.dumps(changed), ADMIN)
+
+    for schedule in (by_scenario, by_suite):
+        paused = await service.set_enabled(schedule.id, False, ADMIN)
+        assert (paused.enabled, paused.next_fire_at) == (False, None)
+        renamed = await service.update(schedule.id, ScheduleInput(name="renamed"), ADMIN)
+        assert renamed.name == "renamed"
+    # Inputs given are checked against the target as it is now.
+    with pytest.raises(Invalid) as raised:
+        await service.update(by_scenario.id, ScheduleInput(inputs={"target": "y"}), ADMIN)
+    assert [error.path for error in raised.value.errors] == ["inputs.region"]
+    with pytest.raises(Invalid) as raised:
+        await service.update(by_suite.id, ScheduleInput(inputs={}), ADMIN)
+    assert {error.path for error in raised.value.errors} == {"suite"}
+    fixed = await service.update(
+        by_scenario.id, ScheduleInput(inputs={"target": "y", "region": "eu"}), ADMIN
+    )
+    assert fixed.inputs == {"target": "y", "region": "eu"}
+
+
 SUITE_BAD_INPUT = [
     ({"scenario": "ticker"}, "suite"),  # both a scenario and a suite
     ({"suite": None}, "scenario"),  # neither
