@@ -280,7 +280,17 @@ class Core:
             control = ExecutionControl(
                 store.executions, store.queue, kinds, publisher, signals, limits, ended
             )
-            schedules = ScheduleService(store.schedules, scenarios, executions)
+            suites = SuiteService(
+                store.suites,
+                store.suite_runs,
+                scenarios,
+                executions,
+                store.secrets,
+                publisher,
+                signals,
+                limits,
+            )
+            schedules = ScheduleService(store.schedules, scenarios, executions, suites)
             await stack.enter_async_context(Scheduler.running(schedules, store.schedules))
             reviews = ReviewService(store.reviews, control, kinds, store.audit.record_activity)
             await stack.enter_async_context(review_timeouts(reviews))
@@ -303,16 +313,7 @@ class Core:
                 batches=BatchService(
                     store.batches, scenarios, executions, control, publisher, signals, limits
                 ),
-                suites=SuiteService(
-                    store.suites,
-                    store.suite_runs,
-                    scenarios,
-                    executions,
-                    store.secrets,
-                    publisher,
-                    signals,
-                    limits,
-                ),
+                suites=suites,
                 tokens=tokens,
                 secrets=SecretService(store.secrets),
                 webhooks=WebhookService(

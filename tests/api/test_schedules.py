@@ -164,3 +164,112 @@ async def test_bad_input_is_a_validation_error_naming_the_field(server: Server) 
         )["createSchedule"]
         assert found["__typename"] == "ValidationError", (given, found)
         assert field in {e["path"] for e in found["fieldErrors"]}, (given, found)
+
+
+SUITE_RUNS = """
+query { schedules { id scenario suite lastRuns(first: 100) { fireTime }
+  lastSuiteRuns(first: 20) { fireTime run {
+    id suite total triggeredBy triggerType idempotencyKey inputs
+    cases { repeats { executionId } } } } } }
+"""
+RUN_SUITE_NOW = """
+mutation($id: ID!) {
+  runScheduleNow(id: $id) {
+    __typename ... on SuiteRunSuccess { run { id triggeredBy triggerType idempotencyKey } }
+  }
+}
+"""
+EXECUTION = "query($id: ID!) { execution(id: $id) { triggeredBy triggerType inputs } }"
+
+
+async def suite_schedule(server: Server, schedule_id: str) -> dict[str, Any]:
+    found = (await execute(server, SUITE_RUNS))["schedules"]
+    return next(s for s in found if s["id"] == schedule_id)
+
+
+async def test_a_suite_schedule_starts_suite_runs_triggered_by_it(server: Server) -> None:
+    suite = f"nightly-{uuid.uuid4().hex[:6]}"
+    saved = await execute(
+        server,
+        "mutation($d: String!) { createSuite(definition: $d) { __typename } }",
+        {"d": f"name: {suite}\ncases: [{{scenario: hello, inputs: {{name: a}}}}, hello]\n"},
+    )
+    assert saved["createSuite"]["__typename"] == "SuiteSuccess", saved
+    created = (
+        await execute(
+            server,
+            CREATE,
+            {
+                "input": {
+                    "name": suite,
+                    "suite": suite,
+                    "inputs": {"name": "scheduled"},
+                    "intervalSeconds": 1,
+                }
+            },
+        )
+    )["createSchedule"]
+    assert created["__typename"] == "ScheduleSuccess", created
+    schedule_id = created["schedule"]["id"]
+    trigger = f"schedule:{schedule_id}"
+
+    async with asyncio.timeout(20):
+        while len((found := await suite_schedule(server, schedule_id))["lastSuiteRuns"]) < 2:
+            await asyncio.sleep(0.2)
+    disabled = await execute(server, SET_ENABLED, {"id": schedule_id, "enabled": False})
+    assert disabled["setScheduleEnabled"]["schedule"]["enabled"] is False
+
+    assert (found["scenario"], found["suite"], found["lastRuns"]) == (None, suite, [])
+    runs = found["lastSuiteRuns"]
+    assert {(r["run"]["suite"], r["run"]["total"]) for r in runs} == {(suite, 2)}
+    assert {(r["run"]["triggeredBy"], r["run"]["triggerType"]) for r in runs} == {
+        (trigger, "SCHEDULE")
+    }
+    assert {r["run"]["idempotencyKey"] for r in runs} == {
+        f"{trigger}:{datetime.fromisoformat(r['fireTime']).isoformat()}" for r in runs
+    }
+    assert len({r["fireTime"] for r in runs}) == len(runs)  # one run per slot
+    assert {r["run"]["inputs"]["name"] for r in runs} == {"scheduled"}
+    for case in runs[0]["run"]["cases"]:
+        member = await execute(server, EXECUTION, {"id": case["repeats"][0]["executionId"]})
+        assert member["execution"] == {
+            "triggeredBy": trigger,
+            "triggerType": "SUITE",
+            "inputs": {"name": "scheduled"},
+        }
+
+    now = (await execute(server, RUN_SUITE_NOW, {"id": schedule_id}))["runScheduleNow"]
+    assert now == {
+        "__typename": "SuiteRunSuccess",
+        "run": {
+            "id": now["run"]["id"],
+            "triggeredBy": trigger,
+            "triggerType": "SCHEDULE",
+            "idempotencyKey": None,
+        },
+    }
+    listed = (await suite_schedule(server, schedule_id))["lastSuiteRuns"]
+    [by_hand] = [r for r in listed if r["run"]["id"] == now["run"]["id"]]
+    assert by_hand["fireTime"] is None
+
+
+async def test_a_suite_schedule_names_the_field_it_refuses(server: Server) -> None:
+    saved = await execute(
+        server,
+        "mutation($d: String!) { createSuite(definition: $d) { __typename } }",
+        {"d": "name: refusals\ncases: [{scenario: hello, inputs: {name: a}}]\n"},
+    )
+    assert saved["createSuite"]["__typename"] == "SuiteSuccess", saved
+    cases = [
+        ({"suite": "refusals", "scenario": "hello"}, "suite"),
+        ({}, "scenario"),
+        ({"suite": "no-such-suite"}, "suite"),
+        ({"suite": "refusals", "inputs": {"colour": "red"}}, "inputs.colour"),
+        ({"suite": "refusals", "inputs": {"name": 3}}, "inputs.name"),
+    ]
+    for given, field in cases:
+        found = (
+            await execute(server, CREATE, {"input": {"name": "bad", "intervalSeconds": 5, **given}})
+        )["createSchedule"]
+        assert found["__typename"] == "ValidationError", (given, found)
+        assert field in {e["path"] for e in found["fieldErrors"]}, (given, found)

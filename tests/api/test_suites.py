@@ -382,3 +382,50 @@ async def test_a_dashboard_follows_a_run_live_until_every_repeat_ended(
     assert seen[-1]["complete"] is True
     assert [case["status"] for case in seen[-1]["cases"]] == ["PASSED", "PASSED"]
     assert [run["ended"] for run in seen] == sorted(run["ended"] for run in seen)
+
+
+KEYED_RUN = """
+mutation($input: StartSuiteRunInput!) {
+  startSuiteRun(input: $input) {
+    __typename
+    ... on ValidationError { fieldErrors { path message } }
+    ... on SuiteRunSuccess { run { id total idempotencyKey triggerType triggeredBy } }
+  }
+}
+"""
+
+
+@MODULE_LOOP
+async def test_a_run_started_again_with_its_idempotency_key_is_the_first_run(
+    client: httpx.AsyncClient,
+) -> None:
+    await create_suite(client, "name: keyed\ncases: [{scenario: hello, inputs: {name: k}}]\n")
+    asked = {"suite": "keyed", "repeat": 2, "idempotencyKey": "release-7"}
+
+    first, again = [
+        (await graphql(client, KEYED_RUN, {"input": asked}))["startSuiteRun"] for _ in range(2)
+    ]
+    other = (await graphql(client, KEYED_RUN, {"input": {**asked, "repeat": 3}}))["startSuiteRun"]
+    too_long = (
+        await graphql(client, KEYED_RUN, {"input": {**asked, "idempotencyKey": "k" * 201}})
+    )["startSuiteRun"]
+
+    assert first["__typename"] == "SuiteRunSuccess", first
+    assert first["run"]["idempotencyKey"] == "release-7"
+    assert (first["run"]["triggerType"], first["run"]["total"]) == ("API", 2)
+    assert again == first
+    assert other["__typename"] == "ValidationError"
+    assert other["fieldErrors"] == [
+        {
+            "path": "idempotencyKey",
+            "message": f"already used for a different request (suite run {first['run']['id']})",
+        }
+    ]
+    assert too_long["fieldErrors"] == [
+        {"path": "idempotencyKey", "message": "expected 1..200 characters"}
+    ]
+    listed = await graphql(client, '{ suiteRuns(suite: "keyed") { id } }')
+    assert listed["suiteRuns"] == [{"id": first["run"]["id"]}]
+    # Without a key every start is a new run.
+    plain = [await start_run(client, suite="keyed") for _ in range(2)]
+    assert plain[0]["id"] != plain[1]["id"]

@@ -46,6 +46,7 @@ from runwire.domain.models import (
     SuiteRunMember,
     SuiteRunTotals,
     SuiteVersion,
+    TriggerType,
 )
 from runwire.domain.ports import (
     BatchStore,
@@ -376,6 +377,59 @@ async def test_a_suite_run_is_stored_with_its_batch_and_members_and_read_back(
         )
     assert await backend.suite_runs.suite_run("r-2", workspace=WORKSPACE) is None
     assert await backend.executions.execution("e-t0", workspace=None) is None
+
+
+async def test_a_suite_run_with_a_used_idempotency_key_stores_nothing(
+    backend: Backend,
+) -> None:
+    store = backend.suite_runs
+    run = SuiteRun(
+        "r-k",
+        "smoke",
+        1,
+        "b-k",
+        1,
+        2,
+        (),
+        {},
+        (SuiteRunCase("ann", "build", "SUCCEEDED"),),
+        T0,
+        "schedule:s-1",
+        WORKSPACE,
+        idempotency_key="schedule:s-1:2030-01-01T12:00:00+00:00",
+        trigger_type=TriggerType.SCHEDULE,
+    )
+    batch = Batch("b-k", "suite smoke", None, 2, 1, T0, "schedule:s-1", workspace_id=WORKSPACE)
+    members = [SuiteRunMember("e-k0", "r-k", 0, "ann", 1, 1, "SUCCEEDED")]
+    stored = await store.create_suite_run(
+        run, batch, [queued("e-k0", batch_id="b-k")], members, "print-1"
+    )
+    assert stored == (run, True)
+
+    again = replace(run, id="r-k2", batch_id="b-k2")
+    found = await store.create_suite_run(
+        again,
+        replace(batch, id="b-k2"),
+        [queued("e-k1", batch_id="b-k2")],
+        [replace(members[0], run_id="r-k2", execution_id="e-k1")],
+        "print-2",
+    )
+
+    assert found == (run, False)
+    assert await store.suite_run("r-k2", workspace=WORKSPACE) is None
+    assert await backend.batches.batch("b-k2", workspace=WORKSPACE) is None
+    assert await backend.executions.execution("e-k1", workspace=None) is None
+    assert await store.suite_run_fingerprint("r-k") == "print-1"
+    assert await store.suite_run_by_key(WORKSPACE, str(run.idempotency_key)) == run
+    assert await store.suite_run_by_key(OTHER_WORKSPACE, str(run.idempotency_key)) is None
+    # Another workspace's key is its own.
+    elsewhere = replace(again, workspace_id=OTHER_WORKSPACE)
+    assert await store.create_suite_run(
+        elsewhere,
+        replace(batch, id="b-k2", workspace_id=OTHER_WORKSPACE),
+        [queued("e-k1", batch_id="b-k2", workspace_id=OTHER_WORKSPACE)],
+        [replace(members[0], run_id="r-k2", execution_id="e-k1")],
+    ) == (elsewhere, True)
 
 
 async def test_suite_baselines_are_kept_newest_first_per_suite(backend: Backend) -> None:

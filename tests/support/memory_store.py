@@ -172,8 +172,13 @@ class MemoryStore:
         batch: Batch,
         executions: Sequence[tuple[Execution, Event]],
         members: Sequence[SuiteRunMember],
-    ) -> None:
-        """The run, its batch, every execution and member row: all or none."""
+        fingerprint: str | None = None,
+    ) -> tuple[SuiteRun, bool]:
+        """The run, its batch, every execution and member row: all or none; (the earlier run,
+        False) for a used idempotency key."""
+        key = run.idempotency_key
+        if key is not None and (earlier := await self.suite_run_by_key(run.workspace_id, key)):
+            return earlier, False
         if run.id in self._suite_runs or any(
             m.execution_id in self._suite_run_members for m in members
         ):
@@ -192,6 +197,9 @@ class MemoryStore:
             "cases": suite_run_cases_text(run.cases),
             "created_at": run.created_at,
             "created_by": run.created_by[:200],
+            "idempotency_key": key,
+            "request_fingerprint": fingerprint,
+            "trigger_type": run.trigger_type.value,
         }
         for member in members:
             self._suite_run_members[member.execution_id] = {
@@ -203,6 +211,17 @@ class MemoryStore:
                 "attempt": member.attempt,
                 "expected_status": member.expected_status,
             }
+        return run, True
+
+    async def suite_run_fingerprint(self, run_id: str) -> str | None:
+        row = self._suite_runs.get(run_id)
+        return None if row is None else row["request_fingerprint"]
+
+    async def suite_run_by_key(self, workspace: str, key: str) -> SuiteRun | None:
+        for row in self._suite_runs.values():
+            if (row["workspace_id"], row["idempotency_key"]) == (workspace, key):
+                return suite_run_of(row)
+        return None
 
     async def suite_version(self, workspace: str, name: str, version: int) -> SuiteVersion | None:
         versions = self._suites.get((workspace, name), [])

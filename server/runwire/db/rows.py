@@ -112,6 +112,8 @@ def suite_run_of(row: Mapping[str, Any]) -> SuiteRun:
         created_at=stored_datetime(row["created_at"]),
         created_by=row["created_by"],
         workspace_id=row["workspace_id"],
+        idempotency_key=row["idempotency_key"],
+        trigger_type=TriggerType(row["trigger_type"]),
     )
 
 

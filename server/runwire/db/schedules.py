@@ -8,27 +8,28 @@ from datetime import datetime
 from typing import Any
 
 from runwire.db.engine import Database, optional_stored_datetime, stored_datetime
-from runwire.db.rows import execution_of
-from runwire.domain.models import Execution
+from runwire.db.rows import execution_of, suite_run_of
+from runwire.domain.models import Execution, SuiteRun, TriggerType
 from runwire.domain.schedules import MissedFirePolicy, Schedule, Timing
 
 
 class ScheduleRepository:
-    """runwire_schedule, and the executions schedules started."""
+    """runwire_schedule, and the executions and suite runs schedules started."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
     async def insert_schedule(self, schedule: Schedule) -> None:
         await self._database.fetch(
-            "INSERT INTO runwire_schedule (id, workspace_id, name, scenario, inputs, cron,"
+            "INSERT INTO runwire_schedule (id, workspace_id, name, scenario, suite, inputs, cron,"
             " interval_seconds, time_zone, anchor, missed, enabled, next_fire_at, revision,"
             " created_at, created_by, updated_at)"
-            " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             schedule.id,
             schedule.workspace_id,
             schedule.name,
             schedule.scenario,
+            schedule.suite,
             json.dumps(dict(schedule.inputs)),
             schedule.timing.cron,
             schedule.timing.interval_seconds,
@@ -45,12 +46,13 @@ class ScheduleRepository:
 
     async def update_schedule(self, schedule: Schedule) -> None:
         await self._database.fetch(
-            "UPDATE runwire_schedule SET name = {}, scenario = {}, inputs = {}, cron = {},"
-            " interval_seconds = {}, time_zone = {}, anchor = {}, missed = {}, enabled = {},"
-            " next_fire_at = {}, revision = revision + 1, updated_at = {}"
+            "UPDATE runwire_schedule SET name = {}, scenario = {}, suite = {}, inputs = {},"
+            " cron = {}, interval_seconds = {}, time_zone = {}, anchor = {}, missed = {},"
+            " enabled = {}, next_fire_at = {}, revision = revision + 1, updated_at = {}"
             " WHERE id = {} AND workspace_id = {}",
             schedule.name,
             schedule.scenario,
+            schedule.suite,
             json.dumps(dict(schedule.inputs)),
             schedule.timing.cron,
             schedule.timing.interval_seconds,
@@ -116,14 +118,26 @@ class ScheduleRepository:
         return optional_stored_datetime(rows[0]["due"]) if rows else None
 
     async def runs(self, workspace: str, trigger: str, first: int) -> list[Execution]:
+        # The executions of its suite runs carry its label too, with trigger type SUITE.
         rows = await self._database.fetch(
             "SELECT * FROM runwire_execution WHERE created_by = {} AND workspace_id = {}"
-            " ORDER BY queued_at DESC, id DESC LIMIT {}",
+            " AND trigger_type = {} ORDER BY queued_at DESC, id DESC LIMIT {}",
             trigger,
             workspace,
+            TriggerType.SCHEDULE.value,
             first,
         )
         return [execution_of(row) for row in rows]
+
+    async def suite_runs(self, workspace: str, trigger: str, first: int) -> list[SuiteRun]:
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_suite_run WHERE workspace_id = {} AND created_by = {}"
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            workspace,
+            trigger,
+            first,
+        )
+        return [suite_run_of(row) for row in rows]
 
 
 def _schedule(row: Mapping[str, Any]) -> Schedule:
@@ -133,6 +147,7 @@ def _schedule(row: Mapping[str, Any]) -> Schedule:
         workspace_id=row["workspace_id"],
         name=row["name"],
         scenario=row["scenario"],
+        suite=row["suite"],
         inputs=json.loads(row["inputs"]),
         timing=Timing(
             cron=row["cron"],

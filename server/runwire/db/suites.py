@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import asyncpg
 
 from runwire.db import tables
 from runwire.db.batches import insert_batch
@@ -127,28 +130,70 @@ class SuiteRunRepository:
         batch: Batch,
         executions: Sequence[tuple[Execution, Event]],
         members: Sequence[SuiteRunMember],
-    ) -> None:
+        fingerprint: str | None = None,
+    ) -> tuple[SuiteRun, bool]:
         """The run, its batch, every execution with its first event and member row: one
-        transaction, so a run whose cases cannot all be queued queues none."""
-        async with self._database.write():
-            await insert_batch(self._database, batch, executions)
-            await tables.SuiteRun.insert(
-                tables.SuiteRun(
-                    id=run.id,
-                    workspace_id=run.workspace_id,
-                    suite_name=run.suite_name,
-                    suite_version=run.suite_version,
-                    batch_id=run.batch_id,
-                    repeat=run.repeat,
-                    concurrency=run.concurrency,
-                    labels=dump(list(run.labels)),
-                    inputs=dump(run.inputs),
-                    cases=suite_run_cases_text(run.cases),
-                    created_at=run.created_at,
-                    created_by=run.created_by[:200],
+        transaction, so a run whose cases cannot all be queued queues none; (run, created).
+
+        With an idempotency key already used, nothing is written and the earlier run is
+        returned with created=False (its fingerprint: `suite_run_fingerprint`), as for
+        executions.
+        """
+        key = run.idempotency_key
+        try:
+            async with self._database.write():
+                # Inside the write transaction: on SQLite that serialises concurrent starts; on
+                # Postgres a concurrent insert still races, and the unique index decides below.
+                if key is not None:
+                    existing = await self.suite_run_by_key(run.workspace_id, key)
+                    if existing is not None:
+                        return existing, False
+                # The run's row first: a concurrent start with its key then waits on (or fails
+                # at) the index before writing thousands of executions it would roll back.
+                await tables.SuiteRun.insert(
+                    tables.SuiteRun(
+                        id=run.id,
+                        workspace_id=run.workspace_id,
+                        suite_name=run.suite_name,
+                        suite_version=run.suite_version,
+                        batch_id=run.batch_id,
+                        repeat=run.repeat,
+                        concurrency=run.concurrency,
+                        labels=dump(list(run.labels)),
+                        inputs=dump(run.inputs),
+                        cases=suite_run_cases_text(run.cases),
+                        created_at=run.created_at,
+                        created_by=run.created_by[:200],
+                        idempotency_key=key,
+                        request_fingerprint=fingerprint,
+                        trigger_type=run.trigger_type.value,
+                    )
                 )
-            )
-            await self._insert_members(members)
+                await insert_batch(self._database, batch, executions)
+                await self._insert_members(members)
+        except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
+            if key is None:
+                raise
+            existing = await self.suite_run_by_key(run.workspace_id, key)
+            if existing is None:
+                raise
+            return existing, False
+        return run, True
+
+    async def suite_run_fingerprint(self, run_id: str) -> str | None:
+        rows = await self._database.fetch(
+            "SELECT request_fingerprint FROM runwire_suite_run WHERE id = {}", run_id
+        )
+        return rows[0]["request_fingerprint"] if rows else None
+
+    async def suite_run_by_key(self, workspace: str, key: str) -> SuiteRun | None:
+        """The run started earlier in `workspace` with idempotency key `key`."""
+        rows = await self._database.fetch(
+            "SELECT * FROM runwire_suite_run WHERE workspace_id = {} AND idempotency_key = {}",
+            workspace,
+            key,
+        )
+        return suite_run_of(rows[0]) if rows else None
 
     async def add_suite_run_attempts(
         self,

@@ -123,6 +123,10 @@ class SuiteRun(Table, tablename="runwire_suite_run"):
     cases = JSON()
     created_at = Timestamptz()
     created_by = Varchar(length=200, default="")
+    # Unique per workspace when set; the fingerprint tells a retry from another request.
+    idempotency_key = Varchar(length=200, null=True, default=None)
+    request_fingerprint = Varchar(length=64, null=True, default=None)
+    trigger_type = Varchar(length=20, default="API")
 
 
 class SuiteRunExecution(Table, tablename="runwire_suite_run_execution"):

@@ -233,10 +233,15 @@ def _option_errors(request: StartRequest, limits: InputLimits) -> list[FieldErro
     if request.grace_seconds is not None and not 0 <= request.grace_seconds <= 3600:
         errors.append(FieldError("grace_seconds", "expected 0..3600 seconds"))
     errors.extend(label_errors(request.labels, "labels", limits.labels))
-    key = request.idempotency_key
-    if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
-        errors.append(FieldError("idempotency_key", f"expected 1..{_MAX_KEY_LENGTH} characters"))
+    errors.extend(idempotency_key_errors(request.idempotency_key))
     return errors
+
+
+def idempotency_key_errors(key: str | None) -> list[FieldError]:
+    """What is wrong with an idempotency key (of an execution or a suite run)."""
+    if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
+        return [FieldError("idempotency_key", f"expected 1..{_MAX_KEY_LENGTH} characters")]
+    return []
 
 
 def priority_errors(priority: int, path: str) -> list[FieldError]:

@@ -80,11 +80,15 @@ class ExecutionMode(StrEnum):
 
 
 class TriggerType(StrEnum):
-    """What started an execution (its `triggeredBy` says who)."""
+    """What started an execution or a suite run (its `triggeredBy` says who).
 
-    API = "API"  # startExecution (the CLI and clients call it too)
+    A suite run is API or SCHEDULE; its executions are SUITE (or RETRY), and carry the run's
+    `triggeredBy`.
+    """
+
+    API = "API"  # startExecution, startSuiteRun (the CLI and clients call them too)
     BATCH = "BATCH"  # startBatch
-    SUITE = "SUITE"  # startSuiteRun
+    SUITE = "SUITE"  # a case of a suite run
     RETRY = "RETRY"  # retryFailedCases: a suite case started again
     SCHEDULE = "SCHEDULE"  # a schedule's fire or runScheduleNow
 
@@ -245,6 +249,9 @@ class SuiteRun:
     created_at: datetime
     created_by: str
     workspace_id: str = ""
+    # Starting again with this key returns this run (a schedule's fire uses its fire key).
+    idempotency_key: str | None = None
+    trigger_type: TriggerType = TriggerType.API  # API (startSuiteRun) or SCHEDULE
 
 
 @dataclass(frozen=True, slots=True)

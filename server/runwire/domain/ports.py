@@ -80,9 +80,19 @@ class SuiteRunStore(Protocol):
         batch: Batch,
         executions: Sequence[tuple[Execution, Event]],
         members: Sequence[SuiteRunMember],
-    ) -> None:
+        fingerprint: str | None = None,
+    ) -> tuple[SuiteRun, bool]:
         """The run, its batch, every execution with its first event and its member row; all
-        or none."""
+        or none: (run, True) once stored; (the earlier run, False) for a used idempotency key,
+        decided by a unique index under concurrent starts."""
+        ...
+
+    async def suite_run_fingerprint(self, run_id: str) -> str | None:
+        """What the run was asked for, when it was started with an idempotency key."""
+        ...
+
+    async def suite_run_by_key(self, workspace: str, key: str) -> SuiteRun | None:
+        """The run started earlier in `workspace` with idempotency key `key`."""
         ...
 
     async def add_suite_run_attempts(

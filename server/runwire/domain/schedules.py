@@ -1,8 +1,10 @@
-"""Schedules: a saved scenario started with inputs on a cron expression in a zone, or every N s.
+"""Schedules: a saved scenario or suite started with inputs on a cron expression in a zone, or
+every N s.
 
-Each fire starts its execution with the idempotency key `schedule:<id>:<fire time>`, so however
-many processes see a slot due, the unique index of executions lets one start; the store then
-advances `next_fire_at` by compare-and-set, so the others stop looking at that slot.
+Each fire starts its execution (or suite run) with the idempotency key
+`schedule:<id>:<fire time>`, so however many processes see a slot due, the unique index of
+executions (of suite runs) lets one start; the store then advances `next_fire_at` by
+compare-and-set, so the others stop looking at that slot.
 A slot found late (downtime) follows the schedule's `missed` policy; see `due_fire`.
 """
 
@@ -22,8 +24,9 @@ from croniter import croniter
 from runwire.domain.access import Actor, Permission, Role
 from runwire.domain.clock import utc_now
 from runwire.domain.executions import ExecutionService, StartRequest
-from runwire.domain.models import Execution, TriggerType
+from runwire.domain.models import Execution, SuiteRun, TriggerType
 from runwire.domain.scenarios import ScenarioService
+from runwire.domain.suites import SuiteRunRequest, SuiteService
 from runwire.errors import FieldError, Invalid, InvalidInputs, NotFound
 from runwire.scenarios.definition import bind_inputs
 
@@ -34,9 +37,11 @@ MAX_INTERVAL_SECONDS = 366 * 86400.0
 MAX_NAME_CHARS = 200
 MAX_NEXT_FIRE_TIMES = 100
 MAX_LAST_RUNS = 100
+# Each suite run listed is read whole (every execution of it), as suiteRuns lists them.
+MAX_LAST_SUITE_RUNS = 20
 # A due slot later than this is missed: SKIP does not run it, RUN_ONCE does (once for all).
 MISSED_AFTER = timedelta(seconds=60)
-# The label executions started by a schedule carry as `triggeredBy`.
+# The label executions and suite runs started by a schedule carry as `triggeredBy`.
 TRIGGER_PREFIX = "schedule:"
 
 
@@ -44,7 +49,7 @@ class MissedFirePolicy(StrEnum):
     """What a schedule does with slots that passed while no process was firing it."""
 
     SKIP = "SKIP"  # go on with the next future slot
-    RUN_ONCE = "RUN_ONCE"  # one execution for all the missed slots, then go on
+    RUN_ONCE = "RUN_ONCE"  # one start for all the missed slots, then go on
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,9 @@ class Schedule:
     id: str
     workspace_id: str
     name: str
-    scenario: str
+    # What each fire starts: exactly one of a scenario (an execution) or a suite (a suite run).
+    scenario: str | None
+    suite: str | None
     inputs: Mapping[str, Any]
     timing: Timing
     missed: MissedFirePolicy
@@ -144,11 +151,21 @@ class ScheduleRun:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleSuiteRun:
+    """A suite run a schedule started, with the slot it was for (None for runScheduleNow)."""
+
+    run: SuiteRun
+    fire_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleInput:
-    """What create and update ask for (update: None keeps the field)."""
+    """What create and update ask for (update: None keeps the field; a scenario or a suite
+    given replaces the schedule's target, whichever it was)."""
 
     name: str | None = None
     scenario: str | None = None
+    suite: str | None = None
     inputs: Mapping[str, Any] | None = None
     cron: str | None = None
     interval_seconds: float | None = None
@@ -179,7 +196,11 @@ class ScheduleStore(Protocol):
         """The earliest next_fire_at of any enabled schedule."""
 
     async def runs(self, workspace: str, trigger: str, first: int) -> list[Execution]:
-        """The latest executions triggered by `trigger`, newest first."""
+        """The latest executions `trigger` started itself (trigger type SCHEDULE; not the
+        executions of its suite runs), newest first."""
+
+    async def suite_runs(self, workspace: str, trigger: str, first: int) -> list[SuiteRun]:
+        """The latest suite runs started by `trigger`, newest first."""
 
 
 def fire_key(schedule_id: str, fire_at: datetime) -> str:
@@ -187,9 +208,10 @@ def fire_key(schedule_id: str, fire_at: datetime) -> str:
     return f"{TRIGGER_PREFIX}{schedule_id}:{fire_at.astimezone(UTC).isoformat()}"
 
 
-def fire_time_of(execution: Execution) -> datetime | None:
-    """The slot a scheduled execution was started for, read back from its idempotency key."""
-    key = execution.idempotency_key
+def fire_time_of(started: Execution | SuiteRun) -> datetime | None:
+    """The slot a scheduled execution (or suite run) was started for, read back from its
+    idempotency key."""
+    key = started.idempotency_key
     if key is None or not key.startswith(TRIGGER_PREFIX):
         return None
     try:
@@ -199,7 +221,8 @@ def fire_time_of(execution: Execution) -> datetime | None:
 
 
 def schedule_actor(schedule: Schedule) -> Actor:
-    """Who a schedule's executions are started by: an operator named after the schedule."""
+    """Who a schedule's executions and suite runs are started by: an operator named after the
+    schedule."""
     return Actor(
         workspace_id=schedule.workspace_id, label=schedule.trigger_label, role=Role.OPERATOR
     )
@@ -213,31 +236,27 @@ class ScheduleService:
         store: ScheduleStore,
         scenarios: ScenarioService,
         executions: ExecutionService,
+        suites: SuiteService,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._scenarios = scenarios
         self._executions = executions
+        self._suites = suites
         self._clock = clock
 
     async def create(self, request: ScheduleInput, actor: Actor) -> Schedule:
         actor.require(Permission.EXECUTION_WRITE)
         now = self._clock()
-        if request.name is None or request.scenario is None:
-            raise Invalid(
-                [
-                    FieldError(path, "required")
-                    for path, value in (("name", request.name), ("scenario", request.scenario))
-                    if value is None
-                ]
-            )
-        timing = await self._validate(request, request.name, request.scenario, actor, now)
+        timing = await self._validate(request, actor, now)
+        assert request.name is not None
         enabled = True if request.enabled is None else request.enabled
         schedule = Schedule(
             id=str(uuid.uuid4()),
             workspace_id=actor.workspace_id,
             name=request.name.strip(),
             scenario=request.scenario,
+            suite=request.suite,
             inputs=dict(request.inputs or {}),
             timing=timing,
             missed=request.missed or MissedFirePolicy.SKIP,
@@ -256,9 +275,12 @@ class ScheduleService:
         current = await self.get(schedule_id, actor)
         now = self._clock()
         changes_timing = request.cron is not None or request.interval_seconds is not None
+        # A scenario or a suite given is the new target; the other one is dropped.
+        changes_target = request.scenario is not None or request.suite is not None
         merged = ScheduleInput(
             name=request.name if request.name is not None else current.name,
-            scenario=request.scenario if request.scenario is not None else current.scenario,
+            scenario=request.scenario if changes_target else current.scenario,
+            suite=request.suite if changes_target else current.suite,
             inputs=request.inputs if request.inputs is not None else current.inputs,
             cron=request.cron if changes_timing else current.timing.cron,
             interval_seconds=request.interval_seconds
@@ -266,9 +288,12 @@ class ScheduleService:
             else current.timing.interval_seconds,
             time_zone=request.time_zone or current.timing.time_zone,
         )
+        # The target is checked again only when it or the inputs change: a schedule whose
+        # scenario (a case of its suite) changed under it can still be paused or renamed; its
+        # fires are refused, logged, until it is fixed.
+        checks_target = changes_target or request.inputs is not None
+        timing = await self._validate(merged, actor, now, check_target=checks_target)
         assert merged.name is not None
-        assert merged.scenario is not None
-        timing = await self._validate(merged, merged.name, merged.scenario, actor, now)
         if not changes_timing and request.time_zone is None:
             timing = current.timing
         enabled = current.enabled if request.enabled is None else request.enabled
@@ -281,6 +306,7 @@ class ScheduleService:
             current,
             name=merged.name.strip(),
             scenario=merged.scenario,
+            suite=merged.suite,
             inputs=dict(merged.inputs or {}),
             timing=timing,
             missed=request.missed or current.missed,
@@ -311,10 +337,18 @@ class ScheduleService:
         return await self._store.schedules(actor.workspace_id)
 
     async def runs(self, schedule: Schedule, first: int) -> list[ScheduleRun]:
+        """The executions the schedule started itself (a scenario schedule's), newest first."""
         found = await self._store.runs(
             schedule.workspace_id, schedule.trigger_label, max(0, min(first, MAX_LAST_RUNS))
         )
         return [ScheduleRun(execution, fire_time_of(execution)) for execution in found]
+
+    async def suite_runs(self, schedule: Schedule, first: int) -> list[ScheduleSuiteRun]:
+        """The suite runs the schedule started (a suite schedule's), newest first."""
+        found = await self._store.suite_runs(
+            schedule.workspace_id, schedule.trigger_label, max(0, min(first, MAX_LAST_SUITE_RUNS))
+        )
+        return [ScheduleSuiteRun(run, fire_time_of(run)) for run in found]
 
     def next_fire_times(self, schedule: Schedule, count: int) -> list[datetime]:
         if not schedule.enabled:
@@ -323,14 +357,15 @@ class ScheduleService:
         first = schedule.next_fire_at or schedule.timing.next_after(self._clock())
         return [first, *schedule.timing.upcoming(first, count - 1)] if count else []
 
-    async def run_now(self, schedule_id: str, actor: Actor) -> Execution:
-        """Start the schedule's execution now, outside its slots (enabled or not)."""
+    async def run_now(self, schedule_id: str, actor: Actor) -> Execution | SuiteRun:
+        """Start the schedule's execution (suite run) now, outside its slots (enabled or not)."""
         actor.require(Permission.EXECUTION_WRITE)
         schedule = await self.get(schedule_id, actor)
         return await self._start(schedule, None)
 
     async def fire_due(self, limit: int = 100) -> int:
-        """Fire every schedule due now, in any workspace; how many executions this call started."""
+        """Fire every schedule due now, in any workspace; how many executions and suite runs
+        this call asked to start (a fire another process started first counts too)."""
         now = self._clock()
         started = 0
         for schedule in await self._store.due_schedules(now, limit):
@@ -343,8 +378,8 @@ class ScheduleService:
                     await self._start(schedule, fire.fire_at)
                     started += 1
                 except (Invalid, NotFound) as refused:
-                    # The scenario's new version refuses the inputs (or it is gone): the slot
-                    # is spent, so one bad schedule does not retry every second.
+                    # The scenario's (suite's) new version refuses the inputs (or it is gone):
+                    # the slot is spent, so one bad schedule does not retry every second.
                     logger.warning(
                         "schedule %s (%s): the start of its %s slot was refused: %s",
                         schedule.id,
@@ -357,20 +392,33 @@ class ScheduleService:
             await self._store.advance(schedule, fire.next_fire_at)
         return started
 
-    async def _start(self, schedule: Schedule, fire_at: datetime | None) -> Execution:
+    async def _start(self, schedule: Schedule, fire_at: datetime | None) -> Execution | SuiteRun:
+        key = fire_key(schedule.id, fire_at) if fire_at is not None else None
+        actor = schedule_actor(schedule)
+        if schedule.suite is not None:
+            run = SuiteRunRequest(
+                suite=schedule.suite,
+                inputs=schedule.inputs,
+                idempotency_key=key,
+                trigger=TriggerType.SCHEDULE,
+            )
+            return await self._suites.start_run(run, actor)
         request = StartRequest(
             scenario=schedule.scenario,
             inputs=schedule.inputs,
-            idempotency_key=fire_key(schedule.id, fire_at) if fire_at is not None else None,
+            idempotency_key=key,
             trigger=TriggerType.SCHEDULE,
         )
-        return await self._executions.start(request, schedule_actor(schedule))
+        return await self._executions.start(request, actor)
 
     async def _validate(
-        self, request: ScheduleInput, name: str, scenario: str, actor: Actor, now: datetime
+        self, request: ScheduleInput, actor: Actor, now: datetime, *, check_target: bool = True
     ) -> Timing:
         errors: list[FieldError] = []
-        if not name.strip() or len(name) > MAX_NAME_CHARS:
+        name = request.name
+        if name is None:
+            errors.append(FieldError("name", "required"))
+        elif not name.strip() or len(name) > MAX_NAME_CHARS:
             errors.append(FieldError("name", f"expected 1..{MAX_NAME_CHARS} characters"))
         time_zone = request.time_zone or "UTC"
         try:
@@ -391,18 +439,46 @@ class ScheduleService:
                     f"expected {MIN_INTERVAL_SECONDS:g}..{MAX_INTERVAL_SECONDS:g} seconds",
                 )
             )
-        try:
-            definition, _ = await self._scenarios.resolve(actor.workspace_id, scenario, None)
-        except NotFound:
-            errors.append(FieldError("scenario", f'no scenario "{scenario}" in this workspace'))
-        else:
-            try:
-                bind_inputs(definition, request.inputs)
-            except InvalidInputs as error:
-                errors.extend(_under_inputs(error.errors))
+        if check_target:
+            errors.extend(await self._target_errors(request, actor))
         if errors:
             raise Invalid(errors)
         return Timing(request.cron, request.interval_seconds, time_zone, anchor=now)
+
+    async def _target_errors(self, request: ScheduleInput, actor: Actor) -> list[FieldError]:
+        """Exactly one of scenario and suite, which exists and takes the inputs now."""
+        if request.scenario is not None and request.suite is not None:
+            return [FieldError("suite", "give exactly one of scenario or suite")]
+        if request.suite is not None:
+            try:
+                await self._suites.check_run(
+                    SuiteRunRequest(suite=request.suite, inputs=request.inputs), actor
+                )
+            except NotFound:
+                return [FieldError("suite", f'no suite "{request.suite}" in this workspace')]
+            except Invalid as refusal:
+                # An override no case takes is the schedule's; a case that no longer fits its
+                # scenario is the suite's, named under it.
+                return [
+                    error
+                    if error.path.startswith("inputs")
+                    else FieldError("suite", f"{error.path}: {error.message}")
+                    for error in refusal.errors
+                ]
+            return []
+        if request.scenario is None:
+            return [FieldError("scenario", "required: give exactly one of scenario or suite")]
+        try:
+            definition, _ = await self._scenarios.resolve(
+                actor.workspace_id, request.scenario, None
+            )
+        except NotFound:
+            return [FieldError("scenario", f'no scenario "{request.scenario}" in this workspace')]
+        try:
+            bind_inputs(definition, request.inputs)
+        except InvalidInputs as error:
+            return _under_inputs(error.errors)
+        return []
 
 
 def _under_inputs(errors: Sequence[FieldError]) -> list[FieldError]:

@@ -4,6 +4,8 @@ case N times as one batch; read what a run adds up to."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,6 +17,7 @@ from runwire.domain.clock import utc_now
 from runwire.domain.executions import (
     ExecutionService,
     StartRequest,
+    idempotency_key_errors,
     label_errors,
     priority_errors,
 )
@@ -81,7 +84,11 @@ class SuiteMismatch(RunwireError):
 
 @dataclass(frozen=True, slots=True)
 class SuiteRunRequest:
-    """What `startSuiteRun` asks for; `inputs` override the cases' own, where a case takes them."""
+    """What `startSuiteRun` asks for; `inputs` override the cases' own, where a case takes them.
+
+    `trigger` is API for startSuiteRun, SCHEDULE for a schedule's fire (whose `idempotency_key`
+    is its fire key).
+    """
 
     suite: str
     repeat: int = 1
@@ -89,6 +96,8 @@ class SuiteRunRequest:
     labels: Sequence[str] = field(default=())
     inputs: Mapping[str, Any] | None = None
     priority: int = 0
+    idempotency_key: str | None = None
+    trigger: TriggerType = TriggerType.API
 
 
 class SuiteService:
@@ -167,24 +176,20 @@ class SuiteService:
 
         Repeats are queued round by round (every case once, then again), so the first results
         cover every case. A case that no longer fits its scenario (changed since the suite was
-        saved) refuses the run, named by the case.
+        saved) refuses the run, named by the case. With an idempotency key used before, the
+        earlier run is returned and nothing is queued; the same key with a different request is
+        a validation error.
         """
         errors = _run_errors(request, self._limits.labels)
-        version = await self._store.latest_suite(actor.workspace_id, request.suite)
-        if version is None:
-            raise NotFound(f"suite {request.suite} not found")
-        suite = self.parsed(version)
-        total = len(suite.cases) * request.repeat
-        if total > MAX_RUN_EXECUTIONS:
-            errors.append(
-                FieldError(
-                    "repeat",
-                    f"{len(suite.cases):,} cases by {request.repeat} repeats is {total:,}"
-                    f" executions; at most {MAX_RUN_EXECUTIONS:,}",
-                )
-            )
-        if errors:
-            raise Invalid(errors)
+        key = request.idempotency_key
+        fingerprint = _fingerprint(request) if key is not None else None
+        if key is not None and not errors:
+            # Known from the request alone: a retry of a large run costs one read, not the
+            # checking of every case.
+            earlier = await self._runs.suite_run_by_key(actor.workspace_id, key)
+            if earlier is not None:
+                return await self._same_request(earlier, fingerprint)
+        version, suite = await self._runnable(request, actor, errors)
         run_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
         targets = await self._targets(suite, request, actor, batch_id)
         prepared: list[tuple[Execution, Event]] = []
@@ -222,21 +227,71 @@ class SuiteService:
             created_at=now,
             created_by=actor.label,
             workspace_id=actor.workspace_id,
+            idempotency_key=key,
+            trigger_type=request.trigger,
         )
         batch = Batch(
             id=batch_id,
             name=f"suite {version.name}",
             scenario_name=None,
             concurrency=request.concurrency,
-            total=total,
+            total=len(prepared),
             created_at=now,
             created_by=actor.label,
             workspace_id=actor.workspace_id,
         )
-        await self._runs.create_suite_run(run, batch, prepared, members)
+        stored, created = await self._runs.create_suite_run(
+            run, batch, prepared, members, fingerprint
+        )
+        if not created:  # a concurrent start with the key stored its run first
+            return await self._same_request(stored, fingerprint)
         await self._publisher.publish([queued for _, queued in prepared])
         self._signals.queued()
         return run
+
+    async def check_run(self, request: SuiteRunRequest, actor: Actor) -> None:
+        """Refuse, as start_run would now, a run that could not be queued; queue nothing.
+
+        NotFound for an unknown suite; Invalid naming the field (`inputs.<name>`, a case's
+        path) otherwise.
+        """
+        errors = _run_errors(request, self._limits.labels)
+        _, suite = await self._runnable(request, actor, errors)
+        await self._targets(suite, request, actor, str(uuid.uuid4()))
+
+    async def _runnable(
+        self, request: SuiteRunRequest, actor: Actor, errors: list[FieldError]
+    ) -> tuple[SuiteVersion, SuiteDefinition]:
+        """The suite's latest version and its cases, or the errors found so far and its own."""
+        version = await self._store.latest_suite(actor.workspace_id, request.suite)
+        if version is None:
+            raise NotFound(f"suite {request.suite} not found")
+        suite = self.parsed(version)
+        total = len(suite.cases) * request.repeat
+        if total > MAX_RUN_EXECUTIONS:
+            errors.append(
+                FieldError(
+                    "repeat",
+                    f"{len(suite.cases):,} cases by {request.repeat} repeats is {total:,}"
+                    f" executions; at most {MAX_RUN_EXECUTIONS:,}",
+                )
+            )
+        if errors:
+            raise Invalid(errors)
+        return version, suite
+
+    async def _same_request(self, earlier: SuiteRun, fingerprint: str | None) -> SuiteRun:
+        """The earlier run with this start's key, if it was asked for the same."""
+        if await self._runs.suite_run_fingerprint(earlier.id) != fingerprint:
+            raise Invalid(
+                [
+                    FieldError(
+                        "idempotency_key",
+                        f"already used for a different request (suite run {earlier.id})",
+                    )
+                ]
+            )
+        return earlier
 
     async def retry_failed(self, run_id: str, actor: Actor) -> SuiteRun:
         """Queue again each repeat whose latest attempt ended without passing, as the next
@@ -456,8 +511,25 @@ def input_errors(
 def _run_errors(request: SuiteRunRequest, max_labels: int) -> list[FieldError]:
     errors = priority_errors(request.priority, "priority")
     errors.extend(label_errors(request.labels, "labels", max_labels))
+    errors.extend(idempotency_key_errors(request.idempotency_key))
     if not 1 <= request.repeat <= MAX_REPEAT:
         errors.append(FieldError("repeat", f"expected 1..{MAX_REPEAT}"))
     if not 1 <= request.concurrency <= MAX_CONCURRENCY:
         errors.append(FieldError("concurrency", f"expected 1..{MAX_CONCURRENCY}"))
     return errors
+
+
+def _fingerprint(request: SuiteRunRequest) -> str:
+    """What makes two starts of a suite run with one idempotency key the same request."""
+    # The suite is named rather than compared by content, as a scenario is for executions: a new
+    # version saved between a start and its retry does not turn the retry into a conflict.
+    asked = {
+        "suite": request.suite,
+        "repeat": request.repeat,
+        "concurrency": request.concurrency,
+        "labels": sorted(set(request.labels)),
+        "inputs": dict(request.inputs or {}),
+        "priority": request.priority,
+    }
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

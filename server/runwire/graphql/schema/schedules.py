@@ -1,4 +1,4 @@
-"""Schedules in the schema: start a saved scenario on a cron expression or an interval.
+"""Schedules in the schema: start a saved scenario or suite on a cron expression or an interval.
 
 Reading needs `execution:read`; creating, changing, deleting and running one needs
 `execution:write` (what starting its executions needs), like startExecution.
@@ -12,19 +12,21 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from runwire.domain import schedules
+from runwire.domain import models, schedules
 from runwire.domain.access import Permission
 from runwire.errors import RunwireError
 from runwire.graphql.schema.auth import authorized
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import ErrorType, to_error
 from runwire.graphql.schema.inputs import json_object
+from runwire.graphql.schema.suites import SuiteRun, SuiteRunSuccess
 from runwire.graphql.schema.types import Execution
 
 MissedFirePolicy = strawberry.enum(
     schedules.MissedFirePolicy,
     description="Slots that passed while no process fired them (downtime): SKIP goes on with"
-    " the next future slot; RUN_ONCE starts one execution for all of them, then goes on.",
+    " the next future slot; RUN_ONCE starts one execution (suite run) for all of them, then"
+    " goes on.",
 )
 
 
@@ -36,12 +38,30 @@ class ScheduleRun:
     execution: Execution
 
 
-@strawberry.type(description="A saved scenario started with inputs on a cron or an interval.")
+@strawberry.type(description="A suite run a schedule started.")
+class ScheduleSuiteRun:
+    fire_time: datetime | None = strawberry.field(
+        description="The slot it was started for; null when started by runScheduleNow."
+    )
+    run: SuiteRun
+
+
+@strawberry.type(
+    description="A saved scenario or suite started with inputs on a cron or an interval."
+)
 class Schedule:
     id: strawberry.ID
     name: str
-    scenario: str
-    inputs: JSON
+    scenario: str | None = strawberry.field(
+        description="The scenario each fire starts an execution of; null for a suite schedule."
+    )
+    suite: str | None = strawberry.field(
+        description="The suite each fire starts a run of; null for a scenario schedule."
+    )
+    inputs: JSON = strawberry.field(
+        description="A scenario's inputs; for a suite, the overrides its run takes (`inputs` of"
+        " startSuiteRun)."
+    )
     cron: str | None = strawberry.field(description="Five fields (or six, with seconds).")
     interval_seconds: float | None
     time_zone: str = strawberry.field(description="The IANA zone the cron expression is read in.")
@@ -64,7 +84,8 @@ class Schedule:
         return core(info).schedules.next_fire_times(self.found, count)
 
     @strawberry.field(
-        description="Its latest executions, newest first: those with triggeredBy schedule:<id>."
+        description="The latest executions it started itself (triggeredBy schedule:<id>,"
+        " triggerType SCHEDULE), newest first; a suite schedule's runs are lastSuiteRuns."
     )
     async def last_runs(
         self,
@@ -79,12 +100,35 @@ class Schedule:
             for run in runs
         ]
 
+    @strawberry.field(
+        description="The latest suite runs it started (triggeredBy schedule:<id>), newest first,"
+        " each read whole as suiteRun reads it."
+    )
+    async def last_suite_runs(
+        self,
+        info: Info,
+        first: Annotated[
+            int, strawberry.argument(description=f"At most {schedules.MAX_LAST_SUITE_RUNS}.")
+        ] = 10,
+    ) -> list[ScheduleSuiteRun]:
+        actor = authorized(info, Permission.EXECUTION_READ)
+        found = await core(info).schedules.suite_runs(self.found, first)
+        suites = core(info).suites
+        return [
+            ScheduleSuiteRun(
+                fire_time=started.fire_at,
+                run=SuiteRun.of(await suites.run_result(started.run.id, actor)),
+            )
+            for started in found
+        ]
+
     @classmethod
     def of(cls, found: schedules.Schedule) -> Schedule:
         return cls(
             id=strawberry.ID(found.id),
             name=found.name,
             scenario=found.scenario,
+            suite=found.suite,
             inputs=JSON(dict(found.inputs)),
             cron=found.timing.cron,
             interval_seconds=found.timing.interval_seconds,
@@ -99,10 +143,20 @@ class Schedule:
         )
 
 
-@strawberry.input(description="Give exactly one of cron and intervalSeconds.")
+@strawberry.input(
+    description="Give exactly one of scenario and suite, and exactly one of cron and"
+    " intervalSeconds."
+)
 class CreateScheduleInput:
     name: str
-    scenario: str = strawberry.field(description="A saved scenario; its latest version runs.")
+    scenario: str | None = strawberry.field(
+        default=None, description="A saved scenario; its latest version runs."
+    )
+    suite: str | None = strawberry.field(
+        default=None,
+        description="A saved suite; each fire runs its latest version once, as startSuiteRun"
+        " with `inputs` (concurrency 10).",
+    )
     inputs: JSON | None = None
     cron: str | None = None
     interval_seconds: float | None = strawberry.field(default=None, description="At least 1.")
@@ -111,11 +165,15 @@ class CreateScheduleInput:
     enabled: bool = True
 
 
-@strawberry.input(description="Fields left out stay as they are; a new cron replaces an interval.")
+@strawberry.input(
+    description="Fields left out stay as they are; a new cron replaces an interval, a scenario"
+    " replaces a suite and the reverse."
+)
 class UpdateScheduleInput:
     id: strawberry.ID
     name: str | None = None
     scenario: str | None = None
+    suite: str | None = None
     inputs: JSON | None = None
     cron: str | None = None
     interval_seconds: float | None = None
@@ -143,8 +201,9 @@ ScheduleResult = Annotated[ScheduleSuccess | ErrorType, strawberry.union("Schedu
 DeleteScheduleResult = Annotated[
     DeleteScheduleSuccess | ErrorType, strawberry.union("DeleteScheduleResult")
 ]
+# A scenario schedule starts an execution; a suite schedule a suite run, as startSuiteRun answers.
 RunScheduleNowResult = Annotated[
-    RunScheduleNowSuccess | ErrorType, strawberry.union("RunScheduleNowResult")
+    RunScheduleNowSuccess | SuiteRunSuccess | ErrorType, strawberry.union("RunScheduleNowResult")
 ]
 
 
@@ -158,13 +217,14 @@ class ScheduleQueries:
 
 @strawberry.type
 class ScheduleMutations:
-    @strawberry.mutation(description="Schedule a saved scenario (execution:write).")
+    @strawberry.mutation(description="Schedule a saved scenario or suite (execution:write).")
     async def create_schedule(self, info: Info, input: CreateScheduleInput) -> ScheduleResult:
         try:
             actor = authorized(info, Permission.EXECUTION_WRITE)
             request = schedules.ScheduleInput(
                 name=input.name,
                 scenario=input.scenario,
+                suite=input.suite,
                 inputs=json_object(input.inputs, "inputs"),
                 cron=input.cron,
                 interval_seconds=input.interval_seconds,
@@ -184,6 +244,7 @@ class ScheduleMutations:
             request = schedules.ScheduleInput(
                 name=input.name,
                 scenario=input.scenario,
+                suite=input.suite,
                 inputs=json_object(input.inputs, "inputs"),
                 cron=input.cron,
                 interval_seconds=input.interval_seconds,
@@ -221,12 +282,16 @@ class ScheduleMutations:
         return DeleteScheduleSuccess(id=id)
 
     @strawberry.mutation(
-        description="Start the schedule's execution now, enabled or not (execution:write)."
+        description="Start the schedule's execution (a suite schedule: its suite run) now,"
+        " enabled or not (execution:write)."
     )
     async def run_schedule_now(self, info: Info, id: strawberry.ID) -> RunScheduleNowResult:
         try:
             actor = authorized(info, Permission.EXECUTION_WRITE)
-            execution = await core(info).schedules.run_now(str(id), actor)
+            started = await core(info).schedules.run_now(str(id), actor)
+            if isinstance(started, models.SuiteRun):
+                result = await core(info).suites.run_result(started.id, actor)
+                return SuiteRunSuccess(run=SuiteRun.of(result))
         except RunwireError as error:
             return to_error(error)
-        return RunScheduleNowSuccess(execution=Execution.of(execution))
+        return RunScheduleNowSuccess(execution=Execution.of(started))

@@ -27,7 +27,12 @@ from runwire.graphql.schema.batches import Batch
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.errors import Error, ErrorType, to_error
 from runwire.graphql.schema.inputs import json_object
-from runwire.graphql.schema.types import AssertionResult, UsageTotals, assertion_results
+from runwire.graphql.schema.types import (
+    AssertionResult,
+    TriggerType,
+    UsageTotals,
+    assertion_results,
+)
 from runwire.scenarios.suites import SuiteCase as ParsedCase
 
 # Each run listed is read whole (every execution, failure and call figure): a list of runs is
@@ -244,7 +249,16 @@ class SuiteRun:
     labels: list[str]
     inputs: JSON
     created_at: datetime
-    triggered_by: str
+    triggered_by: str = strawberry.field(
+        description="Who started it: `token:<name>`, `user:<subject>`, `schedule:<id>`…; its"
+        " executions carry the same."
+    )
+    trigger_type: TriggerType = strawberry.field(  # type: ignore[valid-type]
+        description="API (startSuiteRun) or SCHEDULE (a schedule's fire or runScheduleNow)."
+    )
+    idempotency_key: str | None = strawberry.field(
+        description="A schedule's fire is keyed `schedule:<id>:<slot>`."
+    )
     batch_id: strawberry.ID = strawberry.field(
         description="Its executions' batch: executions(filter: {batch}) and"
         " executionUpdates(filter: {batch}) follow them live; stopBatch stops the run."
@@ -289,6 +303,8 @@ class SuiteRun:
             inputs=JSON(dict(run.inputs)),
             created_at=run.created_at,
             triggered_by=run.created_by,
+            trigger_type=run.trigger_type,
+            idempotency_key=run.idempotency_key,
             batch_id=strawberry.ID(run.batch_id),
             total=result.total,
             ended=result.ended,
@@ -321,6 +337,11 @@ class StartSuiteRunInput:
         " no case takes is an error.",
     )
     priority: int = 0
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Starting again with the same key returns the first run instead of a new"
+        " one, also under concurrent calls; the same key with a different request is an error.",
+    )
 
 
 @strawberry.type
@@ -643,6 +664,7 @@ class SuiteMutations:
                 labels=tuple(input.labels or ()),
                 inputs=json_object(input.inputs, "inputs"),
                 priority=input.priority,
+                idempotency_key=input.idempotency_key,
             )
             suites = core(info).suites
             run = await suites.start_run(request, actor)

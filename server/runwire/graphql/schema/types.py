@@ -28,7 +28,8 @@ TriggerType = strawberry.enum(
     models.TriggerType,
     name="TriggerType",
     description="What started an execution: startExecution (API), startBatch (BATCH),"
-    " startSuiteRun (SUITE), retryFailedCases (RETRY) or a schedule (SCHEDULE).",
+    " startSuiteRun (SUITE), retryFailedCases (RETRY) or a schedule (SCHEDULE); what started"
+    " a suite run: startSuiteRun (API) or a schedule (SCHEDULE).",
 )
 OutputLimit = strawberry.enum(
     models.OutputLimit,
