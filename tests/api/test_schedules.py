@@ -124,6 +124,17 @@ async def test_a_one_second_schedule_fires_stops_when_disabled_and_runs_now(
             "inputs": {"who": "scheduler"},
         },
     }
+    # History finds what schedules started by its trigger type, and nothing else.
+    found = await execute(
+        server,
+        "{ executions(first: 200, filter: {triggerTypes: [SCHEDULE]})"
+        " { edges { node { id triggerType triggeredBy } } } }",
+    )
+    nodes = [edge["node"] for edge in found["executions"]["edges"]]
+    assert {run["execution"]["id"] for run in await runs_of(server, schedule["id"])} <= {
+        node["id"] for node in nodes
+    }
+    assert {node["triggerType"] for node in nodes} == {"SCHEDULE"}
     deleted = await execute(server, DELETE, {"id": schedule["id"]})
     assert deleted["deleteSchedule"]["__typename"] == "DeleteScheduleSuccess"
     gone = await execute(server, RUN_NOW, {"id": schedule["id"]})

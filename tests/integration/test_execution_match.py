@@ -18,7 +18,7 @@ from tests.support import postgres
 
 from runwire.core import Stores
 from runwire.db.engine import Database
-from runwire.domain.models import Event, EventType, Execution, ExecutionStatus
+from runwire.domain.models import Event, EventType, Execution, ExecutionStatus, TriggerType
 from runwire.domain.queries import ExecutionFilter, matches
 
 # Every row these tests write belongs to one workspace.
@@ -59,14 +59,26 @@ class Spec:
     duration_ms: int | None = None
     triggered_by: str = "alice"
     batch: str | None = None
+    trigger: TriggerType = TriggerType.API
 
 
 SPECS = [
     Spec("checkout-smoke", S.SUCCEEDED, 0, "checkout", ("nightly", "eu"), duration_ms=1200),
     Spec("checkout-smoke", S.FAILED, 1, "checkout", ("eu",), "Step PING failed", 300),
     Spec("inline 100%_done", S.RUNNING, 2, labels=("adhoc",), triggered_by="bob"),
-    Spec("search", S.QUEUED, 3, "search", ("nightly",), batch="b1"),
-    Spec("search", S.CANCELLED, 4, "search", (), "stopped: not needed", 50, "bob", "b1"),
+    Spec("search", S.QUEUED, 3, "search", ("nightly",), batch="b1", trigger=TriggerType.BATCH),
+    Spec(
+        "search",
+        S.CANCELLED,
+        4,
+        "search",
+        (),
+        "stopped: not needed",
+        50,
+        "bob",
+        "b1",
+        TriggerType.BATCH,
+    ),
     Spec("report", S.TIMED_OUT, 5, "report", ("EU-west",), "timed out", 60_000),
 ]
 
@@ -95,6 +107,9 @@ FILTERS = [
         workspace=WORKSPACE, statuses=(S.FAILED, S.CANCELLED), label="eu", search="ping"
     ),
     where(scenario="search", batch="b1", triggered_by="bob"),
+    where(trigger_types=(TriggerType.BATCH,)),
+    where(trigger_types=(TriggerType.SCHEDULE, TriggerType.API)),
+    where(trigger_types=(TriggerType.RETRY,)),
 ]
 
 
@@ -113,6 +128,7 @@ async def store(stores: Stores, index: int, spec: Spec) -> None:
         labels=spec.labels,
         triggered_by=spec.triggered_by,
         batch_id=spec.batch,
+        trigger_type=spec.trigger,
         last_seq=1,
     )
     first = Event(execution_id, 1, queued_at, EventType.EXECUTION_STATUS, {"status": "QUEUED"})

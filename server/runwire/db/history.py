@@ -80,6 +80,9 @@ class HistoryRepository:
         if where.triggered_by is not None:
             clauses.append("created_by = {}")
             args.append(where.triggered_by)
+        if where.trigger_types:
+            clauses.append(f"trigger_type IN ({marks(where.trigger_types)})")
+            args.extend(str(trigger) for trigger in where.trigger_types)
         if where.min_duration_ms is not None:
             clauses.append("duration_ms >= {}")
             args.append(where.min_duration_ms)

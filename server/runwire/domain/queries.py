@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from runwire.domain.agents import UsageTotals
-from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus
+from runwire.domain.models import EXECUTION_TERMINAL, Execution, ExecutionStatus, TriggerType
 from runwire.errors import FieldError, Invalid
 
 T = TypeVar("T")
@@ -28,6 +28,8 @@ class ExecutionFilter:
     search: str | None = None
     batch: str | None = None
     triggered_by: str | None = None
+    # What started it: any of these (a schedule's fires, retries, the API …).
+    trigger_types: tuple[TriggerType, ...] = ()
     # Inclusive bounds; executions without a duration (not finished) never match them.
     min_duration_ms: int | None = None
     max_duration_ms: int | None = None
@@ -279,6 +281,8 @@ def matches(where: ExecutionFilter, execution: Execution) -> bool:
     if where.batch is not None and execution.batch_id != where.batch:
         return False
     if where.triggered_by is not None and execution.triggered_by != where.triggered_by:
+        return False
+    if where.trigger_types and execution.trigger_type not in where.trigger_types:
         return False
     duration = execution.duration_ms
     if where.min_duration_ms is not None and (duration is None or duration < where.min_duration_ms):

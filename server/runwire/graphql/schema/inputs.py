@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from runwire.domain import models
 from runwire.domain.trace_context import TraceContext, header_trace_context
 from runwire.errors import FieldError, InvalidInputs
-from runwire.graphql.schema.types import ExecutionMode, ExecutionStatus
+from runwire.graphql.schema.types import ExecutionMode, ExecutionStatus, TriggerType
 
 
 @strawberry.input(
@@ -113,6 +113,9 @@ class ExecutionFilter:
     batch: str | None = strawberry.field(default=None, description="A batch id.")
     triggered_by: str | None = strawberry.field(
         default=None, description="Who started the execution."
+    )
+    trigger_types: list[TriggerType] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="What started it: any of these (SCHEDULE, RETRY, API …)."
     )
     min_duration_ms: int | None = strawberry.field(
         default=None, description="Inclusive; executions still running have no duration."

@@ -168,6 +168,7 @@ def _filter(workspace: str, given: ExecutionFilter | None) -> queries.ExecutionF
             search=given.search or None,
             batch=given.batch,
             triggered_by=given.triggered_by,
+            trigger_types=tuple(given.trigger_types or ()),
             min_duration_ms=given.min_duration_ms,
             max_duration_ms=given.max_duration_ms,
         )
