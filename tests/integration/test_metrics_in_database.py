@@ -341,7 +341,7 @@ async def test_live_counts_are_executions_not_ended_by_workspace_and_status(
     await _execution(stores, finished_at=BASE)  # ended: not counted
     await _queued(stores, ops.id)
     counts = await stores.metrics.live_counts()
-    live = ("QUEUED", "RUNNING", "PAUSING", "PAUSED", "STOPPING")
+    live = ("QUEUED", "RUNNING", "PAUSING", "PAUSED", "WAITING", "STOPPING")
     # A workspace is shown by name; rows of one that has none (here) by its id.
     assert sorted(counts) == sorted(
         [("ops", status, int(status == "QUEUED")) for status in live]
