@@ -11,7 +11,12 @@ test that leaves such processes behind on purpose, to see its next server end th
 another test's server end them first. A test marked `host_to_itself` holds the lock exclusively
 while it runs; every other test holds it shared (tests/conftest.py), and so do the benchmark
 smoke runs, which start servers beside the tests (tests/support/bench.py). So that test waits
-for the ones running elsewhere, and theirs wait for it.
+for the ones running elsewhere, and theirs wait for it. The lock is the host's, not the run's:
+two runs on one host (a developer's beside CI's) start servers beside each other just the same.
+
+Taking it shared passes a gate first, which an exclusive taker holds while it waits: with tests
+starting one after another in several processes, some test would otherwise always hold it
+shared, and the exclusive one could wait for ever.
 """
 
 from __future__ import annotations
@@ -41,16 +46,37 @@ def remove_run_directory() -> None:
     shutil.rmtree(run_directory(), ignore_errors=True)
 
 
+def _lock_directory() -> Path:
+    """Where the host's lock files are: /run/lock (a tmpfs, host-wide), else the temp dir."""
+    shared = Path("/run/lock")
+    return shared if os.access(shared, os.W_OK) else Path(tempfile.gettempdir())
+
+
 def host_lock_file() -> Path:
-    return run_directory() / "host.lock"
+    return _lock_directory() / "runwire-tests-host.lock"
+
+
+def _gate_file() -> Path:
+    return _lock_directory() / "runwire-tests-host.gate"
+
+
+def _opened(path: Path) -> int:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    with contextlib.suppress(PermissionError):  # another user's: it is open to all already
+        os.fchmod(descriptor, 0o666)  # whoever runs tests next on the host, as whichever user
+    return descriptor
 
 
 @contextlib.contextmanager
 def holding_host(*, exclusive: bool) -> Iterator[None]:
-    """The run's host lock, exclusive or shared, for the block."""
-    descriptor = os.open(host_lock_file(), os.O_RDWR | os.O_CREAT, 0o600)
+    """The host lock, exclusive or shared, for the block."""
+    gate, lock = _opened(_gate_file()), _opened(host_lock_file())
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(gate, fcntl.LOCK_UN)  # the next one may pass
         yield
     finally:
-        os.close(descriptor)  # releases the lock
+        os.close(lock)  # closing releases
+        os.close(gate)
