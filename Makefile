@@ -28,9 +28,10 @@ run: install
 test: install tests/node/node_modules/.package-lock.json
 	$(BIN)/pytest
 
-# The tests marked `long` (a few minutes each), which `make test` leaves out; CI runs both.
+# The tests marked `long` (a few minutes each), which `make test` leaves out; CI runs both. One
+# process (-n 0): they are fault runs of several servers each, timed against their leases.
 test-long: install
-	$(BIN)/pytest -m long
+	$(BIN)/pytest -m long -n 0
 
 lint: install
 	$(BIN)/ruff check server clients tests bench

@@ -7,10 +7,12 @@ import faulthandler
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.support.bench import QUICK
 from tests.support.forkserver import ForkServer
+from tests.support.host import MARK, holding_host, remove_run_directory, run_directory
 from tests.support.server import BACKENDS, DEFAULT_BACKEND, Server, running_server
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -40,7 +42,22 @@ MEMORY_TEMP_ROOT = "/dev/shm"
 MEMORY_TEMP_MIN_FREE = 2 << 30
 
 
+def _is_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    """Whether this is pytest-xdist's controller: it runs no test, its workers do."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _use_memory_temp(config)
+    if not _is_worker():
+        run_directory()  # before any worker starts: they all inherit its name
+
+
+def _use_memory_temp(config: pytest.Config) -> None:
     if config.option.basetemp is not None or os.environ.get("TMPDIR"):
         return
     try:
@@ -58,28 +75,46 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _watchdog_stderr
-    if "PYTEST_XDIST_WORKER" in os.environ:
-        return  # a worker outlives its own session until its controller ends it
+    if _is_worker():
+        # A worker outlives its own session until its controller ends it: the controller's
+        # watchdog covers the run. Each worker starts servers from a fork server of its own.
+        if not session.config.option.collectonly:
+            ForkServer.start_early()
+        return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     # Captured, stderr is a temporary file that is lost when the watchdog ends the process.
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         _watchdog_stderr = os.dup(2)
     limit = float(os.environ.get(RUN_LIMIT_ENV, "1800"))
     faulthandler.dump_traceback_later(limit, exit=True, file=_watchdog_stderr)
-    if not session.config.option.collectonly:
+    if not session.config.option.collectonly and not _is_controller(session.config):
         ForkServer.start_early()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The benchmarks' smoke runs this session selects start now, together, beside the tests
-    # (tests/support/bench.py).
-    QUICK.select(item.path.name for item in session.items)
-    if not session.config.option.collectonly:
-        QUICK.start()
+    # (tests/support/bench.py); under pytest-xdist the controller starts them instead.
+    if not session.config.option.collectonly and not _is_worker():
+        QUICK.start(item.path.name for item in session.items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """The controller: start the smoke runs of what its workers collected (all the same)."""
+    QUICK.start(Path(nodeid.partition("::")[0]).name for nodeid in ids)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Each test holds the host lock (tests/support/host.py): shared, or exclusive if marked."""
+    with holding_host(exclusive=item.get_closest_marker(MARK) is not None):
+        return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     QUICK.close()
+    if not _is_worker():
+        remove_run_directory()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -26,6 +26,10 @@ from tests.support.steps import OWN_USER_KINDS, RecordingContext
 EXECUTIONS = 4
 LEFTOVERS_KILLED = re.compile(r"killed (\d+) processes left by steps")
 
+# A server starting anywhere on the host would end the crashed server's leftovers before this
+# test's next server can: no other test runs meanwhile.
+pytestmark = pytest.mark.host_to_itself
+
 # Each step's leader runs `sleep <token>` too, after starting the escapees.
 PER_STEP = ESCAPEES + 1
 

@@ -42,7 +42,9 @@ async def test_an_execution_paused_or_stopped_while_a_claim_chooses_is_not_taken
             # Another connection looks: inside a transaction pg_stat_activity is a snapshot.
             async with asyncio.timeout(10):
                 while not await watching.fetchval(
+                    # This test's database only: other tests' claims may run beside it.
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
                     " AND query LIKE 'UPDATE runwire_execution SET owner%'"
                 ):
                     await asyncio.sleep(0.01)

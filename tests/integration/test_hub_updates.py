@@ -159,6 +159,17 @@ async def watching(
         await updates.aclose()
 
 
+def all_of(*wanted: Any) -> Any:
+    """A `done` for `until`: true once each of `wanted` has matched an update, in any order."""
+    left = list(wanted)
+
+    def done(update: ExecutionUpdate) -> bool:
+        left[:] = [each for each in left if not each(update)]
+        return not left
+
+    return done
+
+
 def by_execution(
     seen: list[tuple[str, ExecutionStatus, UpdateKind]],
 ) -> dict[str, list[ExecutionStatus]]:
@@ -198,7 +209,9 @@ async def test_changes_reach_watchers_in_every_process_once(
         await writer.log.persisted()
         # Sentinels from each side in turn: the bus delivers in publish order, so a second
         # update caused by any notice above (this process's own, coming back) would arrive
-        # before the last sentinel.
+        # before the sentinel that comes over the bus. Each hub gets its own process's sentinel
+        # at once (local followers first) and the other's over the bus, in either order: each
+        # watcher reads until it has seen both.
         from_reader = await reader.queue()
         from_writer = await writer.queue()
 
@@ -209,7 +222,7 @@ async def test_changes_reach_watchers_in_every_process_once(
             from_writer: [QUEUED],
         }
         for updates in (local, remote):
-            seen = await until(updates, is_(from_writer, QUEUED))
+            seen = await until(updates, all_of(is_(from_reader, QUEUED), is_(from_writer, QUEUED)))
             assert by_execution(seen) == expected
             assert {kind for _, _, kind in seen} == {UpdateKind.CHANGED}
 

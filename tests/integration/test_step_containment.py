@@ -178,6 +178,8 @@ def _marked(owner: str, command: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["sh", "-c", command], env=env, start_new_session=True)
 
 
+# A server starting elsewhere on the host meanwhile would end the dead server's processes first.
+@pytest.mark.host_to_itself
 def test_startup_ends_what_dead_servers_left_and_no_live_ones(sleeps: str) -> None:
     dead = subprocess.Popen(["sleep", "60"])
     ref = process_ref(dead.pid)
