@@ -72,10 +72,16 @@ def review_step(key: str, extra: str = "", with_: str = "") -> str:
     return f'{{key: {key}, kind: review, {extra}with: {{title: "Decide {key}"{with_}}}}}'
 
 
-async def submit(server: Server, execution_id: str, step: str, decision: str, **more: Any) -> Any:
+async def submit(
+    server: Server,
+    execution_id: str,
+    step: str,
+    decision: str,
+    *,
+    token: str | None = None,
+    **more: Any,
+) -> Any:
     variables = {"id": execution_id, "step": step, "decision": decision, **more}
-    token = more.pop("token", None)
-    variables.pop("token", None)
     return (await execute(server, SUBMIT, variables, token=token))["submitReview"]
 
 

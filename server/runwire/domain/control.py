@@ -130,7 +130,7 @@ class ExecutionControl:
         def decide(execution: Execution) -> list[EventDraft]:
             if execution.status is not S.QUEUED:
                 raise _cannot("pause", execution)
-            return [_status(execution, S.PAUSED, reason=reason)]
+            return [status_event(execution, S.PAUSED, reason=reason)]
 
         def ask(execution: Execution) -> bool:
             if execution.status not in (S.QUEUED, S.RUNNING):
@@ -158,7 +158,7 @@ class ExecutionControl:
         def decide(execution: Execution) -> list[EventDraft]:
             if execution.status is not S.PAUSED:
                 raise _cannot("resume", execution)
-            return [_status(execution, S.QUEUED, reason="resumed")]
+            return [status_event(execution, S.QUEUED, reason="resumed")]
 
         def ask(execution: Execution) -> bool:
             if execution.status is S.PAUSED:
@@ -194,7 +194,7 @@ class ExecutionControl:
             attempt = 1 if latest is None else latest.attempt + 1
             return [
                 _step_status(step, StepStatus.PENDING, attempt, reason="retry requested"),
-                _status(execution, S.QUEUED, reason=f"retrying step {step_key}"),
+                status_event(execution, S.QUEUED, reason=f"retrying step {step_key}"),
             ]
 
         def ask(execution: Execution) -> bool:
@@ -221,7 +221,10 @@ class ExecutionControl:
             skipped = _step_status(step, StepStatus.SKIPPED, attempt, reason="skipped by request")
             if execution.status is S.QUEUED:
                 return [skipped]
-            return [skipped, _status(execution, S.QUEUED, reason=f"continuing after {step_key}")]
+            return [
+                skipped,
+                status_event(execution, S.QUEUED, reason=f"continuing after {step_key}"),
+            ]
 
         def ask(execution: Execution) -> bool:
             self._step(execution, step_key)
@@ -370,7 +373,7 @@ def _stopped(execution: Execution, reason: str) -> list[EventDraft]:
         for run in execution.latest_attempts().values()
         if run.status is StepStatus.WAITING
     ]
-    return [*unanswered, _status(execution, S.CANCELLED, error=f"stopped: {reason}")]
+    return [*unanswered, status_event(execution, S.CANCELLED, error=f"stopped: {reason}")]
 
 
 def _refuse_stop(execution: Execution) -> None:
@@ -406,13 +409,14 @@ def _skip_attempt(latest: StepRun | None) -> int:
     return latest.attempt if waiting else latest.attempt + 1
 
 
-def _status(
+def status_event(
     execution: Execution,
     status: ExecutionStatus,
     *,
     error: str | None = None,
     reason: str | None = None,
 ) -> EventDraft:
+    """The execution's EXECUTION_STATUS event; an end carries its duration."""
     data: dict[str, Any] = {"status": status}
     if error is not None:
         data["error"] = error

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from runwire.domain.access import Actor, Role
 from runwire.domain.clock import utc_now
-from runwire.domain.control import ExecutionControl
+from runwire.domain.control import ExecutionControl, status_event
 from runwire.domain.models import (
     Activity,
     EventDraft,
@@ -27,7 +27,6 @@ from runwire.domain.models import (
     ExecutionStatus,
     StepRun,
     StepStatus,
-    duration_between,
 )
 from runwire.errors import InvalidTransition, NotFound
 from runwire.scenarios.definition import OnFailure, ParamsParser, StepSpec, parse_definition
@@ -365,10 +364,10 @@ def _closing_events(
     goes_on = outcome.step_status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
     if goes_on or step.continue_on_failure:
         reason = f"review of step {step.key} closed by {outcome.decided_by}"
-        return [*events, _execution_status(S.QUEUED, reason=reason)]
+        return [*events, status_event(execution, S.QUEUED, reason=reason)]
     error = f"step {step.key} failed: {outcome.error}"
     if step.on_failure is OnFailure.PAUSE:
-        paused = _execution_status(S.PAUSED, error=error, reason=f"step {step.key} failed")
+        paused = status_event(execution, S.PAUSED, error=error, reason=f"step {step.key} failed")
         return [*events, paused]
     # It ends: reviews still waiting beside this one close unanswered.
     for other in _other_waiting(execution, step.key):
@@ -387,7 +386,7 @@ def _closing_events(
             )
         )
     ends_as = S.TIMED_OUT if outcome.step_status is StepStatus.TIMED_OUT else S.FAILED
-    return [*events, _ended(execution, ends_as, error)]
+    return [*events, status_event(execution, ends_as, error=error)]
 
 
 def _other_waiting(execution: Execution, step_key: str) -> Sequence[StepRun]:
@@ -396,21 +395,3 @@ def _other_waiting(execution: Execution, step_key: str) -> Sequence[StepRun]:
         for key, run in execution.latest_attempts().items()
         if key != step_key and run.status is StepStatus.WAITING
     ]
-
-
-def _ended(execution: Execution, status: ExecutionStatus, error: str) -> EventDraft:
-    data = {
-        "status": status,
-        "error": error,
-        "duration_ms": duration_between(execution.started_at, utc_now()),
-    }
-    return EventDraft(EventType.EXECUTION_STATUS, data)
-
-
-def _execution_status(
-    status: ExecutionStatus, *, reason: str, error: str | None = None
-) -> EventDraft:
-    data: dict[str, Any] = {"status": status, "reason": reason}
-    if error is not None:
-        data["error"] = error
-    return EventDraft(EventType.EXECUTION_STATUS, data)
