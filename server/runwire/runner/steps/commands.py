@@ -21,6 +21,7 @@ from runwire.runner.steps.base import StepContext, StepResult
 from runwire.runner.steps.confinement import Confinement, Spawn
 from runwire.runner.steps.containment import END_SECONDS, START_SECONDS, StartFailed, Supervision
 from runwire.runner.steps.report_channel import ReportChannel
+from runwire.runner.steps.spawning import PipeReader, PipeWriter, StartedProcess, start_process
 from runwire.scenarios.results import describe_exit
 from runwire.settings import Settings
 
@@ -116,14 +117,12 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.exited: asyncio.Future[int] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.open = set(captures)
-        self.transport: asyncio.SubprocessTransport | None = None
+        self.transport: StartedProcess | None = None
         self.resuming: asyncio.Future[None] | None = None
         self.finished = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's process transport (what uvicorn runs on) is not a subclass of asyncio's
-        # SubprocessTransport, so an isinstance check would lose every exit code there.
-        self.transport = cast(asyncio.SubprocessTransport, transport)
+        self.transport = cast(StartedProcess, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         if self.finished:
@@ -146,12 +145,12 @@ class _Pipes(asyncio.SubprocessProtocol):
                 with contextlib.suppress(RuntimeError):  # closed meanwhile
                     reading.resume_reading()
 
-    def _pipes(self) -> list[Any]:
-        """The output pipes' transports (uvloop's are not asyncio's subclasses: duck-typed)."""
+    def _pipes(self) -> list[PipeReader]:
+        """The output pipes' transports."""
         if self.transport is None:
             return []
         found = (self.transport.get_pipe_transport(fd) for fd in self.captures)
-        return [pipe for pipe in found if hasattr(pipe, "pause_reading")]
+        return [pipe for pipe in found if isinstance(pipe, PipeReader)]
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self.open.discard(fd)
@@ -205,16 +204,16 @@ async def run_command(
                         context, channel.environment(command.env), command.cwd, command.network
                     )
                     reaper_may_hold_uid = True  # a stop during the spawn leaves it unknown
-                    transport, pipes = await asyncio.get_running_loop().subprocess_exec(
+                    # Started in a thread: a loop's subprocess_exec holds the loop while the
+                    # child execs, which stalled every execution's output (spawning.py).
+                    transport, pipes = await start_process(
                         lambda: _Pipes(captures),
                         # The reaper keeps the server's user (a command run as the step user cannot
                         # signal it) and ends every process the step starts, whenever and however
                         # the step ends (containment.py); the confined command, switched to the
                         # step user, runs below it.
-                        *reaper.wrap((*spawn.argv_prefix, *command.argv), give=channel.descriptors),
+                        reaper.wrap((*spawn.argv_prefix, *command.argv), give=channel.descriptors),
                         stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
                         cwd=spawn.cwd,
                         env=spawn.env,
                         # With a uid of its own, the uid's lock too: the reaper holds it until
@@ -230,10 +229,8 @@ async def run_command(
                 reaper.spawned(transport, pipes.exited)
                 try:
                     if command.stdin is not None:
-                        # Duck-typed: uvloop's pipe transport (what a server runs on) is no subclass
-                        # of asyncio.WriteTransport, and an isinstance check skipped it, leaving the
-                        # child waiting for text and an EOF that never came.
-                        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+                        stdin = transport.get_pipe_transport(0)
+                        assert isinstance(stdin, PipeWriter)  # asked for with stdin=PIPE
                         stdin.write(command.stdin.encode())
                         stdin.close()  # flushes, then closes: the child sees EOF after the text
                     finish = await _supervise(reaper, pipes, context)

@@ -36,6 +36,7 @@ from runwire.runner.steps.processes import (
     signal_each,
     strings_of,
 )
+from runwire.runner.steps.spawning import StartedProcess
 
 MARKER_VARIABLE = "RUNWIRE_STEP"
 """The environment variable that ties a step's processes to the server that started them."""
@@ -129,7 +130,7 @@ class Supervision:
         self.marker = f"{MARKER_VARIABLE}={_owner()}:{next(_steps)}"
         self._status_write = status_write
         self.reports = reports
-        self._process: asyncio.SubprocessTransport | None = None
+        self._process: StartedProcess | None = None
         self._exited: asyncio.Future[Any] | None = None
         self._given: tuple[int, ...] = ()
         # Its reports read to the end, and its exit seen by the loop: only then may its
@@ -179,7 +180,7 @@ class Supervision:
     def pass_fds(self) -> tuple[int, ...]:
         return (self._status_write, *self._given)
 
-    def spawned(self, process: asyncio.SubprocessTransport, exited: asyncio.Future[Any]) -> None:
+    def spawned(self, process: StartedProcess, exited: asyncio.Future[Any]) -> None:
         """The reaper runs as `process`, whose protocol resolves `exited` when it exits."""
         self._process = process
         self._exited = exited
