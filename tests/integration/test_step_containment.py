@@ -8,6 +8,7 @@ test first sees them running, then ends the step its way, then finds none left.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -15,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.support.escapes import ESCAPEES, escapees, kill_all, survivors, token, wait_until
-from tests.support.steps import OWN_USER_KINDS, RecordingContext
+from tests.support.steps import OWN_USER_KINDS, RecordingContext, wait_for
 
 from runwire.domain.models import OutputStream
 from runwire.runner.steps import StepResult, step_kinds
@@ -112,6 +114,28 @@ async def test_a_stop_after_sigint_kills_what_ignores_it(sleeps: str) -> None:
     assert GRACE <= time.monotonic() - stopped_at < GRACE + 2
     assert (OutputStream.LOG, f"killed after a grace period of {GRACE:g} s") in context.calls
     assert survivors(sleeps) == []
+
+
+async def test_a_stop_while_the_process_starts_leaves_nothing_behind(sleeps: str) -> None:
+    # Processes start in a worker thread (spawning.py); a stop arriving meanwhile must wait for
+    # the start and then stop what started, as a stop just after the start does.
+    loop = asyncio.get_running_loop()
+    workers = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(workers)
+    held = threading.Event()
+    occupied = loop.run_in_executor(None, held.wait)
+    context = RecordingContext(grace_seconds=GRACE)
+    step = started(context, {"shell": True, "command": escapees(sleeps) + f"sleep {sleeps}"})
+    # The step's start is queued behind the occupied worker: stop it there. (Waited for on the
+    # loop: `until` would need a worker too.)
+    await wait_for(lambda: workers._work_queue.qsize() == 1)
+    step.cancel()
+    held.set()
+    await occupied
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert survivors(sleeps) == []
+    assert any(text.startswith("stopped: ") for stream, text in context.calls)
 
 
 async def test_a_step_ends_when_its_children_end_on_their_own() -> None:
