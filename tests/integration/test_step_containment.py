@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 from tests.support.escapes import ESCAPEES, escapees, kill_all, survivors, token, wait_until
-from tests.support.steps import OWN_USER_KINDS, RecordingContext, wait_for
+from tests.support.steps import OWN_USER_KINDS, RecordingContext
 
 from runwire.domain.models import OutputStream
-from runwire.runner.steps import StepResult, step_kinds
+from runwire.runner.steps import StepResult, spawning, step_kinds
 from runwire.runner.steps.commands import DRAIN_SECONDS
 from runwire.runner.steps.containment import (
     MARKER_VARIABLE,
@@ -116,24 +116,25 @@ async def test_a_stop_after_sigint_kills_what_ignores_it(sleeps: str) -> None:
     assert survivors(sleeps) == []
 
 
-async def test_a_stop_while_the_process_starts_leaves_nothing_behind(sleeps: str) -> None:
+async def test_a_stop_while_the_process_starts_leaves_nothing_behind(
+    sleeps: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Processes start in a worker thread (spawning.py); a stop arriving meanwhile must wait for
     # the start and then stop what started, as a stop just after the start does.
-    loop = asyncio.get_running_loop()
     workers = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    loop.set_default_executor(workers)
+    monkeypatch.setattr(spawning, "_STARTERS", workers)
     held = threading.Event()
-    occupied = loop.run_in_executor(None, held.wait)
+    occupied = asyncio.get_running_loop().run_in_executor(workers, held.wait)
     context = RecordingContext(grace_seconds=GRACE)
     step = started(context, {"shell": True, "command": escapees(sleeps) + f"sleep {sleeps}"})
-    # The step's start is queued behind the occupied worker: stop it there. (Waited for on the
-    # loop: `until` would need a worker too.)
-    await wait_for(lambda: workers._work_queue.qsize() == 1)
+    # The step's start is queued behind the occupied worker: stop it there.
+    await until(lambda: workers._work_queue.qsize() == 1, 5, "the start queued")
     step.cancel()
     held.set()
     await occupied
     with pytest.raises(asyncio.CancelledError):
         await step
+    workers.shutdown()
     assert survivors(sleeps) == []
     assert any(text.startswith("stopped: ") for stream, text in context.calls)
 

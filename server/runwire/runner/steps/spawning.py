@@ -12,6 +12,7 @@ transport, so the caller does not change.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -21,6 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 _READ_BYTES = 256 * 1024  # as asyncio's pipe transports
+# Starts have threads of their own: a hundred steps starting at once queued in the loop's
+# default executor ahead of everything else there (getaddrinfo for a new database connection,
+# say), delaying lease renewals until steps were stopped as if their runner were lost.
+_STARTERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="step-start")
 _P = TypeVar("_P", bound=asyncio.SubprocessProtocol)
 
 
@@ -224,7 +229,7 @@ async def start_process(
             for fd in ends:  # the child has its copies (or there is no child)
                 os.close(fd)
 
-    starting = asyncio.ensure_future(asyncio.to_thread(popen))
+    starting = loop.run_in_executor(_STARTERS, popen)
     cancelled = False
     try:
         while True:
