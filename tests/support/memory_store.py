@@ -58,6 +58,7 @@ from runwire.domain.models import (
     SuiteRunMember,
     SuiteRunTotals,
     SuiteVersion,
+    duration_between,
 )
 from runwire.domain.ports import Decide
 from runwire.domain.runners import RunnerPresence, Waiting
@@ -406,6 +407,37 @@ class MemoryStore:
             self._write_events(found)
             events.extend(found)
         return events, owned
+
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED each unowned one in `statuses` with no step waiting for a review."""
+        now = utc_now()
+        events: list[Event] = []
+        for execution_id in sorted(set(execution_ids)):
+            row = self._executions.get(execution_id)
+            if row is None or row["workspace_id"] != workspace or row["owner"] is not None:
+                continue
+            execution = execution_of(row, self._steps(execution_id))
+            waiting = any(s.status is StepStatus.WAITING for s in execution.steps)
+            if execution.status not in statuses or waiting:
+                continue
+            data = {
+                "status": ExecutionStatus.CANCELLED,
+                "error": error,
+                "duration_ms": duration_between(execution.started_at, now),
+            }
+            event = Event(
+                execution_id, execution.last_seq + 1, now, EventType.EXECUTION_STATUS, data
+            )
+            self._write_events([event])
+            events.append(event)
+        return events
 
     # ---- the event log -------------------------------------------------------------------
 

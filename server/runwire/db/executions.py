@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from runwire.db import tables
-from runwire.db.engine import Database, marks
+from runwire.db.engine import Database, marks, optional_stored_datetime
 from runwire.db.projection import insert_events, write_events
 from runwire.db.rows import dump, execution_of, span_of, step_run_of
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Event, EventDraft, Execution, Span, StepRun
+from runwire.domain.models import (
+    Event,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    Span,
+    StepRun,
+    StepStatus,
+    duration_between,
+)
 from runwire.errors import InvalidTransition, NotFound
 
 # A queued execution, its labels and its first event in one statement (one round trip, atomic
@@ -30,6 +41,28 @@ _INSERT_QUEUED = (
     " INSERT INTO runwire_event (execution_id, seq, at, type, step_key, attempt, data)"
     " VALUES ($1, $26, $27, $28, $29, $30, $31)"
 )
+
+# Cancel many executions no runner holds by their status alone: the rows are locked in id order
+# (two bulk writers cannot deadlock) and only what the status events need comes back, never the
+# definitions or inputs. A row a runner claims meanwhile is re-checked under its lock and left
+# out. One with a step waiting for a review is left out too: its review must be closed, which
+# `transition_many` does.
+_CANCEL_UNOWNED = """
+WITH target AS MATERIALIZED (
+    SELECT e.id FROM runwire_execution AS e
+    WHERE e.id = ANY($1::varchar[]) AND e.workspace_id = $2 AND e.owner IS NULL
+        AND e.status = ANY($3::varchar[])
+        AND NOT EXISTS (
+            SELECT 1 FROM runwire_step_run AS s WHERE s.execution_id = e.id AND s.status = $6
+        )
+    ORDER BY e.id FOR UPDATE OF e
+)
+UPDATE runwire_execution AS e SET status = $7, error = $4, finished_at = $5,
+    duration_ms = floor(EXTRACT(EPOCH FROM ($5 - e.started_at)) * 1000)::bigint,
+    last_seq = e.last_seq + 1
+FROM target AS t WHERE e.id = t.id
+RETURNING e.id, e.last_seq, e.duration_ms
+"""
 
 Decide = Callable[[Execution], Sequence[EventDraft]]
 
@@ -204,6 +237,87 @@ class ExecutionRepository:
             if events:
                 await write_events(self._database, events)
         return events, [execution_of(row, ()) for row in rows if row["owner"] is not None]
+
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED (with `error`) each of `execution_ids` that no runner holds, is in
+        one of `statuses` and has no step waiting for a review, in one transaction that reads
+        only the columns its status event needs; returns those events. The others are left as
+        they are (ids outside `workspace` too)."""
+        if not execution_ids:
+            return []
+        now = utc_now()
+        async with self._database.write():
+            if self._database.is_postgres:
+                rows = await self._database.connection().fetch(
+                    _CANCEL_UNOWNED,
+                    sorted(set(execution_ids)),
+                    workspace,
+                    [status.value for status in statuses],
+                    error,
+                    now,
+                    StepStatus.WAITING.value,
+                    ExecutionStatus.CANCELLED.value,
+                )
+                ended = [(row["id"], row["last_seq"], row["duration_ms"]) for row in rows]
+            else:
+                ended = await self._cancel_unowned_sqlite(execution_ids, statuses, now, workspace)
+            events = [
+                Event(
+                    execution_id=execution_id,
+                    seq=seq,
+                    at=now,
+                    type=EventType.EXECUTION_STATUS,
+                    # What control's status_event writes for a stop: the same three keys.
+                    data={
+                        "status": ExecutionStatus.CANCELLED,
+                        "error": error,
+                        "duration_ms": duration_ms,
+                    },
+                )
+                for execution_id, seq, duration_ms in ended
+            ]
+            if self._database.is_postgres:
+                await insert_events(self._database, events)  # the rows are updated above
+            elif events:
+                await write_events(self._database, events)
+        return events
+
+    async def _cancel_unowned_sqlite(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        now: datetime,
+        workspace: str,
+    ) -> list[tuple[str, int, int | None]]:
+        """(id, seq, duration) of the cancel's events on SQLite, whose write transaction holds
+        the database: the rows are updated from the events by the projection."""
+        ids = sorted(set(execution_ids))
+        rows = await self._database.fetch(
+            "SELECT e.id, e.last_seq, e.started_at FROM runwire_execution AS e"
+            f" WHERE e.workspace_id = {{}} AND e.owner IS NULL AND e.id IN ({marks(ids)})"
+            f" AND e.status IN ({marks(statuses)}) AND NOT EXISTS (SELECT 1 FROM"
+            " runwire_step_run AS s WHERE s.execution_id = e.id AND s.status = {})"
+            " ORDER BY e.id",
+            workspace,
+            *ids,
+            *(status.value for status in statuses),
+            StepStatus.WAITING.value,
+        )
+        return [
+            (
+                row["id"],
+                row["last_seq"] + 1,
+                duration_between(optional_stored_datetime(row["started_at"]), now),
+            )
+            for row in rows
+        ]
 
     async def _steps_of(self, execution_ids: Sequence[str]) -> dict[str, tuple[StepRun, ...]]:
         if not execution_ids:

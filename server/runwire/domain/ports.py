@@ -17,6 +17,7 @@ from runwire.domain.models import (
     Event,
     EventDraft,
     Execution,
+    ExecutionStatus,
     RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
@@ -166,6 +167,19 @@ class ExecutionStore(Protocol):
         """`transition` of many unowned executions in one transaction: (the events, the ones a
         runner owns, unchanged and without steps). Ones `decide` refuses (InvalidTransition)
         stay as they are."""
+        ...
+
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED (with `error`, as `transition` of a stop would) each one no runner
+        holds, in `statuses`, with no step waiting for a review, in one transaction that does
+        not read the rows whole; their status events. The others stay as they are."""
         ...
 
 
