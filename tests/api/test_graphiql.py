@@ -104,6 +104,8 @@ async def test_graphiql_page_uses_only_local_assets(client: httpx.AsyncClient) -
         ("graphiql@3.8.3/graphiql.min.js", "graphiql@9.9.9/graphiql.min.js"),
         ("</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script></head>'),
         ('window.location.href.split("?")[0]', "window.location.href"),
+        ("GraphiQL.createFetcher({", "GraphiQL.createGraphiQLFetcher({"),
+        ("function onEditHeaders(newHeaders) {", "function onHeaders(newHeaders) {"),
     ],
 )
 def test_template_drift_fails_loudly(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
