@@ -339,40 +339,7 @@ async def insert_execution(
     """Insert a queued execution, its labels and its first event (in the current transaction)."""
     if database.is_postgres:
         await database.execute_postgres(
-            _INSERT_QUEUED,
-            execution.id,
-            execution.workspace_id,
-            execution.name[:100],
-            execution.status.value,
-            execution.scenario_name,
-            execution.scenario_version,
-            dump(execution.definition),
-            dump(execution.inputs),
-            dump(list(execution.labels)),
-            execution.priority,
-            execution.timeout_seconds,
-            execution.grace_seconds,
-            execution.queued_at,
-            first_event.seq,
-            execution.triggered_by[:200],
-            execution.mode.value,
-            execution.step_key,
-            None if execution.upstream is None else dump(execution.upstream),
-            execution.idempotency_key,
-            fingerprint,
-            execution.concurrency_key,
-            execution.concurrency_limit,
-            execution.batch_id,
-            execution.batch_limit,
-            list(execution.labels),
-            first_event.seq,
-            first_event.at,
-            first_event.type.value,
-            first_event.step_key,
-            first_event.attempt,
-            dump(first_event.data),
-            *_trace_columns(execution),
-            execution.trigger_type.value,
+            _INSERT_QUEUED, *_queued_values(execution, first_event, fingerprint)
         )
         return
     await tables.Execution.insert(
@@ -414,6 +381,61 @@ async def insert_execution(
             ]
         )
     await insert_events(database, [first_event])
+
+
+async def insert_executions(
+    database: Database, executions: Sequence[tuple[Execution, Event]]
+) -> None:
+    """Insert many queued executions with their labels and first events (in the current
+    transaction): on Postgres one pipelined statement per execution, a single round trip."""
+    if database.is_postgres:
+        await database.connection().executemany(
+            _INSERT_QUEUED, [_queued_values(e, first, None) for e, first in executions]
+        )
+        return
+    for execution, first_event in executions:
+        await insert_execution(database, execution, first_event, None)
+
+
+def _queued_values(
+    execution: Execution, first_event: Event, fingerprint: str | None
+) -> tuple[object, ...]:
+    """_INSERT_QUEUED's parameters, in order."""
+    return (
+        execution.id,
+        execution.workspace_id,
+        execution.name[:100],
+        execution.status.value,
+        execution.scenario_name,
+        execution.scenario_version,
+        dump(execution.definition),
+        dump(execution.inputs),
+        dump(list(execution.labels)),
+        execution.priority,
+        execution.timeout_seconds,
+        execution.grace_seconds,
+        execution.queued_at,
+        first_event.seq,
+        execution.triggered_by[:200],
+        execution.mode.value,
+        execution.step_key,
+        None if execution.upstream is None else dump(execution.upstream),
+        execution.idempotency_key,
+        fingerprint,
+        execution.concurrency_key,
+        execution.concurrency_limit,
+        execution.batch_id,
+        execution.batch_limit,
+        list(execution.labels),
+        first_event.seq,
+        first_event.at,
+        first_event.type.value,
+        first_event.step_key,
+        first_event.attempt,
+        dump(first_event.data),
+        *_trace_columns(execution),
+        execution.trigger_type.value,
+    )
 
 
 def _trace_columns(execution: Execution) -> tuple[str | None, str | None]:
