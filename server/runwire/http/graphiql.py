@@ -34,6 +34,10 @@ _STOCK_FETCHER = re.compile(r"const fetcher = GraphiQL\.createFetcher\(\{.*?\}\)
 _OWN_FETCHER = """function makeFetcher() {
         return RunwireGraphiQL.fetcher({ url: fetchURL, headers: defaultHeaders, subscriptionUrl });
       }"""
+# The token stays in the tab: GraphiQL would keep the Headers pane, token and all, in localStorage,
+# where it outlives the session and any script of the origin can read it (the console keeps its
+# token in sessionStorage for the same reason).
+_PERSIST_HEADERS = "shouldPersistHeaders: true,"
 _HEADERS_STATE = "const [headers, setHeaders] = React.useState(parameters.headers);"
 # GraphiQL fetches the schema again whenever its fetcher changes: a new one per Authorization
 # value, a moment after the last keystroke in the Headers pane, loads the docs once a token is
@@ -82,7 +86,7 @@ def _with_runwire_fetcher(page: str) -> str:
     script = _FETCHER_SCRIPT.read_text(encoding="utf-8")
     if "</script" in script.lower():
         raise RuntimeError(f"{_FETCHER_SCRIPT.name} cannot be inlined: it contains </script")
-    for marker in (_MAIN_SCRIPT, _HEADERS_STATE, _ON_EDIT_HEADERS):
+    for marker in (_MAIN_SCRIPT, _HEADERS_STATE, _ON_EDIT_HEADERS, _PERSIST_HEADERS):
         if page.count(marker) != 1:
             raise RuntimeError(f"strawberry's GraphiQL template changed: {marker!r} not found once")
     if len(_STOCK_FETCHER.findall(page)) != 1:
@@ -90,6 +94,7 @@ def _with_runwire_fetcher(page: str) -> str:
     page = page.replace(_MAIN_SCRIPT, f"    <script>\n{script}    </script>\n{_MAIN_SCRIPT}")
     page = _STOCK_FETCHER.sub(lambda _: _OWN_FETCHER, page)
     page = page.replace(_HEADERS_STATE, _HEADERS_STATE + _FETCHER_STATE)
+    page = page.replace(_PERSIST_HEADERS, "shouldPersistHeaders: false,")
     return page.replace(_ON_EDIT_HEADERS, _REFETCH_ON_EDIT)
 
 
