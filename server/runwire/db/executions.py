@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -9,11 +10,14 @@ from datetime import datetime
 import asyncpg
 
 from runwire.db import tables
+from runwire.db.audit import insert_activity
 from runwire.db.engine import Database, marks, optional_stored_datetime
 from runwire.db.projection import insert_events, write_events
 from runwire.db.rows import dump, execution_of, span_of, step_run_of
+from runwire.db.starts import Announce, StartWriter
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
+    Activity,
     Event,
     EventDraft,
     EventType,
@@ -72,18 +76,43 @@ class ExecutionRepository:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._starts = StartWriter(database) if database.is_postgres else None
+        self._announce: Announce | None = None
+
+    def announce_starts(self, announce: Announce) -> None:
+        """Announce each stored start on the bus in its own transaction (the bus is this
+        Postgres database): `announce` gives the notices for the new executions' first events."""
+        assert self._database.is_postgres, "only a Postgres bus can be notified in a transaction"
+        self._announce = announce
+        assert self._starts is not None
+        self._starts.announce_with(announce)
+
+    @property
+    def starts_announced(self) -> bool:
+        """Whether `create_execution` announces what it stores on the bus itself (at commit)."""
+        return self._announce is not None
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """For the block; leaving it waits for the starts being written."""
+        if self._starts is None:
+            return contextlib.nullcontext()
+        return self._starts.running()
 
     async def create_execution(
-        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+        self,
+        execution: Execution,
+        first_event: Event,
+        fingerprint: str | None = None,
+        activity: Activity | None = None,
     ) -> tuple[Execution, bool]:
-        """Insert a queued execution, its labels and first event; (execution, created).
+        """Insert a queued execution, its labels, first event and `activity`; (execution, created).
 
         With an idempotency key already used, nothing is written and the earlier execution is
         returned with created=False, together with its stored fingerprint for the caller's check.
         """
-        if execution.idempotency_key is None and self._database.is_postgres:
-            # One statement is atomic on its own: no BEGIN/COMMIT round trips for a plain start.
-            await insert_execution(self._database, execution, first_event, fingerprint)
+        if execution.idempotency_key is None and self._starts is not None:
+            # Concurrent plain starts share one statement (group commit): nothing to look up.
+            await self._starts.write(execution, first_event, fingerprint, activity)
             return execution, True
         try:
             async with self._database.write():
@@ -94,6 +123,14 @@ class ExecutionRepository:
                     if existing is not None:
                         return existing, False
                 await insert_execution(self._database, execution, first_event, fingerprint)
+                if activity is not None:
+                    await insert_activity(self._database, activity)
+                if self._announce is not None:
+                    # Delivered by Postgres at commit, and not at all if it rolls back.
+                    for channel, message in self._announce([first_event]):
+                        await self._database.execute_postgres(
+                            "SELECT pg_notify($1, $2)", channel, message
+                        )
         except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
             if execution.idempotency_key is None:
                 raise

@@ -20,6 +20,7 @@ from runwire.domain.access import Unauthenticated
 from runwire.errors import Unavailable
 from runwire.faults import is_outage
 from runwire.graphql.fanout.compat.litestar import is_disconnected
+from runwire.graphql.fanout.compat.strawberry import dependencies_on_the_loop
 from runwire.graphql.fanout.sharing import encode_next_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
 from runwire.graphql.schema.build import DocumentLimits, build_schema
@@ -96,6 +97,7 @@ def graphql_controller(settings: Settings) -> type[Controller]:
 
     class GraphQLController(base):  # type: ignore[valid-type,misc]
         graphql_transport_ws_handler_class = SharingTransportWSHandler
+        dependencies = dependencies_on_the_loop(base.dependencies)
 
         @property
         def graphql_ide_html(self) -> str:
