@@ -13,7 +13,9 @@ needs both to cut slow clients (events/slow_clients.py), so it reaches past ASGI
 
 - uvicorn's sans-I/O protocol builds that `ServerProtocol` in its `__init__`, with
   permessage-deflate settings of its own when `ws_per_message_deflate` is on; `SocketProtocol`
-  (what `runwire serve` runs) builds it again with Runwire's (`small_deflate`).
+  (what `runwire serve` runs) builds it again with Runwire's (`small_deflate`), and drops the
+  handshake's `request` (its headers emptied) and `response` once it has sent the answer:
+  uvicorn reads them only until then, websockets' parser never again.
 
 The rest is the public transport API of asyncio, which uvloop's transports (what `runwire serve`
 runs on when uvloop is installed) offer too without subclassing asyncio's: `write`,
@@ -32,6 +34,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 # permessage-deflate as Runwire accepts it. websockets keeps a compressor and a decompressor for
@@ -78,6 +81,19 @@ class SocketProtocol(WebSocketsSansIOProtocol):
                 max_size=config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn reads the handshake's request and response only until it has answered
+            # it; kept, they hold two more copies of the headers for the socket's life (~5 KB).
+            # The request's headers are emptied as well: websockets' parser keeps the request
+            # in its generator's frame for the connection's life. (The app has its own copy,
+            # the ASGI scope's.)
+            request = self.__dict__.pop("request", None)
+            if isinstance(request, Request):
+                request.headers.clear()
+            self.__dict__.pop("response", None)
 
 
 @runtime_checkable
