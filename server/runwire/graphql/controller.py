@@ -21,7 +21,7 @@ from runwire.errors import Unavailable
 from runwire.faults import is_outage
 from runwire.graphql.fanout.compat.litestar import is_disconnected
 from runwire.graphql.fanout.compat.strawberry import dependencies_on_the_loop
-from runwire.graphql.fanout.sharing import encode_next_message
+from runwire.graphql.fanout.sharing import encode_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
 from runwire.graphql.schema.build import DocumentLimits, build_schema
 from runwire.graphql.schema.context import Services
@@ -104,9 +104,7 @@ def graphql_controller(settings: Settings) -> type[Controller]:
             return graphiql_html()
 
         def encode_json(self, data: object) -> str | bytes:
-            # A live batch's `next` message reuses the JSON encoded once for all its sockets.
-            shared = encode_next_message(data)
-            return shared if shared is not None else super().encode_json(data)
+            return encode_message(data)
 
         async def on_ws_connect(self, context: dict[str, Any]) -> dict[str, object] | None:
             """Authenticate the socket from connection_init; watch it until it closes."""
