@@ -76,11 +76,14 @@ PRINTER = (
     "    print(time.time_ns(), flush=True)\n"
     f"time.sleep({PAUSE})\n"
 )
+# The interpreter's own file, not a `python3` found on PATH: under pyenv that is a shell script
+# that costs tens of milliseconds per start, which is pyenv's, not either system's.
+PYTHON = os.path.realpath(sys.executable)
 RUNWIRE_DEFINITION = json.dumps(
     {
         "name": "peer-bench",
         "steps": [
-            {"key": f"s{index}", "kind": "shell", "with": {"argv": ["python3", "-c", PRINTER]}}
+            {"key": f"s{index}", "kind": "shell", "with": {"argv": [PYTHON, "-c", PRINTER]}}
             for index in range(STEPS)
         ],
     }
@@ -183,7 +186,10 @@ subscription($runId: ID!) {
 """
 DAGSTER_STATUS = "query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
 DAGSTER_ENDED = {"RunSuccessEvent", "RunFailureEvent", "RunCanceledEvent"}
-DAGSTER_EXECUTORS = {"in_process": {"in_process": {}}, "multiprocess": {"multiprocess": {}}}
+DAGSTER_EXECUTORS: dict[str, dict[str, dict[str, Any]]] = {
+    "in_process": {"in_process": {}},
+    "multiprocess": {"multiprocess": {}},
+}
 
 
 @dataclass
@@ -333,8 +339,9 @@ class Dagster:
     def check_alive(self) -> None:
         for process in self.processes:
             if process.poll() is not None:
-                log = Path(str(process.args[0])).name + ".log"
-                tail = (self.folder / log).read_text()[-3000:]
+                command = process.args if isinstance(process.args, list) else [process.args]
+                log = self.folder / f"{Path(str(command[0])).name}.log"
+                tail = log.read_text()[-3000:]
                 raise BenchmarkFailed(
                     f"Dagster: {process.args!r} exited {process.returncode}:\n{tail}"
                 )
@@ -441,6 +448,7 @@ def _wait_ready(dagster: Dagster, folder: Path) -> tuple[str, str]:
 
 async def dagster_follow(dagster: Dagster, run_id: str) -> tuple[list[float], float]:
     latencies: list[float] = []
+    others: list[str] = []  # what the run said besides the lines, for a failure's message
     async with websockets.connect(
         dagster.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-ws")], max_size=None
     ) as ws:
@@ -457,13 +465,17 @@ async def dagster_follow(dagster: Dagster, run_id: str) -> tuple[list[float], fl
             logs = message["payload"]["data"]["pipelineRunLogs"]
             if logs["__typename"] != "PipelineRunLogsSubscriptionSuccess":
                 raise BenchmarkFailed(f"Dagster subscription: {logs}")
-            ended = False
             for event in logs["messages"]:
-                if event["__typename"] == "LogMessageEvent":
+                kind = event["__typename"]
+                if kind == "LogMessageEvent":
                     latencies.extend(stamps(event["message"], received))
-                ended = ended or event["__typename"] in DAGSTER_ENDED
-            if ended:
-                return latencies, time.perf_counter()
+                else:
+                    others.append(f"{kind}: {event.get('message', '')}")
+                if kind == "RunSuccessEvent":
+                    return latencies, time.perf_counter()
+                if kind in DAGSTER_ENDED:
+                    said = "\n  ".join(others[-8:])
+                    raise BenchmarkFailed(f"Dagster run {run_id} ended {kind}:\n  {said}")
     raise BenchmarkFailed(f"Dagster {run_id}: closed before the run ended")
 
 
@@ -504,19 +516,25 @@ async def dagster_round(dagster: Dagster, runs: int, executor: str) -> Figures:
 
 ONLY_DAGSTER = (
     "Dagster does, Runwire does not: software-defined assets with lineage, materialization "
-    "history and freshness; per-op retry policies and typed op inputs/outputs passed through IO "
-    "managers; schedules, sensors and backfills with their UI; partitions; a run launcher per "
-    "deployment (Kubernetes, ECS, Docker); every log line stored as a structured event with its "
-    "step, level and time, queryable and shown per op."
+    "history, freshness and asset checks; typed values passed between ops by IO managers; "
+    "sensors, partitions and backfills; pluggable executors and run launchers (a process per "
+    "run or per step, Docker, Kubernetes, Celery) and a large library of integrations (dbt, "
+    "Spark, warehouses). Both have schedules, per-step retries with backoff and a stored, "
+    "cursor-resumable event log per run."
 )
 ONLY_RUNWIRE = (
-    "Runwire does, Dagster does not (here): raw process output streamed live as it is printed "
-    "(a step's stdout, not only log calls) with resume from any seq (afterSeq), ordered and "
-    "exactly-once; each step contained in its own process (limits, user, stop by process group); "
-    "start a run from an inline definition without deploying code; admission with no polling "
-    "daemon between launch and start. Dagster streams a step's print() only to its captured "
-    "compute-log files (a separate capturedLogs feed), so its ops here log each line with "
-    "context.log.info, one stored event per line: what its live run view follows."
+    "Runwire does, Dagster does not: a run from an inline definition (no code location to "
+    "deploy or reload); a step's raw stdout/stderr in the same ordered, stored event stream as "
+    "its status changes, live on one subscription resumable at any seq (afterSeq) - in Dagster "
+    "print() goes to per-step compute-log files on a separate feed (capturedLogs), so its ops "
+    "here log each line with context.log.info (one stored event per line), which is what "
+    "pipelineRunLogs follows; each step attempt contained (its own directory, a uid of its own "
+    "when the server runs as root - not exercised here, steps run as the server's user - and "
+    "a stop that ends its process group); pause/resume and human review steps inside a run; "
+    "LLM, agent and phone-call steps with usage and cost; admission by runner slots with no "
+    "polling daemon between launch and start (Dagster's queued coordinator dequeues every "
+    "second here, and its default launcher starts a Python process per run that loads the code "
+    "location)."
 )
 
 
