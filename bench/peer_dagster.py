@@ -178,7 +178,11 @@ subscription($runId: ID!) {
   pipelineRunLogs(runId: $runId) {
     __typename
     ... on PipelineRunLogsSubscriptionSuccess {
-      messages { __typename ... on MessageEvent { message } }
+      messages {
+        __typename
+        ... on MessageEvent { message }
+        ... on EngineEvent { error { message } }
+      }
     }
     ... on PipelineRunLogsSubscriptionFailure { message }
   }
@@ -404,8 +408,14 @@ def running_dagster(venv: Path, folder: Path) -> Iterator[Dagster]:
             processes.append(process)
             stack.callback(_stop, process)
         dagster = Dagster(f"http://127.0.0.1:{port}", "", "", tuple(processes), folder)
-        repository, location = _wait_ready(dagster, folder)
-        yield Dagster(dagster.url, repository, location, dagster.processes, folder)
+        try:
+            repository, location = _wait_ready(dagster, folder)
+            yield Dagster(dagster.url, repository, location, dagster.processes, folder)
+        except BenchmarkFailed as exc:
+            # The daemon's log says why a run failed to start; the folder goes with the run.
+            log = folder / "dagster-daemon.log"
+            tail = "\n".join(log.read_text().splitlines()[-40:]) if log.exists() else ""
+            raise BenchmarkFailed(f"{exc}\n--- dagster-daemon.log, last lines:\n{tail}") from exc
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -470,7 +480,8 @@ async def dagster_follow(dagster: Dagster, run_id: str) -> tuple[list[float], fl
                 if kind == "LogMessageEvent":
                     latencies.extend(stamps(event["message"], received))
                 else:
-                    others.append(f"{kind}: {event.get('message', '')}")
+                    error = (event.get("error") or {}).get("message", "")
+                    others.append(f"{kind}: {event.get('message', '')} {error}".rstrip())
                 if kind == "RunSuccessEvent":
                     return latencies, time.perf_counter()
                 if kind in DAGSTER_ENDED:
