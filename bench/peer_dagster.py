@@ -382,7 +382,9 @@ def running_dagster(venv: Path, folder: Path) -> Iterator[Dagster]:
         (home / "dagster.yaml").write_text(DAGSTER_YAML.format(url=url, concurrent=CONCURRENT))
         (folder / "peer_job.py").write_text(DAGSTER_JOB)
         (folder / "workspace.yaml").write_text(DAGSTER_WORKSPACE)
-        env = {**os.environ, "DAGSTER_HOME": str(home)}
+        # The daemon's gRPC calls to the code server (start a run) give up after 60 s by
+        # default, which a loaded 2-core machine exceeds: the run is then failed, not retried.
+        env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_GRPC_TIMEOUT_SECONDS": "600"}
         for name in ("PYTHONPATH", "VIRTUAL_ENV"):
             env.pop(name, None)
         port = free_port()
@@ -616,6 +618,7 @@ def main() -> None:
             else "Dagster left out (--runwire-only, or --quick without its virtualenv)"
         )
         results: dict[int, list[Figures]] = {count: [] for count in counts}
+        print(HEADER, flush=True)
         with tempfile.TemporaryDirectory(prefix="runwire-bench-peer-") as name:
             folder = Path(name)
             settings = {"RUNWIRE_LOAD_EXAMPLES": "false", "RUNWIRE_RUNNER_SLOTS": str(CONCURRENT)}
@@ -623,6 +626,7 @@ def main() -> None:
                 asyncio.run(runwire_round(server, 1))  # warm-up, untimed
                 for count in counts:
                     results[count].append(asyncio.run(runwire_round(server, count)))
+                    print(row(results[count][-1]), flush=True)
             if with_dagster:
                 with running_dagster(args.venv, folder / "dagster") as dagster:
                     for executor in args.dagster_executor:
@@ -632,10 +636,7 @@ def main() -> None:
                             results[count].append(
                                 asyncio.run(dagster_round(dagster, count, executor))
                             )
-        print(HEADER)
-        for figures in results.values():
-            for one in figures:
-                print(row(one))
+                            print(row(results[count][-1]), flush=True)
         for figures in results.values():
             for other in figures[1:]:
                 print(ratios(figures[0], other))
