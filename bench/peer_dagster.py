@@ -151,8 +151,9 @@ telemetry:
 """
 DAGSTER_WORKSPACE = """\
 load_from:
-  - python_file:
-      relative_path: peer_job.py
+  - grpc_server:
+      host: 127.0.0.1
+      port: {port}
       location_name: peer
 """
 DAGSTER_REPOSITORIES = """
@@ -381,14 +382,29 @@ def running_dagster(venv: Path, folder: Path) -> Iterator[Dagster]:
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text(DAGSTER_YAML.format(url=url, concurrent=CONCURRENT))
         (folder / "peer_job.py").write_text(DAGSTER_JOB)
-        (folder / "workspace.yaml").write_text(DAGSTER_WORKSPACE)
+        code_port = free_port()
+        (folder / "workspace.yaml").write_text(DAGSTER_WORKSPACE.format(port=code_port))
         # The daemon's gRPC calls to the code server (start a run) give up after 60 s by
         # default, which a loaded 2-core machine exceeds: the run is then failed, not retried.
         env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_GRPC_TIMEOUT_SECONDS": "600"}
         for name in ("PYTHONPATH", "VIRTUAL_ENV"):
             env.pop(name, None)
         port = free_port()
+        code_server = [
+            str(venv / "bin" / "dagster"),
+            "code-server",
+            "start",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(code_port),
+            "-f",
+            "peer_job.py",
+            "--location-name",
+            "peer",
+        ]
         commands = [
+            code_server,
             [
                 str(venv / "bin" / "dagster-webserver"),
                 "-h",
@@ -402,13 +418,15 @@ def running_dagster(venv: Path, folder: Path) -> Iterator[Dagster]:
         ]
         processes = []
         for command in commands:
-            log = (folder / f"{Path(command[0]).name}.log").open("wb")
-            stack.callback(log.close)
+            output = (folder / f"{Path(command[0]).name}.log").open("wb")
+            stack.callback(output.close)
             process = subprocess.Popen(
-                command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
             )
             processes.append(process)
             stack.callback(_stop, process)
+            if command is code_server:
+                _wait_code_server(venv, code_port, process, folder)
         dagster = Dagster(f"http://127.0.0.1:{port}", "", "", tuple(processes), folder)
         try:
             repository, location = _wait_ready(dagster, folder)
@@ -428,6 +446,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _wait_code_server(
+    venv: Path, port: int, process: subprocess.Popen[bytes], folder: Path
+) -> None:
+    """Wait until the code server answers gRPC health checks (the others connect to it)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = (folder / "dagster.log").read_text()[-3000:]
+            raise BenchmarkFailed(f"Dagster's code server exited {process.returncode}:\n{log}")
+        check = subprocess.run(
+            [str(venv / "bin" / "dagster"), "api", "grpc-health-check", "-p", str(port)],
+            capture_output=True,
+            check=False,
+        )
+        if check.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise BenchmarkFailed("Dagster's code server not serving within 240 s")
 
 
 def _wait_ready(dagster: Dagster, folder: Path) -> tuple[str, str]:
