@@ -391,9 +391,12 @@ def running_dagster(venv: Path, folder: Path) -> Iterator[Dagster]:
             env.pop(name, None)
         port = free_port()
         code_server = [
+            # `dagster api grpc`, not `dagster code-server start`: the latter proxies to a child
+            # server that shuts itself down when the proxy's heartbeat is 30 s late, which a
+            # loaded machine makes happen, and a run sent to it then fails.
             str(venv / "bin" / "dagster"),
-            "code-server",
-            "start",
+            "api",
+            "grpc",
             "-h",
             "127.0.0.1",
             "-p",
