@@ -39,6 +39,7 @@ QUICK_RUNS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "test_bench_quick_capacity.py": ("capacity.py", ("--server", postgres.POSTGRES_SERVER)),
     "test_bench_quick_fanout.py": ("fanout.py", ()),
     "test_bench_quick_llm.py": ("llm.py", ()),
+    "test_bench_quick_peer.py": ("peer_dagster.py", ("--runwire-only",)),
 }
 
 
