@@ -1,0 +1,94 @@
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
+import type { LogModel } from "../log";
+
+const ROW = 20; // px; every line is one row tall (long lines scroll sideways), so rows are computed
+const OVERSCAN = 30;
+
+/**
+ * The log, virtualised: only the rows in view (and a margin) are in the DOM, however long the
+ * log. It follows new lines while scrolled to the end; scrolling up pauses that, and "Jump to
+ * live" resumes it.
+ */
+export function LogView({ log, version, live }: { log: LogModel; version: number; live: boolean }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [following, setFollowing] = useState(true);
+  const [view, setView] = useState({ top: 0, height: 400 });
+  const total = log.lines.length;
+
+  const toEnd = useCallback(() => {
+    const element = box.current;
+    if (element) element.scrollTop = element.scrollHeight;
+  }, []);
+
+  useLayoutEffect(() => {
+    if (following) toEnd();
+  }, [version, following, toEnd]);
+
+  useEffect(() => {
+    const element = box.current;
+    if (!element) return;
+    const observer = new ResizeObserver(() =>
+      setView({ top: element.scrollTop, height: element.clientHeight }),
+    );
+    observer.observe(element);
+    return () => observer.disconnect();
+  }, []);
+
+  function scrolled() {
+    const element = box.current!;
+    setView({ top: element.scrollTop, height: element.clientHeight });
+    // At the end (within a row): follow; anywhere above it: the person is reading, stay put.
+    const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - ROW;
+    setFollowing(atEnd);
+  }
+
+  const first = Math.max(0, Math.floor(view.top / ROW) - OVERSCAN);
+  const last = Math.min(total, Math.ceil((view.top + view.height) / ROW) + OVERSCAN);
+  const rows = [];
+  for (let index = first; index < last; index += 1) {
+    const line = log.lines[index];
+    rows.push(
+      <div
+        key={index}
+        className={`line line-${line.kind}`}
+        style={{ top: index * ROW }}
+        data-seq={line.seq}
+        data-index={index}
+      >
+        {line.step && <span className="line-step">{line.step}</span>}
+        {line.tag && <span className="line-tag">{line.tag}</span>}
+        <span className="line-text">{line.text}</span>
+      </div>,
+    );
+  }
+
+  return (
+    <div className="log-wrap">
+      <div
+        ref={box}
+        className="log"
+        role="log"
+        aria-label="Execution log"
+        aria-live="off"
+        tabIndex={0}
+        onScroll={scrolled}
+        data-following={following}
+        data-lines={total}
+        data-stdout-lines={log.counts.stdout ?? 0}
+        data-stderr-lines={log.counts.stderr ?? 0}
+        data-last-seq={log.lastSeq}
+        data-duplicates={log.duplicates}
+      >
+        <div className="log-space" style={{ height: total * ROW }}>
+          {rows}
+        </div>
+        {total === 0 && <p className="muted log-empty">No output yet.</p>}
+      </div>
+      {!following && (
+        <button type="button" className="jump" onClick={() => setFollowing(true)}>
+          {live ? "↓ Jump to live" : "↓ Jump to end"}
+        </button>
+      )}
+    </div>
+  );
+}
