@@ -13,6 +13,7 @@ export function LogView({ log, version, live }: { log: LogModel; version: number
   const box = useRef<HTMLDivElement>(null);
   const [following, setFollowing] = useState(true);
   const [view, setView] = useState({ top: 0, height: 400 });
+  const previousTop = useRef(0);
   const total = log.lines.length;
 
   const toEnd = useCallback(() => {
@@ -37,9 +38,13 @@ export function LogView({ log, version, live }: { log: LogModel; version: number
   function scrolled() {
     const element = box.current!;
     setView({ top: element.scrollTop, height: element.clientHeight });
-    // At the end (within a row): follow; anywhere above it: the person is reading, stay put.
+    // Back at the end (within a row): follow again. Moved up: the person is reading, stay put.
+    // Only a move up pauses: the scroll event of our own jump to the end can arrive after more
+    // lines made the log taller, and must not read as the reader leaving the end.
     const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - ROW;
-    setFollowing(atEnd);
+    if (atEnd) setFollowing(true);
+    else if (element.scrollTop < previousTop.current - 1) setFollowing(false);
+    previousTop.current = element.scrollTop;
   }
 
   const first = Math.max(0, Math.floor(view.top / ROW) - OVERSCAN);

@@ -119,9 +119,16 @@ export function ExecutionPage({ id }: { id: string }) {
     return () => {
       unsubscribe();
       window.cancelAnimationFrame(frame);
-      window.clearTimeout(refresh.current);
     };
   }, [api, id, reloadSoon, generation]);
+
+  useEffect(
+    () => () => {
+      window.clearTimeout(refresh.current);
+      refresh.current = undefined;
+    },
+    [],
+  );
 
   const live = execution?.status === "RUNNING";
   const now = useNow(!!execution && !ENDED.has(execution.status));
@@ -156,7 +163,7 @@ export function ExecutionPage({ id }: { id: string }) {
   const shownUsage = usage ?? execution.usage;
 
   return (
-    <section aria-labelledby="execution-title" className="execution">
+    <section aria-labelledby="execution-title" className="execution" data-execution-status={status}>
       <p>
         <a href="#/executions">← Executions</a>
       </p>
@@ -293,7 +300,7 @@ export function ExecutionPage({ id }: { id: string }) {
                   ))}
                 </th>
                 <td>
-                  <StatusBadge status={step.status} />
+                  <StatusBadge status={step.status} live={false} />
                 </td>
                 <td>{step.attempt}</td>
                 <td>{duration(elapsed(step.startedAt, step.finishedAt, step.durationMs, now))}</td>
@@ -358,10 +365,10 @@ export function ExecutionPage({ id }: { id: string }) {
                 const problem = explain(outcome);
                 setResult(problem ? { ok: false, text: problem } : { ok: true, text: `${action.verb}: done.` });
                 if (!problem) {
-                  if (ended) {
-                    setEnded(false);
-                    setGeneration((n) => n + 1);
-                  }
+                  // A retry or resume can revive an ended execution: follow it again from the
+                  // last seq shown (a follow still open just starts over from there).
+                  setEnded(false);
+                  setGeneration((n) => n + 1);
                   reloadSoon();
                 }
               },

@@ -1,0 +1,309 @@
+"""The console in headless Chromium against a real server: what an operator does in it.
+
+One server and one browser for the module; every page is opened through a TCP proxy in front of
+the server, so a test can drop the page's connections as a network would. Screenshots of the
+main pages land in docs/console/ (shown in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from tests.support.browser import Browser, Page
+from tests.support.graphql import definition, execute, follow, start, wait_for_status
+from tests.support.proxy import Proxy, proxy_to
+from tests.support.server import Server, running_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+WIDTH, HEIGHT = 1280, 860
+BUTTONS = "[...document.querySelectorAll('button')]"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server("sqlite", tmp_path_factory.mktemp("console")) as found:
+        yield found
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def proxy(server: Server) -> AsyncIterator[Proxy]:
+    async with proxy_to(server.url) as found:
+        yield found
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
+    async with Browser.running(tmp_path_factory.mktemp("chromium")) as found:
+        yield found
+
+
+def printing_step(key: str, gate: Path, pause: float = 0.01) -> str:
+    """A shell step printing `line 1`, `line 2`, … until the file `gate` exists, then `end N`."""
+    script = (
+        f"i=0; while [ ! -e {gate} ]; do i=$((i+1)); echo line $i; sleep {pause}; done; echo end $i"
+    )
+    return f'{{key: {key}, kind: shell, with: {{argv: ["sh", "-c", "{script}"]}}}}'
+
+
+async def sign_in(page: Page, token: str, remember: bool = False) -> None:
+    await page.wait_for("document.querySelector('input[name=token]')")
+    await page.type_text("input[name=token]", token)
+    if remember:
+        await page.evaluate("document.querySelector('input[type=checkbox]').click()")
+    await page.evaluate("document.querySelector('form button[type=submit]').click()")
+
+
+async def signed_in(browser: Browser, proxy: Proxy, server: Server, route: str = "") -> Page:
+    """A new tab on the console, signed in, showing `route` (a hash route)."""
+    page_context = browser.page(f"{proxy.url}/")
+    page = await page_context.__aenter__()
+    _open_pages.append(page_context)
+    await page.resize(WIDTH, HEIGHT)
+    await sign_in(page, server.token)
+    await page.wait_for("document.querySelector('#executions-title')")
+    if route:
+        await page.evaluate(f"location.hash = {json.dumps(route)}")
+    return page
+
+
+_open_pages: list[object] = []
+
+
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def _close_pages() -> AsyncIterator[None]:
+    yield
+    while _open_pages:
+        await _open_pages.pop().__aexit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def text_of(selector: str) -> str:
+    return f"document.querySelector({json.dumps(selector)})?.textContent ?? ''"
+
+
+async def test_a_wrong_token_is_refused_in_words_at_once(browser: Browser, proxy: Proxy) -> None:
+    async with browser.page(f"{proxy.url}/") as page:
+        await page.resize(WIDTH, HEIGHT)
+        await page.wait_for("document.querySelector('input[name=token]')")
+        await page.screenshot(SCREENSHOTS / "sign-in.png")
+        await sign_in(page, "rw_not-a-real-token")
+        alert = await page.wait_for(text_of("[role=alert]"), timeout=10)
+        assert "refused" in alert
+        assert "wrong, revoked or expired" in alert
+        assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+async def test_sign_in_keeps_the_token_for_the_tab_only(
+    browser: Browser, proxy: Proxy, server: Server
+) -> None:
+    async with browser.page(f"{proxy.url}/") as page:
+        await sign_in(page, server.token)
+        who = await page.wait_for(text_of(".who"))
+        assert who == "default · admin"
+        assert await page.evaluate("sessionStorage.getItem('runwire.token')") == server.token
+        assert await page.evaluate("localStorage.getItem('runwire.token')") is None
+        # Signing out forgets it.
+        await page.evaluate(f"{BUTTONS}.find(b => b.textContent === 'Sign out').click()")
+        await page.wait_for("document.querySelector('input[name=token]')")
+        assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+async def test_remember_on_this_device_uses_local_storage(
+    browser: Browser, proxy: Proxy, server: Server
+) -> None:
+    async with browser.page(f"{proxy.url}/") as page:
+        await sign_in(page, server.token, remember=True)
+        await page.wait_for("document.querySelector('#executions-title')")
+        assert await page.evaluate("localStorage.getItem('runwire.token')") == server.token
+        assert await page.evaluate("sessionStorage.getItem('runwire.token')") is None
+        # A reload signs in again from it; signing out removes it.
+        await page.evaluate("location.reload()")
+        await page.wait_for("document.querySelector('#executions-title')")
+        await page.evaluate(f"{BUTTONS}.find(b => b.textContent === 'Sign out').click()")
+        await page.wait_for("document.querySelector('input[name=token]')")
+        assert await page.evaluate("localStorage.length") == 0
+
+
+async def test_the_live_badge_comes_and_goes_with_the_run(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    page = await signed_in(browser, proxy, server)
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server,
+        definition=definition(
+            printing_step("build", gate, 0.05),
+            "{key: after, kind: sleep, with: {seconds: 0}}",
+            name="badge",
+        ),
+        labels=["console"],
+    )
+    row = f"tr[data-execution={json.dumps(execution_id)}]"
+    # The list is live: the new execution appears, and its badge shows while it runs.
+    await page.wait_for(f"document.querySelector('{row}[data-status=RUNNING] [data-live]')")
+    assert await page.evaluate(text_of(f"{row} [data-progress]")) == "0 of 2"
+    await page.screenshot(SCREENSHOTS / "executions.png")
+    gate.touch()
+    await page.wait_for(f"document.querySelector('{row}[data-status=SUCCEEDED]')")
+    assert not await page.evaluate(f"!!document.querySelector('{row} [data-live]')")
+    assert await page.evaluate(text_of(f"{row} [data-progress]")) == "2 of 2"
+    # Only running executions wear it.
+    assert await page.evaluate(
+        "[...document.querySelectorAll('[data-live]')].every("
+        "b => b.closest('tr').dataset.status === 'RUNNING')"
+    )
+
+
+async def test_the_log_follows_until_the_reader_scrolls_up(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server, definition=definition(printing_step("chatty", gate), name="chatty")
+    )
+    page = await signed_in(browser, proxy, server, f"#/executions/{execution_id}")
+    log = "document.querySelector('[role=log]')"
+    at_end = f"({log}.scrollTop + {log}.clientHeight >= {log}.scrollHeight - 20)"
+    try:
+        await page.wait_for(f"{log} && {log}.dataset.lines > 150")
+        assert await page.evaluate(f"{log}.dataset.following") == "true"
+        await page.wait_for(at_end)
+        # Virtualised: however long the log, only the rows in view (and a margin) are in the DOM.
+        assert await page.evaluate(f"{log}.querySelectorAll('.line').length") <= 100
+        await page.screenshot(SCREENSHOTS / "execution.png")
+
+        await page.wheel("[role=log]", -400)
+        await page.wait_for(f"{log}.dataset.following === 'false'")
+        top = await page.evaluate(f"{log}.scrollTop")
+        lines = int(await page.evaluate(f"{log}.dataset.lines"))
+        await page.wait_for(f"{log}.dataset.lines > {lines + 50}")
+        # New lines came, and the reader's place stayed where it was.
+        assert await page.evaluate(f"{log}.scrollTop") == top
+        assert not await page.evaluate(at_end)
+        await page.evaluate(f"{BUTTONS}.find(b => b.textContent.includes('Jump to live')).click()")
+        await page.wait_for(f"{log}.dataset.following === 'true'")
+        lines = int(await page.evaluate(f"{log}.dataset.lines"))
+        await page.wait_for(f"{log}.dataset.lines > {lines + 20}")
+        await page.wait_for(at_end)
+    finally:
+        gate.touch()
+    await page.wait_for("document.querySelector('[data-execution-status=SUCCEEDED]')")
+
+
+async def test_a_late_join_and_a_dropped_connection_lose_and_repeat_nothing(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server, definition=definition(printing_step("count", gate, 0.02), name="count")
+    )
+    query = "query($id: ID!) { execution(id: $id) { lastSeq } }"
+    try:
+        # Join late: the run has been printing for a while.
+        async with asyncio.timeout(30):
+            while (await execute(server, query, {"id": execution_id}))["execution"]["lastSeq"] < 20:
+                await asyncio.sleep(0.05)
+        joined_at = (await execute(server, query, {"id": execution_id}))["execution"]["lastSeq"]
+        page = await signed_in(browser, proxy, server, f"#/executions/{execution_id}")
+        log = "document.querySelector('[role=log]')"
+        # Everything so far, then it follows.
+        await page.wait_for(f"{log} && {log}.dataset.lastSeq >= {joined_at}")
+        seen = int(await page.evaluate(f"{log}.dataset.lastSeq"))
+        await page.wait_for(f"{log}.dataset.lastSeq > {seen}")
+
+        before = len(proxy.connections)
+        cut_at = int(await page.evaluate(f"{log}.dataset.lastSeq"))
+        assert proxy.cut() > 0
+        # The page subscribes again on a new connection, from the last seq it showed.
+        await page.wait_for(f"{log}.dataset.lastSeq > {cut_at + 5}")
+        resumed = [c for c in proxy.connections[before:] if c.seqs]
+        assert resumed, "no new connection carried events"
+        assert min(resumed[0].seqs) > cut_at
+    finally:
+        gate.touch()
+    await page.wait_for("document.querySelector('[data-execution-status=SUCCEEDED]')")
+    events = await follow(server, execution_id)
+    last = events[-1]["seq"]
+    await page.wait_for(f"{log}.dataset.lastSeq == {last}")
+    stdout = "".join(
+        e["text"] for e in events if e["type"] == "OUTPUT" and e.get("stream") == "stdout"
+    )
+    expected = stdout.count("\n")
+    assert expected > 20
+    assert int(await page.evaluate(f"{log}.dataset.stdoutLines")) == expected
+    assert await page.evaluate(f"{log}.dataset.duplicates") == "0"
+
+
+async def _confirm(page: Page, button: str) -> None:
+    await page.evaluate(
+        f"[...document.querySelectorAll('button')].find(b => b.textContent === {json.dumps(button)}"
+        " || b.getAttribute('aria-label') === " + json.dumps(button) + ").click()"
+    )
+    await page.wait_for("document.querySelector('dialog[open] [data-confirm]')")
+    await page.evaluate("document.querySelector('dialog[open] [data-confirm]').click()")
+
+
+async def test_stop_and_retry_from_the_page(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server, definition=definition(printing_step("work", gate, 0.1), name="steered")
+    )
+    page = await signed_in(browser, proxy, server, f"#/executions/{execution_id}")
+    try:
+        await page.wait_for(
+            "document.querySelector('[data-execution-status=RUNNING] .title-row [data-live]')"
+        )
+        await _confirm(page, "Stop")
+        await page.wait_for("document.querySelector('[data-execution-status=CANCELLED]')")
+        assert not await page.evaluate("!!document.querySelector('.title-row [data-live]')")
+        await page.wait_for(
+            "document.querySelector('tr[data-step=work][data-step-status=CANCELLED]')"
+        )
+
+        await _confirm(page, "Retry step work")
+        # The page follows the revived execution: running again, a second attempt, live.
+        await page.wait_for(
+            "document.querySelector('[data-execution-status=RUNNING] .title-row [data-live]')"
+        )
+        await page.wait_for(text_of("[data-result]") + ".includes('Retry: done')")
+        await page.wait_for("[...document.querySelectorAll('tr[data-step=work]')].length === 2")
+    finally:
+        gate.touch()
+    await page.wait_for("document.querySelector('[data-execution-status=SUCCEEDED]')")
+    await page.wait_for(
+        "[...document.querySelectorAll('[role=log] .line')]"
+        ".some(line => line.textContent.includes('attempt 2'))"
+    )
+
+
+async def test_a_refused_action_is_explained_in_words(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(
+        server, definition=definition(printing_step("work", gate, 0.1), name="raced")
+    )
+    page = await signed_in(browser, proxy, server, f"#/executions/{execution_id}")
+    try:
+        await page.wait_for("document.querySelector('[data-execution-status=RUNNING]')")
+        await page.evaluate(
+            "[...document.querySelectorAll('button')].find(b => b.textContent === 'Stop').click()"
+        )
+        await page.wait_for("document.querySelector('dialog[open] [data-confirm]')")
+        # Someone else stops it first, while the question is open.
+        stop = "mutation($id: ID!) { stopExecution(id: $id) { __typename } }"
+        await execute(server, stop, {"id": execution_id})
+        await wait_for_status(server, execution_id, {"CANCELLED"})
+        await page.evaluate("document.querySelector('dialog[open] [data-confirm]').click()")
+        answer = await page.wait_for(text_of("[data-result=error]"))
+        assert "CANCELLED" in answer or "cancelled" in answer, answer
+    finally:
+        gate.touch()
