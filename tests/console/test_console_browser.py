@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from tests.support.browser import Browser, Page
-from tests.support.graphql import definition, execute, follow, start, wait_for_status
+from tests.support.graphql import (
+    definition,
+    execute,
+    follow,
+    gated_step,
+    start,
+    wait_for_status,
+)
 from tests.support.proxy import Proxy, proxy_to
 from tests.support.server import Server, running_server
 
@@ -134,30 +141,30 @@ async def test_the_live_badge_comes_and_goes_with_the_run(
     browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
 ) -> None:
     page = await signed_in(browser, proxy, server)
-    gate = tmp_path / "gate"
+    first, second = tmp_path / "first", tmp_path / "second"
     execution_id = await start(
         server,
         definition=definition(
-            printing_step("build", gate, 0.05),
-            "{key: after, kind: sleep, with: {seconds: 0}}",
-            name="badge",
+            printing_step("build", first, 0.05), gated_step("test", second), name="badge"
         ),
         labels=["console"],
     )
     row = f"tr[data-execution={json.dumps(execution_id)}]"
-    # The list is live: the new execution appears, and its badge shows while it runs.
-    await page.wait_for(f"document.querySelector('{row}[data-status=RUNNING] [data-live]')")
-    assert await page.evaluate(text_of(f"{row} [data-progress]")) == "0 of 2"
-    await page.screenshot(SCREENSHOTS / "executions.png")
-    gate.touch()
+    progress = text_of(f"{row} [data-progress]")
+    try:
+        # The list is live: the new execution appears, and its badge shows while it runs.
+        await page.wait_for(f"document.querySelector('{row}[data-status=RUNNING] [data-live]')")
+        assert await page.evaluate(progress) == "0 of 2"
+        first.touch()
+        # Its steps' progress moves while it runs, not only when it ends.
+        await page.wait_for(f"{progress} === '1 of 2'")
+        assert await page.evaluate(f"!!document.querySelector('{row}[data-status=RUNNING]')")
+    finally:
+        first.touch()
+        second.touch()
     await page.wait_for(f"document.querySelector('{row}[data-status=SUCCEEDED]')")
     assert not await page.evaluate(f"!!document.querySelector('{row} [data-live]')")
-    assert await page.evaluate(text_of(f"{row} [data-progress]")) == "2 of 2"
-    # Only running executions wear it.
-    assert await page.evaluate(
-        "[...document.querySelectorAll('[data-live]')].every("
-        "b => b.closest('tr').dataset.status === 'RUNNING')"
-    )
+    await page.wait_for(f"{progress} === '2 of 2'")
 
 
 async def test_the_log_follows_until_the_reader_scrolls_up(
@@ -305,5 +312,43 @@ async def test_a_refused_action_is_explained_in_words(
         await page.evaluate("document.querySelector('dialog[open] [data-confirm]').click()")
         answer = await page.wait_for(text_of("[data-result=error]"))
         assert "CANCELLED" in answer or "cancelled" in answer, answer
+    finally:
+        gate.touch()
+
+
+async def test_the_main_pages_at_tablet_width_and_in_the_dark(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    """Runs last: the list has the module's executions in it, one of them running."""
+    gate = tmp_path / "gate"
+    failing = definition(
+        '{key: check, kind: shell, with: {argv: ["sh", "-c", "echo no >&2; exit 3"]}}', name="lint"
+    )
+    failed_id = await start(server, definition=failing, labels=["nightly"])
+    await wait_for_status(server, failed_id, {"FAILED"})
+    execution_id = await start(
+        server,
+        definition=definition(
+            printing_step("build", gate, 0.05), gated_step("deploy", gate), name="release"
+        ),
+        labels=["console", "demo"],
+    )
+    try:
+        page = await signed_in(browser, proxy, server)
+        await page.wait_for("document.querySelector('tr[data-status=RUNNING] [data-live]')")
+        await page.screenshot(SCREENSHOTS / "executions.png")
+        # A tablet: the page reflows, nothing sticks out sideways but the tables' own scroll.
+        await page.resize(820, 1100)
+        await page.wait_for("document.documentElement.scrollWidth <= innerWidth")
+        await page.evaluate(f"location.hash = {json.dumps('#/executions/' + execution_id)}")
+        await page.wait_for("document.querySelector('[role=log]')?.dataset.lines > 20")
+        await page.wait_for("document.documentElement.scrollWidth <= innerWidth")
+        await page.screenshot(SCREENSHOTS / "execution-tablet.png")
+        dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        await browser.call("Emulation.setEmulatedMedia", dark, page.session)
+        await page.resize(WIDTH, HEIGHT)
+        background = "getComputedStyle(document.body).backgroundColor"
+        await page.wait_for(f"{background} === 'rgb(13, 17, 23)'")
+        await page.screenshot(SCREENSHOTS / "execution-dark.png")
     finally:
         gate.touch()

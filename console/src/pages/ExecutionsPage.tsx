@@ -1,4 +1,4 @@
-import { useEffect, useId, useMemo, useState, type FormEvent } from "react";
+import { useEffect, useId, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiError } from "../api";
 import { StatusBadge } from "../components/Status";
 import { useSession } from "../context";
@@ -7,10 +7,12 @@ import {
   ConsoleExecutionUpdatesDocument,
   ConsoleExecutionsDocument,
   ConsoleQueuedDocument,
+  ConsoleStepProgressDocument,
   ListScenariosDocument,
   type ExecutionFilter,
   type ExecutionRowFragment,
   type ExecutionStatus,
+  type StepStatus,
 } from "../gql/graphql";
 import { href } from "../router";
 
@@ -117,6 +119,72 @@ function useQueuePositions(): Map<string, number> {
   }, [queued]);
 }
 
+type LiveStep = { key: string; attempt: number; status: StepStatus };
+
+// Live step progress for at most this many running rows (one small subscription each).
+const LIVE_PROGRESS_ROWS = 10;
+
+/**
+ * The step status changes of the running rows in view, so their "3 of 7" moves as steps end
+ * (executionUpdates speaks only of the execution's own status). Keyed by execution id: each
+ * step's latest known status by key and attempt.
+ */
+function useStepProgress(running: string[], since: Map<string, number>) {
+  const { api } = useSession();
+  const [steps, setSteps] = useState(new Map<string, Map<string, LiveStep>>());
+  const key = running.slice(0, LIVE_PROGRESS_ROWS).sort().join(",");
+  const sinceRef = useRef(since);
+  sinceRef.current = since;
+  useEffect(() => {
+    if (!key) return;
+    const stops = key.split(",").map((id) => {
+      let last = sinceRef.current.get(id) ?? 0;
+      return api.subscribe(ConsoleStepProgressDocument, () => ({ executionId: id, afterSeq: last }), {
+        next: ({ executionEvents }) => {
+          const changes = executionEvents.events.filter((event) => event.seq > last);
+          last = Math.max(last, executionEvents.lastSeq);
+          const stepChanges = changes.flatMap((event) =>
+            event.__typename === "StepStatusChanged" && event.stepKey
+              ? [{ key: event.stepKey, attempt: event.attempt ?? 1, status: event.stepStatus }]
+              : [],
+          );
+          if (stepChanges.length === 0) return;
+          setSteps((current) => {
+            const next = new Map(current);
+            const known = new Map(next.get(id) ?? []);
+            for (const change of stepChanges) known.set(`${change.key}:${change.attempt}`, change);
+            next.set(id, known);
+            return next;
+          });
+        },
+      });
+    });
+    return () => stops.forEach((stop) => stop());
+  }, [api, key]);
+  return steps;
+}
+
+/** A row's steps with the live changes seen since its row was read. */
+function withLive(
+  row: ExecutionRowFragment,
+  live: Map<string, Map<string, LiveStep>>,
+): ExecutionRowFragment["steps"] {
+  const changes = live.get(row.id);
+  if (changes === undefined) return row.steps;
+  const merged = new Map(row.steps.map((step) => [`${step.key}:${step.attempt}`, step]));
+  // A step's status only moves forward (pending, running, ended), so of the row's copy and the
+  // live one, the further along is the newer, whichever was read last.
+  for (const [id, change] of changes) {
+    const read = merged.get(id);
+    if (read === undefined || rank(change.status) > rank(read.status)) merged.set(id, change);
+  }
+  return [...merged.values()];
+}
+
+function rank(status: string): number {
+  return status === "PENDING" ? 0 : FINISHED.has(status) ? 2 : 1;
+}
+
 export function ExecutionsPage({ query }: { query: URLSearchParams }) {
   const { api } = useSession();
   const filters = filtersOf(query);
@@ -129,6 +197,11 @@ export function ExecutionsPage({ query }: { query: URLSearchParams }) {
   const [error, setError] = useState<string | null>(null);
   const positions = useQueuePositions();
   const now = useNow(rows?.some((row) => row.status === "RUNNING") ?? false);
+  const running = (rows ?? []).filter((row) => row.status === "RUNNING");
+  const liveSteps = useStepProgress(
+    running.map((row) => row.id),
+    new Map(running.map((row) => [row.id, row.lastSeq])),
+  );
 
   useEffect(() => setCursors([null]), [filterKey]);
 
@@ -192,7 +265,7 @@ export function ExecutionsPage({ query }: { query: URLSearchParams }) {
             </thead>
             <tbody>
               {rows.map((row) => {
-                const steps = progress(row.steps);
+                const steps = progress(withLive(row, liveSteps));
                 const position = positions.get(row.id);
                 return (
                   <tr key={row.id} data-execution={row.id} data-status={row.status}>
