@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,7 +30,14 @@ from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# The README's screenshots are rewritten only when asked (RUNWIRE_UPDATE_SCREENSHOTS=1), so a test
+# run leaves the tree as it found it; otherwise they go to a temporary directory.
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+SCREENSHOTS = (
+    DOCS
+    if os.environ.get("RUNWIRE_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / f"runwire-console-screenshots-{os.getpid()}"
+)
 WIDTH, HEIGHT = 1280, 860
 BUTTONS = "[...document.querySelectorAll('button')]"
 
@@ -125,16 +134,22 @@ async def test_remember_on_this_device_uses_local_storage(
     browser: Browser, proxy: Proxy, server: Server
 ) -> None:
     async with browser.page(f"{proxy.url}/") as page:
-        await sign_in(page, server.token, remember=True)
-        await page.wait_for("document.querySelector('#executions-title')")
-        assert await page.evaluate("localStorage.getItem('runwire.token')") == server.token
-        assert await page.evaluate("sessionStorage.getItem('runwire.token')") is None
-        # A reload signs in again from it; signing out removes it.
-        await page.evaluate("location.reload()")
-        await page.wait_for("document.querySelector('#executions-title')")
-        await page.evaluate(f"{BUTTONS}.find(b => b.textContent === 'Sign out').click()")
-        await page.wait_for("document.querySelector('input[name=token]')")
-        assert await page.evaluate("localStorage.length") == 0
+        try:
+            await sign_in(page, server.token, remember=True)
+            await page.wait_for("document.querySelector('#executions-title')")
+            assert await page.evaluate("localStorage.getItem('runwire.token')") == server.token
+            assert await page.evaluate("sessionStorage.getItem('runwire.token')") is None
+            # A reload signs in again from it (the marker tells the new document from the old).
+            await page.evaluate("window.beforeReload = true; location.reload()")
+            await page.wait_for(
+                "!window.beforeReload && document.querySelector('#executions-title')"
+            )
+            await page.evaluate(f"{BUTTONS}.find(b => b.textContent === 'Sign out').click()")
+            await page.wait_for("document.querySelector('input[name=token]')")
+            assert await page.evaluate("localStorage.length") == 0
+        finally:
+            # The browser's profile is the module's: leave no token for the next tab.
+            await page.evaluate("localStorage.clear()")
 
 
 async def test_the_live_badge_comes_and_goes_with_the_run(
@@ -314,6 +329,53 @@ async def test_a_refused_action_is_explained_in_words(
         assert "CANCELLED" in answer or "cancelled" in answer, answer
     finally:
         gate.touch()
+
+
+async def test_filters_search_and_paging(browser: Browser, proxy: Proxy, server: Server) -> None:
+    instant = "{key: nap, kind: sleep, with: {seconds: 0}}"
+    ids = [
+        await start(server, definition=definition(instant, name=f"paged-{n}"), labels=["paging"])
+        for n in range(27)
+    ]
+    assert len(set(ids)) == 27
+    page = await signed_in(browser, proxy, server, "#/executions?label=paging")
+    rows = "document.querySelectorAll('tr[data-execution]')"
+    names = f"[...{rows}].map(r => r.querySelector('a').textContent)"
+    # Newest first, 25 a page; the next page (keyset: after the last cursor) has the other two.
+    await page.wait_for(f"{rows}.length === 25")
+    assert await page.evaluate(names) == [f"paged-{n}" for n in range(26, 1, -1)]
+    await page.evaluate(f"{BUTTONS}.find(b => b.textContent.includes('Older')).click()")
+    await page.wait_for(f'JSON.stringify({names}) === \'["paged-1","paged-0"]\'')
+    await page.evaluate(f"{BUTTONS}.find(b => b.textContent.includes('Newer')).click()")
+    await page.wait_for(f"{rows}.length === 25")
+    # Search (typed, then applied), and the status filter (applied as it changes).
+    await page.type_text("input[type=search]", "paged-13")
+    await page.evaluate("document.querySelector('form[role=search]').requestSubmit()")
+    await page.wait_for(f"JSON.stringify({names}) === '[\"paged-13\"]'")
+    assert "search=paged-13" in await page.evaluate("location.hash")
+    await page.evaluate("location.hash = '#/executions?label=paging&status=FAILED'")
+    await page.wait_for(text_of("main p.muted") + " === 'No executions match.'")
+
+
+async def test_a_token_revoked_while_signed_in_signs_the_tab_out(
+    browser: Browser, proxy: Proxy, server: Server
+) -> None:
+    create = """
+    mutation { createApiToken(input: {name: "console-revoked", role: VIEWER}) {
+      ... on CreateApiTokenSuccess { secret token { id } } } }
+    """
+    created = (await execute(server, create))["createApiToken"]
+    async with browser.page(f"{proxy.url}/") as page:
+        await sign_in(page, created["secret"])
+        await page.wait_for("document.querySelector('#executions-title')")
+        assert await page.evaluate(text_of(".who")) == "default · viewer"
+        revoke = "mutation($id: ID!) { revokeApiToken(id: $id) { __typename } }"
+        await execute(server, revoke, {"id": created["token"]["id"]})
+        # The list's live subscription is closed by the server; the tab says why and signs out.
+        alert = await page.wait_for(text_of("[role=alert]"))
+        assert "refused" in alert
+        assert await page.evaluate("!!document.querySelector('input[name=token]')")
+        assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
 
 
 async def test_the_main_pages_at_tablet_width_and_in_the_dark(

@@ -32,13 +32,21 @@ const STATUSES: ExecutionStatus[] = [
 const WINDOWS: Record<string, number> = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "SKIPPED"]);
 
-type Filters = { status: string; scenario: string; label: string; since: string; search: string };
+type Filters = {
+  status: string;
+  scenario: string;
+  label: string;
+  who: string;
+  since: string;
+  search: string;
+};
 
 function filtersOf(query: URLSearchParams): Filters {
   return {
     status: query.get("status") ?? "",
     scenario: query.get("scenario") ?? "",
     label: query.get("label") ?? "",
+    who: query.get("who") ?? "",
     since: query.get("since") ?? "",
     search: query.get("search") ?? "",
   };
@@ -49,6 +57,7 @@ function apiFilter(filters: Filters): ExecutionFilter {
   if (filters.status) filter.statuses = [filters.status as ExecutionStatus];
   if (filters.scenario) filter.scenario = filters.scenario;
   if (filters.label) filter.label = filters.label;
+  if (filters.who) filter.triggeredBy = filters.who;
   if (filters.search) filter.search = filters.search;
   if (filters.since in WINDOWS) {
     filter.queuedAfter = new Date(Date.now() - WINDOWS[filters.since]).toISOString();
@@ -421,6 +430,15 @@ function FilterBar({ filters }: { filters: Filters }) {
           id={`${id}-label`}
           value={draft.label}
           onChange={(event) => set("label", false)(event.target.value)}
+        />
+      </div>
+      <div className="field">
+        <label htmlFor={`${id}-who`}>Started by</label>
+        <input
+          id={`${id}-who`}
+          placeholder="token:ci"
+          value={draft.who}
+          onChange={(event) => set("who", false)(event.target.value)}
         />
       </div>
       <div className="field">
