@@ -44,7 +44,9 @@ BUTTONS = "[...document.querySelectorAll('button')]"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server("sqlite", tmp_path_factory.mktemp("console")) as found:
+    # Two executions at a time, so a third waits in the queue (test_queue_positions).
+    settings = {"RUNWIRE_RUNNER_SLOTS": "2"}
+    with running_server("sqlite", tmp_path_factory.mktemp("console"), settings) as found:
         yield found
 
 
@@ -376,6 +378,83 @@ async def test_a_token_revoked_while_signed_in_signs_the_tab_out(
         assert "refused" in alert
         assert await page.evaluate("!!document.querySelector('input[name=token]')")
         assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+def reporting_definition(gate: Path) -> str:
+    """A step that reports model usage and agent entries on the report channel, in two rounds."""
+    usage = '{"type":"usage","model":"gpt-4.1-mini","input_tokens":1200,"output_tokens":340}'
+    call = (
+        '{"type":"entry","entry":"TOOL_CALL","tool":"search","call_id":"t1",'
+        '"data":{"input":{"q":"runwire"}}}'
+    )
+    said = '{"type":"entry","entry":"ASSISTANT_TEXT","text":"Found it."}'
+    return "\n".join(
+        [
+            "name: agentic",
+            "steps:",
+            "  - key: agent",
+            "    kind: shell",
+            "    with:",
+            "      shell: true",
+            "      command: |",
+            f"        printf '%s\\n' '{usage}' >&3",
+            f"        printf '%s\\n' '{call}' >&3",
+            f"        until [ -e {gate} ]; do sleep 0.02; done",
+            f"        printf '%s\\n' '{said}' >&3",
+            f"        printf '%s\\n' '{usage}' >&3",
+            "        echo done",
+        ]
+    )
+
+
+async def test_agent_entries_cost_and_tokens_arrive_live(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(server, definition=reporting_definition(gate))
+    page = await signed_in(browser, proxy, server, f"#/executions/{execution_id}")
+    lines = "[...document.querySelectorAll('[role=log] .line')].map(l => l.textContent)"
+    try:
+        await page.wait_for(text_of("[data-tokens]") + " === '1200 in · 340 out'")
+        # 1200 * $0.40 + 340 * $1.60 per million tokens.
+        assert await page.evaluate(text_of("[data-cost]")) == "$0.0010"
+        await page.wait_for(f"{lines}.some(t => t.includes('tool call') && t.includes('search('))")
+    finally:
+        gate.touch()
+    await page.wait_for(text_of("[data-tokens]") + " === '2400 in · 680 out'")
+    await page.wait_for(
+        f"{lines}.some(t => t.includes('assistant text') && t.includes('Found it.'))"
+    )
+    await page.wait_for("document.querySelector('[data-execution-status=SUCCEEDED]')")
+    assert await page.evaluate(text_of("[data-cost]")) == "$0.0020"
+
+
+async def test_queue_positions(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    page = await signed_in(browser, proxy, server, "#/executions?label=queue")
+    try:
+        running = [
+            await start(server, definition=definition(gated_step("hold", gate)), labels=["queue"])
+            for _ in range(2)
+        ]
+        for execution_id in running:
+            await wait_for_status(server, execution_id, {"RUNNING"})
+        waiting = [
+            await start(server, definition=definition(gated_step("wait", gate)), labels=["queue"])
+            for _ in range(2)
+        ]
+        for place, execution_id in enumerate(waiting, start=1):
+            row = f"tr[data-execution={json.dumps(execution_id)}][data-status=QUEUED]"
+            await page.wait_for(
+                text_of(f"{row} [data-queue-position]") + f" === '#{place} in queue'"
+            )
+    finally:
+        gate.touch()
+    for execution_id in waiting:
+        await wait_for_status(server, execution_id, {"SUCCEEDED"})
+    await page.wait_for("!document.querySelector('[data-queue-position]')")
 
 
 async def test_the_main_pages_at_tablet_width_and_in_the_dark(
