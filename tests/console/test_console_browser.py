@@ -215,6 +215,13 @@ async def test_the_log_follows_until_the_reader_scrolls_up(
         lines = int(await page.evaluate(f"{log}.dataset.lines"))
         await page.wait_for(f"{log}.dataset.lines > {lines + 20}")
         await page.wait_for(at_end)
+        # From the keyboard: the log takes the focus; Page Up pauses, End follows again.
+        await page.evaluate(f"{log}.focus()")
+        await page.press("PageUp")
+        await page.wait_for(f"{log}.dataset.following === 'false'")
+        await page.press("End")
+        await page.wait_for(f"{log}.dataset.following === 'true'")
+        await page.wait_for(at_end)
     finally:
         gate.touch()
     await page.wait_for("document.querySelector('[data-execution-status=SUCCEEDED]')")
@@ -378,6 +385,33 @@ async def test_a_token_revoked_while_signed_in_signs_the_tab_out(
         assert "refused" in alert
         assert await page.evaluate("!!document.querySelector('input[name=token]')")
         assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+async def test_the_keyboard_alone_signs_in_and_answers_a_confirmation(
+    browser: Browser, proxy: Proxy, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = await start(server, definition=definition(gated_step("hold", gate)))
+    try:
+        async with browser.page(f"{proxy.url}/#/executions/{execution_id}") as page:
+            # The token field has the focus on arrival; Enter submits.
+            await page.wait_for("document.activeElement?.name === 'token'")
+            await page.browser.call("Input.insertText", {"text": server.token}, page.session)
+            await page.press("Enter")
+            await page.wait_for("document.querySelector('[data-execution-status=RUNNING]')")
+            await page.evaluate(f"{BUTTONS}.find(b => b.textContent === 'Stop').focus()")
+            await page.press("Enter")
+            # The question takes the focus on its safe answer; Escape dismisses it, unanswered.
+            await page.wait_for("document.activeElement?.textContent === 'Cancel'")
+            assert await page.evaluate("document.activeElement.closest('dialog[open]') !== null")
+            await page.press("Escape")
+            await page.wait_for("!document.querySelector('dialog[open]')")
+            assert await page.evaluate(
+                "!!document.querySelector('[data-execution-status=RUNNING]')"
+            )
+    finally:
+        gate.touch()
+    await wait_for_status(server, execution_id, {"SUCCEEDED"})
 
 
 def reporting_definition(gate: Path) -> str:

@@ -180,6 +180,15 @@ class Page:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
         await self.browser.call("Input.insertText", {"text": text}, self.session)
 
+    async def press(self, key: str) -> None:
+        """Press and release one named key (Enter, Escape, Tab…) in the focused element."""
+        codes = {"Enter": 13, "Escape": 27, "Tab": 9, "End": 35, "PageUp": 33}
+        event = {"key": key, "code": key, "windowsVirtualKeyCode": codes.get(key, 0)}
+        if key == "Enter":
+            event["text"] = "\r"
+        for kind in ("keyDown", "keyUp"):
+            await self.browser.call("Input.dispatchKeyEvent", {**event, "type": kind}, self.session)
+
     async def wheel(self, selector: str, delta_y: float) -> None:
         """Turn the mouse wheel over the element's centre (negative: scroll up)."""
         box = await self.evaluate(

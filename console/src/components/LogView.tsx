@@ -77,6 +77,14 @@ export function LogView({ log, version, live }: { log: LogModel; version: number
         aria-live="off"
         tabIndex={0}
         onScroll={scrolled}
+        // The reader's own moves up pause following at once, before a new line can pull the
+        // log back to the end under them.
+        onWheel={(event) => event.deltaY < 0 && setFollowing(false)}
+        onTouchMove={() => setFollowing(false)}
+        onKeyDown={(event) => {
+          if (["ArrowUp", "PageUp", "Home"].includes(event.key)) setFollowing(false);
+          if (event.key === "End") setFollowing(true);
+        }}
         data-following={following}
         data-lines={total}
         data-stdout-lines={log.counts.stdout ?? 0}
