@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Api, ApiError } from "./api";
 import { SessionContext, type Session } from "./context";
 import { ViewerDocument } from "./gql/graphql";
@@ -87,6 +87,17 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   const [connected, setConnected] = useState<boolean | null>(null);
   useEffect(() => session.api.onConnection(setConnected), [session.api]);
   const { viewer } = session;
+  // A new page (not a new filter on the same one) takes the focus to its content, so a screen
+  // reader starts there and the keyboard does not stay on the link that led to it.
+  const place = route.page === "execution" ? `execution:${route.id}` : route.page;
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    document.getElementById("content")?.focus({ preventScroll: false });
+  }, [place]);
   return (
     <>
       <a className="skip-link" href="#content">

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useLayoutEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { LogModel } from "../log";
 
 const ROW = 20; // px; every line is one row tall (long lines scroll sideways), so rows are computed
@@ -35,15 +35,40 @@ export function LogView({ log, version, live }: { log: LogModel; version: number
     return () => observer.disconnect();
   }, []);
 
+  // The log's keys move it at once, not by the browser's smooth scroll: an animation still
+  // running when the next key (or a new line) comes would carry the log on from where it was.
+  function keyed(event: KeyboardEvent<HTMLDivElement>) {
+    const element = box.current!;
+    const page = element.clientHeight - ROW;
+    const moves: Record<string, number> = {
+      ArrowUp: -ROW,
+      ArrowDown: ROW,
+      PageUp: -page,
+      PageDown: page,
+      Home: -element.scrollHeight,
+    };
+    if (event.key === "End") {
+      event.preventDefault();
+      setFollowing(true);
+      toEnd();
+    } else if (event.key in moves) {
+      event.preventDefault();
+      if (moves[event.key] < 0) setFollowing(false);
+      element.scrollTop += moves[event.key];
+    }
+  }
+
   function scrolled() {
     const element = box.current!;
     setView({ top: element.scrollTop, height: element.clientHeight });
-    // Back at the end (within a row): follow again. Moved up: the person is reading, stay put.
-    // Only a move up pauses: the scroll event of our own jump to the end can arrive after more
-    // lines made the log taller, and must not read as the reader leaving the end.
+    // Moved up: the person is reading, stay put. Moved down to the end (within a row): follow
+    // again. Only a move up pauses: the scroll event of our own jump to the end can arrive after
+    // more lines made the log taller, and must not read as the reader leaving the end.
+    // Only a move down reaches the end again: the first frames of a smooth scroll up (Page Up)
+    // are still within a row of it.
     const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - ROW;
-    if (atEnd) setFollowing(true);
-    else if (element.scrollTop < previousTop.current - 1) setFollowing(false);
+    if (element.scrollTop < previousTop.current - 1) setFollowing(false);
+    else if (atEnd && element.scrollTop > previousTop.current) setFollowing(true);
     previousTop.current = element.scrollTop;
   }
 
@@ -81,10 +106,7 @@ export function LogView({ log, version, live }: { log: LogModel; version: number
         // log back to the end under them.
         onWheel={(event) => event.deltaY < 0 && setFollowing(false)}
         onTouchMove={() => setFollowing(false)}
-        onKeyDown={(event) => {
-          if (["ArrowUp", "PageUp", "Home"].includes(event.key)) setFollowing(false);
-          if (event.key === "End") setFollowing(true);
-        }}
+        onKeyDown={keyed}
         data-following={following}
         data-lines={total}
         data-stdout-lines={log.counts.stdout ?? 0}
