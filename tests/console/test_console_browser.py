@@ -142,7 +142,8 @@ async def test_remember_on_this_device_uses_local_storage(
             assert await page.evaluate("localStorage.getItem('runwire.token')") == server.token
             assert await page.evaluate("sessionStorage.getItem('runwire.token')") is None
             # A reload signs in again from it (the marker tells the new document from the old).
-            await page.evaluate("window.beforeReload = true; location.reload()")
+            # Reload after the evaluation returns: a navigation under way would fail it.
+            await page.evaluate("window.beforeReload = true; setTimeout(() => location.reload())")
             await page.wait_for(
                 "!window.beforeReload && document.querySelector('#executions-title')"
             )

@@ -167,7 +167,8 @@ class Page:
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    with contextlib.suppress(PageError):  # the page is still rendering
+                    # Still rendering (PageError), or between documents (RuntimeError).
+                    with contextlib.suppress(PageError, RuntimeError):
                         value = await self.evaluate(probe)
                         if value:
                             return value
