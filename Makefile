@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-long lint bench bench-agents schema install
+.PHONY: run test test-long lint bench bench-agents schema install console
 
 # The server with its test tools, and the client (runwire-client, the rw command) beside it.
 $(BIN)/runwire: pyproject.toml clients/python/pyproject.toml
@@ -56,3 +56,9 @@ bench-agents: install
 
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
+
+# The web console (console/ → server/runwire/http/console_dist, committed): types generated from
+# the schema and the operations, then built. Only needed after changing those; `make run` serves
+# the committed build without Node. tests/console/test_console_build.py says when it is stale.
+console:
+	cd console && npm ci --no-audit --no-fund && npm run build
