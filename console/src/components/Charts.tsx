@@ -96,7 +96,7 @@ export function ColumnChart({ title, columns, max, chart }: { title: string; col
               <rect x={x + slot * 0.15} y={base - size} width={slot * 0.7} height={size} className="chart-bar" rx={2}>
                 <title>{`${column.label}: ${column.text}`}</title>
               </rect>
-              {(columns.length <= 12 || index % Math.ceil(columns.length / 12) === 0) && (
+              {index % Math.ceil(columns.length / 6) === 0 && (
                 <text x={x + slot / 2} y={height - 6} className="chart-tick" textAnchor="middle">
                   {column.label}
                 </text>

@@ -216,7 +216,7 @@ export function MetricsPage({ query }: { query: URLSearchParams }) {
                   bars={loaded.scenarios.map((s) => ({
                     label: s.name,
                     value: s.metrics.usage.costUsd,
-                    text: s.metrics.usage.calls === 0 ? "no model calls" : money(s.metrics.usage.costUsd),
+                    text: s.metrics.usage.calls === 0 ? "no calls" : money(s.metrics.usage.costUsd),
                   }))}
                 />
               </div>

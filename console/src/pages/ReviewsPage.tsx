@@ -4,7 +4,13 @@ import { InputFields, fieldErrorsAt, initialDrafts, readDrafts, type Drafts, typ
 import { StatusBadge } from "../components/Status";
 import { may, useSession } from "../context";
 import { when } from "../format";
-import { ReviewUpdatesDocument, ReviewsDocument, SubmitReviewDocument, type ReviewsQuery } from "../gql/graphql";
+import {
+  ConsoleExecutionUpdatesDocument,
+  ReviewUpdatesDocument,
+  ReviewsDocument,
+  SubmitReviewDocument,
+  type ReviewsQuery,
+} from "../gql/graphql";
 import { href } from "../router";
 import { explain } from "./ExecutionPage";
 
@@ -41,6 +47,25 @@ export function ReviewsPage() {
     [api, read],
   );
 
+  // reviewUpdates tells a subscriber that an execution stopped waiting only if it saw it start
+  // (the hub's watcher remembers what it showed), so reviews already pending when the page
+  // subscribed would stay after someone decides them. Every status change says it too.
+  useEffect(
+    () =>
+      api.subscribe(ConsoleExecutionUpdatesDocument, () => ({ filter: null }), {
+        next: ({ executionUpdates }) => {
+          if (executionUpdates.execution.status !== "WAITING") drop(executionUpdates.execution.id);
+        },
+      }),
+    [api], // eslint-disable-line react-hooks/exhaustive-deps
+  );
+
+  const drop = (executionId: string) =>
+    setReviews((current) => {
+      if (current === null || !current.some((review) => review.executionId === executionId)) return current;
+      return current.filter((review) => review.executionId !== executionId);
+    });
+
   return (
     <section aria-labelledby="reviews-title" className="reviews" data-pending={reviews?.length ?? ""}>
       <h1 id="reviews-title">Review queue</h1>
@@ -57,7 +82,7 @@ export function ReviewsPage() {
         <ol className="review-list">
           {reviews.map((review) => (
             <li key={keyOf(review)}>
-              <ReviewCard review={review} canDecide={may(viewer, "review:write")} />
+              <ReviewCard review={review} canDecide={may(viewer, "review:write")} onDecided={() => drop(review.executionId)} />
             </li>
           ))}
         </ol>
@@ -66,7 +91,7 @@ export function ReviewsPage() {
   );
 }
 
-function ReviewCard({ review, canDecide }: { review: Review; canDecide: boolean }) {
+function ReviewCard({ review, canDecide, onDecided }: { review: Review; canDecide: boolean; onDecided: () => void }) {
   const { api } = useSession();
   const [drafts, setDrafts] = useState<Drafts>(() => initialDrafts(review.form));
   const [errors, setErrors] = useState<FieldErrors>({});
@@ -95,8 +120,9 @@ function ReviewCard({ review, canDecide }: { review: Review; canDecide: boolean 
       })
       .then(
         ({ submitReview: outcome }) => {
-          // On success the queue's update removes this card.
-          if (outcome.__typename !== "SubmitReviewSuccess") {
+          if (outcome.__typename === "SubmitReviewSuccess") {
+            onDecided();
+          } else {
             setErrors(fieldErrorsAt("values", outcome.__typename === "ValidationError" ? outcome.fieldErrors : undefined));
             setProblem(`The server refused the decision: ${explain(outcome)}`);
           }
