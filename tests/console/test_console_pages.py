@@ -10,18 +10,16 @@ the pages in docs/console/ (shown in the README).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from tests.support.browser import Browser, Page, PageError
+from tests.support.browser import Browser, Page
 from tests.support.graphql import definition, execute, start, wait_for_status
 from tests.support.server import Server, running_server
 
@@ -35,7 +33,6 @@ SCREENSHOTS = (
     else Path(tempfile.gettempdir()) / f"runwire-console-screenshots-{os.getpid()}"
 )
 WIDTH, HEIGHT = 1280, 900
-WAIT_SECONDS = 30.0
 
 CREATE_SCENARIO = """
 mutation($definition: String!) {
@@ -90,7 +87,7 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
 
 
 # The page's own ways of being driven: a value set as typing would set it (React hears the
-# input event), a click, and polling for a state.
+# input event), and a click.
 _FILL = """
 ((selector, value) => {
   const element = document.querySelector(selector);
@@ -103,34 +100,14 @@ _FILL = """
 """
 
 
-async def wait_for(page: Page, expression: str, timeout: float = WAIT_SECONDS) -> Any:
-    """The first truthy value of `expression`, polled; fails naming it after `timeout` seconds."""
-    probe = f"(() => {{ const v = ({expression}); return v instanceof Node ? true : v; }})()"
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                with contextlib.suppress(PageError):  # still rendering
-                    if value := await page.evaluate(probe):
-                        return value
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not true after {timeout} s: {expression}") from None
-
-
 async def fill(page: Page, selector: str, value: str) -> None:
-    await wait_for(page, f"document.querySelector({json.dumps(selector)})")
+    await page.wait_for(f"document.querySelector({json.dumps(selector)})")
     await page.evaluate(f"{_FILL}({json.dumps(selector)}, {json.dumps(value)})")
 
 
 async def click(page: Page, selector: str) -> None:
-    await wait_for(page, f"document.querySelector({json.dumps(selector)})")
+    await page.wait_for(f"document.querySelector({json.dumps(selector)})")
     await page.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
-
-
-async def screenshot(page: Page, name: str) -> None:
-    shot = await page.browser.call("Page.captureScreenshot", {"format": "png"}, page.session)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / name).write_bytes(base64.b64decode(shot["data"]))
 
 
 def text_of(selector: str) -> str:
@@ -141,13 +118,12 @@ def text_of(selector: str) -> str:
 async def console(browser: Browser, server: Server, route: str) -> AsyncIterator[Page]:
     """A tab signed in (the token in the tab's session, as signing in leaves it) at `route`."""
     async with browser.page(f"{server.url}/") as page:
-        size = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
-        await browser.call("Emulation.setDeviceMetricsOverride", size, page.session)
+        await page.resize(WIDTH, HEIGHT)
         await page.evaluate(
             f"sessionStorage.setItem('runwire.token', {json.dumps(server.token)});"
             f"location.hash = {json.dumps(route)}; location.reload(); true"
         )
-        await wait_for(page, "document.querySelector('.who')")
+        await page.wait_for("document.querySelector('.who')")
         yield page
 
 
@@ -184,7 +160,7 @@ async def test_the_generated_form_refuses_a_bad_value_and_shows_the_servers_refu
     await save(server, CREATE_SCENARIO, PANEL.replace("panel-demo", "form-demo"))
     async with console(browser, server, "#/test/form-demo") as page:
         field = "[data-input={}]"
-        await wait_for(page, f"document.querySelector('{field.format('who')}')")
+        await page.wait_for(f"document.querySelector('{field.format('who')}')")
         # One control per input, typed as declared, with the defaults filled in.
         kinds = await page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-input]')]"
@@ -211,7 +187,7 @@ async def test_the_generated_form_refuses_a_bad_value_and_shows_the_servers_refu
         await fill(page, field.format("times"), "2.5")
         await fill(page, field.format("extra"), "[1, 2]")
         await click(page, "[data-run-button]")
-        problem = await wait_for(page, text_of("[data-problem]"))
+        problem = await page.wait_for(text_of("[data-problem]"))
         assert "who: required" in problem
         assert "times: expected integer" in problem
         assert "extra: expected object, got array" in problem
@@ -221,7 +197,7 @@ async def test_the_generated_form_refuses_a_bad_value_and_shows_the_servers_refu
         assert await page.evaluate(
             f"document.querySelector('{field.format('times')}').getAttribute('aria-invalid')"
         )
-        await screenshot(page, "test-panel-refused.png")
+        await page.screenshot(SCREENSHOTS / "test-panel-refused.png")
         found = await execute(server, EXECUTIONS, {"scenario": "form-demo"})
         assert found["executions"]["edges"] == []
 
@@ -239,7 +215,7 @@ async def test_the_generated_form_refuses_a_bad_value_and_shows_the_servers_refu
         await fill(page, field.format("extra"), '{"a": 1}')
         await click(page, "[data-run-button]")
         problem = text_of("[data-problem]")
-        refused = await wait_for(page, f"{problem}.includes('server refused') && {problem}")
+        refused = await page.wait_for(f"{problem}.includes('server refused') && {problem}")
         assert "inputs.region: required" in refused, refused
         assert not await page.evaluate("!!document.querySelector('[data-field-error=times]')")
 
@@ -254,22 +230,22 @@ async def test_the_test_panel_runs_each_mode_and_shows_its_result(
 
         # Full: both steps, the second reading the first's output.
         await click(page, "[data-run-button]")
-        await wait_for(page, "document.querySelector('[data-run-status=SUCCEEDED]')")
-        await wait_for(
-            page, f"{text_of('[data-output=shout]')}.includes('shouting hello ann x2 loud')"
+        await page.wait_for("document.querySelector('[data-run-status=SUCCEEDED]')")
+        await page.wait_for(
+            f"{text_of('[data-output=shout]')}.includes('shouting hello ann x2 loud')"
         )
-        await wait_for(
-            page, "document.querySelector('.run-watch [role=log]')?.dataset.stdoutLines == 2"
+        await page.wait_for(
+            "document.querySelector('.run-watch [role=log]')?.dataset.stdoutLines == 2"
         )
-        await wait_for(page, "document.querySelectorAll('[data-recent]').length === 1")
-        await screenshot(page, "test-panel.png")
+        await page.wait_for("document.querySelectorAll('[data-recent]').length === 1")
+        await page.screenshot(SCREENSHOTS / "test-panel.png")
 
         # Single step: only the chosen step runs.
         await click(page, "input[name=mode][value=STEP]")
         await fill(page, "select[name=step]", "greet")
         await click(page, "[data-run-button]")
-        await wait_for(page, "document.querySelectorAll('[data-recent]').length === 2")
-        await wait_for(page, "document.querySelector('[data-run-status=SUCCEEDED]')")
+        await page.wait_for("document.querySelectorAll('[data-recent]').length === 2")
+        await page.wait_for("document.querySelector('[data-run-status=SUCCEEDED]')")
         assert await page.evaluate(
             "[...document.querySelectorAll('[data-step-result]')].map(e => e.dataset.stepResult)"
         ) == ["greet"]
@@ -279,21 +255,21 @@ async def test_the_test_panel_runs_each_mode_and_shows_its_result(
         # starts as that step's latest real output.
         await click(page, "input[name=mode][value=STEP_IN_CONTEXT]")
         await fill(page, "select[name=step]", "shout")
-        prefilled = await wait_for(page, "document.querySelector('[data-upstream=greet]')?.value")
+        prefilled = await page.wait_for("document.querySelector('[data-upstream=greet]')?.value")
         assert json.loads(prefilled)["stdout"].startswith("hello ann x2 loud")
         await fill(page, "[data-upstream=greet]", "{not json")
         await click(page, "[data-run-button]")
-        assert "upstream.greet: not valid JSON" in await wait_for(
-            page, text_of("[data-field-error='upstream.greet']")
+        assert "upstream.greet: not valid JSON" in await page.wait_for(
+            text_of("[data-field-error='upstream.greet']")
         )
         await fill(page, "[data-upstream=greet]", '{"stdout": "a simulated greeting"}')
         await click(page, "[data-run-button]")
-        await wait_for(page, "document.querySelectorAll('[data-recent]').length === 3")
-        await wait_for(page, "document.querySelector('[data-run-status=SUCCEEDED]')")
-        await wait_for(
-            page, f"{text_of('[data-output=shout]')}.includes('shouting a simulated greeting')"
+        await page.wait_for("document.querySelectorAll('[data-recent]').length === 3")
+        await page.wait_for("document.querySelector('[data-run-status=SUCCEEDED]')")
+        await page.wait_for(
+            f"{text_of('[data-output=shout]')}.includes('shouting a simulated greeting')"
         )
-        await screenshot(page, "test-panel-in-context.png")
+        await page.screenshot(SCREENSHOTS / "test-panel-in-context.png")
 
     runs = (await execute(server, EXECUTIONS, {"scenario": "panel-demo"}))["executions"]["edges"]
     assert [(r["node"]["mode"], r["node"]["stepKey"], r["node"]["status"]) for r in runs] == [
@@ -376,8 +352,8 @@ async def test_a_suite_run_compares_with_its_baseline_and_its_batch_shows_progre
     head, batch = await _run_suite(server, "nightly")
 
     async with console(browser, server, f"#/suite-runs/{head}") as page:
-        await wait_for(page, "document.querySelector('[data-suite-run-complete=true]')")
-        await wait_for(page, "document.querySelector('[data-comparison=regressed]')")
+        await page.wait_for("document.querySelector('[data-suite-run-complete=true]')")
+        await page.wait_for("document.querySelector('[data-comparison=regressed]')")
         changes = await page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-compared-case]')]"
             ".map(r => [r.dataset.comparedCase, r.dataset.change]))"
@@ -402,11 +378,11 @@ async def test_a_suite_run_compares_with_its_baseline_and_its_batch_shows_progre
         }
         # Each repeat links to its execution.
         assert await page.evaluate("document.querySelectorAll('[data-case] a.repeat').length") == 8
-        await screenshot(page, "suite-run.png")
+        await page.screenshot(SCREENSHOTS / "suite-run.png")
 
         await page.evaluate(f"location.hash = '#/batches/{batch}'; true")
-        await wait_for(
-            page, "document.querySelector('[data-batch-total]')?.dataset.batchEnded === '8'"
+        await page.wait_for(
+            "document.querySelector('[data-batch-total]')?.dataset.batchEnded === '8'"
         )
         counts = await page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-batch-count]')]"
@@ -416,11 +392,11 @@ async def test_a_suite_run_compares_with_its_baseline_and_its_batch_shows_progre
         assert counts["Succeeded"] == 5
         assert counts["Failed"] == 3
         assert await page.evaluate("document.querySelectorAll('tr[data-execution]').length") == 8
-        await screenshot(page, "batch.png")
+        await page.screenshot(SCREENSHOTS / "batch.png")
 
         await page.evaluate("location.hash = '#/suites/nightly'; true")
-        await wait_for(page, "document.querySelectorAll('[data-suite-run]').length === 2")
-        await wait_for(page, "document.querySelector('[data-chart=suite-trend]')")
+        await page.wait_for("document.querySelectorAll('[data-suite-run]').length === 2")
+        await page.wait_for("document.querySelector('[data-chart=suite-trend]')")
 
 
 async def test_the_review_queue_decides_with_its_generated_form(
@@ -439,26 +415,29 @@ async def test_the_review_queue_decides_with_its_generated_form(
     async with console(browser, server, "#/reviews") as page:
         card = f"[data-review='{execution_id}/judge']"
         other = f"[data-review='{second}/judge']"
-        await wait_for(page, f"document.querySelector({json.dumps(card)})")
+        await page.wait_for(f"document.querySelector({json.dumps(card)})")
         assert "the caller said hello" in await page.evaluate(text_of(f"{card} .output"))
         await fill(page, f"{card} [data-input=score]", "high")
         await click(page, f"{card} [data-decision=approve]")
-        assert "score: expected integer" in await wait_for(page, text_of(f"{card} [role=alert]"))
+        assert "score: expected integer" in await page.wait_for(text_of(f"{card} [role=alert]"))
+        await page.screenshot(SCREENSHOTS / "reviews.png")
         await fill(page, f"{card} [data-input=score]", "9")
-        await screenshot(page, "reviews.png")
+        # The edited field's error goes with the edit.
+        score_error = json.dumps(f"{card} [data-field-error=score]")
+        await page.wait_for(f"!document.querySelector({score_error})")
         await click(page, f"{card} [data-decision=approve]")
         # Decided here: it leaves the queue.
-        await wait_for(page, f"!document.querySelector({json.dumps(card)})")
+        await page.wait_for(f"!document.querySelector({json.dumps(card)})")
         # Decided elsewhere: the page hears it, and it leaves the queue too.
-        await wait_for(page, f"document.querySelector({json.dumps(other)})")
+        await page.wait_for(f"document.querySelector({json.dumps(other)})")
         submitted = await execute(
             server,
             SUBMIT_REVIEW,
             {"id": second, "step": "judge", "values": {"score": 3}},
         )
         assert submitted["submitReview"]["__typename"] == "SubmitReviewSuccess", submitted
-        await wait_for(page, f"!document.querySelector({json.dumps(other)})")
-        await wait_for(page, text_of(".reviews") + ".includes('Nothing waits for a review')")
+        await page.wait_for(f"!document.querySelector({json.dumps(other)})")
+        await page.wait_for(text_of(".reviews") + ".includes('Nothing waits for a review')")
     found = await wait_for_status(server, execution_id, {"SUCCEEDED", "FAILED"})
     assert found["status"] == "SUCCEEDED"
 
@@ -480,8 +459,8 @@ async def test_the_metrics_page_charts_real_executions(browser: Browser, server:
         await wait_for_status(server, execution_id, {"SUCCEEDED", "FAILED"})
 
     async with console(browser, server, "#/metrics?window=1h") as page:
-        await wait_for(
-            page, "document.querySelector('[data-metrics-window=\"1h\"][data-loaded=true]')"
+        await page.wait_for(
+            "document.querySelector('[data-metrics-window=\"1h\"][data-loaded=true]')"
         )
         finished = await page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-scenario-metrics]')].map(r =>"
@@ -519,8 +498,7 @@ async def test_the_metrics_page_charts_real_executions(browser: Browser, server:
             " s.getAttribute('role') === 'img'"
             " && document.getElementById(s.getAttribute('aria-labelledby')))"
         )
-        await screenshot(page, "metrics.png")
+        await page.screenshot(SCREENSHOTS / "metrics.png")
         # Tablet width: the charts stack in one column and nothing scrolls sideways.
-        size = {"width": 800, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
-        await browser.call("Emulation.setDeviceMetricsOverride", size, page.session)
-        await wait_for(page, "document.documentElement.scrollWidth <= 800")
+        await page.resize(800, 1000)
+        await page.wait_for("document.documentElement.scrollWidth <= 800")

@@ -131,7 +131,8 @@ export function InputFields({
   specs: readonly InputSpec[];
   drafts: Drafts;
   errors: FieldErrors;
-  onChange: (drafts: Drafts) => void;
+  /** The new texts, and the input that changed (its error is now out of date). */
+  onChange: (drafts: Drafts, changed: string) => void;
   disabled?: boolean;
 }) {
   const id = useId();
@@ -153,7 +154,7 @@ export function InputFields({
           "data-type": spec.type,
         } as const;
         const value = drafts[spec.name] ?? NOT_SET;
-        const set = (text: string) => onChange({ ...drafts, [spec.name]: text });
+        const set = (text: string) => onChange({ ...drafts, [spec.name]: text }, spec.name);
         let control;
         if (spec.enum) {
           control = (

@@ -95,6 +95,11 @@ function ReviewCard({ review, canDecide, onDecided }: { review: Review; canDecid
   const { api } = useSession();
   const [drafts, setDrafts] = useState<Drafts>(() => initialDrafts(review.form));
   const [errors, setErrors] = useState<FieldErrors>({});
+  // An edited field's error no longer applies; the others' still do.
+  const edit = (next: Drafts, changed: string) => {
+    setDrafts(next);
+    setErrors(({ [changed]: _, ...rest }) => rest);
+  };
   const [comment, setComment] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
   const [sending, setSending] = useState(false);
@@ -165,7 +170,7 @@ function ReviewCard({ review, canDecide, onDecided }: { review: Review; canDecid
       ))}
       {canDecide ? (
         <form onSubmit={(event) => event.preventDefault()} noValidate aria-label={`Decide ${review.title}`}>
-          {review.form.length > 0 && <InputFields specs={review.form} drafts={drafts} errors={errors} onChange={setDrafts} disabled={sending} />}
+          {review.form.length > 0 && <InputFields specs={review.form} drafts={drafts} errors={errors} onChange={(next, changed) => edit(next, changed)} disabled={sending} />}
           <div className="field">
             <label htmlFor={`${id}-comment`}>Comment (optional)</label>
             <textarea id={`${id}-comment`} rows={2} value={comment} onChange={(event) => setComment(event.target.value)} />

@@ -103,6 +103,11 @@ function ScenarioPanel({ name, canRun }: { name: string; canRun: boolean }) {
   const [scenario, setScenario] = useState<Scenario | null | undefined>(undefined);
   const [drafts, setDrafts] = useState<Drafts>({});
   const [errors, setErrors] = useState<FieldErrors>({});
+  // An edited field's error no longer applies; the others' still do.
+  const edit = (next: Drafts, changed: string) => {
+    setDrafts(next);
+    setErrors(({ [changed]: _, ...rest }) => rest);
+  };
   const [mode, setMode] = useState<ExecutionMode>("FULL");
   const [stepKey, setStepKey] = useState("");
   const [upstream, setUpstream] = useState<Record<string, string>>({});
@@ -246,7 +251,7 @@ function ScenarioPanel({ name, canRun }: { name: string; canRun: boolean }) {
           {scenario.description && <p className="muted">{scenario.description}</p>}
           <fieldset>
             <legend>Inputs</legend>
-            <InputFields specs={scenario.inputs} drafts={drafts} errors={errors} onChange={setDrafts} disabled={starting} />
+            <InputFields specs={scenario.inputs} drafts={drafts} errors={errors} onChange={(next, changed) => edit(next, changed)} disabled={starting} />
           </fieldset>
           <fieldset className="modes">
             <legend>Mode</legend>
