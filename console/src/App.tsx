@@ -86,13 +86,13 @@ export function App() {
   );
 }
 
-// The pages beyond the executions: [route, link text]; a page is current for its own routes.
-const MORE_PAGES = [
-  ["test", "Test panel"],
-  ["suites", "Suites"],
-  ["reviews", "Reviews"],
-  ["metrics", "Metrics"],
-] as const;
+// The pages beyond the executions: [path, link text, the routes where the link is current].
+const MORE_PAGES: [string, string, string[]][] = [
+  ["test", "Test panel", ["test"]],
+  ["suites", "Suites", ["suites", "suite", "suite-run", "batch"]],
+  ["reviews", "Reviews", ["reviews"]],
+  ["metrics", "Metrics", ["metrics"]],
+];
 
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const route = useRoute();
@@ -126,8 +126,8 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
           >
             Executions
           </a>
-          {MORE_PAGES.map(([page, text]) => (
-            <a key={page} href={`#/${page}`} aria-current={route.page.startsWith(page.slice(0, 4)) ? "page" : undefined}>
+          {MORE_PAGES.map(([page, text, current]) => (
+            <a key={page} href={`#/${page}`} aria-current={current.includes(route.page) ? "page" : undefined}>
               {text}
             </a>
           ))}
