@@ -270,6 +270,12 @@ async def test_the_test_panel_runs_each_mode_and_shows_its_result(
             f"{text_of('[data-output=shout]')}.includes('shouting a simulated greeting')"
         )
         await page.screenshot(SCREENSHOTS / "test-panel-in-context.png")
+        # Tablet width: the recent runs go below the form, and nothing scrolls sideways.
+        await page.resize(800, 1000)
+        await page.wait_for("document.documentElement.scrollWidth <= 800")
+        form = "document.querySelector('.panel-form').getBoundingClientRect()"
+        recent = "document.querySelector('.panel-recent').getBoundingClientRect()"
+        assert await page.evaluate(f"{recent}.top >= {form}.bottom")
 
     runs = (await execute(server, EXECUTIONS, {"scenario": "panel-demo"}))["executions"]["edges"]
     assert [(r["node"]["mode"], r["node"]["stepKey"], r["node"]["status"]) for r in runs] == [
@@ -502,3 +508,10 @@ async def test_the_metrics_page_charts_real_executions(browser: Browser, server:
         # Tablet width: the charts stack in one column and nothing scrolls sideways.
         await page.resize(800, 1000)
         await page.wait_for("document.documentElement.scrollWidth <= 800")
+        # Dark: the charts' text follows the scheme (light on dark).
+        dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        await browser.call("Emulation.setEmulatedMedia", dark, page.session)
+        label = "getComputedStyle(document.querySelector('.chart-label')).fill"
+        background = "getComputedStyle(document.body).backgroundColor"
+        await page.wait_for(f"{background} === 'rgb(13, 17, 23)'")
+        assert await page.evaluate(label) == "rgb(230, 237, 243)"
