@@ -12,6 +12,10 @@ const canonical = [
   "SkipStep",
   "ExecutionTrace",
   "ListScenarios",
+  "StartExecution",
+  "Reviews",
+  "ReviewUpdates",
+  "SubmitReview",
 ].map((name) => `../schema/operations/${name}.graphql`);
 
 const config: CodegenConfig = {

@@ -5,6 +5,10 @@ import { ViewerDocument } from "./gql/graphql";
 import { ExecutionPage } from "./pages/ExecutionPage";
 import { ExecutionsPage } from "./pages/ExecutionsPage";
 import { SignIn } from "./pages/SignIn";
+import { MetricsPage } from "./pages/MetricsPage";
+import { ReviewsPage } from "./pages/ReviewsPage";
+import { BatchPage, SuitePage, SuiteRunPage, SuitesPage } from "./pages/SuitesPages";
+import { TestPanelPage } from "./pages/TestPanelPage";
 import { href, useRoute } from "./router";
 import { forgetToken, saveToken, savedToken } from "./session";
 
@@ -82,6 +86,14 @@ export function App() {
   );
 }
 
+// The pages beyond the executions: [path, link text, the routes where the link is current].
+const MORE_PAGES: [string, string, string[]][] = [
+  ["test", "Test panel", ["test"]],
+  ["suites", "Suites", ["suites", "suite", "suite-run", "batch"]],
+  ["reviews", "Reviews", ["reviews"]],
+  ["metrics", "Metrics", ["metrics"]],
+];
+
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const route = useRoute();
   const [connected, setConnected] = useState<boolean | null>(null);
@@ -114,6 +126,11 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
           >
             Executions
           </a>
+          {MORE_PAGES.map(([page, text, current]) => (
+            <a key={page} href={`#/${page}`} aria-current={current.includes(route.page) ? "page" : undefined}>
+              {text}
+            </a>
+          ))}
         </nav>
         <span className="spacer" />
         <span
@@ -133,6 +150,13 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       <main id="content" tabIndex={-1}>
         {route.page === "executions" && <ExecutionsPage query={route.query} />}
         {route.page === "execution" && <ExecutionPage key={route.id} id={route.id} />}
+        {route.page === "test" && <TestPanelPage key={route.scenario ?? ""} scenario={route.scenario} />}
+        {route.page === "suites" && <SuitesPage />}
+        {route.page === "suite" && <SuitePage key={route.name} name={route.name} />}
+        {route.page === "suite-run" && <SuiteRunPage key={route.id} id={route.id} query={route.query} />}
+        {route.page === "batch" && <BatchPage key={route.id} id={route.id} />}
+        {route.page === "reviews" && <ReviewsPage />}
+        {route.page === "metrics" && <MetricsPage query={route.query} />}
         {route.page === "not-found" && (
           <section>
             <h1>Not found</h1>

@@ -43,6 +43,9 @@ function errorOf(errors: GraphQLErrorShape[]): ApiError {
 export class Api {
   private socket: Client | null = null;
   private listeners = new Set<(connected: boolean) => void>();
+  // Subscriptions in progress: the lazy socket closes by itself when the last one completes,
+  // which is not a dropped connection.
+  private active = 0;
   /** Called once when the server refuses the token (HTTP 401, socket closed with 4401/4403). */
   onUnauthenticated: (message: string) => void = () => {};
 
@@ -107,6 +110,12 @@ export class Api {
     },
   ): () => void {
     let stopped = false;
+    let counted = true;
+    this.active += 1;
+    const uncount = () => {
+      if (counted) this.active -= 1;
+      counted = false;
+    };
     let cancel: (() => void) | null = null;
     let attempt = 0;
     let timer: number | undefined;
@@ -128,11 +137,13 @@ export class Api {
           error: (error) => {
             if (stopped) return;
             if (Array.isArray(error)) {
+              uncount();
               handlers.error?.(errorOf(error as GraphQLErrorShape[]));
               return;
             }
             const code = (error as CloseEvent | undefined)?.code;
             if (code === 4401 || code === 4403) {
+              uncount();
               const message = "The token was refused by the server; sign in again.";
               this.onUnauthenticated(message);
               handlers.error?.(new ApiError(message, "unauthenticated"));
@@ -144,6 +155,7 @@ export class Api {
             timer = window.setTimeout(start, pause);
           },
           complete: () => {
+            uncount();
             if (!stopped) handlers.complete?.();
           },
         },
@@ -152,6 +164,7 @@ export class Api {
     start();
     return () => {
       stopped = true;
+      uncount();
       window.clearTimeout(timer);
       cancel?.();
     };
@@ -180,7 +193,9 @@ export class Api {
         keepAlive: 15_000,
         on: {
           connected: () => this.listeners.forEach((listener) => listener(true)),
-          closed: () => this.listeners.forEach((listener) => listener(false)),
+          closed: () => {
+            if (this.active > 0) this.listeners.forEach((listener) => listener(false));
+          },
         },
       });
     }
