@@ -57,8 +57,8 @@ bench-agents: install
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
 
-# The web console (console/ → server/runwire/http/console_dist, committed): types generated from
+# The web console (web/ → server/runwire/http/console_dist, committed): types generated from
 # the schema and the operations, then built. Only needed after changing those; `make run` serves
 # the committed build without Node. tests/console/test_console_build.py says when it is stale.
 console:
-	cd console && npm ci --no-audit --no-fund && npm run build
+	cd web && npm ci --no-audit --no-fund && npm run build

@@ -1,6 +1,6 @@
 """The committed console build is the build of the committed sources, and the server serves it.
 
-No Node here: the sources' hash is recomputed the way console/scripts/manifest.mjs computes it
+No Node here: the sources' hash is recomputed the way web/scripts/manifest.mjs computes it
 at build time, and compared with the one the build wrote into console_dist/manifest.json.
 """
 
@@ -19,7 +19,7 @@ from tests.support.server import Server, running_server
 from runwire.http.console import CONSOLE_DIRECTORY
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP = {"console/node_modules", "console/src/gql"}
+SKIP = {"web/node_modules", "web/src/gql"}
 
 
 def _walk(directory: Path) -> list[str]:
@@ -37,7 +37,7 @@ def _walk(directory: Path) -> list[str]:
 
 def sources_sha256() -> str:
     """The hash of everything the console's build is made from (as manifest.mjs computes it)."""
-    files = [*_walk(ROOT / "console"), "schema/schema.graphql", *_walk(ROOT / "schema/operations")]
+    files = [*_walk(ROOT / "web"), "schema/schema.graphql", *_walk(ROOT / "schema/operations")]
     digest = hashlib.sha256()
     for name in sorted(files, key=lambda name: name.encode()):
         content = hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
@@ -48,7 +48,7 @@ def sources_sha256() -> str:
 def test_the_committed_build_matches_the_sources() -> None:
     manifest = json.loads((CONSOLE_DIRECTORY / "manifest.json").read_text())
     assert manifest["sourcesSha256"] == sources_sha256(), (
-        "the console's committed build is stale against console/ or schema/: run `make console` "
+        "the console's committed build is stale against web/ or schema/: run `make console` "
         "and commit server/runwire/http/console_dist"
     )
 

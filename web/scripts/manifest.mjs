@@ -1,6 +1,6 @@
 // Writes console_dist/manifest.json: a hash of everything the build is made from, so a fast
 // Python test (tests/console/test_console_build.py) can tell, without Node, that the committed
-// build is stale. Keep the walk identical to that test's: every file under console/ except
+// build is stale. Keep the walk identical to that test's: every file under web/ except
 // node_modules/ and src/gql/ (generated), plus schema/schema.graphql and schema/operations/.
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -8,7 +8,7 @@ import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
-const SKIP = new Set(["console/node_modules", "console/src/gql"]);
+const SKIP = new Set(["web/node_modules", "web/src/gql"]);
 
 function walk(directory, found) {
   for (const entry of readdirSync(directory, { withFileTypes: true })) {
@@ -22,7 +22,7 @@ function walk(directory, found) {
 }
 
 const files = [
-  ...walk(join(root, "console"), []),
+  ...walk(join(root, "web"), []),
   "schema/schema.graphql",
   ...walk(join(root, "schema", "operations"), []),
 ].sort((a, b) => (Buffer.from(a) < Buffer.from(b) ? -1 : a === b ? 0 : 1));
