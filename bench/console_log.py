@@ -440,6 +440,9 @@ def main() -> None:
     print(COST)
     for figures in found:
         print(cost(figures))
+    for figures in found:
+        series = " ".join(f"{100 * share:.0f}" for share in figures.busy)
+        print(f"{figures.variant} main-thread busy % by second: {series}")
     mine, base = found
     print(
         f"console / bare: main-thread busy"
