@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-long lint bench schema install
+.PHONY: run test test-long lint bench bench-agents schema install console
 
 # The server with its test tools, and the client (runwire-client, the rw command) beside it.
 $(BIN)/runwire: pyproject.toml clients/python/pyproject.toml
@@ -38,14 +38,27 @@ lint: install
 	$(BIN)/ruff format --check server clients tests bench
 	$(BIN)/mypy
 
-# P1-P7, L1-L2 and V1 in one run, each next to its baselines (bench/README.md); about 24 minutes.
+# Issue 21's record in one run: P1-P8, B1 and the Dagster peer (N = 20 and 100), each next to
+# its baselines (bench/README.md); about 35 minutes on the 2-core machine, the first run also
+# installing Dagster into bench/.peer-venv. bench-agents: the LLM and voice benchmarks (L1, L2, V1).
 bench: install
 	$(BIN)/python bench/event_path.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/line_latency.py
+	$(BIN)/python bench/bulk_stop.py
+	$(BIN)/python bench/peer_dagster.py
+
+bench-agents: install
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/calls.py
 
 schema: install
 	$(BIN)/runwire export-schema > schema/schema.graphql
+
+# The web console (web/ → server/runwire/http/console_dist, committed): types generated from
+# the schema and the operations, then built. Only needed after changing those; `make run` serves
+# the committed build without Node. tests/console/test_console_build.py says when it is stale.
+console:
+	cd web && npm ci --no-audit --no-fund && npm run build

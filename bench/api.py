@@ -13,7 +13,12 @@
 The server runs with RUNWIRE_RUNNER=false: started executions stay QUEUED, so the runner's work
 (claiming, running steps, writing events) does not blur the API's figure.
 
-Usage: .venv/bin/python bench/api.py [--quick] [--starts N] [--rows N]
+- P5b 20 starts launched together (one HTTP/1.1 connection each, already open) on a server with
+  its runner on, each round after the previous round's executions ended: what a user starting a
+  handful of executions at once waits, while the runner claims and runs them.
+
+Usage: .venv/bin/python bench/api.py [--quick] [--starts N] [--rows N] [--api-processes N]
+                                     [--only p5|p5b|p6]
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ CONNECTIONS: Final = 16  # per process
 QUICK_PROCESSES: Final = 2
 QUICK_CONNECTIONS: Final = 4
 WARMUP_PER_CONNECTION: Final = 3
+
+# P5b sizes (full, quick).
+BURST: Final = 20
+BURST_ROUNDS: Final = 10
+QUICK_BURST_ROUNDS: Final = 3
 
 # P6 sizes (full, quick).
 ROWS: Final = 1_000_000
@@ -171,6 +181,10 @@ class Sizes:
     repeats: int
     page_seconds: float
     """Time after which a page stops being repeated (once it has MIN_SAMPLES)."""
+    burst_rounds: int = BURST_ROUNDS
+    api_processes: int = 1
+    """`runwire serve` processes on the one database for P5; client processes take turns."""
+    parts: tuple[str, ...] = ("p6", "p5", "p5b")
 
 
 # ---- P5: load from several processes ---------------------------------------------------------
@@ -264,23 +278,24 @@ def checked(variant: str, response: httpx.Response) -> str | None:
 
 def run_load(
     context: SpawnContext,
-    url: str,
+    urls: Sequence[str],
     token: str,
     variant: str,
     total: int,
     processes: int,
     connections: int,
-    server_pid: int,
+    server_pids: Sequence[int],
 ) -> tuple[LoadResult, list[str]]:
-    """`total` requests split over `processes` x `connections`, all released at once."""
-    cpu_before = process_cpu_seconds(server_pid)
+    """`total` requests split over `processes` x `connections`, all released at once; client
+    process i sends to server i mod len(urls)."""
+    cpu_before = sum(process_cpu_seconds(pid) for pid in server_pids)
     barrier = context.Barrier(processes)
     results = context.Queue()
     shares = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
     workers = [
         context.Process(
             target=load_worker,
-            args=(url, token, variant, share, connections, barrier, results),
+            args=(urls[i % len(urls)], token, variant, share, connections, barrier, results),
             name=f"bench-{variant}-{i}",
         )
         for i, share in enumerate(shares)
@@ -310,7 +325,7 @@ def run_load(
     if len(latencies) != total:
         raise BenchmarkFailed(f"{variant}: {len(latencies)} answers timed, expected {total}")
     answered = total + processes * connections * WARMUP_PER_CONNECTION
-    cpu_ms = (process_cpu_seconds(server_pid) - cpu_before) * 1000 / answered
+    cpu_ms = (sum(process_cpu_seconds(pid) for pid in server_pids) - cpu_before) * 1000 / answered
     return LoadResult(variant, total, ended - began, Latencies(latencies), cpu_ms), ids
 
 
@@ -641,13 +656,10 @@ async def sql_page(conn: asyncpg.Connection, workspace: str, case: PageCase) -> 
 # ---- the run ----------------------------------------------------------------------------------
 
 
-async def prepare_history(
-    dsn: str, rows: int
-) -> tuple[str, str, float, int, list[PageCase], list[str]]:
-    """Seed and analyse; (workspace, postgres version, seconds, labels, cases, plan lines)."""
+async def prepare_history(dsn: str, rows: int) -> tuple[str, float, int, list[PageCase], list[str]]:
+    """Seed and analyse; (workspace, seconds, labels, cases, plan lines)."""
     conn = await asyncpg.connect(dsn)
     try:
-        version = await conn.fetchval("SHOW server_version")
         workspace = await conn.fetchval("SELECT id FROM runwire_workspace WHERE name = 'default'")
         if workspace is None:
             raise BenchmarkFailed("the server created no workspace 'default'")
@@ -659,7 +671,7 @@ async def prepare_history(
             raise BenchmarkFailed(f"seeded {count:,} executions, expected {rows:,}")
         cases = await page_cases(conn, workspace, rows)
         plans = [await explain(conn, workspace, case) for case in cases]
-        return workspace, version, seconds, labels, cases, plans
+        return workspace, seconds, labels, cases, plans
     finally:
         await conn.close()
 
@@ -684,54 +696,180 @@ def run(sizes: Sizes) -> None:
     asyncio.run(check_postgres())
     context = multiprocessing.get_context("spawn")
     settings = {"RUNWIRE_RUNNER": "false", "RUNWIRE_LOAD_EXAMPLES": "false"}
+    loads: list[LoadResult] = []
+    pages: dict[str, tuple[list[float], list[float]]] = {}
+    cases: list[PageCase] = []
+    plans: list[str] = []
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runwire-api-")))
+        server = stack.enter_context(
+            running_server("postgres", directory / "api-0", settings=settings)
+        )
+        dsn = server.env["RUNWIRE_DATABASE_URL"]
+        # More replicas on the same database (and bus) for P5, as docker-compose runs them.
+        servers = [server] + [
+            stack.enter_context(
+                running_server(
+                    "postgres", directory / f"api-{i}", settings, database_url=dsn,
+                    token=server.token,
+                )
+            )
+            for i in range(1, sizes.api_processes if "p5" in sizes.parts else 1)
+        ]  # fmt: skip
+        version = asyncio.run(postgres_version(dsn))
+        print_header(sizes, version, [s.process.pid for s in servers])
+        if "p6" in sizes.parts:
+            # P6 first: P5's starts then land in a table that already holds the seeded history.
+            workspace, seed_seconds, labels, cases, plans = asyncio.run(
+                prepare_history(dsn, sizes.rows)
+            )
+            print(
+                f"seeded {sizes.rows:,} executions (+ {labels:,} label rows) with COPY in"
+                f" {seed_seconds:.1f} s ({sizes.rows / seed_seconds:,.0f} rows/s), then ANALYZE"
+            )
+            print()
+            with context.Pool(1) as pool:
+                status, found = pool.apply_async(
+                    page_worker, (server.url, server.token, dsn, workspace, cases, sizes)
+                ).get(timeout=120 + 4 * 3 * sizes.page_seconds)
+            if status != "ok":
+                raise BenchmarkFailed(f"history pages: {found}")
+            pages = found
+        if "p5" in sizes.parts:
+            urls = [s.url for s in servers]
+            pids = [s.process.pid for s in servers]
+            for variant in (START, VIEWER):
+                result, ids = run_load(
+                    context, urls, server.token, variant, sizes.starts, sizes.processes,
+                    sizes.connections, pids,
+                )  # fmt: skip
+                if variant == START:
+                    if len(set(ids)) != sizes.starts:
+                        raise BenchmarkFailed(
+                            f"{len(set(ids)):,} distinct ids for {sizes.starts:,}"
+                        )
+                    stored = asyncio.run(count_started(dsn, ids))
+                    if stored != sizes.starts:
+                        raise BenchmarkFailed(f"{stored:,} of {sizes.starts:,} starts are stored")
+                loads.append(result)
+    if "p5" in sizes.parts:
+        with running_bare_server(context) as (bare_url, bare_pid):
+            result, _ = run_load(
+                context, [bare_url], "unused", BARE, sizes.starts, sizes.processes,
+                sizes.connections, [bare_pid],
+            )  # fmt: skip
+            loads.append(result)
+        print_loads(sizes, loads)
+        print()
+    if "p5b" in sizes.parts:
+        print_bursts(sizes, run_bursts(sizes))
+        print()
+    if "p6" in sizes.parts:
+        print_pages(sizes, cases, pages)
+        print()
+        print("EXPLAIN (ANALYZE, BUFFERS) of the same SQL, custom plans:")
+        for plan in plans:
+            print(plan)
+
+
+# ---- P5b: a handful of starts at once, runner on -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bursts:
+    starts: Latencies
+    bare: Latencies
+    """The same clients' requests to the bare Litestar endpoint, same pattern."""
+
+
+def run_bursts(sizes: Sizes) -> Bursts:
+    """BURST starts at once on a server whose runner runs them, `burst_rounds` times."""
+    from tests.support.server import running_server
+
+    context = multiprocessing.get_context("spawn")
     with (
-        tempfile.TemporaryDirectory(prefix="runwire-bench-api-") as directory,
-        running_server("postgres", Path(directory), settings=settings) as server,
+        tempfile.TemporaryDirectory(prefix="runwire-burst-") as directory,
+        running_server(
+            "postgres", Path(directory), settings={"RUNWIRE_LOAD_EXAMPLES": "false"}
+        ) as server,
     ):
         dsn = server.env["RUNWIRE_DATABASE_URL"]
-        # P6 first: P5's starts then land in a table that already holds the seeded history.
-        workspace, version, seed_seconds, labels, cases, plans = asyncio.run(
-            prepare_history(dsn, sizes.rows)
-        )
-        print_header(sizes, version)
-        print(
-            f"seeded {sizes.rows:,} executions (+ {labels:,} label rows) with COPY in"
-            f" {seed_seconds:.1f} s ({sizes.rows / seed_seconds:,.0f} rows/s), then ANALYZE"
-        )
-        print()
-        with context.Pool(1) as pool:
-            status, pages = pool.apply_async(
-                page_worker, (server.url, server.token, dsn, workspace, cases, sizes)
-            ).get(timeout=120 + 4 * 3 * sizes.page_seconds)
-        if status != "ok":
-            raise BenchmarkFailed(f"history pages: {pages}")
+        starts = asyncio.run(bursts(server.url, server.token, START, sizes.burst_rounds, dsn))
+    with running_bare_server(context) as (bare_url, _):
+        bare = asyncio.run(bursts(bare_url, "unused", BARE, sizes.burst_rounds, None))
+    return Bursts(Latencies(starts), Latencies(bare))
 
-        loads: list[LoadResult] = []
-        for variant in (START, VIEWER):
-            result, ids = run_load(
-                context, server.url, server.token, variant, sizes.starts, sizes.processes,
-                sizes.connections, server.process.pid,
-            )  # fmt: skip
-            if variant == START:
-                if len(set(ids)) != sizes.starts:
-                    raise BenchmarkFailed(f"{len(set(ids)):,} distinct ids for {sizes.starts:,}")
-                stored = asyncio.run(count_started(dsn, ids))
-                if stored != sizes.starts:
-                    raise BenchmarkFailed(f"{stored:,} of {sizes.starts:,} starts are stored")
-            loads.append(result)
-    with running_bare_server(context) as (bare_url, bare_pid):
-        result, _ = run_load(
-            context, bare_url, "unused", BARE, sizes.starts, sizes.processes, sizes.connections,
-            bare_pid,
-        )  # fmt: skip
-        loads.append(result)
-    print_loads(sizes, loads)
-    print()
-    print_pages(sizes, cases, pages)
-    print()
-    print("EXPLAIN (ANALYZE, BUFFERS) of the same SQL, custom plans:")
-    for plan in plans:
-        print(plan)
+
+async def bursts(url: str, token: str, variant: str, rounds: int, dsn: str | None) -> list[float]:
+    """Latencies of `rounds` x BURST requests, each round sent at once on open connections, the
+    next only once the round's executions have ended (when `dsn` is given)."""
+    limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    body = request_body(variant)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=60
+    ) as client:
+
+        async def one() -> tuple[float, str | None]:
+            sent = time.perf_counter()
+            response = await client.post("/graphql", content=body)
+            elapsed = time.perf_counter() - sent
+            return elapsed, checked(variant, response)
+
+        # One untimed round first: opens every connection (and warms the server).
+        for timed in [False] + [True] * rounds:
+            answers = await asyncio.gather(*(one() for _ in range(BURST)))
+            if timed:
+                latencies.extend(elapsed for elapsed, _ in answers)
+            ids = [found for _, found in answers if found is not None]
+            if dsn is not None:
+                await until_ended(dsn, ids)
+    return latencies
+
+
+async def until_ended(dsn: str, ids: list[str]) -> None:
+    """Wait (bounded) until every execution of `ids` has SUCCEEDED; fail on any other end."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            rows = await conn.fetch(
+                "SELECT status FROM runwire_execution WHERE id = ANY($1::varchar[])", ids
+            )
+            statuses = [row["status"] for row in rows]
+            if len(statuses) == len(ids) and all(s == "SUCCEEDED" for s in statuses):
+                return
+            if any(s in ("FAILED", "CANCELLED", "TIMED_OUT") for s in statuses):
+                raise BenchmarkFailed(f"a burst's execution ended {sorted(set(statuses))}")
+            if time.monotonic() > deadline:
+                raise BenchmarkFailed(f"a burst's executions did not end: {statuses}")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+def print_bursts(sizes: Sizes, found: Bursts) -> None:
+    print(
+        f"P5b: {BURST} startExecution at once on {BURST} open connections, runner on (each"
+        f" execution runs `echo hi`), {sizes.burst_rounds} rounds after 1 untimed, each once the"
+        " previous round's executions ended"
+    )
+    print(f"{'variant':<28} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, values in (("startExecution", found.starts), ("bare Litestar", found.bare)):
+        print(
+            f"{name:<28} {len(values.seconds):>9} {values.p50_ms:>8.1f} {values.p99_ms:>8.1f}"
+            f" {max(values.seconds) * 1000:>8.1f}"
+        )
+    print(f"(p50 x bare: {found.starts.p50_ms / found.bare.p50_ms:.2f})")
+
+
+async def postgres_version(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
 
 
 async def check_postgres() -> None:
@@ -744,14 +882,17 @@ async def check_postgres() -> None:
     await conn.close()
 
 
-def print_header(sizes: Sizes, postgres_version: str) -> None:
+def print_header(sizes: Sizes, postgres_version: str, server_pids: Sequence[int]) -> None:
     print("P5 startExecution throughput + latency; P6 history page of 50")
     print(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"machine:  {os.cpu_count()} cores, {platform.platform()}")
     print(f"python:   {platform.python_version()} ({platform.python_implementation()})")
     print(f"postgres: {postgres_version} on 127.0.0.1")
     print(f"command:  {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print("server:   runwire serve, one uvicorn process, Postgres, RUNWIRE_RUNNER=false")
+    print(
+        f"server:   runwire serve x {len(server_pids)} (pids {', '.join(map(str, server_pids))}),"
+        " one uvicorn process each, one Postgres database, RUNWIRE_RUNNER=false"
+    )
     print()
 
 
@@ -760,7 +901,9 @@ def print_loads(sizes: Sizes, loads: list[LoadResult]) -> None:
     print(
         f"P5: {sizes.starts:,} requests per variant from {sizes.processes} processes x"
         f" {sizes.connections} keep-alive connections ({concurrency} in flight),"
-        f" after {WARMUP_PER_CONNECTION} untimed requests per connection"
+        f" after {WARMUP_PER_CONNECTION} untimed requests per connection;"
+        f" {sizes.api_processes} runwire serve process(es), client process i to server i mod"
+        f" {sizes.api_processes} (server CPU: all of them)"
     )
     bare = next(r for r in loads if r.variant == BARE)
     print(
@@ -819,11 +962,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--starts", type=int, help=f"P5 requests per variant ({STARTS:,})")
     parser.add_argument("--rows", type=int, help=f"P6 seeded executions ({ROWS:,})")
+    parser.add_argument(
+        "--api-processes", type=int, default=1, help="`runwire serve` processes for P5 (1)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=("p5", "p5b", "p6"), help="run only these (repeatable)"
+    )
     args = parser.parse_args()
     sizes = (
         Sizes(
             QUICK_STARTS, QUICK_PROCESSES, QUICK_CONNECTIONS, QUICK_ROWS, QUICK_REPEATS,
-            QUICK_PAGE_SECONDS,
+            QUICK_PAGE_SECONDS, QUICK_BURST_ROUNDS,
         )
         if args.quick
         else Sizes(STARTS, PROCESSES, CONNECTIONS, ROWS, REPEATS, PAGE_SECONDS)
@@ -834,6 +983,11 @@ def main() -> None:
         sizes = dataclasses.replace(sizes, rows=args.rows)
     if sizes.starts < sizes.processes or sizes.rows < 4 * PAGE * 10:
         parser.error(f"need --starts >= {sizes.processes} and --rows >= {4 * PAGE * 10}")
+    if not 1 <= args.api_processes <= sizes.processes:
+        parser.error(f"need 1 <= --api-processes <= {sizes.processes} (the client processes)")
+    sizes = dataclasses.replace(sizes, api_processes=args.api_processes)
+    if args.only:
+        sizes = dataclasses.replace(sizes, parts=tuple(args.only))
     try:
         run(sizes)
     except BenchmarkFailed as exc:

@@ -283,7 +283,8 @@ async def hold_connections(plan: ClientPlan, pipe: Connection) -> None:
                 await socket.send(json.dumps(subscribe))
                 # The backlog (QUEUED, RUNNING, ...) arrives first: the subscription is live.
                 first = json.loads(await asyncio.wait_for(socket.recv(), 120))
-                if first.get("type") != "next" or not first["payload"]["data"]["executionEvents"]:
+                data = first.get("payload", {}).get("data") if first.get("type") == "next" else None
+                if not (data or {}).get("executionEvents"):  # errors print whole, below
                     raise BenchmarkFailed(f"expected the backlog, got {first}")
             return socket
 

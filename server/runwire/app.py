@@ -19,6 +19,7 @@ from runwire.graphql.fanout.send_groups import SendGroups
 from runwire.graphql.schema.context import Services
 from runwire.http import request_ids
 from runwire.http.artifacts import artifact_download
+from runwire.http.console import console_assets_router, console_page
 from runwire.http.edge import refuse_deeply_nested_json
 from runwire.http.error_log import UnexpectedErrorsLogged
 from runwire.http.graphiql import graphiql_static_router
@@ -66,6 +67,8 @@ def create_app(settings: Settings, kinds: Mapping[str, StepKind[Any]] | None = N
         route_handlers=[
             graphql_controller(settings),
             graphiql_static_router(),
+            console_page,
+            console_assets_router(),
             health,
             ready,
             metrics,

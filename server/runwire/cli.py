@@ -127,6 +127,7 @@ def _serve_http(app: Callable[[], Litestar], settings: Settings, *, websockets: 
     import uvicorn
 
     from runwire import logs
+    from runwire.events.compat.uvicorn import SocketProtocol
 
     listening = _listening_socket(settings)
     _check_before_start(settings)
@@ -137,10 +138,11 @@ def _serve_http(app: Callable[[], Litestar], settings: Settings, *, websockets: 
         log_config=logs.config(settings),
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,
-        # Named, not "auto": the sans-I/O protocol keeps no task per socket (keepalive runs on
-        # timers; bench P4: 61 KB per idle subscription, 68 KB with the legacy `websockets`
-        # one), and an installed wsproto must not silently change what a socket costs.
-        ws="websockets-sansio" if websockets else "none",
+        # Named, not "auto": uvicorn's sans-I/O protocol keeps no task per socket (keepalive
+        # runs on timers; bench P4: 61 KB per idle subscription, 68 KB with the legacy
+        # `websockets` one), and an installed wsproto must not silently change what a socket
+        # costs. Runwire's subclass keeps less zlib state when deflate is on.
+        ws=SocketProtocol if websockets else "none",
         ws_per_message_deflate=settings.ws_deflate,
         # One limit for a GraphQL request, whichever transport carries it.
         ws_max_size=settings.max_body_bytes,

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from runwire.domain.control import ExecutionControl
 from runwire.domain.deletion import ExecutionDeletion
 from runwire.domain.executions import ExecutionService
 from runwire.domain.identity import Authenticator, JwtSettings
+from runwire.domain.models import Event
 from runwire.domain.retention import RetentionService
 from runwire.domain.reviews import ReviewService
 from runwire.domain.runners import QueueHealthService
@@ -228,6 +229,14 @@ class Core:
                 )
             )
             signals = await stack.enter_async_context(QueueSignals.running(bus))
+            if database.is_postgres and bus.is_database(database.url):
+                # A start's notices go out with its rows, in its own statement (one round trip).
+                def announce(events: Sequence[Event]) -> list[tuple[str, str]]:
+                    return [*publisher.notifications(events), signals.queued_notification()]
+
+                store.executions.announce_starts(announce)
+            # Left before the bus and the database: starts being written finish first.
+            await stack.enter_async_context(store.executions.running())
             await stack.enter_async_context(
                 ArtifactRetention.running(store.artifacts, settings.artifact_retention_days)
             )

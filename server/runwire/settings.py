@@ -85,8 +85,9 @@ class Settings:
     # code 4100, or the SSE stream ended; it resumes with afterSeq / Last-Event-ID. Its sends
     # never hold up another subscriber meanwhile (events/slow_clients.py).
     subscriber_stall_seconds: float = 10.0
-    # permessage-deflate keeps a zlib compressor and decompressor per socket (about 45 KB) and
-    # compresses every message once per subscriber: off unless operators want the bandwidth.
+    # permessage-deflate keeps a small zlib compressor per socket (about 10 KB: a 512-byte window,
+    # clients compress each message on their own; events/compat/uvicorn.py) and compresses
+    # every message once per subscriber: off unless operators want the bandwidth.
     ws_deflate: bool = False
     # One log line per HTTP request and per accepted socket costs throughput; errors still log.
     access_log: bool = False

@@ -131,6 +131,17 @@ async def test_a_status_filter_also_reports_leaving_it(server: Server) -> None:
     assert running.statuses(second) == ["RUNNING", "SUCCEEDED"]
 
 
+async def test_a_late_subscriber_hears_an_execution_leave_the_filter(server: Server) -> None:
+    """A list read after subscribing shows what already ran; its end must reach the list too."""
+    held = await start(server, definition=HOLD)
+    await wait_for_status(server, held, {"RUNNING"})
+    async with watching(server, {"statuses": ["RUNNING"]}) as running:
+        await execute(server, STOP, {"id": held})
+        await running.until(reached(held, "STOPPING"))
+    # The change that takes it out of RUNNING (a list of running ones drops it), and no more.
+    assert running.statuses(held) == ["STOPPING"]
+
+
 async def test_a_started_execution_is_announced_as_queued(server: Server) -> None:
     async with watching(server) as everything:
         execution_id = await start(server, definition=NAP)

@@ -84,6 +84,9 @@ async def test_graphiql_page_uses_only_local_assets(client: httpx.AsyncClient) -
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "https://" not in page.text
+    # The Headers pane (the token) stays in the tab, out of localStorage.
+    assert "shouldPersistHeaders: false," in page.text
+    assert "shouldPersistHeaders: true" not in page.text
     parser = _Assets()
     parser.feed(page.text)
     assert any(url.endswith("/graphiql.min.js") for url in parser.urls)
@@ -104,6 +107,9 @@ async def test_graphiql_page_uses_only_local_assets(client: httpx.AsyncClient) -
         ("graphiql@3.8.3/graphiql.min.js", "graphiql@9.9.9/graphiql.min.js"),
         ("</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script></head>'),
         ('window.location.href.split("?")[0]', "window.location.href"),
+        ("GraphiQL.createFetcher({", "GraphiQL.createGraphiQLFetcher({"),
+        ("function onEditHeaders(newHeaders) {", "function onHeaders(newHeaders) {"),
+        ("shouldPersistHeaders: true,", "shouldPersistHeaders: props.persist,"),
     ],
 )
 def test_template_drift_fails_loudly(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:

@@ -82,6 +82,22 @@ async def test_compression_is_negotiated_when_enabled(chatty: Server) -> None:
     socket = await _acknowledged(chatty)
     try:
         assert [type(e) for e in socket.protocol.extensions] == [PerMessageDeflate]
+        (deflate,) = socket.protocol.extensions
+        assert isinstance(deflate, PerMessageDeflate)
+        # The server keeps little zlib state per socket (events/compat/uvicorn.py): the client
+        # compresses each message on its own, the server with a small window.
+        assert deflate.local_no_context_takeover
+        assert deflate.remote_max_window_bits == 9
+        # Requests and answers go through both sides' contexts, one message after another.
+        for number in range(3):
+            query = {"query": "{ viewer { label } }"}
+            await socket.send(
+                json.dumps({"id": str(number), "type": "subscribe", "payload": query})
+            )
+            answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert answer["type"] == "next", answer
+            assert answer["payload"]["data"]["viewer"]["label"], answer
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "complete"
     finally:
         await socket.close()
 

@@ -17,8 +17,7 @@ from tests.support.contract import Contract
 from tests.support.graphql import definition, start, subscription_data
 from tests.support.inprocess import Served
 
-from runwire.graphql import controller
-from runwire.graphql.fanout import send_groups
+from runwire.graphql.fanout import send_groups, sharing
 from runwire.graphql.fanout.compat.litestar import PendingSend, send_without_waiting
 from runwire.graphql.fanout.sharing import encode_next_message
 
@@ -72,7 +71,7 @@ async def test_caught_up_subscribers_park_and_a_sender_sends_them_each_batch(
         return text
 
     monkeypatch.setattr(send_groups, "send_without_waiting", stepped)
-    monkeypatch.setattr(controller, "encode_next_message", encode)
+    monkeypatch.setattr(sharing, "encode_next_message", encode)
     gate = tmp_path / "gate"
     execution_id = await start(runwire, definition=chatty_after(gate))
     followers = [

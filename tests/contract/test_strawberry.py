@@ -192,3 +192,29 @@ async def test_a_subscription_finds_its_socket_and_sees_it_closed(
                         await asyncio.sleep(0.01)
     finally:
         gate.touch()
+
+
+def test_the_http_controllers_response_comes_from_a_threaded_dependency() -> None:
+    from litestar.di import Provide
+    from litestar.response import Response
+    from strawberry.litestar import make_graphql_controller
+
+    from runwire.graphql.fanout.compat.strawberry import (
+        RESPONSE_DEPENDENCY,
+        dependencies_on_the_loop,
+    )
+
+    controller = make_graphql_controller(strawberry.Schema(query=Query), path="/graphql")
+    with STRAWBERRY.holds("the controller's `response` dependency builds an empty Response"):
+        provide = controller.dependencies[RESPONSE_DEPENDENCY]
+        assert provide.sync_to_thread
+        built = asyncio.run(provide())
+        assert isinstance(built, Response)
+        assert built.content == {}
+    ours = dependencies_on_the_loop(controller.dependencies)[RESPONSE_DEPENDENCY]
+    assert isinstance(ours, Provide)
+    assert not ours.sync_to_thread
+    response = asyncio.run(ours())
+    assert isinstance(response, Response)
+    assert response.content == {}
+    assert response.background is not None

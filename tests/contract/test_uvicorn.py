@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import websockets
 from tests.support.contract import Contract
 from tests.support.graphql import definition, gated_step, start, wait_for_status
 from tests.support.inprocess import Served
+from websockets.http11 import Request
 
-from runwire.events.compat.uvicorn import Transport
+from runwire.events.compat.uvicorn import SocketProtocol, Transport
 from runwire.events.slow_clients import CUT_CLOSE_CODE, CUT_REASON, SlowClients
 
 UVICORN = Contract("uvicorn", "uvicorn", place="server/runwire/events/compat")
@@ -95,3 +97,32 @@ def test_uvloop_transports_offer_what_is_used() -> None:
         assert "get_write_buffer_size" in methods
         for name in methods:
             assert callable(getattr(uvloop.TCPTransport, name, None)), name
+
+
+async def test_an_accepted_socket_keeps_no_copy_of_its_handshake(runwire: Served) -> None:
+    """SocketProtocol drops what uvicorn and websockets keep of the handshake (bench P4)."""
+    headers = {"Authorization": f"Bearer {runwire.token}"}
+    async with websockets.connect(
+        runwire.graphql_ws, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": headers}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        (protocol,) = [found for found in gc.get_objects() if isinstance(found, SocketProtocol)]
+        with UVICORN.holds(
+            "the sans-I/O protocol keeps the handshake as `request` and `response`, and"
+            " websockets' parser the request, which is no longer read once answered"
+        ):
+            assert protocol.handshake_complete
+            assert "request" not in vars(protocol)
+            assert "response" not in vars(protocol)
+            kept = [
+                found
+                for found in gc.get_referents(protocol.conn.parser)
+                if isinstance(found, Request)
+            ]
+            assert kept
+            assert all(not request.headers for request in kept), kept
+        # The socket still works: an operation is answered.
+        query = {"query": "{ viewer { label } }"}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": query}))
+        assert json.loads(await ws.recv())["type"] == "next"

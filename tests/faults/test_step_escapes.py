@@ -143,7 +143,7 @@ async def test_no_step_process_outlives_a_killed_server(
                 await asyncio.to_thread(
                     wait_until,
                     lambda: LEFTOVERS_KILLED.search(log_path.read_text()) is not None,
-                    5,
+                    30,
                     "the leftovers' kill logged",
                 )
                 log = log_path.read_text()

@@ -157,19 +157,21 @@ async def test_speech_is_sent_into_the_call_and_the_ivr_answers_it(tmp_path: Pat
     result = await call(
         script(
             str(menu),
-            {"listen": {"timeout": 3, "phrases": ["say something"]}},
+            {"listen": {"timeout": 10, "phrases": ["say something"]}},
             {"say": "agent please"},
-            {"listen": {"timeout": 3, "phrases": ["goodbye"]}},
+            {"listen": {"timeout": 10, "phrases": ["goodbye"]}},
         ),
         context,
     )
     assert result.error is None, result.error
     [said] = of_type(context, CallEventType.SPEECH_SENT)
     assert (said.text, said.action) == ("agent please", 1)
-    # The IVR answered what it heard (whatever its own recognizer made of it) within 3 s.
+    # The IVR answered what it heard (whatever its own recognizer made of it). Each listen ends
+    # when it hears its phrase; the 10 s are room for a loaded machine's recognizers, and how
+    # fast the answer comes is V1's to measure (bench/calls.py), not this test's.
     answer = of_type(context, CallEventType.PROMPT)[1]
     assert answer.latency_ms is not None
-    assert answer.latency_ms < 3000
+    assert answer.latency_ms < 10_000
     assert said.at_ms is not None
     assert answer.audio_started_ms is not None
     assert answer.audio_started_ms > said.at_ms

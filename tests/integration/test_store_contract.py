@@ -25,6 +25,7 @@ from runwire.core import Stores
 from runwire.db.engine import Database
 from runwire.domain.access import Role
 from runwire.domain.agents import UsageTotals
+from runwire.domain.clock import utc_now
 from runwire.domain.models import (
     Batch,
     CallFigures,
@@ -810,6 +811,90 @@ async def test_an_owned_execution_is_changed_only_by_its_owner(backend: Backend)
     assert (owned.owner, owned.status, owned.last_seq) == ("runner-7", S.QUEUED, 1)
     with pytest.raises(NotFound):
         await backend.executions.transition("e-owned", refuse, workspace=OTHER_WORKSPACE)
+
+
+async def test_cancel_unowned_ends_only_unheld_ones_in_the_statuses_by_their_status(
+    backend: Backend,
+) -> None:
+    """A bulk stop's cancel: the event and the row say what a stop's transition would."""
+    earlier = utc_now() - timedelta(seconds=2)
+    never_ran = await create(backend, "e-queued")
+    for execution_id in ("e-paused", "e-requeued", "e-waiting", "e-failed"):
+        await create(backend, execution_id)
+        await write(
+            backend,
+            execution_id,
+            2,
+            earlier,
+            status_changed(S.RUNNING),
+            step_changed("compile", StepStatus.RUNNING, 1),
+        )
+    await write(backend, "e-paused", 4, earlier, status_changed(S.PAUSED))
+    await write(backend, "e-requeued", 4, earlier, status_changed(S.QUEUED, reason="retrying"))
+    # A review waits in a paused execution: its review must be closed, so it is left out.
+    await write(
+        backend,
+        "e-waiting",
+        4,
+        earlier,
+        step_changed("compile", StepStatus.WAITING, 1),
+        status_changed(S.PAUSED),
+    )
+    await write(backend, "e-failed", 4, earlier, status_changed(S.FAILED, error="x"))
+    await create(backend, "e-owned", priority=1000)
+    await backend.own("e-owned", "runner-7")
+    before = {
+        execution_id: await read(backend, execution_id)
+        for execution_id in ("e-waiting", "e-failed", "e-owned")
+    }
+    ids = ["e-failed", "e-owned", "e-queued", "e-waiting", "e-requeued", "e-paused", "e-none"]
+
+    assert (
+        await backend.executions.cancel_unowned(
+            ids, (S.QUEUED, S.PAUSED), "stopped: batch", workspace=OTHER_WORKSPACE
+        )
+        == []
+    )
+    events = await backend.executions.cancel_unowned(
+        ids, (S.QUEUED, S.PAUSED), "stopped: batch", workspace=WORKSPACE
+    )
+
+    assert [(e.execution_id, e.seq) for e in events] == [
+        ("e-paused", 5),
+        ("e-queued", 2),
+        ("e-requeued", 5),
+    ]
+    now = events[0].at
+    for event in events:
+        assert event.at == now
+        assert event.type is EventType.EXECUTION_STATUS
+        assert (await backend.events(event.execution_id, event.seq - 1)) == [event]
+        duration = event.data["duration_ms"]
+        assert event.data == {
+            "status": S.CANCELLED,
+            "error": "stopped: batch",
+            "duration_ms": duration,
+        }
+        stored = await read(backend, event.execution_id)
+        assert (stored.status, stored.error, stored.finished_at, stored.last_seq) == (
+            S.CANCELLED,
+            "stopped: batch",
+            now,
+            event.seq,
+        )
+        assert stored.duration_ms == duration
+    assert events[1].data["duration_ms"] is None  # it never started
+    assert 2000 <= events[0].data["duration_ms"] < 60_000
+    assert (await read(backend, "e-queued")).started_at is never_ran.started_at is None
+    for execution_id, unchanged in before.items():
+        assert await read(backend, execution_id) == unchanged
+    # Once ended, a second cancel finds nothing to do.
+    assert (
+        await backend.executions.cancel_unowned(
+            ids, (S.QUEUED, S.PAUSED), "stopped: again", workspace=WORKSPACE
+        )
+        == []
+    )
 
 
 # ---- batches -----------------------------------------------------------------------------

@@ -36,9 +36,11 @@ BENCH_DIRECTORY = Path(__file__).resolve().parents[2] / "bench"
 QUICK_RUNS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "test_bench_quick.py": ("event_path.py", ()),
     "test_bench_quick_api.py": ("api.py", ()),
+    "test_bench_quick_console.py": ("console_log.py", ()),
     "test_bench_quick_capacity.py": ("capacity.py", ("--server", postgres.POSTGRES_SERVER)),
     "test_bench_quick_fanout.py": ("fanout.py", ()),
     "test_bench_quick_llm.py": ("llm.py", ()),
+    "test_bench_quick_peer.py": ("peer_dagster.py", ("--runwire-only",)),
 }
 
 

@@ -11,6 +11,7 @@ the skip into a failure.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import itertools
@@ -158,6 +159,59 @@ class Page:
             details = result["exceptionDetails"]
             raise PageError(details.get("exception", {}).get("description") or details["text"])
         return result["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 30) -> Any:
+        """The first truthy value of `expression` (true for an element), polled; fails after
+        `timeout` seconds."""
+        probe = f"(() => {{ const v = ({expression}); return v instanceof Node ? true : v; }})()"
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    # Still rendering (PageError), or between documents (RuntimeError).
+                    with contextlib.suppress(PageError, RuntimeError):
+                        value = await self.evaluate(probe)
+                        if value:
+                            return value
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"not true after {timeout} s: {expression}") from None
+
+    async def type_text(self, selector: str, text: str) -> None:
+        """Focus the element and type `text` into it, as a keyboard would."""
+        await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        await self.browser.call("Input.insertText", {"text": text}, self.session)
+
+    async def press(self, key: str) -> None:
+        """Press and release one named key (Enter, Escape, Tab…) in the focused element."""
+        codes = {"Enter": 13, "Escape": 27, "Tab": 9, "End": 35, "PageUp": 33}
+        event = {"key": key, "code": key, "windowsVirtualKeyCode": codes.get(key, 0)}
+        if key == "Enter":
+            event["text"] = "\r"
+        for kind in ("keyDown", "keyUp"):
+            await self.browser.call("Input.dispatchKeyEvent", {**event, "type": kind}, self.session)
+
+    async def wheel(self, selector: str, delta_y: float) -> None:
+        """Turn the mouse wheel over the element's centre (negative: scroll up)."""
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+            ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        event = {"type": "mouseWheel", "x": box[0], "y": box[1], "deltaX": 0, "deltaY": delta_y}
+        await self.browser.call("Input.dispatchMouseEvent", event, self.session)
+
+    async def resize(self, width: int, height: int) -> None:
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        await self.browser.call("Emulation.setDeviceMetricsOverride", metrics, self.session)
+
+    async def screenshot(self, path: Path) -> None:
+        """A PNG of the viewport into `path`."""
+        shot = await self.browser.call("Page.captureScreenshot", {"format": "png"}, self.session)
+        await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 async def _devtools_url(profile: Path, process: asyncio.subprocess.Process) -> str:

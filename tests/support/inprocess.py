@@ -16,6 +16,8 @@ import uvicorn
 from litestar import Litestar
 from tests.support.server import free_port
 
+from runwire.events.compat.uvicorn import SocketProtocol
+
 
 @dataclass(frozen=True)
 class Served:
@@ -47,7 +49,7 @@ async def serving(app: Litestar, token_file: Path | None = None) -> AsyncIterato
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws="websockets-sansio",
+        ws=SocketProtocol,
         ws_per_message_deflate=False,  # the default setting: every message written as it is
     )
     server = uvicorn.Server(config)

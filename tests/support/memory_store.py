@@ -40,6 +40,7 @@ from runwire.db.rows import (
 from runwire.domain.agents import UsageTotals, reported
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
+    Activity,
     Batch,
     CallFigures,
     Event,
@@ -58,6 +59,7 @@ from runwire.domain.models import (
     SuiteRunMember,
     SuiteRunTotals,
     SuiteVersion,
+    duration_between,
 )
 from runwire.domain.ports import Decide
 from runwire.domain.runners import RunnerPresence, Waiting
@@ -89,6 +91,7 @@ class MemoryStore:
         self._suite_run_members: dict[str, Row] = {}
         self._suite_baselines: list[Row] = []
         self._executions: dict[str, Row] = {}
+        self.activities: list[Activity] = []  # the audit records stored with starts
         self._step_runs: dict[str, dict[tuple[str, int], Row]] = {}
         self._events: dict[str, list[Event]] = {}
         self._batches: dict[str, Row] = {}
@@ -349,15 +352,27 @@ class MemoryStore:
     # ---- executions ----------------------------------------------------------------------
 
     async def create_execution(
-        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+        self,
+        execution: Execution,
+        first_event: Event,
+        fingerprint: str | None = None,
+        activity: Activity | None = None,
     ) -> tuple[Execution, bool]:
-        """(execution, True) once stored; (the earlier one, False) for a used idempotency key."""
+        """(execution, True) once stored, with `activity`; (the earlier one, False) for a used
+        idempotency key, writing nothing."""
         if execution.idempotency_key is not None:
             existing = self._by_idempotency_key(execution.workspace_id, execution.idempotency_key)
             if existing is not None:
                 return execution_of(existing), False
         self._insert_executions([(execution, first_event, fingerprint)])
+        if activity is not None:
+            self.activities.append(activity)
         return execution, True
+
+    @property
+    def starts_announced(self) -> bool:
+        """No bus here: the service publishes each start itself."""
+        return False
 
     async def request_fingerprint(self, execution_id: str) -> str | None:
         row = self._executions.get(execution_id)
@@ -406,6 +421,37 @@ class MemoryStore:
             self._write_events(found)
             events.extend(found)
         return events, owned
+
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED each unowned one in `statuses` with no step waiting for a review."""
+        now = utc_now()
+        events: list[Event] = []
+        for execution_id in sorted(set(execution_ids)):
+            row = self._executions.get(execution_id)
+            if row is None or row["workspace_id"] != workspace or row["owner"] is not None:
+                continue
+            execution = execution_of(row, self._steps(execution_id))
+            waiting = any(s.status is StepStatus.WAITING for s in execution.steps)
+            if execution.status not in statuses or waiting:
+                continue
+            data = {
+                "status": ExecutionStatus.CANCELLED,
+                "error": error,
+                "duration_ms": duration_between(execution.started_at, now),
+            }
+            event = Event(
+                execution_id, execution.last_seq + 1, now, EventType.EXECUTION_STATUS, data
+            )
+            self._write_events([event])
+            events.append(event)
+        return events
 
     # ---- the event log -------------------------------------------------------------------
 
@@ -922,6 +968,9 @@ class EventsPublished:
     async def publish(self, events: Sequence[Event]) -> None:
         self.batches.append(list(events))
 
+    def deliver_here(self, events: Sequence[Event]) -> None:
+        self.batches.append(list(events))
+
     @property
     def events(self) -> list[Event]:
         """Every event published, in the order given."""
@@ -941,6 +990,9 @@ class SignalsSent:
         self.on_control_requested: Callable[[str], None] | None = None
 
     def queued(self) -> None:
+        self.queued_count += 1
+
+    def queued_here(self) -> None:
         self.queued_count += 1
 
     def control_requested(self, execution_id: str) -> None:

@@ -9,7 +9,12 @@ from typing import Any
 from graphql import ExecutionResult, parse
 from graphql.execution import execute_subscription_event
 
-from runwire.graphql.fanout.sharing import SharedCompletion, SharingExecutor, encode_next_message
+from runwire.graphql.fanout.sharing import (
+    SharedCompletion,
+    SharingExecutor,
+    encode_message,
+    encode_next_message,
+)
 from runwire.graphql.schema.build import build_schema
 from runwire.graphql.schema.types import EventType, ExecutionEventBatch, OutputChunk
 
@@ -140,3 +145,17 @@ def test_the_shared_message_is_the_json_strawberry_would_send() -> None:
     assert encode_next_message({**message, "payload": {"data": {"x": {}}}}) is None
     errors = {**message, "payload": {"data": result.data, "errors": [{"message": "m"}]}}
     assert encode_next_message(errors) is None
+
+
+def test_other_messages_are_encoded_as_the_json_module_would_read_them() -> None:
+    page = {"data": {"executions": {"edges": [{"cursor": "abc", "node": {"id": "1", "x": 1.5}}]}}}
+    assert json.loads(encode_message(page)) == page
+    # What msgspec refuses (a lone surrogate) is still written, by the json module.
+    lone = {"data": {"text": "\ud800"}}
+    assert json.loads(encode_message(lone)) == lone
+    shared = {
+        "id": "7",
+        "type": "next",
+        "payload": {"data": {"executionEvents": SharedCompletion({"lastSeq": 3})}},
+    }
+    assert encode_message(shared) == encode_next_message(shared)

@@ -86,6 +86,11 @@ def test_an_execution_without_a_caller_has_a_trace_of_its_own() -> None:
     execution_id = str(uuid.uuid4())
     assert trace_id_of(execution_id, None) == uuid.UUID(execution_id).hex
     assert trace_id_of(execution_id, TraceContext(TRACE, PARENT)) == TRACE
+    # Ids in other spellings (upper case, braces, no dashes) or not UUIDs still get one.
+    upper = execution_id.upper()
+    assert trace_id_of(upper, None) == uuid.UUID(execution_id).hex
+    assert trace_id_of("{" + execution_id + "}", None) == uuid.UUID(execution_id).hex
+    assert trace_id_of("not-a-uuid", None) == uuid.uuid5(uuid.NAMESPACE_URL, "not-a-uuid").hex
 
 
 def test_the_otel_variables_configure_export() -> None:

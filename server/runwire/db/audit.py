@@ -17,31 +17,7 @@ class AuditRepository:
         self._database = database
 
     async def record_activity(self, activity: Activity) -> None:
-        if self._database.is_postgres:
-            # Every mutation is audited: the hot path skips Piccolo's query building.
-            await self._database.execute_postgres(
-                "INSERT INTO runwire_activity (workspace_id, at, actor, action, result,"
-                " execution_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                activity.workspace_id,
-                activity.at,
-                activity.actor[:200],
-                activity.action,
-                activity.result,
-                activity.execution_id,
-                dump(activity.detail),
-            )
-            return
-        await tables.Activity.insert(
-            tables.Activity(
-                workspace_id=activity.workspace_id,
-                at=activity.at,
-                actor=activity.actor[:200],
-                action=activity.action,
-                result=activity.result,
-                execution_id=activity.execution_id,
-                detail=dump(activity.detail),
-            )
-        )
+        await insert_activity(self._database, activity)
 
     async def activities(
         self,
@@ -62,3 +38,32 @@ class AuditRepository:
             args.append(before_id)
         rows = await self._database.fetch(sql + " ORDER BY id DESC LIMIT {}", *args, first)
         return [(row["id"], activity_of(row)) for row in rows]
+
+
+async def insert_activity(database: Database, activity: Activity) -> None:
+    """One audit row (in the current transaction, if any)."""
+    if database.is_postgres:
+        # Every mutation is audited: the hot path skips Piccolo's query building.
+        await database.execute_postgres(
+            "INSERT INTO runwire_activity (workspace_id, at, actor, action, result,"
+            " execution_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            activity.workspace_id,
+            activity.at,
+            activity.actor[:200],
+            activity.action,
+            activity.result,
+            activity.execution_id,
+            dump(activity.detail),
+        )
+        return
+    await tables.Activity.insert(
+        tables.Activity(
+            workspace_id=activity.workspace_id,
+            at=activity.at,
+            actor=activity.actor[:200],
+            action=activity.action,
+            result=activity.result,
+            execution_id=activity.execution_id,
+            detail=dump(activity.detail),
+        )
+    )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from runwire.db import tables
 from runwire.db.engine import Database, marks
-from runwire.db.executions import insert_execution
+from runwire.db.executions import insert_executions
 from runwire.db.rows import USAGE_SUMS, batch_of, usage_of
 from runwire.domain.agents import UsageTotals
 from runwire.domain.clock import utc_now
@@ -82,5 +82,4 @@ async def insert_batch(
             created_by=batch.created_by[:200],
         )
     )
-    for execution, first_event in executions:
-        await insert_execution(database, execution, first_event, None)
+    await insert_executions(database, executions)

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from runwire.db import tables
-from runwire.db.engine import Database, marks
+from runwire.db.audit import insert_activity
+from runwire.db.engine import Database, marks, optional_stored_datetime
 from runwire.db.projection import insert_events, write_events
 from runwire.db.rows import dump, execution_of, span_of, step_run_of
+from runwire.db.starts import Announce, StartWriter
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Event, EventDraft, Execution, Span, StepRun
+from runwire.domain.models import (
+    Activity,
+    Event,
+    EventDraft,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    Span,
+    StepRun,
+    StepStatus,
+    duration_between,
+)
 from runwire.errors import InvalidTransition, NotFound
 
 # A queued execution, its labels and its first event in one statement (one round trip, atomic
@@ -31,6 +46,28 @@ _INSERT_QUEUED = (
     " VALUES ($1, $26, $27, $28, $29, $30, $31)"
 )
 
+# Cancel many executions no runner holds by their status alone: the rows are locked in id order
+# (two bulk writers cannot deadlock) and only what the status events need comes back, never the
+# definitions or inputs. A row a runner claims meanwhile is re-checked under its lock and left
+# out. One with a step waiting for a review is left out too: its review must be closed, which
+# `transition_many` does.
+_CANCEL_UNOWNED = """
+WITH target AS MATERIALIZED (
+    SELECT e.id FROM runwire_execution AS e
+    WHERE e.id = ANY($1::varchar[]) AND e.workspace_id = $2 AND e.owner IS NULL
+        AND e.status = ANY($3::varchar[])
+        AND NOT EXISTS (
+            SELECT 1 FROM runwire_step_run AS s WHERE s.execution_id = e.id AND s.status = $6
+        )
+    ORDER BY e.id FOR UPDATE OF e
+)
+UPDATE runwire_execution AS e SET status = $7, error = $4, finished_at = $5,
+    duration_ms = floor(EXTRACT(EPOCH FROM ($5 - e.started_at)) * 1000)::bigint,
+    last_seq = e.last_seq + 1
+FROM target AS t WHERE e.id = t.id
+RETURNING e.id, e.last_seq, e.duration_ms
+"""
+
 Decide = Callable[[Execution], Sequence[EventDraft]]
 
 
@@ -39,18 +76,43 @@ class ExecutionRepository:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._starts = StartWriter(database) if database.is_postgres else None
+        self._announce: Announce | None = None
+
+    def announce_starts(self, announce: Announce) -> None:
+        """Announce each stored start on the bus in its own transaction (the bus is this
+        Postgres database): `announce` gives the notices for the new executions' first events."""
+        assert self._database.is_postgres, "only a Postgres bus can be notified in a transaction"
+        self._announce = announce
+        assert self._starts is not None
+        self._starts.announce_with(announce)
+
+    @property
+    def starts_announced(self) -> bool:
+        """Whether `create_execution` announces what it stores on the bus itself (at commit)."""
+        return self._announce is not None
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """For the block; leaving it waits for the starts being written."""
+        if self._starts is None:
+            return contextlib.nullcontext()
+        return self._starts.running()
 
     async def create_execution(
-        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+        self,
+        execution: Execution,
+        first_event: Event,
+        fingerprint: str | None = None,
+        activity: Activity | None = None,
     ) -> tuple[Execution, bool]:
-        """Insert a queued execution, its labels and first event; (execution, created).
+        """Insert a queued execution, its labels, first event and `activity`; (execution, created).
 
         With an idempotency key already used, nothing is written and the earlier execution is
         returned with created=False, together with its stored fingerprint for the caller's check.
         """
-        if execution.idempotency_key is None and self._database.is_postgres:
-            # One statement is atomic on its own: no BEGIN/COMMIT round trips for a plain start.
-            await insert_execution(self._database, execution, first_event, fingerprint)
+        if execution.idempotency_key is None and self._starts is not None:
+            # Concurrent plain starts share one statement (group commit): nothing to look up.
+            await self._starts.write(execution, first_event, fingerprint, activity)
             return execution, True
         try:
             async with self._database.write():
@@ -61,6 +123,14 @@ class ExecutionRepository:
                     if existing is not None:
                         return existing, False
                 await insert_execution(self._database, execution, first_event, fingerprint)
+                if activity is not None:
+                    await insert_activity(self._database, activity)
+                if self._announce is not None:
+                    # Delivered by Postgres at commit, and not at all if it rolls back.
+                    for channel, message in self._announce([first_event]):
+                        await self._database.execute_postgres(
+                            "SELECT pg_notify($1, $2)", channel, message
+                        )
         except (asyncpg.UniqueViolationError, sqlite3.IntegrityError):
             if execution.idempotency_key is None:
                 raise
@@ -205,6 +275,87 @@ class ExecutionRepository:
                 await write_events(self._database, events)
         return events, [execution_of(row, ()) for row in rows if row["owner"] is not None]
 
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED (with `error`) each of `execution_ids` that no runner holds, is in
+        one of `statuses` and has no step waiting for a review, in one transaction that reads
+        only the columns its status event needs; returns those events. The others are left as
+        they are (ids outside `workspace` too)."""
+        if not execution_ids:
+            return []
+        now = utc_now()
+        async with self._database.write():
+            if self._database.is_postgres:
+                rows = await self._database.connection().fetch(
+                    _CANCEL_UNOWNED,
+                    sorted(set(execution_ids)),
+                    workspace,
+                    [status.value for status in statuses],
+                    error,
+                    now,
+                    StepStatus.WAITING.value,
+                    ExecutionStatus.CANCELLED.value,
+                )
+                ended = [(row["id"], row["last_seq"], row["duration_ms"]) for row in rows]
+            else:
+                ended = await self._cancel_unowned_sqlite(execution_ids, statuses, now, workspace)
+            events = [
+                Event(
+                    execution_id=execution_id,
+                    seq=seq,
+                    at=now,
+                    type=EventType.EXECUTION_STATUS,
+                    # What control's status_event writes for a stop: the same three keys.
+                    data={
+                        "status": ExecutionStatus.CANCELLED,
+                        "error": error,
+                        "duration_ms": duration_ms,
+                    },
+                )
+                for execution_id, seq, duration_ms in ended
+            ]
+            if self._database.is_postgres:
+                await insert_events(self._database, events)  # the rows are updated above
+            elif events:
+                await write_events(self._database, events)
+        return events
+
+    async def _cancel_unowned_sqlite(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        now: datetime,
+        workspace: str,
+    ) -> list[tuple[str, int, int | None]]:
+        """(id, seq, duration) of the cancel's events on SQLite, whose write transaction holds
+        the database: the rows are updated from the events by the projection."""
+        ids = sorted(set(execution_ids))
+        rows = await self._database.fetch(
+            "SELECT e.id, e.last_seq, e.started_at FROM runwire_execution AS e"
+            f" WHERE e.workspace_id = {{}} AND e.owner IS NULL AND e.id IN ({marks(ids)})"
+            f" AND e.status IN ({marks(statuses)}) AND NOT EXISTS (SELECT 1 FROM"
+            " runwire_step_run AS s WHERE s.execution_id = e.id AND s.status = {})"
+            " ORDER BY e.id",
+            workspace,
+            *ids,
+            *(status.value for status in statuses),
+            StepStatus.WAITING.value,
+        )
+        return [
+            (
+                row["id"],
+                row["last_seq"] + 1,
+                duration_between(optional_stored_datetime(row["started_at"]), now),
+            )
+            for row in rows
+        ]
+
     async def _steps_of(self, execution_ids: Sequence[str]) -> dict[str, tuple[StepRun, ...]]:
         if not execution_ids:
             return {}
@@ -225,40 +376,7 @@ async def insert_execution(
     """Insert a queued execution, its labels and its first event (in the current transaction)."""
     if database.is_postgres:
         await database.execute_postgres(
-            _INSERT_QUEUED,
-            execution.id,
-            execution.workspace_id,
-            execution.name[:100],
-            execution.status.value,
-            execution.scenario_name,
-            execution.scenario_version,
-            dump(execution.definition),
-            dump(execution.inputs),
-            dump(list(execution.labels)),
-            execution.priority,
-            execution.timeout_seconds,
-            execution.grace_seconds,
-            execution.queued_at,
-            first_event.seq,
-            execution.triggered_by[:200],
-            execution.mode.value,
-            execution.step_key,
-            None if execution.upstream is None else dump(execution.upstream),
-            execution.idempotency_key,
-            fingerprint,
-            execution.concurrency_key,
-            execution.concurrency_limit,
-            execution.batch_id,
-            execution.batch_limit,
-            list(execution.labels),
-            first_event.seq,
-            first_event.at,
-            first_event.type.value,
-            first_event.step_key,
-            first_event.attempt,
-            dump(first_event.data),
-            *_trace_columns(execution),
-            execution.trigger_type.value,
+            _INSERT_QUEUED, *_queued_values(execution, first_event, fingerprint)
         )
         return
     await tables.Execution.insert(
@@ -300,6 +418,61 @@ async def insert_execution(
             ]
         )
     await insert_events(database, [first_event])
+
+
+async def insert_executions(
+    database: Database, executions: Sequence[tuple[Execution, Event]]
+) -> None:
+    """Insert many queued executions with their labels and first events (in the current
+    transaction): on Postgres one pipelined statement per execution, a single round trip."""
+    if database.is_postgres:
+        await database.connection().executemany(
+            _INSERT_QUEUED, [_queued_values(e, first, None) for e, first in executions]
+        )
+        return
+    for execution, first_event in executions:
+        await insert_execution(database, execution, first_event, None)
+
+
+def _queued_values(
+    execution: Execution, first_event: Event, fingerprint: str | None
+) -> tuple[object, ...]:
+    """_INSERT_QUEUED's parameters, in order."""
+    return (
+        execution.id,
+        execution.workspace_id,
+        execution.name[:100],
+        execution.status.value,
+        execution.scenario_name,
+        execution.scenario_version,
+        dump(execution.definition),
+        dump(execution.inputs),
+        dump(list(execution.labels)),
+        execution.priority,
+        execution.timeout_seconds,
+        execution.grace_seconds,
+        execution.queued_at,
+        first_event.seq,
+        execution.triggered_by[:200],
+        execution.mode.value,
+        execution.step_key,
+        None if execution.upstream is None else dump(execution.upstream),
+        execution.idempotency_key,
+        fingerprint,
+        execution.concurrency_key,
+        execution.concurrency_limit,
+        execution.batch_id,
+        execution.batch_limit,
+        list(execution.labels),
+        first_event.seq,
+        first_event.at,
+        first_event.type.value,
+        first_event.step_key,
+        first_event.attempt,
+        dump(first_event.data),
+        *_trace_columns(execution),
+        execution.trigger_type.value,
+    )
 
 
 def _trace_columns(execution: Execution) -> tuple[str | None, str | None]:

@@ -212,6 +212,23 @@ class HistoryRepository:
                 changes.append((event, execution_of(row)))
         return changes
 
+    async def unfinished_ids(
+        self, workspace: str, statuses: Sequence[ExecutionStatus], limit: int
+    ) -> list[str]:
+        """Ids of the workspace's executions now in one of the (unfinished) `statuses`; newest
+        first, at most `limit`."""
+        wanted = tuple(s.value for s in statuses if s not in EXECUTION_TERMINAL)
+        if not wanted:
+            return []
+        rows = await self._database.fetch(
+            "SELECT id FROM runwire_execution WHERE workspace_id = {}"
+            f" AND status IN ({marks(wanted)}) ORDER BY queued_at DESC, id DESC LIMIT {{}}",
+            workspace,
+            *wanted,
+            limit,
+        )
+        return [row["id"] for row in rows]
+
     async def live_executions(self, ended_since: datetime, limit: int) -> list[Execution]:
         """Executions not ended, or ended at or after `ended_since`; newest first, at most limit."""
         unfinished = tuple(s.value for s in ExecutionStatus if s not in EXECUTION_TERMINAL)

@@ -11,7 +11,7 @@ import asyncpg
 from runwire.db import tables
 from runwire.db.batches import insert_batch
 from runwire.db.engine import Database, marks
-from runwire.db.executions import insert_execution
+from runwire.db.executions import insert_executions
 from runwire.db.rows import (
     USAGE_SUMS,
     call_figures_of,
@@ -204,8 +204,7 @@ class SuiteRunRepository:
         """Retries: more executions of the run's batch and their member rows, in one
         transaction; the batch's total grows by as many, so its progress stays a share."""
         async with self._database.write():
-            for execution, first_event in executions:
-                await insert_execution(self._database, execution, first_event, None)
+            await insert_executions(self._database, executions)
             await self._insert_members(members)
             await self._database.fetch(
                 "UPDATE runwire_batch SET total = total + {} WHERE id = {}",

@@ -36,6 +36,8 @@ _POLL_SECONDS = 0.02
 _RELEASE_SECONDS = 5.0
 
 S = ExecutionStatus
+# What a bulk stop cancels by status alone when no runner holds it (see `stop_many`).
+_CANCEL_UNHELD = (S.QUEUED, S.PAUSED)
 _RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.TIMED_OUT, S.PAUSED})
 # A review step WAITING for its decision may be skipped too: its review closes unanswered.
 _SKIPPABLE_STEP = frozenset(
@@ -105,9 +107,21 @@ class ExecutionControl:
         done = 0
         for at in range(0, len(execution_ids), chunk):
             ids = execution_ids[at : at + chunk]
-            events, held = await self._store.transition_many(
-                ids, lambda execution: _stopped(execution, reason), workspace=actor.workspace_id
+            # Queued and paused ones (most of a large batch) end by their status alone, without
+            # reading their rows; what is left (running, waiting for a review, ended) is decided
+            # one by one, reading those rows whole: few, as the batch's concurrency bounds them.
+            events = await self._store.cancel_unowned(
+                ids, _CANCEL_UNHELD, f"stopped: {reason}", workspace=actor.workspace_id
             )
+            cancelled = {event.execution_id for event in events}
+            held: list[Execution] = []
+            if rest := [execution_id for execution_id in ids if execution_id not in cancelled]:
+                decided, held = await self._store.transition_many(
+                    rest,
+                    lambda execution: _stopped(execution, reason),
+                    workspace=actor.workspace_id,
+                )
+                events.extend(decided)
             # Not the ones stopping already, or ended a moment ago (not yet released).
             owned = [e.id for e in held if e.status in (S.QUEUED, S.RUNNING, S.PAUSING)]
             await self._publisher.publish(events)

@@ -20,7 +20,13 @@ from runwire.domain.models import (
     ScenarioVersion,
     TriggerType,
 )
-from runwire.domain.ports import EventPublisher, ExecutionStore, SecretStore, WorkSignals
+from runwire.domain.ports import (
+    EventPublisher,
+    ExecutionStore,
+    SecretStore,
+    StartAudit,
+    WorkSignals,
+)
 from runwire.domain.scenarios import ScenarioService
 from runwire.domain.secrets import missing_secrets
 from runwire.domain.trace_context import TraceContext, trace_context_errors
@@ -88,11 +94,14 @@ class ExecutionService:
         self._secrets = secrets
         self._limits = limits
 
-    async def start(self, request: StartRequest, actor: Actor) -> Execution:
+    async def start(
+        self, request: StartRequest, actor: Actor, audit: StartAudit | None = None
+    ) -> Execution:
         """Validate the request and queue a new execution (its event seq 1).
 
         With an idempotency key used before, the earlier execution is returned and nothing is
-        queued; the same key with a different request is a validation error.
+        queued; the same key with a different request is a validation error. `audit`'s record
+        of a new execution is stored with it (one transaction), and told so.
         """
         definition, scenario = await self._scenarios.resolve(
             actor.workspace_id, request.scenario, request.definition
@@ -101,7 +110,10 @@ class ExecutionService:
         await self.admit(definition, scenario, actor, only)
         prepared = self.prepare(definition, scenario, request, actor)
         execution, created = await self._store.create_execution(
-            prepared.execution, prepared.queued, prepared.fingerprint
+            prepared.execution,
+            prepared.queued,
+            prepared.fingerprint,
+            None if audit is None else audit.activity(prepared.execution),
         )
         if not created:
             stored = await self._store.request_fingerprint(execution.id)
@@ -115,9 +127,16 @@ class ExecutionService:
                     ]
                 )
             return execution
+        if audit is not None:
+            audit.stored()
         # Subscribers (followers, the live list) in every process learn of it as of seq 1.
-        await self._publisher.publish([prepared.queued])
-        self._signals.queued()
+        if self._store.starts_announced:
+            # The store's own statement notified the bus at commit; what is left is local.
+            self._publisher.deliver_here([prepared.queued])
+            self._signals.queued_here()
+        else:
+            await self._publisher.publish([prepared.queued])
+            self._signals.queued()
         return execution
 
     async def admit(

@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from runwire.domain.models import (
+    Activity,
     Batch,
     CallFigures,
     Event,
     EventDraft,
     Execution,
+    ExecutionStatus,
     RepeatOutcome,
     ScenarioVersion,
     SecretInfo,
@@ -138,9 +140,20 @@ class ExecutionStore(Protocol):
     """Executions: created queued with their first event; changed by transitions when unowned."""
 
     async def create_execution(
-        self, execution: Execution, first_event: Event, fingerprint: str | None = None
+        self,
+        execution: Execution,
+        first_event: Event,
+        fingerprint: str | None = None,
+        activity: Activity | None = None,
     ) -> tuple[Execution, bool]:
-        """(execution, True) once stored; (the earlier one, False) for a used idempotency key."""
+        """(execution, True) once stored, with `activity` in the same transaction; (the earlier
+        one, False) for a used idempotency key, writing nothing."""
+        ...
+
+    @property
+    def starts_announced(self) -> bool:
+        """Whether `create_execution` announces a stored start on the bus itself, at its commit
+        (then only this process's followers and runners are left to tell)."""
         ...
 
     async def request_fingerprint(self, execution_id: str) -> str | None: ...
@@ -166,6 +179,19 @@ class ExecutionStore(Protocol):
         """`transition` of many unowned executions in one transaction: (the events, the ones a
         runner owns, unchanged and without steps). Ones `decide` refuses (InvalidTransition)
         stay as they are."""
+        ...
+
+    async def cancel_unowned(
+        self,
+        execution_ids: Sequence[str],
+        statuses: Sequence[ExecutionStatus],
+        error: str,
+        *,
+        workspace: str,
+    ) -> list[Event]:
+        """End as CANCELLED (with `error`, as `transition` of a stop would) each one no runner
+        holds, in `statuses`, with no step waiting for a review, in one transaction that does
+        not read the rows whole; their status events. The others stay as they are."""
         ...
 
 
@@ -227,10 +253,26 @@ class SecretStore(Protocol):
         ...
 
 
+class StartAudit(Protocol):
+    """The audit record of one start, written in the start's own transaction."""
+
+    def activity(self, execution: Execution) -> Activity:
+        """The record of starting `execution`, as it will be stored."""
+        ...
+
+    def stored(self) -> None:
+        """The record was stored with the execution: nothing is left to record."""
+        ...
+
+
 class EventPublisher(Protocol):
     """Where stored events go, so every subscriber (in any process) learns of them."""
 
     async def publish(self, events: Sequence[Event]) -> None: ...
+
+    def deliver_here(self, events: Sequence[Event]) -> None:
+        """Events whose bus notices the store sent with them: this process's followers only."""
+        ...
 
 
 class WorkSignals(Protocol):
@@ -238,6 +280,10 @@ class WorkSignals(Protocol):
 
     def queued(self) -> None:
         """An execution was queued or requeued."""
+        ...
+
+    def queued_here(self) -> None:
+        """Queued work the store announced on the bus itself: wake this process's runners."""
         ...
 
     def control_requested(self, execution_id: str) -> None:

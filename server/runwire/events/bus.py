@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final, final
+from urllib.parse import urlsplit
 
 from broadcaster import Broadcast, Event
 
@@ -66,7 +67,9 @@ class Bus:
         namespace: str,
         subscribers: dict[str, Subscriber],
         listener: asyncio.Task[None],
+        url: str = "memory://",
     ) -> None:
+        self._url = url
         self._broadcast = broadcast
         self._backend = backend
         self._namespace = namespace
@@ -101,7 +104,7 @@ class Bus:
                     channel: await stack.enter_async_context(broadcast.subscribe(name))
                     for channel, name in zip(CHANNELS, wire, strict=True)
                 }
-                bus = cls(broadcast, backend, namespace, subscribers, listener)
+                bus = cls(broadcast, backend, namespace, subscribers, listener, url)
                 try:
                     yield bus
                 finally:
@@ -124,11 +127,21 @@ class Bus:
         """Send one message to every process subscribed to `channel`, this one included."""
         if self._closed:
             raise BusClosed("cannot publish: the bus is closed")
+        await self._broadcast.publish(*self.notification(channel, message))
+
+    def is_database(self, database_url: str) -> bool:
+        """Whether the bus is LISTEN/NOTIFY on the database at `database_url`: a statement
+        there can then publish with `pg_notify` (see `notification`), at its commit."""
+        scheme = urlsplit(self._url).scheme
+        return self._url == database_url and scheme in ("postgres", "postgresql")
+
+    def notification(self, channel: str, message: str) -> tuple[str, str]:
+        """(wire channel, message): what `publish` sends, for a `pg_notify` in a transaction."""
         if channel not in CHANNELS:
             raise ValueError(f"no bus channel {channel!r}")
         if len(message.encode()) >= MAX_MESSAGE_BYTES:
             raise ValueError(f"a bus message must be under {MAX_MESSAGE_BYTES} bytes")
-        await self._broadcast.publish(f"{self._namespace}.{channel}", message)
+        return f"{self._namespace}.{channel}", message
 
     async def receive(self, channel: str) -> AsyncGenerator[str | Resync, None]:
         """Each message on `channel`, or RESYNC after a possible loss; ends when the bus closes."""

@@ -173,6 +173,9 @@ class _Watcher:
     shown: set[str] = field(default_factory=set)
     # Set while a refresh for this watcher is pending: restate what changed since then.
     refresh_since: datetime | None = None
+    # True while `shown` is being filled with what matched when the watcher began (the list a
+    # client reads after subscribing): any change meanwhile may take one of those out.
+    seeding: bool = False
 
     def admits(self, update: ExecutionUpdate, subject: Execution) -> bool:
         """Whether the watcher gets `update`; remembers what it was shown."""
@@ -183,7 +186,7 @@ class _Watcher:
             else:
                 self.shown.add(execution_id)
             return True
-        if execution_id in self.shown:
+        if execution_id in self.shown or self.seeding:
             self.shown.discard(execution_id)
             return True
         return False
@@ -361,18 +364,36 @@ class Hub:
     async def watch(self, where: ExecutionFilter) -> AsyncGenerator[ExecutionUpdate, None]:
         """Each status change of an execution matching `where` from now on, until closed.
 
-        Also the change that takes a shown execution out of the filter, and, at most once per
-        _USAGE_SECONDS, a CHANGED update with the same status when an unfinished execution's
-        usage totals changed. Where changes may have been missed (a bus resync, a full buffer),
-        executions are restated as CURRENT updates.
+        Also the change that takes an execution out of the filter that matched it when the watch
+        began or since, and, at most once per _USAGE_SECONDS, a CHANGED update with the same
+        status when an unfinished execution's usage totals changed. Where changes may have been
+        missed (a bus resync, a full buffer), executions are restated as CURRENT updates.
         """
         watcher = _Watcher(where, self._buffer_batches)
         self._watchers.add(watcher)
         try:
+            if where.statuses:
+                await self._seed(watcher)
             while True:
                 yield await watcher.take()
         finally:
             self._watchers.discard(watcher)
+
+    async def _seed(self, watcher: _Watcher) -> None:
+        """Count what matches the watcher's statuses now as shown to it.
+
+        A client subscribes, then reads its list: that list holds executions this watcher never
+        saw enter, and their change out of the filter must reach it too. (Without a status
+        filter nothing leaves it: every status matches.)
+        """
+        watcher.seeding = True
+        try:
+            ids = await self._history.unfinished_ids(
+                watcher.where.workspace, watcher.where.statuses, _REFRESH_LIMIT
+            )
+        finally:
+            watcher.seeding = False
+        watcher.shown.update(ids)
 
     async def follow(
         self, execution_id: str, after_seq: int, *, workspace: str | None
@@ -522,7 +543,14 @@ class Hub:
                     self._usage_seen.record(event.execution_id, event.seq)
             for execution_id, event in usage.items():
                 self._note_usage(execution_id, event.at)
-        changes = tuple(event for event in events if event.type is EventType.EXECUTION_STATUS)
+        # A change already shown is left out: a start's notice goes out in its own statement,
+        # so it can come back over the bus (and be shown from there) before this call.
+        changes = tuple(
+            event
+            for event in events
+            if event.type is EventType.EXECUTION_STATUS
+            and event.seq > self._seen.get(event.execution_id)
+        )
         if not changes:
             return
         # The batch's last seq per changed execution is its notice's last_seq: the notice

@@ -8,12 +8,13 @@ a mutation, a new execution's first event — hands them to `Publisher.publish` 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from runwire.domain.models import Event
-from runwire.events.bus import Bus
+from runwire.events.bus import EVENTS, Bus
 from runwire.events.hub import Hub
-from runwire.events.notices import notices_of, publish_notices
+from runwire.events.notices import encode_notices, notices_of, publish_notices
 from runwire.faults import report
 from runwire.metrics import Metrics
 
@@ -39,3 +40,20 @@ class Publisher:
         except Exception as error:
             # The events are safe in the database; remote followers find them on resync.
             report(logger, "publisher: publishing notices", error)
+
+    def deliver_here(self, events: Sequence[Event]) -> None:
+        """Committed events whose bus notices went out with them (`notifications`): this
+        process's followers only."""
+        if not events:
+            return
+        self._metrics.events_stored(len(events))
+        self._hub.deliver(events)
+
+    def notifications(self, events: Sequence[Event]) -> list[tuple[str, str]]:
+        """The bus notices of `events` as (wire channel, message), for the statement storing
+        them to send with `pg_notify` (see `Bus.is_database`)."""
+        now_ms = time.time_ns() // 1_000_000
+        return [
+            self._bus.notification(EVENTS, message)
+            for message in encode_notices(notices_of(events), now_ms)
+        ]

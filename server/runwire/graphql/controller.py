@@ -20,7 +20,8 @@ from runwire.domain.access import Unauthenticated
 from runwire.errors import Unavailable
 from runwire.faults import is_outage
 from runwire.graphql.fanout.compat.litestar import is_disconnected
-from runwire.graphql.fanout.sharing import encode_next_message
+from runwire.graphql.fanout.compat.strawberry import dependencies_on_the_loop
+from runwire.graphql.fanout.sharing import encode_message
 from runwire.graphql.fanout.sockets import SharingTransportWSHandler
 from runwire.graphql.schema.build import DocumentLimits, build_schema
 from runwire.graphql.schema.context import Services
@@ -96,15 +97,14 @@ def graphql_controller(settings: Settings) -> type[Controller]:
 
     class GraphQLController(base):  # type: ignore[valid-type,misc]
         graphql_transport_ws_handler_class = SharingTransportWSHandler
+        dependencies = dependencies_on_the_loop(base.dependencies)
 
         @property
         def graphql_ide_html(self) -> str:
             return graphiql_html()
 
         def encode_json(self, data: object) -> str | bytes:
-            # A live batch's `next` message reuses the JSON encoded once for all its sockets.
-            shared = encode_next_message(data)
-            return shared if shared is not None else super().encode_json(data)
+            return encode_message(data)
 
         async def on_ws_connect(self, context: dict[str, Any]) -> dict[str, object] | None:
             """Authenticate the socket from connection_init; watch it until it closes."""

@@ -61,6 +61,16 @@ class QueueSignals:
         """An execution was queued or requeued: runners everywhere should claim now."""
         self._send(None)
 
+    def queued_here(self) -> None:
+        """Queued work announced on the bus by the statement that stored it (see
+        `queued_notification`): wake this process's runners."""
+        self._wake()
+
+    def queued_notification(self) -> tuple[str, str]:
+        """`queued()`'s bus message as (wire channel, message), for a `pg_notify` in the
+        transaction that queues the work (this process ignores it coming back, as its own)."""
+        return self._bus.notification(SIGNALS, _encode(_WireSignal(self._sender)).decode())
+
     def control_requested(self, execution_id: str) -> None:
         """A control request for `execution_id` was stored: its runner should apply it now."""
         self._send(execution_id)

@@ -15,7 +15,7 @@ from strawberry.types.base import get_object_definition
 
 from runwire.domain.access import Actor, Permission, Unauthenticated
 from runwire.domain.clock import utc_now
-from runwire.domain.models import Activity
+from runwire.domain.models import Activity, Execution
 from runwire.errors import Unavailable
 from runwire.faults import report
 from runwire.graphql.schema.context import Info
@@ -59,13 +59,56 @@ class AuditedMutation(FieldExtension):
     ) -> Any:
         # GraphQL argument names, as the client sent them (execution_id -> executionId).
         arguments = {_camel(name): value for name, value in kwargs.items()}
+        # Mutations run one after another (GraphQL's rule), so one slot per request suffices.
+        pending = info.context[_PENDING] = PendingAudit(info.context, info.field_name, arguments)
         try:
             value = await next_(source, info, **kwargs)
         except Exception:
             await _record(info.context, info.field_name, arguments, None, "InternalError")
             raise
+        finally:
+            del info.context[_PENDING]
+        if pending.stored_as is not None and pending.stored_as == type(value).__name__:
+            return value  # stored with the mutation's own write (see `audit_with_write`)
         await _record(info.context, info.field_name, arguments, value, type(value).__name__)
         return value
+
+
+_PENDING = "runwire.pending_audit"
+
+
+class PendingAudit:
+    """The audit of the mutation being resolved, for a service to store with its own write.
+
+    The resolver names the result type it will answer with once the write is done; if the
+    service says the record was stored and that is the answer, the extension records nothing.
+    """
+
+    def __init__(self, context: Any, mutation: str, arguments: dict[str, Any]) -> None:
+        self._context = context
+        self._mutation = mutation
+        self._arguments = arguments
+        self.outcome = ""
+        self.stored_as: str | None = None
+
+    def activity(self, execution: Execution) -> Activity:
+        activity = _activity(
+            self._context, self._mutation, self._arguments, None, self.outcome, execution.id
+        )
+        assert activity is not None, "a resolver's audit has an actor (see `audit_with_write`)"
+        return activity
+
+    def stored(self) -> None:
+        self.stored_as = self.outcome
+
+
+def audit_with_write(info: Info, outcome: type) -> PendingAudit | None:
+    """The mutation's audit record, to be stored with its write when it answers `outcome`."""
+    pending = info.context.get(_PENDING)
+    if not isinstance(pending, PendingAudit) or not isinstance(info.context.get("actor"), Actor):
+        return None
+    pending.outcome = outcome.__name__
+    return pending
 
 
 def audit_every_field(mutation_type: type) -> None:
@@ -82,9 +125,27 @@ def _camel(name: str) -> str:
 async def _record(
     context: Any, mutation: str, arguments: dict[str, Any], value: Any, outcome: str
 ) -> None:
+    activity = _activity(context, mutation, arguments, value, outcome)
+    if activity is None:
+        return  # unauthenticated requests never reach a resolver; nothing to attribute
+    try:
+        await context["services"].core.store.audit.record_activity(activity)
+    except Exception as error:
+        # The mutation has happened; failing it now would make the client retry a done thing.
+        report(logger, f"recording the activity of {mutation}", error)
+
+
+def _activity(
+    context: Any,
+    mutation: str,
+    arguments: dict[str, Any],
+    value: Any,
+    outcome: str,
+    execution_id: str | None = None,
+) -> Activity | None:
     actor = context.get("actor")
     if not isinstance(actor, Actor):
-        return  # unauthenticated requests never reach a resolver; nothing to attribute
+        return None
     detail: dict[str, Any] = {
         key: arguments[key]
         for key in _AUDITED_ARGUMENTS
@@ -97,10 +158,10 @@ async def _record(
     # What an admin mutation acted on (never the new token's secret, only its id).
     if (token_id := getattr(getattr(value, "token", None), "id", None)) is not None:
         detail["tokenId"] = str(token_id)
-    execution_id = arguments.get("executionId") or _execution_id(value)
+    execution_id = execution_id or arguments.get("executionId") or _execution_id(value)
     if execution_id is None and mutation in _EXECUTION_ID_MUTATIONS:
         execution_id = arguments.get("id")
-    activity = Activity(
+    return Activity(
         action=mutation,
         actor=actor.label,
         execution_id=None if execution_id is None else str(execution_id),
@@ -109,11 +170,6 @@ async def _record(
         result=outcome,
         workspace_id=actor.workspace_id,
     )
-    try:
-        await context["services"].core.store.audit.record_activity(activity)
-    except Exception as error:
-        # The mutation has happened; failing it now would make the client retry a done thing.
-        report(logger, f"recording the activity of {mutation}", error)
 
 
 # Mutations whose `id` argument is an execution id.

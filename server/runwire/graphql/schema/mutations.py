@@ -10,7 +10,7 @@ from runwire.domain.access import Permission
 from runwire.domain.executions import StartRequest
 from runwire.errors import RunwireError
 from runwire.graphql.schema.access import AccessMutations
-from runwire.graphql.schema.auth import audit_every_field, authorized
+from runwire.graphql.schema.auth import audit_every_field, audit_with_write, authorized
 from runwire.graphql.schema.batches import BatchMutations
 from runwire.graphql.schema.context import Info, core
 from runwire.graphql.schema.deletion import DeletionMutations
@@ -120,7 +120,9 @@ class Mutation(
                 idempotency_key=input.idempotency_key,
                 **trace_fields(info.context, input.trace_context),
             )
-            execution = await core(info).executions.start(request, actor)
+            execution = await core(info).executions.start(
+                request, actor, audit_with_write(info, StartExecutionSuccess)
+            )
         except RunwireError as error:
             return to_error(error)
         return StartExecutionSuccess(execution=Execution.of(execution))

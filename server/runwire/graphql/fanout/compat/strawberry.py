@@ -23,16 +23,24 @@ The live socket path is also checked with the others in tests/contract/test_fano
   `StrawberryField` in its extensions under "strawberry-definition", whose `base_resolver`,
   `extensions` and `permission_classes` are all that can run code when the field is read.
 
+- The HTTP controller `make_graphql_controller` builds takes its per-request `Response` from the
+  `response` key of its Litestar `dependencies`: a sync function run in a worker thread
+  (`sync_to_thread=True`) that builds `Response({}, background=BackgroundTasks([]))`.
+
 None of this is on the per-delivery path but `operation_is_open`, a plain function.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 from graphql import GraphQLError, GraphQLField, GraphQLResolveInfo
 from litestar import WebSocket
+from litestar.background_tasks import BackgroundTasks
+from litestar.di import Provide
+from litestar.response import Response
 from strawberry import Info
 from strawberry.extensions import MaskErrors
 from strawberry.litestar.controller import LitestarWebSocketAdapter
@@ -45,6 +53,25 @@ StrawberryExecutionContext = StrawberryGraphQLCoreExecutionContext
 
 Operation: TypeAlias = handlers.Operation[Any, Any]
 """One graphql-transport-ws operation (a subscription) on one socket."""
+
+
+RESPONSE_DEPENDENCY = "response"
+"""The key of the controller's dependency giving each request's `Response`."""
+
+
+async def _response() -> Response[Any]:
+    return Response({}, background=BackgroundTasks([]))
+
+
+def dependencies_on_the_loop(
+    dependencies: Mapping[str, Provide | Callable[..., Any]],
+) -> dict[str, Provide | Callable[..., Any]]:
+    """The controller's dependencies with its per-request `Response` built on the event loop.
+
+    Strawberry's builds it in a worker thread: a thread hop per request (a queue, a future and two
+    GIL handovers) to construct an empty object.
+    """
+    return {**dependencies, RESPONSE_DEPENDENCY: Provide(_response)}
 
 
 def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo[Any]:
