@@ -89,10 +89,14 @@ class ExecutionQueue:
             # The candidates were read unlocked: a pause or stop of a queued execution may have
             # committed since. The update sees each row as it is now and takes only the ones
             # still queued and unowned (else a paused execution would run, a stopped one start).
+            # Locked in id order (see renew_leases).
+            lock = " ORDER BY id FOR UPDATE" if self._database.is_postgres else ""
             rows = await self._database.fetch(
                 "UPDATE runwire_execution SET owner = {}, lease_expires_at = {},"
                 " lease_generation = lease_generation + 1"
-                f" WHERE id IN ({marks(chosen)}) AND status = {{}} AND owner IS NULL RETURNING *",
+                " WHERE id IN (SELECT id FROM runwire_execution"
+                f" WHERE id IN ({marks(chosen)}) AND status = {{}} AND owner IS NULL{lock})"
+                " RETURNING *",
                 owner,
                 utc_now() + timedelta(seconds=lease_seconds),
                 *chosen,
@@ -113,9 +117,14 @@ class ExecutionQueue:
         if not leases:
             return set()
         ids = sorted(leases)
+        # Rows are locked in id order, as the event log's projection and every bulk change lock
+        # them: in the plan's order, a renewal over many rows and a projection each waited for a
+        # row the other held, and Postgres failed one of them (a deadlock).
+        lock = " ORDER BY id FOR UPDATE" if self._database.is_postgres else ""
         rows = await self._database.fetch(
             "UPDATE runwire_execution SET lease_expires_at = {}"
-            f" WHERE owner = {{}} AND id IN ({marks(ids)}) RETURNING id, lease_generation",
+            " WHERE id IN (SELECT id FROM runwire_execution"
+            f" WHERE owner = {{}} AND id IN ({marks(ids)}){lock}) RETURNING id, lease_generation",
             utc_now() + timedelta(seconds=lease_seconds),
             owner,
             *ids,
@@ -155,7 +164,8 @@ class ExecutionQueue:
         """
         now = utc_now()
         async with self._database.write():
-            lock = " FOR UPDATE" if self._database.is_postgres else ""
+            # In id order, like every other lock of many executions (see renew_leases).
+            lock = " ORDER BY id FOR UPDATE" if self._database.is_postgres else ""
             expired = await self._database.fetch(
                 "SELECT id, owner FROM runwire_execution"
                 f" WHERE owner IS NOT NULL AND lease_expires_at < {{}}{lock}",
