@@ -99,6 +99,9 @@ class Runner:
         # while the database was out of reach (abandoned) and to be resumed once it answers.
         self._held: dict[str, Lease] = {}
         self._abandoned: set[str] = set()
+        # Executions whose lease is being released: a renewal that read them as held before the
+        # release finds them unowned afterwards, which is no takeover.
+        self._releasing: set[str] = set()
         self._wakeup = asyncio.Event()
         self._control_lock = asyncio.Lock()
         self._draining = False
@@ -400,6 +403,7 @@ class Runner:
         meanwhile, through an outage too)."""
         try:
             await self._log.persisted(execution_id)
+            self._releasing.add(execution_id)
             while self._held.get(execution_id) == lease:
                 try:
                     if not await self._queue.release(execution_id, lease):
@@ -416,6 +420,7 @@ class Runner:
         finally:
             if self._held.get(execution_id) == lease:
                 del self._held[execution_id]
+            self._releasing.discard(execution_id)
             self._log.disown(execution_id)
             self.wake()
 
@@ -480,6 +485,11 @@ class Runner:
         self._renewed_at = time.monotonic()
         self._reached(True)
         for execution_id in set(held) - renewed:
+            if (
+                execution_id in self._releasing
+                or self._held.get(execution_id) != held[execution_id]
+            ):
+                continue  # released meanwhile, not taken
             logger.error("runner: execution %s was taken over by another runner", execution_id)
             self._held.pop(execution_id, None)
             self._abandoned.discard(execution_id)
