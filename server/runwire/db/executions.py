@@ -13,7 +13,14 @@ from runwire.db import tables
 from runwire.db.audit import insert_activity
 from runwire.db.engine import Database, marks, optional_stored_datetime
 from runwire.db.projection import insert_events, write_events
-from runwire.db.rows import dump, execution_of, span_of, step_run_of
+from runwire.db.rows import (
+    dump,
+    execution_of,
+    queued_execution_values,
+    span_of,
+    step_run_of,
+    trace_columns,
+)
 from runwire.db.starts import Announce, StartWriter
 from runwire.domain.clock import utc_now
 from runwire.domain.models import (
@@ -405,8 +412,8 @@ async def insert_execution(
             concurrency_limit=execution.concurrency_limit,
             batch_id=execution.batch_id,
             batch_limit=execution.batch_limit,
-            trace_parent=_trace_columns(execution)[0],
-            trace_state=_trace_columns(execution)[1],
+            trace_parent=trace_columns(execution)[0],
+            trace_state=trace_columns(execution)[1],
             trigger_type=execution.trigger_type.value,
         )
     )
@@ -439,30 +446,7 @@ def _queued_values(
 ) -> tuple[object, ...]:
     """_INSERT_QUEUED's parameters, in order."""
     return (
-        execution.id,
-        execution.workspace_id,
-        execution.name[:100],
-        execution.status.value,
-        execution.scenario_name,
-        execution.scenario_version,
-        dump(execution.definition),
-        dump(execution.inputs),
-        dump(list(execution.labels)),
-        execution.priority,
-        execution.timeout_seconds,
-        execution.grace_seconds,
-        execution.queued_at,
-        first_event.seq,
-        execution.triggered_by[:200],
-        execution.mode.value,
-        execution.step_key,
-        None if execution.upstream is None else dump(execution.upstream),
-        execution.idempotency_key,
-        fingerprint,
-        execution.concurrency_key,
-        execution.concurrency_limit,
-        execution.batch_id,
-        execution.batch_limit,
+        *queued_execution_values(execution, first_event.seq, fingerprint),
         list(execution.labels),
         first_event.seq,
         first_event.at,
@@ -470,12 +454,6 @@ def _queued_values(
         first_event.step_key,
         first_event.attempt,
         dump(first_event.data),
-        *_trace_columns(execution),
+        *trace_columns(execution),
         execution.trigger_type.value,
     )
-
-
-def _trace_columns(execution: Execution) -> tuple[str | None, str | None]:
-    """trace_parent and trace_state: the caller's trace context, if it gave one."""
-    caller = execution.trace_context
-    return (None, None) if caller is None else (caller.traceparent, caller.state)

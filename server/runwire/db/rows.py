@@ -71,6 +71,45 @@ def load(value: Any) -> Any:
         return json.loads(value)
 
 
+def queued_execution_values(
+    execution: Execution, last_seq: int, fingerprint: str | None
+) -> tuple[object, ...]:
+    """A new execution's runwire_execution values, id to batch_limit in column order (the
+    statements that insert one add the labels, first event, trace context and trigger)."""
+    return (
+        execution.id,
+        execution.workspace_id,
+        execution.name[:100],
+        execution.status.value,
+        execution.scenario_name,
+        execution.scenario_version,
+        dump(execution.definition),
+        dump(execution.inputs),
+        dump(list(execution.labels)),
+        execution.priority,
+        execution.timeout_seconds,
+        execution.grace_seconds,
+        execution.queued_at,
+        last_seq,
+        execution.triggered_by[:200],
+        execution.mode.value,
+        execution.step_key,
+        None if execution.upstream is None else dump(execution.upstream),
+        execution.idempotency_key,
+        fingerprint,
+        execution.concurrency_key,
+        execution.concurrency_limit,
+        execution.batch_id,
+        execution.batch_limit,
+    )
+
+
+def trace_columns(execution: Execution) -> tuple[str | None, str | None]:
+    """trace_parent and trace_state: the caller's trace context, if it gave one."""
+    caller = execution.trace_context
+    return (None, None) if caller is None else (caller.traceparent, caller.state)
+
+
 def scenario_of(row: Mapping[str, Any]) -> ScenarioVersion:
     return ScenarioVersion(
         name=row["name"],

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from runwire.db.engine import Database
-from runwire.db.rows import dump
+from runwire.db.rows import dump, queued_execution_values, trace_columns
 from runwire.domain.models import Activity, Event, Execution
 from runwire.faults import is_outage
 
@@ -246,34 +246,9 @@ def _settle(start: _Start, error: BaseException | None) -> None:
 
 def _execution_row(start: _Start) -> tuple[object, ...]:
     execution = start.execution
-    caller = execution.trace_context
     return (
-        execution.id,
-        execution.workspace_id,
-        execution.name[:100],
-        execution.status.value,
-        execution.scenario_name,
-        execution.scenario_version,
-        dump(execution.definition),
-        dump(execution.inputs),
-        dump(list(execution.labels)),
-        execution.priority,
-        execution.timeout_seconds,
-        execution.grace_seconds,
-        execution.queued_at,
-        start.first_event.seq,
-        execution.triggered_by[:200],
-        execution.mode.value,
-        execution.step_key,
-        None if execution.upstream is None else dump(execution.upstream),
-        execution.idempotency_key,
-        start.fingerprint,
-        execution.concurrency_key,
-        execution.concurrency_limit,
-        execution.batch_id,
-        execution.batch_limit,
-        None if caller is None else caller.traceparent,
-        None if caller is None else caller.state,
+        *queued_execution_values(execution, start.first_event.seq, start.fingerprint),
+        *trace_columns(execution),
         execution.trigger_type.value,
     )
 
