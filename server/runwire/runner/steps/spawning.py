@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 _READ_BYTES = 256 * 1024  # as asyncio's pipe transports
-# Starts have threads of their own: a hundred steps starting at once queued in the loop's
+# Starts have threads of their own: a hundred steps starting at once would queue in the loop's
 # default executor ahead of everything else there (getaddrinfo for a new database connection,
-# say), delaying lease renewals until steps were stopped as if their runner were lost.
+# say).
 _STARTERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="step-start")
 _P = TypeVar("_P", bound=asyncio.SubprocessProtocol)
 
