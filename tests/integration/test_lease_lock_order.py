@@ -15,9 +15,12 @@ deadlocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
+import pytest
 from tests.support import postgres
 
 from runwire.db.engine import Database
@@ -79,3 +82,39 @@ async def _until_waiting(connection: asyncpg.Connection, url: str) -> None:
             database_name,
         ):
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_more_leases_than_one_statement_renews_are_all_renewed(
+    kind: str, tmp_path: Path
+) -> None:
+    """Renewal goes in chunks: every held lease past the first chunk is renewed too, and one
+    taken by another runner or re-leased under a newer generation is reported as not held."""
+    ids = [f"exec-{n:04d}" for n in range(1_234)]
+    taken, re_leased = ids[700], ids[1_100]
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'leases.sqlite'}"
+            if kind == "sqlite"
+            else await stack.enter_async_context(postgres.fresh_database())
+        )
+        database = await stack.enter_async_context(Database.open(url, migrate=True))
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        async with database.write():
+            for execution_id in ids:
+                await database.fetch(
+                    "INSERT INTO runwire_execution (id, status, owner, lease_expires_at,"
+                    " lease_generation) VALUES ({}, 'RUNNING', {}, {}, {})",
+                    execution_id,
+                    "runner-b" if execution_id == taken else OWNER,
+                    soon,
+                    2 if execution_id == re_leased else 1,
+                )
+        leases = {i: Lease(owner=OWNER, generation=1) for i in ids}
+        renewed = await ExecutionQueue(database).renew_leases(OWNER, leases, 60.0)
+        assert renewed == set(ids) - {taken, re_leased}
+        rows = await database.fetch(
+            "SELECT id FROM runwire_execution WHERE lease_expires_at > {}",
+            soon + timedelta(seconds=30),
+        )
+        assert {row["id"] for row in rows} == set(ids) - {taken}

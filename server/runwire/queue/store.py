@@ -32,6 +32,9 @@ _OWNED_IN_BATCH = (
     " AND a.owner IS NOT NULL AND a.status IN ({}, {}, {}, {})"
 )
 _CLAIM_LOCK = 0x52554E57  # "RUNW": the advisory lock key of the claim
+# Leases renewed per statement: short transactions that hold few rows locked at a time, within
+# SQLite's limit on a statement's parameters.
+_RENEWAL_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +116,54 @@ class ExecutionQueue:
         lease_seconds: float,
         statement_timeout: float | None = None,
     ) -> set[str]:
-        """Extend the given leases of `owner`; the ids it still held (the others were taken)."""
-        if not leases:
-            return set()
+        """Extend the given leases of `owner`; the ids it still held (the others were taken).
+
+        In chunks of `_RENEWAL_CHUNK` rows, each its own short transaction: one UPDATE over
+        10,000 held rows kept them all locked while it ran, and the event log's projection of
+        any of them waited behind it (P7 logged the runner's own leases taken over).
+        """
         ids = sorted(leases)
-        # Rows are locked in id order, as the event log's projection and every bulk change lock
-        # them: in the plan's order, a renewal over many rows and a projection each waited for a
-        # row the other held, and Postgres failed one of them (a deadlock).
-        lock = " ORDER BY id FOR UPDATE" if self._database.is_postgres else ""
-        rows = await self._database.fetch(
+        still_held: set[str] = set()
+        for start in range(0, len(ids), _RENEWAL_CHUNK):
+            chunk = ids[start : start + _RENEWAL_CHUNK]
+            rows = await self._renew_chunk(owner, chunk, lease_seconds, statement_timeout)
+            still_held.update(
+                row["id"] for row in rows if leases[row["id"]].generation == row["lease_generation"]
+            )
+        return still_held
+
+    async def _renew_chunk(
+        self,
+        owner: str,
+        ids: list[str],
+        lease_seconds: float,
+        statement_timeout: float | None,
+    ) -> Sequence[Mapping[str, Any]]:
+        expires = utc_now() + timedelta(seconds=lease_seconds)
+        if self._database.is_postgres:
+            # Rows are locked in id order, as the event log's projection and every bulk change
+            # lock them: in the plan's order, a renewal over many rows and a projection each
+            # waited for a row the other held, and Postgres failed one of them (a deadlock).
+            # One array parameter, not one placeholder per id: the statement is the same
+            # prepared one for every chunk.
+            return await self._database.fetch(
+                "UPDATE runwire_execution SET lease_expires_at = {}"
+                " WHERE id IN (SELECT id FROM runwire_execution"
+                " WHERE owner = {} AND id = ANY({}::varchar[]) ORDER BY id FOR UPDATE)"
+                " RETURNING id, lease_generation",
+                expires,
+                owner,
+                ids,
+                statement_timeout=statement_timeout,
+            )
+        return await self._database.fetch(
             "UPDATE runwire_execution SET lease_expires_at = {}"
-            " WHERE id IN (SELECT id FROM runwire_execution"
-            f" WHERE owner = {{}} AND id IN ({marks(ids)}){lock}) RETURNING id, lease_generation",
-            utc_now() + timedelta(seconds=lease_seconds),
+            f" WHERE owner = {{}} AND id IN ({marks(ids)}) RETURNING id, lease_generation",
+            expires,
             owner,
             *ids,
             statement_timeout=statement_timeout,
         )
-        return {
-            row["id"] for row in rows if leases[row["id"]].generation == row["lease_generation"]
-        }
 
     async def check_writable(self, statement_timeout: float | None = None) -> None:
         """Raise unless the database takes writes now (a read-only one still answers reads)."""
