@@ -118,3 +118,37 @@ async def test_more_leases_than_one_statement_renews_are_all_renewed(
             soon + timedelta(seconds=30),
         )
         assert {row["id"] for row in rows} == set(ids) - {taken}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_runner_does_not_take_over_the_late_leases_it_still_holds(
+    kind: str, tmp_path: Path
+) -> None:
+    """A lease of this runner's that expired while it still holds it (renewed late: a thousand
+    claims starting one by one) is not lost: taken over, its execution would run twice. Leases
+    of other runners, and of this one's that it no longer holds, are taken over."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'leases.sqlite'}"
+            if kind == "sqlite"
+            else await stack.enter_async_context(postgres.fresh_database())
+        )
+        database = await stack.enter_async_context(Database.open(url, migrate=True))
+        expired = datetime.now(UTC) - timedelta(seconds=30)
+        owners = {"mine-held": OWNER, "mine-forgotten": OWNER, "theirs": "runner-b"}
+        async with database.write():
+            for execution_id, owner in owners.items():
+                await database.fetch(
+                    "INSERT INTO runwire_execution (id, status, owner, lease_expires_at,"
+                    " lease_generation) VALUES ({}, 'RUNNING', {}, {}, 1)",
+                    execution_id,
+                    owner,
+                    expired,
+                )
+        taken = await ExecutionQueue(database).take_over_expired(
+            OWNER, 6.0, 2.0, keep={"mine-held"}
+        )
+        assert sorted((execution.id, previous) for execution, previous in taken) == [
+            ("mine-forgotten", OWNER),
+            ("theirs", "runner-b"),
+        ]

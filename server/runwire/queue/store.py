@@ -3,7 +3,7 @@ control requests (stop, pause, resume, skip) addressed to whichever runner owns 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -185,10 +185,14 @@ class ExecutionQueue:
         return bool(rows)
 
     async def take_over_expired(
-        self, owner: str, lease_seconds: float, margin_seconds: float
+        self,
+        owner: str,
+        lease_seconds: float,
+        margin_seconds: float,
+        keep: Collection[str] = (),
     ) -> list[tuple[Execution, str]]:
         """Claim executions whose owner stopped renewing (a crashed or cut-off process), each
-        with the owner it had.
+        with the owner it had; not those of `keep` that `owner` holds itself.
 
         Only leases expired for `margin_seconds` already: their runner gave up on them before
         they expired (see Runner), so nothing of it still runs or writes when they change hands.
@@ -202,9 +206,13 @@ class ExecutionQueue:
                 f" WHERE owner IS NOT NULL AND lease_expires_at < {{}}{lock}",
                 now - timedelta(seconds=margin_seconds),
             )
-            if not expired:
+            previous = {
+                row["id"]: row["owner"]
+                for row in expired
+                if not (row["owner"] == owner and row["id"] in keep)
+            }
+            if not previous:
                 return []
-            previous = {row["id"]: row["owner"] for row in expired}
             ids = sorted(previous)
             rows = await self._database.fetch(
                 "UPDATE runwire_execution SET owner = {}, lease_expires_at = {},"

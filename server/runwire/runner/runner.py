@@ -32,7 +32,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -99,6 +99,8 @@ class Runner:
         # while the database was out of reach (abandoned) and to be resumed once it answers.
         self._held: dict[str, Lease] = {}
         self._abandoned: set[str] = set()
+        # Abandoned ones whose run is being made again (see _readopt).
+        self._resuming: set[str] = set()
         # Executions whose lease is being released: a renewal that read them as held before the
         # release finds them unowned afterwards, which is no takeover.
         self._releasing: set[str] = set()
@@ -198,13 +200,14 @@ class Runner:
                     last_takeover = now
                 free = self.slots - len(self._runs)
                 if free > 0:
-                    for execution in await self._queue.claim(
+                    claimed = await self._queue.claim(
                         self.owner, free, self._settings.lease_seconds
-                    ):
+                    )
+                    for execution in claimed:
                         if execution.started_at is None:
                             # A retried or handed-over execution keeps its first queued_at.
                             self._metrics.claimed((utc_now() - execution.queued_at).total_seconds())
-                        await self._start(execution)
+                    await self._start_all([(execution, None) for execution in claimed])
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -238,10 +241,14 @@ class Runner:
         """Apply pending control requests for executions this runner owns."""
         async with self._control_lock:
             requests = await self._queue.pending_controls(self.owner)
+            # Given up while the database was out of reach and to be resumed: their requests
+            # wait for the run made again (a stop marked handled here was lost, and the
+            # resumed execution ran on; found by P7).
+            waiting = self._abandoned | self._resuming
             for request in requests:
                 run = self._runs.get(request.execution_id)
                 if run is None:
-                    continue  # it ended meanwhile; the caller sees the end state
+                    continue  # it ended meanwhile (the caller sees the end state), or waits
                 if request.action == "stop":
                     run.stop(request.reason or "stopped")
                 elif request.action == "pause":
@@ -253,13 +260,21 @@ class Runner:
                 elif request.action == "decide_review" and request.step_key is not None:
                     run.decide_review(request.step_key, request.reason or "")
             for execution_id in {request.execution_id for request in requests}:
+                if execution_id in waiting and execution_id not in self._runs:
+                    continue
                 await self._queue.mark_controls_handled(execution_id)
 
     async def _take_over_expired(self) -> None:
         """Executions whose runner was lost: resume the running ones, release the rest."""
         taken = await self._queue.take_over_expired(
-            self.owner, self._settings.lease_seconds, self._takeover_margin
+            self.owner,
+            self._settings.lease_seconds,
+            self._takeover_margin,
+            # Its own leases that this runner still holds are not lost, only late: taken over,
+            # a running one would run twice.
+            keep=self._held.keys(),
         )
+        starting: list[tuple[Execution, str | None]] = []
         for execution, previous in taken:
             lease = execution.lease
             assert lease is not None
@@ -274,7 +289,27 @@ class Runner:
             if execution.status in _NOT_RUNNING or (execution.status.is_terminal):
                 self._track(execution.id, self._settle(execution.id, lease))  # nothing ran
             else:
-                await self._start(execution, lost_runner=previous)
+                starting.append((execution, previous))
+        await self._start_all(starting)
+
+    async def _start_all(self, executions: Sequence[tuple[Execution, str | None]]) -> None:
+        """Start claimed or taken-over executions (each with the runner it was taken from).
+
+        All are held, so renewed, before the first starts: starting a thousand one by one takes
+        longer than a lease, and one waiting its turn unrenewed was taken over as lost (P7).
+        """
+        for execution, _ in executions:
+            assert execution.lease is not None, "claimed and taken over executions carry a lease"
+            self._held[execution.id] = execution.lease
+        for index, (execution, lost_runner) in enumerate(executions):
+            try:
+                await self._start(execution, lost_runner=lost_runner)
+            except BaseException:
+                # Not started: let their leases lapse, so that they are taken over and run.
+                for waiting, _ in executions[index:]:
+                    if waiting.id not in self._runs and waiting.id not in self._tasks:
+                        self._held.pop(waiting.id, None)
+                raise
 
     # ---- one execution --------------------------------------------------------------------
 
@@ -389,14 +424,22 @@ class Runner:
 
     async def _readopt(self, execution_id: str, lease: Lease) -> None:
         """Resume an execution this runner gave up while the database was out of reach."""
-        await self._log.persisted(execution_id)  # what it wrote before it gave up, first
-        execution = await self._executions.execution(execution_id, workspace=None, with_steps=False)
-        if execution is None or execution.lease != lease:
-            self._held.pop(execution_id, None)
-            self._log.disown(execution_id)
-            return
-        logger.warning("runner: resuming execution %s, given up while unreachable", execution_id)
-        await self._start(execution, lost_runner=self.owner)
+        try:
+            await self._log.persisted(execution_id)  # what it wrote before it gave up, first
+            execution = await self._executions.execution(
+                execution_id, workspace=None, with_steps=False
+            )
+            if execution is None or execution.lease != lease:
+                self._held.pop(execution_id, None)
+                self._log.disown(execution_id)
+                return
+            logger.warning(
+                "runner: resuming execution %s, given up while unreachable", execution_id
+            )
+            await self._start(execution, lost_runner=self.owner)
+        finally:
+            self._resuming.discard(execution_id)
+        self.wake()  # a request that waited for the run (see _apply_controls)
 
     async def _settle(self, execution_id: str, lease: Lease) -> None:
         """Release the lease once every event written for it is stored (the heartbeat keeps it
@@ -498,6 +541,7 @@ class Runner:
                 run.abandon("its lease was taken over")
         for execution_id in self._abandoned & renewed:
             self._abandoned.discard(execution_id)
+            self._resuming.add(execution_id)
             self._track(execution_id, self._readopt(execution_id, held[execution_id]))
 
     def _give_up(self, reason: str) -> None:

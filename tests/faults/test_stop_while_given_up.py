@@ -1,0 +1,71 @@
+"""A stop asked for while the runner has given its execution up (its lease could not be renewed)
+reaches the execution once the runner resumes it: it ends stopped, and does not run on.
+
+Found by P7 (bench/capacity.py) at 10,000 running executions: renewals timed out, the runner gave
+up 1,000 executions, their stop requests arrived meanwhile and were marked handled with no run
+to apply them to, and the runner then resumed the executions, which ran on with no stop pending.
+
+Held open with real parts, as in test_step_ended_at_give_up.py: the execution's row locked from
+the test (FOR NO KEY UPDATE: the lease cannot be renewed, while a control request, which only
+references the row, can still be stored). The stop is stored as `stopBatch` stores it for an
+execution a runner holds (a control request, then a wake-up); its decision to ask the runner
+needs the row, which the test holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+from tests.faults.test_step_ended_at_give_up import _core, _final, _start, _until
+from tests.support import postgres
+
+from runwire.core import Core
+from runwire.domain.models import ExecutionStatus
+
+
+@contextlib.asynccontextmanager
+async def _lease_not_renewable(url: str, execution_id: str) -> AsyncIterator[None]:
+    connection = await asyncpg.connect(url)
+    try:
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT 1 FROM runwire_execution WHERE id = $1 FOR NO KEY UPDATE", execution_id
+            )
+            yield
+    finally:
+        await connection.close()
+
+
+def _given_up(core: Core, execution_id: str) -> bool:
+    runner = core.runner
+    assert runner is not None
+    # White box: the run is over and the execution is held to be resumed.
+    return execution_id not in runner._runs and execution_id in runner._abandoned
+
+
+async def test_a_stop_asked_while_its_execution_is_given_up_stops_it_once_resumed(
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"  # never created: the step runs until it is stopped
+    script = f"until [ -e {gate} ]; do sleep 0.01; done"
+    async with postgres.fresh_database() as url, _core(url, tmp_path / "data") as core:
+        runner = core.runner
+        assert runner is not None
+        execution_id = await _start(core, script)
+        await _until("running", lambda: execution_id in runner._runs)
+        async with _lease_not_renewable(url, execution_id):
+            await _until("given up", lambda: _given_up(core, execution_id))
+            await core.store.queue.request_controls([execution_id], "stop", "enough", "test")
+            runner.wake()
+            # The lost stop needed one pass of the claim loop (every 0.05 s here) while the
+            # execution was given up; give it several. Waiting longer cannot fail a runner
+            # that keeps the request.
+            await asyncio.sleep(0.5)
+        final = await _final(core, execution_id)
+    assert final.status is ExecutionStatus.CANCELLED
+    assert final.error is not None
+    assert "enough" in final.error
