@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-from tests.faults.test_step_ended_at_give_up import _core, _final, _start, _until
+from tests.faults.test_step_ended_at_give_up import ACTOR, _core, _final, _start, _until
 from tests.support import postgres
 
 from runwire.core import Core
+from runwire.domain.executions import StartRequest
 from runwire.domain.models import ExecutionStatus
 
 
@@ -69,3 +71,46 @@ async def test_a_stop_asked_while_its_execution_is_given_up_stops_it_once_resume
     assert final.status is ExecutionStatus.CANCELLED
     assert final.error is not None
     assert "enough" in final.error
+
+
+async def test_a_stop_cut_short_by_a_give_up_ends_the_resumed_execution(tmp_path: Path) -> None:
+    """The stop reached the run, whose step ignores SIGINT for its 60 s grace period; the runner
+    gave the execution up meanwhile. The give-up kills the step at once, grace or not (it must
+    be gone before the lease can pass to another runner), and the run made again on resuming
+    ends the execution stopped, without running the step again."""
+    gate = tmp_path / "gate"
+    script = f"trap '' INT; until [ -e {gate} ]; do sleep 0.01; done"
+    async with postgres.fresh_database() as url, _core(url, tmp_path / "data") as core:
+        runner = core.runner
+        assert runner is not None
+        step = {
+            "key": "a",
+            "kind": "shell",
+            "on_runner_lost": "retry",
+            "with": {"argv": ["sh", "-c", script]},
+        }
+        started = await core.executions.start(
+            StartRequest(
+                definition=json.dumps({"name": "slow-to-stop", "steps": [step]}),
+                grace_seconds=60,
+            ),
+            ACTOR,
+        )
+        execution_id = started.id
+        await _until("running", lambda: execution_id in runner._runs)
+        await core.control.stop(execution_id, "enough", ACTOR)
+        await _until(
+            "stopping",
+            lambda: (
+                execution_id in runner._runs and runner._runs[execution_id].stop_reason is not None
+            ),
+        )
+        async with _lease_not_renewable(url, execution_id):
+            await _until("given up", lambda: _given_up(core, execution_id))
+        final = await _final(core, execution_id)
+    # Ended by the stop: its step's SIGINT-deaf process was killed at the give-up (not after its
+    # 60 s grace) and not started again.
+    assert final.status is ExecutionStatus.CANCELLED
+    assert final.error is not None
+    assert final.error.startswith("stopped")
+    assert [step.attempt for step in final.steps] == [1]

@@ -101,6 +101,9 @@ class Runner:
         self._abandoned: set[str] = set()
         # Abandoned ones whose run is being made again (see _readopt).
         self._resuming: set[str] = set()
+        # The reason of each stop applied to a held execution's run: a run given up before its
+        # stop ended it is made again stopped (its request was handled with the first run).
+        self._stops: dict[str, str] = {}
         # Executions whose lease is being released: a renewal that read them as held before the
         # release finds them unowned afterwards, which is no takeover.
         self._releasing: set[str] = set()
@@ -250,7 +253,8 @@ class Runner:
                 if run is None:
                     continue  # it ended meanwhile (the caller sees the end state), or waits
                 if request.action == "stop":
-                    run.stop(request.reason or "stopped")
+                    self._stops[request.execution_id] = request.reason or "stopped"
+                    run.stop(self._stops[request.execution_id])
                 elif request.action == "pause":
                     run.pause(request.reason or "paused")
                 elif request.action == "resume":
@@ -351,6 +355,8 @@ class Runner:
             metrics=self._metrics,
         )
         self._runs[execution.id] = run
+        if lost_runner == self.owner and (reason := self._stops.get(execution.id)) is not None:
+            run.stop(reason)  # resumed after a give-up that cut its stop short
         self._track(execution.id, self._run(run, lease, ownership))
 
     def _track(self, execution_id: str, work: Coroutine[Any, Any, None]) -> None:
@@ -415,6 +421,7 @@ class Runner:
                 self._abandoned.add(run.id)
             else:
                 self._held.pop(run.id, None)  # another runner holds it now
+                self._stops.pop(run.id, None)
                 # Still fenced until the last of its events is refused (or stored, if they were
                 # written before the lease changed hands): then forget the lease.
                 await self._log.persisted(run.id)
@@ -431,6 +438,7 @@ class Runner:
             )
             if execution is None or execution.lease != lease:
                 self._held.pop(execution_id, None)
+                self._stops.pop(execution_id, None)
                 self._log.disown(execution_id)
                 return
             logger.warning(
@@ -463,6 +471,7 @@ class Runner:
         finally:
             if self._held.get(execution_id) == lease:
                 del self._held[execution_id]
+                self._stops.pop(execution_id, None)
             self._releasing.discard(execution_id)
             self._log.disown(execution_id)
             self.wake()
@@ -535,6 +544,7 @@ class Runner:
                 continue  # released meanwhile, not taken
             logger.error("runner: execution %s was taken over by another runner", execution_id)
             self._held.pop(execution_id, None)
+            self._stops.pop(execution_id, None)
             self._abandoned.discard(execution_id)
             run = self._runs.get(execution_id)
             if run is not None:

@@ -12,6 +12,7 @@ import asyncio
 import codecs
 import contextlib
 import subprocess
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -30,6 +31,9 @@ CAPTURE_BYTES = 64 * 1024
 
 DRAIN_SECONDS = 0.5
 """How long output may keep arriving after the process exited (background children)."""
+
+# How often a stopping step's grace period is read again (a give-up cuts it to 0).
+_GRACE_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,19 @@ async def _within(future: asyncio.Future[Any], seconds: float) -> bool:
     return bool(done)
 
 
+async def _within_grace(future: asyncio.Future[Any], context: StepContext) -> bool:
+    """Wait for `future` for the step's grace period, as it is now: a runner giving its steps up
+    sets it to 0 to kill at once, also a step already stopping (a give-up that waited out a
+    stop's grace left the step running after its lease could pass to another runner)."""
+    started = time.monotonic()
+    while not future.done():
+        left = context.grace_seconds - (time.monotonic() - started)
+        if left <= 0:
+            return False
+        await _within(future, min(left, _GRACE_CHECK_SECONDS))
+    return True
+
+
 async def run_command(
     confinement: Confinement,
     command: Command,
@@ -289,7 +306,7 @@ async def _supervise(reaper: Supervision, pipes: _Pipes, context: StepContext) -
             # whatever is left, in the group or not.
             await _within(reports.started, START_SECONDS)  # before, SIGINT would hit the reaper
             reaper.interrupt()
-            await _within(reports.outcome, context.grace_seconds)
+            await _within_grace(reports.outcome, context)
             killed = not reports.outcome.done()
             reaper.end()
             await _within(reaper.ended, END_SECONDS)
