@@ -7,9 +7,10 @@ to apply them to, and the runner then resumed the executions, which ran on with 
 
 Held open with real parts, as in test_step_ended_at_give_up.py: the execution's row locked from
 the test (FOR NO KEY UPDATE: the lease cannot be renewed, while a control request, which only
-references the row, can still be stored). The stop is stored as `stopBatch` stores it for an
-execution a runner holds (a control request, then a wake-up); its decision to ask the runner
-needs the row, which the test holds.
+references the row, can still be stored). The first test stores the stop as `stopBatch` stores
+it for an execution a runner holds (a control request, then a wake-up), as its decision to ask
+the runner needs the row the test holds; the second asks with `stopExecution` before the row is
+locked, so the stop reaches the run and the give-up cuts it short.
 """
 
 from __future__ import annotations
