@@ -52,7 +52,7 @@ async def _core(url: str, data: Path) -> AsyncIterator[Core]:
         yield core
 
 
-async def _start(core: Core, script: str) -> str:
+async def _start(core: Core, script: str, grace_seconds: float | None = None) -> str:
     step = {
         "key": "a",
         "kind": "shell",
@@ -60,7 +60,10 @@ async def _start(core: Core, script: str) -> str:
         "with": {"argv": ["sh", "-c", script]},
     }
     started = await core.executions.start(
-        StartRequest(definition=json.dumps({"name": "ends", "steps": [step]})), ACTOR
+        StartRequest(
+            definition=json.dumps({"name": "ends", "steps": [step]}), grace_seconds=grace_seconds
+        ),
+        ACTOR,
     )
     return started.id
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from tests.faults.test_step_ended_at_give_up import ACTOR, _core, _final, _start
 from tests.support import postgres
 
 from runwire.core import Core
-from runwire.domain.executions import StartRequest
 from runwire.domain.models import ExecutionStatus
 
 
@@ -84,20 +82,7 @@ async def test_a_stop_cut_short_by_a_give_up_ends_the_resumed_execution(tmp_path
     async with postgres.fresh_database() as url, _core(url, tmp_path / "data") as core:
         runner = core.runner
         assert runner is not None
-        step = {
-            "key": "a",
-            "kind": "shell",
-            "on_runner_lost": "retry",
-            "with": {"argv": ["sh", "-c", script]},
-        }
-        started = await core.executions.start(
-            StartRequest(
-                definition=json.dumps({"name": "slow-to-stop", "steps": [step]}),
-                grace_seconds=60,
-            ),
-            ACTOR,
-        )
-        execution_id = started.id
+        execution_id = await _start(core, script, grace_seconds=60)
         await _until("running", lambda: execution_id in runner._runs)
         await core.control.stop(execution_id, "enough", ACTOR)
         await _until(

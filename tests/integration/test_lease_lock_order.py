@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,71 +85,70 @@ async def _until_waiting(connection: asyncpg.Connection, url: str) -> None:
             await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-async def test_more_leases_than_one_statement_renews_are_all_renewed(
-    kind: str, tmp_path: Path
-) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh, migrated database of each kind."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'leases.sqlite'}"
+            if request.param == "sqlite"
+            else await stack.enter_async_context(postgres.fresh_database())
+        )
+        yield await stack.enter_async_context(Database.open(url, migrate=True))
+
+
+async def _running(database: Database, rows: Iterable[tuple[str, str, datetime, int]]) -> None:
+    """RUNNING executions, each (id, owner, lease_expires_at, lease_generation)."""
+    async with database.write():
+        for row in rows:
+            await database.fetch(
+                "INSERT INTO runwire_execution (id, status, owner, lease_expires_at,"
+                " lease_generation) VALUES ({}, 'RUNNING', {}, {}, {})",
+                *row,
+            )
+
+
+async def test_more_leases_than_one_statement_renews_are_all_renewed(database: Database) -> None:
     """Renewal goes in chunks: every held lease past the first chunk is renewed too, and one
     taken by another runner or re-leased under a newer generation is reported as not held."""
     ids = [f"exec-{n:04d}" for n in range(1_234)]
     taken, re_leased = ids[700], ids[1_100]
-    async with contextlib.AsyncExitStack() as stack:
-        url = (
-            f"sqlite:///{tmp_path / 'leases.sqlite'}"
-            if kind == "sqlite"
-            else await stack.enter_async_context(postgres.fresh_database())
-        )
-        database = await stack.enter_async_context(Database.open(url, migrate=True))
-        soon = datetime.now(UTC) + timedelta(seconds=1)
-        async with database.write():
-            for execution_id in ids:
-                await database.fetch(
-                    "INSERT INTO runwire_execution (id, status, owner, lease_expires_at,"
-                    " lease_generation) VALUES ({}, 'RUNNING', {}, {}, {})",
-                    execution_id,
-                    "runner-b" if execution_id == taken else OWNER,
-                    soon,
-                    2 if execution_id == re_leased else 1,
-                )
-        leases = {i: Lease(owner=OWNER, generation=1) for i in ids}
-        renewed = await ExecutionQueue(database).renew_leases(OWNER, leases, 60.0)
-        assert renewed == set(ids) - {taken, re_leased}
-        rows = await database.fetch(
-            "SELECT id FROM runwire_execution WHERE lease_expires_at > {}",
-            soon + timedelta(seconds=30),
-        )
-        assert {row["id"] for row in rows} == set(ids) - {taken}
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    await _running(
+        database,
+        (
+            (
+                execution_id,
+                "runner-b" if execution_id == taken else OWNER,
+                soon,
+                2 if execution_id == re_leased else 1,
+            )
+            for execution_id in ids
+        ),
+    )
+    leases = {i: Lease(owner=OWNER, generation=1) for i in ids}
+    renewed = await ExecutionQueue(database).renew_leases(OWNER, leases, 60.0)
+    assert renewed == set(ids) - {taken, re_leased}
+    rows = await database.fetch(
+        "SELECT id FROM runwire_execution WHERE lease_expires_at > {}",
+        soon + timedelta(seconds=30),
+    )
+    assert {row["id"] for row in rows} == set(ids) - {taken}
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_a_runner_does_not_take_over_the_late_leases_it_still_holds(
-    kind: str, tmp_path: Path
+    database: Database,
 ) -> None:
     """A lease of this runner's that expired while it still holds it (renewed late: a thousand
     claims starting one by one) is not lost: taken over, its execution would run twice. Leases
     of other runners, and of this one's that it no longer holds, are taken over."""
-    async with contextlib.AsyncExitStack() as stack:
-        url = (
-            f"sqlite:///{tmp_path / 'leases.sqlite'}"
-            if kind == "sqlite"
-            else await stack.enter_async_context(postgres.fresh_database())
-        )
-        database = await stack.enter_async_context(Database.open(url, migrate=True))
-        expired = datetime.now(UTC) - timedelta(seconds=30)
-        owners = {"mine-held": OWNER, "mine-forgotten": OWNER, "theirs": "runner-b"}
-        async with database.write():
-            for execution_id, owner in owners.items():
-                await database.fetch(
-                    "INSERT INTO runwire_execution (id, status, owner, lease_expires_at,"
-                    " lease_generation) VALUES ({}, 'RUNNING', {}, {}, 1)",
-                    execution_id,
-                    owner,
-                    expired,
-                )
-        taken = await ExecutionQueue(database).take_over_expired(
-            OWNER, 6.0, 2.0, keep={"mine-held"}
-        )
-        assert sorted((execution.id, previous) for execution, previous in taken) == [
-            ("mine-forgotten", OWNER),
-            ("theirs", "runner-b"),
-        ]
+    expired = datetime.now(UTC) - timedelta(seconds=30)
+    owners = {"mine-held": OWNER, "mine-forgotten": OWNER, "theirs": "runner-b"}
+    await _running(
+        database, ((execution_id, owner, expired, 1) for execution_id, owner in owners.items())
+    )
+    taken = await ExecutionQueue(database).take_over_expired(OWNER, 6.0, 2.0, keep={"mine-held"})
+    assert sorted((execution.id, previous) for execution, previous in taken) == [
+        ("mine-forgotten", OWNER),
+        ("theirs", "runner-b"),
+    ]

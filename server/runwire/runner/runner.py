@@ -253,8 +253,8 @@ class Runner:
                 if run is None:
                     continue  # it ended meanwhile (the caller sees the end state), or waits
                 if request.action == "stop":
-                    self._stops[request.execution_id] = request.reason or "stopped"
-                    run.stop(self._stops[request.execution_id])
+                    reason = self._stops[request.execution_id] = request.reason or "stopped"
+                    run.stop(reason)
                 elif request.action == "pause":
                     run.pause(request.reason or "paused")
                 elif request.action == "resume":
